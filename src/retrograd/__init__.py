@@ -1,0 +1,52 @@
+"""retrograd: backpropagation and the optimizers that use it, on NumPy arrays.
+
+``import retrograd as rg``; names and semantics follow PyTorch.
+"""
+from . import backend
+from .backend import (bool_ as bool, double, float, float16, float32, float64, get_default_dtype, half, int,  # noqa: A004
+                      int8, int16, int32, int64, long, set_default_dtype, uint8)
+from .autograd.engine import detect_anomaly, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
+from .tensor import (Tensor, cat, concat, concatenate, einsum, grad, hstack, matmul, pad, stack, vstack,
+                     where)
+from . import autograd
+from .creation import (arange, as_tensor, bernoulli, empty, empty_like, eye, from_numpy, full, full_like,
+                       linspace, logspace, multinomial, normal, ones, ones_like, rand, rand_like, randint,
+                       randn, randn_like, randperm, tensor, zeros, zeros_like)
+
+__version__ = "0.1.0"
+
+
+def _method(name: str):
+    f = getattr(Tensor, name)
+
+    def fn(input, *args, **kwargs):  # noqa: A002
+        if not isinstance(input, Tensor):
+            raise TypeError(f"{name}(): argument 'input' must be Tensor, not {type(input).__name__}")
+        return f(input, *args, **kwargs)
+
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f.__doc__
+    return fn
+
+
+# torch.exp(x) and friends: the Tensor method as a function
+for _n in ("exp expm1 log log1p log2 log10 sqrt rsqrt square reciprocal sin cos tan asin acos atan arcsin "
+           "arccos arctan sinh cosh tanh sigmoid erf relu abs absolute sign floor ceil round trunc neg "
+           "negative clamp clip sum mean var std amax amin max min argmax argmin argsort sort topk "
+           "logsumexp prod cumsum cumprod norm softmax log_softmax reshape flatten unflatten permute "
+           "transpose swapaxes swapdims movedim moveaxis t squeeze unsqueeze broadcast_to tile flip "
+           "fliplr flipud roll split chunk tensor_split unbind tril triu gather take_along_dim "
+           "index_select scatter_add masked_fill isnan isinf isfinite any all add sub subtract mul "
+           "multiply div divide true_divide pow maximum minimum atan2 arctan2 dot mm bmm clone "
+           "detach numel allclose isclose equal logical_not logical_and logical_or").split():
+    globals()[_n] = _method(_n)
+del _n
+
+
+def is_tensor(obj) -> bool:
+    return isinstance(obj, Tensor)
+
+
+def numel(input: Tensor) -> int:  # noqa: A002
+    return input.numel()

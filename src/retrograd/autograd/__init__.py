@@ -1,0 +1,12 @@
+"""``rg.autograd``: the engine's public face.
+
+``engine`` (graph nodes, grad mode, the backward walk) sits below ``tensor``;
+the helpers built on Tensors (``Function``, ``gradcheck``, ``functional``) sit
+above it.
+"""
+from .engine import (AnomalyError, Node, detect_anomaly, enable_grad, is_anomaly_enabled, is_grad_enabled,
+                     no_grad, set_grad_enabled)
+from ..tensor import backward, grad
+
+__all__ = ["AnomalyError", "Node", "backward", "detect_anomaly", "enable_grad", "grad", "is_anomaly_enabled",
+           "is_grad_enabled", "no_grad", "set_grad_enabled"]

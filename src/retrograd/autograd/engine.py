@@ -1,0 +1,390 @@
+"""The graph node, grad mode and the reverse-mode engine.
+
+A ``Node`` is created by every differentiable op whose inputs need grad. It
+keeps the op's rule, its input Tensors (their arrays are what the rule reads;
+their nodes are the graph's edges), the output array when the rule needs it,
+and the op's keyword arguments. It never keeps its output Tensor, so a graph
+holds no reference cycles and is freed as soon as the last Tensor that reaches
+it goes away.
+
+``run_backward`` walks the graph iteratively in reverse topological order,
+calls one rule per node, undoes broadcasting in one place (``unbroadcast``),
+accumulates into ``.grad`` of leaves only and frees each node's saved arrays
+after use unless ``retain_graph`` is set. With ``create_graph`` the gradients
+are Tensors and the rules run on Tensors, so the gradient is itself
+differentiable.
+
+This module sits below ``tensor.py``: it never imports it. ``tensor.py``
+registers its class in ``hooks.tensor_type`` so the engine can wrap arrays.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import traceback
+import weakref
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+
+class _State:
+    """Grad mode and anomaly mode: one object instead of module globals."""
+
+    __slots__ = ("enabled", "anomaly", "tensor_type")
+
+    def __init__(self) -> None:
+        self.enabled = True
+        self.anomaly = False
+        self.tensor_type: Any = None  # set by tensor.py
+
+
+state = _State()
+
+
+# --------------------------------------------------------------------------- modes
+class _GradModeContext(contextlib.ContextDecorator):
+    """Base of ``no_grad``/``enable_grad``: context manager and decorator."""
+
+    mode = True
+
+    def __enter__(self) -> None:
+        self._prev = state.enabled
+        state.enabled = self.mode
+
+    def __exit__(self, *exc: object) -> None:
+        state.enabled = self._prev
+
+    def __call__(self, func: Callable) -> Callable:  # decorator; a fresh context per call
+        mode = self.mode
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            prev = state.enabled
+            state.enabled = mode
+            try:
+                return func(*args, **kwargs)
+            finally:
+                state.enabled = prev
+
+        return wrapper
+
+
+class no_grad(_GradModeContext):
+    """Disable graph recording: ``with rg.no_grad(): ...`` or ``@rg.no_grad()``."""
+
+    mode = False
+
+
+class enable_grad(_GradModeContext):
+    """Enable graph recording inside a ``no_grad`` region."""
+
+    mode = True
+
+
+class set_grad_enabled(_GradModeContext):
+    """``set_grad_enabled(False)`` works as a call, a context manager or a decorator."""
+
+    def __init__(self, mode: bool) -> None:
+        self.mode = bool(mode)
+        self._prev = state.enabled
+        state.enabled = self.mode  # takes effect as a plain call too, like PyTorch
+
+    def __enter__(self) -> None:  # already applied in __init__
+        pass
+
+
+def is_grad_enabled() -> bool:
+    return state.enabled
+
+
+class AnomalyError(RuntimeError):
+    """Raised in anomaly mode by the first op producing NaN or inf."""
+
+
+class detect_anomaly(contextlib.ContextDecorator):
+    """Record where each op was created and raise at the first NaN/inf produced
+    by a forward or a backward, naming the op, its input shapes and the line of
+    user code that created it."""
+
+    def __init__(self, check_nan: bool = True) -> None:
+        self.check_nan = check_nan
+
+    def __enter__(self) -> None:
+        self._prev = state.anomaly
+        state.anomaly = self.check_nan
+
+    def __exit__(self, *exc: object) -> None:
+        state.anomaly = self._prev
+
+
+def is_anomaly_enabled() -> bool:
+    return state.anomaly
+
+
+def creation_site() -> str:
+    """The innermost stack frame outside retrograd's own code, as 'file:line in fn: code'."""
+    for frame in reversed(traceback.extract_stack()[:-1]):
+        if "/retrograd/" not in frame.filename.replace("\\", "/"):
+            return f'File "{frame.filename}", line {frame.lineno}, in {frame.name}: {frame.line}'
+    return "<unknown>"
+
+
+# --------------------------------------------------------------------------- node
+class Node:
+    """One recorded op (PyTorch's ``grad_fn``).
+
+    ``rule`` has ``name``, ``backward(g, out, ins, kw, needs)`` and ``forward``;
+    ``inputs`` are the input Tensors; ``out`` the output array if the rule
+    reads it; ``kw`` the op's keyword arguments and any arrays its forward
+    saved; ``version`` the sum of the saved inputs' version counters at
+    creation, checked at backward to catch in-place changes.
+    """
+
+    __slots__ = ("rule", "inputs", "out", "kw", "version", "out_vc", "hooks", "retain", "site",
+                 "__weakref__")
+
+    def __init__(self, rule: Any, inputs: tuple, out: Any, kw: Any, version: int) -> None:
+        self.rule = rule
+        self.inputs = inputs
+        self.out = out
+        self.kw = kw
+        self.version = version
+        self.out_vc = None
+        self.hooks = None
+        self.retain = None
+        self.site = None
+
+    def name(self) -> str:
+        return self.rule.node_name
+
+    @property
+    def next_functions(self) -> tuple:
+        if self.inputs is None:
+            return ()
+        return tuple((t._node if t is not None and t._node is not None else
+                      ("AccumulateGrad" if t is not None and t.requires_grad else None), 0)
+                     for t in self.inputs)
+
+    def register_hook(self, fn: Callable) -> None:
+        if self.hooks is None:
+            self.hooks = []
+        self.hooks.append(fn)
+
+    def __repr__(self) -> str:
+        return f"<{self.rule.node_name} object at {hex(id(self))}>"
+
+
+# --------------------------------------------------------------------------- helpers
+def unbroadcast(g: Any, shape: tuple) -> Any:
+    """Sum ``g`` back to ``shape``: the one place broadcasting is undone."""
+    gshape = g.shape
+    if gshape == shape:
+        return g
+    nd = len(gshape) - len(shape)
+    if nd < 0:
+        return np.broadcast_to(g, shape)
+    axes = tuple(range(nd)) + tuple(i + nd for i, s in enumerate(shape) if s == 1 and gshape[i + nd] != 1)
+    if axes:
+        g = np.sum(g, axis=axes)
+    if g.shape != shape:
+        g = np.reshape(g, shape)
+    return g
+
+
+def _version_sum(inputs: Sequence) -> int:
+    return sum(t._vc[0] for t in inputs if t is not None)
+
+
+def _shapes(inputs: Sequence) -> str:
+    return ", ".join(str(tuple(t.data.shape)) if t is not None else "None" for t in inputs)
+
+
+def _check_finite(arr: Any, what: str, node: Node) -> None:
+    data = getattr(arr, "data", arr)
+    if isinstance(data, np.ndarray) and data.dtype.kind == "f" and not np.isfinite(data).all():
+        kind = "nan" if np.isnan(data).any() else "inf"
+        raise AnomalyError(
+            f"{what} of op '{node.rule.name}' produced {kind} values "
+            f"(input shapes: {_shapes(node.inputs)}); the op was created at:\n  {node.site or '<unknown>'}")
+
+
+def _topo_order(roots: Iterable[Node]) -> list[Node]:
+    """Nodes reachable from ``roots``, each after all nodes that consume it."""
+    order: list[Node] = []
+    visited: set[int] = set()
+    stack: list[tuple[Node, bool]] = [(r, False) for r in roots]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        ins = node.inputs
+        if ins is None:
+            raise RuntimeError(
+                f"Trying to backward through the graph a second time (op '{node.rule.name}'): its saved "
+                "arrays were freed after the first backward. Pass retain_graph=True to the first "
+                "backward() (or rg.grad) if you need to backward through it again.")
+        stack.append((node, True))
+        for t in ins:
+            if t is not None:
+                child = t._node
+                if child is not None and id(child) not in visited:
+                    stack.append((child, False))
+    order.reverse()
+    return order
+
+
+# --------------------------------------------------------------------------- engine
+def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, create_graph: bool,
+                 capture: Sequence | None = None, accumulate: bool = True,
+                 only: Sequence | None = None) -> list | None:
+    """Backpropagate ``grad_roots`` (arrays, or Tensors when ``create_graph``)
+    from the Tensors ``roots``.
+
+    With ``capture`` (a list of Tensors) the gradients with respect to those
+    Tensors are returned (``rg.grad``); leaves' ``.grad`` is only written when
+    ``accumulate`` is true, and then, with ``only``, just for those leaves.
+    """
+    Tensor = state.tensor_type
+    wrap = Tensor._wrap
+    grads: dict[int, Any] = {}
+    nodes: list[Node] = []
+    leaf_seeds: list[tuple[Any, Any]] = []
+    for r, g in zip(roots, grad_roots):
+        n = r._node
+        if n is None:
+            leaf_seeds.append((r, g))
+            continue
+        prev = grads.get(id(n))
+        grads[id(n)] = g if prev is None else prev + g
+        nodes.append(n)
+
+    captured: dict[int, Any] = {}
+    cap_leaf: dict[int, int] = {}
+    cap_node: dict[int, int] = {}
+    if capture is not None:
+        for i, t in enumerate(capture):
+            if t._node is None:
+                cap_leaf[id(t)] = i
+            else:
+                cap_node[id(t._node)] = i
+    only_ids = None if only is None else {id(t) for t in only}
+    anomaly = state.anomaly
+
+    def to_leaf(t: Any, gi: Any, fresh: bool) -> None:
+        if t._hooks:
+            for h in t._hooks:
+                r = h(gi if create_graph else wrap(gi))
+                if r is not None:
+                    gi = r if create_graph else r.data
+                    fresh = False
+        key = id(t)
+        if key in cap_leaf:
+            prev = captured.get(key)
+            captured[key] = gi if prev is None else prev + gi
+        if not accumulate or (only_ids is not None and key not in only_ids):
+            return
+        if create_graph:
+            gt = gi if isinstance(gi, Tensor) else wrap(gi)
+            t.grad = gt if t.grad is None else t.grad + gt
+            return
+        if t.grad is None:
+            if not fresh or gi.dtype != t.data.dtype:
+                gi = np.array(gi, dtype=t.data.dtype, copy=True)
+            t.grad = wrap(gi)
+        else:
+            gd = t.grad.data
+            if gd.shape != gi.shape:
+                raise RuntimeError(f"backward: existing .grad of shape {gd.shape} cannot accumulate a "
+                                   f"gradient of shape {gi.shape}")
+            np.add(gd, gi, out=gd, casting="unsafe")
+
+    for r, g in leaf_seeds:
+        to_leaf(r, g, False)
+
+    prev_mode = state.enabled
+    state.enabled = create_graph
+    try:
+        order = _topo_order(nodes) if nodes else []
+        for node in order:
+            key = id(node)
+            g = grads.pop(key, None)
+            if g is None:
+                if not retain_graph:
+                    _free(node)
+                continue
+            if node.hooks:
+                for h in node.hooks:
+                    r = h(g if create_graph else wrap(g))
+                    if r is not None:
+                        g = r if create_graph else r.data
+            if node.retain is not None:
+                t = node.retain()
+                if t is not None:
+                    if create_graph:
+                        t.grad = g if t.grad is None else t.grad + g
+                    elif t.grad is None:
+                        t.grad = wrap(np.array(g, copy=True))
+                    else:
+                        t.grad.data += g
+            if key in cap_node:
+                captured[key] = g
+            rule = node.rule
+            ins = node.inputs
+            if rule.needs_inputs and _version_sum(ins) != node.version or (
+                    node.out_vc is not None and node.out_vc[0][0] != node.out_vc[1]):
+                raise RuntimeError(
+                    f"one of the tensors needed to compute the gradient of op '{rule.name}' "
+                    f"(input shapes: {_shapes(ins)}) has been modified by an in-place operation "
+                    "after it was used; clone it before modifying it in place")
+            needs = tuple(t is not None and t.requires_grad for t in ins)
+            if create_graph:
+                vals = ins
+                out = None
+                if rule.save_out:
+                    out = Tensor._apply(rule, ins, node.kw)  # differentiable recomputation
+                if not isinstance(g, Tensor):
+                    g = wrap(g)
+            else:
+                vals = tuple(None if t is None else t.data for t in ins)
+                out = node.out
+            gin = rule.backward(g, out, vals, node.kw, needs)
+            if not retain_graph:
+                _free(node)
+            for t, gi, need in zip(ins, gin, needs):
+                if gi is None or not need:
+                    continue
+                if anomaly:
+                    _check_finite(gi, "backward", node)
+                shape = t.data.shape
+                if gi.shape != shape:
+                    gi = unbroadcast(gi, shape)
+                child = t._node
+                if child is None:
+                    fresh = (not create_graph and gi is not g and gi.base is None
+                             and gi.flags.writeable)
+                    to_leaf(t, gi, fresh)
+                else:
+                    ck = id(child)
+                    prev = grads.get(ck)
+                    grads[ck] = gi if prev is None else prev + gi
+    finally:
+        state.enabled = prev_mode
+
+    if capture is None:
+        return None
+    out_list = []
+    for t in capture:
+        key = id(t) if t._node is None else id(t._node)
+        out_list.append(captured.get(key))
+    return out_list
+
+
+def _free(node: Node) -> None:
+    node.inputs = None
+    node.out = None
+    node.kw = None

@@ -1,0 +1,1777 @@
+"""``Tensor``: an array plus the autograd bookkeeping, with PyTorch's operators
+and methods. Every differentiable method calls one rule of ``ops.py`` through
+``Tensor._apply``, which records a ``Node`` when grad is needed."""
+from __future__ import annotations
+
+import math
+import numbers
+import weakref
+from collections import namedtuple
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from . import backend as B
+from . import ops as O
+from .autograd.engine import Node, creation_site, run_backward, state, _check_finite
+
+_ndarray = np.ndarray
+_PY_SCALARS = (bool, int, float, np.bool_, np.integer, np.floating)
+
+values_indices = namedtuple("values_indices", ["values", "indices"])
+
+
+def _as_shape(args: tuple) -> tuple:
+    """Accept f(2, 3), f((2, 3)) and f([2, 3])."""
+    if len(args) == 1 and isinstance(args[0], (tuple, list)):
+        args = tuple(args[0])
+    try:
+        return tuple(int(a) for a in args)
+    except TypeError as e:
+        raise TypeError(f"sizes must be ints, got {args!r}") from e
+
+
+def _norm_dim(d: int, ndim: int, op: str) -> int:
+    n = max(ndim, 1)
+    if not -n <= d < n:
+        raise IndexError(f"{op}: dimension out of range (expected to be in range of [{-n}, {n - 1}], "
+                         f"but got {d})")
+    return d % n
+
+
+def _norm_dims(dim: Any, ndim: int, op: str) -> tuple | None:
+    if dim is None:
+        return None
+    if isinstance(dim, (int, np.integer)):
+        dim = (dim,)
+    dims = tuple(sorted(_norm_dim(int(d), ndim, op) for d in dim))
+    if len(set(dims)) != len(dims):
+        raise RuntimeError(f"{op}: dim {tuple(dim)} appears multiple times in the list of dims")
+    return dims if ndim else None
+
+
+class Tensor:
+    """A multi-dimensional array that records the ops applied to it.
+
+    ``data`` is the NumPy array; ``grad`` the accumulated gradient (a Tensor or
+    None); ``requires_grad`` whether ops on it are recorded.
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "_node", "_vc", "_hooks", "__weakref__")
+    __array_priority__ = 1000
+    __hash__ = object.__hash__
+
+    def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False) -> None:
+        arr = _to_array(data, dtype)
+        self.data = arr
+        self.grad = None
+        self.requires_grad = False
+        self._node = None
+        self._vc = [0]
+        self._hooks = None
+        if requires_grad:
+            self.requires_grad_(True)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def _wrap(cls, arr: np.ndarray) -> "Tensor":
+        t = object.__new__(cls)
+        t.data = arr
+        t.grad = None
+        t.requires_grad = False
+        t._node = None
+        t._vc = [0]
+        t._hooks = None
+        return t
+
+    @staticmethod
+    def _apply(rule: O.Rule, ins: tuple, kw: dict | None = None) -> "Tensor":
+        """Run ``rule`` forward on the inputs' arrays; record a Node if any input needs grad."""
+        out = rule.forward(tuple([t.data for t in ins]), kw)
+        if type(out) is not _ndarray:
+            out = np.asarray(out)
+        t = object.__new__(Tensor)
+        t.data = out
+        t.grad = None
+        t._vc = [0]
+        t._hooks = None
+        if state.enabled:
+            for x in ins:
+                if x.requires_grad:
+                    break
+            else:
+                t.requires_grad = False
+                t._node = None
+                return t
+            if rule.backward is None:
+                raise RuntimeError(f"{rule.name}: this op is not differentiable")
+            node = Node(rule, ins, out if rule.save_out else None, kw,
+                        sum([x._vc[0] for x in ins]) if rule.needs_inputs else 0)
+            if rule.save_out:
+                node.out_vc = (t._vc, 0)
+            t.requires_grad = True
+            t._node = node
+            if state.anomaly:
+                node.site = creation_site()
+                _check_finite(out, "forward", node)
+        else:
+            t.requires_grad = False
+            t._node = None
+        return t
+
+    # ------------------------------------------------------------------ attributes
+    @property
+    def shape(self) -> tuple:
+        return self.data.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def device(self) -> str:
+        return "cpu"
+
+    def dim(self) -> int:
+        return self.data.ndim
+
+    ndimension = dim
+
+    def size(self, dim: int | None = None) -> Any:
+        if dim is None:
+            return self.data.shape
+        return self.data.shape[_norm_dim(dim, self.ndim, "size")]
+
+    def numel(self) -> int:
+        return self.data.size
+
+    nelement = numel
+
+    def element_size(self) -> int:
+        return self.data.itemsize
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._node is None
+
+    @property
+    def grad_fn(self) -> Node | None:
+        return self._node
+
+    @property
+    def T(self) -> "Tensor":
+        return self.permute(*reversed(range(self.ndim)))
+
+    @property
+    def mT(self) -> "Tensor":
+        if self.ndim < 2:
+            raise RuntimeError(f"mT: tensor.mT is only supported on matrices or batches of matrices; got "
+                               f"{self.ndim}-D tensor")
+        return self.transpose(-2, -1)
+
+    def is_floating_point(self) -> bool:
+        return self.data.dtype.kind == "f"
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return iter(self.unbind(0))
+
+    def item(self) -> Any:
+        if self.data.size != 1:
+            raise RuntimeError(f"item: a Tensor with {self.data.size} elements cannot be converted to "
+                               "a Python scalar")
+        return self.data.reshape(()).item()
+
+    def tolist(self) -> Any:
+        return self.data.tolist()
+
+    def numpy(self) -> np.ndarray:
+        if self.requires_grad:
+            raise RuntimeError("numpy: can't call numpy() on a Tensor that requires grad; use "
+                               "tensor.detach().numpy() instead")
+        return self.data
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        a = self.data
+        return a if dtype is None else a.astype(dtype)
+
+    def __bool__(self) -> bool:
+        if self.data.size != 1:
+            raise RuntimeError(f"Boolean value of Tensor with {self.data.size} values is ambiguous")
+        return bool(self.data.reshape(()))
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __index__(self) -> int:
+        if self.data.dtype.kind not in "iub" or self.data.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.item())
+
+    def __repr__(self) -> str:
+        return _format(self)
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        if self.ndim == 0 and spec:
+            return format(self.item(), spec)
+        return repr(self)
+
+    # ------------------------------------------------------------------ autograd
+    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+        if requires_grad and self.data.dtype.kind != "f":
+            raise RuntimeError(f"requires_grad_: only Tensors of floating point dtype can require "
+                               f"gradients, got {B.dtype_name(self.data.dtype)}")
+        if not requires_grad and self._node is not None:
+            raise RuntimeError("requires_grad_: you can only change requires_grad flags of leaf "
+                               "variables; use detach() to get a tensor that does not require grad")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def detach(self) -> "Tensor":
+        t = Tensor._wrap(self.data)
+        t._vc = self._vc  # shares storage: in-place changes are seen by both
+        return t
+
+    def detach_(self) -> "Tensor":
+        self._node = None
+        self.requires_grad = False
+        return self
+
+    def retain_grad(self) -> None:
+        if not self.requires_grad:
+            raise RuntimeError("retain_grad: can't retain_grad on Tensor that has requires_grad=False")
+        if self._node is not None:
+            self._node.retain = weakref.ref(self)
+
+    @property
+    def retains_grad(self) -> bool:
+        return self._node is not None and self._node.retain is not None
+
+    def register_hook(self, hook: Callable) -> "_HookHandle":
+        """``hook(grad) -> Tensor or None`` runs when this tensor's gradient is computed."""
+        if not self.requires_grad:
+            raise RuntimeError("register_hook: cannot register a hook on a tensor that doesn't require "
+                               "gradient")
+        if self._node is not None:
+            self._node.register_hook(hook)
+            return _HookHandle(self._node.hooks, hook)
+        if self._hooks is None:
+            self._hooks = []
+        self._hooks.append(hook)
+        return _HookHandle(self._hooks, hook)
+
+    def backward(self, gradient: Any = None, retain_graph: bool | None = None,
+                 create_graph: bool = False, inputs: Sequence | None = None) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad``."""
+        backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph, inputs=inputs)
+
+    # ------------------------------------------------------------------ conversion
+    def to(self, *args: Any, **kwargs: Any) -> "Tensor":
+        dtype = kwargs.get("dtype")
+        for a in args:
+            if isinstance(a, Tensor):
+                dtype = a.dtype
+            elif not isinstance(a, str):  # a device string is accepted and ignored (CPU only)
+                dtype = a
+        if dtype is None:
+            return self
+        return self._cast(B.as_dtype(dtype))
+
+    def _cast(self, dtype: np.dtype) -> "Tensor":
+        if self.data.dtype == dtype:
+            return self
+        if self.requires_grad and dtype.kind != "f":
+            return Tensor._wrap(self.data.astype(dtype))
+        return Tensor._apply(O.CAST, (self,), {"dtype": dtype})
+
+    def astype(self, dtype: Any) -> "Tensor":
+        return self._cast(B.as_dtype(dtype))
+
+    def type_as(self, other: "Tensor") -> "Tensor":
+        return self._cast(other.dtype)
+
+    def float(self) -> "Tensor":
+        return self._cast(B.float32)
+
+    def double(self) -> "Tensor":
+        return self._cast(B.float64)
+
+    def half(self) -> "Tensor":
+        return self._cast(B.float16)
+
+    def long(self) -> "Tensor":
+        return self._cast(B.int64)
+
+    def int(self) -> "Tensor":
+        return self._cast(B.int32)
+
+    def bool(self) -> "Tensor":
+        return self._cast(B.bool_)
+
+    def cpu(self) -> "Tensor":
+        return self
+
+    def clone(self) -> "Tensor":
+        return Tensor._apply(O.CLONE, (self,))
+
+    def contiguous(self) -> "Tensor":
+        return self
+
+    def is_contiguous(self) -> bool:
+        return bool(self.data.flags.c_contiguous)
+
+    # ------------------------------------------------------------------ arithmetic
+    def __add__(self, other: Any) -> "Tensor":
+        a, b = _coerce(self, other, "add")
+        return Tensor._apply(O.ADD, (a, b))
+
+    def __radd__(self, other: Any) -> "Tensor":
+        b, a = _coerce(self, other, "add")
+        return Tensor._apply(O.ADD, (a, b))
+
+    def __sub__(self, other: Any) -> "Tensor":
+        a, b = _coerce(self, other, "sub")
+        return Tensor._apply(O.SUB, (a, b))
+
+    def __rsub__(self, other: Any) -> "Tensor":
+        b, a = _coerce(self, other, "sub")
+        return Tensor._apply(O.SUB, (a, b))
+
+    def __mul__(self, other: Any) -> "Tensor":
+        a, b = _coerce(self, other, "mul")
+        return Tensor._apply(O.MUL, (a, b))
+
+    def __rmul__(self, other: Any) -> "Tensor":
+        b, a = _coerce(self, other, "mul")
+        return Tensor._apply(O.MUL, (a, b))
+
+    def __truediv__(self, other: Any) -> "Tensor":
+        a, b = _coerce(self, other, "div", true_div=True)
+        return Tensor._apply(O.DIV, (a, b))
+
+    def __rtruediv__(self, other: Any) -> "Tensor":
+        b, a = _coerce(self, other, "div", true_div=True)
+        return Tensor._apply(O.DIV, (a, b))
+
+    def __floordiv__(self, other: Any) -> "Tensor":
+        a, b = _coerce(self, other, "floor_divide")
+        return Tensor._wrap(np.asarray(a.data // b.data))
+
+    def __mod__(self, other: Any) -> "Tensor":
+        a, b = _coerce(self, other, "remainder")
+        return Tensor._wrap(np.asarray(np.mod(a.data, b.data)))
+
+    def __pow__(self, other: Any) -> "Tensor":
+        a, b = _coerce(self, other, "pow")
+        return Tensor._apply(O.POW, (a, b))
+
+    def __rpow__(self, other: Any) -> "Tensor":
+        b, a = _coerce(self, other, "pow")
+        return Tensor._apply(O.POW, (a, b))
+
+    def __matmul__(self, other: Any) -> "Tensor":
+        return matmul(self, other)
+
+    def __rmatmul__(self, other: Any) -> "Tensor":
+        return matmul(_as_tensor(other), self)
+
+    def __neg__(self) -> "Tensor":
+        if self.data.dtype == B.bool_:
+            raise TypeError("neg: negation, the `-` operator, on a bool tensor is not supported; use "
+                            "the `~` or `logical_not()` operator instead")
+        return Tensor._apply(O.NEG, (self,))
+
+    def __pos__(self) -> "Tensor":
+        return self
+
+    def __abs__(self) -> "Tensor":
+        return self.abs()
+
+    def __invert__(self) -> "Tensor":
+        if self.data.dtype.kind not in "biu":
+            raise TypeError(f"bitwise_not: only integral and bool tensors are supported, got "
+                            f"{B.dtype_name(self.dtype)}")
+        return Tensor._wrap(np.asarray(~self.data))
+
+    # comparisons and logic: never differentiable
+    def _cmp(self, other: Any, f: Callable, name: str) -> "Tensor":
+        a, b = _coerce(self, other, name)
+        return Tensor._wrap(np.asarray(f(a.data, b.data)))
+
+    def __eq__(self, other: Any) -> "Tensor":  # type: ignore[override]
+        return self._cmp(other, np.equal, "eq")
+
+    def __ne__(self, other: Any) -> "Tensor":  # type: ignore[override]
+        return self._cmp(other, np.not_equal, "ne")
+
+    def __lt__(self, other: Any) -> "Tensor":
+        return self._cmp(other, np.less, "lt")
+
+    def __le__(self, other: Any) -> "Tensor":
+        return self._cmp(other, np.less_equal, "le")
+
+    def __gt__(self, other: Any) -> "Tensor":
+        return self._cmp(other, np.greater, "gt")
+
+    def __ge__(self, other: Any) -> "Tensor":
+        return self._cmp(other, np.greater_equal, "ge")
+
+    def __and__(self, other: Any) -> "Tensor":
+        return self._cmp(other, np.bitwise_and, "bitwise_and")
+
+    def __or__(self, other: Any) -> "Tensor":
+        return self._cmp(other, np.bitwise_or, "bitwise_or")
+
+    def __xor__(self, other: Any) -> "Tensor":
+        return self._cmp(other, np.bitwise_xor, "bitwise_xor")
+
+    __rand__, __ror__, __rxor__ = __and__, __or__, __xor__
+
+    eq, ne, lt, le, gt, ge = __eq__, __ne__, __lt__, __le__, __gt__, __ge__
+
+    def equal(self, other: "Tensor") -> bool:
+        return self.shape == other.shape and bool(np.array_equal(self.data, other.data))
+
+    def allclose(self, other: Any, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False) -> bool:
+        return bool(np.allclose(self.data, _as_tensor(other).data, rtol=rtol, atol=atol, equal_nan=equal_nan))
+
+    def isclose(self, other: Any, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False) -> "Tensor":
+        return Tensor._wrap(np.isclose(self.data, _as_tensor(other).data, rtol=rtol, atol=atol,
+                                       equal_nan=equal_nan))
+
+    def logical_not(self) -> "Tensor":
+        return Tensor._wrap(np.logical_not(self.data))
+
+    def logical_and(self, other: Any) -> "Tensor":
+        return Tensor._wrap(np.logical_and(self.data, _as_tensor(other).data))
+
+    def logical_or(self, other: Any) -> "Tensor":
+        return Tensor._wrap(np.logical_or(self.data, _as_tensor(other).data))
+
+    def isnan(self) -> "Tensor":
+        return Tensor._wrap(np.isnan(self.data))
+
+    def isinf(self) -> "Tensor":
+        return Tensor._wrap(np.isinf(self.data))
+
+    def isfinite(self) -> "Tensor":
+        return Tensor._wrap(np.isfinite(self.data))
+
+    def any(self, dim: Any = None, keepdim: bool = False) -> "Tensor":
+        d = _norm_dims(dim, self.ndim, "any")
+        return Tensor._wrap(np.asarray(np.any(self.data, axis=d, keepdims=keepdim)))
+
+    def all(self, dim: Any = None, keepdim: bool = False) -> "Tensor":
+        d = _norm_dims(dim, self.ndim, "all")
+        return Tensor._wrap(np.asarray(np.all(self.data, axis=d, keepdims=keepdim)))
+
+    # ------------------------------------------------------------------ named arithmetic
+    def add(self, other: Any, *, alpha: Any = 1) -> "Tensor":
+        return self + (other if alpha == 1 else other * alpha)
+
+    def sub(self, other: Any, *, alpha: Any = 1) -> "Tensor":
+        return self - (other if alpha == 1 else other * alpha)
+
+    subtract = sub
+
+    def mul(self, other: Any) -> "Tensor":
+        return self * other
+
+    multiply = mul
+
+    def div(self, other: Any, *, rounding_mode: str | None = None) -> "Tensor":
+        if rounding_mode is None:
+            return self / other
+        a, b = _coerce(self, other, "div")
+        if rounding_mode == "floor":
+            return Tensor._wrap(np.asarray(np.floor_divide(a.data, b.data)))
+        if rounding_mode == "trunc":
+            q = np.trunc(a.data / b.data)
+            return Tensor._wrap(np.asarray(q.astype(a.dtype) if a.dtype.kind != "f" else q))
+        raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
+
+    divide = true_divide = div
+
+    def pow(self, exponent: Any) -> "Tensor":
+        return self ** exponent
+
+    def matmul(self, other: Any) -> "Tensor":
+        return matmul(self, other)
+
+    def dot(self, other: "Tensor") -> "Tensor":
+        if self.ndim != 1 or other.ndim != 1:
+            raise RuntimeError(f"dot: 1D tensors expected, but got {self.ndim}D and {other.ndim}D tensors")
+        return matmul(self, other)
+
+    def mm(self, other: "Tensor") -> "Tensor":
+        if self.ndim != 2 or other.ndim != 2:
+            raise RuntimeError(f"mm: two 2-D matrices expected, got {self.ndim}-D and {other.ndim}-D")
+        return matmul(self, other)
+
+    def bmm(self, other: "Tensor") -> "Tensor":
+        if self.ndim != 3 or other.ndim != 3:
+            raise RuntimeError(f"bmm: batch1 and batch2 must be 3-D tensors, got {self.ndim}-D and "
+                               f"{other.ndim}-D")
+        return matmul(self, other)
+
+    def neg(self) -> "Tensor":
+        return -self
+
+    negative = neg
+
+    def maximum(self, other: Any) -> "Tensor":
+        a, b = _coerce(self, other, "maximum")
+        return Tensor._apply(O.MAXIMUM, (a, b), {"max": True})
+
+    def minimum(self, other: Any) -> "Tensor":
+        a, b = _coerce(self, other, "minimum")
+        return Tensor._apply(O.MINIMUM, (a, b), {"max": False})
+
+    def atan2(self, other: Any) -> "Tensor":
+        a, b = _coerce(self, other, "atan2", true_div=True)
+        return Tensor._apply(O.ATAN2, (a, b))
+
+    arctan2 = atan2
+
+    def _unary(self, rule: O.Rule, kw: dict | None = None) -> "Tensor":
+        x = self
+        if x.data.dtype.kind != "f":
+            x = x._cast(B.defaults.float_dtype)
+        return Tensor._apply(rule, (x,), kw)
+
+    def exp(self) -> "Tensor":
+        return self._unary(O.EXP)
+
+    def expm1(self) -> "Tensor":
+        return self._unary(O.EXPM1)
+
+    def log(self) -> "Tensor":
+        return self._unary(O.LOG)
+
+    def log1p(self) -> "Tensor":
+        return self._unary(O.LOG1P)
+
+    def log2(self) -> "Tensor":
+        return self.log() / math.log(2.0)
+
+    def log10(self) -> "Tensor":
+        return self.log() / math.log(10.0)
+
+    def sqrt(self) -> "Tensor":
+        return self._unary(O.SQRT)
+
+    def rsqrt(self) -> "Tensor":
+        return self._unary(O.RSQRT)
+
+    def square(self) -> "Tensor":
+        return self * self
+
+    def reciprocal(self) -> "Tensor":
+        return 1.0 / self
+
+    def sin(self) -> "Tensor":
+        return self._unary(O.SIN)
+
+    def cos(self) -> "Tensor":
+        return self._unary(O.COS)
+
+    def tan(self) -> "Tensor":
+        return self._unary(O.TAN)
+
+    def asin(self) -> "Tensor":
+        return self._unary(O.ASIN)
+
+    def acos(self) -> "Tensor":
+        return self._unary(O.ACOS)
+
+    def atan(self) -> "Tensor":
+        return self._unary(O.ATAN)
+
+    arcsin, arccos, arctan = asin, acos, atan
+
+    def sinh(self) -> "Tensor":
+        return self._unary(O.SINH)
+
+    def cosh(self) -> "Tensor":
+        return self._unary(O.COSH)
+
+    def tanh(self) -> "Tensor":
+        return self._unary(O.TANH)
+
+    def sigmoid(self) -> "Tensor":
+        return self._unary(O.SIGMOID)
+
+    def erf(self) -> "Tensor":
+        return self._unary(O.ERF)
+
+    def relu(self) -> "Tensor":
+        return Tensor._apply(O.RELU, (self,))
+
+    def softplus(self, beta: float = 1.0, threshold: float = 20.0) -> "Tensor":
+        return self._unary(O.SOFTPLUS, {"beta": beta, "threshold": threshold})
+
+    def abs(self) -> "Tensor":
+        return Tensor._apply(O.ABS, (self,))
+
+    absolute = abs
+
+    def sign(self) -> "Tensor":
+        return Tensor._apply(O.SIGN, (self,))
+
+    def floor(self) -> "Tensor":
+        return _nondiff(self, np.floor)
+
+    def ceil(self) -> "Tensor":
+        return _nondiff(self, np.ceil)
+
+    def round(self) -> "Tensor":
+        return _nondiff(self, np.round)
+
+    def trunc(self) -> "Tensor":
+        return _nondiff(self, np.trunc)
+
+    def clamp(self, min: Any = None, max: Any = None) -> "Tensor":  # noqa: A002
+        if min is None and max is None:
+            raise RuntimeError("clamp: at least one of 'min' or 'max' must not be None")
+        if isinstance(min, Tensor) or isinstance(max, Tensor):
+            out = self
+            if min is not None:
+                out = out.maximum(min)
+            if max is not None:
+                out = out.minimum(max)
+            return out
+        return Tensor._apply(O.CLAMP, (self,), {"min": min, "max": max})
+
+    clip = clamp
+
+    def where(self, condition: Any, other: Any) -> "Tensor":
+        return where(condition, self, other)
+
+    def masked_fill(self, mask: Any, value: Any) -> "Tensor":
+        m = _as_tensor(mask).data
+        if m.dtype != np.bool_:
+            raise TypeError(f"masked_fill: mask must be a bool tensor, got {B.dtype_name(m.dtype)}")
+        try:
+            np.broadcast_shapes(m.shape, self.shape)
+        except ValueError:
+            raise RuntimeError(f"masked_fill: mask of shape {m.shape} does not broadcast to the tensor's "
+                               f"shape {self.shape}") from None
+        if isinstance(value, Tensor):
+            if value.ndim != 0:
+                raise RuntimeError("masked_fill: only supports a 0-dimensional value tensor")
+            return where(m, value.to(self.dtype), self)
+        out = Tensor._apply(O.MASKED_FILL, (self,), {"mask": m, "value": value})
+        if out.shape != self.shape:
+            raise RuntimeError(f"masked_fill: mask of shape {m.shape} would enlarge the tensor of shape "
+                               f"{self.shape}")
+        return out
+
+    # ------------------------------------------------------------------ reductions
+    def sum(self, dim: Any = None, keepdim: bool = False, *, dtype: Any = None, axis: Any = None) -> "Tensor":
+        x = self if dtype is None else self._cast(B.as_dtype(dtype))
+        if x.data.dtype.kind in "biu" and dtype is None:
+            x = x._cast(B.int64)
+        dim = axis if dim is None else dim
+        return Tensor._apply(O.SUM, (x,), {"dim": _norm_dims(dim, x.ndim, "sum"), "keepdim": keepdim})
+
+    def mean(self, dim: Any = None, keepdim: bool = False, *, dtype: Any = None) -> "Tensor":
+        x = self if dtype is None else self._cast(B.as_dtype(dtype))
+        if x.data.dtype.kind != "f":
+            raise RuntimeError(f"mean: could not infer output dtype. Input dtype must be either a floating "
+                               f"point or complex dtype. Got: {B.dtype_name(x.dtype)}")
+        return Tensor._apply(O.MEAN, (x,), {"dim": _norm_dims(dim, x.ndim, "mean"), "keepdim": keepdim})
+
+    def var(self, dim: Any = None, unbiased: bool | None = None, keepdim: bool = False, *,
+            correction: Any = None) -> "Tensor":
+        if unbiased is not None and not isinstance(unbiased, bool):  # var(dim) positional form
+            dim, unbiased = unbiased, None
+        if correction is None:
+            correction = 1 if unbiased is None or unbiased else 0
+        x = self._float()
+        return Tensor._apply(O.VAR, (x,), {"dim": _norm_dims(dim, x.ndim, "var"), "keepdim": keepdim,
+                                           "correction": correction})
+
+    def std(self, dim: Any = None, unbiased: bool | None = None, keepdim: bool = False, *,
+            correction: Any = None) -> "Tensor":
+        return self.var(dim, unbiased, keepdim, correction=correction).sqrt()
+
+    def _float(self) -> "Tensor":
+        return self if self.data.dtype.kind == "f" else self._cast(B.defaults.float_dtype)
+
+    def amax(self, dim: Any = (), keepdim: bool = False) -> "Tensor":
+        return self._amax(dim, keepdim, True)
+
+    def amin(self, dim: Any = (), keepdim: bool = False) -> "Tensor":
+        return self._amax(dim, keepdim, False)
+
+    def _amax(self, dim: Any, keepdim: bool, is_max: bool) -> "Tensor":
+        name = "amax" if is_max else "amin"
+        if dim == () or dim == []:
+            dim = None
+        d = _norm_dims(dim, self.ndim, name)
+        if self.numel() == 0 and (d is None or any(self.shape[i] == 0 for i in d)):
+            raise IndexError(f"{name}: expected reduction dim to have non-zero size")
+        return Tensor._apply(O.AMAX, (self,), {"dim": d, "keepdim": keepdim, "max": is_max})
+
+    def max(self, dim: Any = None, keepdim: bool = False) -> Any:
+        return self._maxmin(dim, keepdim, True)
+
+    def min(self, dim: Any = None, keepdim: bool = False) -> Any:
+        return self._maxmin(dim, keepdim, False)
+
+    def _maxmin(self, dim: Any, keepdim: bool, is_max: bool) -> Any:
+        if isinstance(dim, Tensor):  # torch.max(a, b): elementwise
+            return self.maximum(dim) if is_max else self.minimum(dim)
+        if dim is None:
+            return self._amax(None, False, is_max)
+        name = "max" if is_max else "min"
+        d = _norm_dim(dim, self.ndim, name)
+        if self.ndim and self.shape[d] == 0:
+            raise IndexError(f"{name}: expected reduction dim {d} to have non-zero size")
+        if self.ndim == 0:
+            return values_indices(self, Tensor._wrap(np.asarray(0, dtype=np.int64)))
+        kw = {"dim": d, "keepdim": keepdim, "max": is_max}
+        vals = Tensor._apply(O.MAX_DIM, (self,), kw)
+        idx = kw["idx"] if keepdim else np.squeeze(kw["idx"], d)
+        return values_indices(vals, Tensor._wrap(idx.astype(np.int64)))
+
+    def argmax(self, dim: int | None = None, keepdim: bool = False) -> "Tensor":
+        return self._argm(dim, keepdim, np.argmax)
+
+    def argmin(self, dim: int | None = None, keepdim: bool = False) -> "Tensor":
+        return self._argm(dim, keepdim, np.argmin)
+
+    def _argm(self, dim: Any, keepdim: bool, f: Callable) -> "Tensor":
+        if dim is None:
+            r = f(self.data.reshape(-1))
+            r = np.asarray(r).reshape((1,) * self.ndim if keepdim else ())
+        else:
+            d = _norm_dim(dim, self.ndim, f.__name__)
+            r = f(self.data, axis=d, keepdims=keepdim) if self.ndim else np.asarray(0)
+        return Tensor._wrap(np.asarray(r, dtype=np.int64))
+
+    def argsort(self, dim: int = -1, descending: bool = False, stable: bool = False) -> "Tensor":
+        d = _norm_dim(dim, self.ndim, "argsort")
+        if self.ndim == 0:
+            return Tensor._wrap(np.asarray(0, dtype=np.int64))
+        x = -self.data if descending and self.dtype.kind != "b" else self.data
+        idx = np.argsort(x, axis=d, kind="stable")
+        if descending and self.dtype.kind == "b":
+            idx = np.flip(np.argsort(x, axis=d, kind="stable"), axis=d)
+        return Tensor._wrap(idx.astype(np.int64))
+
+    def sort(self, dim: int = -1, descending: bool = False, stable: bool = False) -> Any:
+        idx = self.argsort(dim, descending, stable)
+        return values_indices(self.gather(dim, idx) if self.ndim else self, idx)
+
+    def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> Any:  # noqa: A002
+        d = _norm_dim(dim, self.ndim, "topk")
+        n = self.shape[d] if self.ndim else 1
+        if not 0 <= k <= n:
+            raise RuntimeError(f"topk: k ({k}) is out of range for dimension {d} of size {n}")
+        idx = self.argsort(d, descending=largest, stable=True).data
+        idx = np.take(idx, np.arange(k), axis=d)
+        idx_t = Tensor._wrap(idx.astype(np.int64))
+        return values_indices(self.gather(d, idx_t), idx_t)
+
+    def logsumexp(self, dim: Any, keepdim: bool = False) -> "Tensor":
+        x = self._float()
+        return Tensor._apply(O.LOGSUMEXP, (x,), {"dim": _norm_dims(dim, x.ndim, "logsumexp"),
+                                                 "keepdim": keepdim})
+
+    def prod(self, dim: int | None = None, keepdim: bool = False, *, dtype: Any = None) -> "Tensor":
+        x = self if dtype is None else self._cast(B.as_dtype(dtype))
+        d = None if dim is None else _norm_dims(dim, x.ndim, "prod")
+        return Tensor._apply(O.PROD, (x,), {"dim": d, "keepdim": keepdim})
+
+    def cumsum(self, dim: int, *, dtype: Any = None) -> "Tensor":
+        x = self if dtype is None else self._cast(B.as_dtype(dtype))
+        return Tensor._apply(O.CUMSUM, (x,), {"dim": _norm_dim(dim, x.ndim, "cumsum")})
+
+    def cumprod(self, dim: int, *, dtype: Any = None) -> "Tensor":
+        x = self if dtype is None else self._cast(B.as_dtype(dtype))
+        return Tensor._apply(O.CUMPROD, (x,), {"dim": _norm_dim(dim, x.ndim, "cumprod")})
+
+    def norm(self, p: Any = "fro", dim: Any = None, keepdim: bool = False) -> "Tensor":
+        if p in ("fro", None):
+            p = 2
+        if p == "nuc":
+            raise NotImplementedError("norm: the nuclear norm is not supported")
+        x = self._float()
+        return Tensor._apply(O.NORM, (x,), {"p": float(p), "dim": _norm_dims(dim, x.ndim, "norm"),
+                                            "keepdim": keepdim})
+
+    def softmax(self, dim: int, *, dtype: Any = None) -> "Tensor":
+        x = self._float() if dtype is None else self._cast(B.as_dtype(dtype))
+        return Tensor._apply(O.SOFTMAX, (x,), {"dim": _norm_dim(dim, x.ndim, "softmax")})
+
+    def log_softmax(self, dim: int, *, dtype: Any = None) -> "Tensor":
+        x = self._float() if dtype is None else self._cast(B.as_dtype(dtype))
+        return Tensor._apply(O.LOG_SOFTMAX, (x,), {"dim": _norm_dim(dim, x.ndim, "log_softmax")})
+
+    # ------------------------------------------------------------------ shape
+    def reshape(self, *shape: Any) -> "Tensor":
+        shape = _as_shape(shape)
+        if shape == self.shape:
+            return self
+        try:
+            out_shape = _infer_shape(shape, self.numel())
+        except ValueError as e:
+            raise RuntimeError(f"reshape: shape {list(shape)} is invalid for input of size "
+                               f"{self.numel()}") from e
+        return _view(self, O.RESHAPE, {"shape": out_shape})
+
+    view = reshape
+
+    def view_as(self, other: "Tensor") -> "Tensor":
+        return self.reshape(other.shape)
+
+    reshape_as = view_as
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
+        if self.ndim == 0:
+            return self.reshape(1)
+        s = _norm_dim(start_dim, self.ndim, "flatten")
+        e = _norm_dim(end_dim, self.ndim, "flatten")
+        if s > e:
+            raise RuntimeError("flatten: start_dim cannot come after end_dim")
+        shp = self.shape
+        return self.reshape(shp[:s] + (math.prod(shp[s:e + 1]),) + shp[e + 1:])
+
+    def unflatten(self, dim: int, sizes: Sequence[int]) -> "Tensor":
+        d = _norm_dim(dim, self.ndim, "unflatten")
+        sizes = tuple(sizes)
+        n = self.shape[d]
+        inner = _infer_shape(sizes, n) if -1 in sizes else sizes
+        if math.prod(inner) != n:
+            raise RuntimeError(f"unflatten: provided sizes {list(sizes)} don't multiply up to the size of "
+                               f"dim {dim} ({n}) in the input tensor")
+        return self.reshape(self.shape[:d] + inner + self.shape[d + 1:])
+
+    def permute(self, *dims: Any) -> "Tensor":
+        dims = _as_shape(dims)
+        if len(dims) != self.ndim:
+            raise RuntimeError(f"permute: number of dims don't match in permute: input has {self.ndim} "
+                               f"dims, got {len(dims)}")
+        dims = tuple(_norm_dim(d, self.ndim, "permute") for d in dims)
+        if len(set(dims)) != len(dims):
+            raise RuntimeError(f"permute: repeated dim in {dims}")
+        if dims == tuple(range(self.ndim)):
+            return self
+        return _view(self, O.PERMUTE, {"dims": dims})
+
+    def transpose(self, dim0: int, dim1: int) -> "Tensor":
+        if self.ndim == 0:
+            return self
+        d0 = _norm_dim(dim0, self.ndim, "transpose")
+        d1 = _norm_dim(dim1, self.ndim, "transpose")
+        dims = list(range(self.ndim))
+        dims[d0], dims[d1] = dims[d1], dims[d0]
+        return self.permute(*dims)
+
+    swapaxes = swapdims = transpose
+
+    def t(self) -> "Tensor":
+        if self.ndim > 2:
+            raise RuntimeError(f"t: expects a tensor with <= 2 dimensions, but self is {self.ndim}D")
+        return self.T
+
+    def movedim(self, source: int, destination: int) -> "Tensor":
+        s = _norm_dim(source, self.ndim, "movedim")
+        d = _norm_dim(destination, self.ndim, "movedim")
+        order = [i for i in range(self.ndim) if i != s]
+        order.insert(d, s)
+        return self.permute(*order)
+
+    moveaxis = movedim
+
+    def squeeze(self, dim: Any = None) -> "Tensor":
+        if dim is None:
+            shape = tuple(s for s in self.shape if s != 1)
+        else:
+            dims = _norm_dims(dim, self.ndim, "squeeze") or ()
+            shape = tuple(s for i, s in enumerate(self.shape) if not (i in dims and s == 1))
+        return self.reshape(shape)
+
+    def unsqueeze(self, dim: int) -> "Tensor":
+        d = _norm_dim(dim, self.ndim + 1, "unsqueeze")
+        return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
+
+    def expand(self, *sizes: Any) -> "Tensor":
+        sizes = _as_shape(sizes)
+        if len(sizes) < self.ndim:
+            raise RuntimeError(f"expand: the number of sizes provided ({len(sizes)}) must be greater or "
+                               f"equal to the number of dimensions in the tensor ({self.ndim})")
+        lead = len(sizes) - self.ndim
+        shape = []
+        for i, s in enumerate(sizes):
+            if i >= lead:
+                cur = self.shape[i - lead]
+                if s == -1:
+                    s = cur
+                elif cur != 1 and cur != s:
+                    raise RuntimeError(f"expand: the expanded size of the tensor ({s}) must match the "
+                                       f"existing size ({cur}) at non-singleton dimension {i}. Target "
+                                       f"sizes: {list(sizes)}. Tensor sizes: {list(self.shape)}")
+            elif s < 0:
+                raise RuntimeError(f"expand: the expanded size {s} is not allowed in a leading, "
+                                   "non-existing dimension")
+            shape.append(s)
+        shape = tuple(shape)
+        if shape == self.shape:
+            return self
+        return _view(self, O.EXPAND, {"shape": shape})
+
+    def expand_as(self, other: "Tensor") -> "Tensor":
+        return self.expand(other.shape)
+
+    def broadcast_to(self, shape: Sequence[int]) -> "Tensor":
+        return self.expand(tuple(shape))
+
+    def repeat(self, *sizes: Any) -> "Tensor":
+        reps = _as_shape(sizes)
+        if len(reps) < self.ndim:
+            raise RuntimeError("repeat: number of dimensions of repeat dims can not be smaller than number "
+                               "of dimensions of tensor")
+        x = self.reshape((1,) * (len(reps) - self.ndim) + self.shape)
+        return Tensor._apply(O.TILE, (x,), {"reps": reps})
+
+    def tile(self, *dims: Any) -> "Tensor":
+        reps = _as_shape(dims)
+        if len(reps) < self.ndim:
+            reps = (1,) * (self.ndim - len(reps)) + reps
+        return self.repeat(reps)
+
+    def flip(self, *dims: Any) -> "Tensor":
+        dims = _as_shape(dims)
+        d = _norm_dims(dims, self.ndim, "flip")
+        return Tensor._apply(O.FLIP, (self,), {"dims": d})
+
+    def fliplr(self) -> "Tensor":
+        return self.flip(1)
+
+    def flipud(self) -> "Tensor":
+        return self.flip(0)
+
+    def roll(self, shifts: Any, dims: Any = None) -> "Tensor":
+        if dims is None:
+            flat = self.flatten()
+            return Tensor._apply(O.ROLL, (flat,), {"shifts": int(shifts), "dims": 0}).reshape(self.shape)
+        if isinstance(shifts, (int, np.integer)):
+            shifts = (int(shifts),)
+            dims = (dims,) if isinstance(dims, (int, np.integer)) else tuple(dims)
+        shifts, dims = tuple(shifts), tuple(dims) if not isinstance(dims, int) else (dims,)
+        if len(shifts) != len(dims):
+            raise RuntimeError(f"roll: shifts and dimensions must align. shifts: {len(shifts)}, dims: "
+                               f"{len(dims)}")
+        dims = tuple(_norm_dim(d, self.ndim, "roll") for d in dims)
+        return Tensor._apply(O.ROLL, (self,), {"shifts": shifts, "dims": dims})
+
+    def split(self, split_size_or_sections: Any, dim: int = 0) -> tuple:
+        d = _norm_dim(dim, self.ndim, "split")
+        n = self.shape[d]
+        if isinstance(split_size_or_sections, (int, np.integer)):
+            s = int(split_size_or_sections)
+            if s <= 0:
+                raise RuntimeError(f"split: split_size must be positive, got {s}")
+            sizes = [s] * (n // s) + ([n % s] if n % s else [])
+            if n == 0:
+                sizes = [0]
+        else:
+            sizes = [int(s) for s in split_size_or_sections]
+            if sum(sizes) != n:
+                raise RuntimeError(f"split: split_with_sizes expects split_sizes to sum exactly to {n} "
+                                   f"(input tensor's size at dimension {d}), but got split_sizes={sizes}")
+        out = []
+        start = 0
+        for s in sizes:
+            idx = (slice(None),) * d + (slice(start, start + s),)
+            out.append(self[idx])
+            start += s
+        return tuple(out)
+
+    def chunk(self, chunks: int, dim: int = 0) -> tuple:
+        if chunks <= 0:
+            raise RuntimeError(f"chunk: number of chunks must be greater than 0, got {chunks}")
+        d = _norm_dim(dim, self.ndim, "chunk")
+        n = self.shape[d]
+        size = -(-n // chunks) if n else 1
+        return self.split(max(size, 1), d)
+
+    def tensor_split(self, sections: int, dim: int = 0) -> tuple:
+        d = _norm_dim(dim, self.ndim, "tensor_split")
+        n = self.shape[d]
+        q, r = divmod(n, sections)
+        return self.split([q + 1] * r + [q] * (sections - r), d)
+
+    def unbind(self, dim: int = 0) -> tuple:
+        d = _norm_dim(dim, self.ndim, "unbind")
+        return tuple(self[(slice(None),) * d + (i,)] for i in range(self.shape[d]))
+
+    def tril(self, diagonal: int = 0) -> "Tensor":
+        if self.ndim < 2:
+            raise RuntimeError(f"tril: input tensor must have at least 2 dimensions, got {self.ndim}")
+        return Tensor._apply(O.TRI, (self,), {"k": diagonal, "lower": True})
+
+    def triu(self, diagonal: int = 0) -> "Tensor":
+        if self.ndim < 2:
+            raise RuntimeError(f"triu: input tensor must have at least 2 dimensions, got {self.ndim}")
+        return Tensor._apply(O.TRI, (self,), {"k": diagonal, "lower": False})
+
+    # ------------------------------------------------------------------ indexing
+    def __getitem__(self, index: Any) -> "Tensor":
+        idx, advanced = _convert_index(index, self.shape)
+        if advanced:
+            return Tensor._apply(O.INDEX, (self,), {"index": idx, "advanced": True})
+        return _view(self, O.INDEX, {"index": idx, "advanced": False})
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        self._check_inplace("__setitem__ (index_put_)")
+        idx, _ = _convert_index(index, self.shape)
+        v = value.data if isinstance(value, Tensor) else value
+        self.data[idx] = v
+        self._vc[0] += 1
+
+    def gather(self, dim: int, index: "Tensor") -> "Tensor":
+        d = _norm_dim(dim, self.ndim, "gather")
+        idx = _index_array(index, "gather")
+        if idx.ndim != self.ndim:
+            raise RuntimeError(f"gather: index tensor must have the same number of dimensions as input "
+                               f"tensor ({idx.ndim} != {self.ndim})")
+        for i, (si, sx) in enumerate(zip(idx.shape, self.shape)):
+            if i != d and si > sx:
+                raise RuntimeError(f"gather: size of index {tuple(idx.shape)} does not match input "
+                                   f"{tuple(self.shape)} at dimension {i} (expected <= {sx})")
+        n = self.shape[d]
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            raise IndexError(f"gather: index {int(idx.max() if idx.max() >= n else idx.min())} is out of "
+                             f"bounds for dimension {d} with size {n}")
+        idx = idx % n if n else idx
+        if idx.shape != self.shape:  # torch reads only the index's extent of the input
+            x = self[tuple(slice(0, s) if i != d else slice(None) for i, s in enumerate(idx.shape))]
+        else:
+            x = self
+        return Tensor._apply(O.TAKE_ALONG, (x,), {"index": idx, "dim": d})
+
+    def take_along_dim(self, indices: "Tensor", dim: int | None = None) -> "Tensor":
+        if dim is None:
+            return self.flatten().gather(0, _as_tensor(indices).flatten())
+        idx = _index_array(indices, "take_along_dim")
+        d = _norm_dim(dim, self.ndim, "take_along_dim")
+        shape = list(np.broadcast_shapes(
+            tuple(s for i, s in enumerate(self.shape) if i != d),
+            tuple(s for i, s in enumerate(idx.shape) if i != d)))
+        xs, is_ = list(shape), list(shape)
+        xs.insert(d, self.shape[d])
+        is_.insert(d, idx.shape[d])
+        return self.expand(xs).gather(d, Tensor._wrap(np.broadcast_to(idx, is_)))
+
+    def index_select(self, dim: int, index: "Tensor") -> "Tensor":
+        d = _norm_dim(dim, self.ndim, "index_select")
+        idx = _index_array(index, "index_select")
+        if idx.ndim > 1:
+            raise IndexError(f"index_select: index must be 0- or 1-D, got {idx.ndim}-D")
+        return self[(slice(None),) * d + (idx.reshape(-1),)]
+
+    def scatter_add(self, dim: int, index: "Tensor", src: "Tensor") -> "Tensor":
+        d = _norm_dim(dim, self.ndim, "scatter_add")
+        idx = _index_array(index, "scatter_add")
+        if idx.ndim != self.ndim:
+            raise RuntimeError(f"scatter_add: index must have the same number of dimensions as self "
+                               f"({idx.ndim} != {self.ndim})")
+        n = self.shape[d]
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            raise IndexError(f"scatter_add: index {int(idx.max())} is out of bounds for dimension {d} "
+                             f"with size {n}")
+        a, b = _coerce(self, src, "scatter_add")
+        return Tensor._apply(O.SCATTER_ADD, (a, b), {"index": idx % n if n else idx, "dim": d})
+
+    # ------------------------------------------------------------------ in place
+    def _check_inplace(self, name: str) -> None:
+        if self.requires_grad and state.enabled:
+            what = ("a leaf Variable that requires grad" if self._node is None else
+                    "a tensor that is part of a graph")
+            raise RuntimeError(f"{name}: in-place operation on {what} is not supported while grad is "
+                               "enabled; use the out-of-place version, or wrap the update in "
+                               "`with rg.no_grad():` (as optimizers do)")
+
+    def _inplace(self, name: str, f: Callable, other: Any = None) -> "Tensor":
+        self._check_inplace(name)
+        o = other.data if isinstance(other, Tensor) else other
+        try:
+            if other is None:
+                f(self.data, out=self.data)
+            else:
+                f(self.data, o, out=self.data, casting="same_kind")
+        except TypeError as e:  # NumPy's output-casting error is a TypeError
+            raise RuntimeError(f"{name}: result type of {B.dtype_name(np.result_type(self.data, o))} "
+                               f"can't be cast to the desired output type {B.dtype_name(self.dtype)}") from e
+        except ValueError as e:
+            raise RuntimeError(f"{name}: shape {np.shape(o)} does not broadcast to the tensor's shape "
+                               f"{self.shape}") from e
+        self._vc[0] += 1
+        return self
+
+    def add_(self, other: Any, *, alpha: Any = 1) -> "Tensor":
+        if alpha != 1:
+            other = (other.data if isinstance(other, Tensor) else other) * alpha
+        return self._inplace("add_", np.add, other)
+
+    def sub_(self, other: Any, *, alpha: Any = 1) -> "Tensor":
+        if alpha != 1:
+            other = (other.data if isinstance(other, Tensor) else other) * alpha
+        return self._inplace("sub_", np.subtract, other)
+
+    def mul_(self, other: Any) -> "Tensor":
+        return self._inplace("mul_", np.multiply, other)
+
+    def div_(self, other: Any) -> "Tensor":
+        return self._inplace("div_", np.true_divide, other)
+
+    def pow_(self, other: Any) -> "Tensor":
+        return self._inplace("pow_", np.power, other)
+
+    def neg_(self) -> "Tensor":
+        return self._inplace("neg_", np.negative)
+
+    def sqrt_(self) -> "Tensor":
+        return self._inplace("sqrt_", np.sqrt)
+
+    def exp_(self) -> "Tensor":
+        return self._inplace("exp_", np.exp)
+
+    def clamp_(self, min: Any = None, max: Any = None) -> "Tensor":  # noqa: A002
+        self._check_inplace("clamp_")
+        np.clip(self.data, min, max, out=self.data)
+        self._vc[0] += 1
+        return self
+
+    def addcmul_(self, t1: Any, t2: Any, *, value: Any = 1) -> "Tensor":
+        return self._inplace("addcmul_", np.add, _arr(t1) * _arr(t2) * value)
+
+    def addcdiv_(self, t1: Any, t2: Any, *, value: Any = 1) -> "Tensor":
+        return self._inplace("addcdiv_", np.add, _arr(t1) / _arr(t2) * value)
+
+    def lerp_(self, end: Any, weight: Any) -> "Tensor":
+        return self._inplace("lerp_", np.add, (_arr(end) - self.data) * _arr(weight))
+
+    def zero_(self) -> "Tensor":
+        return self.fill_(0)
+
+    def fill_(self, value: Any) -> "Tensor":
+        self._check_inplace("fill_")
+        self.data[...] = _arr(value)
+        self._vc[0] += 1
+        return self
+
+    def copy_(self, src: Any) -> "Tensor":
+        self._check_inplace("copy_")
+        s = _arr(src)
+        try:
+            np.copyto(self.data, np.broadcast_to(s, self.shape), casting="unsafe")
+        except ValueError as e:
+            raise RuntimeError(f"copy_: source of shape {np.shape(s)} does not broadcast to the "
+                               f"destination's shape {self.shape}") from e
+        self._vc[0] += 1
+        return self
+
+    def uniform_(self, a: float = 0.0, b: float = 1.0, *, generator: Any = None) -> "Tensor":
+        from .random import resolve
+        return self.copy_(resolve(generator).uniform(a, b, self.shape))
+
+    def normal_(self, mean: float = 0.0, std: float = 1.0, *, generator: Any = None) -> "Tensor":
+        from .random import resolve
+        return self.copy_(resolve(generator).normal(mean, std, self.shape))
+
+    # ------------------------------------------------------------------ NumPy protocol
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        f = _UFUNCS.get(ufunc)
+        if method != "__call__" or f is None or kwargs:
+            return NotImplemented
+        return f(*inputs)
+
+    def __array_function__(self, func: Any, types: Any, args: tuple, kwargs: dict) -> Any:
+        f = _FUNCTIONS.get(func)
+        if f is None:
+            return NotImplemented
+        return f(*args, **kwargs)
+
+
+class _HookHandle:
+    def __init__(self, hooks: list, fn: Callable) -> None:
+        self._hooks, self._fn = hooks, fn
+
+    def remove(self) -> None:
+        if self._fn in self._hooks:
+            self._hooks.remove(self._fn)
+
+
+state.tensor_type = Tensor
+
+
+# ====================================================================== helpers
+def _arr(x: Any) -> Any:
+    return x.data if isinstance(x, Tensor) else x
+
+
+def _nondiff(t: Tensor, f: Callable) -> Tensor:
+    return Tensor._wrap(np.asarray(f(t.data)))
+
+
+def _view(t: Tensor, rule: O.Rule, kw: dict) -> Tensor:
+    """An op whose output shares memory with its input: both share one version counter."""
+    out = Tensor._apply(rule, (t,), kw)
+    if out.data.base is not None:
+        out._vc = t._vc
+        if out._node is not None and out._node.out_vc is not None:
+            out._node.out_vc = (t._vc, t._vc[0])
+    return out
+
+
+def _infer_shape(shape: tuple, n: int) -> tuple:
+    if shape.count(-1) > 1:
+        raise ValueError("only one dimension can be inferred")
+    if -1 in shape:
+        known = math.prod(s for s in shape if s != -1)
+        if known == 0 or n % known:
+            raise ValueError("bad shape")
+        shape = tuple(n // known if s == -1 else s for s in shape)
+    if math.prod(shape) != n or any(s < 0 for s in shape):
+        raise ValueError("bad shape")
+    return shape
+
+
+def _to_array(data: Any, dtype: Any = None) -> np.ndarray:
+    """Build an array as ``torch.tensor`` would: floats default to the default
+    dtype, ints to int64, arrays keep their dtype."""
+    if isinstance(data, Tensor):
+        arr = data.data.copy()
+        return arr if dtype is None else arr.astype(B.as_dtype(dtype))
+    if dtype is not None:
+        d = B.as_dtype(dtype)
+        try:
+            return np.array(data, dtype=d)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"tensor: could not convert {type(data).__name__} to {B.dtype_name(d)}: {e}") from e
+    if isinstance(data, np.ndarray):
+        arr = data.copy()
+    elif isinstance(data, (np.generic,)):
+        arr = np.array(data)
+    else:
+        if isinstance(data, (list, tuple)) and any(isinstance(x, Tensor) for x in _flat_iter(data)):
+            data = _tensor_list_to_nested(data)
+        try:
+            arr = np.array(data)
+        except ValueError as e:
+            raise ValueError(f"tensor: expected a rectangular nested sequence of numbers: {e}") from e
+        if arr.dtype.kind == "f":
+            arr = arr.astype(B.defaults.float_dtype)
+        elif arr.dtype.kind in "iu":
+            arr = arr.astype(np.int64)
+        elif arr.dtype.kind == "O" or arr.dtype.kind in "USV":
+            raise TypeError(f"tensor: can't convert {type(data).__name__} of {arr.dtype} objects to a tensor; "
+                            "expected numbers, bools or nested sequences of them")
+    if arr.dtype not in B._NAMES:
+        if arr.dtype.kind == "f":
+            arr = arr.astype(np.float64)
+        elif arr.dtype.kind in "iu":
+            arr = arr.astype(np.int64)
+        else:
+            raise TypeError(f"tensor: unsupported dtype {arr.dtype}")
+    return arr
+
+
+def _flat_iter(seq: Any) -> Iterable:
+    for x in seq:
+        if isinstance(x, (list, tuple)):
+            yield from _flat_iter(x)
+        else:
+            yield x
+
+
+def _tensor_list_to_nested(seq: Any) -> Any:
+    if isinstance(seq, (list, tuple)):
+        return [_tensor_list_to_nested(x) for x in seq]
+    return seq.data if isinstance(seq, Tensor) else seq
+
+
+def _as_tensor(x: Any) -> Tensor:
+    if isinstance(x, Tensor):
+        return x
+    return Tensor._wrap(_to_array(x))
+
+
+def _rank(x: Any) -> int:
+    if isinstance(x, Tensor):
+        return 2 if x.data.ndim else 1
+    if isinstance(x, _PY_SCALARS) and not isinstance(x, np.generic):
+        return 0
+    return 2 if np.ndim(x) else 1
+
+
+def _coerce(a: Tensor, other: Any, op: str, true_div: bool = False) -> tuple[Tensor, Tensor]:
+    """Two Tensors of one dtype, promoted as PyTorch does; ``a`` is a Tensor."""
+    ad = a.data.dtype
+    if type(other) is Tensor:
+        b = other
+        bd = b.data.dtype
+        if bd is ad or bd == ad:
+            if true_div and ad.kind != "f":
+                d = B.defaults.float_dtype
+                return a._cast(d), b._cast(d)
+            return a, b
+        d = B.promote([(ad, _rank(a)), (bd, _rank(b))])
+    else:
+        if isinstance(other, (bool, int, float)):
+            # Python scalars are "weak": they keep the tensor's dtype unless they raise its category
+            k = ad.kind
+            if isinstance(other, bool) or (isinstance(other, int) and k != "b") or (k == "f"):
+                if not (true_div and k != "f"):
+                    return a, Tensor._wrap(np.array(other, dtype=ad))
+            d = B.promote([(ad, _rank(a)), (np.result_type(type(other)), 0)])
+            if true_div and d.kind != "f":
+                d = B.defaults.float_dtype
+            return a._cast(d), Tensor._wrap(np.array(other, dtype=d))
+        if other is None or isinstance(other, (str, bytes, dict, set)):
+            raise TypeError(f"{op}: unsupported operand type {type(other).__name__} for a Tensor")
+        b = _as_tensor(other) if not isinstance(other, np.ndarray) else Tensor._wrap(other)
+        bd = b.data.dtype
+        if bd == ad:
+            d = ad
+        else:
+            d = B.promote([(ad, _rank(a)), (bd, _rank(b))])
+    if true_div and d.kind != "f":
+        d = B.defaults.float_dtype
+    return a._cast(d), b._cast(d)
+
+
+def _index_array(index: Any, op: str) -> np.ndarray:
+    idx = index.data if isinstance(index, Tensor) else np.asarray(index)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"{op}: index must be an integer tensor (int64), got {B.dtype_name(idx.dtype)}")
+    return idx
+
+
+def _convert_index(index: Any, shape: tuple) -> tuple[Any, bool]:
+    """Turn a PyTorch index into a NumPy one; check bounds with a clear error."""
+    if not isinstance(index, tuple):
+        index = (index,)
+    out = []
+    advanced = False
+    dim = 0
+    n_real = sum(1 for i in index if i is not None and i is not Ellipsis
+                 and not (isinstance(i, (Tensor, np.ndarray)) and getattr(i, "dtype", None) == np.bool_))
+    n_real += sum(getattr(i, "ndim", 0) for i in index
+                  if isinstance(i, (Tensor, np.ndarray)) and i.dtype == np.bool_)
+    if n_real > len(shape):
+        raise IndexError(f"too many indices for tensor of dimension {len(shape)}")
+    for i in index:
+        if isinstance(i, Tensor):
+            i = i.data
+        if i is None:
+            out.append(None)
+            continue
+        if i is Ellipsis:
+            out.append(i)
+            dim = len(shape) - (n_real - dim)
+            continue
+        if isinstance(i, bool):
+            out.append(i)
+            advanced = True
+            continue
+        if isinstance(i, (int, np.integer)):
+            n = shape[dim]
+            if not -n <= i < n:
+                raise IndexError(f"index {i} is out of bounds for dimension {dim} with size {n}")
+            out.append(int(i))
+            dim += 1
+            continue
+        if isinstance(i, slice):
+            out.append(i)
+            dim += 1
+            continue
+        arr = np.asarray(i)
+        if arr.dtype == np.bool_:
+            if arr.shape != shape[dim:dim + arr.ndim]:
+                raise IndexError(f"the shape of the mask {arr.shape} at index {dim} does not match the shape "
+                                 f"of the indexed tensor {shape[dim:dim + arr.ndim]}")
+            out.append(arr)
+            advanced = True
+            dim += arr.ndim
+            continue
+        if arr.dtype.kind not in "iu":
+            raise IndexError(f"tensors used as indices must be long, int, bool or byte tensors, got "
+                             f"{arr.dtype}")
+        n = shape[dim]
+        if arr.size and (arr.max() >= n or arr.min() < -n):
+            bad = arr.max() if arr.max() >= n else arr.min()
+            raise IndexError(f"index {int(bad)} is out of bounds for dimension {dim} with size {n}")
+        out.append(arr)
+        advanced = True
+        dim += 1
+    return tuple(out), advanced
+
+
+# ====================================================================== functions
+def matmul(a: Any, b: Any) -> Tensor:
+    a, b = _coerce(_as_tensor(a), b, "matmul")
+    sa, sb = a.shape, b.shape
+    if a.ndim == 0 or b.ndim == 0:
+        raise RuntimeError(f"matmul: both arguments need at least 1 dimension, got shapes {sa} and {sb}")
+    ka = sa[-1]
+    kb = sb[0] if b.ndim == 1 else sb[-2]
+    if ka != kb:
+        raise RuntimeError(f"matmul: shapes {sa} and {sb} do not align ({ka} != {kb})")
+    try:
+        np.broadcast_shapes(sa[:-2], sb[:-2])
+    except ValueError:
+        raise RuntimeError(f"matmul: batch dimensions of shapes {sa} and {sb} do not broadcast") from None
+    return Tensor._apply(O.MATMUL, (a, b))
+
+
+def where(condition: Any, input: Any = None, other: Any = None) -> Any:  # noqa: A002
+    c = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
+    if input is None and other is None:
+        return tuple(Tensor._wrap(i.astype(np.int64)) for i in np.nonzero(c))
+    if c.dtype != np.bool_:
+        raise TypeError(f"where: condition must be a bool tensor, got {B.dtype_name(c.dtype)}")
+    if isinstance(input, Tensor):
+        a, b = _coerce(input, other, "where")
+    elif isinstance(other, Tensor):
+        b, a = _coerce(other, input, "where")
+    else:
+        a, b = _coerce(_as_tensor(input), other, "where")
+    try:
+        np.broadcast_shapes(c.shape, a.shape, b.shape)
+    except ValueError:
+        raise RuntimeError(f"where: shapes of condition {c.shape}, input {a.shape} and other {b.shape} "
+                           "do not broadcast") from None
+    return Tensor._apply(O.WHERE, (a, b), {"cond": c})
+
+
+def cat(tensors: Sequence, dim: int = 0) -> Tensor:
+    ts = [_as_tensor(t) for t in tensors]
+    if not ts:
+        raise RuntimeError("cat: expected a non-empty list of Tensors")
+    ts = [t for t in ts if not (t.ndim == 1 and t.shape[0] == 0)] or ts[:1]  # torch skips legacy empties
+    ref = ts[0]
+    d = _norm_dim(dim, ref.ndim, "cat")
+    for i, t in enumerate(ts):
+        if t.ndim != ref.ndim:
+            raise RuntimeError(f"cat: tensors must have the same number of dimensions: got {ref.ndim} and "
+                               f"{t.ndim} (tensor {i})")
+        for j, (s0, s1) in enumerate(zip(ref.shape, t.shape)):
+            if j != d and s0 != s1:
+                raise RuntimeError(f"cat: sizes of tensors must match except in dimension {d}. Expected "
+                                   f"size {s0} but got size {s1} for tensor number {i} in the list")
+    dt = B.promote([(t.dtype, _rank(t)) for t in ts])
+    ts = [t._cast(dt) for t in ts]
+    return Tensor._apply(O.CAT, tuple(ts), {"dim": d})
+
+
+concatenate = concat = cat
+
+
+def stack(tensors: Sequence, dim: int = 0) -> Tensor:
+    ts = [_as_tensor(t) for t in tensors]
+    if not ts:
+        raise RuntimeError("stack: expected a non-empty list of Tensors")
+    for i, t in enumerate(ts):
+        if t.shape != ts[0].shape:
+            raise RuntimeError(f"stack: expects each tensor to be equal size, but got {list(ts[0].shape)} at "
+                               f"entry 0 and {list(t.shape)} at entry {i}")
+    d = _norm_dim(dim, ts[0].ndim + 1, "stack")
+    return cat([t.unsqueeze(d) for t in ts], d)
+
+
+def hstack(tensors: Sequence) -> Tensor:
+    ts = [_as_tensor(t) for t in tensors]
+    return cat(ts, 0 if ts[0].ndim == 1 else 1)
+
+
+def vstack(tensors: Sequence) -> Tensor:
+    return cat([_as_tensor(t).reshape(1, -1) if _as_tensor(t).ndim == 1 else _as_tensor(t) for t in tensors], 0)
+
+
+def einsum(equation: str, *operands: Any) -> Tensor:
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    ts = [_as_tensor(t) for t in operands]
+    eq = equation.replace(" ", "")
+    lhs = eq.split("->")[0]
+    if "..." in eq:
+        raise NotImplementedError("einsum: ellipsis ('...') is not supported yet; write the dims out")
+    if "->" not in eq:
+        letters = lhs.replace(",", "")
+        eq = lhs + "->" + "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    terms = eq.split("->")[0].split(",")
+    if len(terms) != len(ts):
+        raise RuntimeError(f"einsum: {len(terms)} operands in the equation '{equation}' but {len(ts)} "
+                           "tensors were given")
+    sizes: dict = {}
+    for term, t in zip(terms, ts):
+        if len(term) != t.ndim:
+            raise RuntimeError(f"einsum: the operand '{term}' has {len(term)} subscripts but the tensor has "
+                               f"{t.ndim} dimensions (shape {t.shape})")
+        for c, s in zip(term, t.shape):
+            if sizes.setdefault(c, s) != s and s != 1 and sizes[c] != 1:
+                raise RuntimeError(f"einsum: subscript '{c}' has size {s} for one operand and {sizes[c]} "
+                                   "for another")
+    dt = B.promote([(t.dtype, _rank(t)) for t in ts])
+    return Tensor._apply(O.EINSUM, tuple(t._cast(dt) for t in ts), {"eq": eq})
+
+
+def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float = 0.0) -> Tensor:  # noqa: A002
+    """PyTorch's ``F.pad``: ``pad`` lists (left, right) pairs starting from the last dim."""
+    if len(pad) % 2 or len(pad) // 2 > input.ndim:
+        raise RuntimeError(f"pad: padding length must be even and at most 2*ndim ({2 * input.ndim}), got "
+                           f"{len(pad)}")
+    modes = ("constant", "reflect", "replicate", "circular")
+    if mode not in modes:
+        raise ValueError(f"pad: mode must be one of {modes}, got {mode!r}")
+    width = [(0, 0)] * input.ndim
+    for i in range(len(pad) // 2):
+        width[input.ndim - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))
+    if any(lo < 0 or hi < 0 for lo, hi in width):
+        x = input
+        sl = tuple(slice(max(-lo, 0), s - max(-hi, 0)) for (lo, hi), s in zip(width, input.shape))
+        x = x[sl]
+        return pad(x, [max(p, 0) for p in pad], mode, value)
+    return Tensor._apply(O.PAD, (input,), {"width": width, "mode": mode, "value": value})
+
+
+# ====================================================================== backward / grad
+def _grad_seed(out: Tensor, g: Any, create_graph: bool, what: str) -> Any:
+    if g is None:
+        if out.data.size != 1:
+            raise RuntimeError(f"{what}: grad can be implicitly created only for scalar outputs, but the output "
+                               f"has shape {tuple(out.shape)}; pass gradient= (a tensor of that shape, e.g. "
+                               "rg.ones_like(out)) or reduce the output to a scalar first (out.sum())")
+        arr = np.ones_like(out.data)
+        return Tensor._wrap(arr) if create_graph else arr
+    gt = _as_tensor(g)
+    if gt.shape != out.shape:
+        raise RuntimeError(f"{what}: mismatch in shape: grad_output has shape {tuple(gt.shape)} and output "
+                           f"has shape {tuple(out.shape)}")
+    if gt.dtype != out.dtype:
+        gt = gt._cast(out.dtype)
+    return gt if create_graph else gt.data
+
+
+def backward(tensors: Any, grad_tensors: Any = None, retain_graph: bool | None = None,
+             create_graph: bool = False, inputs: Sequence | None = None) -> None:
+    """``rg.autograd.backward``: accumulate gradients of ``tensors`` into leaves' ``.grad``."""
+    ts = [tensors] if isinstance(tensors, Tensor) else list(tensors)
+    gs = [grad_tensors] if grad_tensors is None or isinstance(grad_tensors, Tensor) and len(ts) == 1 \
+        else list(grad_tensors)
+    if len(gs) == 1 and len(ts) > 1 and gs[0] is None:
+        gs = [None] * len(ts)
+    for t in ts:
+        if not t.requires_grad:
+            raise RuntimeError("backward: element 0 of tensors does not require grad and does not have a "
+                               "grad_fn; did you forget requires_grad=True on a leaf, or compute it under "
+                               "rg.no_grad()?")
+    seeds = [_grad_seed(t, g, create_graph, "backward") for t, g in zip(ts, gs)]
+    if retain_graph is None:
+        retain_graph = create_graph
+    only = None
+    if inputs is not None:
+        only = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    run_backward(ts, seeds, retain_graph=retain_graph, create_graph=create_graph, only=only)
+
+
+def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool | None = None,
+         create_graph: bool = False, allow_unused: bool = False) -> tuple:
+    """Gradients of ``outputs`` with respect to ``inputs``, returned rather than
+    accumulated into ``.grad``. With ``create_graph=True`` they are differentiable."""
+    outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if grad_outputs is None or isinstance(grad_outputs, Tensor):
+        gos = [grad_outputs] * len(outs) if grad_outputs is None else [grad_outputs]
+    else:
+        gos = list(grad_outputs)
+    if len(gos) != len(outs):
+        raise RuntimeError(f"grad: got {len(gos)} grad_outputs for {len(outs)} outputs")
+    for o in outs:
+        if not o.requires_grad:
+            raise RuntimeError("grad: one of the differentiated Tensors does not require grad")
+    for i in ins:
+        if not isinstance(i, Tensor) or not i.requires_grad:
+            raise RuntimeError("grad: one of the differentiated Tensors does not require grad (inputs must "
+                               "be tensors with requires_grad=True)")
+    seeds = [_grad_seed(o, g, create_graph, "grad") for o, g in zip(outs, gos)]
+    if retain_graph is None:
+        retain_graph = create_graph
+    res = run_backward(outs, seeds, retain_graph=retain_graph, create_graph=create_graph,
+                       capture=ins, accumulate=False)
+    out = []
+    for i, (t, g) in enumerate(zip(ins, res)):
+        if g is None:
+            if not allow_unused:
+                raise RuntimeError(f"grad: input {i} (shape {tuple(t.shape)}) was not used in the graph; pass "
+                                   "allow_unused=True to get None for it")
+            out.append(None)
+        elif isinstance(g, Tensor):
+            out.append(g)
+        else:
+            arr = g if g.dtype == t.dtype else g.astype(t.dtype)
+            out.append(Tensor._wrap(np.array(arr, copy=True) if arr.base is not None else arr))
+    return tuple(out)
+
+
+# ====================================================================== repr
+def _format(t: Tensor) -> str:
+    data = t.data
+    dt = data.dtype
+    opts: dict = {"separator": ", ", "prefix": "tensor("}
+    if dt.kind == "f" and data.size:
+        finite = data[np.isfinite(data)]
+        if finite.size and np.any(finite != np.round(finite)):
+            big = np.abs(finite).max()
+            if big >= 1e8 or (np.abs(finite[finite != 0]).min() < 1e-4 if np.any(finite != 0) else False):
+                opts["formatter"] = {"float_kind": lambda v: f"{v:.4e}"}
+            else:
+                opts.update(precision=4, floatmode="fixed")
+    body = np.array2string(data, threshold=1000, edgeitems=3, **opts)
+    extras = []
+    default = B.defaults.float_dtype
+    if (dt.kind == "f" and dt != default) or dt.kind not in "fbi" or (dt.kind == "i" and dt != np.int64) \
+            or data.size == 0 and dt != default:
+        extras.append(f"dtype=retrograd.{B.dtype_name(dt)}")
+    if t._node is not None:
+        extras.append(f"grad_fn=<{t._node.rule.node_name}>")
+    elif t.requires_grad:
+        extras.append("requires_grad=True")
+    return "tensor(" + body + "".join(", " + e for e in extras) + ")"
+
+
+# ====================================================================== NumPy dispatch (rules on Tensors)
+def _t(x: Any) -> Tensor:
+    return x if isinstance(x, Tensor) else _as_tensor(x)
+
+
+def _fn_sum(a, axis=None, keepdims=False, **_):
+    return _t(a).sum(axis, keepdims)
+
+
+def _fn_mean(a, axis=None, keepdims=False, **_):
+    return _t(a).mean(axis, keepdims)
+
+
+def _fn_max(a, axis=None, keepdims=False, **_):
+    return _t(a).amax(() if axis is None else axis, keepdims)
+
+
+def _fn_reshape(a, newshape=None, shape=None, **_):
+    return _t(a).reshape(shape if newshape is None else newshape)
+
+
+def _fn_expand_dims(a, axis):
+    return _t(a).unsqueeze(axis)
+
+
+def _fn_squeeze(a, axis=None):
+    return _t(a).squeeze(axis)
+
+
+def _fn_transpose(a, axes=None):
+    a = _t(a)
+    return a.permute(*(axes if axes is not None else reversed(range(a.ndim))))
+
+
+def _fn_ones_like(a, dtype=None, **_):
+    a = _t(a)
+    return Tensor._wrap(np.ones_like(a.data, dtype=dtype))
+
+
+def _fn_zeros_like(a, dtype=None, **_):
+    a = _t(a)
+    return Tensor._wrap(np.zeros_like(a.data, dtype=dtype))
+
+
+def _fn_flip(a, axis=None):
+    a = _t(a)
+    return a.flip(*(range(a.ndim) if axis is None else ((axis,) if isinstance(axis, int) else axis)))
+
+
+def _fn_where(c, x, y):
+    c = c.data if isinstance(c, Tensor) else np.asarray(c)
+    return where(c, x, y)
+
+
+def _fn_einsum(eq, *ops, **_):
+    return einsum(eq, *ops)
+
+
+def _fn_concatenate(seq, axis=0, **_):
+    return cat(list(seq), axis)
+
+
+def _fn_cumsum(a, axis=None, **_):
+    return _t(a).cumsum(axis)
+
+
+def _fn_take_along_axis(a, indices, axis):
+    return _t(a).gather(axis, Tensor._wrap(np.asarray(indices)))
+
+
+def _fn_roll(a, shift, axis=None):
+    return _t(a).roll(shift, axis)
+
+
+def _fn_tril(a, k=0):
+    return _t(a).tril(k)
+
+
+def _fn_triu(a, k=0):
+    return _t(a).triu(k)
+
+
+_UFUNCS: dict = {
+    np.add: lambda a, b: _t(a) + b if isinstance(a, Tensor) else _t(b).__radd__(a),
+    np.subtract: lambda a, b: _t(a) - b if isinstance(a, Tensor) else _t(b).__rsub__(a),
+    np.multiply: lambda a, b: _t(a) * b if isinstance(a, Tensor) else _t(b).__rmul__(a),
+    np.true_divide: lambda a, b: _t(a) / b if isinstance(a, Tensor) else _t(b).__rtruediv__(a),
+    np.power: lambda a, b: _t(a) ** b if isinstance(a, Tensor) else _t(b).__rpow__(a),
+    np.matmul: lambda a, b: matmul(_t(a), b),
+    np.negative: lambda a: -_t(a),
+    np.maximum: lambda a, b: _t(a).maximum(b) if isinstance(a, Tensor) else _t(b).maximum(a),
+    np.minimum: lambda a, b: _t(a).minimum(b) if isinstance(a, Tensor) else _t(b).minimum(a),
+    np.exp: lambda a: _t(a).exp(), np.log: lambda a: _t(a).log(), np.sqrt: lambda a: _t(a).sqrt(),
+    np.expm1: lambda a: _t(a).expm1(), np.log1p: lambda a: _t(a).log1p(),
+    np.sin: lambda a: _t(a).sin(), np.cos: lambda a: _t(a).cos(), np.tanh: lambda a: _t(a).tanh(),
+    np.sinh: lambda a: _t(a).sinh(), np.cosh: lambda a: _t(a).cosh(),
+    np.abs: lambda a: _t(a).abs(), np.sign: lambda a: _t(a).sign(),
+    np.greater: lambda a, b: _t(a) > b if isinstance(a, Tensor) else _t(b) < a,
+    np.greater_equal: lambda a, b: _t(a) >= b if isinstance(a, Tensor) else _t(b) <= a,
+    np.less: lambda a, b: _t(a) < b if isinstance(a, Tensor) else _t(b) > a,
+    np.less_equal: lambda a, b: _t(a) <= b if isinstance(a, Tensor) else _t(b) >= a,
+    np.equal: lambda a, b: _t(a) == b if isinstance(a, Tensor) else _t(b) == a,
+    np.isfinite: lambda a: _t(a).isfinite(),
+}
+
+_FUNCTIONS: dict = {
+    np.sum: _fn_sum, np.mean: _fn_mean, np.max: _fn_max, np.amax: _fn_max,
+    np.reshape: _fn_reshape, np.broadcast_to: lambda a, shape, **_: _t(a).expand(shape),
+    np.expand_dims: _fn_expand_dims, np.squeeze: _fn_squeeze,
+    np.swapaxes: lambda a, x, y: _t(a).transpose(x, y), np.transpose: _fn_transpose,
+    np.where: _fn_where, np.ones_like: _fn_ones_like, np.zeros_like: _fn_zeros_like,
+    np.flip: _fn_flip, np.einsum: _fn_einsum, np.concatenate: _fn_concatenate, np.cumsum: _fn_cumsum,
+    np.take_along_axis: _fn_take_along_axis, np.roll: _fn_roll, np.tril: _fn_tril, np.triu: _fn_triu,
+    np.shape: lambda a: _t(a).shape, np.ndim: lambda a: _t(a).ndim,
+}
