@@ -50,3 +50,7 @@ def is_tensor(obj) -> bool:
 
 def numel(input: Tensor) -> int:  # noqa: A002
     return input.numel()
+
+
+from . import functional  # noqa: E402
+from . import nn  # noqa: E402

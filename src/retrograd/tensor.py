@@ -57,7 +57,9 @@ class Tensor:
     None); ``requires_grad`` whether ops on it are recorded.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_node", "_vc", "_hooks", "__weakref__")
+    # _gslot: optional preallocated array (a view into an optimizer's flat gradient
+    # buffer) that backward writes this leaf's gradient into instead of allocating
+    __slots__ = ("data", "grad", "requires_grad", "_node", "_vc", "_hooks", "_gslot", "__weakref__")
     __array_priority__ = 1000
     __hash__ = object.__hash__
 
@@ -85,9 +87,27 @@ class Tensor:
         return t
 
     @staticmethod
-    def _apply(rule: O.Rule, ins: tuple, kw: dict | None = None) -> "Tensor":
+    def _apply(rule: O.Rule, ins: tuple, kw: Any = None) -> "Tensor":
         """Run ``rule`` forward on the inputs' arrays; record a Node if any input needs grad."""
-        out = rule.forward(tuple([t.data for t in ins]), kw)
+        n = len(ins)
+        try:
+            if n == 1:
+                x = ins[0]
+                out = rule.forward((x.data,), kw)
+                record = x.requires_grad
+            elif n == 2:
+                x, y = ins
+                out = rule.forward((x.data, y.data), kw)
+                record = x.requires_grad or y.requires_grad
+            else:
+                out = rule.forward(tuple([t.data for t in ins]), kw)
+                record = any([t.requires_grad for t in ins])
+        except ValueError as e:
+            if "broadcast" not in str(e):
+                raise
+            shapes = " and ".join(str(tuple(t.shape)) for t in ins)
+            raise RuntimeError(f"{rule.name}: shapes {shapes} are not broadcastable (sizes must be equal, or 1, "
+                               "in each trailing dimension)") from None
         if type(out) is not _ndarray:
             out = np.asarray(out)
         t = object.__new__(Tensor)
@@ -95,18 +115,18 @@ class Tensor:
         t.grad = None
         t._vc = [0]
         t._hooks = None
-        if state.enabled:
-            for x in ins:
-                if x.requires_grad:
-                    break
-            else:
-                t.requires_grad = False
-                t._node = None
-                return t
+        if record and state.enabled:
             if rule.backward is None:
                 raise RuntimeError(f"{rule.name}: this op is not differentiable")
-            node = Node(rule, ins, out if rule.save_out else None, kw,
-                        sum([x._vc[0] for x in ins]) if rule.needs_inputs else 0)
+            if not rule.needs_inputs:
+                version = 0
+            elif n == 1:
+                version = x._vc[0]
+            elif n == 2:
+                version = x._vc[0] + y._vc[0]
+            else:
+                version = sum([t._vc[0] for t in ins])
+            node = Node(rule, ins, out if rule.save_out else None, kw, version)
             if rule.save_out:
                 node.out_vc = (t._vc, 0)
             t.requires_grad = True
@@ -336,35 +356,75 @@ class Tensor:
         return bool(self.data.flags.c_contiguous)
 
     # ------------------------------------------------------------------ arithmetic
+    # Fast paths first: a float tensor with a Python number, or two tensors of
+    # one dtype; everything else goes through PyTorch's promotion in _coerce.
     def __add__(self, other: Any) -> "Tensor":
+        to = type(other)
+        if to is Tensor:
+            if other.data.dtype is self.data.dtype:
+                return Tensor._apply(O.ADD, (self, other))
+        elif (to is float or to is int) and self.data.dtype.kind == "f":
+            return Tensor._apply(O.ADD_S, (self,), other)
         a, b = _coerce(self, other, "add")
         return Tensor._apply(O.ADD, (a, b))
 
     def __radd__(self, other: Any) -> "Tensor":
+        to = type(other)
+        if (to is float or to is int) and self.data.dtype.kind == "f":
+            return Tensor._apply(O.ADD_S, (self,), other)
         b, a = _coerce(self, other, "add")
         return Tensor._apply(O.ADD, (a, b))
 
     def __sub__(self, other: Any) -> "Tensor":
+        to = type(other)
+        if to is Tensor:
+            if other.data.dtype is self.data.dtype:
+                return Tensor._apply(O.SUB, (self, other))
+        elif (to is float or to is int) and self.data.dtype.kind == "f":
+            return Tensor._apply(O.SUB_S, (self,), other)
+        _no_bool_sub(self, other)
         a, b = _coerce(self, other, "sub")
         return Tensor._apply(O.SUB, (a, b))
 
     def __rsub__(self, other: Any) -> "Tensor":
+        to = type(other)
+        if (to is float or to is int) and self.data.dtype.kind == "f":
+            return Tensor._apply(O.RSUB_S, (self,), other)
+        _no_bool_sub(self, other)
         b, a = _coerce(self, other, "sub")
         return Tensor._apply(O.SUB, (a, b))
 
     def __mul__(self, other: Any) -> "Tensor":
+        to = type(other)
+        if to is Tensor:
+            if other.data.dtype is self.data.dtype:
+                return Tensor._apply(O.MUL, (self, other))
+        elif (to is float or to is int) and self.data.dtype.kind == "f":
+            return Tensor._apply(O.MUL_S, (self,), other)
         a, b = _coerce(self, other, "mul")
         return Tensor._apply(O.MUL, (a, b))
 
     def __rmul__(self, other: Any) -> "Tensor":
+        to = type(other)
+        if (to is float or to is int) and self.data.dtype.kind == "f":
+            return Tensor._apply(O.MUL_S, (self,), other)
         b, a = _coerce(self, other, "mul")
         return Tensor._apply(O.MUL, (a, b))
 
     def __truediv__(self, other: Any) -> "Tensor":
+        to = type(other)
+        if to is Tensor:
+            if other.data.dtype is self.data.dtype and self.data.dtype.kind == "f":
+                return Tensor._apply(O.DIV, (self, other))
+        elif (to is float or to is int) and self.data.dtype.kind == "f":
+            return Tensor._apply(O.DIV_S, (self,), other)
         a, b = _coerce(self, other, "div", true_div=True)
         return Tensor._apply(O.DIV, (a, b))
 
     def __rtruediv__(self, other: Any) -> "Tensor":
+        to = type(other)
+        if (to is float or to is int) and self.data.dtype.kind == "f":
+            return Tensor._apply(O.RDIV_S, (self,), other)
         b, a = _coerce(self, other, "div", true_div=True)
         return Tensor._apply(O.DIV, (a, b))
 
@@ -377,10 +437,23 @@ class Tensor:
         return Tensor._wrap(np.asarray(np.mod(a.data, b.data)))
 
     def __pow__(self, other: Any) -> "Tensor":
+        to = type(other)
+        if (to is float or to is int) and self.data.dtype.kind == "f":
+            return Tensor._apply(O.POW_S, (self,), other)
         a, b = _coerce(self, other, "pow")
+        if a.data.dtype == np.bool_:  # torch: no bool ** bool kernel; a Python bool exponent keeps bool
+            if type(other) is not bool:
+                raise RuntimeError("pow: not implemented for two bool tensors")
+            return Tensor._wrap(np.asarray(a.data | (not other)))
+        if a.data.dtype.kind in "iu" and ((type(other) is int and other < 0) or
+                                          (b.data.dtype.kind == "i" and np.any(b.data < 0))):
+            raise RuntimeError("pow: integers to negative integer powers are not allowed")
         return Tensor._apply(O.POW, (a, b))
 
     def __rpow__(self, other: Any) -> "Tensor":
+        to = type(other)
+        if (to is float or to is int) and self.data.dtype.kind == "f":
+            return Tensor._apply(O.RPOW_S, (self,), other)
         b, a = _coerce(self, other, "pow")
         return Tensor._apply(O.POW, (a, b))
 
@@ -474,11 +547,13 @@ class Tensor:
 
     def any(self, dim: Any = None, keepdim: bool = False) -> "Tensor":
         d = _norm_dims(dim, self.ndim, "any")
-        return Tensor._wrap(np.asarray(np.any(self.data, axis=d, keepdims=keepdim)))
+        r = np.asarray(np.any(self.data, axis=d, keepdims=keepdim))
+        return Tensor._wrap(r.astype(np.uint8) if self.data.dtype == np.uint8 else r)  # torch keeps uint8
 
     def all(self, dim: Any = None, keepdim: bool = False) -> "Tensor":
         d = _norm_dims(dim, self.ndim, "all")
-        return Tensor._wrap(np.asarray(np.all(self.data, axis=d, keepdims=keepdim)))
+        r = np.asarray(np.all(self.data, axis=d, keepdims=keepdim))
+        return Tensor._wrap(r.astype(np.uint8) if self.data.dtype == np.uint8 else r)
 
     # ------------------------------------------------------------------ named arithmetic
     def add(self, other: Any, *, alpha: Any = 1) -> "Tensor":
@@ -626,24 +701,35 @@ class Tensor:
         return self._unary(O.SOFTPLUS, {"beta": beta, "threshold": threshold})
 
     def abs(self) -> "Tensor":
+        if self.data.dtype == np.bool_:
+            raise RuntimeError("abs: not implemented for bool tensors")
         return Tensor._apply(O.ABS, (self,))
 
     absolute = abs
 
     def sign(self) -> "Tensor":
+        if self.data.dtype == np.bool_:
+            return _nondiff(self, np.copy)
         return Tensor._apply(O.SIGN, (self,))
 
+    def _rounding(self, rule: O.Rule, kw: dict | None = None) -> "Tensor":
+        if self.data.dtype == np.bool_:
+            raise RuntimeError(f"{rule.name}: not implemented for bool tensors")
+        if self.data.dtype.kind != "f":  # integers are already whole: a copy of the same dtype
+            return _nondiff(self, np.copy)
+        return Tensor._apply(rule, (self,), kw)
+
     def floor(self) -> "Tensor":
-        return _nondiff(self, np.floor)
+        return self._rounding(O.FLOOR)
 
     def ceil(self) -> "Tensor":
-        return _nondiff(self, np.ceil)
+        return self._rounding(O.CEIL)
 
-    def round(self) -> "Tensor":
-        return _nondiff(self, np.round)
+    def round(self, *, decimals: int = 0) -> "Tensor":
+        return self._rounding(O.ROUND, {"decimals": decimals})
 
     def trunc(self) -> "Tensor":
-        return _nondiff(self, np.trunc)
+        return self._rounding(O.TRUNC)
 
     def clamp(self, min: Any = None, max: Any = None) -> "Tensor":  # noqa: A002
         if min is None and max is None:
@@ -655,7 +741,11 @@ class Tensor:
             if max is not None:
                 out = out.minimum(max)
             return out
-        return Tensor._apply(O.CLAMP, (self,), {"min": min, "max": max})
+        x = self
+        if x.data.dtype.kind != "f":  # integer/bool tensors promote with float or int bounds
+            x = x._cast(B.promote([(x.dtype, _rank(x))] + [(np.result_type(type(v)), 0) for v in (min, max)
+                                                            if v is not None]))
+        return Tensor._apply(O.CLAMP, (x,), {"min": min, "max": max})
 
     clip = clamp
 
@@ -675,11 +765,8 @@ class Tensor:
             if value.ndim != 0:
                 raise RuntimeError("masked_fill: only supports a 0-dimensional value tensor")
             return where(m, value.to(self.dtype), self)
-        out = Tensor._apply(O.MASKED_FILL, (self,), {"mask": m, "value": value})
-        if out.shape != self.shape:
-            raise RuntimeError(f"masked_fill: mask of shape {m.shape} would enlarge the tensor of shape "
-                               f"{self.shape}")
-        return out
+        # out of place, the result takes the broadcast shape of mask and tensor (as torch.masked_fill)
+        return Tensor._apply(O.MASKED_FILL, (self,), {"mask": m, "value": value})
 
     # ------------------------------------------------------------------ reductions
     def sum(self, dim: Any = None, keepdim: bool = False, *, dtype: Any = None, axis: Any = None) -> "Tensor":
@@ -757,6 +844,11 @@ class Tensor:
         return self._argm(dim, keepdim, np.argmin)
 
     def _argm(self, dim: Any, keepdim: bool, f: Callable) -> "Tensor":
+        if self.data.dtype == np.bool_:
+            raise RuntimeError(f"{f.__name__}: not implemented for bool tensors")
+        if self.data.size == 0 and (dim is None or self.shape[_norm_dim(dim, self.ndim, f.__name__)] == 0):
+            raise IndexError(f"{f.__name__}: expected reduction dim to have non-zero size (input shape "
+                             f"{tuple(self.shape)})")
         if dim is None:
             r = f(self.data.reshape(-1))
             r = np.asarray(r).reshape((1,) * self.ndim if keepdim else ())
@@ -796,11 +888,15 @@ class Tensor:
 
     def prod(self, dim: int | None = None, keepdim: bool = False, *, dtype: Any = None) -> "Tensor":
         x = self if dtype is None else self._cast(B.as_dtype(dtype))
+        if x.data.dtype.kind in "biu" and dtype is None:
+            x = x._cast(B.int64)
         d = None if dim is None else _norm_dims(dim, x.ndim, "prod")
         return Tensor._apply(O.PROD, (x,), {"dim": d, "keepdim": keepdim})
 
     def cumsum(self, dim: int, *, dtype: Any = None) -> "Tensor":
         x = self if dtype is None else self._cast(B.as_dtype(dtype))
+        if x.data.dtype.kind in "biu" and dtype is None:
+            x = x._cast(B.int64)
         return Tensor._apply(O.CUMSUM, (x,), {"dim": _norm_dim(dim, x.ndim, "cumsum")})
 
     def cumprod(self, dim: int, *, dtype: Any = None) -> "Tensor":
@@ -817,11 +913,17 @@ class Tensor:
                                             "keepdim": keepdim})
 
     def softmax(self, dim: int, *, dtype: Any = None) -> "Tensor":
-        x = self._float() if dtype is None else self._cast(B.as_dtype(dtype))
+        if dtype is None and self.data.dtype.kind != "f":
+            raise RuntimeError(f"softmax: not implemented for {B.dtype_name(self.dtype)} tensors; pass dtype= or "
+                               "convert with .float()")
+        x = self if dtype is None else self._cast(B.as_dtype(dtype))
         return Tensor._apply(O.SOFTMAX, (x,), {"dim": _norm_dim(dim, x.ndim, "softmax")})
 
     def log_softmax(self, dim: int, *, dtype: Any = None) -> "Tensor":
-        x = self._float() if dtype is None else self._cast(B.as_dtype(dtype))
+        if dtype is None and self.data.dtype.kind != "f":
+            raise RuntimeError(f"log_softmax: not implemented for {B.dtype_name(self.dtype)} tensors; pass dtype= or "
+                               "convert with .float()")
+        x = self if dtype is None else self._cast(B.as_dtype(dtype))
         return Tensor._apply(O.LOG_SOFTMAX, (x,), {"dim": _norm_dim(dim, x.ndim, "log_softmax")})
 
     # ------------------------------------------------------------------ shape
@@ -1229,6 +1331,12 @@ def _arr(x: Any) -> Any:
     return x.data if isinstance(x, Tensor) else x
 
 
+def _no_bool_sub(a: Tensor, other: Any) -> None:
+    if a.data.dtype == np.bool_ or type(other) is bool or (isinstance(other, Tensor) and other.dtype == np.bool_):
+        raise RuntimeError("sub: subtraction, the `-` operator, with a bool tensor is not supported; to invert "
+                           "a mask use the `~` or `logical_not()` operator instead")
+
+
 def _nondiff(t: Tensor, f: Callable) -> Tensor:
     return Tensor._wrap(np.asarray(f(t.data)))
 
@@ -1342,7 +1450,8 @@ def _coerce(a: Tensor, other: Any, op: str, true_div: bool = False) -> tuple[Ten
             k = ad.kind
             if isinstance(other, bool) or (isinstance(other, int) and k != "b") or (k == "f"):
                 if not (true_div and k != "f"):
-                    return a, Tensor._wrap(np.array(other, dtype=ad))
+                    # uint8 wraps a negative int around, as torch does (np.array(-3, uint8) raises)
+                    return a, Tensor._wrap(np.array(other).astype(ad) if k == "u" else np.array(other, dtype=ad))
             d = B.promote([(ad, _rank(a)), (np.result_type(type(other)), 0)])
             if true_div and d.kind != "f":
                 d = B.defaults.float_dtype
@@ -1468,9 +1577,13 @@ def cat(tensors: Sequence, dim: int = 0) -> Tensor:
     ts = [_as_tensor(t) for t in tensors]
     if not ts:
         raise RuntimeError("cat: expected a non-empty list of Tensors")
-    ts = [t for t in ts if not (t.ndim == 1 and t.shape[0] == 0)] or ts[:1]  # torch skips legacy empties
-    ref = ts[0]
+    full = [t for t in ts if not (t.ndim == 1 and t.shape[0] == 0)]
+    ref = full[0] if full else ts[0]
     d = _norm_dim(dim, ref.ndim, "cat")
+    if full and len(full) != len(ts):
+        # torch skips legacy 1-D empties; reshaped to size 0 along dim they stay in the graph (grad: empty)
+        empty = ref.shape[:d] + (0,) + ref.shape[d + 1:]
+        ts = [t.reshape(empty) if t.ndim == 1 and t.shape[0] == 0 else t for t in ts]
     for i, t in enumerate(ts):
         if t.ndim != ref.ndim:
             raise RuntimeError(f"cat: tensors must have the same number of dimensions: got {ref.ndim} and "
@@ -1513,9 +1626,9 @@ def einsum(equation: str, *operands: Any) -> Tensor:
         operands = tuple(operands[0])
     ts = [_as_tensor(t) for t in operands]
     eq = equation.replace(" ", "")
-    lhs = eq.split("->")[0]
     if "..." in eq:
-        raise NotImplementedError("einsum: ellipsis ('...') is not supported yet; write the dims out")
+        eq = _einsum_ellipsis(eq, ts)
+    lhs = eq.split("->")[0]
     if "->" not in eq:
         letters = lhs.replace(",", "")
         eq = lhs + "->" + "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
@@ -1536,6 +1649,29 @@ def einsum(equation: str, *operands: Any) -> Tensor:
     return Tensor._apply(O.EINSUM, tuple(t._cast(dt) for t in ts), {"eq": eq})
 
 
+def _einsum_ellipsis(eq: str, ts: list) -> str:
+    """Write '...' out as letters: each operand's broadcast dims, right-aligned as in broadcasting;
+    an implicit output puts them first (NumPy and PyTorch)."""
+    lhs, arrow, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(ts):
+        raise RuntimeError(f"einsum: {len(terms)} operands in the equation '{eq}' but {len(ts)} tensors were "
+                           "given")
+    free = [c for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in eq]
+    n_ell = [t.ndim - (len(term) - 3) if "..." in term else 0 for term, t in zip(terms, ts)]
+    width = max(n_ell)
+    if width > len(free) or min(n_ell) < 0:
+        raise RuntimeError(f"einsum: the equation '{eq}' does not fit the operands' dimensions")
+    ell = "".join(free[:width])
+    terms = [term.replace("...", ell[width - n:]) for term, n in zip(terms, n_ell)]
+    if arrow:
+        rhs = rhs.replace("...", ell)
+    else:
+        letters = "".join(terms).replace(",", "")
+        rhs = ell + "".join(sorted(c for c in set(letters) if letters.count(c) == 1 and c not in ell))
+    return ",".join(terms) + "->" + rhs
+
+
 def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float = 0.0) -> Tensor:  # noqa: A002
     """PyTorch's ``F.pad``: ``pad`` lists (left, right) pairs starting from the last dim."""
     if len(pad) % 2 or len(pad) // 2 > input.ndim:
@@ -1547,12 +1683,20 @@ def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float 
     width = [(0, 0)] * input.ndim
     for i in range(len(pad) // 2):
         width[input.ndim - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))
+    if mode == "reflect":
+        for d, (lo, hi) in enumerate(width):
+            if (lo or hi) and max(lo, hi) >= input.shape[d]:
+                raise RuntimeError(f"pad: reflect padding ({lo}, {hi}) must be smaller than the input's size "
+                                   f"{input.shape[d]} in dimension {d} (input shape {tuple(input.shape)})")
     if any(lo < 0 or hi < 0 for lo, hi in width):
         x = input
         sl = tuple(slice(max(-lo, 0), s - max(-hi, 0)) for (lo, hi), s in zip(width, input.shape))
         x = x[sl]
-        return pad(x, [max(p, 0) for p in pad], mode, value)
+        return _pad_fn(x, [max(p, 0) for p in pad], mode, value)
     return Tensor._apply(O.PAD, (input,), {"width": width, "mode": mode, "value": value})
+
+
+_pad_fn = pad  # inside pad() the name is the padding argument
 
 
 # ====================================================================== backward / grad

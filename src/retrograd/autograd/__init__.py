@@ -7,6 +7,10 @@ above it.
 from .engine import (AnomalyError, Node, detect_anomaly, enable_grad, is_anomaly_enabled, is_grad_enabled,
                      no_grad, set_grad_enabled)
 from ..tensor import backward, grad
+from .gradcheck import GradcheckError, gradcheck, gradgradcheck
+from .function import Function, FunctionCtx
+from . import functional
 
-__all__ = ["AnomalyError", "Node", "backward", "detect_anomaly", "enable_grad", "grad", "is_anomaly_enabled",
+__all__ = ["AnomalyError", "Function", "FunctionCtx", "GradcheckError", "Node", "backward", "detect_anomaly",
+           "enable_grad", "functional", "grad", "gradcheck", "gradgradcheck", "is_anomaly_enabled",
            "is_grad_enabled", "no_grad", "set_grad_enabled"]

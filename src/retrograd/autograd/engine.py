@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import heapq
+import itertools
 import traceback
 import weakref
 from typing import Any, Callable, Iterable, Sequence
@@ -131,6 +133,9 @@ def creation_site() -> str:
 
 
 # --------------------------------------------------------------------------- node
+_sequence = itertools.count(0, -1)  # decreasing: the newest node pops first from a min-heap
+
+
 class Node:
     """One recorded op (PyTorch's ``grad_fn``).
 
@@ -141,10 +146,13 @@ class Node:
     creation, checked at backward to catch in-place changes.
     """
 
-    __slots__ = ("rule", "inputs", "out", "kw", "version", "out_vc", "hooks", "retain", "site",
+    __slots__ = ("rule", "inputs", "out", "kw", "version", "seq", "out_vc", "hooks", "retain", "site",
                  "__weakref__")
 
     def __init__(self, rule: Any, inputs: tuple, out: Any, kw: Any, version: int) -> None:
+        # creation order: a node's consumers are always created after it, so
+        # processing nodes by decreasing ``seq`` is a topological order
+        self.seq = next(_sequence)
         self.rule = rule
         self.inputs = inputs
         self.out = out
@@ -200,42 +208,14 @@ def _shapes(inputs: Sequence) -> str:
     return ", ".join(str(tuple(t.data.shape)) if t is not None else "None" for t in inputs)
 
 
-def _check_finite(arr: Any, what: str, node: Node) -> None:
-    data = getattr(arr, "data", arr)
+def _check_finite(arr: Any, what: str, node: Node, inputs: Sequence | None = None) -> None:
+    # not getattr(arr, "data"): an ndarray's .data is its memoryview, which would skip the check
+    data = arr.data if isinstance(arr, state.tensor_type) else arr
     if isinstance(data, np.ndarray) and data.dtype.kind == "f" and not np.isfinite(data).all():
         kind = "nan" if np.isnan(data).any() else "inf"
         raise AnomalyError(
             f"{what} of op '{node.rule.name}' produced {kind} values "
-            f"(input shapes: {_shapes(node.inputs)}); the op was created at:\n  {node.site or '<unknown>'}")
-
-
-def _topo_order(roots: Iterable[Node]) -> list[Node]:
-    """Nodes reachable from ``roots``, each after all nodes that consume it."""
-    order: list[Node] = []
-    visited: set[int] = set()
-    stack: list[tuple[Node, bool]] = [(r, False) for r in roots]
-    while stack:
-        node, done = stack.pop()
-        if done:
-            order.append(node)
-            continue
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        ins = node.inputs
-        if ins is None:
-            raise RuntimeError(
-                f"Trying to backward through the graph a second time (op '{node.rule.name}'): its saved "
-                "arrays were freed after the first backward. Pass retain_graph=True to the first "
-                "backward() (or rg.grad) if you need to backward through it again.")
-        stack.append((node, True))
-        for t in ins:
-            if t is not None:
-                child = t._node
-                if child is not None and id(child) not in visited:
-                    stack.append((child, False))
-    order.reverse()
-    return order
+            f"(input shapes: {_shapes(node.inputs if inputs is None else inputs)}); the op was created at:\n  {node.site or '<unknown>'}")
 
 
 # --------------------------------------------------------------------------- engine
@@ -251,27 +231,30 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
     """
     Tensor = state.tensor_type
     wrap = Tensor._wrap
-    grads: dict[int, Any] = {}
-    nodes: list[Node] = []
+    grads: dict[Node, Any] = {}
+    heap: list[tuple[int, Node]] = []
     leaf_seeds: list[tuple[Any, Any]] = []
     for r, g in zip(roots, grad_roots):
         n = r._node
         if n is None:
             leaf_seeds.append((r, g))
             continue
-        prev = grads.get(id(n))
-        grads[id(n)] = g if prev is None else prev + g
-        nodes.append(n)
+        prev = grads.get(n)
+        if prev is None:
+            grads[n] = g
+            heapq.heappush(heap, (n.seq, n))
+        else:
+            grads[n] = prev + g
 
     captured: dict[int, Any] = {}
     cap_leaf: dict[int, int] = {}
-    cap_node: dict[int, int] = {}
+    cap_node: dict[Node, int] = {}
     if capture is not None:
         for i, t in enumerate(capture):
             if t._node is None:
                 cap_leaf[id(t)] = i
             else:
-                cap_node[id(t._node)] = i
+                cap_node[t._node] = i
     only_ids = None if only is None else {id(t) for t in only}
     anomaly = state.anomaly
 
@@ -293,7 +276,11 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
             t.grad = gt if t.grad is None else t.grad + gt
             return
         if t.grad is None:
-            if not fresh or gi.dtype != t.data.dtype:
+            slot = getattr(t, "_gslot", None)
+            if slot is not None and slot.shape == gi.shape:
+                np.copyto(slot, gi, casting="unsafe")
+                gi = slot
+            elif not fresh or gi.dtype != t.data.dtype:
                 gi = np.array(gi, dtype=t.data.dtype, copy=True)
             t.grad = wrap(gi)
         else:
@@ -308,14 +295,45 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
 
     prev_mode = state.enabled
     state.enabled = create_graph
+    heappop, heappush = heapq.heappop, heapq.heappush
     try:
-        order = _topo_order(nodes) if nodes else []
-        for node in order:
-            key = id(node)
-            g = grads.pop(key, None)
-            if g is None:
-                if not retain_graph:
-                    _free(node)
+        # nodes in decreasing creation order: each is reached only after all its consumers
+        fast = not create_graph and not anomaly and not cap_node
+        keep = retain_graph
+        while heap:
+            node = heappop(heap)[1]
+            g = grads.pop(node)
+            ins = node.inputs
+            rule = node.rule
+            if ins is None:
+                raise RuntimeError(
+                    f"Trying to backward through the graph a second time (op '{rule.name}'): its saved "
+                    "arrays were freed after the first backward. Pass retain_graph=True to the first "
+                    "backward() (or rg.grad) if you need to backward through it again.")
+            if fast and len(ins) == 1 and node.hooks is None and node.retain is None:
+                # the common case, kept lean: one input (which must need grad), arrays only
+                t0 = ins[0]
+                if rule.needs_inputs and t0._vc[0] != node.version or (
+                        node.out_vc is not None and node.out_vc[0][0] != node.out_vc[1]):
+                    _raise_modified(rule, ins)
+                gi = rule.backward(g, node.out, (t0.data,), node.kw, _NEED1)[0]
+                if not keep:
+                    node.inputs = node.out = node.kw = None
+                if gi is None:
+                    continue
+                shape = t0.data.shape
+                if gi.shape != shape:
+                    gi = unbroadcast(gi, shape)
+                child = t0._node
+                if child is None:
+                    to_leaf(t0, gi, gi is not g and gi.base is None and gi.flags.writeable)
+                else:
+                    prev = grads.get(child)
+                    if prev is None:
+                        grads[child] = gi
+                        heappush(heap, (child.seq, child))
+                    else:
+                        grads[child] = prev + gi
                 continue
             if node.hooks:
                 for h in node.hooks:
@@ -331,17 +349,22 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                         t.grad = wrap(np.array(g, copy=True))
                     else:
                         t.grad.data += g
-            if key in cap_node:
-                captured[key] = g
-            rule = node.rule
-            ins = node.inputs
-            if rule.needs_inputs and _version_sum(ins) != node.version or (
+            if cap_node and node in cap_node:
+                captured[id(node)] = g
+            version = 0
+            needs = []
+            vals = []
+            for t in ins:
+                if t is None:
+                    needs.append(False)
+                    vals.append(None)
+                else:
+                    needs.append(t.requires_grad)
+                    vals.append(t.data)
+                    version += t._vc[0]
+            if rule.needs_inputs and version != node.version or (
                     node.out_vc is not None and node.out_vc[0][0] != node.out_vc[1]):
-                raise RuntimeError(
-                    f"one of the tensors needed to compute the gradient of op '{rule.name}' "
-                    f"(input shapes: {_shapes(ins)}) has been modified by an in-place operation "
-                    "after it was used; clone it before modifying it in place")
-            needs = tuple(t is not None and t.requires_grad for t in ins)
+                _raise_modified(rule, ins)
             if create_graph:
                 vals = ins
                 out = None
@@ -350,16 +373,15 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                 if not isinstance(g, Tensor):
                     g = wrap(g)
             else:
-                vals = tuple(None if t is None else t.data for t in ins)
                 out = node.out
             gin = rule.backward(g, out, vals, node.kw, needs)
-            if not retain_graph:
-                _free(node)
+            if not keep:
+                node.inputs = node.out = node.kw = None
             for t, gi, need in zip(ins, gin, needs):
                 if gi is None or not need:
                     continue
                 if anomaly:
-                    _check_finite(gi, "backward", node)
+                    _check_finite(gi, "backward", node, ins)  # node.inputs may be freed by now
                 shape = t.data.shape
                 if gi.shape != shape:
                     gi = unbroadcast(gi, shape)
@@ -369,9 +391,12 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                              and gi.flags.writeable)
                     to_leaf(t, gi, fresh)
                 else:
-                    ck = id(child)
-                    prev = grads.get(ck)
-                    grads[ck] = gi if prev is None else prev + gi
+                    prev = grads.get(child)
+                    if prev is None:
+                        grads[child] = gi
+                        heappush(heap, (child.seq, child))
+                    else:
+                        grads[child] = prev + gi
     finally:
         state.enabled = prev_mode
 
@@ -382,6 +407,16 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
         key = id(t) if t._node is None else id(t._node)
         out_list.append(captured.get(key))
     return out_list
+
+
+_NEED1 = (True,)
+
+
+def _raise_modified(rule: Any, ins: Sequence) -> None:
+    raise RuntimeError(
+        f"one of the tensors needed to compute the gradient of op '{rule.name}' "
+        f"(input shapes: {_shapes(ins)}) has been modified by an in-place operation "
+        "after it was used; clone it before modifying it in place")
 
 
 def _free(node: Node) -> None:
