@@ -1,10 +1,12 @@
 """Composite functions built from ops, as ``torch.nn.functional`` (``import retrograd.nn.functional as F``).
 
-Activations, normalisations, dropout, embedding and losses. Most are short
-compositions of Tensor methods (so they get second-order gradients for free);
-the hot or numerically delicate ones (GELU, ELU family, leaky ReLU, hardtanh,
-SiLU, embedding, and the fused log-softmax + NLL of ``cross_entropy``) are
-``Rule``s with their backward written next to their forward.
+Activations, normalisations, dropout, embedding, losses, convolution, pooling,
+resizing and attention. Most are short compositions of Tensor methods (so they
+get second-order gradients for free); the hot or numerically delicate ones
+(GELU, ELU family, leaky ReLU, hardtanh, SiLU, embedding, the fused log-softmax +
+NLL of ``cross_entropy``, conv2d and its two adjoints, max/avg pooling, the
+attention core ``softmax(Q K^T scale + mask) V`` and CTC's forward-backward)
+are ``Rule``s with their backward written next to their forward.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from . import backend as B
 from . import ops as O
 from .ops import Rule, call
 from .random import Generator, resolve
-from .tensor import Tensor, _as_tensor, where
+from .tensor import Tensor, _as_tensor, pad, where
 
 __all__ = [
     "relu", "relu6", "leaky_relu", "prelu", "elu", "selu", "celu", "gelu", "silu", "mish", "sigmoid", "tanh",
@@ -30,7 +32,7 @@ __all__ = [
     "pairwise_distance", "triplet_margin_loss", "poisson_nll_loss", "gaussian_nll_loss", "sigmoid_focal_loss",
     "ctc_loss", "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "max_pool1d", "max_pool2d",
     "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "interpolate",
-    "scaled_dot_product_attention", "multi_head_attention_forward",
+    "scaled_dot_product_attention", "multi_head_attention_forward", "pad",
 ]
 
 _SQRT2 = math.sqrt(2.0)
@@ -1033,8 +1035,8 @@ def _conv2d_f(ins, kw):
     if groups == 1:
         out = _conv_cols(x, (kh, kww), kw, oh, ow, 0, cg) @ w.reshape(o, -1).T
     else:
-        out = np.concatenate([_conv_cols(x, (kh, kww), kw, oh, ow, gi, cg) @ w[gi * og:(gi + 1) * og].reshape(og, -1).T
-                              for gi in range(groups)], axis=1)
+        out = np.concatenate([_conv_cols(x, (kh, kww), kw, oh, ow, gi, cg)
+                              @ w[gi * og:(gi + 1) * og].reshape(og, -1).T for gi in range(groups)], axis=1)
     out = np.ascontiguousarray(out.reshape(n, oh, ow, o).transpose(0, 3, 1, 2))
     if len(ins) == 3:
         out += ins[2].reshape(1, o, 1, 1)
@@ -1049,7 +1051,8 @@ def _conv_dx(g2: np.ndarray, w: np.ndarray, n: int, oh: int, ow: int, in_hw: tup
     og = o // groups
     gxp = np.zeros((n, cg * groups, h + pt + pb, wd + pl + pr), dtype=np.result_type(g2, w))
     for gi in range(groups):
-        gcols = (g2[:, gi * og:(gi + 1) * og] @ w[gi * og:(gi + 1) * og].reshape(og, -1)).reshape(n, oh, ow, cg, kh, kww)
+        wg = w[gi * og:(gi + 1) * og].reshape(og, -1)
+        gcols = (g2[:, gi * og:(gi + 1) * og] @ wg).reshape(n, oh, ow, cg, kh, kww)
         gcols = gcols.transpose(0, 3, 4, 5, 1, 2)  # (N, cg, kh, kw, OH, OW)
         for i in range(kh):
             for j in range(kww):
@@ -1146,12 +1149,12 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: An
     x, unbatched = _conv_args("conv2d", input, weight, bias, 2)
     o, cg, kh, kww = weight.shape
     stride, dilation = _tuple(stride, 2, "stride", "conv2d"), _tuple(dilation, 2, "dilation", "conv2d")
-    if groups < 1 or x.shape[1] % groups or o % groups:
-        raise RuntimeError(f"conv2d: groups={groups} must divide both in_channels ({x.shape[1]}) and "
-                           f"out_channels ({o})")
     if x.shape[1] != cg * groups:
         raise RuntimeError(f"conv2d: expected input with {cg * groups} channels (weight of shape "
                            f"{tuple(weight.shape)}, groups={groups}), got input of shape {tuple(input.shape)}")
+    if groups < 1 or x.shape[1] % groups or o % groups:
+        raise RuntimeError(f"conv2d: groups={groups} must divide both in_channels ({x.shape[1]}) and "
+                           f"out_channels ({o})")
     pad = _conv_padding(padding, (kh, kww), stride, dilation, "conv2d")
     for d, (size, k) in enumerate(zip(x.shape[2:], (kh, kww))):
         if size + sum(pad[d]) < dilation[d] * (k - 1) + 1:
@@ -1279,7 +1282,7 @@ def _maxpool_flat_index(kw: dict, in_hw: tuple) -> np.ndarray:
 
 def _maxpool2d_b(g, out, ins, kw, needs):
     return (call(MAXPOOL2D_BACKWARD, (g,), kw | {"in_hw": tuple(ins[0].shape[2:])}),)
-MAXPOOL2D = Rule("max_pool2d", _maxpool2d_f, _maxpool2d_b)
+MAXPOOL2D = Rule("max_pool2d", _maxpool2d_f, _maxpool2d_b, needs_inputs=False)  # reads only the shape
 
 
 def _maxpool2d_bf(ins, kw):
@@ -1377,7 +1380,7 @@ def _avgpool2d_f(ins, kw):
 
 def _avgpool2d_b(g, out, ins, kw, needs):
     return (call(AVGPOOL2D_BACKWARD, (g,), kw | {"in_hw": tuple(ins[0].shape[2:])}),)
-AVGPOOL2D = Rule("avg_pool2d", _avgpool2d_f, _avgpool2d_b)
+AVGPOOL2D = Rule("avg_pool2d", _avgpool2d_f, _avgpool2d_b, needs_inputs=False)
 
 
 def _avgpool2d_bf(ins, kw):
@@ -1616,7 +1619,7 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     return Tensor._apply(ATTENTION, (q, k, v), {"scale": sc, "mask": mask, "drop": drop})
 
 
-def multi_head_attention_forward(query: Tensor, key: Tensor, value: Tensor, num_heads: int,
+def multi_head_attention_forward(query: Tensor, key: Tensor, value: Tensor, embed_dim_to_check: int, num_heads: int,
                                  in_proj_weight: Tensor | None, in_proj_bias: Tensor | None,
                                  bias_k: Tensor | None, bias_v: Tensor | None, add_zero_attn: bool,
                                  dropout_p: float, out_proj_weight: Tensor, out_proj_bias: Tensor | None,
@@ -1638,6 +1641,8 @@ def multi_head_attention_forward(query: Tensor, key: Tensor, value: Tensor, num_
             key_padding_mask = key_padding_mask.reshape(1, -1) if isinstance(key_padding_mask, Tensor) \
                 else np.asarray(key_padding_mask).reshape(1, -1)
     L, N, E = query.shape
+    if E != embed_dim_to_check:
+        raise AssertionError(f"was expecting embedding dimension of {embed_dim_to_check}, but got {E}")
     H = num_heads
     hd = E // H
     if is_causal and attn_mask is None:

@@ -166,3 +166,133 @@ def test_activation_second_order_matches_torch(name):
     (tg,) = torch.autograd.grad(getattr(torch.nn.functional, name)(tx).sum(), tx, create_graph=True)
     tg.sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+# ---------------------------------------------------------------- conv, pooling, attention, recurrent
+def test_conv_layers_name_expected_and_actual_shapes():
+    with pytest.raises(RuntimeError, match=re.escape(
+            "Conv2d(3, 8, kernel_size=(3, 3), stride=(1, 1)): expected input of shape (N, 3, H, W) or (3, H, W) "
+            "(3 channels, not 4), got shape (2, 4, 8, 8)")):
+        rg.nn.Conv2d(3, 8, 3)(rg.zeros(2, 4, 8, 8))
+    with pytest.raises(RuntimeError, match=re.escape(
+            "Conv2d(3, 8, kernel_size=(3, 3), stride=(1, 1)): expected a 4-D (or unbatched 3-D) input of shape "
+            "(N, 3, H, W) or (3, H, W), got shape (8, 8)")):
+        rg.nn.Conv2d(3, 8, 3)(rg.zeros(8, 8))
+    with pytest.raises(RuntimeError, match=re.escape("Conv1d(3, 8, kernel_size=(3,), stride=(1,)): expected a "
+                                                     "3-D (or unbatched 2-D) input of shape (N, 3, L) or (3, L), "
+                                                     "got shape (2, 3, 4, 4)")):
+        rg.nn.Conv1d(3, 8, 3)(rg.zeros(2, 3, 4, 4))
+    with pytest.raises(RuntimeError, match=re.escape("ConvTranspose2d(3, 8, kernel_size=(3, 3), stride=(1, 1)): "
+                                                     "expected input of shape (N, 3, H, W) or (3, H, W) (3 channels, "
+                                                     "not 5), got shape (2, 5, 4, 4)")):
+        rg.nn.ConvTranspose2d(3, 8, 3)(rg.zeros(2, 5, 4, 4))
+    with pytest.raises(RuntimeError, match=re.escape(
+            "conv2d: padded input size 2 in spatial dim 0 is smaller than the (dilated) kernel size 3 (input of "
+            "shape (1, 3, 2, 2), weight of shape (4, 3, 3, 3))")):
+        F.conv2d(rg.zeros(1, 3, 2, 2), rg.zeros(4, 3, 3, 3))
+    with pytest.raises(RuntimeError, match=re.escape("conv2d: expected input with 6 channels (weight of shape "
+                                                     "(4, 3, 3, 3), groups=2), got input of shape (1, 3, 5, 5)")):
+        F.conv2d(rg.zeros(1, 3, 5, 5), rg.zeros(4, 3, 3, 3), groups=2)
+    with pytest.raises(ValueError, match="padding='same' is not supported for strided convolutions"):
+        rg.nn.Conv2d(3, 8, 3, stride=2, padding="same")
+    with pytest.raises(RuntimeError, match=re.escape(
+            "conv_transpose2d: output padding must be smaller than either stride or dilation")):
+        F.conv_transpose2d(rg.zeros(1, 2, 3, 3), rg.zeros(2, 2, 3, 3), stride=2, output_padding=2)
+
+
+def test_pooling_layers_name_shapes_and_padding():
+    with pytest.raises(RuntimeError, match=re.escape(
+            "MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False): expected a 4-D input "
+            "(N, C, H, W) or (C, H, W), got shape (4, 4)")):
+        rg.nn.MaxPool2d(2)(rg.zeros(4, 4))
+    with pytest.raises(RuntimeError, match=re.escape("AvgPool1d(kernel_size=(2,), stride=(2,), padding=(0,)): "
+                                                     "expected a 3-D input (N, C, L) or (C, L), got shape "
+                                                     "(2, 3, 4, 4)")):
+        rg.nn.AvgPool1d(2)(rg.zeros(2, 3, 4, 4))
+    with pytest.raises(RuntimeError, match="pad should be at most half of effective kernel size, but got pad=2, "
+                                           "kernel_size=2"):
+        F.max_pool2d(rg.zeros(1, 3, 4, 4), 2, padding=2)
+    with pytest.raises(NotImplementedError, match="interpolate: mode 'bilinear' is not implemented"):
+        F.interpolate(rg.zeros(1, 2, 3, 3), scale_factor=2, mode="bilinear")
+    with pytest.raises(ValueError, match="only one of size or scale_factor should be defined"):
+        F.interpolate(rg.zeros(1, 2, 3, 3))
+
+
+def test_attention_and_transformer_name_shapes():
+    with pytest.raises(RuntimeError, match=re.escape(
+            "MultiheadAttention(embed_dim=8, num_heads=2): expected query of shape (L, N, 8) or (L, 8), got shape "
+            "(5, 3, 7)")):
+        rg.nn.MultiheadAttention(8, 2)(rg.zeros(5, 3, 7), rg.zeros(5, 3, 7), rg.zeros(5, 3, 7))
+    with pytest.raises(RuntimeError, match=re.escape("expected key of shape (N, L, 5) or (L, 5), got shape "
+                                                     "(2, 4, 8)")):
+        x = rg.zeros(2, 3, 8)
+        rg.nn.MultiheadAttention(8, 2, kdim=5, vdim=5, batch_first=True)(x, rg.zeros(2, 4, 8), rg.zeros(2, 4, 5))
+    with pytest.raises(AssertionError, match="embed_dim must be divisible by num_heads"):
+        rg.nn.MultiheadAttention(8, 3)
+    with pytest.raises(RuntimeError, match=re.escape("TransformerEncoderLayer(d_model=8, nhead=2): expected src of "
+                                                     "shape (S, N, 8) or (S, 8), got shape (3, 4, 6)")):
+        rg.nn.TransformerEncoderLayer(8, 2, 16)(rg.zeros(3, 4, 6))
+    with pytest.raises(RuntimeError, match=re.escape("TransformerDecoderLayer(d_model=8, nhead=2): expected memory "
+                                                     "of shape (N, S, 8) or (S, 8), got shape (2, 5, 4)")):
+        rg.nn.TransformerDecoderLayer(8, 2, 16, batch_first=True)(rg.zeros(2, 3, 8), rg.zeros(2, 5, 4))
+    with pytest.raises(RuntimeError, match="Need attn_mask if specifying the is_causal hint"):
+        x = rg.zeros(3, 1, 4)
+        rg.nn.MultiheadAttention(4, 2)(x, x, x, is_causal=True)
+    with pytest.raises(RuntimeError, match=re.escape("The shape of the 2D attn_mask is (3, 4), but should be "
+                                                     "(3, 3).")):
+        x = rg.zeros(3, 1, 4)
+        rg.nn.MultiheadAttention(4, 2)(x, x, x, attn_mask=rg.zeros(3, 4))
+    with pytest.raises(RuntimeError, match=re.escape(
+            "scaled_dot_product_attention: query (2, 3, 4), key (2, 5, 3) and value (2, 5, 3) do not align")):
+        F.scaled_dot_product_attention(rg.zeros(2, 3, 4), rg.zeros(2, 5, 3), rg.zeros(2, 5, 3))
+
+
+def test_recurrent_layers_name_shapes():
+    with pytest.raises(RuntimeError, match=re.escape("LSTM(4, 5): expected input with last dimension input_size=4, "
+                                                     "got shape (6, 3, 5)")):
+        rg.nn.LSTM(4, 5)(rg.zeros(6, 3, 5))
+    with pytest.raises(RuntimeError, match=re.escape("GRU(4, 5, num_layers=2): expected a 2-D (unbatched) or 3-D "
+                                                     "(batched) input, got shape (4,)")):
+        rg.nn.GRU(4, 5, 2)(rg.zeros(4))
+    with pytest.raises(RuntimeError, match=re.escape("LSTM: expected hidden state c0 of shape (1, 3, 5), got "
+                                                     "(2, 3, 5)")):
+        rg.nn.LSTM(4, 5)(rg.zeros(6, 3, 4), (rg.zeros(1, 3, 5), rg.zeros(2, 3, 5)))
+    with pytest.raises(RuntimeError, match=re.escape("RNN: expected hidden state h0 of shape (2, 5), got (1, 5)")):
+        rg.nn.RNN(4, 5, bidirectional=True)(rg.zeros(6, 4), rg.zeros(1, 5))
+    with pytest.raises(RuntimeError, match=re.escape("GRUCell(4, 5): expected a 1-D or 2-D input with last "
+                                                     "dimension input_size=4, got shape (3, 3)")):
+        rg.nn.GRUCell(4, 5)(rg.zeros(3, 3))
+    with pytest.raises(ValueError, match="Unknown nonlinearity 'sigmoid'"):
+        rg.nn.RNN(4, 5, nonlinearity="sigmoid")
+
+
+def test_new_losses_reject_bad_input():
+    with pytest.raises(RuntimeError, match=re.escape("ctc_loss: targets must be in [0, 3) and differ from blank "
+                                                     "(0), got [1, 0]")):
+        F.ctc_loss(rg.zeros(4, 1, 3), rg.tensor([[1, 0]]), [4], [2])
+    with pytest.raises(RuntimeError, match=re.escape("ctc_loss: input_lengths must be in [1, 4], got [5]")):
+        F.ctc_loss(rg.zeros(4, 1, 3), rg.tensor([[1, 2]]), [5], [2])
+    with pytest.raises(ValueError, match="var has negative entry"):
+        F.gaussian_nll_loss(rg.zeros(3), rg.zeros(3), rg.tensor([1.0, -1.0, 1.0]))
+    with pytest.raises(ValueError, match=re.escape("var is of incorrect size: expected (2, 3), (2,) or one dim of "
+                                                   "size 1, got (3, 2)")):
+        F.gaussian_nll_loss(rg.zeros(2, 3), rg.zeros(2, 3), rg.ones(3, 2))
+    with pytest.raises(ValueError, match="expected margin to be greater than 0, got 0"):
+        rg.nn.TripletMarginLoss(margin=0)
+    with pytest.raises(RuntimeError, match=re.escape("cosine_embedding_loss: expected target of shape (4,), got "
+                                                     "(3,)")):
+        F.cosine_embedding_loss(rg.zeros(4, 2), rg.zeros(4, 2), rg.ones(3))
+
+
+def test_ctc_impossible_alignment_is_inf_or_zero_as_torch():
+    lp = np.log(np.full((2, 1, 3), 1 / 3))
+    t = np.array([[1, 1]])  # needs a blank between the repeats: 3 frames, only 2 given
+    for zi in (False, True):
+        tl = torch.nn.functional.ctc_loss(torch.tensor(lp), torch.tensor(t), [2], [2], reduction="sum",
+                                          zero_infinity=zi)
+        x = rg.tensor(lp, requires_grad=True)
+        rl = F.ctc_loss(x, rg.tensor(t), [2], [2], reduction="sum", zero_infinity=zi)
+        assert rl.item() == tl.item() == (0.0 if zi else np.inf)
+        if zi:
+            rl.backward()
+            np.testing.assert_array_equal(x.grad.numpy(), np.zeros_like(lp))

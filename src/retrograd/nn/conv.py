@@ -81,14 +81,12 @@ class _ConvNd(Module):
                 init.uniform_(self.bias, -bound, bound)
 
     def _check_input(self, input: Tensor) -> None:  # noqa: A002
-        nd = self._nd
+        nd, c = self._nd, self.in_channels
+        dims = f"(N, {c}, L) or ({c}, L)" if nd == 1 else f"(N, {c}, H, W) or ({c}, H, W)"
         if not isinstance(input, Tensor) or input.ndim not in (nd + 1, nd + 2):
-            dims = "(N, C, L) or (C, L)" if nd == 1 else "(N, C, H, W) or (C, H, W)"
-            raise _shape_error(self, f"a {nd + 2}-D input {dims}", input)
-        ch = input.shape[-nd - 1]
-        if ch != self.in_channels:
-            raise _shape_error(self, f"input with {self.in_channels} channels in dim {input.ndim - nd - 1}, "
-                                     f"not {ch}", input)
+            raise _shape_error(self, f"a {nd + 2}-D (or unbatched {nd + 1}-D) input of shape {dims}", input)
+        if input.shape[-nd - 1] != c:
+            raise _shape_error(self, f"input of shape {dims} ({c} channels, not {input.shape[-nd - 1]})", input)
 
     def extra_repr(self) -> str:
         s = "{in_channels}, {out_channels}, kernel_size={kernel_size}, stride={stride}"

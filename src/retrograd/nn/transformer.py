@@ -13,7 +13,7 @@ from ..creation import empty
 from ..tensor import Tensor
 from . import init
 from .containers import ModuleList
-from .layers import Dropout, LayerNorm, Linear, _shape_error
+from .layers import Dropout, LayerNorm, Linear
 from .module import Module, Parameter
 
 
@@ -87,8 +87,9 @@ class MultiheadAttention(Module):
 
     def _check(self, name: str, x: Tensor, dim: int) -> None:
         if not isinstance(x, Tensor) or x.ndim not in (2, 3) or x.shape[-1] != dim:
-            layout = "(N, L, E)" if self.batch_first else "(L, N, E)"
-            raise _shape_error(self, f"{name} of shape {layout} or (L, E) with E = {dim}", x)
+            layout = f"(N, L, {dim})" if self.batch_first else f"(L, N, {dim})"
+            raise RuntimeError(f"MultiheadAttention(embed_dim={self.embed_dim}, num_heads={self.num_heads}): "
+                               f"expected {name} of shape {layout} or (L, {dim}), got shape {tuple(x.shape)}")
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Tensor | None = None,
                 need_weights: bool = True, attn_mask: Tensor | None = None, average_attn_weights: bool = True,
@@ -109,9 +110,9 @@ class MultiheadAttention(Module):
             else:
                 query, key, value = (x.transpose(1, 0) for x in (query, key, value))
         out, w = F.multi_head_attention_forward(
-            query, key, value, self.num_heads, self.in_proj_weight, self.in_proj_bias, self.bias_k, self.bias_v,
-            self.add_zero_attn, self.dropout, self.out_proj.weight, self.out_proj.bias, training=self.training,
-            key_padding_mask=key_padding_mask, need_weights=need_weights, attn_mask=attn_mask,
+            query, key, value, self.embed_dim, self.num_heads, self.in_proj_weight, self.in_proj_bias, self.bias_k,
+            self.bias_v, self.add_zero_attn, self.dropout, self.out_proj.weight, self.out_proj.bias,
+            training=self.training, key_padding_mask=key_padding_mask, need_weights=need_weights, attn_mask=attn_mask,
             use_separate_proj_weight=not self._qkv_same_embed_dim, q_proj_weight=self.q_proj_weight,
             k_proj_weight=self.k_proj_weight, v_proj_weight=self.v_proj_weight,
             average_attn_weights=average_attn_weights, is_causal=is_causal)
@@ -131,6 +132,15 @@ def _activation(activation: Any) -> Callable:
             return F.gelu
         raise RuntimeError(f"activation should be relu/gelu, not {activation}")
     return activation
+
+
+def _check_model_input(layer: Module, name: str, x: Tensor) -> None:
+    attn = layer.self_attn
+    d = attn.embed_dim
+    if not isinstance(x, Tensor) or x.ndim not in (2, 3) or x.shape[-1] != d:
+        layout = f"(N, S, {d})" if attn.batch_first else f"(S, N, {d})"
+        raise RuntimeError(f"{type(layer).__name__}(d_model={d}, nhead={attn.num_heads}): expected {name} of shape "
+                           f"{layout} or (S, {d}), got shape {tuple(x.shape) if isinstance(x, Tensor) else x!r}")
 
 
 class TransformerEncoderLayer(Module):
@@ -155,6 +165,7 @@ class TransformerEncoderLayer(Module):
 
     def forward(self, src: Tensor, src_mask: Tensor | None = None, src_key_padding_mask: Tensor | None = None,
                 is_causal: bool = False) -> Tensor:
+        _check_model_input(self, "src", src)
         x = src
         if self.norm_first:
             x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal)
@@ -201,6 +212,8 @@ class TransformerDecoderLayer(Module):
                 memory_mask: Tensor | None = None, tgt_key_padding_mask: Tensor | None = None,
                 memory_key_padding_mask: Tensor | None = None, tgt_is_causal: bool = False,
                 memory_is_causal: bool = False) -> Tensor:
+        _check_model_input(self, "tgt", tgt)
+        _check_model_input(self, "memory", memory)
         x = tgt
         if self.norm_first:
             x = x + self._sa_block(self.norm1(x), tgt_mask, tgt_key_padding_mask, tgt_is_causal)
