@@ -356,16 +356,63 @@ def layer_norm(input: Tensor, normalized_shape: Sequence[int], weight: Tensor | 
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     x = _float_input(input, "layer_norm")
     _check_normalized(x, shape, "layer_norm")
-    dims = tuple(range(x.ndim - len(shape), x.ndim))
-    mu = x.mean(dims, keepdim=True)
-    xc = x - mu
-    var = (xc * xc).mean(dims, keepdim=True)
-    y = xc * (var + eps).rsqrt()
-    if weight is not None:
-        y = y * weight
-    if bias is not None:
-        y = y + bias
-    return y
+    ins = [x]
+    for p in (weight, bias):
+        if p is not None:
+            if tuple(p.shape) != shape:
+                raise RuntimeError(f"layer_norm: weight/bias of shape {tuple(p.shape)} do not match "
+                                   f"normalized_shape {shape}")
+            ins.append(p if p.dtype == x.dtype else p.to(x.dtype))
+    return Tensor._apply(LAYER_NORM, tuple(ins), {"d": math.prod(shape), "eps": eps,
+                                                   "affine": (weight is not None, bias is not None)})
+
+
+def _ln_stats(x2: Any, eps: float) -> tuple:
+    """(x - mean) * rstd and rstd over the last axis of ``x2`` ``(rows, D)``."""
+    mu = np.mean(x2, axis=1, keepdims=True)
+    xc = x2 - mu
+    var = np.mean(xc * xc, axis=1, keepdims=True)
+    rstd = 1.0 / np.sqrt(var + eps)
+    return xc * rstd, rstd
+
+
+def _layer_norm_f(ins, kw):
+    x = ins[0]
+    xhat, rstd = _ln_stats(x.reshape(-1, kw["d"]), kw["eps"])
+    kw["xhat"], kw["rstd"] = xhat, rstd
+    y = xhat
+    has_w, has_b = kw["affine"]
+    if has_w:
+        y = y * ins[1].reshape(-1)
+    if has_b:
+        b = ins[1 + has_w].reshape(-1)
+        y = y + b if y is xhat else np.add(y, b, out=y)
+    return y.reshape(x.shape)
+
+
+def _layer_norm_b(g, out, ins, kw, needs):
+    # one node for the whole normalisation: dx = rstd * (gxh - mean(gxh) - xhat * mean(gxh * xhat))
+    x = ins[0]
+    d = kw["d"]
+    has_w, has_b = kw["affine"]
+    if isinstance(x, np.ndarray) and "xhat" in kw:
+        xhat, rstd = kw["xhat"], kw["rstd"]
+    else:  # create_graph: recompute the statistics differentiably
+        xhat, rstd = _ln_stats(np.reshape(x, (-1, d)), kw["eps"])
+    g2 = np.reshape(g, (-1, d))
+    grads = []
+    gxh = g2 * np.reshape(ins[1], (-1,)) if has_w else g2
+    if needs[0]:
+        t = gxh - np.mean(gxh, axis=1, keepdims=True) - xhat * np.mean(gxh * xhat, axis=1, keepdims=True)
+        grads.append(np.reshape(t * rstd, x.shape))
+    else:
+        grads.append(None)
+    if has_w:
+        grads.append(np.reshape(np.sum(g2 * xhat, axis=0), ins[1].shape) if needs[1] else None)
+    if has_b:
+        grads.append(np.reshape(np.sum(g2, axis=0), ins[-1].shape) if needs[-1] else None)
+    return tuple(grads)
+LAYER_NORM = Rule("layer_norm", _layer_norm_f, _layer_norm_b, needs_inputs=True)
 
 
 def rms_norm(input: Tensor, normalized_shape: Sequence[int], weight: Tensor | None = None,  # noqa: A002
@@ -1018,11 +1065,40 @@ def _conv_out(size: int, k: int, s: int, pad: tuple, d: int) -> int:
     return (size + pad[0] + pad[1] - d * (k - 1) - 1) // s + 1
 
 
-def _conv_cols(x: np.ndarray, k_hw: tuple, kw: dict, oh: int, ow: int, gi: int, cg: int) -> np.ndarray:
-    """Group ``gi``'s im2col matrix ``(N*OH*OW, cg*kh*kw)``."""
+# Convolutions work in channels-last layout internally: the im2col copy then
+# moves runs of kw*C contiguous values instead of gathering single elements,
+# which is what makes it cheap (see bench/RESULTS.md).
+def _nhwc_padded(x: np.ndarray, pad: tuple) -> np.ndarray:
+    """``(N, C, H, W)`` -> zero-padded channels-last ``(N, Hp, Wp, C)``."""
+    (pt, pb), (pl, pr) = pad
+    n, c, h, w = x.shape
+    xh = np.zeros((n, h + pt + pb, w + pl + pr, c), dtype=x.dtype) if pt or pb or pl or pr else \
+        np.empty((n, h, w, c), dtype=x.dtype)
+    xh[:, pt:pt + h, pl:pl + w, :] = x.transpose(0, 2, 3, 1)
+    return xh
+
+
+def _conv_cols_all(x: np.ndarray, k_hw: tuple, kw: dict, oh: int, ow: int) -> np.ndarray:
+    """im2col ``(N*OH*OW, kh*kw*C)``, columns ordered (kh, kw, C)."""
     (sh, sw), (dh, dw) = kw["stride"], kw["dilation"]
-    win = _windows(_pad_hw(x, kw["padding"]), k_hw[0], k_hw[1], sh, sw, dh, dw, oh, ow)
-    return win[:, gi * cg:(gi + 1) * cg].transpose(0, 2, 3, 1, 4, 5).reshape(x.shape[0] * oh * ow, -1)
+    xh = _nhwc_padded(x, kw["padding"])
+    n, c = x.shape[0], x.shape[1]
+    s = xh.strides
+    win = as_strided(xh, (n, oh, ow, k_hw[0], k_hw[1], c),
+                     (s[0], s[1] * sh, s[2] * sw, s[1] * dh, s[2] * dw, s[3]), writeable=False)
+    return win.reshape(n * oh * ow, -1)
+
+
+def _group_cols(cols: np.ndarray, k_hw: tuple, groups: int, gi: int, cg: int) -> np.ndarray:
+    if groups == 1:
+        return cols
+    m = cols.shape[0]
+    return cols.reshape(m, k_hw[0] * k_hw[1], groups * cg)[:, :, gi * cg:(gi + 1) * cg].reshape(m, -1)
+
+
+def _wmat(w: np.ndarray) -> np.ndarray:
+    """``(O, C, kh, kw)`` weights as ``(O, kh*kw*C)``, matching the im2col column order."""
+    return w.transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
 
 
 def _conv2d_f(ins, kw):
@@ -1032,54 +1108,55 @@ def _conv2d_f(ins, kw):
     o, cg, kh, kww = w.shape
     oh, ow = _conv_out(h, kh, sh, pad[0], dh), _conv_out(wd, kww, sw, pad[1], dw)
     og = o // groups
+    cols = _conv_cols_all(x, (kh, kww), kw, oh, ow)
+    # (O, K) @ (K, N*OH*OW): the result is already channel-major
     if groups == 1:
-        out = _conv_cols(x, (kh, kww), kw, oh, ow, 0, cg) @ w.reshape(o, -1).T
+        out_t = _wmat(w) @ cols.T
     else:
-        out = np.concatenate([_conv_cols(x, (kh, kww), kw, oh, ow, gi, cg)
-                              @ w[gi * og:(gi + 1) * og].reshape(og, -1).T for gi in range(groups)], axis=1)
-    out = np.ascontiguousarray(out.reshape(n, oh, ow, o).transpose(0, 3, 1, 2))
+        out_t = np.concatenate([_wmat(w[gi * og:(gi + 1) * og]) @ _group_cols(cols, (kh, kww), groups, gi, cg).T
+                                for gi in range(groups)], axis=0)
+    out = np.ascontiguousarray(out_t.reshape(o, n, oh * ow).transpose(1, 0, 2)).reshape(n, o, oh, ow)
     if len(ins) == 3:
         out += ins[2].reshape(1, o, 1, 1)
     return out
 
 
 def _conv_dx(g2: np.ndarray, w: np.ndarray, n: int, oh: int, ow: int, in_hw: tuple, kw: dict) -> np.ndarray:
-    """Input gradient from ``g2`` ``(N*OH*OW, O)``: one GEMM, then a kh*kw loop of strided adds (col2im)."""
+    """Input gradient from ``g2`` ``(O, N*OH*OW)``: one GEMM, then a kh*kw loop of strided adds (col2im)."""
     (sh, sw), ((pt, pb), (pl, pr)), (dh, dw), groups = kw["stride"], kw["padding"], kw["dilation"], kw["groups"]
     o, cg, kh, kww = w.shape
     h, wd = in_hw
     og = o // groups
-    gxp = np.zeros((n, cg * groups, h + pt + pb, wd + pl + pr), dtype=np.result_type(g2, w))
+    gxh = np.zeros((n, h + pt + pb, wd + pl + pr, cg * groups), dtype=np.result_type(g2, w))
     for gi in range(groups):
-        wg = w[gi * og:(gi + 1) * og].reshape(og, -1)
-        gcols = (g2[:, gi * og:(gi + 1) * og] @ wg).reshape(n, oh, ow, cg, kh, kww)
-        gcols = gcols.transpose(0, 3, 4, 5, 1, 2)  # (N, cg, kh, kw, OH, OW)
+        gcols = (g2[gi * og:(gi + 1) * og].T @ _wmat(w[gi * og:(gi + 1) * og])).reshape(n, oh, ow, kh, kww, cg)
         for i in range(kh):
             for j in range(kww):
-                gxp[:, gi * cg:(gi + 1) * cg, i * dh:i * dh + sh * (oh - 1) + 1:sh,
-                    j * dw:j * dw + sw * (ow - 1) + 1:sw] += gcols[:, :, i, j]
-    return gxp[:, :, pt:pt + h, pl:pl + wd] if pt or pb or pl or pr else gxp
+                gxh[:, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw,
+                    gi * cg:(gi + 1) * cg] += gcols[:, :, :, i, j]
+    return np.ascontiguousarray(gxh[:, pt:pt + h, pl:pl + wd].transpose(0, 3, 1, 2))
 
 
 def _conv_dw(x: np.ndarray, g2: np.ndarray, oh: int, ow: int, k_hw: tuple, kw: dict) -> np.ndarray:
     groups = kw["groups"]
-    o = g2.shape[1]
+    o = g2.shape[0]
     og, cg = o // groups, x.shape[1] // groups
-    parts = [(g2[:, gi * og:(gi + 1) * og].T @ _conv_cols(x, k_hw, kw, oh, ow, gi, cg)).reshape(og, cg, *k_hw)
-             for gi in range(groups)]
-    return parts[0] if groups == 1 else np.concatenate(parts, axis=0)
+    cols = _conv_cols_all(x, k_hw, kw, oh, ow)
+    parts = [(g2[gi * og:(gi + 1) * og] @ _group_cols(cols, k_hw, groups, gi, cg))
+             .reshape(og, k_hw[0], k_hw[1], cg).transpose(0, 3, 1, 2) for gi in range(groups)]
+    return np.ascontiguousarray(parts[0] if groups == 1 else np.concatenate(parts, axis=0))
 
 
-def _rows(g: np.ndarray) -> np.ndarray:
-    """``(N, O, OH, OW)`` -> ``(N*OH*OW, O)``: rows are output pixels."""
-    return g.transpose(0, 2, 3, 1).reshape(-1, g.shape[1])
+def _gmat(g: np.ndarray) -> np.ndarray:
+    """``(N, O, OH, OW)`` -> ``(O, N*OH*OW)``: a copy whose inner runs stay contiguous."""
+    return g.transpose(1, 0, 2, 3).reshape(g.shape[1], -1)
 
 
 def _conv2d_b(g, out, ins, kw, needs):
     x, w = ins[0], ins[1]
     gb = np.sum(g, axis=(0, 2, 3)) if len(ins) == 3 and needs[2] else None
     if isinstance(g, np.ndarray) and isinstance(x, np.ndarray) and isinstance(w, np.ndarray):
-        g2 = _rows(g)  # shared by both products
+        g2 = _gmat(g)  # shared by both products
         gx = _conv_dx(g2, w, x.shape[0], g.shape[2], g.shape[3], x.shape[2:], kw) if needs[0] else None
         gw = _conv_dw(x, g2, g.shape[2], g.shape[3], w.shape[2:], kw) if needs[1] else None
     else:  # create_graph: record the adjoints
@@ -1091,7 +1168,7 @@ CONV2D = Rule("conv2d", _conv2d_f, _conv2d_b)
 
 def _conv_dx_f(ins, kw):
     g, w = ins
-    return _conv_dx(_rows(g), w, g.shape[0], g.shape[2], g.shape[3], kw["in_hw"], kw)
+    return _conv_dx(_gmat(g), w, g.shape[0], g.shape[2], g.shape[3], kw["in_hw"], kw)
 
 
 def _conv_dx_b(gg, out, ins, kw, needs):
@@ -1105,7 +1182,7 @@ CONV2D_INPUT_GRAD = Rule("conv_transpose2d", _conv_dx_f, _conv_dx_b)
 
 def _conv_dw_f(ins, kw):
     x, g = ins
-    return _conv_dw(x, _rows(g), g.shape[2], g.shape[3], kw["k_hw"], kw)
+    return _conv_dw(x, _gmat(g), g.shape[2], g.shape[3], kw["k_hw"], kw)
 
 
 def _conv_dw_b(ggw, out, ins, kw, needs):
@@ -1259,14 +1336,35 @@ def _maxpool2d_f(ins, kw):
     eh = max((oh - 1) * sh + dh * (kh - 1) + 1 - (h + 2 * ph), 0)
     ew = max((ow - 1) * sw + dw * (kww - 1) + 1 - (wd + 2 * pw), 0)
     xp = _pad_hw(x, ((ph, ph + eh), (pw, pw + ew)), -np.inf)
-    if (kh, kww) == (sh, sw) and (dh, dw) == (1, 1) and xp.shape[2] == oh * kh and xp.shape[3] == ow * kww:
-        win = xp.reshape(n, c, oh, kh, ow, kww).transpose(0, 1, 2, 4, 3, 5)
-    else:
-        win = _windows(xp, kh, kww, sh, sw, dh, dw, oh, ow)
-    win = win.reshape(n, c, oh, ow, kh * kww)  # copy (im2col of the pooling windows)
-    idx = np.argmax(win, axis=-1)  # first max, as torch; a NaN wins (argmax picks the first NaN)
+    views = [xp[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw]
+             for i in range(kh) for j in range(kww)]
+    if not np.isnan(x).any():
+        # max by pairwise maxima of the kh*kw strided views (no window copy); the
+        # index of the first maximum by writing candidates from the last to the first
+        best = views[0]
+        for v in views[1:]:
+            best = np.maximum(best, v)
+        idx = np.empty(best.shape, np.int32)
+        idx.fill(len(views) - 1)
+        for k in range(len(views) - 2, -1, -1):
+            np.copyto(idx, k, where=views[k] == best)
+        kw["idx"] = idx
+        return np.array(best, copy=True) if best is views[0] else best
+    # with NaNs: a running max where, as in torch's kernel, a NaN always takes over
+    best = idx = None
+    for i in range(kh):
+        for j in range(kww):
+            v = xp[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw]
+            if best is None:
+                best = v.copy()
+                idx = np.zeros(best.shape, np.int32)
+                continue
+            upd = v > best
+            upd |= np.isnan(v)  # as torch's kernel: a NaN always takes over
+            np.copyto(best, v, where=upd)
+            np.copyto(idx, i * kww + j, where=upd)
     kw["idx"] = idx
-    return np.take_along_axis(win, idx[..., None], axis=-1)[..., 0]
+    return best
 
 
 def _maxpool_flat_index(kw: dict, in_hw: tuple) -> np.ndarray:
@@ -1294,10 +1392,14 @@ def _maxpool2d_bf(ins, kw):
     H = max((oh - 1) * sh + dh * (kh - 1) + 1, h + 2 * ph)
     W = max((ow - 1) * sw + dw * (kww - 1) + 1, wd + 2 * pw)
     gxp = np.zeros((n, c, H, W), dtype=g.dtype)
+    disjoint = sh >= dh * (kh - 1) + 1 and sw >= dw * (kww - 1) + 1  # each input in one window at most
     for i in range(kh):
         for j in range(kww):
-            sel = np.where(idx == i * kww + j, g, 0)
-            gxp[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw] += sel
+            dst = gxp[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw]
+            if disjoint:
+                np.copyto(dst, g, where=idx == i * kww + j)
+            else:
+                dst += np.where(idx == i * kww + j, g, 0)
     return gxp[:, :, ph:ph + h, pw:pw + wd]
 
 

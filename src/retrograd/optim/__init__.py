@@ -1,0 +1,14 @@
+"""Optimizers on flat parameter and gradient buffers, with ``torch.optim``'s API.
+
+``rg.optim.Adam(params, lr=1e-3)`` etc.: same constructor arguments, defaults,
+update order and state dict layout as PyTorch.
+"""
+from .optimizer import (Optimizer, StepArrays, register_optimizer_step_post_hook,
+                        register_optimizer_step_pre_hook, required)
+from .sgd import SGD
+from .adam import Adam, AdamW, Adamax, NAdam, RAdam
+from .adagrad import Adadelta, Adagrad, RMSprop
+
+__all__ = ["Optimizer", "StepArrays", "required", "register_optimizer_step_pre_hook",
+           "register_optimizer_step_post_hook", "SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "Adagrad",
+           "Adadelta", "RMSprop"]

@@ -1,0 +1,303 @@
+"""The Adam family: Adam, AdamW, Adamax, NAdam, RAdam."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg, lerp_
+
+__all__ = ["Adam", "AdamW", "Adamax", "NAdam", "RAdam"]
+
+
+def _check_adam_args(lr: Any, betas: Any, eps: Any, weight_decay: Any) -> tuple:
+    _check(_finite_nonneg(lr), f"Invalid learning rate: {lr}")
+    _check(_finite_nonneg(eps), f"Invalid epsilon value: {eps}")
+    betas = tuple(betas)
+    _check(len(betas) == 2, f"betas must be a pair (beta1, beta2), got {betas}")
+    _check(_finite_nonneg(betas[0]) and betas[0] < 1.0, f"Invalid beta parameter at index 0: {betas[0]}")
+    _check(_finite_nonneg(betas[1]) and betas[1] < 1.0, f"Invalid beta parameter at index 1: {betas[1]}")
+    _check(_finite_nonneg(weight_decay), f"Invalid weight_decay value: {weight_decay}")
+    return betas
+
+
+def _no_differentiable(name: str, differentiable: bool) -> None:
+    if differentiable:
+        raise NotImplementedError(f"{name}: differentiable=True is not supported")
+
+
+def _grad_with_decay(group: dict, u: StepArrays, lr: float, decoupled: bool) -> np.ndarray:
+    """The gradient after ``maximize`` and weight decay: L2 (added to the gradient)
+    or decoupled (``theta *= 1 - lr * lambda``, applied here to the parameter)."""
+    g = -u.grad if group["maximize"] else u.grad
+    wd = float(group["weight_decay"])
+    if wd != 0:
+        if decoupled:
+            u.param *= 1 - lr * wd
+        else:
+            g = g + wd * u.param
+    return g
+
+
+class Adam(Optimizer):
+    r"""Adam, as ``torch.optim.Adam`` (L2 ``weight_decay`` added to the gradient,
+    or decoupled as AdamW with ``decoupled_weight_decay=True``).
+
+    With gradient :math:`g_t` (negated when ``maximize``)::
+
+        g_t   <- g_t + lambda * theta_{t-1}                    (if lambda != 0, L2)
+        theta <- theta * (1 - gamma * lambda)                  (instead, if decoupled)
+        m_t   <- beta1 * m_{t-1} + (1 - beta1) * g_t
+        v_t   <- beta2 * v_{t-1} + (1 - beta2) * g_t^2
+        v_t^max <- max(v_{t-1}^max, v_t)                       (amsgrad; used below instead of v_t)
+        theta_t <- theta_{t-1} - gamma / (1 - beta1^t) * m_t / (sqrt(v_t) / sqrt(1 - beta2^t) + eps)
+
+    Kingma & Ba, "Adam: A Method for Stochastic Optimization" (ICLR 2015);
+    AMSGrad: Reddi et al., "On the Convergence of Adam and Beyond" (ICLR 2018).
+    State per parameter: ``step``, ``exp_avg``, ``exp_avg_sq`` (+ ``max_exp_avg_sq``).
+    """
+
+    _state_keys = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    _scalar_keys = ("step",)
+
+    def __init__(self, params: Any, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, amsgrad: bool = False, *, foreach: bool | None = None,
+                 maximize: bool = False, capturable: bool = False, differentiable: bool = False,
+                 fused: bool | None = None, decoupled_weight_decay: bool = False) -> None:
+        betas = _check_adam_args(lr, betas, eps, weight_decay)
+        _no_differentiable(type(self).__name__, differentiable)
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                        maximize=maximize, foreach=foreach, capturable=capturable,
+                        differentiable=differentiable, fused=fused,
+                        decoupled_weight_decay=decoupled_weight_decay)
+        super().__init__(params, defaults)
+
+    def _state_spec(self, group: dict) -> list:
+        spec = [("step", "scalar", 0.0), ("exp_avg", "buffer", 0.0), ("exp_avg_sq", "buffer", 0.0)]
+        if group["amsgrad"]:
+            spec.append(("max_exp_avg_sq", "buffer", 0.0))
+        return spec
+
+    def _update(self, group: dict, u: StepArrays) -> None:
+        lr, eps = float(group["lr"]), float(group["eps"])
+        beta1, beta2 = (float(b) for b in group["betas"])
+        p, m, v = u.param, u.state["exp_avg"], u.state["exp_avg_sq"]
+        u.scalars["step"] += 1
+        step = u.scalar("step")
+        g = _grad_with_decay(group, u, lr, group["decoupled_weight_decay"])
+        lerp_(m, g, 1 - beta1)
+        v *= beta2
+        v += (1 - beta2) * g * g
+        bias_correction1 = 1 - beta1 ** step
+        bias_correction2 = 1 - beta2 ** step
+        step_size = lr / bias_correction1
+        bias_correction2_sqrt = bias_correction2 ** 0.5
+        if group["amsgrad"]:
+            vmax = u.state["max_exp_avg_sq"]
+            np.maximum(vmax, v, out=vmax)
+            v = vmax
+        denom = np.sqrt(v)
+        denom /= u.expand(bias_correction2_sqrt)
+        denom += eps
+        p += u.expand(-step_size) * m / denom
+
+
+class AdamW(Adam):
+    r"""AdamW, as ``torch.optim.AdamW``: Adam with decoupled weight decay (default 1e-2).
+
+    ::
+
+        theta <- theta * (1 - gamma * lambda)
+        m_t   <- beta1 * m_{t-1} + (1 - beta1) * g_t
+        v_t   <- beta2 * v_{t-1} + (1 - beta2) * g_t^2           (v_t^max with amsgrad)
+        theta_t <- theta - gamma / (1 - beta1^t) * m_t / (sqrt(v_t) / sqrt(1 - beta2^t) + eps)
+
+    Loshchilov & Hutter, "Decoupled Weight Decay Regularization" (ICLR 2019).
+    """
+
+    def __init__(self, params: Any, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
+                 foreach: bool | None = None, capturable: bool = False, differentiable: bool = False,
+                 fused: bool | None = None) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach, maximize=maximize,
+                         capturable=capturable, differentiable=differentiable, fused=fused,
+                         decoupled_weight_decay=True)
+
+    def _fix_group(self, group: dict) -> None:
+        group["decoupled_weight_decay"] = True
+
+
+class Adamax(Optimizer):
+    r"""Adamax (Adam with the infinity norm), as ``torch.optim.Adamax``.
+
+    ::
+
+        g_t   <- g_t + lambda * theta_{t-1}                    (if lambda != 0)
+        m_t   <- beta1 * m_{t-1} + (1 - beta1) * g_t
+        u_t   <- max(beta2 * u_{t-1}, |g_t| + eps)
+        theta_t <- theta_{t-1} - gamma / (1 - beta1^t) * m_t / u_t
+
+    Kingma & Ba, "Adam: A Method for Stochastic Optimization" (ICLR 2015), section 7.
+    State per parameter: ``step``, ``exp_avg``, ``exp_inf``.
+    """
+
+    _state_keys = ("step", "exp_avg", "exp_inf")
+    _scalar_keys = ("step",)
+
+    def __init__(self, params: Any, lr: float = 2e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, foreach: bool | None = None, *, maximize: bool = False,
+                 differentiable: bool = False, capturable: bool = False) -> None:
+        betas = _check_adam_args(lr, betas, eps, weight_decay)
+        _no_differentiable("Adamax", differentiable)
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach,
+                        maximize=maximize, differentiable=differentiable, capturable=capturable)
+        super().__init__(params, defaults)
+
+    def _state_spec(self, group: dict) -> list:
+        return [("step", "scalar", 0.0), ("exp_avg", "buffer", 0.0), ("exp_inf", "buffer", 0.0)]
+
+    def _update(self, group: dict, u: StepArrays) -> None:
+        lr, eps = float(group["lr"]), float(group["eps"])
+        beta1, beta2 = (float(b) for b in group["betas"])
+        p, m, exp_inf = u.param, u.state["exp_avg"], u.state["exp_inf"]
+        u.scalars["step"] += 1
+        step = u.scalar("step")
+        g = _grad_with_decay(group, u, lr, False)
+        lerp_(m, g, 1 - beta1)
+        exp_inf *= beta2
+        norm = np.abs(g)
+        norm += eps
+        np.maximum(exp_inf, norm, out=exp_inf)
+        clr = lr / (1 - beta1 ** step)
+        p += u.expand(-clr) * m / exp_inf
+
+
+class NAdam(Optimizer):
+    r"""NAdam (Adam with Nesterov momentum), as ``torch.optim.NAdam``.
+
+    With the momentum schedule ``mu_t = beta1 * (1 - 0.5 * 0.96^(t * psi))``
+    (``psi`` = ``momentum_decay``) and ``prod_t = mu_1 ... mu_t``::
+
+        g_t   <- g_t + lambda * theta_{t-1}                    (L2, or decoupled:
+        theta <- theta * (1 - gamma * lambda)                   with decoupled_weight_decay)
+        m_t   <- beta1 * m_{t-1} + (1 - beta1) * g_t
+        v_t   <- beta2 * v_{t-1} + (1 - beta2) * g_t^2
+        d_t   <- sqrt(v_t / (1 - beta2^t)) + eps
+        theta_t <- theta_{t-1} - gamma (1 - mu_t) / (1 - prod_t) * g_t / d_t
+                               - gamma mu_{t+1} / (1 - prod_t mu_{t+1}) * m_t / d_t
+
+    Dozat, "Incorporating Nesterov Momentum into Adam" (ICLR 2016 workshop).
+    State per parameter: ``step``, ``mu_product``, ``exp_avg``, ``exp_avg_sq``.
+    """
+
+    _state_keys = ("step", "mu_product", "exp_avg", "exp_avg_sq")
+    _scalar_keys = ("step", "mu_product")
+
+    def __init__(self, params: Any, lr: float = 2e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, momentum_decay: float = 4e-3, decoupled_weight_decay: bool = False,
+                 *, foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
+                 differentiable: bool = False) -> None:
+        betas = _check_adam_args(lr, betas, eps, weight_decay)
+        _check(_finite_nonneg(momentum_decay), f"Invalid momentum_decay value: {momentum_decay}")
+        _no_differentiable("NAdam", differentiable)
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, momentum_decay=momentum_decay,
+                        decoupled_weight_decay=decoupled_weight_decay, maximize=maximize, foreach=foreach,
+                        capturable=capturable, differentiable=differentiable)
+        super().__init__(params, defaults)
+
+    def _state_spec(self, group: dict) -> list:
+        return [("step", "scalar", 0.0), ("mu_product", "scalar", 1.0), ("exp_avg", "buffer", 0.0),
+                ("exp_avg_sq", "buffer", 0.0)]
+
+    def _update(self, group: dict, u: StepArrays) -> None:
+        lr, eps = float(group["lr"]), float(group["eps"])
+        beta1, beta2 = (float(b) for b in group["betas"])
+        momentum_decay = float(group["momentum_decay"])
+        p, m, v = u.param, u.state["exp_avg"], u.state["exp_avg_sq"]
+        u.scalars["step"] += 1
+        step = u.scalar("step")
+        bias_correction2 = 1 - beta2 ** step
+        g = _grad_with_decay(group, u, lr, group["decoupled_weight_decay"])
+        mu = beta1 * (1.0 - 0.5 * (0.96 ** (step * momentum_decay)))
+        mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((step + 1) * momentum_decay)))
+        mu_prod = u.scalars["mu_product"]
+        mu_prod *= np.asarray(mu, dtype=mu_prod.dtype)  # in the scalar dtype, as PyTorch's state tensor
+        mu_product = u.scalar("mu_product")
+        lerp_(m, g, 1 - beta1)
+        v *= beta2
+        v += (1 - beta2) * g * g
+        denom = np.sqrt(v / u.expand(bias_correction2))
+        denom += eps
+        mu_product_next = mu_product * mu_next
+        p += u.expand(-lr * (1.0 - mu) / (1.0 - mu_product)) * g / denom
+        p += u.expand((-lr * mu_next) / (1.0 - mu_product_next)) * m / denom
+
+
+class RAdam(Optimizer):
+    r"""RAdam (rectified Adam), as ``torch.optim.RAdam``.
+
+    With ``rho_inf = 2 / (1 - beta2) - 1`` and
+    ``rho_t = rho_inf - 2 t beta2^t / (1 - beta2^t)``::
+
+        g_t   <- g_t + lambda * theta_{t-1}                    (L2, or decoupled:
+        theta <- theta * (1 - gamma * lambda)                   with decoupled_weight_decay)
+        m_t   <- beta1 * m_{t-1} + (1 - beta1) * g_t
+        v_t   <- beta2 * v_{t-1} + (1 - beta2) * g_t^2
+        mhat  <- m_t / (1 - beta1^t)
+        if rho_t > 5:
+            r_t   <- sqrt((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2) rho_t))
+            theta_t <- theta_{t-1} - gamma * mhat * sqrt(1 - beta2^t) / (sqrt(v_t) + eps) * r_t
+        else:
+            theta_t <- theta_{t-1} - gamma * mhat
+
+    Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond" (ICLR 2020).
+    State per parameter: ``step``, ``exp_avg``, ``exp_avg_sq``.
+    """
+
+    _state_keys = ("step", "exp_avg", "exp_avg_sq")
+    _scalar_keys = ("step",)
+
+    def __init__(self, params: Any, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, decoupled_weight_decay: bool = False, *,
+                 foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
+                 differentiable: bool = False) -> None:
+        betas = _check_adam_args(lr, betas, eps, weight_decay)
+        _no_differentiable("RAdam", differentiable)
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach,
+                        maximize=maximize, capturable=capturable, decoupled_weight_decay=decoupled_weight_decay,
+                        differentiable=differentiable)
+        super().__init__(params, defaults)
+
+    def _state_spec(self, group: dict) -> list:
+        return [("step", "scalar", 0.0), ("exp_avg", "buffer", 0.0), ("exp_avg_sq", "buffer", 0.0)]
+
+    def _update(self, group: dict, u: StepArrays) -> None:
+        lr, eps = float(group["lr"]), float(group["eps"])
+        beta1, beta2 = (float(b) for b in group["betas"])
+        p, m, v = u.param, u.state["exp_avg"], u.state["exp_avg_sq"]
+        u.scalars["step"] += 1
+        step = u.scalar("step")
+        g = _grad_with_decay(group, u, lr, group["decoupled_weight_decay"])
+        lerp_(m, g, 1 - beta1)
+        v *= beta2
+        v += (1 - beta2) * g * g
+        bias_correction1 = 1 - beta1 ** step
+        bias_correction2 = 1 - beta2 ** step
+        mhat = m / u.expand(bias_correction1)
+        rho_inf = 2 / (1 - beta2) - 1
+        rho_t = rho_inf - 2 * step * (beta2 ** step) / bias_correction2
+        plain = mhat * lr
+        if isinstance(rho_t, float) and rho_t <= 5.0:
+            p -= plain
+            return
+        with np.errstate(invalid="ignore"):  # rect is NaN where rho_t <= 5; those entries are not used
+            rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
+        sq = np.sqrt(v)
+        sq += eps
+        adaptive = np.reciprocal(sq)  # PyTorch's scalar / tensor is reciprocal(tensor) * scalar
+        adaptive *= u.expand(bias_correction2 ** 0.5)
+        rectified = plain * adaptive * u.expand(rect)
+        if isinstance(rho_t, float):
+            p -= rectified
+        else:
+            p -= np.where(u.expand(rho_t > 5.0), rectified, plain)
