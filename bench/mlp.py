@@ -44,15 +44,15 @@ def rg_step_fn():
     x, y, ws = make_data()
     params = [(rg.tensor(w, requires_grad=True), rg.tensor(b, requires_grad=True)) for w, b in ws]
     xr, yr = rg.tensor(x), rg.tensor(y)
-    ce = _rg_cross_entropy()
+    F = rg.nn.functional
 
     def step():
         h = xr
         for i, (w, b) in enumerate(params):
-            h = h @ w.T + b
+            h = F.linear(h, w, b)
             if i < len(params) - 1:
                 h = h.relu()
-        loss = ce(h, yr)
+        loss = F.cross_entropy(h, yr)
         for w, b in params:
             w.grad = b.grad = None
         loss.backward()
@@ -60,20 +60,6 @@ def rg_step_fn():
 
     step.params = [p for wb in params for p in wb]
     return step
-
-
-def _rg_cross_entropy():
-    try:
-        from retrograd.nn import functional as F
-
-        return F.cross_entropy
-    except ImportError:  # before rg.nn existed
-        import retrograd as rg
-
-        def ce(logits, target):
-            return -logits.log_softmax(-1)[rg.arange(len(target)), target].mean()
-
-        return ce
 
 
 def torch_step_fn():

@@ -136,6 +136,15 @@ def creation_site() -> str:
 _sequence = itertools.count(0, -1)  # decreasing: the newest node pops first from a min-heap
 
 
+class _NodeExtra:
+    __slots__ = ("hooks", "retain", "site")
+
+    def __init__(self) -> None:
+        self.hooks = None
+        self.retain = None
+        self.site = None
+
+
 class Node:
     """One recorded op (PyTorch's ``grad_fn``).
 
@@ -146,8 +155,9 @@ class Node:
     creation, checked at backward to catch in-place changes.
     """
 
-    __slots__ = ("rule", "inputs", "out", "kw", "version", "seq", "out_vc", "hooks", "retain", "site",
-                 "__weakref__")
+    # rarely used fields (hooks, retain_grad, anomaly site) live in ``extra`` so
+    # that recording an op stores as few attributes as possible
+    __slots__ = ("rule", "inputs", "out", "kw", "version", "seq", "out_vc", "extra", "__weakref__")
 
     def __init__(self, rule: Any, inputs: tuple, out: Any, kw: Any, version: int) -> None:
         # creation order: a node's consumers are always created after it, so
@@ -159,9 +169,37 @@ class Node:
         self.kw = kw
         self.version = version
         self.out_vc = None
-        self.hooks = None
-        self.retain = None
-        self.site = None
+        self.extra = None
+
+    def _extra(self) -> "_NodeExtra":
+        e = self.extra
+        if e is None:
+            e = self.extra = _NodeExtra()
+        return e
+
+    @property
+    def hooks(self) -> list | None:
+        return None if self.extra is None else self.extra.hooks
+
+    @hooks.setter
+    def hooks(self, value: list | None) -> None:
+        self._extra().hooks = value
+
+    @property
+    def retain(self) -> Any:
+        return None if self.extra is None else self.extra.retain
+
+    @retain.setter
+    def retain(self, value: Any) -> None:
+        self._extra().retain = value
+
+    @property
+    def site(self) -> str | None:
+        return None if self.extra is None else self.extra.site
+
+    @site.setter
+    def site(self, value: str | None) -> None:
+        self._extra().site = value
 
     def name(self) -> str:
         return self.rule.node_name
@@ -310,7 +348,7 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                     f"Trying to backward through the graph a second time (op '{rule.name}'): its saved "
                     "arrays were freed after the first backward. Pass retain_graph=True to the first "
                     "backward() (or rg.grad) if you need to backward through it again.")
-            if fast and len(ins) == 1 and node.hooks is None and node.retain is None:
+            if fast and len(ins) == 1 and node.extra is None:
                 # the common case, kept lean: one input (which must need grad), arrays only
                 t0 = ins[0]
                 if rule.needs_inputs and t0._vc[0] != node.version or (
