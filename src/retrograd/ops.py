@@ -26,15 +26,19 @@ from .autograd.engine import state
 class Rule:
     """One op: its name, forward and backward, and what the backward reads."""
 
-    __slots__ = ("name", "forward", "backward", "save_out", "needs_inputs", "node_name")
+    __slots__ = ("name", "forward", "backward", "save_out", "needs_inputs", "node_name", "scatter")
 
     def __init__(self, name: str, forward: Callable, backward: Callable | None, *,
-                 save_out: bool = False, needs_inputs: bool = True) -> None:
+                 save_out: bool = False, needs_inputs: bool = True, scatter: Callable | None = None) -> None:
         self.name = name
         self.forward = forward
         self.backward = backward
         self.save_out = save_out
         self.needs_inputs = needs_inputs
+        # scatter(acc, g, kw): add this one-input op's input gradient into the
+        # engine's full-size accumulator in place. For ops that read a small part
+        # of their input (slices, unbind, split) this costs the part, not the whole.
+        self.scatter = scatter
         self.node_name = "".join(p.capitalize() for p in name.split("_")) + "Backward"
 
     def __repr__(self) -> str:
@@ -727,7 +731,12 @@ def _index_f(ins, kw):
 def _index_b(g, out, ins, kw, needs):
     return (call(INDEX_ADD_NEW, (g,), {"index": kw["index"], "shape": ins[0].shape,
                                        "advanced": kw["advanced"]}),)
-INDEX = Rule("index", _index_f, _index_b, needs_inputs=False)
+def _index_scatter(acc, g, kw):
+    if kw["advanced"]:
+        np.add.at(acc, kw["index"], g)  # repeated indices accumulate
+    else:
+        acc[kw["index"]] += g
+INDEX = Rule("index", _index_f, _index_b, needs_inputs=False, scatter=_index_scatter)
 
 
 def _index_add_new_f(ins, kw):

@@ -337,6 +337,9 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
     try:
         # nodes in decreasing creation order: each is reached only after all its consumers
         fast = not create_graph and not anomaly and not cap_node
+        # ids of accumulators the engine allocated itself and may update in place;
+        # an id leaves the set when its array is popped (ids of live arrays are unique)
+        owned: set[int] = set()
         keep = retain_graph
         while heap:
             node = heappop(heap)[1]
@@ -348,12 +351,31 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                     f"Trying to backward through the graph a second time (op '{rule.name}'): its saved "
                     "arrays were freed after the first backward. Pass retain_graph=True to the first "
                     "backward() (or rg.grad) if you need to backward through it again.")
+            if owned:
+                owned.discard(id(g))
             if fast and len(ins) == 1 and node.extra is None:
                 # the common case, kept lean: one input (which must need grad), arrays only
                 t0 = ins[0]
                 if rule.needs_inputs and t0._vc[0] != node.version or (
                         node.out_vc is not None and node.out_vc[0][0] != node.out_vc[1]):
                     _raise_modified(rule, ins)
+                child = t0._node
+                if child is not None and rule.scatter is not None:
+                    # add straight into the input's accumulator: O(size of this op's output)
+                    acc = grads.get(child)
+                    if acc is None:
+                        acc = np.zeros(t0.data.shape, dtype=g.dtype)
+                        grads[child] = acc
+                        heappush(heap, (child.seq, child))
+                        owned.add(id(acc))
+                    elif id(acc) not in owned:
+                        acc = np.array(acc, dtype=np.result_type(acc, g), copy=True)
+                        grads[child] = acc
+                        owned.add(id(acc))
+                    rule.scatter(acc, g, node.kw)
+                    if not keep:
+                        node.inputs = node.out = node.kw = None
+                    continue
                 gi = rule.backward(g, node.out, (t0.data,), node.kw, _NEED1)[0]
                 if not keep:
                     node.inputs = node.out = node.kw = None
@@ -371,7 +393,7 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                         grads[child] = gi
                         heappush(heap, (child.seq, child))
                     else:
-                        grads[child] = prev + gi
+                        grads[child] = _accumulate(prev, gi, owned)
                 continue
             if node.hooks:
                 for h in node.hooks:
@@ -433,8 +455,10 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                     if prev is None:
                         grads[child] = gi
                         heappush(heap, (child.seq, child))
-                    else:
+                    elif create_graph:
                         grads[child] = prev + gi
+                    else:
+                        grads[child] = _accumulate(prev, gi, owned)
     finally:
         state.enabled = prev_mode
 
@@ -448,6 +472,18 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
 
 
 _NEED1 = (True,)
+
+
+def _accumulate(prev: Any, gi: Any, owned: set) -> Any:
+    """prev + gi, in place when the engine owns ``prev`` (never a rule's or user's array)."""
+    if id(prev) in owned and prev.shape == np.broadcast_shapes(prev.shape, gi.shape) \
+            and np.can_cast(gi.dtype, prev.dtype, "same_kind"):
+        np.add(prev, gi, out=prev)
+        return prev
+    out = prev + gi
+    if type(out) is np.ndarray:  # 0-d sums come back as NumPy scalars: not updatable
+        owned.add(id(out))
+    return out
 
 
 def _raise_modified(rule: Any, ins: Sequence) -> None:
