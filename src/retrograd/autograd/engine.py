@@ -395,6 +395,33 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                     else:
                         grads[child] = _accumulate(prev, gi, owned)
                 continue
+            if fast and len(ins) == 2 and node.extra is None and ins[0] is not None and ins[1] is not None:
+                # two tensor inputs (binary arithmetic, matmul): the same lean path
+                a, b = ins
+                if rule.needs_inputs and a._vc[0] + b._vc[0] != node.version or (
+                        node.out_vc is not None and node.out_vc[0][0] != node.out_vc[1]):
+                    _raise_modified(rule, ins)
+                ra, rb = a.requires_grad, b.requires_grad
+                ga, gb = rule.backward(g, node.out, (a.data, b.data), node.kw, (ra, rb))
+                if not keep:
+                    node.inputs = node.out = node.kw = None
+                for t, gi in ((a, ga), (b, gb)) if ra and rb else ((a, ga),) if ra else ((b, gb),):
+                    if gi is None:
+                        continue
+                    shape = t.data.shape
+                    if gi.shape != shape:
+                        gi = unbroadcast(gi, shape)
+                    child = t._node
+                    if child is None:
+                        to_leaf(t, gi, gi is not g and gi.base is None and gi.flags.writeable)
+                    else:
+                        prev = grads.get(child)
+                        if prev is None:
+                            grads[child] = gi
+                            heappush(heap, (child.seq, child))
+                        else:
+                            grads[child] = _accumulate(prev, gi, owned)
+                continue
             if node.hooks:
                 for h in node.hooks:
                     r = h(g if create_graph else wrap(g))
