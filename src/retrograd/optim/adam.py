@@ -21,6 +21,15 @@ def _check_adam_args(lr: Any, betas: Any, eps: Any, weight_decay: Any) -> tuple:
     return betas
 
 
+_CHUNK = 1 << 16  # elements per pass: 256 KiB of float32 per array, so the temporaries stay in cache
+
+
+def _chunks(n: int):
+    """Slices covering ``range(n)`` in cache-sized pieces."""
+    for start in range(0, n, _CHUNK):
+        yield slice(start, min(start + _CHUNK, n))
+
+
 def _no_differentiable(name: str, differentiable: bool) -> None:
     if differentiable:
         raise NotImplementedError(f"{name}: differentiable=True is not supported")
@@ -81,25 +90,41 @@ class Adam(Optimizer):
     def _update(self, group: dict, u: StepArrays) -> None:
         lr, eps = float(group["lr"]), float(group["eps"])
         beta1, beta2 = (float(b) for b in group["betas"])
-        p, m, v = u.param, u.state["exp_avg"], u.state["exp_avg_sq"]
         u.scalars["step"] += 1
         step = u.scalar("step")
-        g = _grad_with_decay(group, u, lr, group["decoupled_weight_decay"])
+        bias_correction1 = 1 - beta1 ** step
+        bias_correction2 = 1 - beta2 ** step
+        step_size = u.expand(-(lr / bias_correction1))
+        bc2_sqrt = u.expand(bias_correction2 ** 0.5)
+        vmax = u.state["max_exp_avg_sq"] if group["amsgrad"] else None
+        # the same elementwise math over cache-sized chunks: ~10 passes each stay in cache
+        for sl in _chunks(u.param.size):
+            ss = step_size[sl] if isinstance(step_size, np.ndarray) else step_size
+            bc = bc2_sqrt[sl] if isinstance(bc2_sqrt, np.ndarray) else bc2_sqrt
+            self._math(group, lr, eps, beta1, beta2, ss, bc, u.param[sl], u.grad[sl], u.state["exp_avg"][sl],
+                       u.state["exp_avg_sq"][sl], None if vmax is None else vmax[sl])
+
+    @staticmethod
+    def _math(group: dict, lr: float, eps: float, beta1: float, beta2: float, step_size: Any, bc2_sqrt: Any,
+              p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, vmax: np.ndarray | None) -> None:
+        if group["maximize"]:
+            g = -g
+        wd = float(group["weight_decay"])
+        if wd != 0:
+            if group["decoupled_weight_decay"]:
+                p *= 1 - lr * wd
+            else:
+                g = g + wd * p
         lerp_(m, g, 1 - beta1)
         v *= beta2
         v += (1 - beta2) * g * g
-        bias_correction1 = 1 - beta1 ** step
-        bias_correction2 = 1 - beta2 ** step
-        step_size = lr / bias_correction1
-        bias_correction2_sqrt = bias_correction2 ** 0.5
-        if group["amsgrad"]:
-            vmax = u.state["max_exp_avg_sq"]
+        if vmax is not None:
             np.maximum(vmax, v, out=vmax)
             v = vmax
         denom = np.sqrt(v)
-        denom /= u.expand(bias_correction2_sqrt)
+        denom /= bc2_sqrt
         denom += eps
-        p += u.expand(-step_size) * m / denom
+        p += step_size * m / denom
 
 
 class AdamW(Adam):
