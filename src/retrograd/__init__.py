@@ -55,3 +55,4 @@ def numel(input: Tensor) -> int:  # noqa: A002
 from . import functional  # noqa: E402
 from . import nn  # noqa: E402
 from . import optim  # noqa: E402
+from . import data  # noqa: E402

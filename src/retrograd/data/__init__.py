@@ -1,0 +1,26 @@
+"""Data: datasets, samplers, the DataLoader, transforms, and loaders for real
+data sets that install without the internet.
+
+``TensorDataset`` and the real-data loaders fetch a whole batch with one
+fancy-index per array; ``DataLoader.state_dict()`` allows exact mid-epoch resume.
+"""
+from . import transforms
+from .collate import default_collate, default_convert
+from .dataloader import DataLoader
+from .dataset import ConcatDataset, Dataset, IterableDataset, Subset, TensorDataset, random_split
+from .idx import IDXError, read_idx, write_idx
+from .images import FASHION_MNIST_CLASSES, fashion_mnist, mnist_5k
+from .packaged import DataNotInstalledError
+from .sampler import (BatchSampler, RandomSampler, Sampler, SequentialSampler, SubsetRandomSampler,
+                      WeightedRandomSampler)
+from .tabular import SKLEARN_DATASETS, sklearn_dataset
+from .text import CharDataset, Vocabulary, shakespeare, shakespeare_text
+
+__all__ = [
+    "BatchSampler", "CharDataset", "ConcatDataset", "DataLoader", "DataNotInstalledError", "Dataset",
+    "FASHION_MNIST_CLASSES", "IDXError", "IterableDataset", "RandomSampler", "SKLEARN_DATASETS", "Sampler",
+    "SequentialSampler", "Subset", "SubsetRandomSampler", "TensorDataset", "Vocabulary",
+    "WeightedRandomSampler", "default_collate", "default_convert", "fashion_mnist", "mnist_5k",
+    "random_split", "read_idx", "shakespeare", "shakespeare_text", "sklearn_dataset", "transforms",
+    "write_idx",
+]
