@@ -353,130 +353,61 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                     "backward() (or rg.grad) if you need to backward through it again.")
             if owned:
                 owned.discard(id(g))
-            if fast and len(ins) == 1 and node.extra is None:
-                # the common case, kept lean: one input (which must need grad), arrays only
-                t0 = ins[0]
-                if rule.needs_inputs and t0._vc[0] != node.version or (
-                        node.out_vc is not None and node.out_vc[0][0] != node.out_vc[1]):
-                    _raise_modified(rule, ins)
-                child = t0._node
-                if child is not None and rule.scatter is not None:
-                    # add straight into the input's accumulator: O(size of this op's output)
-                    acc = grads.get(child)
-                    if acc is None:
-                        acc = np.zeros(t0.data.shape, dtype=g.dtype)
-                        grads[child] = acc
-                        heappush(heap, (child.seq, child))
-                        owned.add(id(acc))
-                    elif id(acc) not in owned:
-                        acc = np.array(acc, dtype=np.result_type(acc, g), copy=True)
-                        grads[child] = acc
-                        owned.add(id(acc))
-                    rule.scatter(acc, g, node.kw)
-                    if not keep:
-                        node.inputs = node.out = node.kw = None
-                    continue
-                gi = rule.backward(g, node.out, (t0.data,), node.kw, _NEED1)[0]
-                if not keep:
-                    node.inputs = node.out = node.kw = None
-                if gi is None:
-                    continue
-                shape = t0.data.shape
-                if gi.shape != shape:
-                    gi = unbroadcast(gi, shape)
-                child = t0._node
-                if child is None:
-                    to_leaf(t0, gi, gi is not g and gi.base is None and gi.flags.writeable)
-                else:
-                    prev = grads.get(child)
-                    if prev is None:
-                        grads[child] = gi
-                        heappush(heap, (child.seq, child))
-                    else:
-                        grads[child] = _accumulate(prev, gi, owned)
-                continue
-            if fast and len(ins) == 2 and node.extra is None and ins[0] is not None and ins[1] is not None:
-                # two tensor inputs (binary arithmetic, matmul): the same lean path
-                a, b = ins
-                if rule.needs_inputs and a._vc[0] + b._vc[0] != node.version or (
-                        node.out_vc is not None and node.out_vc[0][0] != node.out_vc[1]):
-                    _raise_modified(rule, ins)
-                ra, rb = a.requires_grad, b.requires_grad
-                ga, gb = rule.backward(g, node.out, (a.data, b.data), node.kw, (ra, rb))
-                if not keep:
-                    node.inputs = node.out = node.kw = None
-                for t, gi in ((a, ga), (b, gb)) if ra and rb else ((a, ga),) if ra else ((b, gb),):
-                    if gi is None:
-                        continue
-                    shape = t.data.shape
-                    if gi.shape != shape:
-                        gi = unbroadcast(gi, shape)
-                    child = t._node
-                    if child is None:
-                        to_leaf(t, gi, gi is not g and gi.base is None and gi.flags.writeable)
-                    else:
-                        prev = grads.get(child)
-                        if prev is None:
-                            grads[child] = gi
+            n_in = len(ins)
+            if fast and node.extra is None and n_in <= 2:
+                # the common cases, kept lean: one or two tensor inputs, arrays only
+                if n_in == 1:
+                    t0 = ins[0]
+                    if rule.needs_inputs and t0._vc[0] != node.version or (
+                            node.out_vc is not None and node.out_vc[0][0] != node.out_vc[1]):
+                        _raise_modified(rule, ins)
+                    child = t0._node
+                    if child is not None and rule.scatter is not None:
+                        # add straight into the input's accumulator: O(size of this op's output)
+                        acc = grads.get(child)
+                        if acc is None:
+                            acc = np.zeros(t0.data.shape, dtype=g.dtype)
+                            grads[child] = acc
                             heappush(heap, (child.seq, child))
-                        else:
-                            grads[child] = _accumulate(prev, gi, owned)
-                continue
-            if node.hooks:
-                for h in node.hooks:
-                    r = h(g if create_graph else wrap(g))
-                    if r is not None:
-                        g = r if create_graph else r.data
-            if node.retain is not None:
-                t = node.retain()
-                if t is not None:
-                    if create_graph:
-                        t.grad = g if t.grad is None else t.grad + g
-                    elif t.grad is None:
-                        t.grad = wrap(np.array(g, copy=True))
-                    else:
-                        t.grad.data += g
-            if cap_node and node in cap_node:
-                captured[id(node)] = g
-            version = 0
-            needs = []
-            vals = []
-            for t in ins:
-                if t is None:
-                    needs.append(False)
-                    vals.append(None)
+                            owned.add(id(acc))
+                        elif id(acc) not in owned:
+                            acc = np.array(acc, dtype=np.result_type(acc, g), copy=True)
+                            grads[child] = acc
+                            owned.add(id(acc))
+                        rule.scatter(acc, g, node.kw)
+                        if not keep:
+                            node.inputs = node.out = node.kw = None
+                        continue
+                    pairs = ((t0, rule.backward(g, node.out, (t0.data,), node.kw, _NEED1)[0]),)
+                elif ins[0] is not None and ins[1] is not None:
+                    a, b = ins
+                    if rule.needs_inputs and a._vc[0] + b._vc[0] != node.version or (
+                            node.out_vc is not None and node.out_vc[0][0] != node.out_vc[1]):
+                        _raise_modified(rule, ins)
+                    ra, rb = a.requires_grad, b.requires_grad
+                    ga, gb = rule.backward(g, node.out, (a.data, b.data), node.kw, (ra, rb))
+                    pairs = ((a, ga), (b, gb)) if ra and rb else ((a, ga),) if ra else ((b, gb),)
                 else:
-                    needs.append(t.requires_grad)
-                    vals.append(t.data)
-                    version += t._vc[0]
-            if rule.needs_inputs and version != node.version or (
-                    node.out_vc is not None and node.out_vc[0][0] != node.out_vc[1]):
-                _raise_modified(rule, ins)
-            if create_graph:
-                vals = ins
-                out = None
-                if rule.save_out:
-                    out = Tensor._apply(rule, ins, node.kw)  # differentiable recomputation
-                if not isinstance(g, Tensor):
-                    g = wrap(g)
+                    pairs = None
             else:
-                out = node.out
-            gin = rule.backward(g, out, vals, node.kw, needs)
+                pairs = None
+            if pairs is None:
+                pairs = _general_step(node, g, create_graph, wrap, Tensor, captured, cap_node)
+                g = pairs[0]
+                pairs = pairs[1]
             if not keep:
                 node.inputs = node.out = node.kw = None
-            for t, gi, need in zip(ins, gin, needs):
-                if gi is None or not need:
+            for t, gi in pairs:
+                if gi is None:
                     continue
                 if anomaly:
-                    _check_finite(gi, "backward", node, ins)  # node.inputs may be freed by now
+                    _check_finite(gi, "backward", node, ins)
                 shape = t.data.shape
                 if gi.shape != shape:
                     gi = unbroadcast(gi, shape)
                 child = t._node
                 if child is None:
-                    fresh = (not create_graph and gi is not g and gi.base is None
-                             and gi.flags.writeable)
-                    to_leaf(t, gi, fresh)
+                    to_leaf(t, gi, not create_graph and gi is not g and gi.base is None and gi.flags.writeable)
                 else:
                     prev = grads.get(child)
                     if prev is None:
@@ -499,6 +430,54 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
 
 
 _NEED1 = (True,)
+
+
+def _general_step(node: Node, g: Any, create_graph: bool, wrap: Callable, Tensor: Any, captured: dict,
+                  cap_node: dict) -> tuple[Any, tuple]:
+    """One node the general way (hooks, retain_grad, captures, create_graph, 3+ inputs):
+    returns the (possibly hooked) incoming gradient and the (input, gradient) pairs."""
+    if node.hooks:
+        for h in node.hooks:
+            r = h(g if create_graph else wrap(g))
+            if r is not None:
+                g = r if create_graph else r.data
+    if node.retain is not None:
+        t = node.retain()
+        if t is not None:
+            if create_graph:
+                t.grad = g if t.grad is None else t.grad + g
+            elif t.grad is None:
+                t.grad = wrap(np.array(g, copy=True))
+            else:
+                t.grad.data += g
+    if cap_node and node in cap_node:
+        captured[id(node)] = g
+    rule, ins = node.rule, node.inputs
+    version = 0
+    needs = []
+    vals = []
+    for t in ins:
+        if t is None:
+            needs.append(False)
+            vals.append(None)
+        else:
+            needs.append(t.requires_grad)
+            vals.append(t.data)
+            version += t._vc[0]
+    if rule.needs_inputs and version != node.version or (
+            node.out_vc is not None and node.out_vc[0][0] != node.out_vc[1]):
+        _raise_modified(rule, ins)
+    if create_graph:
+        vals = ins
+        out = None
+        if rule.save_out:
+            out = Tensor._apply(rule, ins, node.kw)  # differentiable recomputation
+        if not isinstance(g, Tensor):
+            g = wrap(g)
+    else:
+        out = node.out
+    gin = rule.backward(g, out, vals, node.kw, needs)
+    return g, tuple((t, gi) for t, gi, need in zip(ins, gin, needs) if need and gi is not None)
 
 
 def _accumulate(prev: Any, gi: Any, owned: set) -> Any:
