@@ -23,6 +23,7 @@ import contextlib
 import functools
 import heapq
 import itertools
+import os
 import traceback
 import weakref
 from typing import Any, Callable, Iterable, Sequence
@@ -127,9 +128,12 @@ def is_anomaly_enabled() -> bool:
 def creation_site() -> str:
     """The innermost stack frame outside retrograd's own code, as 'file:line in fn: code'."""
     for frame in reversed(traceback.extract_stack()[:-1]):
-        if "/retrograd/" not in frame.filename.replace("\\", "/"):
+        if not os.path.abspath(frame.filename).startswith(_PACKAGE_DIR):
             return f'File "{frame.filename}", line {frame.lineno}, in {frame.name}: {frame.line}'
     return "<unknown>"
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 # --------------------------------------------------------------------------- node
