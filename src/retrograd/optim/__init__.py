@@ -8,7 +8,11 @@ from .optimizer import (Optimizer, StepArrays, register_optimizer_step_post_hook
 from .sgd import SGD
 from .adam import Adam, AdamW, Adamax, NAdam, RAdam
 from .adagrad import Adadelta, Adagrad, RMSprop
+from . import lr_scheduler, schedules
+from .lr_finder import LRFinder
+from .plotting import plot_schedule
 
 __all__ = ["Optimizer", "StepArrays", "required", "register_optimizer_step_pre_hook",
            "register_optimizer_step_post_hook", "SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "Adagrad",
-           "Adadelta", "RMSprop"]
+           "Adadelta", "RMSprop",
+           "lr_scheduler", "schedules", "LRFinder", "plot_schedule"]

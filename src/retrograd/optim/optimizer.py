@@ -110,7 +110,9 @@ def _hooked(func: Callable) -> Callable:
                                        f"but got {result}.")
         self._in_step = True
         try:
+            _apply_lr_schedules(self, 0)
             out = func(*args, **kwargs)
+            _apply_lr_schedules(self, 1)
         finally:
             self._in_step = False
         for hook in chain(self._step_post_hooks.values(), _global_post_hooks.values()):
@@ -119,6 +121,19 @@ def _hooked(func: Callable) -> Callable:
 
     step._hooked = True
     return step
+
+
+def _apply_lr_schedules(opt: "Optimizer", advance: int) -> None:
+    """Groups built with ``lr=schedule`` (a callable of the step, see
+    ``optim.schedules``): set ``lr`` to ``schedule(schedule_step)``, after moving
+    ``schedule_step`` on by ``advance``. Run before a step (0: the lr of this
+    step) and after it (1: the lr of the next step, so ``group["lr"]`` always
+    shows the lr the next step uses)."""
+    for group in opt.param_groups:
+        schedule = group.get("lr_schedule")
+        if schedule is not None:
+            group["schedule_step"] += advance
+            group["lr"] = float(schedule(group["schedule_step"]))
 
 
 def _scalar_dtype() -> np.dtype:
@@ -329,6 +344,11 @@ class Optimizer:
     its state with ``_state_spec(group)`` and writes one whole-buffer
     ``_update(group, arrays)``; the base does grouping, flat buffers, skipping
     parameters without gradients, lazy state, state dicts and hooks.
+
+    ``lr`` may be a schedule, a callable ``step -> lr`` (``optim.schedules``): the
+    group then keeps it as ``lr_schedule`` and its step count as
+    ``schedule_step``, and ``group["lr"]`` is set before and after every step;
+    ``state_dict`` saves ``schedule_step`` (not the callable), so a resume is exact.
     """
 
     # names a state dict of this optimizer may carry per parameter (see
@@ -397,6 +417,10 @@ class Optimizer:
                 raise ValueError(f"parameter group didn't specify a value of required optimization "
                                  f"parameter {name}")
             param_group.setdefault(name, default)
+        if callable(param_group.get("lr")):  # lr=schedule: evaluated at each step (_apply_lr_schedules)
+            param_group["lr_schedule"] = param_group["lr"]
+            param_group.setdefault("schedule_step", 0)
+            param_group["lr"] = float(param_group["lr_schedule"](param_group["schedule_step"]))
         if len({id(p) for p in params}) != len(params):
             # PyTorch warns and keeps both; two views of one parameter in a flat
             # buffer would silently lose one update, so this is an error here
@@ -551,7 +575,8 @@ class Optimizer:
         groups = []
         start = 0
         for g in self.param_groups:
-            packed = {k: v for k, v in g.items() if k != "params"}
+            # a schedule is code, not state (as LambdaLR's lambdas): its step, schedule_step, is saved
+            packed = {k: v for k, v in g.items() if k not in ("params", "lr_schedule")}
             for i, p in enumerate(g["params"], start):
                 index.setdefault(id(p), i)
             packed["params"] = [index[id(p)] for p in g["params"]]
@@ -608,6 +633,10 @@ class Optimizer:
             ng["params"] = g["params"]
             if "param_names" in g and "param_names" not in s:
                 ng["param_names"] = g["param_names"]
+            if "lr_schedule" in g:  # keep this optimizer's schedule; resume at the saved step
+                ng["lr_schedule"] = g["lr_schedule"]
+                ng.setdefault("schedule_step", g["schedule_step"])
+                ng["lr"] = float(g["lr_schedule"](ng["schedule_step"]))
             self._fix_group(ng)
             new_groups.append(ng)
         self.param_groups = new_groups
@@ -657,7 +686,10 @@ def _check(ok: bool, msg: str) -> None:
 
 
 def _finite_nonneg(x: Any) -> bool:
-    """``0 <= x``, false for NaN (PyTorch's ``not 0.0 <= x`` checks)."""
+    """``0 <= x``, false for NaN (PyTorch's ``not 0.0 <= x`` checks); a schedule
+    (a callable of the step, given as ``lr``) is checked at step 0."""
+    if callable(x):
+        x = x(0)
     try:
         return 0.0 <= float(x) and not math.isnan(float(x))
     except TypeError:
