@@ -56,3 +56,5 @@ from . import functional  # noqa: E402
 from . import nn  # noqa: E402
 from . import optim  # noqa: E402
 from . import data  # noqa: E402
+from . import train, io  # noqa: E402
+from .io import load, save  # noqa: E402

@@ -1,0 +1,415 @@
+"""Callbacks: objects the ``Trainer`` calls at fixed points of the loop.
+
+Hooks (override any; all receive the trainer first):
+
+- ``on_fit_start(trainer)`` / ``on_fit_end(trainer)``
+- ``on_epoch_start(trainer, epoch, logs)``: ``logs`` has ``resumed_at_batch``, ``num_batches``
+- ``on_epoch_end(trainer, epoch, logs)``: ``logs`` is the epoch's row of the history
+  (``train_loss``, ``val_loss``, ``val_<metric>``, ``lr``, ``epoch_time``, ``samples_per_sec``)
+- ``on_batch_start(trainer, batch_idx, logs)`` / ``on_batch_end(trainer, batch_idx, logs)``:
+  ``logs`` has ``loss``, ``batch_size``, ``epoch``, ``step``, ``lr``, ``samples_per_sec``
+- ``on_after_backward(trainer, batch_idx)``: gradients of this batch are in ``.grad``
+- ``on_before_step(trainer, batch_idx)``: after clipping, just before ``optimizer.step()``
+
+Setting ``trainer.stop_training = True`` ends ``fit`` after the current batch
+(before the optimizer step when set in ``on_after_backward``/``on_before_step``).
+A callback with ``state_dict()``/``load_state_dict()`` has its state saved in checkpoints.
+"""
+from __future__ import annotations
+
+import csv
+import io as _io
+import json
+import math
+import os
+import pathlib
+import sys
+import time
+import traceback
+from typing import Any
+
+import numpy as np
+
+from ..autograd.engine import AnomalyError, detect_anomaly
+from .. import random as rg_random
+
+__all__ = ["Callback", "ProgressBar", "MetricLogger", "EarlyStopping", "ModelCheckpoint", "LRMonitor",
+           "NaNGuard", "GradientFlow"]
+
+
+class Callback:
+    """Base class: every hook does nothing."""
+
+    def on_fit_start(self, trainer: Any) -> None: ...
+
+    def on_fit_end(self, trainer: Any) -> None: ...
+
+    def on_epoch_start(self, trainer: Any, epoch: int, logs: dict) -> None: ...
+
+    def on_epoch_end(self, trainer: Any, epoch: int, logs: dict) -> None: ...
+
+    def on_batch_start(self, trainer: Any, batch_idx: int, logs: dict) -> None: ...
+
+    def on_batch_end(self, trainer: Any, batch_idx: int, logs: dict) -> None: ...
+
+    def on_after_backward(self, trainer: Any, batch_idx: int) -> None: ...
+
+    def on_before_step(self, trainer: Any, batch_idx: int) -> None: ...
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+# --------------------------------------------------------------------------- progress
+class ProgressBar(Callback):
+    """A tqdm bar per epoch: epoch, step, loss (running mean), samples/s and ETA;
+    the epoch's summary line at its end. Falls back to plain lines without tqdm."""
+
+    def __init__(self, *, file: Any = None, leave: bool = True, disable: bool = False) -> None:
+        self.file = file
+        self.leave = leave
+        self.disable = disable
+        self._bar = None
+
+    def on_epoch_start(self, trainer: Any, epoch: int, logs: dict) -> None:
+        self._loss_sum, self._n = 0.0, 0
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            self._bar = None
+            return
+        self._bar = tqdm(total=logs.get("num_batches"), initial=logs.get("resumed_at_batch", 0),
+                         desc=f"epoch {epoch + 1}", file=self.file or sys.stderr, leave=self.leave,
+                         disable=self.disable, dynamic_ncols=True, unit="batch")
+
+    def on_batch_end(self, trainer: Any, batch_idx: int, logs: dict) -> None:
+        self._loss_sum += logs["loss"] * logs["batch_size"]
+        self._n += logs["batch_size"]
+        post = {"step": logs["step"], "loss": f"{self._loss_sum / self._n:.4f}",
+                "samples/s": f"{logs['samples_per_sec']:.0f}"}
+        if self._bar is not None:
+            self._bar.set_postfix(post, refresh=False)
+            self._bar.update(1)
+
+    def on_epoch_end(self, trainer: Any, epoch: int, logs: dict) -> None:
+        skip = ("epoch", "step", "samples_per_sec", "epoch_time")
+        line = (f"epoch {epoch + 1}: " + " ".join(f"{k}={_fmt(v)}" for k, v in logs.items() if k not in skip)
+                + f" | step {logs.get('step')}, {logs.get('samples_per_sec', 0):.0f} samples/s, "
+                f"{logs.get('epoch_time', 0):.2f}s")
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if not self.disable:
+            print(line, file=self.file or sys.stderr)
+
+    def on_fit_end(self, trainer: Any) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+# --------------------------------------------------------------------------- logging
+class MetricLogger(Callback):
+    """Logs every ``log_every_n_steps`` batches and every epoch to ``run_dir``:
+    ``metrics.jsonl`` (one JSON object a line, ``"kind": "step"|"epoch"``),
+    ``metrics.csv`` (the same rows, columns the union of their keys) and
+    TensorBoard event files under ``run_dir/tb`` (tags ``train/loss``,
+    ``train/lr``, ``epoch/<name>``), so ``tensorboard --logdir run_dir/tb`` works."""
+
+    def __init__(self, run_dir: str | os.PathLike, *, log_every_n_steps: int = 1, tensorboard: bool = True) -> None:
+        self.run_dir = pathlib.Path(run_dir)
+        self.log_every_n_steps = max(1, int(log_every_n_steps))
+        self.tensorboard = tensorboard
+        self.rows: list[dict] = []
+        self._writer = None
+        self._jsonl = None
+
+    @property
+    def jsonl_path(self) -> pathlib.Path:
+        return self.run_dir / "metrics.jsonl"
+
+    @property
+    def csv_path(self) -> pathlib.Path:
+        return self.run_dir / "metrics.csv"
+
+    def on_fit_start(self, trainer: Any) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.jsonl_path.exists() and not self.rows:  # a resumed run: keep what was logged
+            with open(self.jsonl_path) as f:
+                self.rows = [json.loads(line) for line in f if line.strip()]
+            # drop rows logged after the checkpoint we resumed from
+            st = trainer.state
+            self.rows = [r for r in self.rows
+                         if (r["kind"] == "epoch" and r["epoch"] < st.epoch) or
+                         (r["kind"] == "step" and (r["epoch"] < st.epoch or
+                                                   (r["epoch"] == st.epoch and r["batch"] < st.batch_in_epoch)))]
+            self._rewrite_jsonl()
+        self._jsonl = open(self.jsonl_path, "a")
+        if self.tensorboard:
+            from .tensorboard import EventWriter
+            self._writer = EventWriter(self.run_dir / "tb")
+
+    def _rewrite_jsonl(self) -> None:
+        tmp = self.jsonl_path.with_suffix(".jsonl.tmp")
+        with open(tmp, "w") as f:
+            for r in self.rows:
+                f.write(json.dumps(r) + "\n")
+        os.replace(tmp, self.jsonl_path)
+
+    def _log(self, row: dict) -> None:
+        row = {k: (float(v) if isinstance(v, (np.floating, np.integer)) else v) for k, v in row.items()}
+        self.rows.append(row)
+        if self._jsonl is not None:
+            self._jsonl.write(json.dumps(row) + "\n")
+            self._jsonl.flush()
+
+    def on_batch_end(self, trainer: Any, batch_idx: int, logs: dict) -> None:
+        step = trainer.state.global_step
+        if (batch_idx + 1) % self.log_every_n_steps:
+            return
+        row = {"kind": "step", "epoch": logs["epoch"], "batch": batch_idx, "step": step, "loss": logs["loss"],
+               "lr": logs["lr"], "samples_per_sec": logs["samples_per_sec"], "time": time.time()}
+        for k, v in logs.items():
+            if k.startswith("lr_") or k == "grad_norm":
+                row[k] = v
+        self._log(row)
+        if self._writer is not None:
+            self._writer.add_scalars({"train/loss": logs["loss"], "train/lr": logs["lr"]}, step)
+
+    def on_epoch_end(self, trainer: Any, epoch: int, logs: dict) -> None:
+        row = {"kind": "epoch", **{k: v for k, v in logs.items()}, "epoch": epoch, "time": time.time()}
+        self._log(row)
+        if self._writer is not None:
+            self._writer.add_scalars({f"epoch/{k}": v for k, v in logs.items() if k not in ("epoch", "step")},
+                                     epoch + 1)
+            self._writer.flush()
+        self.write_csv()
+
+    def write_csv(self) -> None:
+        cols: list[str] = []
+        for r in self.rows:
+            for k in r:
+                if k not in cols:
+                    cols.append(k)
+        buf = _io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=cols, restval="")
+        w.writeheader()
+        w.writerows(self.rows)
+        tmp = self.csv_path.with_suffix(".csv.tmp")
+        tmp.write_text(buf.getvalue())
+        os.replace(tmp, self.csv_path)
+
+    def on_fit_end(self, trainer: Any) -> None:
+        self.write_csv()
+        if self._jsonl is not None:
+            self._jsonl.close()
+            self._jsonl = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class LRMonitor(Callback):
+    """Records the learning rate of every param group at every step (``self.lrs``:
+    one list per group) and adds ``lr_<i>`` to the batch logs when there are several groups."""
+
+    def __init__(self) -> None:
+        self.lrs: list[list[float]] = []
+        self.steps: list[int] = []
+
+    def on_batch_end(self, trainer: Any, batch_idx: int, logs: dict) -> None:
+        groups = trainer.optimizer.param_groups
+        if not self.lrs:
+            self.lrs = [[] for _ in groups]
+        for i, g in enumerate(groups):
+            self.lrs[i].append(float(g["lr"]))
+            if len(groups) > 1:
+                logs[f"lr_{i}"] = float(g["lr"])
+        self.steps.append(trainer.state.global_step)
+
+    def state_dict(self) -> dict:
+        return {"lrs": self.lrs, "steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.lrs = [list(x) for x in state["lrs"]]
+        self.steps = list(state["steps"])
+
+
+# --------------------------------------------------------------------------- early stopping / checkpoints
+def _better(mode: str, value: float, best: float | None, min_delta: float) -> bool:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return False
+    if best is None:
+        return True
+    return value < best - min_delta if mode == "min" else value > best + min_delta
+
+
+def _check_mode(mode: str, who: str) -> str:
+    if mode not in ("min", "max"):
+        raise ValueError(f"{who}: mode must be 'min' or 'max', got {mode!r}")
+    return mode
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` (a key of the epoch logs, e.g. ``val_loss``) has not
+    improved by more than ``min_delta`` for ``patience`` epochs."""
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 3, mode: str = "min", min_delta: float = 0.0) -> None:
+        self.monitor = monitor
+        self.patience = int(patience)
+        self.mode = _check_mode(mode, "EarlyStopping")
+        self.min_delta = abs(float(min_delta))
+        self.best: float | None = None
+        self.wait = 0
+        self.stopped_epoch: int | None = None
+
+    def on_epoch_end(self, trainer: Any, epoch: int, logs: dict) -> None:
+        if self.monitor not in logs:
+            raise KeyError(f"EarlyStopping: monitor {self.monitor!r} is not among the epoch logs "
+                           f"{sorted(logs)} (no validation loader?)")
+        value = float(logs[self.monitor])
+        if _better(self.mode, value, self.best, self.min_delta):
+            self.best, self.wait = value, 0
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                trainer.stop_training = True
+                self.stopped_epoch = epoch
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "wait": self.wait, "stopped_epoch": self.stopped_epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.wait, self.stopped_epoch = state["best"], state["wait"], state["stopped_epoch"]
+
+
+class ModelCheckpoint(Callback):
+    """Save resumable checkpoints under ``run_dir/checkpoints``: ``last`` every
+    ``every_n_epochs`` epochs (and every ``every_n_steps`` optimizer steps when
+    given), ``best`` whenever ``monitor`` improves (``mode``: min or max)."""
+
+    def __init__(self, run_dir: str | os.PathLike, monitor: str = "val_loss", mode: str = "min", *,
+                 save_best: bool = True, save_last: bool = True, every_n_epochs: int = 1,
+                 every_n_steps: int | None = None) -> None:
+        self.run_dir = pathlib.Path(run_dir)
+        self.monitor = monitor
+        self.mode = _check_mode(mode, "ModelCheckpoint")
+        self.save_best = save_best
+        self.save_last = save_last
+        self.every_n_epochs = max(1, int(every_n_epochs))
+        self.every_n_steps = every_n_steps
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+
+    @property
+    def best_dir(self) -> pathlib.Path:
+        return self.run_dir / "checkpoints" / "best"
+
+    @property
+    def last_dir(self) -> pathlib.Path:
+        return self.run_dir / "checkpoints" / "last"
+
+    def on_batch_end(self, trainer: Any, batch_idx: int, logs: dict) -> None:
+        if self.every_n_steps and self.save_last and trainer._pending == 0 and \
+                trainer.state.global_step % self.every_n_steps == 0:
+            trainer.save_checkpoint(self.last_dir, extra={"monitor": self.monitor, "reason": "step"})
+
+    def on_epoch_end(self, trainer: Any, epoch: int, logs: dict) -> None:
+        value = logs.get(self.monitor)
+        if self.save_best and value is not None and _better(self.mode, float(value), self.best, 0.0):
+            self.best, self.best_epoch = float(value), epoch
+            trainer.save_checkpoint(self.best_dir, extra={"monitor": self.monitor, "value": self.best,
+                                                          "epoch": epoch})
+        if self.save_last and (epoch + 1) % self.every_n_epochs == 0:
+            trainer.save_checkpoint(self.last_dir, extra={"monitor": self.monitor, "value": value,
+                                                          "epoch": epoch})
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_epoch = state["best"], state["best_epoch"]
+
+
+# --------------------------------------------------------------------------- NaN guard
+class NaNGuard(Callback):
+    """Stop at the first non-finite loss or gradient, before the optimizer step,
+    and explain it: the batch is re-run under ``rg.detect_anomaly()`` (same
+    parameters, same RNG state) to name the first op that produced NaN/inf.
+    The report is ``self.report`` and, with ``run_dir``, ``run_dir/nan_report.txt``."""
+
+    def __init__(self, run_dir: str | os.PathLike | None = None) -> None:
+        self.run_dir = pathlib.Path(run_dir) if run_dir is not None else None
+        self.report: str | None = None
+        self.triggered = False
+        self._rng: dict | None = None
+
+    def on_batch_start(self, trainer: Any, batch_idx: int, logs: dict) -> None:
+        self._rng = rg_random.default_generator.get_state()
+
+    def on_after_backward(self, trainer: Any, batch_idx: int) -> None:
+        loss = trainer.last_loss
+        bad = []
+        if loss is None or not math.isfinite(loss):
+            bad.append(f"loss is {loss}")
+        names = _param_names(trainer)
+        for p in trainer.params:
+            if p.grad is not None and not np.isfinite(p.grad.data).all():
+                g = p.grad.data
+                kind = "nan" if np.isnan(g).any() else "inf"
+                bad.append(f"gradient of {names.get(id(p), '<param>')} {tuple(g.shape)} has {kind}")
+        if not bad:
+            return
+        self.triggered = True
+        trainer.stop_training = True
+        st = trainer.state
+        lines = [f"NaNGuard: non-finite values at epoch {st.epoch}, batch {batch_idx} "
+                 f"(optimizer step {st.global_step}); training stopped before the step.",
+                 *("  - " + b for b in bad[:20])]
+        if len(bad) > 20:
+            lines.append(f"  ... and {len(bad) - 20} more")
+        lines.append(self._locate(trainer))
+        self.report = "\n".join(lines)
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "nan_report.txt").write_text(self.report + "\n")
+        print(self.report, file=sys.stderr)
+
+    def _locate(self, trainer: Any) -> str:
+        batch = trainer.current_batch
+        if batch is None:
+            return "First op producing NaN/inf: unknown (no batch to re-run)."
+        saved = rg_random.default_generator.get_state()
+        grads = {id(p): p.grad for p in trainer.params}
+        if self._rng is not None:
+            rg_random.default_generator.set_state(self._rng)
+        try:
+            with detect_anomaly(), np.errstate(all="ignore"):
+                inputs, target = trainer.unpack_batch(batch)
+                out = trainer.model(*inputs)
+                loss = trainer.loss_fn(out, target) if target is not None else trainer.loss_fn(out)
+                for p in trainer.params:
+                    p.grad = None
+                loss.backward()
+        except AnomalyError as e:
+            return "First op producing NaN/inf (re-run under rg.detect_anomaly()):\n  " + str(e).replace("\n", "\n  ")
+        except Exception as e:  # noqa: BLE001 - report, don't mask the NaN
+            return (f"Re-running the batch under rg.detect_anomaly() failed: {type(e).__name__}: {e}\n"
+                    + "".join(traceback.format_exception_only(type(e), e)))
+        finally:
+            rg_random.default_generator.set_state(saved)
+            for p in trainer.params:
+                p.grad = grads[id(p)]
+        return ("Re-running the batch under rg.detect_anomaly() produced no NaN/inf: the non-finite values "
+                "come from outside the recorded graph (the data, or parameters already non-finite).")
+
+
+def _param_names(trainer: Any) -> dict[int, str]:
+    try:
+        return {id(p): n for n, p in trainer.model.named_parameters()}
+    except AttributeError:
+        return {}
+
+
+from .diagnostics import GradientFlow  # noqa: E402  (a Callback defined in its own module)

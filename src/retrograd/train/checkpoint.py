@@ -1,0 +1,187 @@
+"""Training checkpoints: one folder with everything a run needs to continue exactly.
+
+Layout (all written atomically by ``rg.io.atomic_directory``)::
+
+    model.safetensors               model.state_dict() (dotted names; PyTorch reads it)
+    optimizer.json (+ .safetensors) optimizer.state_dict(): hyperparameters in JSON, state tensors
+    scheduler.json (+ .safetensors) scheduler.state_dict(), when there is a scheduler
+    rng.json (+ .safetensors)       rg's default generator, NumPy's legacy and Python's random state,
+                                    and every rg.Generator reachable from the training loader
+                                    (sampler, transforms)
+    loader.json                     the training loader's position (DataLoader.state_dict())
+    trainer.json                    epoch, global_step, batch_in_epoch, epoch sums, history,
+                                    callback states, metadata
+    grads.safetensors               gradients accumulated so far, when saved mid-accumulation
+    config.json                     the Trainer's config
+    manifest.json                   size and SHA-256 of every file
+
+Loading reads and checks every file before changing anything, so a corrupted
+checkpoint raises ``CheckpointError`` naming the file and leaves the trainer as it was.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import random as _pyrandom
+from typing import Any
+
+import numpy as np
+
+from .. import random as rg_random
+from ..io.checkpoint import (CheckpointError, atomic_directory, load_tree, read_json, resolve_directory,
+                             save_tree, verify_directory, write_json)
+from ..io.serialization import SafetensorsFileError, load_safetensors, save_safetensors
+from ..random import Generator
+from ..tensor import Tensor
+
+__all__ = ["save_training_checkpoint", "load_training_checkpoint", "find_generators", "apply_loader_state",
+           "CheckpointError"]
+
+
+def find_generators(root: Any, max_depth: int = 6) -> dict[str, Generator]:
+    """Every ``rg.Generator`` reachable from ``root`` through attributes, lists and
+    dicts, by dotted path (``dataset.transform.transforms.0.generator``); the
+    default generator is left out (it is saved on its own)."""
+    out: dict[str, Generator] = {}
+    seen: set[int] = set()
+
+    def walk(obj: Any, path: str, depth: int) -> None:
+        if depth > max_depth or id(obj) in seen:
+            return
+        if isinstance(obj, (str, bytes, int, float, bool, type(None), np.ndarray, Tensor, np.generic)):
+            return
+        seen.add(id(obj))
+        if isinstance(obj, Generator):
+            if obj is not rg_random.default_generator:
+                out[path] = obj
+            return
+        sub = (lambda k: f"{path}.{k}" if path else str(k))
+        if isinstance(obj, (list, tuple)):
+            for i, v in enumerate(obj[:64]):
+                walk(v, sub(i), depth + 1)
+        elif isinstance(obj, dict):
+            for k, v in list(obj.items())[:64]:
+                if isinstance(k, str):
+                    walk(v, sub(k), depth + 1)
+        elif hasattr(obj, "__dict__") and not isinstance(obj, type) and not callable(getattr(obj, "__func__", None)):
+            for k, v in vars(obj).items():
+                walk(v, sub(k), depth + 1)
+
+    walk(root, "", 0)
+    return out
+
+
+def _rng_state(trainer: Any) -> dict:
+    gens = find_generators(trainer.train_loader) if trainer.train_loader is not None else {}
+    return {"retrograd": rg_random.default_generator.get_state(),
+            "numpy": np.random.get_state(),
+            "python": _pyrandom.getstate(),
+            "generators": {k: g.get_state() for k, g in gens.items()}}
+
+
+def _callback_key(i: int, cb: Any) -> str:
+    return f"{i}:{type(cb).__name__}"
+
+
+def save_training_checkpoint(trainer: Any, path: str | os.PathLike, *, extra: dict | None = None) -> pathlib.Path:
+    path = pathlib.Path(path)
+    with atomic_directory(path) as tmp:
+        save_safetensors(trainer.model.state_dict(), tmp / "model.safetensors")
+        save_tree(tmp, "optimizer", trainer.optimizer.state_dict())
+        if trainer.scheduler is not None:
+            save_tree(tmp, "scheduler", trainer.scheduler.state_dict())
+        save_tree(tmp, "rng", _rng_state(trainer))
+        if trainer.train_loader is not None and hasattr(trainer.train_loader, "state_dict"):
+            save_tree(tmp, "loader", trainer.train_loader.state_dict())
+        pending = getattr(trainer, "_pending", 0)
+        if pending:
+            grads = {}
+            for i, p in enumerate(trainer.params):
+                if p.grad is not None:
+                    grads[str(i)] = p.grad.data
+            save_safetensors(grads, tmp / "grads.safetensors")
+        callbacks = {}
+        for i, cb in enumerate(trainer.callbacks):
+            sd = cb.state_dict() if hasattr(cb, "state_dict") else None
+            if sd:
+                callbacks[_callback_key(i, cb)] = sd
+        save_tree(tmp, "trainer", {"state": trainer.state_summary(), "history": trainer.history,
+                                   "pending_batches": pending, "accumulate": trainer.accumulate,
+                                   "callbacks": callbacks, "meta": extra or {}})
+        write_json(tmp / "config.json", trainer.config)
+    return path
+
+
+def _load_st(path: pathlib.Path) -> dict:
+    try:
+        return load_safetensors(path)
+    except SafetensorsFileError as e:
+        raise CheckpointError(str(e)) from e
+
+
+def load_training_checkpoint(trainer: Any, path: str | os.PathLike) -> dict:
+    folder = resolve_directory(path)
+    verify_directory(folder)
+    # read everything first: nothing changes unless all of it is readable
+    model_sd = _load_st(folder / "model.safetensors")
+    opt_sd = load_tree(folder, "optimizer")
+    sched_sd = load_tree(folder, "scheduler") if (folder / "scheduler.json").exists() else None
+    rng = load_tree(folder, "rng")
+    loader_sd = load_tree(folder, "loader") if (folder / "loader.json").exists() else None
+    tr = load_tree(folder, "trainer")
+    grads = _load_st(folder / "grads.safetensors") if (folder / "grads.safetensors").exists() else None
+    config = read_json(folder / "config.json")
+    if trainer.scheduler is not None and sched_sd is None:
+        raise CheckpointError(f"{folder}: the checkpoint has no scheduler.json but the trainer has a scheduler")
+    if tr.get("pending_batches") and tr.get("accumulate") != trainer.accumulate:
+        raise CheckpointError(f"{folder}: saved in the middle of an accumulation group of {tr.get('accumulate')} "
+                              f"batches; resume with accumulate={tr.get('accumulate')}, not {trainer.accumulate}")
+    try:
+        trainer.model.load_state_dict(model_sd)
+    except RuntimeError as e:
+        raise CheckpointError(f"{folder / 'model.safetensors'}: does not fit the model: {e}") from e
+    trainer.optimizer.load_state_dict(opt_sd)
+    if tr["state"].get("global_step", 0) > 0:
+        trainer.optimizer._opt_called = True  # it has stepped (in the saved run): schedulers need not warn
+    if trainer.scheduler is not None:
+        trainer.scheduler.load_state_dict(sched_sd)
+    rg_random.default_generator.set_state(rng["retrograd"])
+    np.random.set_state(rng["numpy"])
+    _pyrandom.setstate(_tuplify(rng["python"]))
+    for k, v in tr["state"].items():
+        setattr(trainer.state, k, v)
+    trainer.history = {k: list(v) for k, v in tr["history"].items()}
+    trainer._pending = tr.get("pending_batches", 0)
+    params = trainer.params
+    for p in params:
+        p.grad = None
+    if grads:
+        for k, g in grads.items():
+            params[int(k)].grad = Tensor._wrap(np.array(g, dtype=params[int(k)].data.dtype))
+    saved_cbs = tr.get("callbacks", {})
+    for i, cb in enumerate(trainer.callbacks):
+        key = _callback_key(i, cb)
+        if key in saved_cbs and hasattr(cb, "load_state_dict"):
+            cb.load_state_dict(saved_cbs[key])
+    trainer._pending_loader_state = loader_sd
+    trainer._pending_generators = rng.get("generators", {})
+    trainer.config = {**config, **trainer.config} if isinstance(config, dict) else trainer.config
+    return {"path": str(folder), "config": config, **tr.get("meta", {})}
+
+
+def _tuplify(x: Any) -> Any:
+    return tuple(_tuplify(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+def apply_loader_state(trainer: Any, loader: Any) -> None:
+    """Put the training loader (and the generators reachable from it) where the checkpoint left them."""
+    gens = trainer._pending_generators
+    if gens:
+        found = find_generators(loader)
+        for k, state in gens.items():
+            if k in found:
+                found[k].set_state(state)
+    if trainer._pending_loader_state is not None and hasattr(loader, "load_state_dict"):
+        loader.load_state_dict(trainer._pending_loader_state)
+    trainer._pending_loader_state = None
+    trainer._pending_generators = None

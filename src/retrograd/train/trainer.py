@@ -1,0 +1,356 @@
+"""``Trainer``: the training loop, with callbacks, gradient accumulation,
+clipping, schedulers, metrics and exact checkpoint/resume.
+
+One optimizer step per ``accumulate`` batches; each batch's loss is divided by
+the number of batches in its accumulation group (``accumulate``, or fewer for
+the last group of an epoch), so with a mean loss and equal batches the step
+equals one step on the ``accumulate``-times larger batch.
+
+``save_checkpoint``/``load_checkpoint`` capture everything the next batch
+depends on (parameters, optimizer and scheduler state, every RNG, the data
+loader's position, pending accumulated gradients, the loop counters and the
+history), so a run interrupted at any batch and resumed with
+``fit(..., resume_from=dir)`` ends with bit-identical parameters.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import pathlib
+import random as _pyrandom
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from .. import random as rg_random
+from ..autograd.engine import no_grad
+from ..tensor import Tensor, cat
+from .callbacks import Callback
+from .metrics import Metric, get_metric
+
+__all__ = ["Trainer", "TrainerState", "clip_grad_norm_"]
+
+
+@dataclass
+class TrainerState:
+    """Where training stands. ``epoch``: epochs completed; ``global_step``:
+    optimizer steps taken; ``batch_in_epoch``: batches of the current epoch
+    processed. The sums make a resumed epoch report the same ``train_loss``."""
+
+    epoch: int = 0
+    global_step: int = 0
+    batch_in_epoch: int = 0
+    loss_sum: float = 0.0
+    samples: int = 0
+    train_time: float = 0.0
+    epoch_time: float = 0.0
+
+    def reset_epoch(self) -> None:
+        self.batch_in_epoch, self.loss_sum, self.samples, self.train_time, self.epoch_time = 0, 0.0, 0, 0.0, 0.0
+
+
+def clip_grad_norm_(parameters: Iterable[Tensor], max_norm: float, norm_type: float = 2.0) -> float:
+    """Scale the gradients in place so that their global norm is at most ``max_norm``
+    (PyTorch's ``clip_grad_norm_``: factor ``max_norm / (norm + 1e-6)``, clamped at 1).
+    Returns the norm before clipping."""
+    grads = [p.grad.data for p in parameters if p.grad is not None]
+    if not grads:
+        return 0.0
+    if math.isinf(norm_type):
+        total = max(float(np.abs(g).max(initial=0.0)) for g in grads)
+    else:
+        norms = np.array([np.linalg.norm(g.reshape(-1).astype(np.float64), ord=norm_type) for g in grads])
+        total = float(np.linalg.norm(norms, ord=norm_type))
+    coef = max_norm / (total + 1e-6)
+    if coef < 1.0:
+        for g in grads:
+            g *= g.dtype.type(coef)
+    return total
+
+
+def _is_seq(x: Any) -> bool:
+    return isinstance(x, (tuple, list))
+
+
+class Trainer:
+    """Fit ``model`` with ``optimizer`` on ``loss_fn(pred, target)``.
+
+    ``scheduler`` steps once per epoch (``scheduler_interval="epoch"``) or per
+    optimizer step (``"step"``); a ``ReduceLROnPlateau`` gets the validation loss
+    (the training loss without a validation loader, the batch loss per step).
+    ``metrics``: names from ``rg.train.metrics`` or callables ``(pred, target) ->
+    float``, computed by ``evaluate`` on the validation set. ``grad_clip``:
+    maximum global gradient norm. ``accumulate``: batches per optimizer step.
+    ``seed`` seeds rg's default generator, NumPy's legacy one and Python's
+    ``random``. ``config`` (a JSON-able dict) is saved with every checkpoint.
+
+    A batch is ``(input, target)``, ``(input1, ..., target)``, ``((inputs...),
+    target)`` or a dict with ``input``/``x`` and ``target``/``y``/``label``.
+    """
+
+    def __init__(self, model: Any, optimizer: Any, loss_fn: Callable, *, scheduler: Any = None,
+                 scheduler_interval: str = "epoch", metrics: Sequence[Any] = ("accuracy",),
+                 callbacks: Sequence[Callback] = (), grad_clip: float | None = None, accumulate: int = 1,
+                 run_dir: str | os.PathLike | None = None, seed: int | None = None,
+                 config: dict | None = None) -> None:
+        if scheduler_interval not in ("epoch", "step"):
+            raise ValueError(f"Trainer: scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
+        if not isinstance(accumulate, int) or isinstance(accumulate, bool) or accumulate < 1:
+            raise ValueError(f"Trainer: accumulate must be a positive int, got {accumulate!r}")
+        if grad_clip is not None and not grad_clip > 0:
+            raise ValueError(f"Trainer: grad_clip must be a positive max norm, got {grad_clip!r}")
+        self.model = model
+        self.optimizer = optimizer
+        self.loss_fn = loss_fn
+        self.scheduler = scheduler
+        self.scheduler_interval = scheduler_interval
+        self.metric_specs = tuple(metrics or ())
+        for m in self.metric_specs:
+            get_metric(m)  # fail early on an unknown name
+        self.callbacks: list[Callback] = list(callbacks)
+        self.grad_clip = grad_clip
+        self.accumulate = accumulate
+        self.run_dir = pathlib.Path(run_dir) if run_dir is not None else None
+        self.seed = seed
+        self.config = dict(config) if config else {}
+        self.state = TrainerState()
+        self.history: dict[str, list] = {}
+        self.stop_training = False
+        self.current_batch: Any = None
+        self.last_loss: float | None = None
+        self.last_grad_norm: float | None = None
+        self.train_loader: Any = None
+        self._pending_loader_state: dict | None = None
+        self._pending_generators: dict | None = None
+        if seed is not None:
+            rg_random.manual_seed(seed)
+            np.random.seed(seed % 2**32)
+            _pyrandom.seed(seed)
+
+    # ------------------------------------------------------------------ helpers
+    def _call(self, hook: str, *args: Any) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(self, *args)
+
+    @staticmethod
+    def unpack_batch(batch: Any) -> tuple[tuple, Any]:
+        """``(inputs tuple, target or None)`` from a batch."""
+        if isinstance(batch, dict):
+            x = next((batch[k] for k in ("input", "inputs", "x", "input_ids") if k in batch), None)
+            y = next((batch[k] for k in ("target", "targets", "y", "label", "labels") if k in batch), None)
+            if x is None:
+                raise ValueError(f"Trainer: a dict batch needs an 'input' or 'x' key, got {sorted(batch)}")
+            return (x,), y
+        if _is_seq(batch):
+            if len(batch) == 1:
+                return (batch[0],), None
+            x, y = (batch[0], batch[1]) if len(batch) == 2 else (tuple(batch[:-1]), batch[-1])
+            return (tuple(x) if _is_seq(x) else (x,)), y
+        return (batch,), None
+
+    @staticmethod
+    def _batch_size(inputs: tuple, target: Any) -> int:
+        ref = target if target is not None else inputs[0]
+        shape = getattr(ref, "shape", None)
+        return int(shape[0]) if shape else 1
+
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    @property
+    def params(self) -> list:
+        return [p for g in self.optimizer.param_groups for p in g["params"]]
+
+    def _step_scheduler(self, metric: float) -> None:
+        s = self.scheduler
+        try:
+            wants_metric = "metrics" in inspect.signature(s.step).parameters
+        except (TypeError, ValueError):
+            wants_metric = False
+        if wants_metric:
+            s.step(metric)
+        else:
+            s.step()
+
+    # ------------------------------------------------------------------ training
+    def _optimizer_step(self) -> None:
+        if self.grad_clip is not None:
+            self.last_grad_norm = clip_grad_norm_(self.params, self.grad_clip)
+        self._call("on_before_step", self.state.batch_in_epoch)
+        if self.stop_training:
+            return
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        self.state.global_step += 1
+        self._pending = 0
+        if self.scheduler is not None and self.scheduler_interval == "step":
+            self._step_scheduler(self.last_loss)
+
+    def _train_batch(self, batch: Any, n_batches: int | None) -> dict:
+        idx = self.state.batch_in_epoch
+        inputs, target = self.unpack_batch(batch)
+        k = self.accumulate
+        start = idx // k * k
+        group = min(k, n_batches - start) if n_batches else k
+        out = self.model(*inputs)
+        loss = self.loss_fn(out, target) if target is not None else self.loss_fn(out)
+        scaled = loss * (1.0 / group) if group > 1 else loss
+        scaled.backward()
+        self._pending = idx + 1 - start
+        value = float(loss.item())
+        self.last_loss = value
+        n = self._batch_size(inputs, target)
+        self._call("on_after_backward", idx)
+        if self.stop_training:
+            return {"loss": value, "batch_size": n}
+        if self._pending == group:
+            self._optimizer_step()
+        return {"loss": value, "batch_size": n}
+
+    def fit(self, train_loader: Any, val_loader: Any = None, epochs: int = 1,
+            resume_from: str | os.PathLike | None = None) -> dict:
+        """Train until ``epochs`` epochs are complete (counting those of a resumed
+        checkpoint) or a callback sets ``stop_training``. Returns the history:
+        per-epoch lists ``train_loss``, ``val_loss``, ``val_<metric>``, ``lr``,
+        ``epoch_time``, ``samples_per_sec``."""
+        self.train_loader = train_loader
+        if resume_from is not None:
+            self.load_checkpoint(resume_from)
+        self._apply_pending_loader_state()
+        self.stop_training = False
+        self._pending = self.state.batch_in_epoch % self.accumulate
+        try:
+            n_batches = len(train_loader)
+        except TypeError:
+            n_batches = None
+        self._call("on_fit_start")
+        while self.state.epoch < epochs and not self.stop_training:
+            epoch = self.state.epoch
+            self._call("on_epoch_start", epoch, {"resumed_at_batch": self.state.batch_in_epoch,
+                                                 "num_batches": n_batches})
+            self.model.train()
+            t_epoch = time.perf_counter()
+            t_mark = t_epoch
+            for batch in train_loader:
+                idx = self.state.batch_in_epoch
+                self.current_batch = batch
+                self._call("on_batch_start", idx, {"epoch": epoch})
+                logs = self._train_batch(batch, n_batches)
+                if self.stop_training and self._pending:
+                    break  # a callback vetoed this step (NaNGuard): stop before touching parameters
+                now = time.perf_counter()
+                self.state.train_time += now - t_mark
+                self.state.epoch_time += now - t_mark
+                t_mark = now
+                self.state.batch_in_epoch += 1
+                self.state.loss_sum += logs["loss"] * logs["batch_size"]
+                self.state.samples += logs["batch_size"]
+                logs.update(epoch=epoch, step=self.state.global_step, lr=self.lr(),
+                            samples_per_sec=self.state.samples / max(self.state.train_time, 1e-12))
+                self._call("on_batch_end", idx, logs)
+                if self.stop_training:
+                    break
+            self.current_batch = None
+            if self.stop_training:
+                break
+            if self._pending:  # a last, partial accumulation group (loader without len)
+                self._optimizer_step()
+            self.state.train_time += time.perf_counter() - t_mark
+            logs = self._end_epoch(val_loader, t_mark)
+            self._call("on_epoch_end", epoch, logs)
+        self._call("on_fit_end")
+        return self.history
+
+    def _end_epoch(self, val_loader: Any, t_mark: float) -> dict:
+        st = self.state
+        train_loss = st.loss_sum / st.samples if st.samples else float("nan")
+        logs: dict[str, Any] = {"epoch": st.epoch, "train_loss": train_loss}
+        if val_loader is not None:
+            for k, v in self.evaluate(val_loader).items():
+                logs[f"val_{k}"] = v
+        logs["lr"] = self.lr()
+        st.epoch_time += time.perf_counter() - t_mark
+        logs["epoch_time"] = st.epoch_time
+        logs["samples_per_sec"] = st.samples / max(st.train_time, 1e-12)
+        logs["step"] = st.global_step
+        if self.scheduler is not None and self.scheduler_interval == "epoch":
+            self._step_scheduler(logs.get("val_loss", train_loss))
+        for k, v in logs.items():
+            if k not in ("epoch", "step"):
+                self.history.setdefault(k, []).append(v)
+        st.epoch += 1
+        st.reset_epoch()
+        return logs
+
+    # ------------------------------------------------------------------ evaluation
+    def _metrics(self) -> list[Metric]:
+        return [get_metric(m) for m in self.metric_specs]
+
+    def evaluate(self, loader: Any) -> dict:
+        """``{"loss": mean loss over samples, "<metric>": value}`` on ``loader``, in eval mode without grad."""
+        metrics = self._metrics()
+        for m in metrics:
+            m.reset()
+        was_training = getattr(self.model, "training", True)
+        self.model.eval()
+        total, count = 0.0, 0
+        try:
+            with no_grad():
+                for batch in loader:
+                    inputs, target = self.unpack_batch(batch)
+                    out = self.model(*inputs)
+                    n = self._batch_size(inputs, target)
+                    loss = self.loss_fn(out, target) if target is not None else self.loss_fn(out)
+                    total += float(loss.item()) * n
+                    count += n
+                    if target is not None:
+                        for m in metrics:
+                            m.update(out, target)
+        finally:
+            self.model.train(was_training)
+        result = {"loss": total / count if count else float("nan")}
+        for m in metrics:
+            result[m.name] = m.compute()
+        return result
+
+    def predict(self, loader: Any) -> Tensor:
+        """The model's outputs on every batch of ``loader``, concatenated along the first axis."""
+        was_training = getattr(self.model, "training", True)
+        self.model.eval()
+        outs = []
+        try:
+            with no_grad():
+                for batch in loader:
+                    inputs, _ = self.unpack_batch(batch)
+                    outs.append(self.model(*inputs))
+        finally:
+            self.model.train(was_training)
+        if not outs:
+            raise ValueError("Trainer.predict: the loader yielded no batches")
+        return cat(outs, 0)
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, path: str | os.PathLike, *, extra: dict | None = None) -> pathlib.Path:
+        """Write a complete, resumable checkpoint folder atomically (see ``rg.train.checkpoint``)."""
+        from .checkpoint import save_training_checkpoint
+        return save_training_checkpoint(self, path, extra=extra)
+
+    def load_checkpoint(self, path: str | os.PathLike) -> dict:
+        """Restore a checkpoint written by ``save_checkpoint``; returns its metadata.
+        The data-loader position is applied to the training loader now, or at the next ``fit``."""
+        from .checkpoint import load_training_checkpoint
+        meta = load_training_checkpoint(self, path)
+        self._apply_pending_loader_state()
+        return meta
+
+    def _apply_pending_loader_state(self) -> None:
+        from .checkpoint import apply_loader_state
+        if self.train_loader is not None and (self._pending_loader_state is not None or
+                                              self._pending_generators is not None):
+            apply_loader_state(self, self.train_loader)
+
+    def state_summary(self) -> dict:
+        return asdict(self.state)

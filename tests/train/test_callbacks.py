@@ -1,0 +1,128 @@
+"""Callbacks: logging (JSONL, CSV, TensorBoard), progress, early stopping, checkpoints, NaNGuard."""
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+
+import retrograd as rg
+from retrograd.train import Trainer
+from retrograd.train.callbacks import EarlyStopping, MetricLogger, ModelCheckpoint, NaNGuard, ProgressBar
+from retrograd.train.tensorboard import read_scalars
+
+from train_helpers import mlp
+
+
+def _loaders(ds, n=200, bs=50):
+    train = rg.data.DataLoader(rg.data.Subset(ds, np.arange(n)), batch_size=bs, shuffle=True)
+    val = rg.data.DataLoader(rg.data.Subset(ds, np.arange(1500, 1700)), batch_size=100)
+    return train, val
+
+
+def _fit(ds, callbacks, epochs=3, lr=1e-2, **kw):
+    model = mlp(0)
+    tr = Trainer(model, rg.optim.Adam(model.parameters(), lr=lr), rg.nn.CrossEntropyLoss(), callbacks=callbacks,
+                 seed=0, **kw)
+    return tr, tr.fit(*_loaders(ds), epochs=epochs)
+
+
+def test_metric_logger_jsonl_csv_and_tensorboard(digits, tmp_path):
+    tr, h = _fit(digits, [MetricLogger(tmp_path)])
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if r["kind"] == "step"]
+    epochs = [r for r in rows if r["kind"] == "epoch"]
+    assert len(steps) == 12 and [r["step"] for r in steps] == list(range(1, 13))
+    assert [r["val_loss"] for r in epochs] == h["val_loss"]
+    with open(tmp_path / "metrics.csv") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 15 and {"kind", "loss", "val_accuracy", "lr"} <= set(table[0])
+    assert float(table[-1]["val_accuracy"]) == pytest.approx(h["val_accuracy"][-1])
+    # TensorBoard reads the event files
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    assert {"train/loss", "train/lr", "epoch/val_loss", "epoch/val_accuracy", "epoch/train_loss"} <= set(tags)
+    ev = acc.Scalars("epoch/val_loss")
+    assert [e.step for e in ev] == [1, 2, 3]
+    np.testing.assert_allclose([e.value for e in ev], h["val_loss"], rtol=1e-6)
+    loss = acc.Scalars("train/loss")
+    np.testing.assert_allclose([e.value for e in loss], [r["loss"] for r in steps], rtol=1e-6)
+    # and so does our own reader of the TFRecord framing (CRCs checked)
+    (event_file,) = (tmp_path / "tb").iterdir()
+    ours = read_scalars(event_file)
+    assert [s for s, _ in ours["train/loss"]] == list(range(1, 13))
+
+
+def test_progress_bar_output(digits):
+    buf = io.StringIO()
+    _fit(digits, [ProgressBar(file=buf)], epochs=2)
+    out = buf.getvalue()
+    assert "epoch 1" in out and "epoch 2" in out and "samples/s" in out and "4/4" in out
+    assert "val_loss=" in out and "train_loss=" in out
+
+
+def test_early_stopping(digits):
+    es = EarlyStopping(monitor="val_loss", patience=2, mode="min")
+    tr, h = _fit(digits, [es], epochs=50, lr=0.0)  # lr 0: val_loss never improves after epoch 1
+    assert len(h["val_loss"]) == 3 and es.stopped_epoch == 2 and es.wait == 2
+    es = EarlyStopping(monitor="val_accuracy", patience=1, mode="max", min_delta=0.5)
+    tr, h = _fit(digits, [es], epochs=50)
+    assert len(h["val_loss"]) == 2
+    with pytest.raises(KeyError, match="monitor 'val_f1' is not among the epoch logs"):
+        _fit(digits, [EarlyStopping(monitor="val_f1")], epochs=1)
+
+
+def test_model_checkpoint_best_and_last(digits, tmp_path):
+    mc = ModelCheckpoint(tmp_path, monitor="val_loss", mode="min")
+    tr, h = _fit(digits, [mc], epochs=3)
+    best_epoch = int(np.argmin(h["val_loss"]))
+    assert mc.best == pytest.approx(min(h["val_loss"])) and mc.best_epoch == best_epoch
+    for name in ("best", "last"):
+        assert (tmp_path / "checkpoints" / name / "model.safetensors").is_file()
+    meta = json.loads((tmp_path / "checkpoints" / "best" / "trainer.json").read_text())["meta"]
+    assert meta["epoch"] == best_epoch and meta["monitor"] == "val_loss"
+    last = rg.load(tmp_path / "checkpoints" / "last" / "model.safetensors")
+    for k, v in tr.model.state_dict().items():
+        np.testing.assert_array_equal(last[k].numpy(), v.numpy())
+
+
+def test_model_checkpoint_every_n_steps(digits, tmp_path):
+    mc = ModelCheckpoint(tmp_path, save_best=False, every_n_epochs=100, every_n_steps=5)
+    tr, _ = _fit(digits, [mc], epochs=2)  # 8 steps: saved at step 5
+    st = json.loads((tmp_path / "checkpoints" / "last" / "trainer.json").read_text())["state"]
+    assert st["global_step"] == 5 and st["epoch"] == 1 and st["batch_in_epoch"] == 1
+
+
+class _LogOf(rg.nn.Module):
+    """A model that takes the log of a linear layer's output: NaN wherever it is negative."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = rg.nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.fc(x).log()
+
+
+def test_nan_guard_names_the_op_and_stops_before_the_step(digits, tmp_path):
+    rg.manual_seed(0)
+    model = _LogOf()
+    before = {k: v.numpy().copy() for k, v in model.state_dict().items()}
+    guard = NaNGuard(run_dir=tmp_path)
+    tr = Trainer(model, rg.optim.SGD(model.parameters(), lr=0.1), rg.nn.CrossEntropyLoss(), callbacks=[guard])
+    with np.errstate(invalid="ignore"):  # the NaN the guard is there to catch
+        tr.fit(rg.data.DataLoader(digits, batch_size=32), epochs=2)
+    assert guard.triggered and tr.stop_training and tr.state.global_step == 0
+    rep = (tmp_path / "nan_report.txt").read_text()
+    assert "epoch 0, batch 0" in rep and "loss is nan" in rep and "gradient of fc.weight" in rep
+    assert "op 'log' produced nan" in rep and "test_callbacks.py" in rep
+    for k, v in model.state_dict().items():  # no update with NaN gradients
+        np.testing.assert_array_equal(v.numpy(), before[k])
+
+
+def test_nan_guard_quiet_on_healthy_run(digits):
+    guard = NaNGuard()
+    _fit(digits, [guard], epochs=1)
+    assert not guard.triggered and guard.report is None
