@@ -6,6 +6,7 @@ import sys as _sys
 
 from .. import functional
 from . import init
+from . import utils
 from .activation import (CELU, ELU, GELU, SELU, Hardtanh, LeakyReLU, LogSoftmax, Mish, PReLU, ReLU, ReLU6,
                          Sigmoid, SiLU, Softmax, Softplus, Softsign, Tanh)
 from .containers import Flatten, Identity, ModuleDict, ModuleList, ParameterList, Sequential, Unflatten
@@ -26,7 +27,7 @@ from .module import Module, Parameter, RemovableHandle
 _sys.modules[__name__ + ".functional"] = functional
 
 __all__ = [
-    "functional", "init", "Module", "Parameter", "RemovableHandle",
+    "functional", "init", "utils", "Module", "Parameter", "RemovableHandle",
     "Sequential", "ModuleList", "ModuleDict", "ParameterList", "Identity", "Flatten", "Unflatten",
     "Linear", "Bilinear", "Embedding", "Dropout", "LayerNorm", "RMSNorm", "GroupNorm", "BatchNorm1d",
     "BatchNorm2d",

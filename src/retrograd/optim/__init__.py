@@ -11,8 +11,13 @@ from .adagrad import Adadelta, Adagrad, RMSprop
 from . import lr_scheduler, schedules
 from .lr_finder import LRFinder
 from .plotting import plot_schedule
+from .rprop import Rprop
+from .asgd import ASGD
+from .lbfgs import LBFGS
+from .adafactor import Adafactor
+from .muon import Muon
 
 __all__ = ["Optimizer", "StepArrays", "required", "register_optimizer_step_pre_hook",
            "register_optimizer_step_post_hook", "SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "Adagrad",
-           "Adadelta", "RMSprop",
+           "Adadelta", "RMSprop", "Rprop", "ASGD", "LBFGS", "Adafactor", "Muon",
            "lr_scheduler", "schedules", "LRFinder", "plot_schedule"]
