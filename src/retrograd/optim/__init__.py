@@ -16,8 +16,18 @@ from .asgd import ASGD
 from .lbfgs import LBFGS
 from .adafactor import Adafactor
 from .muon import Muon
+from .lion import Lion
+from .lookahead import Lookahead
+from .lamb import LAMB
+from .lars import LARS
+from . import swa_utils
+from .swa_utils import AveragedModel
+from .schedule_free import ScheduleFreeAdamW, ScheduleFreeSGD
+from .sophia import Sophia
 
 __all__ = ["Optimizer", "StepArrays", "required", "register_optimizer_step_pre_hook",
            "register_optimizer_step_post_hook", "SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "Adagrad",
            "Adadelta", "RMSprop", "Rprop", "ASGD", "LBFGS", "Adafactor", "Muon",
+           "Lion", "Lookahead", "LAMB", "LARS", "swa_utils", "AveragedModel",
+           "ScheduleFreeAdamW", "ScheduleFreeSGD", "Sophia",
            "lr_scheduler", "schedules", "LRFinder", "plot_schedule"]
