@@ -58,3 +58,4 @@ from . import optim  # noqa: E402
 from . import data  # noqa: E402
 from . import train, io  # noqa: E402
 from .io import load, save  # noqa: E402
+from . import models  # noqa: E402

@@ -1,0 +1,430 @@
+"""Training configs for the ``retrograd`` command: read TOML, apply ``--set``
+overrides, validate every key with a message that names it and what is
+allowed, fill in defaults, and write the resolved config back as TOML.
+
+A config has the sections ``[model]``, ``[data]``, ``[optim]``, ``[schedule]``,
+``[train]`` and ``[run]``. The keys of ``[data]``, ``[train]`` and ``[run]`` are
+fixed (``SCHEMA``); ``[model]``, ``[optim]`` and ``[schedule]`` take a ``name``
+plus the keyword arguments of what it names, checked against its signature.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import inspect
+import pathlib
+import sys
+from typing import Any, Callable
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+from . import optim
+from .io.toml_writer import toml_dumps
+from .models import MODELS
+from .optim import lr_scheduler, schedules
+
+__all__ = ["ConfigError", "SCHEMA", "SECTIONS", "DATASETS", "LOSSES", "optimizer_names", "optimizer_class",
+           "scheduler_names", "scheduler_factory", "load_config", "parse_override", "apply_overrides",
+           "validate", "dumps", "model_factory"]
+
+
+class ConfigError(ValueError):
+    """A config key is unknown, has the wrong type, or a value that is not allowed."""
+
+
+DATASETS = ("fashion_mnist", "mnist_5k", "digits", "iris", "breast_cancer", "wine", "shakespeare")
+LOSSES = ("cross_entropy", "nll", "mse", "l1", "smooth_l1", "huber", "bce_with_logits")
+SECTIONS = ("model", "data", "optim", "schedule", "train", "run")
+
+
+@dataclasses.dataclass(frozen=True)
+class Key:
+    """One fixed key: its type ("int", "float", "bool", "str", "list[int]", "list[str]"), default,
+    allowed values (for str), whether None is allowed, and a one-line description."""
+    type: str
+    default: Any = None
+    allowed: tuple | None = None
+    optional: bool = False
+    doc: str = ""
+
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "data": {
+        "name": Key("str", None, DATASETS, doc="which data set"),
+        "batch_size": Key("int", 64, doc="training batch size"),
+        "eval_batch_size": Key("int", None, optional=True, doc="batch size for validation/test (default max(batch_size, 500))"),
+        "val_fraction": Key("float", 0.1, doc="share of the training set held out for validation"),
+        "test_fraction": Key("float", 0.2, doc="share held out for test when the set has no test split"),
+        "train_samples": Key("int", None, optional=True, doc="use a random subset of this many training samples"),
+        "val_samples": Key("int", None, optional=True, doc="use a random subset of this many validation samples"),
+        "augment": Key("bool", False, doc="random crops (and flips for fashion_mnist) of training images"),
+        "standardize": Key("bool", None, optional=True, doc="zero-mean unit-variance features (default: on for tabular sets)"),
+        "images": Key("bool", False, doc="digits as (1, 8, 8) images instead of 64 features"),
+        "block_size": Key("int", 64, doc="shakespeare: characters per training window"),
+    },
+    "train": {
+        "epochs": Key("int", 10, doc="passes over the training set"),
+        "seed": Key("int", 0, doc="seeds the init, the data split and the batch order"),
+        "loss": Key("str", "cross_entropy", LOSSES),
+        "label_smoothing": Key("float", 0.0, doc="cross_entropy only"),
+        "metrics": Key("list[str]", ["accuracy"]),
+        "grad_clip": Key("float", None, optional=True, doc="clip the global gradient norm to this"),
+        "accumulate": Key("int", 1, doc="batches per optimizer step"),
+        "early_stopping": Key("int", None, optional=True, doc="patience in epochs (monitor: val_loss)"),
+        "monitor": Key("str", "val_loss", doc="metric for the best checkpoint and early stopping"),
+        "save_best": Key("bool", True),
+        "save_last": Key("bool", True),
+        "checkpoint_every_n_steps": Key("int", None, optional=True,
+                                        doc="also save checkpoints/last every N optimizer steps (mid-epoch resume)"),
+        "progress": Key("bool", True, doc="progress bar"),
+        "nan_guard": Key("bool", True, doc="stop on a NaN/inf loss"),
+        "gradient_flow": Key("int", 0, doc="record gradient statistics every N steps (0: off)"),
+        "threads": Key("int", None, optional=True,
+                       doc="BLAS threads for the run (needs threadpoolctl); 1 is faster for small models on a busy machine"),
+    },
+    "run": {
+        "dir": Key("str", "runs", doc="parent folder of run folders"),
+        "name": Key("str", None, optional=True, doc="run folder name (default: the config file's name)"),
+        "overwrite": Key("bool", False, doc="reuse run/<name> instead of making run/<name>-2"),
+    },
+}
+
+# keyword arguments no config should set
+_SKIP_OPTIM = {"self", "params", "foreach", "capturable", "differentiable", "fused"}
+_SKIP_SCHED = {"self", "optimizer", "last_epoch", "verbose", "scale_fn", "lr_lambda", "schedulers", "schedule"}
+# optimizers that need a closure per step, which a training loop over batches does not give
+_NO_CLOSURE_LOOP = {"lbfgs"}
+# names that are SGD with preset arguments
+OPTIM_ALIASES = {"momentum": ("sgd", {"momentum": 0.9}), "nesterov": ("sgd", {"momentum": 0.9, "nesterov": True})}
+
+
+# ---------------------------------------------------------------------- registries
+def _optimizer_classes() -> dict[str, type]:
+    out = {}
+    for n in dir(optim):
+        c = getattr(optim, n)
+        if isinstance(c, type) and issubclass(c, optim.Optimizer) and c is not optim.Optimizer:
+            if n.lower() not in _NO_CLOSURE_LOOP:
+                out[n.lower()] = c
+    return out
+
+
+def optimizer_names() -> list[str]:
+    """Every ``[optim] name`` accepted: the aliases, then rg.optim's classes in lower case."""
+    classes = _optimizer_classes()
+    first = [n for n in ("sgd", "momentum", "nesterov", "adam", "adamw") if n in classes or n in OPTIM_ALIASES]
+    return first + sorted(n for n in classes if n not in first)
+
+
+def optimizer_class(name: str) -> tuple[type, dict]:
+    """``(class, preset kwargs)`` for an ``[optim] name`` (case-insensitive)."""
+    key = name.lower()
+    preset: dict = {}
+    if key in OPTIM_ALIASES:
+        key, preset = OPTIM_ALIASES[key]
+    classes = _optimizer_classes()
+    if key not in classes:
+        raise ConfigError(f"optim.name: {name!r} is not one of: {', '.join(optimizer_names())}")
+    return classes[key], dict(preset)
+
+
+def _scheduler_table() -> dict[str, Callable]:
+    out: dict[str, Callable] = {}
+    for n in lr_scheduler.__all__:
+        if n in ("LRScheduler", "LambdaLR", "MultiplicativeLR", "SequentialLR", "ChainedScheduler"):
+            continue
+        out[n.lower()] = getattr(lr_scheduler, n)
+    for n in schedules.__all__:
+        if n in ("Schedule", "join_schedules"):
+            continue
+        out[n] = getattr(schedules, n)
+    return out
+
+
+def scheduler_names() -> list[str]:
+    table = _scheduler_table()
+    return [getattr(v, "__name__", k) for k, v in table.items()]
+
+
+def scheduler_factory(name: str) -> Callable:
+    """An ``rg.optim.lr_scheduler`` class or an ``rg.optim.schedules`` function (case-insensitive)."""
+    table = _scheduler_table()
+    f = table.get(name.lower()) or table.get(name)
+    if f is None:
+        raise ConfigError(f"schedule.name: {name!r} is not one of: {', '.join(scheduler_names())}")
+    return f
+
+
+def is_schedule_function(f: Callable) -> bool:
+    return not isinstance(f, type)
+
+
+def model_factory(name: str, base_dir: pathlib.Path | None = None) -> Callable:
+    """The class for ``[model] name``: a built-in (mlp, cnn, gpt) or ``"path/to/file.py:ClassName"``."""
+    if name.lower() in MODELS:
+        return MODELS[name.lower()]
+    if ":" in name and name.split(":", 1)[0].endswith(".py"):
+        file, cls = name.rsplit(":", 1)
+        path = pathlib.Path(file)
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        if not path.is_file():
+            raise ConfigError(f"model.name: file {str(path)!r} not found (from {name!r})")
+        spec = importlib.util.spec_from_file_location(f"retrograd_user_model_{path.stem}", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        if not hasattr(mod, cls):
+            found = sorted(n for n, v in vars(mod).items() if isinstance(v, type) and v.__module__ == mod.__name__)
+            raise ConfigError(f"model.name: {path} has no class {cls!r}; it defines: {', '.join(found) or 'none'}")
+        return getattr(mod, cls)
+    raise ConfigError(f"model.name: {name!r} is not one of: {', '.join(MODELS)}, or 'path/to/file.py:ClassName'")
+
+
+# ---------------------------------------------------------------------- type checks
+def _describe(v: Any) -> str:
+    return f"{v!r} ({type(v).__name__})"
+
+
+def _check(where: str, value: Any, typ: str, optional: bool = False, allowed: tuple | None = None) -> Any:
+    """``value`` checked (and coerced int -> float) against ``typ``; raises ConfigError naming ``where``."""
+    if value is None or (optional and isinstance(value, str) and value.lower() == "none"):
+        if optional:
+            return None
+        raise ConfigError(f"{where}: a value is required")
+    if typ == "any":
+        return value
+    if typ == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{where}: expected an int, got {_describe(value)}")
+        return value
+    if typ == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {_describe(value)}")
+        return float(value)
+    if typ == "number":  # an int stays an int
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {_describe(value)}")
+        return value
+    if typ == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {_describe(value)}")
+        return value
+    if typ == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {_describe(value)}")
+        if allowed is not None and value not in allowed:
+            raise ConfigError(f"{where}: {value!r} is not one of: {', '.join(allowed)}")
+        return value
+    if typ.startswith("list"):
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {_describe(value)}")
+        inner = typ[5:-1] if typ.startswith("list[") else "any"
+        return [_check(f"{where}[{i}]", v, inner) for i, v in enumerate(value)]
+    raise AssertionError(typ)
+
+
+def _annotation_type(param: inspect.Parameter) -> tuple[str, bool]:
+    """A config type for a signature parameter, from its annotation and default."""
+    ann = param.annotation if isinstance(param.annotation, str) else getattr(param.annotation, "__name__", "")
+    d = param.default
+    optional = d is None or "None" in ann
+    parts = {p.strip() for p in ann.split("|")} - {"None"}
+    if parts == {"bool"} or isinstance(d, bool):
+        return "bool", optional
+    if parts == {"int"}:
+        return "int", optional
+    if parts == {"float"} or parts == {"int", "float"} or (isinstance(d, (int, float)) and not parts):
+        return "number", optional
+    if parts == {"str"} or (isinstance(d, str) and not parts):
+        return "str", optional
+    if parts <= {"tuple", "list"} and parts or isinstance(d, (tuple, list)):
+        return "list", optional
+    return "any", True
+
+
+def check_kwargs(section: str, fn: Callable, kwargs: dict, *, skip: set = frozenset(), what: str = "") -> dict:
+    """Check ``kwargs`` against ``fn``'s signature: unknown keys rejected with the known ones, types checked."""
+    target = fn.__init__ if isinstance(fn, type) else fn
+    try:
+        sig = inspect.signature(target)
+    except (TypeError, ValueError):
+        return dict(kwargs)
+    params = {n: p for n, p in sig.parameters.items()
+              if n not in skip and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
+    out = {}
+    for k, v in kwargs.items():
+        if k not in params:
+            if takes_any:
+                out[k] = v
+                continue
+            known = ", ".join(["name"] + list(params))
+            raise ConfigError(f"{section}.{k}: unknown key for {what or section}; known keys: {known}")
+        typ, optional = _annotation_type(params[k])
+        v = _check(f"{section}.{k}", v, typ, optional or params[k].default is None)
+        out[k] = v
+    return out
+
+
+def required_args(fn: Callable, skip: set) -> list[str]:
+    target = fn.__init__ if isinstance(fn, type) else fn
+    sig = inspect.signature(target)
+    return [n for n, p in sig.parameters.items() if n not in skip and p.default is inspect.Parameter.empty
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+
+# ---------------------------------------------------------------------- loading and overrides
+def load_config(path: str | pathlib.Path) -> dict:
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config: file {str(path)!r} not found")
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config: {path} is not valid TOML: {e}") from None
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``"optim.lr=0.01"`` -> ``("optim", "lr", 0.01)``: the value is read as a TOML value
+    (numbers, true/false, [lists], "strings"); anything else is taken as a bare string."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. optim.lr=0.01")
+    lhs, raw = text.split("=", 1)
+    lhs = lhs.strip()
+    if lhs.count(".") != 1 or not all(lhs.split(".")):
+        raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. optim.lr=0.01")
+    section, key = lhs.split(".")
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return section, key, value
+
+
+def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
+    cfg = {k: dict(v) if isinstance(v, dict) else v for k, v in cfg.items()}
+    for text in overrides:
+        section, key, value = parse_override(text)
+        if section not in SECTIONS:
+            raise ConfigError(f"--set {text!r}: unknown section [{section}]; known sections: {', '.join(SECTIONS)}")
+        cfg.setdefault(section, {})[key] = value
+    return cfg
+
+
+# ---------------------------------------------------------------------- validation
+def _fixed_section(cfg: dict, section: str) -> dict:
+    given = cfg.get(section, {})
+    if not isinstance(given, dict):
+        raise ConfigError(f"[{section}]: expected a table of keys, got {_describe(given)}")
+    keys = SCHEMA[section]
+    for k in given:
+        if k not in keys:
+            raise ConfigError(f"{section}.{k}: unknown key; known keys for [{section}]: {', '.join(keys)}")
+    out = {}
+    for k, spec in keys.items():
+        v = given.get(k, spec.default)
+        out[k] = _check(f"{section}.{k}", v, spec.type, spec.optional, spec.allowed) if v is not None or \
+            not spec.optional else None
+    return out
+
+
+def validate(cfg: dict, *, config_path: str | pathlib.Path | None = None) -> dict:
+    """The config with every key checked and defaults filled (``[model]``/``[optim]``/``[schedule]``
+    keep only the keys given, checked against the signatures of what they name)."""
+    if not isinstance(cfg, dict):
+        raise ConfigError("config: expected a table")
+    for s in cfg:
+        if s not in SECTIONS:
+            raise ConfigError(f"config: unknown section [{s}]; known sections: {', '.join(SECTIONS)}")
+    base = pathlib.Path(config_path).resolve().parent if config_path else None
+    out: dict[str, dict] = {}
+
+    model = dict(cfg.get("model", {}))
+    if "name" not in model:
+        raise ConfigError(f"model.name: a value is required; one of: {', '.join(MODELS)}, or "
+                          "'path/to/file.py:ClassName'")
+    name = _check("model.name", model.pop("name"), "str")
+    factory = model_factory(name, base)
+    if name.lower() not in MODELS:  # record where the file is, so the run folder is self-contained
+        file, cls = name.rsplit(":", 1)
+        p = pathlib.Path(file)
+        name = f"{(base / p) if base is not None and not p.is_absolute() else p}:{cls}"
+    else:
+        name = name.lower()
+    out["model"] = {"name": name, **check_kwargs("model", factory, model, skip={"self"}, what=f"model {name!r}")}
+
+    data = _fixed_section(cfg, "data")
+    if data["name"] is None:
+        raise ConfigError(f"data.name: a value is required; one of: {', '.join(DATASETS)}")
+    for k in ("val_fraction", "test_fraction"):
+        if not 0 <= data[k] < 1:
+            raise ConfigError(f"data.{k}: must be in [0, 1), got {data[k]}")
+    if data["name"] == "shakespeare" and not 0 < data["val_fraction"] < 1:
+        raise ConfigError(f"data.val_fraction: shakespeare needs a value in (0, 1), got {data['val_fraction']}")
+    for k in ("batch_size", "eval_batch_size", "train_samples", "val_samples", "block_size"):
+        if data[k] is not None and data[k] <= 0:
+            raise ConfigError(f"data.{k}: must be a positive int, got {data[k]}")
+    if data["images"] and data["name"] != "digits":
+        raise ConfigError(f"data.images: only for digits, not {data['name']!r}")
+    out["data"] = data
+
+    opt = dict(cfg.get("optim", {}))
+    oname = _check("optim.name", opt.pop("name", "adam"), "str")
+    cls, _ = optimizer_class(oname)
+    out["optim"] = {"name": oname.lower(), **check_kwargs("optim", cls, opt, skip=_SKIP_OPTIM,
+                                                          what=f"optimizer {cls.__name__}")}
+
+    sched = dict(cfg.get("schedule", {}))
+    if sched:
+        sname = _check("schedule.name", sched.pop("name", None), "str")
+        interval = _check("schedule.interval", sched.pop("interval", "epoch"), "str", allowed=("epoch", "step"))
+        f = scheduler_factory(sname)
+        if is_schedule_function(f):
+            interval = "step"  # a schedule function is the optimizer's lr, evaluated every step
+        out["schedule"] = {"name": sname, "interval": interval,
+                           **check_kwargs("schedule", f, sched, skip=_SKIP_SCHED, what=f"schedule {sname!r}")}
+
+    train = _fixed_section(cfg, "train")
+    for k in ("epochs", "accumulate"):
+        if train[k] < 1:
+            raise ConfigError(f"train.{k}: must be >= 1, got {train[k]}")
+    from .train.metrics import METRICS, get_metric
+
+    for i, m in enumerate(train["metrics"]):
+        try:
+            get_metric(m)
+        except ValueError:
+            raise ConfigError(f"train.metrics[{i}]: {m!r} is not one of: {', '.join(METRICS)}, top<k>_accuracy") \
+                from None
+    monitors = ["train_loss", "val_loss"] + [f"val_{get_metric(m).name}" for m in train["metrics"]]
+    if train["monitor"] not in monitors:
+        raise ConfigError(f"train.monitor: {train['monitor']!r} is not one of: {', '.join(monitors)}")
+    if train["monitor"].startswith("val_") and data["val_fraction"] == 0 and data["name"] != "shakespeare":
+        raise ConfigError(f"train.monitor: {train['monitor']!r} needs validation data (data.val_fraction > 0); "
+                          "use 'train_loss'")
+    if train["checkpoint_every_n_steps"] is not None and train["checkpoint_every_n_steps"] < 1:
+        raise ConfigError(f"train.checkpoint_every_n_steps: must be >= 1, got {train['checkpoint_every_n_steps']}")
+    if train["threads"] is not None and train["threads"] < 1:
+        raise ConfigError(f"train.threads: must be >= 1, got {train['threads']}")
+    if train["gradient_flow"] < 0:
+        raise ConfigError(f"train.gradient_flow: must be >= 0 (0: off), got {train['gradient_flow']}")
+    if train["grad_clip"] is not None and train["grad_clip"] <= 0:
+        raise ConfigError(f"train.grad_clip: must be > 0, got {train['grad_clip']}")
+    out["train"] = train
+    out["run"] = _fixed_section(cfg, "run")
+    return out
+
+
+# ---------------------------------------------------------------------- writing
+def dumps(cfg: dict) -> str:
+    """TOML text of a validated config (keys whose value is None are left out: None is the default)."""
+    return toml_dumps({section: cfg[section] for section in SECTIONS if section in cfg})

@@ -1,0 +1,13 @@
+"""Reference models built from ``rg.nn``: ``MLP``, ``CNN`` and a character-level ``GPT``.
+
+Each is a plain ``nn.Module`` (``state_dict`` keys are stable, so checkpoints
+and PyTorch ports line up). ``MODELS`` maps the names the ``retrograd`` CLI
+accepts in ``[model] name`` to the classes.
+"""
+from .cnn import CNN
+from .gpt import GPT, Block, CausalSelfAttention
+from .mlp import ACTIVATIONS, INITS, MLP
+
+MODELS = {"mlp": MLP, "cnn": CNN, "gpt": GPT}
+
+__all__ = ["MLP", "CNN", "GPT", "Block", "CausalSelfAttention", "MODELS", "ACTIVATIONS", "INITS"]

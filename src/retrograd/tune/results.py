@@ -1,0 +1,215 @@
+"""A study's results: the trials table (printed and ``trials.csv``), the best config as a
+ready-to-run TOML (``best_config.toml``), plots (PNG) from ``optuna.visualization.matplotlib``,
+and ``show(study_dir)`` to print and draw them again."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import pathlib
+import sys
+import warnings
+from typing import Any, Mapping
+
+import optuna
+from optuna.trial import TrialState
+
+from ..io.toml_writer import toml_dumps
+from .space import SearchSpace, parse_space, set_dotted
+
+__all__ = ["TuneResult", "trial_rows", "format_table", "write_csv", "toml_dumps", "make_plots", "report", "show"]
+
+
+@dataclasses.dataclass
+class TuneResult:
+    """What a search leaves: the Optuna study, the trials table, the best trial and its config,
+    and the files written (``csv``, ``best_config``, ``plots``; ``skipped_plots``: name -> why)."""
+    study: optuna.Study
+    study_dir: pathlib.Path
+    rows: list[dict]
+    best_trial: int | None
+    best_value: float | None
+    best_params: dict | None
+    best_config: dict | None
+    files: dict
+    skipped_plots: dict
+
+    @property
+    def states(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.rows:
+            out[r["state"]] = out.get(r["state"], 0) + 1
+        return out
+
+
+# ---------------------------------------------------------------------- table
+def trial_rows(study: optuna.Study, space: SearchSpace, metric: str) -> list[dict]:
+    """One row per trial: number, state, the metric, each parameter, seed, duration in seconds."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        params = space.decode(t.params)
+        row: dict[str, Any] = {"number": t.number, "state": t.state.name}
+        value = t.value if t.state == TrialState.COMPLETE else (
+            t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None)
+        row[metric] = value
+        for name in space.names:
+            row[name] = params.get(name)
+        row["epochs"] = len(t.intermediate_values)
+        row["seed"] = t.user_attrs.get("seed")
+        row["duration_s"] = round(t.duration.total_seconds(), 2) if t.duration is not None else None
+        note = []
+        if t.user_attrs.get("interrupted"):
+            note.append("interrupted")
+        if "retry_of" in t.user_attrs:
+            note.append(f"rerun of {t.user_attrs['retry_of']}")
+        row["note"] = "; ".join(note)
+        rows.append(row)
+    return rows
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, (list, dict)):
+        return json.dumps(v)
+    return str(v)
+
+
+def format_table(rows: list[dict]) -> str:
+    if not rows:
+        return "(no trials)"
+    cols = [c for c in rows[0] if c != "note" or any(r.get("note") for r in rows)]
+    cells = [[_cell(r.get(c)) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths)),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(x.ljust(w) for x, w in zip(row, widths)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+def write_csv(rows: list[dict], path: pathlib.Path) -> None:
+    cols = list(rows[0]) if rows else ["number", "state"]
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        for r in rows:
+            w.writerow(["" if r.get(c) is None else json.dumps(r[c]) if isinstance(r.get(c), (list, dict))
+                        else r[c] for c in cols])
+
+
+# ---------------------------------------------------------------------- plots
+def make_plots(study: optuna.Study, study_dir: pathlib.Path, metric: str) -> tuple[dict, dict]:
+    """PNG plots in ``study_dir``: ``({name: path}, {name: why it was skipped})``."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from optuna.visualization import matplotlib as ovm
+    except ImportError as e:
+        return {}, {"all": f"matplotlib is not installed ({e})"}
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    n_params = len({p for t in complete for p in t.params})
+    made, skipped = {}, {}
+    todo = {
+        "optimization_history": lambda: ovm.plot_optimization_history(study, target_name=metric),
+        "param_importances": lambda: ovm.plot_param_importances(study, target_name=metric),
+        "parallel_coordinate": lambda: ovm.plot_parallel_coordinate(study, target_name=metric),
+        "slice": lambda: ovm.plot_slice(study, target_name=metric),
+    }
+    for name, fn in todo.items():
+        if not complete:
+            skipped[name] = "no completed trials"
+            continue
+        if name == "param_importances" and (n_params < 2 or len(complete) < 4):
+            skipped[name] = f"needs >= 2 parameters and >= 4 completed trials (have {n_params} and {len(complete)})"
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ax = fn()
+                first = ax.flat[0] if hasattr(ax, "flat") else ax
+                fig = first.figure
+                fig.set_size_inches(max(fig.get_size_inches()[0], 7), max(fig.get_size_inches()[1], 4.5))
+                fig.tight_layout()
+            path = study_dir / f"{name}.png"
+            fig.savefig(path, dpi=100)
+            plt.close(fig)
+            made[name] = str(path)
+        except Exception as e:  # noqa: BLE001 - one plot failing must not lose the others; the reason is shown
+            skipped[name] = f"{type(e).__name__}: {e}"
+            plt.close("all")
+    return made, skipped
+
+
+# ---------------------------------------------------------------------- report
+def report(study: optuna.Study, study_dir: pathlib.Path, space: SearchSpace, config: Mapping, *, metric: str,
+           direction: str, plots: bool = True, out=None) -> TuneResult:
+    """Print the trials table and the best trial; write ``trials.csv``, ``best_config.toml`` and plots."""
+    out = out or sys.stdout
+    study_dir = pathlib.Path(study_dir)
+    rows = trial_rows(study, space, metric)
+    files: dict[str, Any] = {}
+    write_csv(rows, study_dir / "trials.csv")
+    files["csv"] = str(study_dir / "trials.csv")
+    print(format_table(rows), file=out)
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    print(f"{len(rows)} trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), file=out)
+    best_trial = best_value = best_params = best_config = None
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    if complete:
+        best = study.best_trial
+        best_trial, best_value = best.number, best.value
+        best_params = space.decode(best.params)
+        best_config = space.apply(config, best_params)
+        if best.user_attrs.get("seed") is not None:
+            set_dotted(best_config, "train.seed", best.user_attrs["seed"])
+        best_config.pop("search", None)
+        header = (f"best trial {best.number} of study {study.study_name!r}: {metric} = {best.value:.6g} "
+                  f"({direction})\nparameters: " + ", ".join(f"{k} = {_cell(v)}" for k, v in best_params.items()))
+        (study_dir / "best_config.toml").write_text(toml_dumps(best_config, header))
+        files["best_config"] = str(study_dir / "best_config.toml")
+        print(f"best: trial {best.number}, {metric} {best.value:.4g} with "
+              + ", ".join(f"{k}={_cell(v)}" for k, v in best_params.items()), file=out)
+        print(f"best config: {files['best_config']}", file=out)
+    else:
+        print("best: none (no trial completed)", file=out)
+    skipped: dict = {}
+    if plots:
+        made, skipped = make_plots(study, study_dir, metric)
+        files["plots"] = made
+        if made:
+            print("plots: " + ", ".join(made.values()), file=out)
+        for name, why in skipped.items():
+            print(f"plot {name} skipped: {why}", file=out)
+    return TuneResult(study, study_dir, rows, best_trial, best_value, best_params, best_config, files, skipped)
+
+
+def show(study_dir: str | pathlib.Path, *, storage: Any = None, plots: bool = True, out=None) -> TuneResult:
+    """Print a finished (or running) study's table again and redraw its plots, from ``study_dir/study.json``.
+    ``storage`` overrides the stored URL (needed where the URL had a password, which is not stored)."""
+    from .study import open_storage, storage_spec
+
+    study_dir = pathlib.Path(study_dir)
+    meta_path = study_dir / "study.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"tune: {study_dir} is not a study folder (no study.json)")
+    meta = json.loads(meta_path.read_text())
+    spec = storage_spec(storage, study_dir) if storage is not None else meta["storage"]
+    if spec is None or "***" in str(spec):
+        raise ValueError(f"tune: {study_dir}: its storage {spec!r} is not stored in full; pass storage=URL (--storage)")
+    study = optuna.load_study(study_name=meta["study_name"], storage=open_storage(spec))
+    space = parse_space(meta["space"]) if meta.get("space") else _space_from_trials(study)
+    return report(study, study_dir, space, meta.get("config") or {}, metric=meta["metric"],
+                  direction=meta["direction"], plots=plots, out=out)
+
+
+def _space_from_trials(study: optuna.Study) -> SearchSpace:
+    from .space import Param
+
+    names = list(dict.fromkeys(p for t in study.trials for p in t.params))
+    return SearchSpace([Param(n, "choice", choices=(None,)) for n in names])

@@ -1,0 +1,312 @@
+"""``search``: a hyperparameter study on Optuna (samplers, pruners, storage), with local worker
+processes, crash-safe storage and resume; ``objective``: the same trial logic as an Optuna
+objective for users who drive ``optuna.Study.optimize`` themselves."""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import multiprocessing
+import pathlib
+import re
+import sys
+import warnings
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from .pruning import Reporter, TrialPruned
+from .space import SearchSpace, TuneError, parse_space, set_dotted
+
+__all__ = ["search", "objective", "trial_seed", "METHODS", "PRUNERS", "open_storage", "storage_spec"]
+
+METHODS = ("tpe", "random", "grid", "cmaes")
+PRUNERS = ("median", "hyperband", "none")
+TrainFn = Callable[[dict, Reporter], Mapping[str, Any] | None]
+
+
+def trial_seed(seed: int, number: int) -> int:
+    """The training seed of trial ``number`` of a study seeded with ``seed`` (a 31-bit int)."""
+    return int(np.random.SeedSequence([int(seed) % 2**32, int(number)]).generate_state(1)[0] % 2**31)
+
+
+# ---------------------------------------------------------------------- the objective
+def objective(config: Mapping, space: Mapping | SearchSpace, train_fn: TrainFn, metric: str = "val_accuracy",
+              direction: str = "maximize", *, seed: int = 0, grid: bool = False) -> Callable[[Any], float]:
+    """An Optuna objective: ``study.optimize(rg.tune.objective(cfg, space, train_fn))``.
+
+    Each trial suggests the parameters of ``space``, sets them into a deep copy of ``config``
+    (with ``train.seed`` derived from ``seed`` and the trial number), calls
+    ``train_fn(trial_config, reporter)`` and returns ``result[metric]`` (or the last reported value
+    when ``train_fn`` returns None). A trial whose reporter was told to prune ends PRUNED.
+    ``grid=True`` suggests each parameter from its grid values (for GridSampler/BruteForceSampler)."""
+    space = parse_space(space)
+    space.check_config(config)
+    if direction not in ("maximize", "minimize"):
+        raise ValueError(f"tune: direction must be 'maximize' or 'minimize', got {direction!r}")
+    config = copy.deepcopy(dict(config))
+
+    def run(trial: Any) -> float:
+        study = getattr(trial, "study", None)
+        if study is not None and study.direction.name.lower() != direction:
+            raise ValueError(f"tune: the objective {direction}s {metric!r} but study {study.study_name!r} "
+                             f"is set to {study.direction.name.lower()}")
+        _, cfg = space.suggest(trial, config, grid=grid)
+        s = trial_seed(seed, trial.number)
+        set_dotted(cfg, "train.seed", s)
+        trial.set_user_attr("seed", s)
+        reporter = Reporter(trial, metric)
+        result = train_fn(cfg, reporter)
+        final = dict(reporter.last)
+        if result is not None:
+            if not isinstance(result, Mapping):
+                raise TypeError(f"tune: train_fn must return a dict of final metrics (or None), got "
+                                f"{type(result).__name__}")
+            final.update({k: float(v) for k, v in result.items() if isinstance(v, (int, float, np.floating))
+                          and not isinstance(v, bool)})
+        trial.set_user_attr("metrics", {k: (v if math.isfinite(v) else str(v)) for k, v in final.items()})
+        reporter.raise_if_pruned()
+        if metric not in final:
+            raise KeyError(f"tune: train_fn returned no {metric!r} (returned or reported: "
+                           f"{', '.join(final) or 'nothing'}) and never reported it")
+        return float(final[metric])
+
+    return run
+
+
+# ---------------------------------------------------------------------- storage
+def storage_spec(storage: Any, study_dir: pathlib.Path) -> Any:
+    """The storage as a string another process can open: ``None`` -> SQLite file in ``study_dir``,
+    ``"journal"`` -> Optuna journal file in ``study_dir``, URLs and ``journal:PATH`` pass through."""
+    if storage is None or storage == "sqlite":
+        return f"sqlite:///{(study_dir / 'study.db').resolve()}"
+    if storage == "journal":
+        return f"journal:{(study_dir / 'study.journal').resolve()}"
+    return storage
+
+
+def open_storage(spec: Any) -> Any:
+    if not isinstance(spec, str):
+        return spec  # an optuna storage object
+    if spec.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        return JournalStorage(JournalFileBackend(spec[len("journal:"):]))
+    if spec.startswith("sqlite:"):  # several worker processes write to one file: wait for the lock
+        return optuna.storages.RDBStorage(spec, engine_kwargs={"connect_args": {"timeout": 120}})
+    return optuna.storages.RDBStorage(_with_driver(spec))
+
+
+def _with_driver(url: str) -> str:
+    """``postgresql://`` with the driver that is installed: SQLAlchemy 2.1 picks psycopg 3 for a bare
+    ``postgresql://``; the ``tune`` extra installs psycopg2 (binary wheels everywhere)."""
+    m = re.match(r"postgres(?:ql)?://", url)
+    if not m:
+        return url
+    import importlib.util
+
+    driver = "psycopg" if importlib.util.find_spec("psycopg") else "psycopg2"
+    return f"postgresql+{driver}://" + url[m.end():]
+
+
+def mask_url(spec: Any) -> str:
+    """A storage URL without its password (for files and messages)."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", str(spec))
+
+
+# ---------------------------------------------------------------------- samplers and pruners
+def make_sampler(method: str, space: SearchSpace, seed: int | None) -> optuna.samplers.BaseSampler:
+    if method == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if method == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if method == "grid":
+        if space.conditional:  # GridSampler takes a product; a tree of conditional choices needs brute force
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.samplers.BruteForceSampler(seed=seed)
+        return optuna.samplers.GridSampler(space.grid_search_space(), seed=seed)
+    if method == "cmaes":
+        try:
+            import cmaes  # noqa: F401
+        except ImportError:
+            raise ImportError("tune: method 'cmaes' needs the cmaes package: pip install 'retrograd[tune]'") from None
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    raise TuneError(f"tune: method {method!r} is not one of: {', '.join(METHODS)}")
+
+
+def make_pruner(pruner: str) -> optuna.pruners.BasePruner:
+    if pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+    if pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    if pruner == "none" or pruner is None:
+        return optuna.pruners.NopPruner()
+    raise TuneError(f"tune: pruner {pruner!r} is not one of: {', '.join(PRUNERS)}")
+
+
+def _sampler_seed(seed: int, worker: int, n_existing: int) -> int:
+    if worker == 0 and n_existing == 0:
+        return int(seed)
+    # other workers (and a resumed study) must not replay the first worker's sequence
+    return int(np.random.SeedSequence([int(seed) % 2**32, 1 + worker, n_existing]).generate_state(1)[0])
+
+
+# ---------------------------------------------------------------------- bookkeeping
+def counted(t: optuna.trial.FrozenTrial) -> bool:
+    """A finished trial that counts toward ``n_trials`` (not one interrupted by a crash and re-queued)."""
+    return t.state.is_finished() and not t.user_attrs.get("interrupted", False)
+
+
+def recover_interrupted(study: optuna.Study, out=None) -> list[int]:
+    """Mark the trials left RUNNING by a killed process FAILED (user attr ``interrupted``) and enqueue
+    their parameters again, so a resumed study runs each exactly once. Returns their numbers."""
+    out = out or sys.stdout
+    storage = study._storage
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for t in stale:
+        storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        if t.params:
+            study.enqueue_trial(dict(t.params), user_attrs={"retry_of": t.number})
+    if stale:
+        print(f"tune: trials {', '.join(str(t.number) for t in stale)} were interrupted; marked FAILED and "
+              f"queued again with the same parameters", file=out)
+    return [t.number for t in stale]
+
+
+def _enqueue_grid(study: optuna.Study, space: SearchSpace, config: Mapping) -> int:
+    """Queue every grid point no trial has taken yet (with several workers GridSampler may hand two of
+    them the same point; popping queued trials is atomic)."""
+    taken = []
+    for t in study.get_trials(deepcopy=False):
+        if counted(t) or t.state in (TrialState.RUNNING, TrialState.WAITING):
+            taken.append(t.system_attrs.get("fixed_params", t.params))
+    n = 0
+    for point in space.grid_points(config):
+        enc = {k: space[k].encode(v) for k, v in point.items()}
+        if enc not in taken:
+            study.enqueue_trial(enc)
+            taken.append(enc)
+            n += 1
+    return n
+
+
+# ---------------------------------------------------------------------- workers
+def _optimize(job: dict, n_trials: int | None, worker: int) -> None:
+    """One worker: load the study and run ``n_trials`` trials (all of them: ``None`` with a timeout)."""
+    space = parse_space(job["space"])
+    storage = open_storage(job["storage"])
+    n_existing = len(optuna.load_study(study_name=job["study_name"], storage=storage).trials)
+    sampler = make_sampler(job["method"], space, _sampler_seed(job["seed"], worker, n_existing))
+    study = optuna.load_study(study_name=job["study_name"], storage=storage, sampler=sampler,
+                              pruner=make_pruner(job["pruner"]))
+    fn = objective(job["config"], space, job["train_fn"], job["metric"], job["direction"], seed=job["seed"],
+                   grid=job["method"] == "grid")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.optimize(fn, n_trials=n_trials, timeout=job["timeout"], catch=tuple(job["catch"]))
+
+
+def _worker_main(job: dict, n_trials: int | None, worker: int) -> None:
+    _optimize(job, n_trials, worker)
+
+
+def _split(n: int | None, workers: int) -> list[int | None]:
+    if n is None:
+        return [None] * workers
+    return [n // workers + (1 if i < n % workers else 0) for i in range(workers)]
+
+
+# ---------------------------------------------------------------------- search
+def search(config: Mapping, space: Mapping | SearchSpace, *, train_fn: TrainFn, method: str = "tpe",
+           n_trials: int | None = None, timeout: float | None = None, metric: str = "val_accuracy",
+           direction: str = "maximize", pruner: str = "median", storage: Any = None,
+           study_dir: str | pathlib.Path | None = None, study_name: str | None = None, seed: int = 0,
+           workers: int = 1, resume: bool = False, catch: Sequence[type] = (), plots: bool = True,
+           out=None):
+    """Search ``space`` around ``config`` with ``train_fn(trial_config, reporter) -> final metrics``.
+
+    ``n_trials`` counts the study's finished trials (COMPLETE, PRUNED, FAIL; a trial interrupted by a
+    crash counts once, when it is rerun), across resumes and workers: a resumed study runs only the
+    missing ones. A grid search runs the whole grid by default. ``storage``: None (SQLite file
+    ``study_dir/study.db``), ``"journal"`` (Optuna journal file ``study_dir/study.journal``) or a URL
+    (``postgresql://user:pw@host/db``). ``workers``: local processes sharing the study (``train_fn``
+    must then be picklable: a module-level function or an instance of a module-level class).
+    ``resume=True`` continues an existing study: trials left RUNNING by a killed process are marked
+    FAILED and queued again with the same parameters. Returns a ``TuneResult`` and writes the trials
+    table (``trials.csv``), ``best_config.toml``, ``study.json`` and plots into ``study_dir``."""
+    from .results import report  # noqa: PLC0415  (results imports matplotlib lazily)
+
+    out = out or sys.stdout
+
+    if method not in METHODS:
+        raise TuneError(f"tune: method {method!r} is not one of: {', '.join(METHODS)}")
+    if pruner not in PRUNERS:
+        raise TuneError(f"tune: pruner {pruner!r} is not one of: {', '.join(PRUNERS)}")
+    if direction not in ("maximize", "minimize"):
+        raise TuneError(f"tune: direction must be 'maximize' or 'minimize', got {direction!r}")
+    if not isinstance(workers, int) or workers < 1:
+        raise TuneError(f"tune: workers must be a positive int, got {workers!r}")
+    if n_trials is not None and (not isinstance(n_trials, int) or n_trials < 1):
+        raise TuneError(f"tune: n_trials must be a positive int, got {n_trials!r}")
+    parsed = parse_space(space)
+    parsed.check_config(config)
+    grid_size = None
+    if method == "grid":
+        grid_size = len(parsed.grid_points(config))
+        n_trials = grid_size if n_trials is None else min(n_trials, grid_size)
+    elif n_trials is None and timeout is None:
+        raise TuneError("tune: give n_trials or timeout (or both)")
+    study_name = study_name or "study"
+    study_dir = pathlib.Path(study_dir if study_dir is not None else pathlib.Path("studies") / study_name)
+    study_dir.mkdir(parents=True, exist_ok=True)
+    spec = storage_spec(storage, study_dir)
+    store = open_storage(spec)
+    exists = study_name in [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
+    if exists and not resume:
+        raise TuneError(f"tune: study {study_name!r} already exists in {mask_url(spec)}; resume it with "
+                         f"resume=True (--resume), or choose another study name or folder")
+    if resume and not exists:
+        raise TuneError(f"tune: nothing to resume: no study {study_name!r} in {mask_url(spec)}")
+    # created once, here, before any worker starts: Optuna's schema and study creation race otherwise
+    study = optuna.create_study(storage=store, study_name=study_name, direction=direction, load_if_exists=resume)
+    if study.direction.name.lower() != direction:
+        raise TuneError(f"tune: study {study_name!r} was created to {study.direction.name.lower()}, "
+                         f"not {direction}")
+    raw_space = space if not isinstance(space, SearchSpace) else None
+    meta = {"study_name": study_name, "storage": mask_url(spec) if isinstance(spec, str) else None,
+            "method": method, "metric": metric, "direction": direction, "pruner": pruner, "seed": seed,
+            "space": raw_space, "config": config}
+    (study_dir / "study.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    if resume:
+        recover_interrupted(study, out=out)
+    done = sum(counted(t) for t in study.get_trials(deepcopy=False))
+    remaining = None if n_trials is None else max(0, n_trials - done)
+    print(f"tune: study {study_name!r} ({method}, {pruner} pruner) in {mask_url(spec) if isinstance(spec, str) else spec}"
+          f"; {done} trials done" + (f", {remaining} to run" if remaining is not None else "")
+          + (f" (grid of {grid_size})" if grid_size else "") + (f" on {workers} workers" if workers > 1 else ""),
+          file=out)
+    job = {"config": copy.deepcopy(dict(config)), "space": parsed, "train_fn": train_fn, "method": method,
+           "metric": metric, "direction": direction, "pruner": pruner, "seed": seed, "timeout": timeout,
+           "storage": spec, "study_name": study_name, "catch": tuple(catch)}
+    if remaining != 0:
+        if workers == 1:
+            _optimize(job, remaining, 0)
+        else:
+            if method == "grid":
+                _enqueue_grid(study, parsed, config)
+            ctx = multiprocessing.get_context("spawn")
+            procs = [ctx.Process(target=_worker_main, args=(job, n, i), name=f"tune-worker-{i}")
+                     for i, n in enumerate(_split(remaining, workers)) if n is None or n > 0]
+            for p in procs:
+                p.start()
+            for p in procs:
+                p.join()
+            bad = [f"{p.name} (exit code {p.exitcode})" for p in procs if p.exitcode != 0]
+            if bad:
+                raise RuntimeError(f"tune: worker processes failed: {', '.join(bad)}; see their messages above")
+    study = optuna.load_study(study_name=study_name, storage=store)
+    return report(study, study_dir, parsed, config, metric=metric, direction=direction, plots=plots, out=out)

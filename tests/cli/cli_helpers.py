@@ -1,0 +1,42 @@
+"""Shared by the CLI tests: a small digits config and reading a run's summary."""
+import json
+import pathlib
+
+EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
+
+DIGITS_MLP = """
+[model]
+name = "mlp"
+sizes = [64, 64, 10]
+
+[data]
+name = "digits"
+batch_size = 32
+
+[optim]
+name = "adam"
+lr = 0.003
+
+[train]
+epochs = 2
+seed = 0
+progress = false
+"""
+
+
+def summary(run_dir) -> dict:
+    return json.loads((pathlib.Path(run_dir) / "summary.json").read_text())
+
+
+def to_toml(cfg: dict) -> str:
+    """A TOML text of a two-level dict of str/int/float/bool/list values (enough for test configs)."""
+    def value(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return repr(v)
+    return "\n".join(f"[{s}]\n" + "".join(f"{k} = {value(v)}\n" for k, v in keys.items())
+                     for s, keys in cfg.items())

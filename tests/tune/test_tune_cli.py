@@ -1,0 +1,51 @@
+"""`retrograd tune` end to end on digits (tiny), and its errors."""
+import pytest
+
+from retrograd.cli import main
+
+CONFIG = """
+[model]
+name = "mlp"
+sizes = [64, 16, 10]
+[data]
+name = "digits"
+batch_size = 64
+[optim]
+name = "sgd"
+lr = 0.1
+[train]
+epochs = 1
+progress = false
+[run]
+dir = "{dir}"
+[search]
+method = "grid"
+pruner = "none"
+"optim.lr" = {{choice = [0.05, 0.5]}}
+"""
+
+
+def test_tune_command_runs_the_grid_and_shows_it(tmp_path, capsys):
+    cfg = tmp_path / "digits_tune.toml"
+    cfg.write_text(CONFIG.format(dir=tmp_path / "runs"))
+    assert main(["tune", str(cfg)]) == 0
+    study = tmp_path / "runs" / "digits_tune-tune"
+    out = capsys.readouterr().out
+    assert "2 trials: 2 COMPLETE" in out and (study / "best_config.toml").is_file()
+    assert main(["train", str(study / "best_config.toml"), "--quiet"]) == 0  # the best config is ready to run
+    assert main(["tune", "--show", str(study)]) == 0
+    assert "2 trials: 2 COMPLETE" in capsys.readouterr().out
+    assert main(["tune", str(cfg)]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("search,message", [
+    ('"optim.lr" = {log_uniform = [0, 1]}', "search.optim.lr: log_uniform needs positive bounds"),
+    ('"optimizer.lr" = {choice = [0.1]}', "search.optimizer.lr: [optimizer] is not a config section"),
+    ('method = "bayes"\n"optim.lr" = {choice = [0.1]}', "method 'bayes' is not one of: tpe, random, grid, cmaes"),
+])
+def test_tune_command_errors_name_the_key(tmp_path, capsys, search, message):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(CONFIG.format(dir=tmp_path / "runs").split("[search]")[0] + "[search]\n" + search + "\n")
+    assert main(["tune", str(cfg)]) == 2
+    assert message in capsys.readouterr().err
