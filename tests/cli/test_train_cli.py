@@ -4,6 +4,7 @@ import pathlib
 import re
 
 import numpy as np
+import pytest
 
 import retrograd as rg
 from retrograd import config as rgconfig
@@ -71,10 +72,13 @@ def _params(run_dir: pathlib.Path) -> dict:
     return rg.io.load_safetensors(run_dir / "checkpoints" / "last" / "model.safetensors")
 
 
-def test_resume_after_interruption_is_bit_identical(write_config, run_cli, tmp_path):
+@pytest.mark.parametrize("augment", [False, True], ids=["plain", "augmented"])
+def test_resume_after_interruption_is_bit_identical(write_config, run_cli, tmp_path, augment):
     # digits: 1294 training images, 41 batches of 32 per epoch; checkpoint every 5 steps
     text = DIGITS_MLP.replace("epochs = 2", "epochs = 2\ncheckpoint_every_n_steps = 5") + \
         '\n[schedule]\nname = "CosineAnnealingLR"\ninterval = "step"\n'
+    if augment:  # random crops drawn from the transform's own generator must resume too
+        text = text.replace("batch_size = 32", "batch_size = 32\nimages = true\naugment = true")
     rc, _, err = run_cli("train", write_config(text, "full"), "--quiet")
     assert rc == 0, err
     rc, _, err = run_cli("train", write_config(text, "cut"), "--quiet", callbacks=[_Interrupt(53)])
