@@ -358,7 +358,7 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
             if owned:
                 owned.discard(id(g))
             n_in = len(ins)
-            if fast and node.extra is None and n_in <= 2:
+            if fast and node.extra is None and n_in <= 3:
                 # the common cases, kept lean: one or two tensor inputs, arrays only
                 if n_in == 1:
                     t0 = ins[0]
@@ -383,7 +383,7 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                             node.inputs = node.out = node.kw = None
                         continue
                     pairs = ((t0, rule.backward(g, node.out, (t0.data,), node.kw, _NEED1)[0]),)
-                elif ins[0] is not None and ins[1] is not None:
+                elif n_in == 2 and ins[0] is not None and ins[1] is not None:
                     a, b = ins
                     if rule.needs_inputs and a._vc[0] + b._vc[0] != node.version or (
                             node.out_vc is not None and node.out_vc[0][0] != node.out_vc[1]):
@@ -391,6 +391,14 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                     ra, rb = a.requires_grad, b.requires_grad
                     ga, gb = rule.backward(g, node.out, (a.data, b.data), node.kw, (ra, rb))
                     pairs = ((a, ga), (b, gb)) if ra and rb else ((a, ga),) if ra else ((b, gb),)
+                elif n_in == 3 and ins[0] is not None and ins[1] is not None and ins[2] is not None:
+                    a, b, c = ins  # e.g. linear with a bias
+                    if rule.needs_inputs and a._vc[0] + b._vc[0] + c._vc[0] != node.version or (
+                            node.out_vc is not None and node.out_vc[0][0] != node.out_vc[1]):
+                        _raise_modified(rule, ins)
+                    needs = (a.requires_grad, b.requires_grad, c.requires_grad)
+                    gin = rule.backward(g, node.out, (a.data, b.data, c.data), node.kw, needs)
+                    pairs = tuple((t, gi) for t, gi, need in zip(ins, gin, needs) if need)
                 else:
                     pairs = None
             else:
