@@ -6,7 +6,6 @@ Run: python bench/cnn.py [--repeat 15] [--threads N]
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -53,27 +52,9 @@ def step_fns():
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repeat", type=int, default=15)
-    ap.add_argument("--threads", type=int, default=0)
-    args = ap.parse_args()
-    import numpy as np
-    import torch
+    from common import run_model_step_bench
 
-    from common import interleaved
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    rs, ts, rm, tm = step_fns()
-    lr, lt = rs().item(), ts().item()
-    assert abs(lr - lt) < 1e-4, (lr, lt)
-    gr = dict(rm.named_parameters())
-    worst = max(float(np.abs(gr[k].grad.numpy() - p.grad.numpy()).max()) for k, p in tm.named_parameters())
-    assert worst < 1e-4, worst
-    t = interleaved({"retrograd": rs, "torch": ts}, repeat=args.repeat, warmup=2)
-    print(f"CNN step (batch {BATCH}x1x28x28, conv32-pool-conv64-pool-linear) fwd+bwd: retrograd "
-          f"{t['retrograd'] * 1e3:.1f} ms, torch {t['torch'] * 1e3:.1f} ms, ratio "
-          f"{t['retrograd'] / t['torch']:.2f}x (target <= 1.5x); torch threads {torch.get_num_threads()}")
+    run_model_step_bench(step_fns, f"CNN step (batch {BATCH}x1x28x28, conv32-pool-conv64-pool-linear)", 1.5)
 
 
 if __name__ == "__main__":

@@ -31,3 +31,29 @@ def interleaved(fns: dict[str, Callable[[], object]], repeat: int, number: int =
                 fn()
             samples[name].append((time.perf_counter() - t0) / number)
     return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def run_model_step_bench(step_fns, label: str, target: float, default_repeat: int = 15) -> None:
+    """The shared main of the model-step benchmarks: parse ``--repeat``/``--threads``,
+    check both libraries give the same loss and gradients, then time them alternately.
+    ``step_fns()`` returns ``(rg_step, torch_step, rg_model, torch_model)``."""
+    import argparse
+
+    import numpy as np
+    import torch
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=default_repeat)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rs, ts, rm, tm = step_fns()
+    lr, lt = rs().item(), ts().item()
+    assert abs(lr - lt) < 1e-4, (lr, lt)  # same model, same numbers
+    gr = dict(rm.named_parameters())
+    worst = max(float(np.abs(gr[k].grad.numpy() - p.grad.numpy()).max()) for k, p in tm.named_parameters())
+    assert worst < 1e-4, worst
+    t = interleaved({"retrograd": rs, "torch": ts}, repeat=args.repeat, warmup=2)
+    print(f"{label} fwd+bwd: retrograd {t['retrograd'] * 1e3:.1f} ms, torch {t['torch'] * 1e3:.1f} ms, ratio "
+          f"{t['retrograd'] / t['torch']:.2f}x (target <= {target}x); torch threads {torch.get_num_threads()}")

@@ -171,6 +171,12 @@ def _as_shape_tuple(normalized_shape: Any) -> tuple:
     return (int(normalized_shape),) if isinstance(normalized_shape, (int, np.integer)) else tuple(normalized_shape)
 
 
+def _norm_affine(module: Module, shape: Any, affine: bool, bias: bool, dtype: Any) -> None:
+    """A norm layer's ``weight`` (ones) and ``bias`` (zeros), or None where switched off, as torch."""
+    module.register_parameter("weight", Parameter(ones(shape, dtype=dtype)) if affine else None)
+    module.register_parameter("bias", Parameter(zeros(shape, dtype=dtype)) if affine and bias else None)
+
+
 class LayerNorm(Module):
     """Normalise over the trailing ``normalized_shape``; ``weight`` ones and ``bias`` zeros of that shape."""
 
@@ -180,15 +186,7 @@ class LayerNorm(Module):
         self.normalized_shape = _as_shape_tuple(normalized_shape)
         self.eps = eps
         self.elementwise_affine = elementwise_affine
-        if elementwise_affine:
-            self.weight = Parameter(ones(self.normalized_shape, dtype=dtype))
-            if bias:
-                self.bias = Parameter(zeros(self.normalized_shape, dtype=dtype))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _norm_affine(self, self.normalized_shape, elementwise_affine, bias, dtype)
 
     def reset_parameters(self) -> None:
         if self.weight is not None:
@@ -247,15 +245,7 @@ class GroupNorm(Module):
         self.num_channels = num_channels
         self.eps = eps
         self.affine = affine
-        if affine:
-            self.weight = Parameter(ones(num_channels, dtype=dtype))
-            if bias:
-                self.bias = Parameter(zeros(num_channels, dtype=dtype))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _norm_affine(self, num_channels, affine, bias, dtype)
 
     def forward(self, input: Tensor) -> Tensor:  # noqa: A002
         if input.ndim < 2 or input.shape[1] != self.num_channels:
@@ -280,15 +270,7 @@ class _BatchNorm(Module):
         self.momentum = momentum
         self.affine = affine
         self.track_running_stats = track_running_stats
-        if affine:
-            self.weight = Parameter(ones(num_features, dtype=dtype))
-            if bias:
-                self.bias = Parameter(zeros(num_features, dtype=dtype))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _norm_affine(self, num_features, affine, bias, dtype)
         if track_running_stats:
             self.register_buffer("running_mean", zeros(num_features, dtype=dtype))
             self.register_buffer("running_var", ones(num_features, dtype=dtype))
