@@ -94,6 +94,8 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+        rg.optim.fused.set_num_threads(args.threads)
+    print(f"retrograd fused kernels: {'Numba, ' + str(rg.optim.fused.get_num_threads()) + ' threads' if rg.optim.fused.available() else 'not installed (NumPy update)'}")
     for name in ("Adam", "AdamW"):
         ro, tf, td = big_params(rg, torch, name)
         t = interleaved({"rg": ro.step, "fused": tf.step, "foreach": td.step}, repeat=args.repeat, warmup=2)

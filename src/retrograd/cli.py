@@ -287,9 +287,13 @@ def _loaders(cfg: dict, data: DataBundle) -> tuple:
 
 
 def _limit_threads(threads: int | None) -> None:
-    """Limit the BLAS thread pools for the rest of the process (``train.threads``)."""
+    """Limit the BLAS thread pools and the fused optimizer kernels' threads for the
+    rest of the process (``train.threads``)."""
     if threads is None:
         return
+    from .optim import fused
+
+    fused.set_num_threads(threads)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:

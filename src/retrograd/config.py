@@ -83,7 +83,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "nan_guard": Key("bool", True, doc="stop on a NaN/inf loss"),
         "gradient_flow": Key("int", 0, doc="record gradient statistics every N steps (0: off)"),
         "threads": Key("int", None, optional=True,
-                       doc="BLAS threads for the run (needs threadpoolctl); 1 is faster for small models on a busy machine"),
+                       doc="BLAS and fused-optimizer threads for the run (needs threadpoolctl); "
+                           "1 is faster for small models on a busy machine"),
     },
     "run": {
         "dir": Key("str", "runs", doc="parent folder of run folders"),

@@ -5,6 +5,7 @@ from typing import Any
 
 import numpy as np
 
+from . import fused as _fused
 from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg, lerp_
 
 __all__ = ["Adam", "AdamW", "Adamax", "NAdam", "RAdam"]
@@ -33,6 +34,15 @@ def _chunks(n: int):
 def _no_differentiable(name: str, differentiable: bool) -> None:
     if differentiable:
         raise NotImplementedError(f"{name}: differentiable=True is not supported")
+
+
+def _check_fused(name: str, fused: bool | None, foreach: bool | None) -> None:
+    if fused and foreach:
+        raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+    if fused and not _fused.available():
+        raise RuntimeError(f"{name}: fused=True needs Numba, which is not installed; install it with "
+                           f"python3 -m pip install 'retrograd[fast]' (or leave fused=None: the NumPy "
+                           f"update gives the same numbers)")
 
 
 def _grad_with_decay(group: dict, u: StepArrays, lr: float, decoupled: bool) -> np.ndarray:
@@ -75,6 +85,7 @@ class Adam(Optimizer):
                  fused: bool | None = None, decoupled_weight_decay: bool = False) -> None:
         betas = _check_adam_args(lr, betas, eps, weight_decay)
         _no_differentiable(type(self).__name__, differentiable)
+        _check_fused(type(self).__name__, fused, foreach)
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                         maximize=maximize, foreach=foreach, capturable=capturable,
                         differentiable=differentiable, fused=fused,
@@ -94,9 +105,18 @@ class Adam(Optimizer):
         step = u.scalar("step")
         bias_correction1 = 1 - beta1 ** step
         bias_correction2 = 1 - beta2 ** step
+        vmax = u.state["max_exp_avg_sq"] if group["amsgrad"] else None
+        if isinstance(step, float) and beta1 > 0.5 and _fused.usable(group["fused"], u.dtype):
+            wd, decoupled = float(group["weight_decay"]), group["decoupled_weight_decay"]
+            _fused.adam_(u.param, u.grad, u.state["exp_avg"], u.state["exp_avg_sq"], vmax, beta1=beta1,
+                         beta2=beta2, step_size=-(lr / bias_correction1),
+                         bias_correction2_sqrt=bias_correction2 ** 0.5, eps=eps,
+                         weight_decay=0.0 if decoupled else wd,
+                         decoupled_scale=1 - lr * wd if decoupled and wd != 0 else 1.0,
+                         maximize=group["maximize"])
+            return
         step_size = u.expand(-(lr / bias_correction1))
         bc2_sqrt = u.expand(bias_correction2 ** 0.5)
-        vmax = u.state["max_exp_avg_sq"] if group["amsgrad"] else None
         # the same elementwise math over cache-sized chunks: ~10 passes each stay in cache
         for sl in _chunks(u.param.size):
             ss = step_size[sl] if isinstance(step_size, np.ndarray) else step_size
