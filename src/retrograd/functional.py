@@ -583,23 +583,25 @@ def _ce_f(ins, kw):
     ``(1-eps) w_i (-logp[i, t_i]) + eps/C m_i sum_c W_c (-logp[i, c])``, then reduced."""
     x = ins[0]
     t, wi, mi, W, eps = kw["target"], kw["w_i"], kw["m_i"], kw["W"], kw["eps"]
-    m = np.max(x, axis=1, keepdims=True)
-    s = x - m
-    lse = np.log(np.sum(np.exp(s), axis=1, keepdims=True))
+    s = x - x.max(axis=1, keepdims=True)
+    lse = np.log(np.exp(s).sum(axis=1, keepdims=True))
     logp = s - lse
     kw["p"] = np.exp(logp)
-    picked = np.take_along_axis(logp, t[:, None], axis=1)[:, 0]
-    loss = -(1.0 - eps) * wi * picked
+    picked = logp[np.arange(len(t)), t]
+    loss = -(1.0 - eps) * picked if wi is None else -(1.0 - eps) * wi * picked
     if eps:
         smooth = -(logp @ W if W is not None else np.sum(logp, axis=1))
-        loss = loss + (eps / x.shape[1]) * mi * smooth
+        loss = loss + (eps / x.shape[1]) * (smooth if mi is None else mi * smooth)
     red = kw["reduction"]
     if red == "none":
         return loss.astype(x.dtype, copy=False)
-    total = np.sum(loss)
+    total = loss.sum()
     if red == "mean":
-        with np.errstate(invalid="ignore", divide="ignore"):
+        if kw["denom"]:
             total = total / kw["denom"]
+        else:  # every target ignored: 0/0 = nan, as PyTorch
+            with np.errstate(invalid="ignore", divide="ignore"):
+                total = total / kw["denom"]
     return np.asarray(total, dtype=x.dtype)
 
 
@@ -611,6 +613,12 @@ def _ce_b(g, out, ins, kw, needs):
     red = kw["reduction"]
     gi = g if red == "none" else (g / kw["denom"] if red == "mean" else g)
     gi = np.reshape(gi, (-1, 1)) if red == "none" else gi
+    if wi is None:  # every target valid, no class weights (cross_entropy's common case)
+        if not eps and isinstance(p, np.ndarray):
+            d = p.copy()
+            d[np.arange(len(t)), t] -= 1
+            return (gi * d,)
+        wi = mi = np.ones(len(t), p.dtype)
     sw = c if W is None else float(np.sum(W))
     coef = ((1.0 - eps) * wi + (eps / c) * mi * sw).astype(p.dtype)[:, None]
     onehot = (np.arange(c)[None, :] == t[:, None])
@@ -643,6 +651,15 @@ def _class_rows(input: Tensor, target: Any, op: str) -> tuple[Tensor, np.ndarray
     else:
         rows = input.movedim(1, -1).reshape(-1, c)
     return rows, t.reshape(-1).astype(np.int64, copy=False), tuple(want), c
+
+
+def _all_targets_valid(t: np.ndarray, c: int, ignore_index: int) -> bool:
+    """Whether every target is a class in ``[0, c)`` and none can equal ``ignore_index``
+    (two reductions instead of ``_check_targets``' masks; False sends the caller there)."""
+    if not t.size:
+        return False
+    lo, hi = t.min(), t.max()
+    return 0 <= lo and hi < c and not lo <= ignore_index <= hi
 
 
 def _check_targets(t: np.ndarray, c: int, ignore_index: int, op: str) -> np.ndarray:
@@ -679,13 +696,18 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,  
     if tgt.dtype.kind == "f" and tuple(tgt.shape) == tuple(x.shape):
         return _cross_entropy_probs(x, tgt.to(x.dtype), weight, reduction, label_smoothing)
     rows, t, out_shape, c = _class_rows(x, tgt, "cross_entropy")
-    valid = _check_targets(t, c, ignore_index, "cross_entropy")
     W = _weights_array(weight, c, x.dtype, "cross_entropy")
-    tsafe = np.where(valid, t, 0)
-    mi = valid.astype(x.dtype)
-    wi = mi if W is None else W[tsafe] * mi
-    kw = {"target": tsafe, "w_i": wi, "m_i": mi, "W": W, "eps": float(label_smoothing),
-          "reduction": reduction, "denom": float(np.sum(wi, dtype=np.float64))}
+    if W is None and _all_targets_valid(t, c, ignore_index):
+        # w_i = m_i = 1 for every row: None spares the rule the multiplications by one
+        kw = {"target": t, "w_i": None, "m_i": None, "W": None, "eps": float(label_smoothing),
+              "reduction": reduction, "denom": float(t.size)}
+    else:
+        valid = _check_targets(t, c, ignore_index, "cross_entropy")
+        tsafe = np.where(valid, t, 0)
+        mi = valid.astype(x.dtype)
+        wi = mi if W is None else W[tsafe] * mi
+        kw = {"target": tsafe, "w_i": wi, "m_i": mi, "W": W, "eps": float(label_smoothing),
+              "reduction": reduction, "denom": float(np.sum(wi, dtype=np.float64))}
     out = Tensor._apply(CROSS_ENTROPY, (rows,), kw)
     return out.reshape(out_shape) if reduction == "none" else out
 

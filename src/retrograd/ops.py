@@ -551,11 +551,12 @@ def _linear_b(g, out, ins, kw, needs):
     gx = g @ w if needs[0] else None
     gw = gb = None
     if needs[1] or (len(ins) == 3 and needs[2]):
-        g2 = np.reshape(g, (-1, g.shape[-1]))
+        # methods, not np.* functions: no dispatch cost, and Tensors (create_graph) have them too
+        g2 = g if g.ndim == 2 else g.reshape(-1, g.shape[-1])
         if needs[1]:
-            gw = np.swapaxes(g2, -1, -2) @ np.reshape(x, (-1, x.shape[-1]))
+            gw = g2.T @ (x if x.ndim == 2 else x.reshape(-1, x.shape[-1]))
         if len(ins) == 3 and needs[2]:
-            gb = np.sum(g2, axis=0)
+            gb = g2.sum(axis=0)
     return (gx, gw, gb) if len(ins) == 3 else (gx, gw)
 LINEAR = Rule("linear", _linear_f, _linear_b)
 

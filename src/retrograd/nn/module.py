@@ -422,6 +422,9 @@ class Module:
         return h
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if not (self._forward_pre_hooks or self._forward_hooks or self._backward_hooks
+                or self._backward_pre_hooks):
+            return self.forward(*args, **kwargs)  # no hooks: the common case, kept lean
         for hook in list(self._forward_pre_hooks.values()):
             r = hook(self, args)
             if r is not None:
