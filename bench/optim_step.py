@@ -94,8 +94,9 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-        rg.optim.fused.set_num_threads(args.threads)
-    print(f"retrograd fused kernels: {'Numba, ' + str(rg.optim.fused.get_num_threads()) + ' threads' if rg.optim.fused.available() else 'not installed (NumPy update)'}")
+        rg.set_num_threads(args.threads)
+    kernels = f"Numba, {rg.get_num_threads()} threads" if rg.accel.available() else "off (NumPy update)"
+    print(f"retrograd compiled kernels: {kernels}")
     for name in ("Adam", "AdamW"):
         ro, tf, td = big_params(rg, torch, name)
         t = interleaved({"rg": ro.step, "fused": tf.step, "foreach": td.step}, repeat=args.repeat, warmup=2)

@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from . import accel
 from . import functional as F
 from . import nn
 from .config import (ConfigError, apply_overrides, dumps, is_schedule_function, load_config, model_factory,
@@ -291,9 +292,7 @@ def _limit_threads(threads: int | None) -> None:
     rest of the process (``train.threads``)."""
     if threads is None:
         return
-    from .optim import fused
-
-    fused.set_num_threads(threads)
+    accel.set_num_threads(threads)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from . import accel
 from . import backend as B
 from . import ops as O
 from .ops import Rule, call
@@ -1349,11 +1350,70 @@ def _pool_out(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int
     return num // s + 1
 
 
+@accel.jit
+def _maxpool2x2_kernel(x, out, idx):
+    """The common pooling, 2x2 windows with stride 2 inside ``x (N, C, H, W)``, in one
+    pass: ``out``/``idx (N, C, OH, OW)``, the first maximum winning ties as in
+    ``_maxpool2d_f``. Returns whether ``x`` held a NaN (then the caller redoes the
+    windows with PyTorch's NaN rule); the window's four compares stay branch-free."""
+    n, c = x.shape[0], x.shape[1]
+    oh, ow = out.shape[2], out.shape[3]
+    nan = False
+    for b in range(n):
+        for ch in range(c):
+            for i in range(oh):
+                for j in range(ow):
+                    a0 = x[b, ch, 2 * i, 2 * j]
+                    a1 = x[b, ch, 2 * i, 2 * j + 1]
+                    a2 = x[b, ch, 2 * i + 1, 2 * j]
+                    a3 = x[b, ch, 2 * i + 1, 2 * j + 1]
+                    nan |= (a0 != a0) | (a1 != a1) | (a2 != a2) | (a3 != a3)
+                    best = a0
+                    arg = 0
+                    if a1 > best:
+                        best = a1
+                        arg = 1
+                    if a2 > best:
+                        best = a2
+                        arg = 2
+                    if a3 > best:
+                        best = a3
+                        arg = 3
+                    out[b, ch, i, j] = best
+                    idx[b, ch, i, j] = arg
+    return nan
+
+
+@accel.jit
+def _maxpool2d_back_kernel(g, idx, gx, kw, sh, sw, ph, pw, dh, dw):
+    """``gx (N, C, H, W)`` (zeros) += ``g`` at each window's argmax, window by window
+    in row-major order (PyTorch's kernel adds overlapping windows' gradients in
+    this order)."""
+    n, c, oh, ow = g.shape
+    h, w = gx.shape[2], gx.shape[3]
+    for b in range(n):
+        for ch in range(c):
+            for i in range(oh):
+                for j in range(ow):
+                    k = idx[b, ch, i, j]
+                    r = i * sh - ph + (k // kw) * dh
+                    q = j * sw - pw + (k % kw) * dw
+                    if 0 <= r < h and 0 <= q < w:
+                        gx[b, ch, r, q] += g[b, ch, i, j]
+
+
 def _maxpool2d_f(ins, kw):
     x = ins[0]
     (kh, kww), (sh, sw), (ph, pw), (dh, dw) = kw["kernel"], kw["stride"], kw["padding"], kw["dilation"]
     n, c, h, wd = x.shape
     oh, ow = kw["out_hw"]
+    if ((kh, kww, sh, sw, ph, pw, dh, dw) == (2, 2, 2, 2, 0, 0, 1, 1) and 2 * oh <= h and 2 * ow <= wd
+            and x.size and x.dtype.kind == "f" and accel.available()):
+        out = np.empty((n, c, oh, ow), x.dtype)
+        idx = np.empty((n, c, oh, ow), np.int32)
+        if not _maxpool2x2_kernel(x, out, idx):
+            kw["idx"] = idx
+            return out
     # pad with -inf; extra right/bottom room for ceil_mode windows
     eh = max((oh - 1) * sh + dh * (kh - 1) + 1 - (h + 2 * ph), 0)
     ew = max((ow - 1) * sw + dw * (kww - 1) + 1 - (wd + 2 * pw), 0)
@@ -1411,6 +1471,10 @@ def _maxpool2d_bf(ins, kw):
     idx = kw["idx"]
     h, wd = kw["in_hw"]
     n, c, oh, ow = idx.shape
+    if g.size and isinstance(g, np.ndarray) and accel.available():
+        gx = np.zeros((n, c, h, wd), g.dtype)
+        _maxpool2d_back_kernel(g, idx, gx, kww, sh, sw, ph, pw, dh, dw)
+        return gx
     H = max((oh - 1) * sh + dh * (kh - 1) + 1, h + 2 * ph)
     W = max((ow - 1) * sw + dw * (kww - 1) + 1, wd + 2 * pw)
     gxp = np.zeros((n, c, H, W), dtype=g.dtype)

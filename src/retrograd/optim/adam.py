@@ -5,6 +5,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import accel
 from . import fused as _fused
 from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg, lerp_
 
@@ -39,10 +40,10 @@ def _no_differentiable(name: str, differentiable: bool) -> None:
 def _check_fused(name: str, fused: bool | None, foreach: bool | None) -> None:
     if fused and foreach:
         raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
-    if fused and not _fused.available():
-        raise RuntimeError(f"{name}: fused=True needs Numba, which is not installed; install it with "
-                           f"python3 -m pip install 'retrograd[fast]' (or leave fused=None: the NumPy "
-                           f"update gives the same numbers)")
+    if fused and not accel.available():
+        raise RuntimeError(f"{name}: fused=True needs Numba, which is not installed (or RETROGRAD_NO_JIT is "
+                           f"set); install it with python3 -m pip install 'retrograd[fast]', or leave "
+                           f"fused=None: the NumPy update gives the same numbers")
 
 
 def _grad_with_decay(group: dict, u: StepArrays, lr: float, decoupled: bool) -> np.ndarray:

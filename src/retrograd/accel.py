@@ -1,0 +1,151 @@
+"""Optional compiled kernels (Numba): availability, compile on first use, threads.
+
+NumPy runs an elementwise formula as one whole-array pass per operator, each a
+trip through memory on one core. Where that dominates (the optimizers' updates,
+max-pooling), retrograd has a second implementation: a plain loop that Numba
+compiles (``pip install 'retrograd[fast]'``) and that reads and writes each
+element once. Each such kernel performs the same float operations in the same
+order as its NumPy twin (no fast-math, no fused multiply-adds), so results are
+bitwise identical and the NumPy path stays the reference (one exception: the
+max-pool backward adds the gradients of overlapping windows in PyTorch's order,
+where the NumPy path's order differs in the last bit). Without Numba, or with
+``RETROGRAD_NO_JIT=1``, the NumPy path is the only one and nothing else changes.
+
+``jit(func)`` wraps a kernel so that it is compiled at its first call (about a
+second, then cached on disk for later processes). ``run_split`` runs a kernel
+over contiguous pieces of 1-D arrays on a few threads (the kernels release the
+GIL); ``set_num_threads`` bounds them.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = ["available", "get_num_threads", "set_num_threads", "jit", "run_split"]
+
+MIN_PER_THREAD = 1 << 17  # elements; below this a second thread costs more than it saves
+
+
+def _cpu_count() -> int:
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(n, 8))
+
+
+class _State:
+    """Process-wide settings and the worker threads, in one object rather than loose globals."""
+
+    __slots__ = ("numba", "enabled", "pool", "threads", "lock")
+
+    def __init__(self) -> None:
+        self.numba: bool | None = None  # whether Numba is installed, looked up once
+        self.enabled = os.environ.get("RETROGRAD_NO_JIT", "") in ("", "0")
+        self.pool = None
+        self.lock = threading.Lock()
+        env = os.environ.get("RETROGRAD_NUM_THREADS")
+        self.threads = int(env) if env else _cpu_count()
+
+
+_state = _State()
+
+
+def _forget_pool() -> None:
+    _state.pool = None  # a forked child has none of its parent's threads
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def available() -> bool:
+    """Whether compiled kernels run: Numba is installed and ``RETROGRAD_NO_JIT`` is not set."""
+    if _state.numba is None:
+        _state.numba = importlib.util.find_spec("numba") is not None
+    return _state.numba and _state.enabled
+
+
+def get_num_threads() -> int:
+    """Threads a compiled kernel may use (default: the CPUs this process may run on, at most 8)."""
+    return _state.threads
+
+
+def set_num_threads(n: int) -> None:
+    """Let compiled kernels use ``n`` threads. The BLAS library's threads are separate
+    (``OPENBLAS_NUM_THREADS`` or threadpoolctl); ``RETROGRAD_NUM_THREADS`` sets the
+    starting value."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"set_num_threads: expected an integer >= 1, got {n!r}")
+    _state.threads = int(n)
+
+
+class _Lazy:
+    """A kernel compiled by Numba at its first call."""
+
+    __slots__ = ("func", "compiled", "__name__")
+
+    def __init__(self, func: Callable) -> None:
+        self.func = func
+        self.compiled: Callable | None = None
+        self.__name__ = func.__name__
+
+    def __call__(self, *args: Any) -> Any:
+        f = self.compiled
+        if f is None:
+            f = self._compile()
+        return f(*args)
+
+    def _compile(self) -> Callable:
+        with _state.lock:
+            if self.compiled is None:
+                import numba
+
+                opts = dict(nogil=True, fastmath=False, error_model="numpy", boundscheck=False)
+                try:
+                    self.compiled = numba.njit(cache=True, **opts)(self.func)
+                except RuntimeError:  # no writable cache directory: compile in every process
+                    self.compiled = numba.njit(**opts)(self.func)
+        return self.compiled
+
+
+def jit(func: Callable) -> _Lazy:
+    """Mark ``func`` (plain Python on NumPy arrays and scalars) as a kernel compiled on first call.
+    Call it only when ``available()``."""
+    return _Lazy(func)
+
+
+def run_split(kernel: Callable, arrays: list, scalars: tuple) -> None:
+    """``kernel(*arrays, *scalars)`` over equal-length 1-D arrays, split into
+    contiguous pieces run side by side when they are large enough (a 0-length
+    array stands for an unused operand and is passed whole)."""
+    n = arrays[0].shape[0]
+    parts = min(_state.threads, n // MIN_PER_THREAD)
+    if parts <= 1:
+        kernel(*arrays, *scalars)
+        return
+    pool = _state.pool
+    if pool is None or pool._max_workers < parts - 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with _state.lock:
+            pool = _state.pool
+            if pool is None or pool._max_workers < parts - 1:
+                pool = _state.pool = ThreadPoolExecutor(max(parts, _state.threads) - 1,
+                                                        thread_name_prefix="retrograd-kernel")
+    bounds = [n * k // parts for k in range(parts + 1)]
+
+    def piece(k: int) -> list:
+        lo, hi = bounds[k], bounds[k + 1]
+        return [a[lo:hi] if a.shape[0] else a for a in arrays]
+
+    futures = [pool.submit(kernel, *piece(k), *scalars) for k in range(1, parts)]
+    try:
+        kernel(*piece(0), *scalars)
+    finally:
+        for f in futures:
+            f.result()

@@ -1,0 +1,88 @@
+"""Compiled kernels (``retrograd.accel``, Numba): the kernels give PyTorch's numbers
+bit for bit where the NumPy path does, the switches work, and bad thread counts
+are refused. (The fused optimizer kernel is tested in tests/optim/test_fused.py.)"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import retrograd as rg
+from retrograd import accel
+
+needs_numba = pytest.mark.skipif(not accel.available(), reason="Numba is not installed (the 'fast' extra)")
+
+# (shape, kernel, stride, padding, dilation, ceil_mode): the 2x2 fast kernel (even and odd
+# sizes, ceil_mode windows that leave the input) and overlapping / padded / dilated windows
+POOLS = [((4, 8, 10, 10), 2, 2, 0, 1, False), ((4, 8, 9, 9), 2, 2, 0, 1, False), ((4, 8, 9, 9), 2, 2, 0, 1, True),
+         ((3, 5, 10, 11), 3, 2, 1, 1, True), ((2, 4, 12, 12), 3, 1, 1, 2, False), ((2, 3, 7, 7), 2, 2, 1, 1, True),
+         ((2, 3, 8, 8), 2, 1, 0, 1, False)]
+
+
+def _pool_both(x: np.ndarray, cfg: tuple, g: np.ndarray | None = None):
+    _, k, s, p, d, ceil = cfg
+    rx = rg.from_numpy(x.copy(order="K")).requires_grad_()
+    tx = torch.tensor(x, requires_grad=True)
+    ro = rg.nn.functional.max_pool2d(rx, k, s, p, d, ceil_mode=ceil)
+    to = torch.nn.functional.max_pool2d(tx, k, s, p, d, ceil_mode=ceil)
+    if g is None:
+        g = np.random.default_rng(1).standard_normal(to.shape).astype(x.dtype)
+    ro.backward(rg.tensor(g))
+    to.backward(torch.tensor(g))
+    return (ro.data, rx.grad.data), (to.detach().numpy(), tx.grad.numpy())
+
+
+@needs_numba
+@pytest.mark.parametrize("special", [False, True], ids=["plain", "nan-inf-ties"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("cfg", POOLS, ids=lambda c: "-".join(map(str, c)))
+def test_max_pool2d_kernels_match_torch_bit_for_bit(cfg, dtype, special):
+    x = np.random.default_rng(0).standard_normal(cfg[0]).astype(dtype)
+    if special:
+        x[0, 0, 0, :3] = np.nan
+        x[1, 1, 2, 2] = np.inf
+        x[:, :, 3, :] = 0  # a row of ties, as after a ReLU
+    for arr in (x, np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)):  # NCHW, NHWC memory
+        (ro, rg_), (to, tg) = _pool_both(arr, cfg)
+        assert np.array_equal(ro, to, equal_nan=True)
+        assert np.array_equal(rg_, tg)
+
+
+@needs_numba
+def test_max_pool2d_backward_adds_overlapping_windows_in_torch_order():
+    # one maximum shared by nine 3x3 windows; float32 sums of these gradients depend on order
+    x = np.zeros((1, 2, 5, 5), np.float32)
+    x[0, :, 2, 2] = 5
+    g = np.tile(np.array([[1e8, 1, -1e8], [3, 1e-3, 7], [0.5, -3, 2]], np.float32), (1, 2, 1, 1))
+    (_, rg_), (_, tg) = _pool_both(x, ((1, 2, 5, 5), 3, 1, 0, 1, False), g)
+    assert rg_[0, 0, 2, 2] == tg[0, 0, 2, 2] == np.float32(9.500999)
+
+
+def test_numpy_path_matches_kernels(monkeypatch):
+    """With the kernels off (as ``RETROGRAD_NO_JIT=1`` or without Numba) pooling gives the same
+    outputs and (for non-overlapping windows) the same gradients."""
+    x = np.random.default_rng(2).standard_normal((3, 4, 9, 9)).astype(np.float32)
+    x[:, :, 4, :] = 0
+    cfgs = [((3, 4, 9, 9), 2, 2, 0, 1, False), ((3, 4, 9, 9), 2, 2, 0, 1, True)]
+    with_kernels = [_pool_both(x, cfg)[0] for cfg in cfgs]
+    monkeypatch.setattr(accel._state, "enabled", False)
+    assert not accel.available()
+    without = [_pool_both(x, cfg)[0] for cfg in cfgs]
+    for pair_a, pair_b in zip(with_kernels, without):
+        for a, b in zip(pair_a, pair_b):
+            assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True, "2"])
+def test_set_num_threads_rejects_bad_values(bad):
+    with pytest.raises(ValueError, match="set_num_threads: expected an integer >= 1"):
+        rg.set_num_threads(bad)
+
+
+def test_set_num_threads_round_trip():
+    before = rg.get_num_threads()
+    try:
+        rg.set_num_threads(3)
+        assert rg.get_num_threads() == 3
+    finally:
+        rg.set_num_threads(before)
