@@ -44,10 +44,14 @@ def run_model_step_bench(step_fns, label: str, target: float, default_repeat: in
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=default_repeat)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch's and retrograd's kernel threads (0: leave the defaults)")
     args = ap.parse_args()
+    import retrograd as rg
+
     if args.threads:
         torch.set_num_threads(args.threads)
+        rg.set_num_threads(args.threads)
     rs, ts, rm, tm = step_fns()
     lr, lt = rs().item(), ts().item()
     assert abs(lr - lt) < 1e-4, (lr, lt)  # same model, same numbers
@@ -56,4 +60,5 @@ def run_model_step_bench(step_fns, label: str, target: float, default_repeat: in
     assert worst < 1e-4, worst
     t = interleaved({"retrograd": rs, "torch": ts}, repeat=args.repeat, warmup=2)
     print(f"{label} fwd+bwd: retrograd {t['retrograd'] * 1e3:.1f} ms, torch {t['torch'] * 1e3:.1f} ms, ratio "
-          f"{t['retrograd'] / t['torch']:.2f}x (target <= {target}x); torch threads {torch.get_num_threads()}")
+          f"{t['retrograd'] / t['torch']:.2f}x (target <= {target}x); torch threads {torch.get_num_threads()}, "
+          f"retrograd kernels {'on' if rg.accel.available() else 'off'}")

@@ -70,7 +70,7 @@ def test_dead_relu_and_exploding_verdicts(digits):
     _fit(model, digits, gf)
     assert gf.records[-1]["layers"]["0"]["dead_fraction"] == 1.0
     v = gf.verdicts()
-    assert any("layer 1 (0): 100% of its ReLU units are dead" in x for x in v), v
+    assert any("layer 1 (0): 100% of its units are dead" in x for x in v), v
     assert any("layer 1 (0) gets no gradient at all" in x for x in v), v
 
     rg.manual_seed(0)
@@ -82,6 +82,40 @@ def test_dead_relu_and_exploding_verdicts(digits):
     _fit(big, digits, gf, lr=1e-12)
     v = gf.verdicts()
     assert any(x.startswith("layer 1 (0) gradient is") and "exploding" in x for x in v), v
+
+
+class _FunctionalReLU(rg.nn.Module):
+    """An MLP whose ReLU is a call in forward, not a module GradientFlow can see."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        rg.manual_seed(0)
+        self.fc1, self.fc2 = rg.nn.Linear(64, 32), rg.nn.Linear(32, 10)
+
+    def forward(self, x):
+        return self.fc2(rg.nn.functional.relu(self.fc1(x)))
+
+
+def test_dead_units_measured_from_gradients_without_relu_modules(digits):
+    model = _FunctionalReLU()
+    with rg.no_grad():
+        model.fc1.bias[:8] = -100.0  # a quarter of the units never fire
+    # the units whose ReLU input is <= 0 for every sample of the last batch (with lr ~ 0 the
+    # weights stay put): at least the quarter switched off, plus any that are off by chance
+    x_last = rg.tensor(np.stack([digits[i][0].numpy() for i in range(350, 400)]))
+    with rg.no_grad():
+        expected = float((model.fc1(x_last).numpy() <= 0).all(axis=0).mean())
+    assert expected >= 0.25
+    gf = GradientFlow(every_n_steps=1)
+    _fit(model, digits, gf, lr=1e-9)
+    rec = gf.records[-1]["layers"]
+    assert rec["fc1"]["dead_fraction"] == expected
+    assert rec["fc2"]["dead_fraction"] == 0.0  # the logits always get a gradient
+    # a sigmoid net's units are never dead: its gradients are small, not zero
+    gf = GradientFlow(every_n_steps=2)
+    _fit(_deep_sigmoid(), digits, gf)
+    assert all(d["dead_fraction"] == 0.0 for d in gf.records[-1]["layers"].values())
+    assert not any("dead" in x for x in gf.verdicts())
 
 
 def test_update_ratio_value(digits):

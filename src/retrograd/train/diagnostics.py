@@ -8,9 +8,12 @@ parameters (a "layer", in ``named_modules`` order):
   (healthy training sits around 1e-3 per step),
 - ``act_mean``/``act_std`` of the layer's output (a forward hook),
 - ``dead_fraction``: the share of units (features; channels for images) of
-  the ReLU that follows the layer whose output is zero for the whole batch
-  (for a layer with no ReLU module after it: the share whose output is <= 0,
-  i.e. dead if a functional ReLU follows).
+  the ReLU that follows the layer whose output is zero for the whole batch;
+  for a layer with no ReLU module after it (a functional ``relu`` in
+  ``forward``, another activation, or none), the share of the layer's output
+  units that get an exactly zero gradient for the whole batch: no learning
+  signal reaches them, which is what a dead ReLU means, and what a saturated
+  sigmoid or tanh never quite does.
 
 ``verdicts()`` compares the layers: gradients that shrink toward the input by
 more than ``vanish_ratio`` (vanishing) or grow by more than ``explode_ratio``
@@ -73,7 +76,7 @@ class GradientFlow(Callback):
             elif isinstance(m, ReLU) and last is not None and last not in relu_after:
                 relu_after[last] = m
         for name, m in self._layers:
-            self._handles.append(m.register_forward_hook(self._act_hook(name, relu=name not in relu_after)))
+            self._handles.append(m.register_forward_hook(self._act_hook(name, by_grad=name not in relu_after)))
         for name, r in relu_after.items():
             self._handles.append(r.register_forward_hook(self._dead_hook(name)))
 
@@ -82,7 +85,10 @@ class GradientFlow(Callback):
             h.remove()
         self._handles = []
 
-    def _act_hook(self, name: str, relu: bool):
+    def _act_hook(self, name: str, by_grad: bool):
+        def grad_hook(g: Any) -> None:
+            self._acts.setdefault(name, {})["dead_fraction"] = _dead(g.data == 0)
+
         def hook(module: Any, args: tuple, out: Any) -> None:
             if not self._active or not hasattr(out, "data"):
                 return
@@ -90,8 +96,8 @@ class GradientFlow(Callback):
             d = self._acts.setdefault(name, {})
             d["act_mean"] = float(a.mean())
             d["act_std"] = float(a.std())
-            if relu:
-                d.setdefault("dead_fraction", _dead(a <= 0))
+            if by_grad and getattr(out, "requires_grad", False):
+                out.register_hook(grad_hook)  # runs in backward, before on_before_step reads it
         return hook
 
     def _dead_hook(self, name: str):
@@ -198,8 +204,8 @@ class GradientFlow(Callback):
                            "raise the lr or check its gradient")
             dead = d.get("dead_fraction", float("nan"))
             if dead == dead and dead >= self.dead_threshold:
-                out.append(f"layer {i} ({n}): {dead:.0%} of its ReLU units are dead (zero for the whole batch); "
-                           "consider a lower lr, LeakyReLU/GELU, or He init")
+                out.append(f"layer {i} ({n}): {dead:.0%} of its units are dead (zero ReLU output or zero gradient "
+                           "for the whole batch); consider a lower lr, LeakyReLU/GELU, or He init")
             std = d.get("act_std", float("nan"))
             if std == std and std < 1e-4:
                 out.append(f"layer {i} ({n}) activations have collapsed (std {_sci(std)}): check init and "
