@@ -247,6 +247,26 @@ def test_attention_and_transformer_name_shapes():
         F.scaled_dot_product_attention(rg.zeros(2, 3, 4), rg.zeros(2, 5, 3), rg.zeros(2, 5, 3))
 
 
+@pytest.mark.parametrize("make,msg", [
+    (lambda: rg.nn.LSTM(4, 5, proj_size=-1), "proj_size should be a positive integer or zero to disable projections"),
+    (lambda: rg.nn.LSTM(4, 5, proj_size=5), "proj_size has to be smaller than hidden_size"),
+    (lambda: rg.nn.GRU(4, 5, proj_size=2), "proj_size argument is only supported for LSTM, not RNN or GRU"),
+])
+def test_lstm_proj_size_errors_match_torch(make, msg):
+    with pytest.raises(ValueError, match=re.escape(msg)):
+        make()
+
+
+def test_lstm_proj_size_hidden_state_shapes():
+    lstm = rg.nn.LSTM(4, 5, proj_size=2)
+    out, (h, c) = lstm(rg.zeros(6, 3, 4))
+    assert out.shape == (6, 3, 2) and h.shape == (1, 3, 2) and c.shape == (1, 3, 5)
+    with pytest.raises(RuntimeError, match=re.escape("LSTM: expected hidden state h0 of shape (1, 3, 2), got "
+                                                     "(1, 3, 5)")):
+        lstm(rg.zeros(6, 3, 4), (rg.zeros(1, 3, 5), rg.zeros(1, 3, 5)))
+    assert "proj_size=2" in repr(lstm)
+
+
 def test_recurrent_layers_name_shapes():
     with pytest.raises(RuntimeError, match=re.escape("LSTM(4, 5): expected input with last dimension input_size=4, "
                                                      "got shape (6, 3, 5)")):

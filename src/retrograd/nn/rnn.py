@@ -25,14 +25,17 @@ def _zeros(shape: tuple, like: Tensor) -> Tensor:
     return Tensor._wrap(np.zeros(shape, dtype=like.dtype))
 
 
-def _cell(mode: str, gi: Tensor, h: Tensor, c: Tensor | None, w_hh: Tensor, b_hh: Tensor | None) -> tuple:
-    """One time step from the input projection ``gi`` ``(N, G*H)``: returns ``(h', c')``."""
+def _cell(mode: str, gi: Tensor, h: Tensor, c: Tensor | None, w_hh: Tensor, b_hh: Tensor | None,
+          w_hr: Tensor | None = None) -> tuple:
+    """One time step from the input projection ``gi`` ``(N, G*H)``: returns ``(h', c')``
+    (an LSTM with ``proj_size`` projects ``h'`` by ``w_hr`` ``(P, H)``)."""
     gh = F.linear(h, w_hh, b_hh)
     if mode == "LSTM":
         g = gi + gh
         i, f, gg, o = g.chunk(4, 1)
         c = f.sigmoid() * c + i.sigmoid() * gg.tanh()
-        return o.sigmoid() * c.tanh(), c
+        h = o.sigmoid() * c.tanh()
+        return (h if w_hr is None else F.linear(h, w_hr)), c
     if mode == "GRU":
         ir, iz, in_ = gi.chunk(3, 1)
         hr, hz, hn = gh.chunk(3, 1)
@@ -54,8 +57,12 @@ class RNNBase(Module):
                              "element being zeroed")
         if hidden_size <= 0 or num_layers <= 0:
             raise ValueError(f"hidden_size and num_layers must be greater than 0, got {hidden_size} and {num_layers}")
-        if proj_size:
-            raise NotImplementedError(f"{type(self).__name__}: proj_size is not supported")
+        if proj_size < 0:
+            raise ValueError("proj_size should be a positive integer or zero to disable projections")
+        if proj_size >= hidden_size:
+            raise ValueError("proj_size has to be smaller than hidden_size")
+        if proj_size and mode != "LSTM":
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
         self.mode = mode
         self.input_size = input_size
         self.hidden_size = hidden_size
@@ -67,16 +74,20 @@ class RNNBase(Module):
         self.proj_size = proj_size
         ng = _GATES[mode] * hidden_size
         dirs = 2 if bidirectional else 1
+        real_h = proj_size or hidden_size  # the size of h: projected from hidden_size with proj_size
         self._flat_weights_names = []
         for layer in range(num_layers):
             for d in range(dirs):
                 sfx = f"_l{layer}" + ("_reverse" if d else "")
-                isz = input_size if layer == 0 else hidden_size * dirs
-                names = [f"weight_ih{sfx}", f"weight_hh{sfx}"] + ([f"bias_ih{sfx}", f"bias_hh{sfx}"] if bias else [])
-                shapes = [(ng, isz), (ng, hidden_size), (ng,), (ng,)]
-                for name, shape in zip(names, shapes):
+                isz = input_size if layer == 0 else real_h * dirs
+                shapes = {f"weight_ih{sfx}": (ng, isz), f"weight_hh{sfx}": (ng, real_h)}
+                if bias:
+                    shapes |= {f"bias_ih{sfx}": (ng,), f"bias_hh{sfx}": (ng,)}
+                if proj_size:
+                    shapes[f"weight_hr{sfx}"] = (proj_size, hidden_size)
+                for name, shape in shapes.items():
                     setattr(self, name, Parameter(empty(*shape, dtype=dtype)))
-                self._flat_weights_names += names
+                self._flat_weights_names += list(shapes)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -85,9 +96,14 @@ class RNNBase(Module):
             init.uniform_(w, -stdv, stdv)
 
     @property
+    def _per_direction(self) -> int:
+        """Parameters per (layer, direction): weight_ih, weight_hh[, biases][, weight_hr]."""
+        return (4 if self.bias else 2) + (1 if self.proj_size else 0)
+
+    @property
     def all_weights(self) -> list:
         dirs = 2 if self.bidirectional else 1
-        per = 4 if self.bias else 2
+        per = self._per_direction
         names = self._flat_weights_names
         return [[getattr(self, n) for n in names[i * per:(i + 1) * per]] for i in range(self.num_layers * dirs)]
 
@@ -105,23 +121,24 @@ class RNNBase(Module):
         T, N = x.shape[0], x.shape[1]
         H = self.hidden_size
         lstm = self.mode == "LSTM"
-        want = (self.num_layers * dirs, N, H)
+        want_c = (self.num_layers * dirs, N, H)
+        want_h = (self.num_layers * dirs, N, self.proj_size or H)
         if hx is None:
-            h0 = _zeros(want, x)
-            c0 = _zeros(want, x) if lstm else None
+            h0 = _zeros(want_h, x)
+            c0 = _zeros(want_c, x) if lstm else None
         else:
             h0, c0 = hx if lstm else (hx, None)
             if not batched:
                 h0 = h0.unsqueeze(1)
                 c0 = c0.unsqueeze(1) if c0 is not None else None
-            for t, what in ((h0, "h0"), (c0, "c0")):
+            for t, what, want in ((h0, "h0", want_h), (c0, "c0", want_c)):
                 if t is not None and tuple(t.shape) != want:
                     shown = want if batched else (want[0], want[2])
                     raise RuntimeError(f"{name}: expected hidden state {what} of shape {shown}, got "
                                        f"{tuple(t.shape if batched else (t.shape[0], t.shape[2]))}")
         hs, cs = [], []
         layer_in = x
-        per = 4 if self.bias else 2
+        per = self._per_direction
         names = self._flat_weights_names
         for layer in range(self.num_layers):
             outs = []
@@ -130,11 +147,12 @@ class RNNBase(Module):
                 ws = [getattr(self, n) for n in names[k * per:(k + 1) * per]]
                 w_ih, w_hh = ws[0], ws[1]
                 b_ih, b_hh = (ws[2], ws[3]) if self.bias else (None, None)
+                w_hr = ws[-1] if self.proj_size else None
                 gi = F.linear(layer_in, w_ih, b_ih)  # (T, N, G*H): all time steps in one GEMM
                 h, c = h0[k], (c0[k] if lstm else None)
                 seq = [None] * T
                 for t in (range(T - 1, -1, -1) if d else range(T)):
-                    h, c = _cell(self.mode, gi[t], h, c, w_hh, b_hh)
+                    h, c = _cell(self.mode, gi[t], h, c, w_hh, b_hh, w_hr)
                     seq[t] = h
                 outs.append(stack(seq, 0))
                 hs.append(h)
@@ -165,6 +183,8 @@ class RNNBase(Module):
             s += ", dropout={dropout}"
         if self.bidirectional is not False:
             s += ", bidirectional={bidirectional}"
+        if self.proj_size != 0:
+            s += ", proj_size={proj_size}"
         return s.format(**self.__dict__)
 
 
