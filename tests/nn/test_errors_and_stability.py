@@ -212,8 +212,8 @@ def test_pooling_layers_name_shapes_and_padding():
     with pytest.raises(RuntimeError, match="pad should be at most half of effective kernel size, but got pad=2, "
                                            "kernel_size=2"):
         F.max_pool2d(rg.zeros(1, 3, 4, 4), 2, padding=2)
-    with pytest.raises(NotImplementedError, match="interpolate: mode 'bilinear' is not implemented"):
-        F.interpolate(rg.zeros(1, 2, 3, 3), scale_factor=2, mode="bilinear")
+    with pytest.raises(NotImplementedError, match="interpolate: antialias=True is not implemented"):
+        F.interpolate(rg.zeros(1, 2, 3, 3), scale_factor=2, mode="bilinear", antialias=True)
     with pytest.raises(ValueError, match="only one of size or scale_factor should be defined"):
         F.interpolate(rg.zeros(1, 2, 3, 3))
 
