@@ -159,23 +159,40 @@ class LBFGS(Optimizer):
         if len(self.param_groups) != 1:
             raise ValueError("LBFGS doesn't support per-parameter options (parameter groups)")
         self._params = self.param_groups[0]["params"]
+        # PyTorch's flat vector runs over the parameters in order; the buckets (one
+        # per dtype) run in that order only when there is one dtype, so with mixed
+        # dtypes d, s, y and prev_flat_grad are gathered parameter by parameter
+        # (the layout a loaded PyTorch state dict has)
+        self._segments = None
+        if len(self._buckets[0]) > 1:
+            self._segments = []
+            for p in self._params:
+                b, i = self._where[p]
+                o, n = int(b.offsets[i]), int(b.sizes[i])
+                self._segments.append((b.flat[o:o + n], b.grad[o:o + n]))
 
     def add_param_group(self, param_group: dict) -> None:
         if self.param_groups:
             raise ValueError("LBFGS doesn't support per-parameter options (parameter groups)")
         super().add_param_group(param_group)
 
-    # the flat vector of all parameters is the concatenation of the group's buckets
+    # the flat vector of all parameters, in parameter order (as PyTorch)
     def _gather_flat_grad(self) -> np.ndarray:
-        grads = self.flat_grads()
-        return grads[0].copy() if len(grads) == 1 else np.concatenate(grads)
+        grads = self.flat_grads()  # also makes the gradient buffers current
+        if self._segments is None:
+            return grads[0].copy()
+        return np.concatenate([g for _, g in self._segments])
 
     def _add_grad(self, step_size: Any, update: np.ndarray) -> None:
-        o = 0
-        for flat in self.flat_params():
-            n = flat.size
-            flat += step_size * update[o:o + n]
-            o += n
+        if self._segments is None:
+            flat = self.flat_params()[0]
+            flat += step_size * update
+        else:
+            o = 0
+            for flat, _ in self._segments:
+                n = flat.size
+                flat += step_size * update[o:o + n]
+                o += n
         for p in self._params:
             p._vc[0] += 1
 
