@@ -4,6 +4,7 @@ same network, same weights, 100 steps (or iterations), every option combination
 from __future__ import annotations
 
 import itertools
+import platform
 import warnings
 
 import numpy as np
@@ -122,25 +123,61 @@ def test_bfloat16_rounding_matches_torch():
     for dt in (np.float32, np.float64):
         x = (rng.standard_normal(4000) * 10.0 ** rng.integers(-8, 8, 4000)).astype(dt)
         assert np.array_equal(round_bfloat16(x), torch.tensor(x).bfloat16().float().numpy())
+    # float64 just off a bfloat16 midpoint: PyTorch rounds to float32 first, onto the
+    # midpoint, then to even (two roundings; one would round away from the midpoint)
+    mid = (round_bfloat16(rng.standard_normal(1000)).view(np.uint32) + np.uint32(0x8000)).view(np.float32)
+    mid = mid.astype(np.float64)
+    x = mid * (1 + rng.choice([-1, 1], 1000) * 2.0 ** -40)
+    assert np.array_equal(round_bfloat16(x), torch.tensor(x).bfloat16().float().numpy())
 
 
-@pytest.mark.parametrize("shape", [(4, 8), (8, 3), (8, 8), (16, 4)])
+def _torch_bf16_matmul_differs() -> str | None:
+    """Why PyTorch's bfloat16 matmuls here may not be the ATen AVX2 kernels whose
+    float32 summation order retrograd reproduces (see retrograd/optim/muon.py), or None."""
+    machine = platform.machine().lower()
+    if machine not in ("x86_64", "amd64"):
+        return f"the CPU is {machine}, not x86-64"
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability != "AVX2":
+        return f"PyTorch dispatches to its {capability} kernels, not AVX2 ones"
+    try:
+        onednn_bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        onednn_bf16 = False
+    if onednn_bf16 and torch.backends.mkldnn.is_available():
+        return "oneDNN runs PyTorch's bfloat16 matmuls on this CPU (AVX512 BF16/AMX)"
+    return None
+
+
+NS_SHAPES = [(4, 8), (8, 3), (8, 8), (16, 4), (3, 70), (40, 18)]
+
+
+@pytest.mark.parametrize("shape", NS_SHAPES)
 def test_newton_schulz_matches_torch_bit_for_bit(shape):
-    """Bit for bit in nearly all cases; PyTorch's float32 accumulation order inside its
-    bfloat16 matmul is not reproduced, so a rounding can fall the other way (one bfloat16 ulp)."""
+    """Every orthogonalisation bit for bit, on matrices of one scale and of mixed
+    scales (where the float32 summation order shows): shapes cover every summation
+    path of PyTorch's kernels, wide and tall (transposed), blocks of 4, 16 and 64."""
+    reason = _torch_bf16_matmul_differs()
     rng = np.random.default_rng(1)
     same = total = 0
     for dt in (np.float32, np.float64):
         for ns_steps in (5, 3):
-            for _ in range(20):
-                g = rng.standard_normal(shape).astype(dt)
+            for i in range(20):
+                g = rng.standard_normal(shape) * (2.0 ** rng.uniform(-8, 8, shape) if i % 2 else 10.0 ** (i % 5 - 2))
+                g = g.astype(dt)
                 ours = zeropower_via_newtonschulz(g, (3.4445, -4.7750, 2.0315), ns_steps, 1e-7)
                 theirs = torch_newtonschulz(torch.tensor(g), (3.4445, -4.7750, 2.0315), ns_steps, 1e-7)
                 theirs = theirs.float().numpy()
+                assert ours.dtype == np.float32 and ours.shape == shape
                 total += 1
                 same += np.array_equal(ours, theirs)
-                np.testing.assert_allclose(ours, theirs, rtol=2.0 ** -7, atol=2.0 ** -9)
-    assert same >= 0.95 * total, (same, total)
+                if reason is not None:  # a flipped rounding grows through the iterations
+                    assert np.linalg.norm(ours - theirs) <= 2.0 ** -6 * np.linalg.norm(theirs)
+    if reason is None:
+        assert same == total, (same, total)
+    else:
+        assert same >= 0.8 * total, (same, total)
+        pytest.skip(f"{reason}: Newton-Schulz bit for bit in {same}/{total} cases, the rest within 2^-6")
 
 
 def test_newton_schulz_orthogonalises():
@@ -150,23 +187,52 @@ def test_newton_schulz_orthogonalises():
 
 
 def _grads(W1, W2, X, Y):
+    """The gradients of the net ``X @ W1 @ W2`` with MSE loss, one NumPy function for both
+    libraries: equal weights give equal gradients, bit for bit."""
     H = X @ W1
     r = (H @ W2 - Y) * (2.0 / (X.shape[0] * W2.shape[1]))
     return X.T @ (r @ W2.T), H.T @ r
 
 
-# PyTorch's bfloat16 matmuls are slow on CPU (~10 ms per orthogonalisation): 16 combinations
+# PyTorch's bfloat16 matmuls are slow on CPU (~10 ms per orthogonalisation): 17 combinations
 MUON_CASES = _product(lr=[0.02], weight_decay=[0.1, 0.0], momentum=[0.95, 0.5], nesterov=[True, False],
                       adjust_lr_fn=[None, "match_rms_adamw"]) + [{"lr": 0.02, "ns_steps": 3}]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("kwargs", MUON_CASES, ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()))
-def test_muon_100_steps_match_torch_step_by_step(kwargs, dtype):
-    """Muon rounds its update to bfloat16 (2^-8), so a 1-ulp difference in any
-    input flips some bfloat16 roundings and trajectories part. Each of the
-    100 steps therefore starts both optimizers from PyTorch's parameters and
-    momentum, with the same gradients, and compares the step's result."""
+def test_muon_100_steps_match_torch(kwargs, dtype):
+    """100 steps, each library on its own weights (a wide and a tall matrix). Muon
+    rounds its update to bfloat16 (2^-8), so this holds only because the bfloat16
+    orthogonalisation is bit for bit PyTorch's; where PyTorch runs other kernels,
+    each step is checked from PyTorch's state instead, to one bfloat16 rounding."""
+    reason = _torch_bf16_matmul_differs()
+    if reason is not None:
+        _muon_steps_within_one_bfloat16_ulp(kwargs, dtype)
+        pytest.skip(f"{reason}: Muon checked step by step, to one bfloat16 ulp, not end to end")
+    w = initial_weights(dtype)
+    with default_dtype(dtype):
+        tp = [torch.tensor(w[k].copy(), requires_grad=True) for k in ("W1", "W2")]
+        rp = [rg.tensor(w[k].copy(), requires_grad=True) for k in ("W1", "W2")]
+        to, ro = torch.optim.Muon(tp, **kwargs), rg.optim.Muon(rp, **kwargs)
+        for _ in range(100):
+            for p, g in zip(rp, _grads(*[p.data for p in rp], w["X"], w["Y"])):
+                p.grad = rg.tensor(g.astype(dtype))
+            for p, g in zip(tp, _grads(*[p.detach().numpy() for p in tp], w["X"], w["Y"])):
+                p.grad = torch.tensor(g.astype(dtype))
+            ro.step()
+            to.step()
+    assert_close([p.data for p in rp], [p.detach().numpy() for p in tp], dtype)
+    assert_close([np.asarray(ro.state[p]["momentum_buffer"].data) for p in rp],
+                 [to.state[p]["momentum_buffer"].numpy() for p in tp], dtype)
+    assert np.abs(rp[0].data - w["W1"]).max() > 1e-2
+
+
+def _muon_steps_within_one_bfloat16_ulp(kwargs, dtype):
+    """Where PyTorch's bfloat16 summation order is not the one emulated, a rounding can
+    fall the other way (one bfloat16 ulp) and trajectories part. Each of the 100 steps
+    therefore starts both optimizers from PyTorch's parameters and momentum, with the
+    same gradients, and compares the step's result."""
     w = initial_weights(dtype)
     with default_dtype(dtype):
         tp = [torch.tensor(w[k].copy(), requires_grad=True) for k in ("W1", "W2")]
@@ -189,8 +255,6 @@ def test_muon_100_steps_match_torch_step_by_step(kwargs, dtype):
             errs = rel_errors([p.data for p in rp], [p.detach().numpy() for p in tp])
             exact += max(errs) <= TOL[dtype]
             worst = max(worst, *[float(np.abs(a.data - b.detach().numpy()).max()) for a, b in zip(rp, tp)])
-    # nearly every step agrees to the dtype's tolerance; the others by one bfloat16
-    # rounding of the update (see test_newton_schulz_matches_torch_bit_for_bit)
     assert exact >= 90, exact
     lr_max = max(kwargs["lr"] * 0.2 * 8 ** 0.5, kwargs["lr"] * 8 ** 0.5 / 3 ** 0.5)
     assert worst <= lr_max * 2.0 ** -6
@@ -274,7 +338,11 @@ def test_lbfgs_on_the_net_matches_torch_for_50_iterations(line_search_fn):
 
 
 def test_lbfgs_state_dict_resume_matches_torch():
-    out = []
+    """Load PyTorch's state after one step, go on in both libraries: counts, history
+    and parameters agree step by step. With max_iter=3, max_eval defaults to
+    3 * 5 // 4 = 3, and without a line search every iteration but the last costs
+    one evaluation after the step's first, so a step stops after 2 iterations
+    (n_iter 2, 4, 6, 8; not 3, 6, 9) -- in PyTorch as here."""
     with default_dtype("float64"):
         tparams, tf = _softmax_regression(torch, "float64")
         to = torch.optim.LBFGS(tparams, max_iter=3, history_size=4)
@@ -300,11 +368,18 @@ def test_lbfgs_state_dict_resume_matches_torch():
             loss = rf()
             loss.backward()
             return loss
-        for _ in range(2):  # 9 iterations in all: before convergence, where stopping is rounding noise
+        for k in range(3):
             ro.step(rclosure)
             to.step(tclosure)
-    assert_close([p.data for p in rparams], [p.detach().numpy() for p in tparams], "float64")
-    assert ro.state[rparams[0]]["n_iter"] > 3  # it went on from the loaded count
+            rs, ts = ro.state[rparams[0]], to.state[tparams[0]]
+            assert (rs["func_evals"], rs["n_iter"]) == (ts["func_evals"], ts["n_iter"]) == (6 + 3 * k, 4 + 2 * k)
+            assert len(rs["old_dirs"]) == len(ts["old_dirs"])
+            assert float(rs["t"]) == float(ts["t"])
+            for name in ("d", "prev_flat_grad"):
+                np.testing.assert_allclose(rs[name].data, ts[name].numpy(), rtol=1e-10, atol=1e-14)
+            np.testing.assert_allclose([float(rs["H_diag"]), rs["prev_loss"]], [float(ts["H_diag"]), ts["prev_loss"]],
+                                       rtol=1e-10)
+            assert_close([p.data for p in rparams], [p.detach().numpy() for p in tparams], "float64")
 
 
 def test_lbfgs_needs_a_closure():

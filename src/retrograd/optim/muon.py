@@ -18,14 +18,10 @@ DEFAULT_NS_STEPS = 5
 def round_bfloat16(x: np.ndarray) -> np.ndarray:
     """``x`` rounded to bfloat16 (round to nearest even), returned as float32.
     PyTorch runs Muon's Newton–Schulz iteration in bfloat16; NumPy has no
-    bfloat16, so each bfloat16 result is emulated as float32 arithmetic rounded here."""
-    if x.dtype == np.float64:  # one rounding straight from float64, as a float64 -> bfloat16 cast
-        bits = np.ascontiguousarray(x).view(np.uint64)
-        bits = (bits + (((bits >> np.uint64(45)) & np.uint64(1)) + np.uint64((1 << 44) - 1))) \
-            & np.uint64(~((1 << 45) - 1) & 0xFFFFFFFFFFFFFFFF)
-        return bits.view(np.float64).astype(np.float32)
+    bfloat16, so each bfloat16 result is emulated as float32 arithmetic rounded here.
+    float64 goes through float32 first (two roundings), as PyTorch's cast does."""
     bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
-    nan = np.isnan(x)
+    nan = np.isnan(bits.view(np.float32))
     bits = (bits + (((bits >> np.uint32(16)) & np.uint32(1)) + np.uint32(0x7FFF))) & np.uint32(0xFFFF0000)
     out = bits.view(np.float32)
     if nan.any():
@@ -37,7 +33,10 @@ def zeropower_via_newtonschulz(grad: np.ndarray, ns_coefficients: tuple = (DEFAU
                                ns_steps: int = DEFAULT_NS_STEPS, eps: float = EPS) -> np.ndarray:
     """Approximately orthogonalise the matrix ``grad`` (``U S V^T -> U S' V^T``, S' ~ 1)
     with ``ns_steps`` quintic Newton–Schulz iterations ``X <- a X + (b A + c A^2) X``,
-    ``A = X X^T``, in emulated bfloat16 as PyTorch. Returns float32 holding bfloat16 values."""
+    ``A = X X^T``, in emulated bfloat16 as PyTorch. Returns float32 holding bfloat16 values.
+
+    Bit for bit PyTorch's CPU result where PyTorch runs its AVX2 kernels (see
+    ``_sum_products_avx2``); elsewhere within a bfloat16 rounding or two of it."""
     if ns_steps >= 100:
         raise ValueError("Number of steps must be less than 100 for computational efficiency")
     if grad.ndim != 2:
@@ -46,30 +45,140 @@ def zeropower_via_newtonschulz(grad: np.ndarray, ns_coefficients: tuple = (DEFAU
         raise ValueError("Coefficients must be a tuple of exactly 3 values")
     a, b, c = (float(v) for v in ns_coefficients)
     x = round_bfloat16(grad)
+    # PyTorch's norm sums in memory order, which the transpose below does not change
+    norm = np.maximum(_norm_bfloat16(x.ravel()), round_bfloat16(np.array(eps, np.float32)))
     tall = grad.shape[0] > grad.shape[1]
     if tall:
         x = np.ascontiguousarray(x.T)
-    norm = round_bfloat16(np.sqrt(np.sum(x * x, dtype=np.float32)))
-    norm = np.maximum(norm, round_bfloat16(np.array(eps, np.float32)))
     x = round_bfloat16(x / norm)
-    for _ in range(ns_steps):
-        gram = round_bfloat16(_mm(x, x.T))
-        gram_update = _addmm(gram, gram, gram, b, c)
-        x = _addmm(x, gram_update, x, a, 1.0)
+    for step in range(ns_steps):
+        # PyTorch's X is a transposed view of the cast gradient until the first
+        # addmm writes a fresh one; the layout picks the kernel, hence the order
+        view = tall and step == 0
+        gram = round_bfloat16(_sum_products_sequential(x, x.T) if view else _sum_products_avx2(x, x.T))
+        gram_update = _addmm(gram, _sum_products_interleaved(gram, gram), b, c)
+        x = _addmm(x, _sum_products_avx2(gram_update, x) if view else _sum_products_interleaved(gram_update, x),
+                   a, 1.0)
     return x.T if tall else x
 
 
-def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    # products of bfloat16 values are exact in float64: the float64 sum is (nearly)
-    # the exact one, which PyTorch's float32 accumulation also gives for small matrices
-    return a.astype(np.float64) @ b.astype(np.float64)
+# Where PyTorch's bfloat16 matmuls run (x86-64, AVX2 kernels, no AVX512-BF16/AMX, so
+# oneDNN declines bfloat16 and MKL has no bfloat16 gemm), mm/addmm fall to ATen's own CPU
+# BLAS (native/cpu/BlasKernel.cpp), compiled for AVX2 with FMA: each output is one float32
+# dot product, then ``beta * C + alpha * dot``, rounded once to bfloat16. A product of two
+# bfloat16 values is exact in float32, so a float32 ``acc + a * b`` here rounds like the
+# kernel's fused multiply-add; what matters is the order of the additions, which depends on
+# the kernel that the operands' layout selects. Measured against PyTorch 2.13 (orders told
+# apart on inputs with cancelling large terms), the three that Muon meets are:
+#   X @ X.T, X contiguous; A @ X, X a transposed view (gemm_transa_): the vectorised
+#       bf16_dot_with_fp32_arith (ReducedPrecisionFloatGemvFastPathKernel.cpp), see
+#       ``_sum_products_avx2``;
+#   A @ B, both contiguous (gemm_notrans_): BlasKernel.cpp's ``sum``, 4 interleaved
+#       partial sums, see ``_sum_products_interleaved``;
+#   X @ X.T, X a transposed view (gemm_transb_): one sequential sum.
 
 
-def _addmm(c_: np.ndarray, a: np.ndarray, b: np.ndarray, beta: float, alpha: float) -> np.ndarray:
-    """bfloat16 ``torch.addmm(c_, a, b, beta=beta, alpha=alpha)``: ``beta * c_`` in float32,
-    plus ``alpha * (a @ b)``, rounded once to bfloat16."""
-    bc = (np.float32(beta) * c_.astype(np.float32)).astype(np.float64)
-    return round_bfloat16(bc + alpha * _mm(a, b))
+def _outer(a: np.ndarray, b: np.ndarray, lo: int, hi: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Products ``a[:, l] * b[l, :]`` for ``lo <= l < hi``: shape ``(hi - lo, m, n)``, float32."""
+    return np.multiply(a[:, lo:hi].T[:, :, None], b[lo:hi, None, :], out=out)
+
+
+def _sum_products_sequential(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` (bfloat16 values) summed in float32 in order ``l = 0, 1, ...``."""
+    acc = np.zeros((a.shape[0], b.shape[1]), np.float32)
+    for l in range(a.shape[1]):
+        acc += _outer(a, b, l, l + 1)[0]
+    return acc
+
+
+def _sum_products_interleaved(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` in float32 as BlasKernel.cpp's ``sum``: products ``l`` go to partial sum ``l % 4`` (a last
+    incomplete group to partial 0), then ``((p0 + p1) + p2) + p3``."""
+    k = a.shape[1]
+    full = k - k % 4
+    p = np.zeros((4, a.shape[0], b.shape[1]), np.float32)
+    buf = np.empty_like(p)
+    for l in range(0, full, 4):
+        p += _outer(a, b, l, l + 4, buf)
+    for l in range(full, k):
+        p[0] += _outer(a, b, l, l + 1)[0]
+    return ((p[0] + p[1]) + p[2]) + p[3]
+
+
+def _lanes_sum_avx2(v: np.ndarray) -> np.ndarray:
+    """``vec_reduce_all`` of an 8-lane float32 register ``v`` (axis 0), AVX2 shuffle order."""
+    s = v[:4] + v[4:]
+    return (s[0] + s[2]) + (s[1] + s[3])
+
+
+def _sum_products_avx2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` in float32 as bf16_dot_with_fp32_arith with AVX2 registers (8 float32 lanes, 16 bfloat16):
+    a main loop over blocks of 64 into 8 registers (element ``e`` of a block into
+    register ``e // 8``, lane ``e % 8``), the registers folded pairwise (4, 2, 1) and
+    their lanes summed; then blocks of 16 into one register (elements ``l`` and ``l + 8``
+    into lane ``l``), its lanes summed and added; then the rest one by one."""
+    m, k = a.shape
+    n = b.shape[1]
+    main, vec_end = k - k % 64, k - k % 16
+    regs = np.zeros((64, m, n), np.float32) if main else None
+    buf = np.empty_like(regs) if main else None
+    for l in range(0, main, 64):
+        regs += _outer(a, b, l, l + 64, buf)
+    if main:
+        regs = regs.reshape(8, 8, m, n)
+        regs[:4] += regs[4:]
+        regs[:2] += regs[2:4]
+        regs[0] += regs[1]
+        total = _lanes_sum_avx2(regs[0])
+    else:
+        total = np.zeros((m, n), np.float32)
+    tail = np.zeros((8, m, n), np.float32)
+    for l in range(main, vec_end, 16):
+        tail += _outer(a, b, l, l + 8)
+        tail += _outer(a, b, l + 8, l + 16)
+    total = total + _lanes_sum_avx2(tail)
+    for l in range(vec_end, k):
+        total = total + _outer(a, b, l, l + 1)[0]
+    return total
+
+
+def _addmm(c_: np.ndarray, dot: np.ndarray, beta: float, alpha: float) -> np.ndarray:
+    """bfloat16 ``torch.addmm(c_, ., ., beta=beta, alpha=alpha)`` from the float32 ``dot``:
+    ``beta * c_ + alpha * dot`` compiled (GCC, -mfma) to ``fma(beta, c_, alpha * dot)``
+    in float32, rounded once to bfloat16."""
+    scaled = np.float32(alpha) * dot
+    if beta == 0.0:
+        return round_bfloat16(scaled)
+    return round_bfloat16(_fma_float32(np.float32(beta), c_, scaled))
+
+
+def _fma_float32(x: np.float32, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """float32 ``fma(x, y, z)``, one rounding: ``x * y`` is exact in float64 (``y`` is
+    bfloat16), the sum is rounded to odd in float64 (TwoSum error), then to float32."""
+    p = np.float64(x) * y.astype(np.float64)
+    z = z.astype(np.float64)
+    s = p + z
+    bb = s - p
+    err = (p - (s - bb)) + (z - bb)
+    even = (s.view(np.uint64) & np.uint64(1)) == 0
+    fix = (err != 0) & even & np.isfinite(s)
+    if fix.any():
+        s = np.where(fix, np.nextafter(s, np.where(err > 0, np.inf, -np.inf)), s)
+    return s.astype(np.float32)
+
+
+def _norm_bfloat16(v: np.ndarray) -> np.ndarray:
+    """``torch.linalg.vector_norm`` of bfloat16 values ``v`` (memory order), as ATen's
+    vectorised last-dimension kernel: blocks of 16 squares into 8 float32 lanes
+    (elements ``l`` then ``l + 8`` into lane ``l``), the lanes summed in order, the
+    rest added one by one; the float32 square root rounded to bfloat16."""
+    sq = v.astype(np.float32) ** 2
+    full = sq.size - sq.size % 16
+    lanes = np.add.accumulate(sq[:full].reshape(-1, 8), axis=0)[-1] if full else np.zeros(8, np.float32)
+    total = lanes[0]
+    for t in list(lanes[1:]) + list(sq[full:]):
+        total = np.float32(total + t)
+    return round_bfloat16(np.sqrt(np.float32(total)))
 
 
 def _adjust_lr(lr: float, adjust_lr_fn: str | None, shape: tuple) -> float:
