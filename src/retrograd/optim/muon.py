@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import accel
 from .optimizer import Optimizer, StepArrays, _check
 
 __all__ = ["Muon"]
@@ -83,7 +84,7 @@ def _outer(a: np.ndarray, b: np.ndarray, lo: int, hi: int, out: np.ndarray | Non
     return np.multiply(a[:, lo:hi].T[:, :, None], b[lo:hi, None, :], out=out)
 
 
-def _sum_products_sequential(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _np_sum_sequential(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b`` (bfloat16 values) summed in float32 in order ``l = 0, 1, ...``."""
     acc = np.zeros((a.shape[0], b.shape[1]), np.float32)
     for l in range(a.shape[1]):
@@ -91,7 +92,7 @@ def _sum_products_sequential(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return acc
 
 
-def _sum_products_interleaved(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _np_sum_interleaved(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b`` in float32 as BlasKernel.cpp's ``sum``: products ``l`` go to partial sum ``l % 4`` (a last
     incomplete group to partial 0), then ``((p0 + p1) + p2) + p3``."""
     k = a.shape[1]
@@ -111,7 +112,7 @@ def _lanes_sum_avx2(v: np.ndarray) -> np.ndarray:
     return (s[0] + s[2]) + (s[1] + s[3])
 
 
-def _sum_products_avx2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _np_sum_avx2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b`` in float32 as bf16_dot_with_fp32_arith with AVX2 registers (8 float32 lanes, 16 bfloat16):
     a main loop over blocks of 64 into 8 registers (element ``e`` of a block into
     register ``e // 8``, lane ``e % 8``), the registers folded pairwise (4, 2, 1) and
@@ -140,6 +141,99 @@ def _sum_products_avx2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     for l in range(vec_end, k):
         total = total + _outer(a, b, l, l + 1)[0]
     return total
+
+
+@accel.jit
+def _sum_products_kernel(a, b, out, order):
+    """``out = a @ b`` in float32 with the summation ``order`` of the NumPy twins below (0:
+    ``_np_sum_sequential``, 1: ``_np_sum_interleaved``, 2: ``_np_sum_avx2``), one row of
+    ``a`` at a time with per-row accumulators over the columns of C-contiguous ``b`` (each
+    output's additions happen in the same order, so the results are the same bits)."""
+    m, k = a.shape
+    n = b.shape[1]
+    acc = np.zeros((64, n), np.float32)
+    tail = np.zeros((8, n), np.float32)
+    lane = np.zeros(8, np.float32)
+    main, vec_end, full = k - k % 64, k - k % 16, k - k % 4
+    for i in range(m):
+        acc[:, :] = 0
+        if order == 0:
+            for l in range(k):
+                s = a[i, l]
+                for j in range(n):
+                    acc[0, j] += s * b[l, j]
+            for j in range(n):
+                out[i, j] = acc[0, j]
+        elif order == 1:
+            for l in range(full):
+                s = a[i, l]
+                q = l % 4
+                for j in range(n):
+                    acc[q, j] += s * b[l, j]
+            for l in range(full, k):
+                s = a[i, l]
+                for j in range(n):
+                    acc[0, j] += s * b[l, j]
+            for j in range(n):
+                out[i, j] = ((acc[0, j] + acc[1, j]) + acc[2, j]) + acc[3, j]
+        else:
+            for l in range(main):
+                s = a[i, l]
+                e = l % 64
+                for j in range(n):
+                    acc[e, j] += s * b[l, j]
+            tail[:, :] = 0
+            for l in range(main, vec_end):
+                s = a[i, l]
+                q = (l - main) % 8
+                for j in range(n):
+                    tail[q, j] += s * b[l, j]
+            for j in range(n):
+                total = np.float32(0)
+                if main:
+                    for q in range(8):  # the 8 registers folded pairwise: (r, r + 4), (r, r + 2), (0, 1)
+                        r0 = acc[q, j] + acc[32 + q, j]
+                        r1 = acc[8 + q, j] + acc[40 + q, j]
+                        r2 = acc[16 + q, j] + acc[48 + q, j]
+                        r3 = acc[24 + q, j] + acc[56 + q, j]
+                        lane[q] = (r0 + r2) + (r1 + r3)
+                    total = ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]))
+                total = total + (((tail[0, j] + tail[4, j]) + (tail[2, j] + tail[6, j]))
+                                 + ((tail[1, j] + tail[5, j]) + (tail[3, j] + tail[7, j])))
+                for l in range(vec_end, k):
+                    total = total + a[i, l] * b[l, j]
+                out[i, j] = total
+
+
+_NP_SUMS = {0: _np_sum_sequential, 1: _np_sum_interleaved, 2: _np_sum_avx2}
+_NP_ROWS_BUDGET = 1 << 22  # float32 elements of the NumPy twins' (64, rows, n) accumulators: 16 MiB
+
+
+def _sum_products(a: np.ndarray, b: np.ndarray, order: int) -> np.ndarray:
+    """``a @ b`` of float32 matrices holding bfloat16 values, summed in float32 in PyTorch's
+    ``order`` (see the comment above): compiled when Numba is there, else the NumPy twin a
+    block of rows at a time (its accumulators hold 64 partial products per output)."""
+    if accel.available():
+        out = np.empty((a.shape[0], b.shape[1]), np.float32)
+        _sum_products_kernel(a, np.ascontiguousarray(b), out, order)
+        return out
+    rows = max(1, _NP_ROWS_BUDGET // (64 * max(b.shape[1], 1)))
+    fn = _NP_SUMS[order]
+    if a.shape[0] <= rows:
+        return fn(a, b)
+    return np.concatenate([fn(a[r:r + rows], b) for r in range(0, a.shape[0], rows)], axis=0)
+
+
+def _sum_products_sequential(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return _sum_products(a, b, 0)
+
+
+def _sum_products_interleaved(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return _sum_products(a, b, 1)
+
+
+def _sum_products_avx2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return _sum_products(a, b, 2)
 
 
 def _addmm(c_: np.ndarray, dot: np.ndarray, beta: float, alpha: float) -> np.ndarray:
