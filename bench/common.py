@@ -18,14 +18,19 @@ def median_time(fn: Callable[[], object], repeat: int, number: int = 1) -> float
 
 
 def interleaved(fns: dict[str, Callable[[], object]], repeat: int, number: int = 1,
-                warmup: int = 2) -> dict[str, float]:
-    """Time several contenders in alternation (so machine noise hits them alike); medians in seconds."""
+                warmup: int = 2, settle: bool = False) -> dict[str, float]:
+    """Time several contenders in alternation (so machine noise hits them alike); medians in seconds.
+    ``settle``: call each contender once untimed before its timed calls, so the thread pools of
+    the one before it (which spin for a while after their work) have gone idle, as when a
+    library runs alone."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     samples: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeat):
         for name, fn in fns.items():
+            if settle:
+                fn()
             t0 = time.perf_counter()
             for _ in range(number):
                 fn()

@@ -99,10 +99,13 @@ def main() -> None:
     print(f"retrograd compiled kernels: {kernels}")
     for name in ("Adam", "AdamW"):
         ro, tf, td = big_params(rg, torch, name)
-        t = interleaved({"rg": ro.step, "fused": tf.step, "foreach": td.step}, repeat=args.repeat, warmup=2)
-        print(f"{name} step, 10M float32 params in 50 tensors: retrograd {t['rg'] * 1e3:.1f} ms, torch "
-              f"fused {t['fused'] * 1e3:.1f} ms (ratio {t['rg'] / t['fused']:.2f}x, target <= 1.0x), torch "
-              f"foreach {t['foreach'] * 1e3:.1f} ms (ratio {t['rg'] / t['foreach']:.2f}x)")
+        for settle in (False, True):
+            t = interleaved({"rg": ro.step, "fused": tf.step, "foreach": td.step}, repeat=args.repeat, warmup=2,
+                            settle=settle)
+            how = "each after an untimed call of its own (as alone)" if settle else "alternating"
+            print(f"{name} step, 10M float32 params in 50 tensors, {how}: retrograd {t['rg'] * 1e3:.1f} ms, "
+                  f"torch fused {t['fused'] * 1e3:.1f} ms (ratio {t['rg'] / t['fused']:.2f}x, target <= 1.0x), "
+                  f"torch foreach {t['foreach'] * 1e3:.1f} ms (ratio {t['rg'] / t['foreach']:.2f}x)")
         del ro, tf, td
     for label, sizes, batch, target in (("MLP 784-512-256-10, batch 128", (784, 512, 256, 10), 128, 0.9),
                                         ("tiny MLP 32-64-64-2, batch 32", (32, 64, 64, 2), 32, 0.5)):

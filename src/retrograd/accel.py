@@ -27,7 +27,7 @@ import numpy as np
 
 __all__ = ["available", "get_num_threads", "set_num_threads", "jit", "run_split"]
 
-MIN_PER_THREAD = 1 << 17  # elements; below this a second thread costs more than it saves
+MIN_PER_THREAD = 1 << 20  # elements (~1 ms of work); below this a second thread costs more than it saves
 
 
 def _cpu_count() -> int:
