@@ -108,3 +108,26 @@ def test_muon_summation_kernel_equals_numpy_twins_and_rows_chunking(monkeypatch)
     b = M.round_bfloat16(rng.standard_normal((70, 7)).astype(np.float32))
     for order, twin in M._NP_SUMS.items():
         assert np.array_equal(M._sum_products(a, b, order), twin(a, b))
+
+
+def test_a_numba_that_cannot_be_imported_falls_back_with_a_warning(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def failing_import(name, *args, **kwargs):
+        if name == "numba":
+            raise ImportError("Numba needs NumPy 2.0 or less")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", failing_import)
+    monkeypatch.setattr(accel._state, "numba", None)
+    monkeypatch.setattr(accel.importlib.util, "find_spec", lambda name: object())
+    with pytest.warns(RuntimeWarning, match="Numba is installed but cannot be imported.*NumPy 2.0 or less"):
+        assert not accel.available()
+    assert not accel.available()  # decided once
+    p = [rg.tensor(np.ones(4, np.float32), requires_grad=True)]
+    opt = rg.optim.Adam(p, lr=0.1)
+    p[0].grad = rg.tensor(np.ones(4, np.float32))
+    opt.step()  # the NumPy update
+    np.testing.assert_allclose(p[0].data, 0.9, rtol=1e-6)

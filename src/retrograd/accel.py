@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -64,10 +65,24 @@ if hasattr(os, "register_at_fork"):
 
 
 def available() -> bool:
-    """Whether compiled kernels run: Numba is installed and ``RETROGRAD_NO_JIT`` is not set."""
+    """Whether compiled kernels run: Numba is installed and importable, and ``RETROGRAD_NO_JIT``
+    is not set. (A Numba that fails to import, e.g. one too old for the installed NumPy, is
+    reported once in a warning and the NumPy paths are used.)"""
     if _state.numba is None:
-        _state.numba = importlib.util.find_spec("numba") is not None
+        _state.numba = _import_numba()
     return _state.numba and _state.enabled
+
+
+def _import_numba() -> bool:
+    if importlib.util.find_spec("numba") is None:
+        return False
+    try:
+        import numba  # noqa: F401
+    except Exception as e:  # noqa: BLE001  (any failure means: no compiled kernels)
+        warnings.warn(f"retrograd: Numba is installed but cannot be imported ({type(e).__name__}: {e}); "
+                      f"using the NumPy code paths (same numbers, slower)", RuntimeWarning, stacklevel=3)
+        return False
+    return True
 
 
 def get_num_threads() -> int:
