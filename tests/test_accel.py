@@ -131,3 +131,26 @@ def test_a_numba_that_cannot_be_imported_falls_back_with_a_warning(monkeypatch):
     p[0].grad = rg.tensor(np.ones(4, np.float32))
     opt.step()  # the NumPy update
     np.testing.assert_allclose(p[0].data, 0.9, rtol=1e-6)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gelu_kernels_equal_numpy_path(dtype, monkeypatch):
+    """GELU's compiled forward (float32) and backward give the NumPy path's bits, NaN/inf included."""
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal((33, 257)) * 3).astype(dtype)
+    x[0, :6] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 40.0]
+    g = rng.standard_normal(x.shape).astype(dtype)
+
+    def run():
+        rx = rg.tensor(x, requires_grad=True)
+        y = rg.nn.functional.gelu(rx)
+        y.backward(rg.tensor(g))
+        return y.data.copy(), rx.grad.data.copy()
+
+    with np.errstate(invalid="ignore"):
+        fast = run()
+        monkeypatch.setattr(accel._state, "enabled", False)
+        slow = run()
+    for a, b in zip(fast, slow):
+        assert np.array_equal(a, b, equal_nan=True)

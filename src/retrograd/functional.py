@@ -77,11 +77,44 @@ def _elu_b(g, out, ins, kw, needs):
 ELU = Rule("elu", _elu_f, _elu_b)
 
 
+@accel.jit
+def _gelu32_kernel(x, out, cdf, p0, p1, p2, p3, p4, p5, p6, q0, q1, q2, q3, q4, inv_sqrt2, lo, hi, one, half):
+    """float32 ``out = x * Phi(x)`` and ``cdf = Phi(x)`` in one pass, rounded as the NumPy
+    path: ``Phi = (erf(x / sqrt 2) + 1) / 2`` with ``ops._erf32_block``'s clipped rational
+    approximation, each operation in the same order in float32 (the Horner steps written
+    out, so that the loop vectorises)."""
+    for i in range(x.shape[0]):
+        xi = x[i]
+        t = xi * inv_sqrt2
+        t = lo if t < lo else (hi if t > hi else t)  # np.clip: a NaN stays NaN
+        x2 = t * t
+        p = ((((((x2 * p0 + p1) * x2 + p2) * x2 + p3) * x2 + p4) * x2 + p5) * x2) + p6
+        q = (((x2 * q0 + q1) * x2 + q2) * x2 + q3) * x2 + q4
+        c = (p * t / q + one) * half
+        cdf[i] = c
+        out[i] = xi * c
+
+
+@accel.jit
+def _gelu_back_kernel(e, x, cdf, g, out, inv_sqrt_2pi):
+    """``out = g * (cdf + x * e / sqrt(2 pi))`` from ``e = exp(-x^2 / 2)``, rounded as the
+    NumPy path (``pdf = e; pdf *= x; pdf *= c; pdf += cdf; pdf *= g``)."""
+    for i in range(x.shape[0]):
+        out[i] = ((e[i] * x[i]) * inv_sqrt_2pi + cdf[i]) * g[i]
+
+
 def _gelu_f(ins, kw):
     x = ins[0]
     if kw["approximate"] == "tanh":
         inner = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
         return (0.5 * x * (1.0 + np.tanh(inner))).astype(x.dtype, copy=False)
+    if x.dtype == np.float32 and x.size and accel.available():
+        f = np.float32
+        xf = x.reshape(-1)
+        out, cdf = np.empty_like(xf), np.empty_like(xf)
+        _gelu32_kernel(xf, out, cdf, *O._ERF32_P, *O._ERF32_Q, f(1.0 / _SQRT2), f(-4.0), f(4.0), f(1.0), f(0.5))
+        kw["cdf"] = cdf.reshape(x.shape)
+        return out.reshape(x.shape)
     cdf = O.erf_array(x * x.dtype.type(1.0 / _SQRT2))
     cdf += 1.0
     cdf *= 0.5
@@ -98,6 +131,13 @@ def _gelu_b(g, out, ins, kw, needs):
         return (g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dinner),)
     if isinstance(x, np.ndarray) and "cdf" in kw:
         xd = x.dtype.type
+        if isinstance(g, np.ndarray) and x.dtype.kind == "f" and g.dtype == x.dtype and x.size and \
+                accel.available():
+            e = np.exp(x * x * xd(-0.5)).reshape(-1)  # NumPy's exp: the kernel fuses the other passes
+            out = np.empty(x.shape, x.dtype)
+            _gelu_back_kernel(e, x.reshape(-1), kw["cdf"].reshape(-1), np.broadcast_to(g, x.shape).reshape(-1),
+                              out.reshape(-1), xd(_INV_SQRT_2PI))
+            return (out,)
         pdf = np.exp(x * x * xd(-0.5))
         pdf *= x
         pdf *= xd(_INV_SQRT_2PI)
