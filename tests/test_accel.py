@@ -154,3 +154,25 @@ def test_gelu_kernels_equal_numpy_path(dtype, monkeypatch):
         slow = run()
     for a, b in zip(fast, slow):
         assert np.array_equal(a, b, equal_nan=True)
+
+
+@needs_numba
+@pytest.mark.parametrize("kwargs", [{}, {"padding_idx": 2}, {"scale_grad_by_freq": True}])
+def test_embedding_backward_kernel_equals_add_at(kwargs, monkeypatch):
+    """Repeated indices accumulate in the same order as np.add.at (values spanning 12 decades,
+    so a different order would show), and the result is PyTorch's."""
+    rng = np.random.default_rng(5)
+    idx = rng.integers(0, 9, (6, 50))
+    g = (rng.standard_normal((6, 50, 7)) * 10.0 ** rng.integers(-6, 6, (6, 50, 1))).astype(np.float32)
+
+    def run():
+        w = rg.tensor(np.zeros((9, 7), np.float32), requires_grad=True)
+        rg.nn.functional.embedding(rg.tensor(idx), w, **kwargs).backward(rg.tensor(g))
+        return w.grad.data.copy()
+
+    fast = run()
+    monkeypatch.setattr(accel._state, "enabled", False)
+    assert np.array_equal(fast, run())
+    tw = torch.zeros((9, 7), requires_grad=True)
+    torch.nn.functional.embedding(torch.tensor(idx), tw, **kwargs).backward(torch.tensor(g))
+    np.testing.assert_allclose(fast, tw.grad.numpy(), rtol=1e-5, atol=1e-5 * np.abs(g).max())

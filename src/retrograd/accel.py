@@ -1,8 +1,8 @@
 """Optional compiled kernels (Numba): availability, compile on first use, threads.
 
 NumPy runs an elementwise formula as one whole-array pass per operator, each a
-trip through memory on one core. Where that dominates (the optimizers' updates,
-max-pooling), retrograd has a second implementation: a plain loop that Numba
+trip through memory on one core. Where that dominates (Adam's update, max-pooling,
+GELU, Muon's bfloat16 matmuls), retrograd has a second implementation: a plain loop that Numba
 compiles (``pip install 'retrograd[fast]'``) and that reads and writes each
 element once. Each such kernel performs the same float operations in the same
 order as its NumPy twin (no fast-math, no fused multiply-adds), so results are

@@ -317,6 +317,16 @@ def _embedding_b(g, out, ins, kw, needs):
     return (call(EMBEDDING_BACKWARD, (g,), kw),)
 
 
+@accel.jit
+def _rows_add_at_kernel(z, idx, gg):
+    """``np.add.at(z, idx, gg)`` for rows: row ``r`` of ``gg`` added to ``z[idx[r]]`` in the order of ``r``."""
+    d = gg.shape[1]
+    for r in range(idx.shape[0]):
+        row = idx[r]
+        for j in range(d):
+            z[row, j] += gg[r, j]
+
+
 def _embedding_backward_f(ins, kw):
     g = ins[0]
     d = g.shape[-1]
@@ -326,7 +336,10 @@ def _embedding_backward_f(ins, kw):
     if kw["scale_grad_by_freq"]:
         counts = np.bincount(idx, minlength=kw["num_weights"])
         gg = gg / counts[idx][:, None]
-    np.add.at(z, idx, gg)
+    if isinstance(gg, np.ndarray) and gg.dtype.kind == "f" and gg.size and accel.available():
+        _rows_add_at_kernel(z, idx, gg)  # the same additions in the same order, without add.at's overhead
+    else:
+        np.add.at(z, idx, gg)
     if kw["padding_idx"] is not None:
         z[kw["padding_idx"]] = 0
     return z
