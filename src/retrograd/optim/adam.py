@@ -75,6 +75,11 @@ class Adam(Optimizer):
     Kingma & Ba, "Adam: A Method for Stochastic Optimization" (ICLR 2015);
     AMSGrad: Reddi et al., "On the Convergence of Adam and Beyond" (ICLR 2018).
     State per parameter: ``step``, ``exp_avg``, ``exp_avg_sq`` (+ ``max_exp_avg_sq``).
+
+    ``fused``: None (default) runs the update as one compiled pass over the flat
+    buffers when Numba is installed (``rg.optim.fused``; bitwise the NumPy update),
+    False always uses the NumPy update, True requires Numba. ``foreach`` is accepted
+    for PyTorch compatibility and has no effect.
     """
 
     _state_keys = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
