@@ -251,3 +251,43 @@ def test_resume_after_sigkill_loses_nothing(tmp_path, storage):
     assert len({t.params["optim.lr"] for t in after}) == 6
     assert "interrupted; rerun of" not in "".join(r["note"] for r in r.rows)
     assert [row["note"] for row in r.rows if row["note"]] == ["interrupted", "rerun of 3"]
+
+
+def _fixed_metric(cfg, reporter):
+    return {"val_accuracy": 1.0 / (1.0 + abs(cfg["optim"]["lr"] - 0.1))}
+
+
+def test_resume_leaves_trials_of_live_local_processes_alone(tmp_path, capsys):
+    """A second search resuming the study must not take over the trials another live process
+    on this machine is running; trials of dead processes are recovered as after a crash."""
+    import socket
+
+    study_dir = tmp_path / "study"
+    tune.search(BASE_CONFIG, LR_SPACE, train_fn=_fixed_metric, method="random", n_trials=2, pruner="none",
+                study_dir=study_dir, plots=False)
+    storage = tune.open_storage(tune.study.storage_spec(None, study_dir))
+    study = optuna.load_study(study_name="study", storage=storage)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait(30)
+    try:
+        running = {}
+        for who, pid in (("live", sleeper.pid), ("dead", dead.pid)):
+            t = study.ask()
+            t.suggest_float("optim.lr", 1e-4, 10.0, log=True)
+            t.set_user_attr("worker", {"host": socket.gethostname(), "pid": pid})
+            running[who] = t.number
+        capsys.readouterr()
+        r = tune.search(BASE_CONFIG, LR_SPACE, train_fn=_fixed_metric, method="random", n_trials=4,
+                        pruner="none", study_dir=study_dir, resume=True, plots=False)
+    finally:
+        sleeper.kill()
+        sleeper.wait(30)
+    printed = capsys.readouterr().out
+    trials = {t.number: t for t in r.study.trials}
+    assert trials[running["live"]].state.name == "RUNNING" and "interrupted" not in trials[running["live"]].user_attrs
+    assert f"trials {running['live']} are running in live processes on this machine (pids {sleeper.pid})" in printed
+    assert trials[running["dead"]].state.name == "FAIL" and trials[running["dead"]].user_attrs["interrupted"]
+    assert [t.number for t in r.study.trials if t.user_attrs.get("retry_of") is not None] != []
+    assert all(t.user_attrs.get("retry_of") == running["dead"] for t in r.study.trials if "retry_of" in t.user_attrs)
+    assert sum(tune.study.counted(t) for t in r.study.trials) == 4

@@ -7,8 +7,10 @@ import copy
 import json
 import math
 import multiprocessing
+import os
 import pathlib
 import re
+import socket
 import sys
 import warnings
 from typing import Any, Callable, Mapping, Sequence
@@ -53,6 +55,8 @@ def objective(config: Mapping, space: Mapping | SearchSpace, train_fn: TrainFn, 
         if study is not None and study.direction.name.lower() != direction:
             raise ValueError(f"tune: the objective {direction}s {metric!r} but study {study.study_name!r} "
                              f"is set to {study.direction.name.lower()}")
+        # who runs it: a resume on this machine leaves trials of live processes alone
+        trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
         _, cfg = space.suggest(trial, config, grid=grid)
         s = trial_seed(seed, trial.number)
         set_dotted(cfg, "train.seed", s)
@@ -160,12 +164,40 @@ def counted(t: optuna.trial.FrozenTrial) -> bool:
     return t.state.is_finished() and not t.user_attrs.get("interrupted", False)
 
 
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a process of another user
+        return True
+    return True
+
+
 def recover_interrupted(study: optuna.Study, out=None) -> list[int]:
     """Mark the trials left RUNNING by a killed process FAILED (user attr ``interrupted``) and enqueue
-    their parameters again, so a resumed study runs each exactly once. Returns their numbers."""
+    their parameters again, so a resumed study runs each exactly once. Returns their numbers.
+
+    A RUNNING trial whose worker process (user attr ``worker``: host and pid) is alive on this
+    machine is left alone: another search is running it. A trial of another machine cannot be
+    checked and is taken as interrupted, so resume a study shared across machines only when none
+    of its workers runs."""
     out = out or sys.stdout
     storage = study._storage
-    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    host, me = socket.gethostname(), os.getpid()
+    stale, live = [], []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        w = t.user_attrs.get("worker")
+        if isinstance(w, dict) and w.get("host") == host and w.get("pid") != me and _pid_alive(w.get("pid")):
+            live.append(t)
+        else:
+            stale.append(t)
+    if live:
+        print(f"tune: trials {', '.join(str(t.number) for t in live)} are running in live processes on this "
+              f"machine (pids {', '.join(str(t.user_attrs['worker']['pid']) for t in live)}); left alone",
+              file=out)
     for t in stale:
         storage.set_trial_user_attr(t._trial_id, "interrupted", True)
         storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
@@ -236,7 +268,8 @@ def search(config: Mapping, space: Mapping | SearchSpace, *, train_fn: TrainFn, 
     (``postgresql://user:pw@host/db``). ``workers``: local processes sharing the study (``train_fn``
     must then be picklable: a module-level function or an instance of a module-level class).
     ``resume=True`` continues an existing study: trials left RUNNING by a killed process are marked
-    FAILED and queued again with the same parameters. Returns a ``TuneResult`` and writes the trials
+    FAILED and queued again with the same parameters (trials of live processes on this machine are
+    left alone; see ``recover_interrupted``). Returns a ``TuneResult`` and writes the trials
     table (``trials.csv``), ``best_config.toml``, ``study.json`` and plots into ``study_dir``."""
     from .results import report  # noqa: PLC0415  (results imports matplotlib lazily)
 
