@@ -198,10 +198,17 @@ def test_threads_limits_numpys_blas_for_the_run(write_config, run_cli):
         return [i["num_threads"] for i in threadpool_info()
                 if i["user_api"] == "blas" and "numpy" in i["filepath"]]
 
+    import retrograd as rg
+
+    kernel_threads = rg.get_num_threads()
     with threadpool_limits(limits=None):          # restores the original limits on exit
-        rc, _, err = run_cli("train", write_config(), "--quiet", "--set", "train.threads=1",
-                             "--set", "train.epochs=1")
-        assert rc == 0, err
-        assert numpy_blas_threads() == [1]
+        try:
+            rc, _, err = run_cli("train", write_config(), "--quiet", "--set", "train.threads=1",
+                                 "--set", "train.epochs=1")
+            assert rc == 0, err
+            assert numpy_blas_threads() == [1]
+            assert rg.get_num_threads() == 1  # the compiled kernels' threads too
+        finally:
+            rg.set_num_threads(kernel_threads)
     rc, _, err = run_cli("train", write_config(), "--quiet", "--set", "train.threads=0")
     assert rc == 2 and "train.threads: must be >= 1, got 0" in err
