@@ -176,3 +176,25 @@ def test_embedding_backward_kernel_equals_add_at(kwargs, monkeypatch):
     tw = torch.zeros((9, 7), requires_grad=True)
     torch.nn.functional.embedding(torch.tensor(idx), tw, **kwargs).backward(torch.tensor(g))
     np.testing.assert_allclose(fast, tw.grad.numpy(), rtol=1e-5, atol=1e-5 * np.abs(g).max())
+
+
+@pytest.mark.parametrize("dtype", ["float16", "int64"])
+def test_dtypes_the_kernels_cannot_take_keep_the_numpy_path(dtype):
+    """Numba has no float16 arithmetic: pooling, GELU and embedding in float16 run the NumPy path."""
+    rng = np.random.default_rng(6)
+    if dtype == "float16":
+        x = rg.tensor(rng.standard_normal((2, 3, 8, 8)).astype(np.float16), requires_grad=True)
+        y = rg.nn.functional.max_pool2d(x, 2)
+        y.sum().backward()
+        ref = rg.nn.functional.max_pool2d(rg.tensor(x.data.astype(np.float32)), 2)
+        assert y.dtype == rg.float16 and np.array_equal(y.data.astype(np.float32), ref.data)
+        assert x.grad.dtype == rg.float16 and float(x.grad.data.sum()) == 2 * 3 * 16
+        w = rg.tensor(np.ones((3, 4), np.float16), requires_grad=True)
+        rg.nn.functional.embedding(rg.tensor(np.array([0, 1, 1])), w).sum().backward()
+        assert w.grad.data[:, 0].tolist() == [1.0, 2.0, 0.0]
+        h = rg.tensor(np.array([-1.0, 0.0, 2.0], np.float16), requires_grad=True)
+        rg.nn.functional.gelu(h).sum().backward()
+        np.testing.assert_allclose(h.grad.data.astype(np.float64), [-0.0833, 0.5, 1.0852], atol=2e-3)
+    else:
+        assert not accel.handles(np.zeros(3, np.int64))
+        assert not accel.handles(rg.zeros(3))  # a Tensor, not an array

@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["available", "get_num_threads", "set_num_threads", "jit", "run_split"]
+__all__ = ["available", "handles", "get_num_threads", "set_num_threads", "jit", "run_split"]
 
 MIN_PER_THREAD = 1 << 20  # elements (~1 ms of work); below this a second thread costs more than it saves
 
@@ -83,6 +83,18 @@ def _import_numba() -> bool:
                       f"using the NumPy code paths (same numbers, slower)", RuntimeWarning, stacklevel=3)
         return False
     return True
+
+
+def handles(*arrays: Any) -> bool:
+    """Whether compiled kernels run (``available()``) and can take these arrays: NumPy arrays of
+    float32 or float64 (Numba has no float16 arithmetic; other dtypes keep the NumPy path)."""
+    for a in arrays:
+        if not isinstance(a, np.ndarray) or a.dtype not in _FLOATS:
+            return False
+    return available()
+
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def get_num_threads() -> int:

@@ -131,8 +131,7 @@ def _gelu_b(g, out, ins, kw, needs):
         return (g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dinner),)
     if isinstance(x, np.ndarray) and "cdf" in kw:
         xd = x.dtype.type
-        if isinstance(g, np.ndarray) and x.dtype.kind == "f" and g.dtype == x.dtype and x.size and \
-                accel.available():
+        if g.dtype == x.dtype and x.size and accel.handles(x, g):
             e = np.exp(x * x * xd(-0.5)).reshape(-1)  # NumPy's exp: the kernel fuses the other passes
             out = np.empty(x.shape, x.dtype)
             _gelu_back_kernel(e, x.reshape(-1), kw["cdf"].reshape(-1), np.broadcast_to(g, x.shape).reshape(-1),
@@ -336,7 +335,7 @@ def _embedding_backward_f(ins, kw):
     if kw["scale_grad_by_freq"]:
         counts = np.bincount(idx, minlength=kw["num_weights"])
         gg = gg / counts[idx][:, None]
-    if isinstance(gg, np.ndarray) and gg.dtype.kind == "f" and gg.size and accel.available():
+    if gg.size and accel.handles(gg):
         _rows_add_at_kernel(z, idx, gg)  # the same additions in the same order, without add.at's overhead
     else:
         np.add.at(z, idx, gg)
@@ -1461,7 +1460,7 @@ def _maxpool2d_f(ins, kw):
     n, c, h, wd = x.shape
     oh, ow = kw["out_hw"]
     if ((kh, kww, sh, sw, ph, pw, dh, dw) == (2, 2, 2, 2, 0, 0, 1, 1) and 2 * oh <= h and 2 * ow <= wd
-            and x.size and x.dtype.kind == "f" and accel.available()):
+            and x.size and accel.handles(x)):
         out = np.empty((n, c, oh, ow), x.dtype)
         idx = np.empty((n, c, oh, ow), np.int32)
         if not _maxpool2x2_kernel(x, out, idx):
@@ -1524,7 +1523,7 @@ def _maxpool2d_bf(ins, kw):
     idx = kw["idx"]
     h, wd = kw["in_hw"]
     n, c, oh, ow = idx.shape
-    if g.size and isinstance(g, np.ndarray) and accel.available():
+    if g.size and accel.handles(g):
         gx = np.zeros((n, c, h, wd), g.dtype)
         _maxpool2d_back_kernel(g, idx, gx, kww, sh, sw, ph, pw, dh, dw)
         return gx
