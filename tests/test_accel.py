@@ -198,3 +198,14 @@ def test_dtypes_the_kernels_cannot_take_keep_the_numpy_path(dtype):
     else:
         assert not accel.handles(np.zeros(3, np.int64))
         assert not accel.handles(rg.zeros(3))  # a Tensor, not an array
+
+
+@pytest.mark.parametrize("value,expected", [("3", 3), (" 2 ", 2), ("0", None), ("many", None), ("", None)])
+def test_num_threads_from_the_environment(monkeypatch, value, expected):
+    monkeypatch.setenv("RETROGRAD_NUM_THREADS", value)
+    if expected is None and value.strip():
+        with pytest.warns(RuntimeWarning, match="RETROGRAD_NUM_THREADS=.* is not an integer >= 1"):
+            n = accel._env_threads()
+    else:
+        n = accel._env_threads()
+    assert n == (expected if expected is not None else accel._cpu_count())

@@ -39,6 +39,22 @@ def _cpu_count() -> int:
     return max(1, min(n, 8))
 
 
+def _env_threads() -> int:
+    """``RETROGRAD_NUM_THREADS`` if set to an integer >= 1; else (with a warning if it was set to
+    something else) the CPUs this process may run on."""
+    env = os.environ.get("RETROGRAD_NUM_THREADS", "").strip()
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            n = 0
+        if n >= 1:
+            return n
+        warnings.warn(f"retrograd: RETROGRAD_NUM_THREADS={env!r} is not an integer >= 1; using "
+                      f"{_cpu_count()} threads", RuntimeWarning, stacklevel=2)
+    return _cpu_count()
+
+
 class _State:
     """Process-wide settings and the worker threads, in one object rather than loose globals."""
 
@@ -49,8 +65,7 @@ class _State:
         self.enabled = os.environ.get("RETROGRAD_NO_JIT", "") in ("", "0")
         self.pool = None
         self.lock = threading.Lock()
-        env = os.environ.get("RETROGRAD_NUM_THREADS")
-        self.threads = int(env) if env else _cpu_count()
+        self.threads = _env_threads()
 
 
 _state = _State()
