@@ -28,6 +28,7 @@ import numpy as np
 
 __all__ = ["available", "handles", "get_num_threads", "set_num_threads", "jit", "run_split"]
 
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))  # what the kernels are compiled for
 MIN_PER_THREAD = 1 << 20  # elements (~1 ms of work); below this a second thread costs more than it saves
 
 
@@ -109,9 +110,6 @@ def handles(*arrays: Any) -> bool:
     return available()
 
 
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-
-
 def get_num_threads() -> int:
     """Threads a compiled kernel may use (default: the CPUs this process may run on, at most 8)."""
     return _state.threads
@@ -171,14 +169,13 @@ def run_split(kernel: Callable, arrays: list, scalars: tuple) -> None:
         kernel(*arrays, *scalars)
         return
     pool = _state.pool
-    if pool is None or pool._max_workers < parts - 1:
+    if pool is None:
         from concurrent.futures import ThreadPoolExecutor
 
         with _state.lock:
             pool = _state.pool
-            if pool is None or pool._max_workers < parts - 1:
-                pool = _state.pool = ThreadPoolExecutor(max(parts, _state.threads) - 1,
-                                                        thread_name_prefix="retrograd-kernel")
+            if pool is None:  # threads start on demand, so a generous cap costs nothing
+                pool = _state.pool = ThreadPoolExecutor(63, thread_name_prefix="retrograd-kernel")
     bounds = [n * k // parts for k in range(parts + 1)]
 
     def piece(k: int) -> list:

@@ -112,7 +112,7 @@ class Adam(Optimizer):
         bias_correction1 = 1 - beta1 ** step
         bias_correction2 = 1 - beta2 ** step
         vmax = u.state["max_exp_avg_sq"] if group["amsgrad"] else None
-        if isinstance(step, float) and beta1 > 0.5 and _fused.usable(group["fused"], u.dtype):
+        if isinstance(step, float) and beta1 > 0.5 and _fused.usable(group["fused"], u.param):
             wd, decoupled = float(group["weight_decay"]), group["decoupled_weight_decay"]
             _fused.adam_(u.param, u.grad, u.state["exp_avg"], u.state["exp_avg_sq"], vmax, beta1=beta1,
                          beta2=beta2, step_size=-(lr / bias_correction1),

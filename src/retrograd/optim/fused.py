@@ -58,7 +58,7 @@ def adam_(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: 
     accel.run_split(_adam_kernel, [param, grad, exp_avg, exp_avg_sq, vmax], scalars)
 
 
-def usable(fused: Any, dtype: np.dtype) -> bool:
+def usable(fused: Any, *arrays: np.ndarray) -> bool:
     """Whether an optimizer group with ``fused`` (None: when possible, False: never)
-    runs a fused kernel on buffers of ``dtype``."""
-    return fused is not False and dtype in (np.float32, np.float64) and accel.available()
+    runs a fused kernel on these buffers."""
+    return fused is not False and accel.handles(*arrays)

@@ -37,7 +37,7 @@ def zeropower_via_newtonschulz(grad: np.ndarray, ns_coefficients: tuple = (DEFAU
     ``A = X X^T``, in emulated bfloat16 as PyTorch. Returns float32 holding bfloat16 values.
 
     Bit for bit PyTorch's CPU result where PyTorch runs its AVX2 kernels (see
-    ``_sum_products_avx2``); elsewhere within a bfloat16 rounding or two of it."""
+    ``_np_sum_avx2``); elsewhere within a bfloat16 rounding or two of it."""
     if ns_steps >= 100:
         raise ValueError("Number of steps must be less than 100 for computational efficiency")
     if grad.ndim != 2:
@@ -56,9 +56,9 @@ def zeropower_via_newtonschulz(grad: np.ndarray, ns_coefficients: tuple = (DEFAU
         # PyTorch's X is a transposed view of the cast gradient until the first
         # addmm writes a fresh one; the layout picks the kernel, hence the order
         view = tall and step == 0
-        gram = round_bfloat16(_sum_products_sequential(x, x.T) if view else _sum_products_avx2(x, x.T))
-        gram_update = _addmm(gram, _sum_products_interleaved(gram, gram), b, c)
-        x = _addmm(x, _sum_products_avx2(gram_update, x) if view else _sum_products_interleaved(gram_update, x),
+        gram = round_bfloat16(_sum_products(x, x.T, _SEQUENTIAL if view else _AVX2))
+        gram_update = _addmm(gram, _sum_products(gram, gram, _INTERLEAVED), b, c)
+        x = _addmm(x, _sum_products(gram_update, x, _AVX2 if view else _INTERLEAVED),
                    a, 1.0)
     return x.T if tall else x
 
@@ -73,9 +73,9 @@ def zeropower_via_newtonschulz(grad: np.ndarray, ns_coefficients: tuple = (DEFAU
 # apart on inputs with cancelling large terms), the three that Muon meets are:
 #   X @ X.T, X contiguous; A @ X, X a transposed view (gemm_transa_): the vectorised
 #       bf16_dot_with_fp32_arith (ReducedPrecisionFloatGemvFastPathKernel.cpp), see
-#       ``_sum_products_avx2``;
+#       ``_np_sum_avx2``;
 #   A @ B, both contiguous (gemm_notrans_): BlasKernel.cpp's ``sum``, 4 interleaved
-#       partial sums, see ``_sum_products_interleaved``;
+#       partial sums, see ``_np_sum_interleaved``;
 #   X @ X.T, X a transposed view (gemm_transb_): one sequential sum.
 
 
@@ -205,7 +205,8 @@ def _sum_products_kernel(a, b, out, order):
                 out[i, j] = total
 
 
-_NP_SUMS = {0: _np_sum_sequential, 1: _np_sum_interleaved, 2: _np_sum_avx2}
+_SEQUENTIAL, _INTERLEAVED, _AVX2 = 0, 1, 2  # the summation orders (``order`` of the kernel)
+_NP_SUMS = {_SEQUENTIAL: _np_sum_sequential, _INTERLEAVED: _np_sum_interleaved, _AVX2: _np_sum_avx2}
 _NP_ROWS_BUDGET = 1 << 22  # float32 elements of the NumPy twins' (64, rows, n) accumulators: 16 MiB
 
 
@@ -222,18 +223,6 @@ def _sum_products(a: np.ndarray, b: np.ndarray, order: int) -> np.ndarray:
     if a.shape[0] <= rows:
         return fn(a, b)
     return np.concatenate([fn(a[r:r + rows], b) for r in range(0, a.shape[0], rows)], axis=0)
-
-
-def _sum_products_sequential(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return _sum_products(a, b, 0)
-
-
-def _sum_products_interleaved(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return _sum_products(a, b, 1)
-
-
-def _sum_products_avx2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return _sum_products(a, b, 2)
 
 
 def _addmm(c_: np.ndarray, dot: np.ndarray, beta: float, alpha: float) -> np.ndarray:
