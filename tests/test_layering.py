@@ -14,7 +14,7 @@ LAYERS = {
     "tensor": 3,
     "creation": 4, "autograd.function": 4, "autograd.gradcheck": 4, "autograd.functional": 4,
     "autograd": 4,
-    "functional": 5,
+    "nn.functional": 5,
     "nn": 6, "optim": 7, "data": 7, "train": 8, "io": 8, "models": 8, "tune": 9, "distributed": 9, "rl": 9,
     "cli": 10, "config": 10, "__main__": 11, "": 11,
 }

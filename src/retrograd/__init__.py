@@ -53,7 +53,6 @@ def numel(input: Tensor) -> int:  # noqa: A002
     return input.numel()
 
 
-from . import functional  # noqa: E402
 from . import nn  # noqa: E402
 from . import optim  # noqa: E402
 from . import data  # noqa: E402

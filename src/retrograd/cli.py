@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import accel
-from . import functional as F
+from .nn import functional as F
 from . import nn
 from .config import (ConfigError, apply_overrides, dumps, is_schedule_function, load_config, model_factory,
                      optimizer_class, optimizer_names, required_args, scheduler_factory, validate)

@@ -308,7 +308,9 @@ def test_dropout():
 
 def test_functional_alias_and_module_import():
     import retrograd.nn.functional as F
-    assert F is rg.functional is rg.nn.functional
+    from retrograd.nn import functional as F2
+    assert F is F2 is rg.nn.functional
+    assert not hasattr(rg, "functional")  # torch.nn.functional's home is rg.nn.functional only
     assert callable(F.cross_entropy) and callable(rg.nn.init.kaiming_uniform_)
 
 

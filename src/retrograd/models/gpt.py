@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from .. import functional as F
+from ..nn import functional as F
 from .. import nn
 from ..autograd.engine import no_grad
 from ..creation import multinomial

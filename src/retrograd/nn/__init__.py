@@ -1,10 +1,9 @@
 """Neural-network building blocks with PyTorch's ``torch.nn`` names, signatures, defaults and numbers.
 
-``rg.nn.functional`` is ``retrograd.functional``; ``rg.nn.init`` holds the initialisers.
+``rg.nn.functional`` holds the functional forms (one module per op family); ``rg.nn.init`` holds the
+initialisers.
 """
-import sys as _sys
-
-from .. import functional
+from . import functional
 from . import init
 from . import utils
 from .activation import (CELU, ELU, GELU, SELU, Hardtanh, LeakyReLU, LogSoftmax, Mish, PReLU, ReLU, ReLU6,
@@ -22,9 +21,6 @@ from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBas
 from .transformer import (MultiheadAttention, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,
                           TransformerEncoderLayer)
 from .module import Module, Parameter, RemovableHandle
-
-# `import retrograd.nn.functional as F` works as in PyTorch
-_sys.modules[__name__ + ".functional"] = functional
 
 __all__ = [
     "functional", "init", "utils", "Module", "Parameter", "RemovableHandle",

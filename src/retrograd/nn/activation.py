@@ -1,9 +1,9 @@
-"""Activation modules: thin wrappers over ``retrograd.functional`` with PyTorch's arguments and reprs."""
+"""Activation modules: thin wrappers over ``retrograd.nn.functional`` with PyTorch's arguments and reprs."""
 from __future__ import annotations
 
 from typing import Any
 
-from .. import functional as F
+from . import functional as F
 from ..creation import full
 from ..tensor import Tensor
 from .module import Module, Parameter

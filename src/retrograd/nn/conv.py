@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .. import functional as F
+from . import functional as F
+from .functional._args import _tuple
 from ..creation import empty
 from ..tensor import Tensor, pad
 from . import init
@@ -35,9 +36,9 @@ class _ConvNd(Module):
             raise ValueError(f"padding_mode must be one of {_PADDING_MODES}, but got padding_mode='{padding_mode}'")
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.kernel_size = F._tuple(kernel_size, nd, "kernel_size", name)
-        self.stride = F._tuple(stride, nd, "stride", name)
-        self.dilation = F._tuple(dilation, nd, "dilation", name)
+        self.kernel_size = _tuple(kernel_size, nd, "kernel_size", name)
+        self.stride = _tuple(stride, nd, "stride", name)
+        self.dilation = _tuple(dilation, nd, "dilation", name)
         if isinstance(padding, str):
             if padding not in ("same", "valid"):
                 raise ValueError(f"Invalid padding string {padding!r}, should be one of {{'valid', 'same'}}")
@@ -45,9 +46,9 @@ class _ConvNd(Module):
                 raise ValueError("padding='same' is not supported for strided convolutions")
             self.padding = padding
         else:
-            self.padding = F._tuple(padding, nd, "padding", name)
+            self.padding = _tuple(padding, nd, "padding", name)
         self.transposed = self._transposed
-        self.output_padding = F._tuple(output_padding, nd, "output_padding", name)
+        self.output_padding = _tuple(output_padding, nd, "output_padding", name)
         self.groups = groups
         self.padding_mode = padding_mode
         # F.pad's (left, right) pairs, last dim first; 'same' puts the odd extra on the right

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import backend as B
-from .. import functional as F
+from . import functional as F
 from ..creation import empty, ones, tensor, zeros
 from ..random import Generator
 from ..tensor import Tensor

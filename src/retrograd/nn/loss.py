@@ -1,12 +1,13 @@
 """Loss modules: ``reduction`` in ``'mean'`` (default), ``'sum'``, ``'none'``, as PyTorch; the
-computation lives in ``retrograd.functional``. Class weights are buffers (so they appear in
+computation lives in ``retrograd.nn.functional``. Class weights are buffers (so they appear in
 ``state_dict`` as in PyTorch)."""
 from __future__ import annotations
 
 import warnings
 from typing import Any
 
-from .. import functional as F
+from . import functional as F
+from .functional.loss import _REDUCTIONS, _check_reduction
 from ..tensor import Tensor
 from .module import Module
 
@@ -26,7 +27,7 @@ class _Loss(Module):
         super().__init__()
         if size_average is not None or reduce is not None:
             reduction = _legacy_reduction(size_average, reduce)
-        F._check_reduction(reduction, F._REDUCTIONS + ("batchmean",))
+        _check_reduction(reduction, _REDUCTIONS + ("batchmean",))
         self.reduction = reduction
 
 

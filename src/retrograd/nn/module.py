@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import backend as B
 from ..autograd.engine import no_grad
-from ..functional import BACKWARD_HOOK
+from ..ops import Rule
 from ..tensor import Tensor, _to_array
 
 
@@ -106,6 +106,15 @@ def _as_array(value: Any) -> np.ndarray:
     if hasattr(value, "detach") and hasattr(value, "numpy") and not isinstance(value, np.ndarray):
         return np.asarray(value.detach().numpy())  # a torch.Tensor
     return np.asarray(value)
+
+
+def _hook_identity_b(g, out, ins, kw, needs):
+    return (g,)
+
+
+# an identity op whose node carries a module's full backward hook (grad_input / grad_output)
+BACKWARD_HOOK = Rule("backward_hook_function", lambda ins, kw: ins[0].view(), _hook_identity_b,
+                     needs_inputs=False)
 
 
 class Module:

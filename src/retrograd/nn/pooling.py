@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import functional as F
+from . import functional as F
+from .functional._args import _tuple
 from ..tensor import Tensor
 from .layers import _shape_error
 from .module import Module
@@ -64,9 +65,9 @@ class AvgPool1d(_Pool):
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
                  count_include_pad: bool = True) -> None:
         super().__init__()
-        self.kernel_size = F._tuple(kernel_size, 1, "kernel_size", "AvgPool1d")
-        self.stride = F._tuple(stride if stride is not None else kernel_size, 1, "stride", "AvgPool1d")
-        self.padding = F._tuple(padding, 1, "padding", "AvgPool1d")
+        self.kernel_size = _tuple(kernel_size, 1, "kernel_size", "AvgPool1d")
+        self.stride = _tuple(stride if stride is not None else kernel_size, 1, "stride", "AvgPool1d")
+        self.padding = _tuple(padding, 1, "padding", "AvgPool1d")
         self.ceil_mode = ceil_mode
         self.count_include_pad = count_include_pad
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import functional as F
+from . import functional as F
 from ..creation import empty
 from ..tensor import Tensor, cat, stack
 from . import init

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import functional as F
+from . import functional as F
 from ..creation import empty
 from ..tensor import Tensor
 from . import init

@@ -1,0 +1,270 @@
+"""Convolution: ``conv1d``, ``conv2d`` and their transposes."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from ...ops import Rule, call
+from ...tensor import Tensor
+from ._args import _tuple
+
+
+# A convolution is one fused node: im2col of the padded input as a strided view, one GEMM per
+# group. Its two adjoints (the input gradient, which is also conv_transpose's forward, and the
+# weight gradient) are Rules too, each with a backward written with the other two, so gradients
+# of any order are themselves convolutions.
+
+
+def _windows(xp: np.ndarray, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, oh: int,
+             ow: int) -> np.ndarray:
+    """``(N, C, OH, OW, kh, kw)`` read-only view of the windows of padded ``xp`` ``(N, C, Hp, Wp)``."""
+    n, c = xp.shape[:2]
+    s = xp.strides
+    return as_strided(xp, (n, c, oh, ow, kh, kw), (s[0], s[1], s[2] * sh, s[3] * sw, s[2] * dh, s[3] * dw),
+                      writeable=False)
+
+
+def _conv_out(size: int, k: int, s: int, pad: tuple, d: int) -> int:
+    return (size + pad[0] + pad[1] - d * (k - 1) - 1) // s + 1
+
+
+# Convolutions work in channels-last layout internally: the im2col copy then
+# moves runs of kw*C contiguous values instead of gathering single elements,
+# which is what makes it cheap (see bench/RESULTS.md).
+def _nhwc_padded(x: np.ndarray, pad: tuple) -> np.ndarray:
+    """``(N, C, H, W)`` -> zero-padded channels-last ``(N, Hp, Wp, C)``."""
+    (pt, pb), (pl, pr) = pad
+    n, c, h, w = x.shape
+    xh = np.zeros((n, h + pt + pb, w + pl + pr, c), dtype=x.dtype) if pt or pb or pl or pr else \
+        np.empty((n, h, w, c), dtype=x.dtype)
+    xh[:, pt:pt + h, pl:pl + w, :] = x.transpose(0, 2, 3, 1)
+    return xh
+
+
+def _conv_cols_all(x: np.ndarray, k_hw: tuple, kw: dict, oh: int, ow: int) -> np.ndarray:
+    """im2col ``(N*OH*OW, kh*kw*C)``, columns ordered (kh, kw, C)."""
+    (sh, sw), (dh, dw) = kw["stride"], kw["dilation"]
+    xh = _nhwc_padded(x, kw["padding"])
+    n, c = x.shape[0], x.shape[1]
+    s = xh.strides
+    win = as_strided(xh, (n, oh, ow, k_hw[0], k_hw[1], c),
+                     (s[0], s[1] * sh, s[2] * sw, s[1] * dh, s[2] * dw, s[3]), writeable=False)
+    return win.reshape(n * oh * ow, -1)
+
+
+def _group_cols(cols: np.ndarray, k_hw: tuple, groups: int, gi: int, cg: int) -> np.ndarray:
+    if groups == 1:
+        return cols
+    m = cols.shape[0]
+    return cols.reshape(m, k_hw[0] * k_hw[1], groups * cg)[:, :, gi * cg:(gi + 1) * cg].reshape(m, -1)
+
+
+def _wmat(w: np.ndarray) -> np.ndarray:
+    """``(O, C, kh, kw)`` weights as ``(O, kh*kw*C)``, matching the im2col column order."""
+    return w.transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
+
+
+def _conv2d_f(ins, kw):
+    x, w = ins[0], ins[1]
+    (sh, sw), pad, (dh, dw), groups = kw["stride"], kw["padding"], kw["dilation"], kw["groups"]
+    n, c, h, wd = x.shape
+    o, cg, kh, kww = w.shape
+    oh, ow = _conv_out(h, kh, sh, pad[0], dh), _conv_out(wd, kww, sw, pad[1], dw)
+    og = o // groups
+    cols = _conv_cols_all(x, (kh, kww), kw, oh, ow)
+    # (O, K) @ (K, N*OH*OW): the result is already channel-major
+    if groups == 1:
+        out_t = _wmat(w) @ cols.T
+    else:
+        out_t = np.concatenate([_wmat(w[gi * og:(gi + 1) * og]) @ _group_cols(cols, (kh, kww), groups, gi, cg).T
+                                for gi in range(groups)], axis=0)
+    out = np.ascontiguousarray(out_t.reshape(o, n, oh * ow).transpose(1, 0, 2)).reshape(n, o, oh, ow)
+    if len(ins) == 3:
+        out += ins[2].reshape(1, o, 1, 1)
+    return out
+
+
+def _conv_dx(g2: np.ndarray, w: np.ndarray, n: int, oh: int, ow: int, in_hw: tuple, kw: dict) -> np.ndarray:
+    """Input gradient from ``g2`` ``(O, N*OH*OW)``: one GEMM, then a kh*kw loop of strided adds (col2im)."""
+    (sh, sw), ((pt, pb), (pl, pr)), (dh, dw), groups = kw["stride"], kw["padding"], kw["dilation"], kw["groups"]
+    o, cg, kh, kww = w.shape
+    h, wd = in_hw
+    og = o // groups
+    gxh = np.zeros((n, h + pt + pb, wd + pl + pr, cg * groups), dtype=np.result_type(g2, w))
+    for gi in range(groups):
+        gcols = (g2[gi * og:(gi + 1) * og].T @ _wmat(w[gi * og:(gi + 1) * og])).reshape(n, oh, ow, kh, kww, cg)
+        for i in range(kh):
+            for j in range(kww):
+                gxh[:, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw,
+                    gi * cg:(gi + 1) * cg] += gcols[:, :, :, i, j]
+    return np.ascontiguousarray(gxh[:, pt:pt + h, pl:pl + wd].transpose(0, 3, 1, 2))
+
+
+def _conv_dw(x: np.ndarray, g2: np.ndarray, oh: int, ow: int, k_hw: tuple, kw: dict) -> np.ndarray:
+    groups = kw["groups"]
+    o = g2.shape[0]
+    og, cg = o // groups, x.shape[1] // groups
+    cols = _conv_cols_all(x, k_hw, kw, oh, ow)
+    parts = [(g2[gi * og:(gi + 1) * og] @ _group_cols(cols, k_hw, groups, gi, cg))
+             .reshape(og, k_hw[0], k_hw[1], cg).transpose(0, 3, 1, 2) for gi in range(groups)]
+    return np.ascontiguousarray(parts[0] if groups == 1 else np.concatenate(parts, axis=0))
+
+
+def _gmat(g: np.ndarray) -> np.ndarray:
+    """``(N, O, OH, OW)`` -> ``(O, N*OH*OW)``: a copy whose inner runs stay contiguous."""
+    return g.transpose(1, 0, 2, 3).reshape(g.shape[1], -1)
+
+
+def _conv2d_b(g, out, ins, kw, needs):
+    x, w = ins[0], ins[1]
+    gb = np.sum(g, axis=(0, 2, 3)) if len(ins) == 3 and needs[2] else None
+    if isinstance(g, np.ndarray) and isinstance(x, np.ndarray) and isinstance(w, np.ndarray):
+        g2 = _gmat(g)  # shared by both products
+        gx = _conv_dx(g2, w, x.shape[0], g.shape[2], g.shape[3], x.shape[2:], kw) if needs[0] else None
+        gw = _conv_dw(x, g2, g.shape[2], g.shape[3], w.shape[2:], kw) if needs[1] else None
+    else:  # create_graph: record the adjoints
+        gx = call(CONV2D_INPUT_GRAD, (g, w), kw | {"in_hw": tuple(x.shape[2:])}) if needs[0] else None
+        gw = call(CONV2D_WEIGHT_GRAD, (x, g), kw | {"k_hw": tuple(w.shape[2:])}) if needs[1] else None
+    return (gx, gw, gb) if len(ins) == 3 else (gx, gw)
+CONV2D = Rule("conv2d", _conv2d_f, _conv2d_b)
+
+
+def _conv_dx_f(ins, kw):
+    g, w = ins
+    return _conv_dx(_gmat(g), w, g.shape[0], g.shape[2], g.shape[3], kw["in_hw"], kw)
+
+
+def _conv_dx_b(gg, out, ins, kw, needs):
+    g, w = ins
+    base = {k: kw[k] for k in ("stride", "padding", "dilation", "groups")}
+    ggo = call(CONV2D, (gg, w), base) if needs[0] else None
+    gw = call(CONV2D_WEIGHT_GRAD, (gg, g), base | {"k_hw": tuple(w.shape[2:])}) if needs[1] else None
+    return ggo, gw
+CONV2D_INPUT_GRAD = Rule("conv_transpose2d", _conv_dx_f, _conv_dx_b)
+
+
+def _conv_dw_f(ins, kw):
+    x, g = ins
+    return _conv_dw(x, _gmat(g), g.shape[2], g.shape[3], kw["k_hw"], kw)
+
+
+def _conv_dw_b(ggw, out, ins, kw, needs):
+    x, g = ins
+    base = {k: kw[k] for k in ("stride", "padding", "dilation", "groups")}
+    gx = call(CONV2D_INPUT_GRAD, (g, ggw), base | {"in_hw": tuple(x.shape[2:])}) if needs[0] else None
+    ggo = call(CONV2D, (x, ggw), base) if needs[1] else None
+    return gx, ggo
+CONV2D_WEIGHT_GRAD = Rule("conv2d_weight_backward", _conv_dw_f, _conv_dw_b)
+
+
+def _conv_args(op: str, input: Tensor, weight: Tensor, bias: Any, nd: int) -> tuple[Tensor, bool]:  # noqa: A002
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{op}(): argument 'input' must be Tensor, not {type(input).__name__}")
+    if weight.ndim != nd + 2:
+        raise RuntimeError(f"{op}: expected a {nd + 2}-D weight, got weight of shape {tuple(weight.shape)}")
+    if input.ndim not in (nd + 1, nd + 2):
+        raise RuntimeError(f"{op}: expected {nd + 1}-D (unbatched) or {nd + 2}-D (batched) input, got input "
+                           f"of shape {tuple(input.shape)}")
+    unbatched = input.ndim == nd + 1
+    x = input.unsqueeze(0) if unbatched else input
+    x = x if x.dtype == weight.dtype else x.to(weight.dtype)
+    return x, unbatched
+
+
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1,  # noqa: A002
+           padding: Any = 0, dilation: Any = 1, groups: int = 1) -> Tensor:
+    """Input ``(N, C_in, H, W)`` (or ``(C_in, H, W)``), weight ``(C_out, C_in/groups, kH, kW)``,
+    bias ``(C_out,)``; ``padding`` an int, a pair, ``'valid'`` or ``'same'``."""
+    x, unbatched = _conv_args("conv2d", input, weight, bias, 2)
+    o, cg, kh, kww = weight.shape
+    stride, dilation = _tuple(stride, 2, "stride", "conv2d"), _tuple(dilation, 2, "dilation", "conv2d")
+    if x.shape[1] != cg * groups:
+        raise RuntimeError(f"conv2d: expected input with {cg * groups} channels (weight of shape "
+                           f"{tuple(weight.shape)}, groups={groups}), got input of shape {tuple(input.shape)}")
+    if groups < 1 or x.shape[1] % groups or o % groups:
+        raise RuntimeError(f"conv2d: groups={groups} must divide both in_channels ({x.shape[1]}) and "
+                           f"out_channels ({o})")
+    pad = _conv_padding(padding, (kh, kww), stride, dilation, "conv2d")
+    for d, (size, k) in enumerate(zip(x.shape[2:], (kh, kww))):
+        if size + sum(pad[d]) < dilation[d] * (k - 1) + 1:
+            raise RuntimeError(f"conv2d: padded input size {size + sum(pad[d])} in spatial dim {d} is smaller "
+                               f"than the (dilated) kernel size {dilation[d] * (k - 1) + 1} (input of shape "
+                               f"{tuple(input.shape)}, weight of shape {tuple(weight.shape)})")
+    kw = {"stride": stride, "padding": pad, "dilation": dilation, "groups": int(groups)}
+    ins = (x, weight) if bias is None else (x, weight, bias)
+    out = Tensor._apply(CONV2D, ins, kw)
+    return out.squeeze(0) if unbatched else out
+
+
+def _conv_padding(padding: Any, k: tuple, stride: tuple, dilation: tuple, op: str) -> tuple:
+    if isinstance(padding, str):
+        if padding == "valid":
+            return tuple((0, 0) for _ in k)
+        if padding == "same":
+            if any(s != 1 for s in stride):
+                raise ValueError(f"{op}: padding='same' is not supported for strided convolutions")
+            out = []
+            for d, kk in zip(dilation, k):
+                total = d * (kk - 1)
+                out.append((total // 2, total - total // 2))  # the odd extra goes right, as torch
+            return tuple(out)
+        raise ValueError(f"{op}: invalid padding string {padding!r}, should be one of {{'valid', 'same'}}")
+    p = _tuple(padding, len(k), "padding", op)
+    if any(v < 0 for v in p):
+        raise RuntimeError(f"{op}: negative padding is not supported, got {p}")
+    return tuple((v, v) for v in p)
+
+
+def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1,  # noqa: A002
+           padding: Any = 0, dilation: Any = 1, groups: int = 1) -> Tensor:
+    """Input ``(N, C_in, L)`` (or ``(C_in, L)``), weight ``(C_out, C_in/groups, k)``: ``conv2d`` with H = 1."""
+    x, unbatched = _conv_args("conv1d", input, weight, bias, 1)
+    if x.shape[1] != weight.shape[1] * groups:
+        raise RuntimeError(f"conv1d: expected input with {weight.shape[1] * groups} channels (weight of shape "
+                           f"{tuple(weight.shape)}, groups={groups}), got input of shape {tuple(input.shape)}")
+    p = padding if isinstance(padding, str) else (0, _tuple(padding, 1, "padding", "conv1d")[0])
+    out = conv2d(x.unsqueeze(2), weight.unsqueeze(2), bias, (1, _tuple(stride, 1, "stride", "conv1d")[0]), p,
+                 (1, _tuple(dilation, 1, "dilation", "conv1d")[0]), groups).squeeze(2)
+    return out.squeeze(0) if unbatched else out
+
+
+def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1,  # noqa: A002
+                     padding: Any = 0, output_padding: Any = 0, groups: int = 1, dilation: Any = 1) -> Tensor:
+    """The adjoint of ``conv2d``: input ``(N, C_in, H, W)``, weight ``(C_in, C_out/groups, kH, kW)``;
+    output size ``(H - 1) stride - 2 padding + dilation (k - 1) + output_padding + 1``."""
+    x, unbatched = _conv_args("conv_transpose2d", input, weight, bias, 2)
+    ci, cog, kh, kww = weight.shape
+    if x.shape[1] != ci:
+        raise RuntimeError(f"conv_transpose2d: expected input with {ci} channels (weight of shape "
+                           f"{tuple(weight.shape)}), got input of shape {tuple(input.shape)}")
+    if groups < 1 or ci % groups:
+        raise RuntimeError(f"conv_transpose2d: groups={groups} must divide in_channels ({ci})")
+    stride, dilation = _tuple(stride, 2, "stride", "conv_transpose2d"), _tuple(dilation, 2, "dilation",
+                                                                                 "conv_transpose2d")
+    pad = _tuple(padding, 2, "padding", "conv_transpose2d")
+    opad = _tuple(output_padding, 2, "output_padding", "conv_transpose2d")
+    for op_, s, d in zip(opad, stride, dilation):
+        if op_ >= max(s, d):
+            raise RuntimeError(f"conv_transpose2d: output padding must be smaller than either stride or "
+                               f"dilation, got output_padding={opad}, stride={stride}, dilation={dilation}")
+    out_hw = tuple((size - 1) * s - 2 * p + d * (k - 1) + op_ + 1
+                   for size, s, p, d, k, op_ in zip(x.shape[2:], stride, pad, dilation, (kh, kww), opad))
+    kw = {"stride": stride, "padding": tuple((p, p) for p in pad), "dilation": dilation, "groups": int(groups),
+          "in_hw": out_hw}
+    out = Tensor._apply(CONV2D_INPUT_GRAD, (x, weight), kw)
+    if bias is not None:
+        out = out + bias.reshape(1, -1, 1, 1)
+    return out.squeeze(0) if unbatched else out
+
+
+def conv_transpose1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1,  # noqa: A002
+                     padding: Any = 0, output_padding: Any = 0, groups: int = 1, dilation: Any = 1) -> Tensor:
+    x, unbatched = _conv_args("conv_transpose1d", input, weight, bias, 1)
+    one = lambda v, name: (0 if name in ("padding", "output_padding") else 1,  # noqa: E731
+                           _tuple(v, 1, name, "conv_transpose1d")[0])
+    out = conv_transpose2d(x.unsqueeze(2), weight.unsqueeze(2), bias, one(stride, "stride"),
+                           one(padding, "padding"), one(output_padding, "output_padding"), groups,
+                           one(dilation, "dilation")).squeeze(2)
+    return out.squeeze(0) if unbatched else out

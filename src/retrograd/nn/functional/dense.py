@@ -1,0 +1,33 @@
+"""Dense (fully connected) maps: ``linear`` (one fused node) and ``bilinear``."""
+from __future__ import annotations
+
+from ... import ops as O
+from ...tensor import Tensor
+
+
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:  # noqa: A002
+    """``input @ weight.T + bias``: input ``(*, in)``, weight ``(out, in)``, bias ``(out,)``."""
+    if weight.ndim == 2 and input.ndim >= 1 and input.dtype == weight.dtype and (
+            bias is None or (bias.dtype == weight.dtype and bias.shape == (weight.shape[0],))):
+        if input.shape[-1] != weight.shape[1]:
+            raise RuntimeError(f"linear: input shape {tuple(input.shape)} and weight shape "
+                               f"{tuple(weight.shape)} do not align ({input.shape[-1]} != {weight.shape[1]})")
+        # one fused node: the graph never holds the bare product input @ weight.T
+        return Tensor._apply(O.LINEAR, (input, weight) if bias is None else (input, weight, bias))
+    out = input @ weight.t() if weight.ndim == 2 else input @ weight
+    return out if bias is None else out + bias
+
+
+def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``y_k = x1 W_k x2 + b_k``: inputs ``(*, in1)`` and ``(*, in2)``, weight ``(out, in1, in2)``."""
+    lead = input1.shape[:-1]
+    if input2.shape[:-1] != lead:
+        raise RuntimeError(f"bilinear: input1 of shape {tuple(input1.shape)} and input2 of shape "
+                           f"{tuple(input2.shape)} must have the same leading dimensions")
+    x1 = input1.reshape(-1, input1.shape[-1])
+    x2 = input2.reshape(-1, input2.shape[-1])
+    from ...tensor import einsum
+    out = einsum("bi,oij,bj->bo", x1, weight, x2)
+    if bias is not None:
+        out = out + bias
+    return out.reshape(lead + (weight.shape[0],))
