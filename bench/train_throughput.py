@@ -99,11 +99,11 @@ def run_cli_train(config: pathlib.Path, overrides: list[str], run_root: pathlib.
 
 def bare_rg_step(config: pathlib.Path, overrides: list[str]) -> tuple[float, int, object]:
     """Seconds per batch of the bare retrograd step over the epoch's batches, and the setup."""
-    from retrograd import cli
-    from retrograd import config as rgconfig
+    from retrograd.train import config as rgconfig
+    from retrograd.train import recipe
 
     cfg = rgconfig.validate(rgconfig.apply_overrides(rgconfig.load_config(config), overrides), config_path=config)
-    setup = cli.prepare(cfg, config_path=str(config))
+    setup = recipe.prepare(cfg, config_path=str(config))
     batches = list(setup.train_loader)
     model, opt, loss_fn = setup.model, setup.optimizer, setup.loss_fn
     model.train()

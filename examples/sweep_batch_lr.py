@@ -16,9 +16,10 @@ import json
 import pathlib
 import time
 
-from retrograd import cli
-from retrograd import config as rgconfig
-from retrograd.train import plots
+from retrograd.data.presets import build_data
+from retrograd.train import config as rgconfig
+from retrograd.train import plots, recipe
+from retrograd.train.formatting import markdown_table
 
 
 def main() -> None:
@@ -30,7 +31,7 @@ def main() -> None:
     args = ap.parse_args()
     base = rgconfig.validate(rgconfig.apply_overrides(rgconfig.load_config(args.config), args.set),
                              config_path=args.config)
-    data = cli.build_data(base["data"], base["train"]["seed"])   # loaded once, shared by every run
+    data = build_data(base["data"], base["train"]["seed"])   # loaded once, shared by every run
     out = pathlib.Path(base["run"]["dir"]) / f"{base['run']['name'] or pathlib.Path(args.config).stem}-sweep"
     out.mkdir(parents=True, exist_ok=True)
     rows, histories = [], {}
@@ -40,9 +41,9 @@ def main() -> None:
             cfg["data"]["batch_size"] = bs
             cfg["optim"]["lr"] = lr
             cfg["train"]["progress"] = False
-            setup = cli.prepare(cfg, data, config_path=args.config)
+            setup = recipe.prepare(cfg, data, config_path=args.config)
             name = f"bs{bs}_lr{lr:g}"
-            trainer = cli.make_trainer(setup, out / name, quiet=True, checkpoints=False)
+            trainer = recipe.make_trainer(setup, out / name, quiet=True, checkpoints=False)
             t0 = time.perf_counter()
             history = trainer.fit(setup.train_loader, setup.val_loader, epochs=cfg["train"]["epochs"])
             row = {"batch_size": bs, "lr": lr, "train_loss": history["train_loss"][-1],
@@ -53,7 +54,7 @@ def main() -> None:
                   flush=True)
             rows.append(row)
             histories[name] = history
-    table = cli.markdown_table(rows)
+    table = markdown_table(rows)
     (out / "sweep.md").write_text(table + "\n")
     (out / "sweep.json").write_text(json.dumps(rows, indent=2) + "\n")
     plots.plot_comparison(histories, out / "sweep.png")

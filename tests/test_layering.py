@@ -16,7 +16,7 @@ LAYERS = {
     "autograd": 4,
     "nn.functional": 5,
     "nn": 6, "optim": 7, "data": 7, "train": 8, "io": 8, "models": 8, "tune": 9, "distributed": 9, "rl": 9,
-    "cli": 10, "config": 10, "__main__": 11, "": 11,
+    "cli": 10, "__main__": 11, "": 11,
 }
 
 

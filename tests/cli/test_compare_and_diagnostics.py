@@ -6,8 +6,9 @@ import json
 import numpy as np
 from cli_helpers import EXAMPLES, summary
 
-from retrograd import cli
-from retrograd import config as rgconfig
+from retrograd.data.presets import build_data
+from retrograd.train import recipe
+from retrograd.train import config as rgconfig
 
 
 def test_compare_writes_plot_and_table(write_config, run_cli, tmp_path):
@@ -34,12 +35,12 @@ def test_compare_writes_plot_and_table(write_config, run_cli, tmp_path):
 
 def test_compare_uses_the_same_init_and_batch_order(write_config):
     base = rgconfig.validate(rgconfig.load_config(write_config()))
-    data = cli.build_data(base["data"], base["train"]["seed"])
+    data = build_data(base["data"], base["train"]["seed"])
     setups = []
     for name in ("sgd", "adamw"):
         cfg = copy.deepcopy(base)
         cfg["optim"] = {"name": name, "lr": 0.01}
-        setups.append(cli.prepare(cfg, data))
+        setups.append(recipe.prepare(cfg, data))
     a, b = setups
     assert type(a.optimizer).__name__ == "SGD" and type(b.optimizer).__name__ == "AdamW"
     for (ka, pa), (kb, pb) in zip(a.model.state_dict().items(), b.model.state_dict().items()):

@@ -5,8 +5,8 @@ import sys
 import pytest
 from cli_helpers import DIGITS_MLP, to_toml
 
-from retrograd import config as rgconfig
-from retrograd.config import ConfigError, tomllib  # tomli on Python 3.10
+from retrograd.train import config as rgconfig
+from retrograd.train.config import ConfigError, tomllib  # tomli on Python 3.10
 
 
 def _config(**changes) -> str:
@@ -126,7 +126,7 @@ def _digits_file():
 def test_resolved_config_round_trips_through_toml():
     cfg = rgconfig.validate(rgconfig.apply_overrides(rgconfig.load_config(_digits_file()), [
         "optim.betas=[0.8, 0.9]", 'run.name="a \\"quoted\\" name"', "train.metrics=['accuracy', 'f1']"]))
-    from retrograd.config import tomllib
+    from retrograd.train.config import tomllib
     again = rgconfig.validate(tomllib.loads(rgconfig.dumps(cfg)))
     assert again == cfg and again["optim"]["betas"] == [0.8, 0.9] and again["run"]["name"] == 'a "quoted" name'
 
@@ -149,7 +149,7 @@ def test_command_line_entry_point_reports_errors_without_traceback(tmp_path):
 
 def test_pyproject_declares_the_command():
     import pathlib
-    from retrograd.config import tomllib
+    from retrograd.train.config import tomllib
     meta = tomllib.loads((pathlib.Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
     assert meta["project"]["scripts"]["retrograd"] == "retrograd.cli:main"
     assert "tomli>=1.1; python_version < '3.11'" in meta["project"]["dependencies"]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import retrograd as rg
-from retrograd import config as rgconfig
+from retrograd.train import config as rgconfig
 from retrograd.train import Callback
 
 from cli_helpers import DIGITS_MLP, summary

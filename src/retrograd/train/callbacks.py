@@ -32,6 +32,7 @@ import numpy as np
 
 from ..autograd.engine import AnomalyError, detect_anomaly
 from .. import random as rg_random
+from .formatting import format_value
 
 __all__ = ["Callback", "ProgressBar", "MetricLogger", "EarlyStopping", "ModelCheckpoint", "LRMonitor",
            "NaNGuard", "GradientFlow"]
@@ -55,10 +56,6 @@ class Callback:
     def on_after_backward(self, trainer: Any, batch_idx: int) -> None: ...
 
     def on_before_step(self, trainer: Any, batch_idx: int) -> None: ...
-
-
-def _fmt(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 # --------------------------------------------------------------------------- progress
@@ -94,7 +91,7 @@ class ProgressBar(Callback):
 
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict) -> None:
         skip = ("epoch", "step", "samples_per_sec", "epoch_time")
-        line = (f"epoch {epoch + 1}: " + " ".join(f"{k}={_fmt(v)}" for k, v in logs.items() if k not in skip)
+        line = (f"epoch {epoch + 1}: " + " ".join(f"{k}={format_value(v)}" for k, v in logs.items() if k not in skip)
                 + f" | step {logs.get('step')}, {logs.get('samples_per_sec', 0):.0f} samples/s, "
                 f"{logs.get('epoch_time', 0):.2f}s")
         if self._bar is not None:

@@ -14,8 +14,9 @@ pruning, SQLite/journal/PostgreSQL storage, local worker processes and crash-saf
                          train_fn=train_fn, method="tpe", n_trials=30, study_dir="studies/mlp")
     result.best_config                      # also written to studies/mlp/best_config.toml
 
-``tune`` is generic: the training is the injected ``train_fn`` (the ``retrograd tune`` command
-passes one built from ``retrograd train``'s own setup).
+``tune`` is generic: the training is the injected ``train_fn``; ``TuneTrainFn`` trains a trial's
+config through ``retrograd.train.recipe`` as ``retrograd train`` does (the ``retrograd tune`` command
+passes one).
 """
 try:
     import optuna as _optuna  # noqa: F401
@@ -27,8 +28,9 @@ from .results import TuneResult, format_table, show, toml_dumps, trial_rows
 from .space import (DISTRIBUTIONS, SETTINGS, Param, SearchSpace, SearchSpaceError, TuneError, parse_space,
                     split_search_table)
 from .study import METHODS, PRUNERS, objective, open_storage, recover_interrupted, search, trial_seed
+from .train_fn import TuneTrainFn
 
 __all__ = ["search", "objective", "show", "PruningCallback", "Reporter", "TrialPruned", "TuneResult",
            "SearchSpace", "SearchSpaceError", "TuneError", "Param", "parse_space", "split_search_table", "trial_seed",
            "recover_interrupted", "open_storage", "format_table", "trial_rows", "toml_dumps", "METHODS",
-           "PRUNERS", "DISTRIBUTIONS", "SETTINGS"]
+           "PRUNERS", "DISTRIBUTIONS", "SETTINGS", "TuneTrainFn"]

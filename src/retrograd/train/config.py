@@ -6,6 +6,12 @@ A config has the sections ``[model]``, ``[data]``, ``[optim]``, ``[schedule]``,
 ``[train]`` and ``[run]``. The keys of ``[data]``, ``[train]`` and ``[run]`` are
 fixed (``SCHEMA``); ``[model]``, ``[optim]`` and ``[schedule]`` take a ``name``
 plus the keyword arguments of what it names, checked against its signature.
+
+The names a config may use come from one table per kind, read here for validation and by
+``retrograd.train.recipe`` for building: data sets from ``retrograd.data.presets.PRESETS``,
+losses from ``retrograd.train.losses.LOSSES``, models from ``retrograd.models.MODELS``,
+optimizers from ``rg.optim``'s classes (plus ``OPTIM_ALIASES``), schedules from
+``rg.optim.lr_scheduler`` and ``rg.optim.schedules``.
 """
 from __future__ import annotations
 
@@ -14,46 +20,43 @@ import importlib.util
 import inspect
 import pathlib
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-from . import optim
-from .io.toml_writer import toml_dumps
-from .models import MODELS
-from .optim import lr_scheduler, schedules
+from .. import optim
+from ..data.presets import PRESETS, ConfigError
+from ..io.toml_writer import toml_dumps
+from ..models import MODELS
+from ..optim import lr_scheduler, schedules
+from .losses import LOSSES
+from .metrics import METRICS, get_metric
 
-__all__ = ["ConfigError", "SCHEMA", "SECTIONS", "DATASETS", "LOSSES", "optimizer_names", "optimizer_class",
-           "scheduler_names", "scheduler_factory", "load_config", "parse_override", "apply_overrides",
-           "validate", "dumps", "model_factory"]
+__all__ = ["ConfigError", "SCHEMA", "SECTIONS", "OPTIM_ALIASES", "optimizer_names", "optimizer_class", "default_lr",
+           "scheduler_names", "scheduler_factory", "is_schedule_function", "model_factory", "check_kwargs",
+           "required_args", "load_config", "parse_override", "apply_overrides", "validate", "dumps"]
 
-
-class ConfigError(ValueError):
-    """A config key is unknown, has the wrong type, or a value that is not allowed."""
-
-
-DATASETS = ("fashion_mnist", "mnist_5k", "digits", "iris", "breast_cancer", "wine", "shakespeare")
-LOSSES = ("cross_entropy", "nll", "mse", "l1", "smooth_l1", "huber", "bce_with_logits")
 SECTIONS = ("model", "data", "optim", "schedule", "train", "run")
 
 
 @dataclasses.dataclass(frozen=True)
 class Key:
     """One fixed key: its type ("int", "float", "bool", "str", "list[int]", "list[str]"), default,
-    allowed values (for str), whether None is allowed, and a one-line description."""
+    allowed values (for str; a registry table is read when the value is checked), whether None is
+    allowed, and a one-line description."""
     type: str
     default: Any = None
-    allowed: tuple | None = None
+    allowed: Collection[str] | None = None
     optional: bool = False
     doc: str = ""
 
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "data": {
-        "name": Key("str", None, DATASETS, doc="which data set"),
+        "name": Key("str", None, PRESETS, doc="which data set"),
         "batch_size": Key("int", 64, doc="training batch size"),
         "eval_batch_size": Key("int", None, optional=True, doc="batch size for validation/test (default max(batch_size, 500))"),
         "val_fraction": Key("float", 0.1, doc="share of the training set held out for validation"),
@@ -132,6 +135,12 @@ def optimizer_class(name: str) -> tuple[type, dict]:
     return classes[key], dict(preset)
 
 
+def default_lr(name: str) -> float:
+    """The learning rate an ``[optim] name`` gets when the config sets none (its preset's or its default)."""
+    cls, preset = optimizer_class(name)
+    return preset.get("lr", inspect.signature(cls.__init__).parameters["lr"].default)
+
+
 def _scheduler_table() -> dict[str, Callable]:
     out: dict[str, Callable] = {}
     for n in lr_scheduler.__all__:
@@ -189,7 +198,8 @@ def _describe(v: Any) -> str:
     return f"{v!r} ({type(v).__name__})"
 
 
-def _check(where: str, value: Any, typ: str, optional: bool = False, allowed: tuple | None = None) -> Any:
+def _check(where: str, value: Any, typ: str, optional: bool = False, allowed: Collection[str] | None = None
+           ) -> Any:
     """``value`` checked (and coerced int -> float) against ``typ``; raises ConfigError naming ``where``."""
     if value is None or (optional and isinstance(value, str) and value.lower() == "none"):
         if optional:
@@ -365,17 +375,19 @@ def validate(cfg: dict, *, config_path: str | pathlib.Path | None = None) -> dic
 
     data = _fixed_section(cfg, "data")
     if data["name"] is None:
-        raise ConfigError(f"data.name: a value is required; one of: {', '.join(DATASETS)}")
+        raise ConfigError(f"data.name: a value is required; one of: {', '.join(PRESETS)}")
     for k in ("val_fraction", "test_fraction"):
         if not 0 <= data[k] < 1:
             raise ConfigError(f"data.{k}: must be in [0, 1), got {data[k]}")
-    if data["name"] == "shakespeare" and not 0 < data["val_fraction"] < 1:
-        raise ConfigError(f"data.val_fraction: shakespeare needs a value in (0, 1), got {data['val_fraction']}")
+    preset = PRESETS[data["name"]]
+    if preset.kind == "text" and not 0 < data["val_fraction"] < 1:  # a text set splits validation itself
+        raise ConfigError(f"data.val_fraction: {data['name']} needs a value in (0, 1), got {data['val_fraction']}")
     for k in ("batch_size", "eval_batch_size", "train_samples", "val_samples", "block_size"):
         if data[k] is not None and data[k] <= 0:
             raise ConfigError(f"data.{k}: must be a positive int, got {data[k]}")
-    if data["images"] and data["name"] != "digits":
-        raise ConfigError(f"data.images: only for digits, not {data['name']!r}")
+    if data["images"] and not preset.images_option:
+        allowed = ", ".join(n for n, p in PRESETS.items() if p.images_option)
+        raise ConfigError(f"data.images: only for {allowed}, not {data['name']!r}")
     out["data"] = data
 
     opt = dict(cfg.get("optim", {}))
@@ -398,8 +410,6 @@ def validate(cfg: dict, *, config_path: str | pathlib.Path | None = None) -> dic
     for k in ("epochs", "accumulate"):
         if train[k] < 1:
             raise ConfigError(f"train.{k}: must be >= 1, got {train[k]}")
-    from .train.metrics import METRICS, get_metric
-
     for i, m in enumerate(train["metrics"]):
         try:
             get_metric(m)
@@ -409,7 +419,7 @@ def validate(cfg: dict, *, config_path: str | pathlib.Path | None = None) -> dic
     monitors = ["train_loss", "val_loss"] + [f"val_{get_metric(m).name}" for m in train["metrics"]]
     if train["monitor"] not in monitors:
         raise ConfigError(f"train.monitor: {train['monitor']!r} is not one of: {', '.join(monitors)}")
-    if train["monitor"].startswith("val_") and data["val_fraction"] == 0 and data["name"] != "shakespeare":
+    if train["monitor"].startswith("val_") and data["val_fraction"] == 0 and preset.kind != "text":
         raise ConfigError(f"train.monitor: {train['monitor']!r} needs validation data (data.val_fraction > 0); "
                           "use 'train_loss'")
     if train["checkpoint_every_n_steps"] is not None and train["checkpoint_every_n_steps"] < 1:

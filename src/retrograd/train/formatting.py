@@ -1,0 +1,24 @@
+"""How numbers and result tables are written for people: log lines, run summaries and
+markdown tables (the progress bar, ``retrograd train``/``evaluate``/``compare`` and sweeps)."""
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["format_value", "markdown_table"]
+
+
+def format_value(v: Any, *, fixed: bool = False) -> str:
+    """A metric for a log line: a float to 4 significant digits, or with ``fixed=True`` to 4
+    decimal places (4 significant digits from 1e4 on); anything else as ``str(v)``."""
+    if not isinstance(v, float):
+        return str(v)
+    return f"{v:.4f}" if fixed and abs(v) < 1e4 else f"{v:.4g}"
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """A markdown table of dicts (columns: the union of their keys, in order; floats to 4 significant digits)."""
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append("| " + " | ".join(format_value(r.get(c, "")) for c in cols) + " |")
+    return "\n".join(lines)

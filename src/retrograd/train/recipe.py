@@ -1,0 +1,252 @@
+"""The recipe: a validated training config (``retrograd.train.config.validate``) turned into a
+run: data, model, loss, optimizer, schedule, loaders and the ``Trainer`` with its callbacks.
+The ``retrograd`` command, ``rg.tune``'s ``TuneTrainFn`` and Python scripts build runs here::
+
+    from retrograd.train import config, recipe
+    cfg = config.validate(config.load_config("examples/fashion_mlp.toml"))
+    setup = recipe.prepare(cfg)                      # fills in the values derived from the data
+    trainer = recipe.make_trainer(setup, run_dir=None)
+    history = trainer.fit(setup.train_loader, setup.val_loader, epochs=cfg["train"]["epochs"])
+
+Every name comes from one table per kind (see ``retrograd.train.config``); a model whose
+arguments depend on the data gets them from ``DATA_DERIVED_KWARGS``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import pathlib
+from typing import Any, Callable, Sequence
+
+from .. import accel
+from .. import nn
+from ..data import DataLoader
+from ..data.presets import PRESETS, DataBundle, build_data
+from ..random import Generator, manual_seed
+from . import callbacks as cb
+from .config import (ConfigError, default_lr, is_schedule_function, model_factory, optimizer_class, required_args,
+                     scheduler_factory)
+from .losses import SequenceAwareLoss, make_loss
+from .trainer import Trainer
+
+__all__ = ["Setup", "prepare", "build_optimizer", "make_callbacks", "make_trainer", "DATA_DERIVED_KWARGS"]
+
+
+@dataclasses.dataclass
+class Setup:
+    """Everything one run needs, built from ``cfg`` by ``prepare``."""
+    cfg: dict
+    data: DataBundle
+    model: nn.Module
+    optimizer: Any
+    scheduler: Any
+    interval: str
+    loss_fn: SequenceAwareLoss
+    train_loader: DataLoader
+    val_loader: DataLoader | None
+    test_loader: DataLoader | None
+
+
+# ---------------------------------------------------------------------- model arguments from the data
+def _with_image_hint(cfg: dict) -> str:
+    return " (set data.images = true)" if PRESETS[cfg["data"]["name"]].images_option else ""
+
+
+def _mlp_sizes(cfg: dict, data: DataBundle) -> None:
+    m = cfg["model"]
+    if "sizes" not in m:
+        raise ConfigError(f"model.sizes: a value is required for mlp, e.g. sizes = [{data.in_features}, 256, "
+                          f"{data.num_classes}]")
+    sizes = m["sizes"]
+    if not isinstance(sizes, list) or len(sizes) < 2 or not all(isinstance(s, int) for s in sizes):
+        raise ConfigError(f"model.sizes: expected a list of at least two ints, got {sizes!r}")
+    if sizes[0] != data.in_features:
+        raise ConfigError(f"model.sizes: the first size must be the input size of {cfg['data']['name']} "
+                          f"({data.in_features}), got {sizes[0]}")
+    if sizes[-1] != data.num_classes:
+        raise ConfigError(f"model.sizes: the last size must be the number of classes of "
+                          f"{cfg['data']['name']} ({data.num_classes}), got {sizes[-1]}")
+
+
+def _cnn_shapes(cfg: dict, data: DataBundle) -> None:
+    if len(data.in_shape) != 3:
+        raise ConfigError(f"model.name: cnn needs images, but {cfg['data']['name']} gives features of shape "
+                          f"{data.in_shape}" + _with_image_hint(cfg))
+    m = cfg["model"]
+    m.setdefault("in_channels", data.in_shape[0])
+    m.setdefault("input_size", list(data.in_shape[1:]))
+    m.setdefault("num_classes", data.num_classes)
+
+
+def _gpt_vocab(cfg: dict, data: DataBundle) -> None:
+    if data.vocab is None:
+        text = ", ".join(n for n, p in PRESETS.items() if p.kind == "text")
+        raise ConfigError(f"model.name: gpt needs a text data set ({text}), got {cfg['data']['name']!r}")
+    cfg["model"].setdefault("vocab_size", len(data.vocab))
+    cfg["model"].setdefault("block_size", cfg["data"]["block_size"])
+
+
+# [model] name -> fn(cfg, data) that checks the model's arguments against the data and fills in
+# the ones derived from it (cfg["model"] updated in place); models not listed take theirs as given
+DATA_DERIVED_KWARGS: dict[str, Callable[[dict, DataBundle], None]] = {
+    "mlp": _mlp_sizes, "cnn": _cnn_shapes, "gpt": _gpt_vocab}
+
+
+# ---------------------------------------------------------------------- optimizer and schedule
+def _steps_per_epoch(cfg: dict, n_train: int) -> int:
+    batches = math.ceil(n_train / cfg["data"]["batch_size"])
+    return max(1, math.ceil(batches / cfg["train"]["accumulate"]))
+
+
+_LR_ARGS = ("lr", "init_lr", "peak_lr", "max_lr")
+_STEP_ARGS = ("steps", "decay_steps", "total_steps")
+
+
+def _fill_schedule_kwargs(cfg: dict, n_train: int) -> None:
+    s = cfg.get("schedule")
+    if not s:
+        return
+    f = scheduler_factory(s["name"])
+    total_steps = _steps_per_epoch(cfg, n_train) * cfg["train"]["epochs"]
+    lr = cfg["optim"].get("lr", default_lr(cfg["optim"]["name"]))
+    if is_schedule_function(f):
+        req = required_args(f, set())
+        for a in req:
+            if a in _LR_ARGS and a not in s:
+                s[a] = lr
+            elif a in _STEP_ARGS and a not in s:
+                s[a] = total_steps
+    else:
+        req = required_args(f, {"self", "optimizer"})
+        intervals = total_steps if s["interval"] == "step" else cfg["train"]["epochs"]
+        if f.__name__ == "CosineAnnealingLR":
+            s.setdefault("T_max", intervals)
+        if f.__name__ == "OneCycleLR":
+            s.setdefault("max_lr", lr)
+            if "epochs" not in s and "steps_per_epoch" not in s:
+                s.setdefault("total_steps", intervals)
+    missing = [a for a in req if a not in s]
+    if missing:
+        raise ConfigError(f"schedule.{missing[0]}: a value is required for {s['name']} (required: "
+                          f"{', '.join(req)})")
+
+
+def build_optimizer(cfg: dict, params) -> tuple[Any, Any, str]:
+    """``(optimizer, scheduler or None, scheduler interval)`` from ``[optim]`` and ``[schedule]``:
+    a schedule function becomes the optimizer's ``lr`` (stepped every step), a scheduler class
+    wraps the optimizer."""
+    o = dict(cfg["optim"])
+    cls, preset = optimizer_class(o.pop("name"))
+    kwargs = {**preset, **{k: (tuple(v) if isinstance(v, list) else v) for k, v in o.items()}}
+    s = cfg.get("schedule")
+    scheduler, interval = None, "epoch"
+    if s:
+        f = scheduler_factory(s["name"])
+        args = {k: (tuple(v) if isinstance(v, list) and k != "milestones" else v)
+                for k, v in s.items() if k not in ("name", "interval")}
+        if is_schedule_function(f):
+            kwargs["lr"] = f(**args)
+            interval = "step"
+        else:
+            opt = cls(params, **kwargs)
+            try:
+                scheduler = f(opt, **args)
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f"schedule: {s['name']}: {e}") from None
+            return opt, scheduler, s["interval"]
+    try:
+        return cls(params, **kwargs), scheduler, interval
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"optim: {cls.__name__}: {e}") from None
+
+
+# ---------------------------------------------------------------------- loaders, threads, the whole setup
+def _loaders(cfg: dict, data: DataBundle) -> tuple:
+    d, seed = cfg["data"], cfg["train"]["seed"]
+    eval_bs = d["eval_batch_size"] or max(d["batch_size"], 500)
+    train = DataLoader(data.train, batch_size=d["batch_size"], shuffle=True, generator=Generator(seed))
+    val = DataLoader(data.val, batch_size=eval_bs) if data.val is not None else None
+    test = DataLoader(data.test, batch_size=eval_bs) if data.test is not None else None
+    return train, val, test
+
+
+def _limit_threads(threads: int | None) -> None:
+    """Limit the BLAS thread pools and the fused optimizer kernels' threads for the
+    rest of the process (``train.threads``)."""
+    if threads is None:
+        return
+    accel.set_num_threads(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        raise ConfigError("train.threads: needs threadpoolctl; install it with: python3 -m pip install "
+                          "threadpoolctl") from None
+    threadpool_limits(limits=threads, user_api="blas")
+
+
+def prepare(cfg: dict, data: DataBundle | None = None, *, config_path: str | None = None) -> Setup:
+    """Everything a run needs from a validated config: data, model (initialised from
+    ``train.seed``), optimizer, scheduler, loss and loaders. Fills in the values derived
+    from the data (``cfg`` is updated in place; write it as the run's resolved config).
+    ``data``: an already loaded ``build_data(cfg["data"], seed)`` to share between runs."""
+    seed = cfg["train"]["seed"]
+    _limit_threads(cfg["train"]["threads"])
+    if data is None:
+        data = build_data(cfg["data"], seed)
+    fill = DATA_DERIVED_KWARGS.get(cfg["model"]["name"])
+    if fill is not None:
+        fill(cfg, data)
+    _fill_schedule_kwargs(cfg, len(data.train))
+    kwargs = {k: v for k, v in cfg["model"].items() if k != "name"}
+    factory = model_factory(cfg["model"]["name"], pathlib.Path(config_path).parent if config_path else None)
+    manual_seed(seed)
+    try:
+        model = factory(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"model: {cfg['model']['name']}: {e}") from None
+    optimizer, scheduler, interval = build_optimizer(cfg, model.parameters())
+    train, val, test = _loaders(cfg, data)
+    return Setup(cfg, data, model, optimizer, scheduler, interval, make_loss(cfg["train"]), train, val, test)
+
+
+# ---------------------------------------------------------------------- trainer
+def _monitor_mode(monitor: str) -> str:
+    return "min" if "loss" in monitor else "max"
+
+
+def make_callbacks(cfg: dict, run_dir: pathlib.Path | None, *, quiet: bool = False, checkpoints: bool = True
+                   ) -> list:
+    """The callbacks ``[train]`` asks for; with a ``run_dir``, a metrics log and (``checkpoints``)
+    best/last checkpoints there."""
+    t = cfg["train"]
+    out: list = []
+    # the same callbacks in the same order for train and resume: checkpoints key callback state by position
+    out.append(cb.ProgressBar(disable=quiet or not t["progress"]))
+    if run_dir is not None:
+        out.append(cb.MetricLogger(str(run_dir)))
+        if checkpoints and (t["save_best"] or t["save_last"]):
+            out.append(cb.ModelCheckpoint(str(run_dir), monitor=t["monitor"], mode=_monitor_mode(t["monitor"]),
+                                          save_best=t["save_best"], save_last=t["save_last"],
+                                          every_n_steps=t["checkpoint_every_n_steps"]))
+    out.append(cb.LRMonitor())
+    if t["nan_guard"]:
+        out.append(cb.NaNGuard(str(run_dir) if run_dir is not None else None))
+    if t["early_stopping"] is not None:
+        out.append(cb.EarlyStopping(monitor=t["monitor"], mode=_monitor_mode(t["monitor"]),
+                                    patience=t["early_stopping"]))
+    if t["gradient_flow"]:
+        out.append(cb.GradientFlow(every_n_steps=t["gradient_flow"],
+                                   run_dir=str(run_dir) if run_dir is not None else None))
+    return out
+
+
+def make_trainer(setup: Setup, run_dir: pathlib.Path | None, *, quiet: bool = False, checkpoints: bool = True,
+                 extra_callbacks: Sequence = ()) -> Trainer:
+    """The ``Trainer`` of a ``Setup``: its callbacks (``make_callbacks``) then ``extra_callbacks``."""
+    t = setup.cfg["train"]
+    return Trainer(setup.model, setup.optimizer, setup.loss_fn, scheduler=setup.scheduler,
+                   scheduler_interval=setup.interval, metrics=tuple(t["metrics"]),
+                   callbacks=make_callbacks(setup.cfg, run_dir, quiet=quiet, checkpoints=checkpoints)
+                   + list(extra_callbacks),
+                   grad_clip=t["grad_clip"], accumulate=t["accumulate"],
+                   run_dir=str(run_dir) if run_dir is not None else None, seed=t["seed"], config=setup.cfg)

@@ -1,0 +1,141 @@
+"""Run folders: where a run built by the recipe writes, how it is read back, and its summary.
+
+A run folder holds ``config.toml`` (the resolved config, so ``resume`` and ``evaluate`` rebuild
+exactly the same run), the metrics log, ``checkpoints/{best,last}``, plots and ``summary.json``.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any
+
+import numpy as np
+
+from .config import ConfigError, load_config, validate
+from .formatting import format_value
+from .recipe import Setup
+
+__all__ = ["new_run_dir", "read_run_config", "checkpoint_dir", "final_metrics", "prefixed_metrics", "finish_run",
+           "summary_text", "jsonable"]
+
+
+def new_run_dir(cfg: dict, config_path: str) -> pathlib.Path:
+    """A new folder ``run.dir/<run.name or the config's name>`` (``-2``, ``-3``, ... when one with files
+    exists, unless ``run.overwrite``); ``cfg["run"]["name"]`` is set to its name."""
+    r = cfg["run"]
+    name = r["name"] or pathlib.Path(config_path).stem
+    base = pathlib.Path(r["dir"]) / name
+    path, k = base, 1
+    if not r["overwrite"]:
+        while path.exists() and any(path.iterdir()):
+            k += 1
+            path = base.with_name(f"{name}-{k}")
+    path.mkdir(parents=True, exist_ok=True)
+    r["name"] = path.name
+    return path
+
+
+def read_run_config(run_dir: pathlib.Path) -> dict:
+    """The validated resolved config of a run folder."""
+    path = run_dir / "config.toml"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir}: not a run folder (no config.toml)")
+    return validate(load_config(path), config_path=path)
+
+
+def checkpoint_dir(run_dir: pathlib.Path, which: str) -> pathlib.Path:
+    """``run_dir/checkpoints/<which>`` (``"best"`` or ``"last"``), which must exist."""
+    path = run_dir / "checkpoints" / which
+    if not path.exists():
+        have = sorted(p.name for p in (run_dir / "checkpoints").iterdir()) if (run_dir / "checkpoints").is_dir() \
+            else []
+        raise ConfigError(f"{run_dir}: no checkpoint {which!r} (found: {', '.join(have) or 'none'})")
+    return path
+
+
+def final_metrics(history: dict) -> dict:
+    """The last value of each metric of a ``Trainer.fit`` history (not lr or timings)."""
+    return {k: v[-1] for k, v in history.items() if isinstance(v, list) and v and
+            isinstance(v[-1], (int, float)) and k not in ("lr", "epoch_time", "samples_per_sec")}
+
+
+def prefixed_metrics(metrics: dict, prefix: str) -> dict:
+    """``Trainer.evaluate`` results renamed for a split: ``val_accuracy`` -> ``test_accuracy``."""
+    out = {}
+    for k, v in metrics.items():
+        if isinstance(v, (int, float, np.floating)):
+            k2 = k[4:] if k.startswith("val_") else k
+            out[f"{prefix}_{k2}" if not k2.startswith(prefix + "_") else k2] = float(v)
+    return out
+
+
+def _gradient_flow(trainer) -> Any:
+    for c in getattr(trainer, "callbacks", ()):
+        if type(c).__name__ == "GradientFlow":
+            return c
+    return None
+
+
+def finish_run(setup: Setup, trainer, history: dict, run_dir: pathlib.Path, elapsed: float) -> dict:
+    """After ``fit``: test metrics, plots and ``summary.json`` in ``run_dir``; prints the summary."""
+    test = {}
+    if setup.test_loader is not None:
+        test = prefixed_metrics(trainer.evaluate(setup.test_loader), "test")
+    times = history.get("epoch_time", [])
+    sps = history.get("samples_per_sec", [])
+    summary = {
+        "run_dir": str(run_dir),
+        "model": setup.cfg["model"]["name"], "data": setup.cfg["data"]["name"],
+        "optimizer": setup.cfg["optim"]["name"],
+        "parameters": int(sum(p.numel() for p in setup.model.parameters())),
+        "epochs": len(history.get("train_loss", [])),
+        "time_s": round(elapsed, 3),
+        "train_time_s": round(float(sum(times)), 3) if times else None,
+        "samples_per_sec": round(float(np.mean(sps)), 1) if sps else None,
+        "final": final_metrics(history), "test": test,
+    }
+    flow = _gradient_flow(trainer)
+    if flow is not None:
+        try:
+            summary["gradient_flow"] = jsonable(flow.verdicts())
+        except Exception as e:  # noqa: BLE001 - the summary must still be written
+            summary["gradient_flow"] = f"unavailable: {e}"
+    plots = []
+    try:
+        from . import plots as tplots
+
+        made = tplots.plot_run(str(run_dir))
+        plots = [str(p) for p in (made if isinstance(made, (list, tuple)) else [made]) if p]
+    except ImportError as e:
+        print(f"(no plots: {e})")
+    summary["plots"] = plots
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(summary_text(summary))
+    return summary
+
+
+def jsonable(v: Any) -> Any:
+    """``v`` with NumPy scalars made Python numbers and anything else JSON cannot hold made a string."""
+    if isinstance(v, dict):
+        return {str(k): jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [jsonable(x) for x in v]
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    return str(v)
+
+
+def summary_text(s: dict) -> str:
+    """The lines ``retrograd train`` prints for a ``finish_run`` summary."""
+    lines = [f"run {s['run_dir']}: {s['model']} on {s['data']} with {s['optimizer']}, "
+             f"{s['parameters']:,} parameters, {s['epochs']} epochs in {s['time_s']:.1f} s"
+             + (f" ({s['samples_per_sec']:,.0f} samples/s)" if s.get("samples_per_sec") else "")]
+    if s["final"]:
+        lines.append("  final: " + "  ".join(f"{k} {format_value(v, fixed=True)}" for k, v in s["final"].items()))
+    if s["test"]:
+        lines.append("  test:  " + "  ".join(f"{k} {format_value(v, fixed=True)}" for k, v in s["test"].items()))
+    if isinstance(s.get("gradient_flow"), (dict, list)):
+        lines.append(f"  gradient flow: {json.dumps(s['gradient_flow'])}")
+    return "\n".join(lines)

@@ -1,0 +1,34 @@
+"""``TuneTrainFn``: the ``train_fn`` that trains a trial's config through the recipe, as
+``retrograd train`` does (the ``retrograd tune`` command passes one to ``tune.search``)."""
+from __future__ import annotations
+
+import json
+
+from ..data.presets import DataBundle, build_data
+from ..train.config import validate
+from ..train.recipe import make_trainer, prepare
+from ..train.runs import final_metrics
+from .pruning import PruningCallback
+
+__all__ = ["TuneTrainFn"]
+
+
+class TuneTrainFn:
+    """``train_fn`` for ``rg.tune``: validate a trial's config and train it as ``retrograd train`` does
+    (no run folder), reporting the validation metric each epoch through a ``PruningCallback``. The data
+    is loaded and split once, with the base config's seed, so every trial sees the same split."""
+
+    def __init__(self, config_path: str | None, data_seed: int, quiet: bool = True) -> None:
+        self.config_path, self.data_seed, self.quiet = config_path, data_seed, quiet
+        self._data: dict[str, DataBundle] = {}
+
+    def __call__(self, trial_cfg: dict, reporter) -> dict:
+        cfg = validate(trial_cfg, config_path=self.config_path)
+        key = json.dumps(cfg["data"], sort_keys=True)
+        if key not in self._data:
+            self._data = {key: build_data(cfg["data"], self.data_seed)}  # one data set in memory at a time
+        setup = prepare(cfg, self._data[key], config_path=self.config_path)
+        trainer = make_trainer(setup, None, quiet=self.quiet, checkpoints=False,
+                               extra_callbacks=[PruningCallback(reporter)])
+        history = trainer.fit(setup.train_loader, setup.val_loader, epochs=cfg["train"]["epochs"])
+        return final_metrics(history)
