@@ -617,7 +617,7 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def cmd_lr_find(args) -> dict:
-    from .optim import LRFinder
+    from .train import LRFinder
 
     cfg = _config_from_args(args)
     cfg.pop("schedule", None)  # the range test sets the lr itself
