@@ -26,7 +26,7 @@ import numpy as np
 from ..optim.optimizer import Optimizer
 from ..optim.plotting import _require_matplotlib
 from ..tensor import Tensor
-from .step import backward_batch, optimizer_step
+from .step import backward_batch, check_max_norm, optimizer_step
 
 __all__ = ["LRFinder"]
 
@@ -68,12 +68,10 @@ class LRFinder:
                                 "restore the parameters after the test")
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"LRFinder: expected a retrograd Optimizer, got {type(optimizer).__name__}")
-        if grad_clip is not None and not grad_clip > 0:
-            raise ValueError(f"LRFinder: grad_clip must be a positive max norm, got {grad_clip!r}")
         self.model = model
         self.optimizer = optimizer
         self.loss_fn = loss_fn
-        self.grad_clip = grad_clip
+        self.grad_clip = check_max_norm(grad_clip, "LRFinder")
         self.history: dict[str, list[float]] = {"lr": [], "loss": []}
         self.best_loss: float | None = None
         self.diverged = False

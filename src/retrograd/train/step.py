@@ -22,7 +22,8 @@ import numpy as np
 from ..nn.utils import clip_grad_norm_
 from ..tensor import Tensor
 
-__all__ = ["unpack_batch", "batch_size", "forward", "forward_loss", "backward_batch", "optimizer_step"]
+__all__ = ["unpack_batch", "batch_size", "forward", "forward_loss", "backward_batch", "optimizer_step",
+           "check_max_norm"]
 
 _INPUT_KEYS = ("input", "inputs", "x", "input_ids")
 _TARGET_KEYS = ("target", "targets", "y", "label", "labels")
@@ -83,6 +84,13 @@ def backward_batch(model: Callable, loss_fn: Callable, batch: Any, *, accumulate
     scaled = loss * (1.0 / accumulate) if accumulate > 1 else loss
     scaled.backward()
     return float(loss.item()), batch_size(inputs, target)
+
+
+def check_max_norm(max_norm: float | None, who: str) -> float | None:
+    """``max_norm`` (a ``grad_clip``) when it is None or positive; a ValueError naming ``who`` otherwise."""
+    if max_norm is not None and not max_norm > 0:
+        raise ValueError(f"{who}: grad_clip must be a positive max norm, got {max_norm!r}")
+    return max_norm
 
 
 def optimizer_step(optimizer: Any, *, max_norm: float | None = None,

@@ -29,7 +29,7 @@ from ..autograd.engine import no_grad
 from ..tensor import Tensor, cat
 from .callback import Callback
 from .metrics import Metric, get_metric
-from .step import backward_batch, batch_size, forward, forward_loss, optimizer_step, unpack_batch
+from .step import backward_batch, batch_size, check_max_norm, forward, forward_loss, optimizer_step, unpack_batch
 
 __all__ = ["Trainer", "TrainerState"]
 
@@ -78,8 +78,7 @@ class Trainer:
             raise ValueError(f"Trainer: scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
         if not isinstance(accumulate, int) or isinstance(accumulate, bool) or accumulate < 1:
             raise ValueError(f"Trainer: accumulate must be a positive int, got {accumulate!r}")
-        if grad_clip is not None and not grad_clip > 0:
-            raise ValueError(f"Trainer: grad_clip must be a positive max norm, got {grad_clip!r}")
+        check_max_norm(grad_clip, "Trainer")
         self.model = model
         self.optimizer = optimizer
         self.loss_fn = loss_fn
