@@ -24,7 +24,7 @@ from ..autograd.engine import AnomalyError, detect_anomaly
 from .. import random as rg_random
 from .callback import Callback
 from .diagnostics import GradientFlow
-from .step import forward_loss, unpack_batch
+from .step import forward_loss
 
 __all__ = ["Callback", "ProgressBar", "MetricLogger", "EarlyStopping", "ModelCheckpoint", "LRMonitor",
            "NaNGuard", "GradientFlow"]
@@ -359,7 +359,7 @@ class NaNGuard(Callback):
             rg_random.default_generator.set_state(self._rng)
         try:
             with detect_anomaly(), np.errstate(all="ignore"):
-                _, loss = forward_loss(trainer.model, trainer.loss_fn, *unpack_batch(batch))
+                _, loss = forward_loss(trainer.model, trainer.loss_fn, *trainer.unpack_batch(batch))
                 for p in trainer.params:
                     p.grad = None
                 loss.backward()

@@ -26,7 +26,7 @@ import numpy as np
 from ..optim.optimizer import Optimizer
 from ..optim.plotting import _require_matplotlib
 from ..tensor import Tensor
-from .step import backward_batch, check_max_norm, optimizer_step
+from .step import backward_batch, check_max_norm, optimizer_step, unpack_batch
 
 __all__ = ["LRFinder"]
 
@@ -148,8 +148,8 @@ class LRFinder:
     def _train_batch(self, batches: "_Cycle", accumulation_steps: int) -> float:
         total = 0.0
         for _ in range(accumulation_steps):
-            loss, _ = backward_batch(self.model, self.loss_fn, batches.next(), accumulate=accumulation_steps,
-                                     who="LRFinder.range_test")
+            inputs, target = unpack_batch(batches.next(), "LRFinder.range_test")
+            loss, _ = backward_batch(self.model, self.loss_fn, inputs, target, accumulate=accumulation_steps)
             total += loss
         optimizer_step(self.optimizer, max_norm=self.grad_clip)
         return total / accumulation_steps

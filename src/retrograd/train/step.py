@@ -7,11 +7,11 @@ target)``, a dict with ``input``/``inputs``/``x``/``input_ids`` and
 ``target``/``targets``/``y``/``label``/``labels``, or a bare input (no
 target: the loss is ``loss_fn(output)``). NumPy arrays in it become Tensors.
 
-An optimizer step over ``k`` batches is ``backward_batch(..., accumulate=k)``
-once per batch, then ``optimizer_step``: with a mean loss and equal batches it
-equals one step on the ``k``-times larger batch, as a PyTorch loop that calls
-``(loss / k).backward()``, ``torch.nn.utils.clip_grad_norm_``, ``step()`` and
-``zero_grad()``.
+An optimizer step over ``k`` batches is ``backward_batch(..., accumulate=k)`` on
+each batch's ``unpack_batch``, then ``optimizer_step``: with a mean loss and
+equal batches it equals one step on the ``k``-times larger batch, and it is what
+a PyTorch loop that calls ``(loss / k).backward()``,
+``torch.nn.utils.clip_grad_norm_``, ``step()`` and ``zero_grad()`` does.
 """
 from __future__ import annotations
 
@@ -73,13 +73,12 @@ def forward_loss(model: Callable, loss_fn: Callable, inputs: tuple, target: Any)
     return out, loss
 
 
-def backward_batch(model: Callable, loss_fn: Callable, batch: Any, *, accumulate: int = 1,
-                   who: str = "Trainer") -> tuple[float, int]:
-    """Forward one batch and backpropagate its loss divided by ``accumulate`` (the
-    number of batches whose gradients add up to this optimizer step), so the
-    accumulated gradient is that of the mean loss. Returns ``(loss, batch size)``
-    with the loss unscaled, as a float."""
-    inputs, target = unpack_batch(batch, who)
+def backward_batch(model: Callable, loss_fn: Callable, inputs: tuple, target: Any, *,
+                   accumulate: int = 1) -> tuple[float, int]:
+    """Forward one batch (``unpack_batch``'s ``inputs, target``) and backpropagate
+    its loss divided by ``accumulate`` (the number of batches whose gradients add
+    up to this optimizer step), so the accumulated gradient is that of the mean
+    loss. Returns ``(loss, batch size)``, the loss unscaled, as a float."""
     _, loss = forward_loss(model, loss_fn, inputs, target)
     scaled = loss * (1.0 / accumulate) if accumulate > 1 else loss
     scaled.backward()

@@ -152,7 +152,7 @@ class Trainer:
         k = self.accumulate
         start = idx // k * k
         group = min(k, n_batches - start) if n_batches else k
-        value, n = backward_batch(self.model, self.loss_fn, batch, accumulate=group)
+        value, n = backward_batch(self.model, self.loss_fn, *self.unpack_batch(batch), accumulate=group)
         self._pending = idx + 1 - start
         self.last_loss = value
         self._call("on_after_backward", idx)
@@ -252,7 +252,7 @@ class Trainer:
         try:
             with no_grad():
                 for batch in loader:
-                    inputs, target = unpack_batch(batch)
+                    inputs, target = self.unpack_batch(batch)
                     out, loss = forward_loss(self.model, self.loss_fn, inputs, target)
                     n = batch_size(inputs, target)
                     total += float(loss.item()) * n
@@ -275,7 +275,7 @@ class Trainer:
         try:
             with no_grad():
                 for batch in loader:
-                    inputs, _ = unpack_batch(batch)
+                    inputs, _ = self.unpack_batch(batch)
                     outs.append(forward(self.model, inputs))
         finally:
             self.model.train(was_training)
