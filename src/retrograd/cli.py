@@ -167,7 +167,7 @@ def cmd_compare(args) -> dict:
 
 
 def cmd_lr_find(args) -> dict:
-    from .optim import LRFinder
+    from .train import LRFinder
 
     cfg = _config_from_args(args)
     cfg.pop("schedule", None)  # the range test sets the lr itself

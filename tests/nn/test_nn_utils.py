@@ -39,6 +39,18 @@ def test_clip_grad_norm_matches_torch(norm_type, max_norm, dtype):
         assert r.grad.dtype == getattr(rg, dtype)
 
 
+@pytest.mark.parametrize("foreach", [None, True, False])
+def test_clip_grad_norm_foreach_matches_torch(foreach):
+    """``foreach`` picks torch's kernel, not its numbers: every value gives torch's result."""
+    rp, tp = _pair(dtype="float32", scale=3.0)
+    r_total = rg.nn.utils.clip_grad_norm_(rp, 0.5, foreach=foreach)
+    t_total = torch.nn.utils.clip_grad_norm_(tp, 0.5, foreach=foreach)
+    assert r_total.dtype == rg.float32
+    np.testing.assert_allclose(float(r_total), float(t_total), rtol=1e-6)
+    for r, t in zip(rp, tp):
+        np.testing.assert_allclose(r.grad.data, t.grad.numpy(), rtol=1e-6, atol=1e-7)
+
+
 def test_clip_grad_norm_single_tensor_and_no_grads():
     p = rg.tensor([3.0, 4.0], requires_grad=True)
     p.grad = rg.tensor([3.0, 4.0])

@@ -113,9 +113,45 @@ def test_clip_grad_norm_matches_torch():
         p.grad = torch.tensor(g)
     total = clip_grad_norm_(ps, 1.0)
     ttotal = torch.nn.utils.clip_grad_norm_(tps, 1.0)
-    assert total == pytest.approx(float(ttotal), rel=1e-6)
+    assert clip_grad_norm_ is rg.nn.utils.clip_grad_norm_  # one clip_grad_norm_: a 0-d Tensor, as torch's
+    assert float(total) == pytest.approx(float(ttotal), rel=1e-6)
     for p, t in zip(ps, tps):
         np.testing.assert_allclose(p.grad.numpy(), t.grad.numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("accumulate", [1, 3])
+def test_grad_clip_steps_as_a_torch_loop(digits, accumulate):
+    """Trainer(grad_clip=c, accumulate=k) takes the steps of a PyTorch loop that calls
+    ``(loss / k).backward()``, ``torch.nn.utils.clip_grad_norm_(params, c)``, ``step()``, ``zero_grad()``."""
+    import torch
+    model = mlp(0)
+    tmodel = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    with torch.no_grad():
+        for t, p in zip(tmodel.parameters(), model.parameters()):
+            t.copy_(torch.from_numpy(p.data.copy()))
+    loader = rg.data.DataLoader(_subset(digits, 120), batch_size=20)  # 6 batches
+    norms = []
+
+    class Norm(Callback):
+        def on_before_step(self, trainer, i):
+            norms.append(trainer.last_grad_norm)
+
+    tr = Trainer(model, rg.optim.SGD(model.parameters(), lr=0.5, momentum=0.9), rg.nn.CrossEntropyLoss(),
+                 grad_clip=0.05, accumulate=accumulate, callbacks=[Norm()], metrics=())
+    tr.fit(loader, epochs=1)
+    topt = torch.optim.SGD(tmodel.parameters(), lr=0.5, momentum=0.9)
+    tnorms = []
+    for i, (x, y) in enumerate(loader):
+        loss = torch.nn.functional.cross_entropy(tmodel(torch.from_numpy(x.numpy())), torch.from_numpy(y.numpy()))
+        (loss / accumulate if accumulate > 1 else loss).backward()
+        if (i + 1) % accumulate == 0:
+            tnorms.append(float(torch.nn.utils.clip_grad_norm_(tmodel.parameters(), 0.05)))
+            topt.step()
+            topt.zero_grad()
+    assert isinstance(tr.last_grad_norm, float) and len(norms) == len(tnorms) == 6 // accumulate
+    np.testing.assert_allclose(norms, tnorms, rtol=1e-5)
+    for p, t in zip(model.parameters(), tmodel.parameters()):
+        np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=1e-4, atol=1e-6)
 
 
 def test_scheduler_per_step_and_per_epoch(digits):

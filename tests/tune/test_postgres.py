@@ -26,7 +26,7 @@ def postgres_url():
     try:
         psycopg2.connect(URL.replace("postgresql+psycopg2://", "postgresql://"), connect_timeout=5).close()
     except psycopg2.OperationalError as e:
-        pytest.skip(f"PostgreSQL at {tune.study.mask_url(URL)} cannot be reached: {str(e).strip()}")
+        pytest.skip(f"PostgreSQL at {tune.storage.mask_url(URL)} cannot be reached: {str(e).strip()}")
     return URL
 
 

@@ -230,7 +230,7 @@ def test_resume_after_sigkill_loses_nothing(tmp_path, storage):
     finally:
         proc.wait(30)
     assert proc.returncode == -signal.SIGKILL
-    spec = tune.study.storage_spec(storage, study_dir)
+    spec = tune.storage.storage_spec(storage, study_dir)
     before = optuna.load_study(study_name="study", storage=tune.open_storage(spec)).trials
     assert [t.state.name for t in before] == ["COMPLETE"] * 3 + ["RUNNING"]
     cfg = copy.deepcopy(BASE_CONFIG)
@@ -265,7 +265,7 @@ def test_resume_leaves_trials_of_live_local_processes_alone(tmp_path, capsys):
     study_dir = tmp_path / "study"
     tune.search(BASE_CONFIG, LR_SPACE, train_fn=_fixed_metric, method="random", n_trials=2, pruner="none",
                 study_dir=study_dir, plots=False)
-    storage = tune.open_storage(tune.study.storage_spec(None, study_dir))
+    storage = tune.open_storage(tune.storage.storage_spec(None, study_dir))
     study = optuna.load_study(study_name="study", storage=storage)
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

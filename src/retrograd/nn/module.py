@@ -7,7 +7,6 @@ match PyTorch's for the same model, so state dicts move between the two.
 """
 from __future__ import annotations
 
-import itertools
 import warnings
 from collections import OrderedDict, namedtuple
 from typing import Any, Callable, Iterator
@@ -16,6 +15,7 @@ import numpy as np
 
 from .. import backend as B
 from ..autograd.engine import no_grad
+from ..hooks import RemovableHandle, add_hook
 from ..ops import Rule
 from ..tensor import Tensor, _to_array
 
@@ -72,25 +72,6 @@ class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpec
         return super().__repr__()
 
     __str__ = __repr__
-
-
-class RemovableHandle:
-    """Returned by ``register_*_hook``; ``remove()`` unregisters the hook."""
-
-    _ids = itertools.count()
-
-    def __init__(self, hooks: dict) -> None:
-        self._hooks = hooks
-        self.id = next(RemovableHandle._ids)
-
-    def remove(self) -> None:
-        self._hooks.pop(self.id, None)
-
-    def __enter__(self) -> "RemovableHandle":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.remove()
 
 
 def _addindent(s: str, n: int) -> str:
@@ -424,8 +405,7 @@ class Module:
 
     @staticmethod
     def _add_hook(store: OrderedDict, hook: Callable, prepend: bool) -> RemovableHandle:
-        h = RemovableHandle(store)
-        store[h.id] = hook
+        h = add_hook(store, hook)
         if prepend:
             store.move_to_end(h.id, last=False)
         return h

@@ -9,7 +9,6 @@ from .sgd import SGD
 from .adam import Adam, AdamW, Adamax, NAdam, RAdam
 from .adagrad import Adadelta, Adagrad, RMSprop
 from . import fused, lr_scheduler, schedules
-from .lr_finder import LRFinder
 from .plotting import plot_schedule
 from .rprop import Rprop
 from .asgd import ASGD
@@ -30,4 +29,4 @@ __all__ = ["Optimizer", "StepArrays", "required", "register_optimizer_step_pre_h
            "Adadelta", "RMSprop", "Rprop", "ASGD", "LBFGS", "Adafactor", "Muon",
            "Lion", "Lookahead", "LAMB", "LARS", "swa_utils", "AveragedModel",
            "ScheduleFreeAdamW", "ScheduleFreeSGD", "Sophia",
-           "fused", "lr_scheduler", "schedules", "LRFinder", "plot_schedule"]
+           "fused", "lr_scheduler", "schedules", "plot_schedule"]

@@ -1,4 +1,5 @@
-"""Training: ``Trainer`` (the loop), ``callbacks``, ``metrics``, ``plots``, exact checkpoint/resume.
+"""Training: ``Trainer`` (the loop), ``callbacks``, ``metrics``, ``plots``, exact checkpoint/resume,
+``LRFinder`` (the learning-rate range test); both run the training step of ``step``.
 
     trainer = rg.train.Trainer(model, opt, rg.nn.CrossEntropyLoss(), scheduler=sched,
                                callbacks=[rg.train.callbacks.ProgressBar()], run_dir="runs/a")
@@ -8,7 +9,9 @@ from . import callbacks, metrics
 from .callbacks import (Callback, EarlyStopping, GradientFlow, LRMonitor, MetricLogger, ModelCheckpoint,
                         NaNGuard, ProgressBar)
 from .checkpoint import CheckpointError
-from .trainer import Trainer, TrainerState, clip_grad_norm_
+from .lr_finder import LRFinder
+from .trainer import Trainer, TrainerState
+from ..nn.utils import clip_grad_norm_  # the one clip_grad_norm_ (torch.nn.utils'), kept under rg.train too
 
 
 def __getattr__(name: str):
@@ -19,6 +22,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Trainer", "TrainerState", "clip_grad_norm_", "callbacks", "metrics", "plots", "Callback",
+__all__ = ["Trainer", "TrainerState", "LRFinder", "clip_grad_norm_", "callbacks", "metrics", "plots", "Callback",
            "ProgressBar", "MetricLogger", "EarlyStopping", "ModelCheckpoint", "LRMonitor", "NaNGuard",
            "GradientFlow", "CheckpointError"]

@@ -1,19 +1,9 @@
-"""Callbacks: objects the ``Trainer`` calls at fixed points of the loop.
+"""Callbacks: objects the ``Trainer`` calls at fixed points of the loop (base class: ``callback.Callback``).
 
-Hooks (override any; all receive the trainer first):
-
-- ``on_fit_start(trainer)`` / ``on_fit_end(trainer)``
-- ``on_epoch_start(trainer, epoch, logs)``: ``logs`` has ``resumed_at_batch``, ``num_batches``
-- ``on_epoch_end(trainer, epoch, logs)``: ``logs`` is the epoch's row of the history
-  (``train_loss``, ``val_loss``, ``val_<metric>``, ``lr``, ``epoch_time``, ``samples_per_sec``)
-- ``on_batch_start(trainer, batch_idx, logs)`` / ``on_batch_end(trainer, batch_idx, logs)``:
-  ``logs`` has ``loss``, ``batch_size``, ``epoch``, ``step``, ``lr``, ``samples_per_sec``
-- ``on_after_backward(trainer, batch_idx)``: gradients of this batch are in ``.grad``
-- ``on_before_step(trainer, batch_idx)``: after clipping, just before ``optimizer.step()``
-
-Setting ``trainer.stop_training = True`` ends ``fit`` after the current batch
-(before the optimizer step when set in ``on_after_backward``/``on_before_step``).
-A callback with ``state_dict()``/``load_state_dict()`` has its state saved in checkpoints.
+``ProgressBar``, ``MetricLogger``, ``EarlyStopping``, ``ModelCheckpoint``,
+``LRMonitor``, ``NaNGuard``, and ``GradientFlow`` (from ``diagnostics``). The
+hooks a callback may override, and when the trainer calls them, are listed in
+``callback``.
 """
 from __future__ import annotations
 
@@ -32,30 +22,13 @@ import numpy as np
 
 from ..autograd.engine import AnomalyError, detect_anomaly
 from .. import random as rg_random
+from .callback import Callback
+from .diagnostics import GradientFlow
 from .formatting import format_value
+from .step import forward_loss
 
 __all__ = ["Callback", "ProgressBar", "MetricLogger", "EarlyStopping", "ModelCheckpoint", "LRMonitor",
            "NaNGuard", "GradientFlow"]
-
-
-class Callback:
-    """Base class: every hook does nothing."""
-
-    def on_fit_start(self, trainer: Any) -> None: ...
-
-    def on_fit_end(self, trainer: Any) -> None: ...
-
-    def on_epoch_start(self, trainer: Any, epoch: int, logs: dict) -> None: ...
-
-    def on_epoch_end(self, trainer: Any, epoch: int, logs: dict) -> None: ...
-
-    def on_batch_start(self, trainer: Any, batch_idx: int, logs: dict) -> None: ...
-
-    def on_batch_end(self, trainer: Any, batch_idx: int, logs: dict) -> None: ...
-
-    def on_after_backward(self, trainer: Any, batch_idx: int) -> None: ...
-
-    def on_before_step(self, trainer: Any, batch_idx: int) -> None: ...
 
 
 # --------------------------------------------------------------------------- progress
@@ -383,9 +356,7 @@ class NaNGuard(Callback):
             rg_random.default_generator.set_state(self._rng)
         try:
             with detect_anomaly(), np.errstate(all="ignore"):
-                inputs, target = trainer.unpack_batch(batch)
-                out = trainer.model(*inputs)
-                loss = trainer.loss_fn(out, target) if target is not None else trainer.loss_fn(out)
+                _, loss = forward_loss(trainer.model, trainer.loss_fn, *trainer.unpack_batch(batch))
                 for p in trainer.params:
                     p.grad = None
                 loss.backward()
@@ -407,6 +378,3 @@ def _param_names(trainer: Any) -> dict[int, str]:
         return {id(p): n for n, p in trainer.model.named_parameters()}
     except AttributeError:
         return {}
-
-
-from .diagnostics import GradientFlow  # noqa: E402  (a Callback defined in its own module)

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .callbacks import Callback
+from .callback import Callback
 
 __all__ = ["GradientFlow"]
 

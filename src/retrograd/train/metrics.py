@@ -56,32 +56,34 @@ class Metric:
         raise NotImplementedError
 
 
-class Accuracy(Metric):
-    name = "accuracy"
+class _Mean(Metric):
+    """A mean over samples (or tokens): ``update`` adds their values to ``sum`` and
+    their number to ``count``; ``compute`` is ``sum / count`` (nan before any)."""
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
-        self.correct, self.total = 0, 0
+        self.sum, self.count = 0, 0
+
+    def compute(self) -> float:
+        return self.sum / self.count if self.count else float("nan")
+
+
+class Accuracy(_Mean):
+    name = "accuracy"
 
     def update(self, pred: Any, target: Any) -> None:
         t = _np(target)
-        self.correct += int((_class_pred(_np(pred), t) == t).sum())
-        self.total += t.size
-
-    def compute(self) -> float:
-        return self.correct / self.total if self.total else float("nan")
+        self.sum += int((_class_pred(_np(pred), t) == t).sum())
+        self.count += t.size
 
 
-class TopKAccuracy(Metric):
+class TopKAccuracy(_Mean):
     def __init__(self, k: int = 5) -> None:
         self.k = int(k)
         self.name = f"top{self.k}_accuracy"
-        self.reset()
-
-    def reset(self) -> None:
-        self.correct, self.total = 0, 0
+        super().__init__()
 
     def update(self, pred: Any, target: Any) -> None:
         p, t = _np(pred), _np(target)
@@ -90,11 +92,8 @@ class TopKAccuracy(Metric):
                              f"{t.shape}")
         k = min(self.k, p.shape[-1])
         top = np.argpartition(-p, k - 1, axis=-1)[..., :k]
-        self.correct += int((top == t[..., None]).any(-1).sum())
-        self.total += t.size
-
-    def compute(self) -> float:
-        return self.correct / self.total if self.total else float("nan")
+        self.sum += int((top == t[..., None]).any(-1).sum())
+        self.count += t.size
 
 
 class F1Macro(Metric):
@@ -139,27 +138,18 @@ class F1Macro(Metric):
         return float(np.mean(scores)) if scores else float("nan")
 
 
-class MAE(Metric):
+class MAE(_Mean):
     name = "mae"
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.abs_sum, self.count = 0.0, 0
 
     def update(self, pred: Any, target: Any) -> None:
         p, t = _np(pred).astype(np.float64), _np(target).astype(np.float64)
         if p.shape != t.shape and p.size == t.size:
             p = p.reshape(t.shape)
-        self.abs_sum += float(np.abs(p - t).sum())
+        self.sum += float(np.abs(p - t).sum())
         self.count += np.broadcast(p, t).size
 
-    def compute(self) -> float:
-        return self.abs_sum / self.count if self.count else float("nan")
 
-
-class Perplexity(Metric):
+class Perplexity(_Mean):
     """``exp(mean over tokens of -log softmax(logits)[target])``; targets equal to
     ``ignore_index`` are left out."""
 
@@ -167,10 +157,7 @@ class Perplexity(Metric):
 
     def __init__(self, ignore_index: int = -100) -> None:
         self.ignore_index = ignore_index
-        self.reset()
-
-    def reset(self) -> None:
-        self.nll_sum, self.count = 0.0, 0
+        super().__init__()
 
     def update(self, pred: Any, target: Any) -> None:
         logits = _np(pred).astype(np.float64)
@@ -184,32 +171,26 @@ class Perplexity(Metric):
         logits, t = logits[keep], t[keep]
         m = logits.max(-1, keepdims=True)
         lse = (m[:, 0] + np.log(np.exp(logits - m).sum(-1)))
-        self.nll_sum += float((lse - logits[np.arange(len(t)), t]).sum())
+        self.sum += float((lse - logits[np.arange(len(t)), t]).sum())
         self.count += len(t)
 
     def compute(self) -> float:
-        return float(np.exp(self.nll_sum / self.count)) if self.count else float("nan")
+        return float(np.exp(super().compute()))
 
 
-class CallableMetric(Metric):
+class CallableMetric(_Mean):
     """A user's ``fn(pred, target) -> float``, averaged over batches weighted by batch size."""
 
     def __init__(self, fn: Callable, name: str | None = None) -> None:
         self.fn = fn
         self.name = name or getattr(fn, "__name__", "metric")
-        self.reset()
-
-    def reset(self) -> None:
-        self.total, self.count = 0.0, 0
+        super().__init__()
 
     def update(self, pred: Any, target: Any) -> None:
         n = len(_np(target)) if _np(target).ndim else 1
         v = self.fn(pred, target)
-        self.total += float(v.item() if isinstance(v, Tensor) else v) * n
+        self.sum += float(v.item() if isinstance(v, Tensor) else v) * n
         self.count += n
-
-    def compute(self) -> float:
-        return self.total / self.count if self.count else float("nan")
 
 
 # --------------------------------------------------------------------------- functions

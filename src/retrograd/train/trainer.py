@@ -15,23 +15,23 @@ history), so a run interrupted at any batch and resumed with
 from __future__ import annotations
 
 import inspect
-import math
 import os
 import pathlib
 import random as _pyrandom
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from .. import random as rg_random
 from ..autograd.engine import no_grad
 from ..tensor import Tensor, cat
-from .callbacks import Callback
+from .callback import Callback
 from .metrics import Metric, get_metric
+from .step import backward_batch, batch_size, check_max_norm, forward, forward_loss, optimizer_step, unpack_batch
 
-__all__ = ["Trainer", "TrainerState", "clip_grad_norm_"]
+__all__ = ["Trainer", "TrainerState"]
 
 
 @dataclass
@@ -52,29 +52,6 @@ class TrainerState:
         self.batch_in_epoch, self.loss_sum, self.samples, self.train_time, self.epoch_time = 0, 0.0, 0, 0.0, 0.0
 
 
-def clip_grad_norm_(parameters: Iterable[Tensor], max_norm: float, norm_type: float = 2.0) -> float:
-    """Scale the gradients in place so that their global norm is at most ``max_norm``
-    (PyTorch's ``clip_grad_norm_``: factor ``max_norm / (norm + 1e-6)``, clamped at 1).
-    Returns the norm before clipping."""
-    grads = [p.grad.data for p in parameters if p.grad is not None]
-    if not grads:
-        return 0.0
-    if math.isinf(norm_type):
-        total = max(float(np.abs(g).max(initial=0.0)) for g in grads)
-    else:
-        norms = np.array([np.linalg.norm(g.reshape(-1).astype(np.float64), ord=norm_type) for g in grads])
-        total = float(np.linalg.norm(norms, ord=norm_type))
-    coef = max_norm / (total + 1e-6)
-    if coef < 1.0:
-        for g in grads:
-            g *= g.dtype.type(coef)
-    return total
-
-
-def _is_seq(x: Any) -> bool:
-    return isinstance(x, (tuple, list))
-
-
 class Trainer:
     """Fit ``model`` with ``optimizer`` on ``loss_fn(pred, target)``.
 
@@ -88,7 +65,8 @@ class Trainer:
     ``random``. ``config`` (a JSON-able dict) is saved with every checkpoint.
 
     A batch is ``(input, target)``, ``(input1, ..., target)``, ``((inputs...),
-    target)`` or a dict with ``input``/``x`` and ``target``/``y``/``label``.
+    target)`` or a dict with ``input``/``x`` and ``target``/``y``/``label``
+    (``rg.train.step``, which holds the training step the ``LRFinder`` shares).
     """
 
     def __init__(self, model: Any, optimizer: Any, loss_fn: Callable, *, scheduler: Any = None,
@@ -100,8 +78,7 @@ class Trainer:
             raise ValueError(f"Trainer: scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
         if not isinstance(accumulate, int) or isinstance(accumulate, bool) or accumulate < 1:
             raise ValueError(f"Trainer: accumulate must be a positive int, got {accumulate!r}")
-        if grad_clip is not None and not grad_clip > 0:
-            raise ValueError(f"Trainer: grad_clip must be a positive max norm, got {grad_clip!r}")
+        check_max_norm(grad_clip, "Trainer")
         self.model = model
         self.optimizer = optimizer
         self.loss_fn = loss_fn
@@ -135,27 +112,7 @@ class Trainer:
         for cb in self.callbacks:
             getattr(cb, hook)(self, *args)
 
-    @staticmethod
-    def unpack_batch(batch: Any) -> tuple[tuple, Any]:
-        """``(inputs tuple, target or None)`` from a batch."""
-        if isinstance(batch, dict):
-            x = next((batch[k] for k in ("input", "inputs", "x", "input_ids") if k in batch), None)
-            y = next((batch[k] for k in ("target", "targets", "y", "label", "labels") if k in batch), None)
-            if x is None:
-                raise ValueError(f"Trainer: a dict batch needs an 'input' or 'x' key, got {sorted(batch)}")
-            return (x,), y
-        if _is_seq(batch):
-            if len(batch) == 1:
-                return (batch[0],), None
-            x, y = (batch[0], batch[1]) if len(batch) == 2 else (tuple(batch[:-1]), batch[-1])
-            return (tuple(x) if _is_seq(x) else (x,)), y
-        return (batch,), None
-
-    @staticmethod
-    def _batch_size(inputs: tuple, target: Any) -> int:
-        ref = target if target is not None else inputs[0]
-        shape = getattr(ref, "shape", None)
-        return int(shape[0]) if shape else 1
+    unpack_batch = staticmethod(unpack_batch)
 
     def lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
@@ -177,32 +134,27 @@ class Trainer:
 
     # ------------------------------------------------------------------ training
     def _optimizer_step(self) -> None:
-        if self.grad_clip is not None:
-            self.last_grad_norm = clip_grad_norm_(self.params, self.grad_clip)
-        self._call("on_before_step", self.state.batch_in_epoch)
-        if self.stop_training:
+        if not optimizer_step(self.optimizer, max_norm=self.grad_clip, before_step=self._before_step):
             return
-        self.optimizer.step()
-        self.optimizer.zero_grad()
         self.state.global_step += 1
         self._pending = 0
         if self.scheduler is not None and self.scheduler_interval == "step":
             self._step_scheduler(self.last_loss)
 
+    def _before_step(self, grad_norm: float | None) -> bool:
+        if grad_norm is not None:
+            self.last_grad_norm = grad_norm
+        self._call("on_before_step", self.state.batch_in_epoch)
+        return not self.stop_training
+
     def _train_batch(self, batch: Any, n_batches: int | None) -> dict:
         idx = self.state.batch_in_epoch
-        inputs, target = self.unpack_batch(batch)
         k = self.accumulate
         start = idx // k * k
         group = min(k, n_batches - start) if n_batches else k
-        out = self.model(*inputs)
-        loss = self.loss_fn(out, target) if target is not None else self.loss_fn(out)
-        scaled = loss * (1.0 / group) if group > 1 else loss
-        scaled.backward()
+        value, n = backward_batch(self.model, self.loss_fn, *self.unpack_batch(batch), accumulate=group)
         self._pending = idx + 1 - start
-        value = float(loss.item())
         self.last_loss = value
-        n = self._batch_size(inputs, target)
         self._call("on_after_backward", idx)
         if self.stop_training:
             return {"loss": value, "batch_size": n}
@@ -301,9 +253,8 @@ class Trainer:
             with no_grad():
                 for batch in loader:
                     inputs, target = self.unpack_batch(batch)
-                    out = self.model(*inputs)
-                    n = self._batch_size(inputs, target)
-                    loss = self.loss_fn(out, target) if target is not None else self.loss_fn(out)
+                    out, loss = forward_loss(self.model, self.loss_fn, inputs, target)
+                    n = batch_size(inputs, target)
                     total += float(loss.item()) * n
                     count += n
                     if target is not None:
@@ -325,7 +276,7 @@ class Trainer:
             with no_grad():
                 for batch in loader:
                     inputs, _ = self.unpack_batch(batch)
-                    outs.append(self.model(*inputs))
+                    outs.append(forward(self.model, inputs))
         finally:
             self.model.train(was_training)
         if not outs:

@@ -27,7 +27,8 @@ from .pruning import PruningCallback, Reporter, TrialPruned
 from .results import TuneResult, format_table, show, toml_dumps, trial_rows
 from .space import (DISTRIBUTIONS, SETTINGS, Param, SearchSpace, SearchSpaceError, TuneError, parse_space,
                     split_search_table)
-from .study import METHODS, PRUNERS, objective, open_storage, recover_interrupted, search, trial_seed
+from .storage import open_storage
+from .study import METHODS, PRUNERS, objective, recover_interrupted, search, trial_seed
 from .train_fn import TuneTrainFn
 
 __all__ = ["search", "objective", "show", "PruningCallback", "Reporter", "TrialPruned", "TuneResult",

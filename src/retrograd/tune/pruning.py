@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 import optuna
 
-from ..train.callbacks import Callback
+from ..train.callback import Callback
 
 __all__ = ["Reporter", "PruningCallback", "TrialPruned"]
 

@@ -15,7 +15,8 @@ import optuna
 from optuna.trial import TrialState
 
 from ..io.toml_writer import toml_dumps
-from .space import SearchSpace, parse_space, set_dotted
+from .space import Param, SearchSpace, parse_space, set_dotted
+from .storage import open_storage, storage_spec
 
 __all__ = ["TuneResult", "trial_rows", "format_table", "write_csv", "toml_dumps", "make_plots", "report", "show"]
 
@@ -192,8 +193,6 @@ def report(study: optuna.Study, study_dir: pathlib.Path, space: SearchSpace, con
 def show(study_dir: str | pathlib.Path, *, storage: Any = None, plots: bool = True, out=None) -> TuneResult:
     """Print a finished (or running) study's table again and redraw its plots, from ``study_dir/study.json``.
     ``storage`` overrides the stored URL (needed where the URL had a password, which is not stored)."""
-    from .study import open_storage, storage_spec
-
     study_dir = pathlib.Path(study_dir)
     meta_path = study_dir / "study.json"
     if not meta_path.is_file():
@@ -209,7 +208,5 @@ def show(study_dir: str | pathlib.Path, *, storage: Any = None, plots: bool = Tr
 
 
 def _space_from_trials(study: optuna.Study) -> SearchSpace:
-    from .space import Param
-
     names = list(dict.fromkeys(p for t in study.trials for p in t.params))
     return SearchSpace([Param(n, "choice", choices=(None,)) for n in names])

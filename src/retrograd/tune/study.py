@@ -9,7 +9,6 @@ import math
 import multiprocessing
 import os
 import pathlib
-import re
 import socket
 import sys
 import warnings
@@ -20,9 +19,11 @@ import optuna
 from optuna.trial import TrialState
 
 from .pruning import Reporter, TrialPruned
+from .results import report
 from .space import SearchSpace, TuneError, parse_space, set_dotted
+from .storage import mask_url, open_storage, storage_spec
 
-__all__ = ["search", "objective", "trial_seed", "METHODS", "PRUNERS", "open_storage", "storage_spec"]
+__all__ = ["search", "objective", "trial_seed", "METHODS", "PRUNERS"]
 
 METHODS = ("tpe", "random", "grid", "cmaes")
 PRUNERS = ("median", "hyperband", "none")
@@ -78,46 +79,6 @@ def objective(config: Mapping, space: Mapping | SearchSpace, train_fn: TrainFn, 
         return float(final[metric])
 
     return run
-
-
-# ---------------------------------------------------------------------- storage
-def storage_spec(storage: Any, study_dir: pathlib.Path) -> Any:
-    """The storage as a string another process can open: ``None`` -> SQLite file in ``study_dir``,
-    ``"journal"`` -> Optuna journal file in ``study_dir``, URLs and ``journal:PATH`` pass through."""
-    if storage is None or storage == "sqlite":
-        return f"sqlite:///{(study_dir / 'study.db').resolve()}"
-    if storage == "journal":
-        return f"journal:{(study_dir / 'study.journal').resolve()}"
-    return storage
-
-
-def open_storage(spec: Any) -> Any:
-    if not isinstance(spec, str):
-        return spec  # an optuna storage object
-    if spec.startswith("journal:"):
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-        return JournalStorage(JournalFileBackend(spec[len("journal:"):]))
-    if spec.startswith("sqlite:"):  # several worker processes write to one file: wait for the lock
-        return optuna.storages.RDBStorage(spec, engine_kwargs={"connect_args": {"timeout": 120}})
-    return optuna.storages.RDBStorage(_with_driver(spec))
-
-
-def _with_driver(url: str) -> str:
-    """``postgresql://`` with the driver that is installed: SQLAlchemy 2.1 picks psycopg 3 for a bare
-    ``postgresql://``; the ``tune`` extra installs psycopg2 (binary wheels everywhere)."""
-    m = re.match(r"postgres(?:ql)?://", url)
-    if not m:
-        return url
-    import importlib.util
-
-    driver = "psycopg" if importlib.util.find_spec("psycopg") else "psycopg2"
-    return f"postgresql+{driver}://" + url[m.end():]
-
-
-def mask_url(spec: Any) -> str:
-    """A storage URL without its password (for files and messages)."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", str(spec))
 
 
 # ---------------------------------------------------------------------- samplers and pruners
@@ -271,8 +232,6 @@ def search(config: Mapping, space: Mapping | SearchSpace, *, train_fn: TrainFn, 
     FAILED and queued again with the same parameters (trials of live processes on this machine are
     left alone; see ``recover_interrupted``). Returns a ``TuneResult`` and writes the trials
     table (``trials.csv``), ``best_config.toml``, ``study.json`` and plots into ``study_dir``."""
-    from .results import report  # noqa: PLC0415  (results imports matplotlib lazily)
-
     out = out or sys.stdout
 
     if method not in METHODS:

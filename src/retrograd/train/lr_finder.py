@@ -5,9 +5,11 @@ Train for a few iterations while the lr grows from ``start_lr`` to ``end_lr``
 (exponentially or linearly), record the loss, smoothed by an exponential
 moving average, and stop when it diverges. A good lr lies where the smoothed
 loss falls fastest (``suggestion()``). The model's parameters and the
-optimizer's state are restored afterwards, bit for bit::
+optimizer's state are restored afterwards, bit for bit. Each iteration is the
+``Trainer``'s training step (``rg.train.step``): the same batch forms, gradient
+accumulation and clipping::
 
-    finder = rg.optim.LRFinder(model, rg.optim.SGD(model.parameters(), lr=1e-4), nn.CrossEntropyLoss())
+    finder = rg.train.LRFinder(model, rg.optim.SGD(model.parameters(), lr=1e-4), nn.CrossEntropyLoss())
     finder.range_test(train_loader, end_lr=10, num_iter=100)
     lr = finder.suggestion()
     finder.plot(path="lr_finder.png")
@@ -21,8 +23,10 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from ..optim.optimizer import Optimizer
+from ..optim.plotting import _require_matplotlib
 from ..tensor import Tensor
-from .optimizer import Optimizer
+from .step import backward_batch, check_max_norm, optimizer_step, unpack_batch
 
 __all__ = ["LRFinder"]
 
@@ -46,22 +50,18 @@ def _snapshot(value: Any) -> Any:
         return value
 
 
-def _as_input(x: Any) -> Any:
-    if isinstance(x, np.ndarray):
-        return Tensor(x)
-    return x
-
-
 class LRFinder:
     """The lr range test for ``model`` trained by ``optimizer`` on ``loss_fn(outputs, targets)``.
 
     ``model``: anything callable on the inputs with ``parameters()``,
-    ``state_dict()`` and ``load_state_dict()`` (an ``nn.Module``). After
+    ``state_dict()`` and ``load_state_dict()`` (an ``nn.Module``). ``grad_clip``:
+    maximum global gradient norm, as the ``Trainer``'s. After
     ``range_test``: ``history["lr"]`` (the lr of each iteration, first param
     group) and ``history["loss"]`` (the smoothed loss), ``best_loss``.
     """
 
-    def __init__(self, model: Any, optimizer: Optimizer, loss_fn: Callable[[Any, Any], Any]) -> None:
+    def __init__(self, model: Any, optimizer: Optimizer, loss_fn: Callable[[Any, Any], Any], *,
+                 grad_clip: float | None = None) -> None:
         for name in ("state_dict", "load_state_dict"):
             if not callable(getattr(model, name, None)):
                 raise TypeError(f"LRFinder: the model ({type(model).__name__}) has no {name}(); it is needed to "
@@ -71,6 +71,7 @@ class LRFinder:
         self.model = model
         self.optimizer = optimizer
         self.loss_fn = loss_fn
+        self.grad_clip = check_max_norm(grad_clip, "LRFinder")
         self.history: dict[str, list[float]] = {"lr": [], "loss": []}
         self.best_loss: float | None = None
         self.diverged = False
@@ -85,9 +86,10 @@ class LRFinder:
                    accumulation_steps: int = 1) -> dict[str, list[float]]:
         """Run the test; returns ``history``.
 
-        ``train_loader``: an iterable of ``(inputs, targets)`` (arrays or Tensors),
-        restarted when exhausted; each iteration takes ``accumulation_steps``
-        batches (gradients averaged) and makes one optimizer step. The lr of
+        ``train_loader``: an iterable of batches in any form the ``Trainer`` takes
+        (``(inputs, targets)``, dicts, ...; arrays or Tensors), restarted when
+        exhausted; each iteration takes ``accumulation_steps`` batches (gradients
+        and losses averaged) and makes one optimizer step. The lr of
         iteration ``i`` of ``n = num_iter`` is ``start * (end / start) ** (i / (n - 1))``
         (``exp``) or ``start + (end - start) * i / (n - 1)`` (``linear``), per param
         group, ``start`` being ``start_lr`` or the group's lr. The recorded loss is
@@ -120,6 +122,7 @@ class LRFinder:
         self.history = {"lr": [], "loss": []}
         self.best_loss, self.diverged = None, False
         batches = _Cycle(train_loader)
+        self.optimizer.zero_grad()
         try:
             for i in range(num_iter):
                 r = i / (num_iter - 1)
@@ -143,17 +146,13 @@ class LRFinder:
         return self.history
 
     def _train_batch(self, batches: "_Cycle", accumulation_steps: int) -> float:
-        self.optimizer.zero_grad()
         total = 0.0
         for _ in range(accumulation_steps):
-            inputs, targets = batches.next()
-            loss = self.loss_fn(self.model(_as_input(inputs)), _as_input(targets))
-            if accumulation_steps > 1:
-                loss = loss / accumulation_steps
-            loss.backward()
-            total += float(loss.item() if hasattr(loss, "item") else loss)
-        self.optimizer.step()
-        return total
+            inputs, target = unpack_batch(batches.next(), "LRFinder.range_test")
+            loss, _ = backward_batch(self.model, self.loss_fn, inputs, target, accumulate=accumulation_steps)
+            total += loss
+        optimizer_step(self.optimizer, max_norm=self.grad_clip)
+        return total / accumulation_steps
 
     # ------------------------------------------------------------------ results
     def _window(self, skip_start: int, skip_end: int) -> tuple[np.ndarray, np.ndarray]:
@@ -180,8 +179,6 @@ class LRFinder:
              log_lr: bool = True, suggest: bool = True) -> Any:
         """Smoothed loss versus lr (log axis unless ``log_lr=False``), the suggestion
         marked with a red dot; saved to ``path`` when given. Returns the Axes."""
-        from .plotting import _require_matplotlib
-
         _require_matplotlib("LRFinder.plot")
         lrs, losses = self._window(skip_start, skip_end)
         if len(lrs) == 0:
@@ -216,17 +213,12 @@ class _Cycle:
         self.iterable = iterable
         self.it = iter(iterable)
 
-    def next(self) -> tuple:
+    def next(self) -> Any:
         try:
-            batch = next(self.it)
+            return next(self.it)
         except StopIteration:
             self.it = iter(self.iterable)
             try:
-                batch = next(self.it)
+                return next(self.it)
             except StopIteration:
                 raise ValueError("LRFinder.range_test: the training data yielded no batch") from None
-        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
-            raise ValueError(f"LRFinder.range_test: each batch must be (inputs, targets), got "
-                             f"{type(batch).__name__}" + (f" of length {len(batch)}"
-                                                          if isinstance(batch, (tuple, list)) else ""))
-        return batch[0], batch[1]

@@ -1,4 +1,4 @@
-"""``rg.optim.LRFinder`` on a real problem: a small MLP (built with ``rg.nn``) on
+"""``rg.train.LRFinder`` on a real problem: a small MLP (built with ``rg.nn``) on
 scikit-learn's digits."""
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def train(model, opt, loss_fn, steps: int) -> None:
 
 def test_suggestion_is_sensible_and_trains():
     model, opt, loss_fn = make("SGD", lr=1e-4, momentum=0.9)
-    finder = rg.optim.LRFinder(model, opt, loss_fn)
+    finder = rg.train.LRFinder(model, opt, loss_fn)
     hist = finder.range_test(batches(), start_lr=1e-4, end_lr=10, num_iter=100)
     assert len(hist["lr"]) == len(hist["loss"]) == 100 and not finder.diverged
     # exponential steps from 1e-4 to 10
@@ -65,7 +65,7 @@ def test_suggestion_is_sensible_and_trains():
 
 def test_stops_on_divergence():
     model, opt, loss_fn = make("SGD", lr=1e-4, momentum=0.9)
-    finder = rg.optim.LRFinder(model, opt, loss_fn)
+    finder = rg.train.LRFinder(model, opt, loss_fn)
     hist = finder.range_test(batches(), start_lr=1e-4, end_lr=1e4, num_iter=100, diverge_th=5)
     n = len(hist["lr"])
     assert finder.diverged and n < 100
@@ -82,7 +82,7 @@ def test_restores_model_and_optimizer_bit_exactly():
     (model, opt, loss_fn), (model2, opt2, loss_fn2) = twins
     params_before = [p.data.copy() for p in model.parameters()]
     state_before = {k: {n: v.data.copy() for n, v in s.items()} for k, s in opt.state_dict()["state"].items()}
-    finder = rg.optim.LRFinder(model, opt, loss_fn)
+    finder = rg.train.LRFinder(model, opt, loss_fn)
     finder.range_test(batches(), end_lr=1.0, num_iter=30, step_mode="linear", accumulation_steps=2)
     assert finder.history["lr"][0] == 1e-3 and finder.history["lr"][-1] == pytest.approx(1.0, rel=1e-12)
     for p, b in zip(model.parameters(), params_before):
@@ -103,7 +103,7 @@ def test_keeps_an_lr_schedule_and_accepts_tensors_and_generators():
     train(model, opt, loss_fn, 3)
     assert opt.param_groups[0]["schedule_step"] == 3
     data = ((rg.tensor(x), rg.tensor(y)) for x, y in batches())  # a one-shot generator: 28 batches
-    finder = rg.optim.LRFinder(model, opt, loss_fn)
+    finder = rg.train.LRFinder(model, opt, loss_fn)
     hist = finder.range_test(data, start_lr=1e-3, end_lr=1.0, num_iter=20, smooth_f=0.0)
     assert len(hist["lr"]) == 20
     g = opt.param_groups[0]
@@ -114,7 +114,7 @@ def test_keeps_an_lr_schedule_and_accepts_tensors_and_generators():
 
 def test_suggestion_on_a_known_curve_and_errors():
     model, opt, loss_fn = make("SGD", lr=0.01)
-    finder = rg.optim.LRFinder(model, opt, loss_fn)
+    finder = rg.train.LRFinder(model, opt, loss_fn)
     with pytest.raises(RuntimeError, match="LRFinder.suggestion: 0 points are left after skipping 10 at the start "
                                            "and 5 at the end of 0: run range_test"):
         finder.suggestion()
@@ -127,16 +127,18 @@ def test_suggestion_on_a_known_curve_and_errors():
     with pytest.raises(ValueError, match="LRFinder.range_test: need 0 < start_lr < end_lr, got start_lr=20.0, "
                                          "end_lr=10"):
         finder.range_test(batches(), start_lr=20.0)
-    with pytest.raises(ValueError, match=r"LRFinder.range_test: each batch must be \(inputs, targets\), got tuple "
-                                         "of length 3"):
-        finder.range_test([(X[:4], Y[:4], None)], num_iter=3)
+    with pytest.raises(ValueError, match=r"LRFinder.range_test: a dict batch needs an 'input' or 'x' key, got "
+                                         r"\['y'\]"):
+        finder.range_test([{"y": Y[:4]}], num_iter=3)
+    with pytest.raises(ValueError, match="LRFinder: grad_clip must be a positive max norm, got 0"):
+        rg.train.LRFinder(model, opt, loss_fn, grad_clip=0)
     with pytest.raises(TypeError, match=r"LRFinder: the model \(list\) has no state_dict\(\)"):
-        rg.optim.LRFinder([], opt, loss_fn)
+        rg.train.LRFinder([], opt, loss_fn)
 
 
 def test_plot_marks_the_suggestion(tmp_path):
     model, opt, loss_fn = make("SGD", lr=1e-4, momentum=0.9)
-    finder = rg.optim.LRFinder(model, opt, loss_fn)
+    finder = rg.train.LRFinder(model, opt, loss_fn)
     finder.range_test(batches(), start_lr=1e-4, end_lr=10, num_iter=60)
     path = tmp_path / "finder.png"
     ax = finder.plot(path=str(path))
@@ -147,3 +149,52 @@ def test_plot_marks_the_suggestion(tmp_path):
     (point,) = ax.collections[0].get_offsets()
     assert point[0] == finder.suggestion()
     assert ax.get_xscale() == "log"
+
+
+class TwoInputs(rg.nn.Module):
+    """The digits MLP fed its 64 pixels as two inputs, to test ``(x1, x2, y)`` batches."""
+
+    def __init__(self):
+        super().__init__()
+        rg.manual_seed(0)
+        self.net = rg.nn.Sequential(rg.nn.Linear(64, 32), rg.nn.ReLU(), rg.nn.Linear(32, 10))
+
+    def forward(self, a, b):
+        return self.net(rg.cat([a, b], 1))
+
+
+@pytest.mark.parametrize("form", ["dict", "three", "nested"])
+def test_takes_every_batch_form_of_the_trainer(form):
+    """The finder runs the Trainer's step: dict and multi-input batches give the
+    history that ``(x, y)`` batches give."""
+    data = batches()
+    model, opt, loss_fn = make("SGD", lr=1e-4, momentum=0.9)
+    ref = rg.train.LRFinder(model, opt, loss_fn).range_test(data, end_lr=10, num_iter=30, accumulation_steps=3)
+    if form == "dict":
+        model2, opt2, _ = make("SGD", lr=1e-4, momentum=0.9)
+        data2 = [{"x": x, "label": y} for x, y in data]
+    else:
+        model2 = TwoInputs()
+        opt2 = rg.optim.SGD(model2.parameters(), lr=1e-4, momentum=0.9)
+        data2 = [(x[:, :40], x[:, 40:], y) if form == "three" else ((x[:, :40], x[:, 40:]), y) for x, y in data]
+    got = rg.train.LRFinder(model2, opt2, loss_fn).range_test(data2, end_lr=10, num_iter=30, accumulation_steps=3)
+    assert got["lr"] == ref["lr"]
+    np.testing.assert_allclose(got["loss"], ref["loss"], rtol=1e-5)
+
+
+def test_grad_clip_is_the_trainers():
+    """An iteration with ``grad_clip`` is a Trainer step with it: the loss the finder
+    records after its first step is the Trainer's after one step from the same start."""
+    data = batches()[:1]
+    after = {}
+    for clip in (None, 0.01):
+        model, opt, loss_fn = make("SGD", lr=0.5)
+        hist = rg.train.LRFinder(model, opt, loss_fn, grad_clip=clip).range_test(data, end_lr=1.0, num_iter=2,
+                                                                                 smooth_f=0.0)
+        model2, opt2, _ = make("SGD", lr=0.5)
+        trainer = rg.train.Trainer(model2, opt2, loss_fn, grad_clip=clip, metrics=())
+        trainer.fit(data, epochs=1)
+        assert hist["loss"][0] == trainer.history["train_loss"][0]
+        assert hist["loss"][1] == pytest.approx(trainer.evaluate(data)["loss"], rel=1e-6)
+        after[clip] = hist["loss"][1]
+    assert after[0.01] > after[None] + 0.02  # the clipped step is much shorter

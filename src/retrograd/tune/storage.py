@@ -1,0 +1,51 @@
+"""Where a study lives: ``storage_spec`` (what the user asked for, as a string any
+worker process can open), ``open_storage`` (that string as an Optuna storage)
+and ``mask_url`` (a URL without its password, for files and messages)."""
+from __future__ import annotations
+
+import pathlib
+import re
+from typing import Any
+
+import optuna
+
+__all__ = ["storage_spec", "open_storage", "mask_url"]
+
+
+def storage_spec(storage: Any, study_dir: pathlib.Path) -> Any:
+    """The storage as a string another process can open: ``None`` -> SQLite file in ``study_dir``,
+    ``"journal"`` -> Optuna journal file in ``study_dir``, URLs and ``journal:PATH`` pass through."""
+    if storage is None or storage == "sqlite":
+        return f"sqlite:///{(study_dir / 'study.db').resolve()}"
+    if storage == "journal":
+        return f"journal:{(study_dir / 'study.journal').resolve()}"
+    return storage
+
+
+def open_storage(spec: Any) -> Any:
+    if not isinstance(spec, str):
+        return spec  # an optuna storage object
+    if spec.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        return JournalStorage(JournalFileBackend(spec[len("journal:"):]))
+    if spec.startswith("sqlite:"):  # several worker processes write to one file: wait for the lock
+        return optuna.storages.RDBStorage(spec, engine_kwargs={"connect_args": {"timeout": 120}})
+    return optuna.storages.RDBStorage(_with_driver(spec))
+
+
+def _with_driver(url: str) -> str:
+    """``postgresql://`` with the driver that is installed: SQLAlchemy 2.1 picks psycopg 3 for a bare
+    ``postgresql://``; the ``tune`` extra installs psycopg2 (binary wheels everywhere)."""
+    m = re.match(r"postgres(?:ql)?://", url)
+    if not m:
+        return url
+    import importlib.util
+
+    driver = "psycopg" if importlib.util.find_spec("psycopg") else "psycopg2"
+    return f"postgresql+{driver}://" + url[m.end():]
+
+
+def mask_url(spec: Any) -> str:
+    """A storage URL without its password (for files and messages)."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", str(spec))
