@@ -56,6 +56,20 @@ def numel(input: Tensor) -> int:  # noqa: A002
 from . import nn  # noqa: E402
 from . import optim  # noqa: E402
 from . import data  # noqa: E402
-from . import train, io  # noqa: E402
+from . import io  # noqa: E402
 from .io import load, save  # noqa: E402
-from . import models  # noqa: E402
+
+# The training stack, the model zoo and the tuner load on first use (``rg.train``, ``rg.models``,
+# ``rg.tune``), so ``import retrograd`` stays the engine, layers, optimizers and data.
+_LAZY = ("models", "train", "tune")
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'retrograd' has no attribute {name!r}")
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(_LAZY))
