@@ -9,7 +9,7 @@ SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "retrograd"
 # lower number = lower layer; a module may import only modules of a lower or equal layer
 LAYERS = {
     "backend": 0, "random": 0, "accel": 0, "hooks": 0,
-    "autograd.engine": 1,
+    "engine": 1,
     "ops": 2,
     "tensor": 3,
     "creation": 4, "autograd.function": 4, "autograd.gradcheck": 4, "autograd.functional": 4,

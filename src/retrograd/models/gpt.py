@@ -7,7 +7,7 @@ import math
 
 from .. import functional as F
 from .. import nn
-from ..autograd.engine import no_grad
+from ..engine import no_grad
 from ..creation import multinomial
 from ..nn import init as nn_init
 from ..random import Generator

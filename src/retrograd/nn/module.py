@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .. import backend as B
-from ..autograd.engine import no_grad
+from ..engine import no_grad
 from ..functional import BACKWARD_HOOK
 from ..tensor import Tensor, _to_array
 

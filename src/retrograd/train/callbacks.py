@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd.engine import AnomalyError, detect_anomaly
+from ..engine import AnomalyError, detect_anomaly
 from .. import random as rg_random
 
 __all__ = ["Callback", "ProgressBar", "MetricLogger", "EarlyStopping", "ModelCheckpoint", "LRMonitor",

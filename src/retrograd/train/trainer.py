@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from .. import random as rg_random
-from ..autograd.engine import no_grad
+from ..engine import no_grad
 from ..tensor import Tensor, cat
 from .callbacks import Callback
 from .metrics import Metric, get_metric

@@ -14,8 +14,11 @@ after use unless ``retain_graph`` is set. With ``create_graph`` the gradients
 are Tensors and the rules run on Tensors, so the gradient is itself
 differentiable.
 
+``backward`` and ``grad`` are the public entry points (``Tensor.backward``,
+``rg.grad`` and ``rg.autograd`` call them).
+
 This module sits below ``tensor.py``: it never imports it. ``tensor.py``
-registers its class in ``hooks.tensor_type`` so the engine can wrap arrays.
+registers its class in ``state.tensor_type`` so the engine can wrap arrays.
 """
 from __future__ import annotations
 
@@ -133,7 +136,7 @@ def creation_site() -> str:
     return "<unknown>"
 
 
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 # --------------------------------------------------------------------------- node
@@ -515,3 +518,86 @@ def _free(node: Node) -> None:
     node.inputs = None
     node.out = None
     node.kw = None
+
+
+# --------------------------------------------------------------------------- backward / grad
+def _grad_seed(out: Any, g: Any, create_graph: bool, what: str) -> Any:
+    """The gradient a backward starts from: ones for a scalar ``out``, else ``g`` checked against it."""
+    Tensor = state.tensor_type
+    if g is None:
+        if out.data.size != 1:
+            raise RuntimeError(f"{what}: grad can be implicitly created only for scalar outputs, but the output "
+                               f"has shape {tuple(out.shape)}; pass gradient= (a tensor of that shape, e.g. "
+                               "rg.ones_like(out)) or reduce the output to a scalar first (out.sum())")
+        arr = np.ones_like(out.data)
+        return Tensor._wrap(arr) if create_graph else arr
+    gt = g if isinstance(g, Tensor) else Tensor(g)
+    if gt.shape != out.shape:
+        raise RuntimeError(f"{what}: mismatch in shape: grad_output has shape {tuple(gt.shape)} and output "
+                           f"has shape {tuple(out.shape)}")
+    if gt.dtype != out.dtype:
+        gt = gt._cast(out.dtype)
+    return gt if create_graph else gt.data
+
+
+def backward(tensors: Any, grad_tensors: Any = None, retain_graph: bool | None = None,
+             create_graph: bool = False, inputs: Sequence | None = None) -> None:
+    """``rg.autograd.backward``: accumulate gradients of ``tensors`` into leaves' ``.grad``."""
+    Tensor = state.tensor_type
+    ts = [tensors] if isinstance(tensors, Tensor) else list(tensors)
+    gs = [grad_tensors] if grad_tensors is None or isinstance(grad_tensors, Tensor) and len(ts) == 1 \
+        else list(grad_tensors)
+    if len(gs) == 1 and len(ts) > 1 and gs[0] is None:
+        gs = [None] * len(ts)
+    for t in ts:
+        if not t.requires_grad:
+            raise RuntimeError("backward: element 0 of tensors does not require grad and does not have a "
+                               "grad_fn; did you forget requires_grad=True on a leaf, or compute it under "
+                               "rg.no_grad()?")
+    seeds = [_grad_seed(t, g, create_graph, "backward") for t, g in zip(ts, gs)]
+    if retain_graph is None:
+        retain_graph = create_graph
+    only = None
+    if inputs is not None:
+        only = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    run_backward(ts, seeds, retain_graph=retain_graph, create_graph=create_graph, only=only)
+
+
+def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool | None = None,
+         create_graph: bool = False, allow_unused: bool = False) -> tuple:
+    """Gradients of ``outputs`` with respect to ``inputs``, returned rather than
+    accumulated into ``.grad``. With ``create_graph=True`` they are differentiable."""
+    Tensor = state.tensor_type
+    outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if grad_outputs is None or isinstance(grad_outputs, Tensor):
+        gos = [grad_outputs] * len(outs) if grad_outputs is None else [grad_outputs]
+    else:
+        gos = list(grad_outputs)
+    if len(gos) != len(outs):
+        raise RuntimeError(f"grad: got {len(gos)} grad_outputs for {len(outs)} outputs")
+    for o in outs:
+        if not o.requires_grad:
+            raise RuntimeError("grad: one of the differentiated Tensors does not require grad")
+    for i in ins:
+        if not isinstance(i, Tensor) or not i.requires_grad:
+            raise RuntimeError("grad: one of the differentiated Tensors does not require grad (inputs must "
+                               "be tensors with requires_grad=True)")
+    seeds = [_grad_seed(o, g, create_graph, "grad") for o, g in zip(outs, gos)]
+    if retain_graph is None:
+        retain_graph = create_graph
+    res = run_backward(outs, seeds, retain_graph=retain_graph, create_graph=create_graph,
+                       capture=ins, accumulate=False)
+    out = []
+    for i, (t, g) in enumerate(zip(ins, res)):
+        if g is None:
+            if not allow_unused:
+                raise RuntimeError(f"grad: input {i} (shape {tuple(t.shape)}) was not used in the graph; pass "
+                                   "allow_unused=True to get None for it")
+            out.append(None)
+        elif isinstance(g, Tensor):
+            out.append(g)
+        else:
+            arr = g if g.dtype == t.dtype else g.astype(t.dtype)
+            out.append(Tensor._wrap(np.array(arr, copy=True) if arr.base is not None else arr))
+    return tuple(out)
