@@ -33,6 +33,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from .hooks import RemovableHandle, add_hook
+
 
 class _State:
     """Grad mode and anomaly mode: one object instead of module globals."""
@@ -185,11 +187,12 @@ class Node:
         return e
 
     @property
-    def hooks(self) -> list | None:
+    def hooks(self) -> dict | None:
+        """Gradient hooks by handle id, in registration order (``register_hook``)."""
         return None if self.extra is None else self.extra.hooks
 
     @hooks.setter
-    def hooks(self, value: list | None) -> None:
+    def hooks(self, value: dict | None) -> None:
         self._extra().hooks = value
 
     @property
@@ -219,10 +222,11 @@ class Node:
                       ("AccumulateGrad" if t is not None and t.requires_grad else None), 0)
                      for t in self.inputs)
 
-    def register_hook(self, fn: Callable) -> None:
+    def register_hook(self, fn: Callable) -> RemovableHandle:
+        """``fn(grad) -> Tensor or None`` runs on the gradient flowing into this node's output."""
         if self.hooks is None:
-            self.hooks = []
-        self.hooks.append(fn)
+            self.hooks = {}
+        return add_hook(self.hooks, fn)
 
     def __repr__(self) -> str:
         return f"<{self.rule.node_name} object at {hex(id(self))}>"
@@ -305,7 +309,7 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
 
     def to_leaf(t: Any, gi: Any, fresh: bool) -> None:
         if t._hooks:
-            for h in t._hooks:
+            for h in tuple(t._hooks.values()):
                 r = h(gi if create_graph else wrap(gi))
                 if r is not None:
                     gi = r if create_graph else r.data
@@ -452,7 +456,7 @@ def _general_step(node: Node, g: Any, create_graph: bool, wrap: Callable, Tensor
     """One node the general way (hooks, retain_grad, captures, create_graph, 3+ inputs):
     returns the (possibly hooked) incoming gradient and the (input, gradient) pairs."""
     if node.hooks:
-        for h in node.hooks:
+        for h in tuple(node.hooks.values()):
             r = h(g if create_graph else wrap(g))
             if r is not None:
                 g = r if create_graph else r.data

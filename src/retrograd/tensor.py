@@ -14,6 +14,7 @@ import numpy as np
 from . import backend as B
 from . import ops as O
 from .engine import Node, _check_finite, backward, creation_site, state
+from .hooks import RemovableHandle, add_hook
 
 _ndarray = np.ndarray
 _PY_SCALARS = (bool, int, float, np.bool_, np.integer, np.floating)
@@ -282,18 +283,16 @@ class Tensor:
     def retains_grad(self) -> bool:
         return self._node is not None and self._node.retain is not None
 
-    def register_hook(self, hook: Callable) -> "_HookHandle":
+    def register_hook(self, hook: Callable) -> RemovableHandle:
         """``hook(grad) -> Tensor or None`` runs when this tensor's gradient is computed."""
         if not self.requires_grad:
             raise RuntimeError("register_hook: cannot register a hook on a tensor that doesn't require "
                                "gradient")
         if self._node is not None:
-            self._node.register_hook(hook)
-            return _HookHandle(self._node.hooks, hook)
+            return self._node.register_hook(hook)
         if self._hooks is None:
-            self._hooks = []
-        self._hooks.append(hook)
-        return _HookHandle(self._hooks, hook)
+            self._hooks = {}  # by handle id, in registration order
+        return add_hook(self._hooks, hook)
 
     def backward(self, gradient: Any = None, retain_graph: bool | None = None,
                  create_graph: bool = False, inputs: Sequence | None = None) -> None:
@@ -1312,15 +1311,6 @@ class Tensor:
         if f is None:
             return NotImplemented
         return f(*args, **kwargs)
-
-
-class _HookHandle:
-    def __init__(self, hooks: list, fn: Callable) -> None:
-        self._hooks, self._fn = hooks, fn
-
-    def remove(self) -> None:
-        if self._fn in self._hooks:
-            self._hooks.remove(self._fn)
 
 
 state.tensor_type = Tensor
