@@ -21,6 +21,11 @@ _PY_SCALARS = (bool, int, float, np.bool_, np.integer, np.floating)
 
 values_indices = namedtuple("values_indices", ["values", "indices"])
 
+# ufunc or NumPy function -> its Tensor implementation, for ``Tensor.__array_ufunc__`` and
+# ``Tensor.__array_function__``: filled by tensor_numpy.py (which imports this module, never the reverse)
+NUMPY_UFUNCS: dict = {}
+NUMPY_FUNCTIONS: dict = {}
+
 
 def _as_shape(args: tuple) -> tuple:
     """Accept f(2, 3), f((2, 3)) and f([2, 3])."""
@@ -1300,14 +1305,16 @@ class Tensor:
         return self.copy_(resolve(generator).normal(mean, std, self.shape))
 
     # ------------------------------------------------------------------ NumPy protocol
+    # NumPy functions called on Tensors run as Tensor ops (how rules written in array code run on
+    # Tensors for higher-order gradients); tensor_numpy.py fills the two tables.
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        f = _UFUNCS.get(ufunc)
+        f = NUMPY_UFUNCS.get(ufunc)
         if method != "__call__" or f is None or kwargs:
             return NotImplemented
         return f(*inputs)
 
     def __array_function__(self, func: Any, types: Any, args: tuple, kwargs: dict) -> Any:
-        f = _FUNCTIONS.get(func)
+        f = NUMPY_FUNCTIONS.get(func)
         if f is None:
             return NotImplemented
         return f(*args, **kwargs)
@@ -1713,120 +1720,3 @@ def _format(t: Tensor) -> str:
     elif t.requires_grad:
         extras.append("requires_grad=True")
     return "tensor(" + body + "".join(", " + e for e in extras) + ")"
-
-
-# ====================================================================== NumPy dispatch (rules on Tensors)
-def _t(x: Any) -> Tensor:
-    return x if isinstance(x, Tensor) else _as_tensor(x)
-
-
-def _fn_sum(a, axis=None, keepdims=False, **_):
-    return _t(a).sum(axis, keepdims)
-
-
-def _fn_mean(a, axis=None, keepdims=False, **_):
-    return _t(a).mean(axis, keepdims)
-
-
-def _fn_max(a, axis=None, keepdims=False, **_):
-    return _t(a).amax(() if axis is None else axis, keepdims)
-
-
-def _fn_reshape(a, newshape=None, shape=None, **_):
-    return _t(a).reshape(shape if newshape is None else newshape)
-
-
-def _fn_expand_dims(a, axis):
-    return _t(a).unsqueeze(axis)
-
-
-def _fn_squeeze(a, axis=None):
-    return _t(a).squeeze(axis)
-
-
-def _fn_transpose(a, axes=None):
-    a = _t(a)
-    return a.permute(*(axes if axes is not None else reversed(range(a.ndim))))
-
-
-def _fn_ones_like(a, dtype=None, **_):
-    a = _t(a)
-    return Tensor._wrap(np.ones_like(a.data, dtype=dtype))
-
-
-def _fn_zeros_like(a, dtype=None, **_):
-    a = _t(a)
-    return Tensor._wrap(np.zeros_like(a.data, dtype=dtype))
-
-
-def _fn_flip(a, axis=None):
-    a = _t(a)
-    return a.flip(*(range(a.ndim) if axis is None else ((axis,) if isinstance(axis, int) else axis)))
-
-
-def _fn_where(c, x, y):
-    c = c.data if isinstance(c, Tensor) else np.asarray(c)
-    return where(c, x, y)
-
-
-def _fn_einsum(eq, *ops, **_):
-    return einsum(eq, *ops)
-
-
-def _fn_concatenate(seq, axis=0, **_):
-    return cat(list(seq), axis)
-
-
-def _fn_cumsum(a, axis=None, **_):
-    return _t(a).cumsum(axis)
-
-
-def _fn_take_along_axis(a, indices, axis):
-    return _t(a).gather(axis, Tensor._wrap(np.asarray(indices)))
-
-
-def _fn_roll(a, shift, axis=None):
-    return _t(a).roll(shift, axis)
-
-
-def _fn_tril(a, k=0):
-    return _t(a).tril(k)
-
-
-def _fn_triu(a, k=0):
-    return _t(a).triu(k)
-
-
-_UFUNCS: dict = {
-    np.add: lambda a, b: _t(a) + b if isinstance(a, Tensor) else _t(b).__radd__(a),
-    np.subtract: lambda a, b: _t(a) - b if isinstance(a, Tensor) else _t(b).__rsub__(a),
-    np.multiply: lambda a, b: _t(a) * b if isinstance(a, Tensor) else _t(b).__rmul__(a),
-    np.true_divide: lambda a, b: _t(a) / b if isinstance(a, Tensor) else _t(b).__rtruediv__(a),
-    np.power: lambda a, b: _t(a) ** b if isinstance(a, Tensor) else _t(b).__rpow__(a),
-    np.matmul: lambda a, b: matmul(_t(a), b),
-    np.negative: lambda a: -_t(a),
-    np.maximum: lambda a, b: _t(a).maximum(b) if isinstance(a, Tensor) else _t(b).maximum(a),
-    np.minimum: lambda a, b: _t(a).minimum(b) if isinstance(a, Tensor) else _t(b).minimum(a),
-    np.exp: lambda a: _t(a).exp(), np.log: lambda a: _t(a).log(), np.sqrt: lambda a: _t(a).sqrt(),
-    np.expm1: lambda a: _t(a).expm1(), np.log1p: lambda a: _t(a).log1p(),
-    np.sin: lambda a: _t(a).sin(), np.cos: lambda a: _t(a).cos(), np.tanh: lambda a: _t(a).tanh(),
-    np.sinh: lambda a: _t(a).sinh(), np.cosh: lambda a: _t(a).cosh(),
-    np.abs: lambda a: _t(a).abs(), np.sign: lambda a: _t(a).sign(),
-    np.greater: lambda a, b: _t(a) > b if isinstance(a, Tensor) else _t(b) < a,
-    np.greater_equal: lambda a, b: _t(a) >= b if isinstance(a, Tensor) else _t(b) <= a,
-    np.less: lambda a, b: _t(a) < b if isinstance(a, Tensor) else _t(b) > a,
-    np.less_equal: lambda a, b: _t(a) <= b if isinstance(a, Tensor) else _t(b) >= a,
-    np.equal: lambda a, b: _t(a) == b if isinstance(a, Tensor) else _t(b) == a,
-    np.isfinite: lambda a: _t(a).isfinite(),
-}
-
-_FUNCTIONS: dict = {
-    np.sum: _fn_sum, np.mean: _fn_mean, np.max: _fn_max, np.amax: _fn_max,
-    np.reshape: _fn_reshape, np.broadcast_to: lambda a, shape, **_: _t(a).expand(shape),
-    np.expand_dims: _fn_expand_dims, np.squeeze: _fn_squeeze,
-    np.swapaxes: lambda a, x, y: _t(a).transpose(x, y), np.transpose: _fn_transpose,
-    np.where: _fn_where, np.ones_like: _fn_ones_like, np.zeros_like: _fn_zeros_like,
-    np.flip: _fn_flip, np.einsum: _fn_einsum, np.concatenate: _fn_concatenate, np.cumsum: _fn_cumsum,
-    np.take_along_axis: _fn_take_along_axis, np.roll: _fn_roll, np.tril: _fn_tril, np.triu: _fn_triu,
-    np.shape: lambda a: _t(a).shape, np.ndim: lambda a: _t(a).ndim,
-}
