@@ -56,6 +56,121 @@ def _norm_dims(dim: Any, ndim: int, op: str) -> tuple | None:
     return dims if ndim else None
 
 
+def _apply(rule: O.Rule, ins: tuple, kw: Any = None) -> Tensor:
+    """Run ``rule`` forward on the inputs' arrays; record a Node if any input needs grad."""
+    n = len(ins)
+    try:
+        if n == 1:
+            x = ins[0]
+            out = rule.forward((x.data,), kw)
+            record = x.requires_grad
+        elif n == 2:
+            x, y = ins
+            out = rule.forward((x.data, y.data), kw)
+            record = x.requires_grad or y.requires_grad
+        else:
+            out = rule.forward(tuple([t.data for t in ins]), kw)
+            record = any([t.requires_grad for t in ins])
+    except ValueError as e:
+        if "broadcast" not in str(e):
+            raise
+        shapes = " and ".join(str(tuple(t.shape)) for t in ins)
+        raise RuntimeError(f"{rule.name}: shapes {shapes} are not broadcastable (sizes must be equal, or 1, "
+                           "in each trailing dimension)") from None
+    if type(out) is not _ndarray:
+        out = np.asarray(out)
+    t = object.__new__(Tensor)
+    t.data = out
+    t.grad = None
+    t._vc = [0]
+    t._hooks = None
+    if record and state.enabled:
+        if rule.backward is None:
+            raise RuntimeError(f"{rule.name}: this op is not differentiable")
+        if not rule.needs_inputs:
+            version = 0
+        elif n == 1:
+            version = x._vc[0]
+        elif n == 2:
+            version = x._vc[0] + y._vc[0]
+        else:
+            version = sum([t._vc[0] for t in ins])
+        node = Node(rule, ins, out if rule.save_out else None, kw, version)
+        if rule.save_out:
+            node.out_vc = (t._vc, 0)
+        t.requires_grad = True
+        t._node = node
+        if state.anomaly:
+            node.site = creation_site()
+            _check_finite(out, "forward", node)
+    else:
+        t.requires_grad = False
+        t._node = None
+    return t
+
+
+# ====================================================================== operator factory
+# Each operator method is made here once instead of written out per operator. The rules and
+# the helpers are closure cells, so a made method runs as fast as a hand-written one.
+def _binary_operators(name: str, rule: O.Rule, scalar_rule: O.Rule, rscalar_rule: O.Rule, *,
+                      true_div: bool = False, check: Callable | None = None) -> tuple[Callable, Callable]:
+    """``(__op__, __rop__)`` for an arithmetic operator: ``rule`` on two Tensors, ``scalar_rule``
+    on ``tensor <op> number`` and ``rscalar_rule`` on ``number <op> tensor``.
+
+    Fast paths first: a float tensor with a Python number, or two tensors of one dtype (a float
+    dtype for ``true_div``); everything else goes through PyTorch's promotion in ``_coerce``.
+    ``check(tensor, other)`` runs before promotion (e.g. to refuse bool subtraction)."""
+    apply = _apply
+
+    def forward(self: Tensor, other: Any) -> Tensor:
+        to = type(other)
+        if to is Tensor:
+            if other.data.dtype is self.data.dtype and (not true_div or self.data.dtype.kind == "f"):
+                return apply(rule, (self, other))
+        elif (to is float or to is int) and self.data.dtype.kind == "f":
+            return apply(scalar_rule, (self,), other)
+        if check is not None:
+            check(self, other)
+        a, b = _coerce(self, other, name, true_div)
+        return apply(rule, (a, b))
+
+    def reflected(self: Tensor, other: Any) -> Tensor:
+        to = type(other)
+        if (to is float or to is int) and self.data.dtype.kind == "f":
+            return apply(rscalar_rule, (self,), other)
+        if check is not None:
+            check(self, other)
+        b, a = _coerce(self, other, name, true_div)
+        return apply(rule, (a, b))
+
+    dunder = "truediv" if true_div else name
+    _name_method(forward, f"__{dunder}__")
+    _name_method(reflected, f"__r{dunder}__")
+    return forward, reflected
+
+
+def _comparison(name: str, f: Callable) -> Callable:
+    """An elementwise comparison or bitwise operator (never differentiable): ``f`` on the promoted arrays."""
+
+    def op(self: Tensor, other: Any) -> Tensor:
+        a, b = _coerce(self, other, name)
+        return Tensor._wrap(np.asarray(f(a.data, b.data)))
+
+    _name_method(op, f"__{name.removeprefix('bitwise_')}__")
+    return op
+
+
+def _no_bool_sub(a: Tensor, other: Any) -> None:
+    if a.data.dtype == np.bool_ or type(other) is bool or (isinstance(other, Tensor) and other.dtype == np.bool_):
+        raise RuntimeError("sub: subtraction, the `-` operator, with a bool tensor is not supported; to invert "
+                           "a mask use the `~` or `logical_not()` operator instead")
+
+
+def _name_method(f: Callable, name: str) -> None:
+    f.__name__ = name
+    f.__qualname__ = f"Tensor.{name}"
+
+
 class Tensor:
     """A multi-dimensional array that records the ops applied to it.
 
@@ -92,58 +207,7 @@ class Tensor:
         t._hooks = None
         return t
 
-    @staticmethod
-    def _apply(rule: O.Rule, ins: tuple, kw: Any = None) -> "Tensor":
-        """Run ``rule`` forward on the inputs' arrays; record a Node if any input needs grad."""
-        n = len(ins)
-        try:
-            if n == 1:
-                x = ins[0]
-                out = rule.forward((x.data,), kw)
-                record = x.requires_grad
-            elif n == 2:
-                x, y = ins
-                out = rule.forward((x.data, y.data), kw)
-                record = x.requires_grad or y.requires_grad
-            else:
-                out = rule.forward(tuple([t.data for t in ins]), kw)
-                record = any([t.requires_grad for t in ins])
-        except ValueError as e:
-            if "broadcast" not in str(e):
-                raise
-            shapes = " and ".join(str(tuple(t.shape)) for t in ins)
-            raise RuntimeError(f"{rule.name}: shapes {shapes} are not broadcastable (sizes must be equal, or 1, "
-                               "in each trailing dimension)") from None
-        if type(out) is not _ndarray:
-            out = np.asarray(out)
-        t = object.__new__(Tensor)
-        t.data = out
-        t.grad = None
-        t._vc = [0]
-        t._hooks = None
-        if record and state.enabled:
-            if rule.backward is None:
-                raise RuntimeError(f"{rule.name}: this op is not differentiable")
-            if not rule.needs_inputs:
-                version = 0
-            elif n == 1:
-                version = x._vc[0]
-            elif n == 2:
-                version = x._vc[0] + y._vc[0]
-            else:
-                version = sum([t._vc[0] for t in ins])
-            node = Node(rule, ins, out if rule.save_out else None, kw, version)
-            if rule.save_out:
-                node.out_vc = (t._vc, 0)
-            t.requires_grad = True
-            t._node = node
-            if state.anomaly:
-                node.site = creation_site()
-                _check_finite(out, "forward", node)
-        else:
-            t.requires_grad = False
-            t._node = None
-        return t
+    _apply = staticmethod(_apply)
 
     # ------------------------------------------------------------------ attributes
     @property
@@ -360,77 +424,10 @@ class Tensor:
         return bool(self.data.flags.c_contiguous)
 
     # ------------------------------------------------------------------ arithmetic
-    # Fast paths first: a float tensor with a Python number, or two tensors of
-    # one dtype; everything else goes through PyTorch's promotion in _coerce.
-    def __add__(self, other: Any) -> "Tensor":
-        to = type(other)
-        if to is Tensor:
-            if other.data.dtype is self.data.dtype:
-                return Tensor._apply(O.ADD, (self, other))
-        elif (to is float or to is int) and self.data.dtype.kind == "f":
-            return Tensor._apply(O.ADD_S, (self,), other)
-        a, b = _coerce(self, other, "add")
-        return Tensor._apply(O.ADD, (a, b))
-
-    def __radd__(self, other: Any) -> "Tensor":
-        to = type(other)
-        if (to is float or to is int) and self.data.dtype.kind == "f":
-            return Tensor._apply(O.ADD_S, (self,), other)
-        b, a = _coerce(self, other, "add")
-        return Tensor._apply(O.ADD, (a, b))
-
-    def __sub__(self, other: Any) -> "Tensor":
-        to = type(other)
-        if to is Tensor:
-            if other.data.dtype is self.data.dtype:
-                return Tensor._apply(O.SUB, (self, other))
-        elif (to is float or to is int) and self.data.dtype.kind == "f":
-            return Tensor._apply(O.SUB_S, (self,), other)
-        _no_bool_sub(self, other)
-        a, b = _coerce(self, other, "sub")
-        return Tensor._apply(O.SUB, (a, b))
-
-    def __rsub__(self, other: Any) -> "Tensor":
-        to = type(other)
-        if (to is float or to is int) and self.data.dtype.kind == "f":
-            return Tensor._apply(O.RSUB_S, (self,), other)
-        _no_bool_sub(self, other)
-        b, a = _coerce(self, other, "sub")
-        return Tensor._apply(O.SUB, (a, b))
-
-    def __mul__(self, other: Any) -> "Tensor":
-        to = type(other)
-        if to is Tensor:
-            if other.data.dtype is self.data.dtype:
-                return Tensor._apply(O.MUL, (self, other))
-        elif (to is float or to is int) and self.data.dtype.kind == "f":
-            return Tensor._apply(O.MUL_S, (self,), other)
-        a, b = _coerce(self, other, "mul")
-        return Tensor._apply(O.MUL, (a, b))
-
-    def __rmul__(self, other: Any) -> "Tensor":
-        to = type(other)
-        if (to is float or to is int) and self.data.dtype.kind == "f":
-            return Tensor._apply(O.MUL_S, (self,), other)
-        b, a = _coerce(self, other, "mul")
-        return Tensor._apply(O.MUL, (a, b))
-
-    def __truediv__(self, other: Any) -> "Tensor":
-        to = type(other)
-        if to is Tensor:
-            if other.data.dtype is self.data.dtype and self.data.dtype.kind == "f":
-                return Tensor._apply(O.DIV, (self, other))
-        elif (to is float or to is int) and self.data.dtype.kind == "f":
-            return Tensor._apply(O.DIV_S, (self,), other)
-        a, b = _coerce(self, other, "div", true_div=True)
-        return Tensor._apply(O.DIV, (a, b))
-
-    def __rtruediv__(self, other: Any) -> "Tensor":
-        to = type(other)
-        if (to is float or to is int) and self.data.dtype.kind == "f":
-            return Tensor._apply(O.RDIV_S, (self,), other)
-        b, a = _coerce(self, other, "div", true_div=True)
-        return Tensor._apply(O.DIV, (a, b))
+    __add__, __radd__ = _binary_operators("add", O.ADD, O.ADD_S, O.ADD_S)
+    __sub__, __rsub__ = _binary_operators("sub", O.SUB, O.SUB_S, O.RSUB_S, check=_no_bool_sub)
+    __mul__, __rmul__ = _binary_operators("mul", O.MUL, O.MUL_S, O.MUL_S)
+    __truediv__, __rtruediv__ = _binary_operators("div", O.DIV, O.DIV_S, O.RDIV_S, true_div=True)
 
     def __floordiv__(self, other: Any) -> "Tensor":
         a, b = _coerce(self, other, "floor_divide")
@@ -486,39 +483,15 @@ class Tensor:
         return Tensor._wrap(np.asarray(~self.data))
 
     # comparisons and logic: never differentiable
-    def _cmp(self, other: Any, f: Callable, name: str) -> "Tensor":
-        a, b = _coerce(self, other, name)
-        return Tensor._wrap(np.asarray(f(a.data, b.data)))
-
-    def __eq__(self, other: Any) -> "Tensor":  # type: ignore[override]
-        return self._cmp(other, np.equal, "eq")
-
-    def __ne__(self, other: Any) -> "Tensor":  # type: ignore[override]
-        return self._cmp(other, np.not_equal, "ne")
-
-    def __lt__(self, other: Any) -> "Tensor":
-        return self._cmp(other, np.less, "lt")
-
-    def __le__(self, other: Any) -> "Tensor":
-        return self._cmp(other, np.less_equal, "le")
-
-    def __gt__(self, other: Any) -> "Tensor":
-        return self._cmp(other, np.greater, "gt")
-
-    def __ge__(self, other: Any) -> "Tensor":
-        return self._cmp(other, np.greater_equal, "ge")
-
-    def __and__(self, other: Any) -> "Tensor":
-        return self._cmp(other, np.bitwise_and, "bitwise_and")
-
-    def __or__(self, other: Any) -> "Tensor":
-        return self._cmp(other, np.bitwise_or, "bitwise_or")
-
-    def __xor__(self, other: Any) -> "Tensor":
-        return self._cmp(other, np.bitwise_xor, "bitwise_xor")
-
-    __rand__, __ror__, __rxor__ = __and__, __or__, __xor__
-
+    __eq__ = _comparison("eq", np.equal)  # type: ignore[assignment]
+    __ne__ = _comparison("ne", np.not_equal)  # type: ignore[assignment]
+    __lt__ = _comparison("lt", np.less)
+    __le__ = _comparison("le", np.less_equal)
+    __gt__ = _comparison("gt", np.greater)
+    __ge__ = _comparison("ge", np.greater_equal)
+    __and__ = __rand__ = _comparison("bitwise_and", np.bitwise_and)
+    __or__ = __ror__ = _comparison("bitwise_or", np.bitwise_or)
+    __xor__ = __rxor__ = _comparison("bitwise_xor", np.bitwise_xor)
     eq, ne, lt, le, gt, ge = __eq__, __ne__, __lt__, __le__, __gt__, __ge__
 
     def equal(self, other: "Tensor") -> bool:
@@ -1326,12 +1299,6 @@ state.tensor_type = Tensor
 # ====================================================================== helpers
 def _arr(x: Any) -> Any:
     return x.data if isinstance(x, Tensor) else x
-
-
-def _no_bool_sub(a: Tensor, other: Any) -> None:
-    if a.data.dtype == np.bool_ or type(other) is bool or (isinstance(other, Tensor) and other.dtype == np.bool_):
-        raise RuntimeError("sub: subtraction, the `-` operator, with a bool tensor is not supported; to invert "
-                           "a mask use the `~` or `logical_not()` operator instead")
 
 
 def _nondiff(t: Tensor, f: Callable) -> Tensor:
