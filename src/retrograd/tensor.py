@@ -56,6 +56,20 @@ def _norm_dims(dim: Any, ndim: int, op: str) -> tuple | None:
     return dims if ndim else None
 
 
+def wrap_array(array: np.ndarray) -> Tensor:
+    """Library-internal: wrap ``array`` as a leaf Tensor without copying it or checking its
+    dtype (``requires_grad`` False, no graph). The Tensor shares the array's memory: use it
+    for arrays the library has just made; users call ``rg.tensor``/``rg.from_numpy``."""
+    t = object.__new__(Tensor)
+    t.data = array
+    t.grad = None
+    t.requires_grad = False
+    t._node = None
+    t._vc = [0]
+    t._hooks = None
+    return t
+
+
 def _apply(rule: O.Rule, ins: tuple, kw: Any = None) -> Tensor:
     """Run ``rule`` forward on the inputs' arrays; record a Node if any input needs grad."""
     n = len(ins)
@@ -154,7 +168,7 @@ def _comparison(name: str, f: Callable) -> Callable:
 
     def op(self: Tensor, other: Any) -> Tensor:
         a, b = _coerce(self, other, name)
-        return Tensor._wrap(np.asarray(f(a.data, b.data)))
+        return wrap_array(np.asarray(f(a.data, b.data)))
 
     _name_method(op, f"__{name.removeprefix('bitwise_')}__")
     return op
@@ -196,17 +210,7 @@ class Tensor:
             self.requires_grad_(True)
 
     # ------------------------------------------------------------------ construction
-    @classmethod
-    def _wrap(cls, arr: np.ndarray) -> "Tensor":
-        t = object.__new__(cls)
-        t.data = arr
-        t.grad = None
-        t.requires_grad = False
-        t._node = None
-        t._vc = [0]
-        t._hooks = None
-        return t
-
+    _wrap = staticmethod(wrap_array)  # the name the rest of the tree still uses
     _apply = staticmethod(_apply)
 
     # ------------------------------------------------------------------ attributes
@@ -333,7 +337,7 @@ class Tensor:
         return self
 
     def detach(self) -> "Tensor":
-        t = Tensor._wrap(self.data)
+        t = wrap_array(self.data)
         t._vc = self._vc  # shares storage: in-place changes are seen by both
         return t
 
@@ -384,7 +388,7 @@ class Tensor:
         if self.data.dtype == dtype:
             return self
         if self.requires_grad and dtype.kind != "f":
-            return Tensor._wrap(self.data.astype(dtype))
+            return wrap_array(self.data.astype(dtype))
         return Tensor._apply(O.CAST, (self,), {"dtype": dtype})
 
     def astype(self, dtype: Any) -> "Tensor":
@@ -431,11 +435,11 @@ class Tensor:
 
     def __floordiv__(self, other: Any) -> "Tensor":
         a, b = _coerce(self, other, "floor_divide")
-        return Tensor._wrap(np.asarray(a.data // b.data))
+        return wrap_array(np.asarray(a.data // b.data))
 
     def __mod__(self, other: Any) -> "Tensor":
         a, b = _coerce(self, other, "remainder")
-        return Tensor._wrap(np.asarray(np.mod(a.data, b.data)))
+        return wrap_array(np.asarray(np.mod(a.data, b.data)))
 
     def __pow__(self, other: Any) -> "Tensor":
         to = type(other)
@@ -445,7 +449,7 @@ class Tensor:
         if a.data.dtype == np.bool_:  # torch: no bool ** bool kernel; a Python bool exponent keeps bool
             if type(other) is not bool:
                 raise RuntimeError("pow: not implemented for two bool tensors")
-            return Tensor._wrap(np.asarray(a.data | (not other)))
+            return wrap_array(np.asarray(a.data | (not other)))
         if a.data.dtype.kind in "iu" and ((type(other) is int and other < 0) or
                                           (b.data.dtype.kind == "i" and np.any(b.data < 0))):
             raise RuntimeError("pow: integers to negative integer powers are not allowed")
@@ -480,7 +484,7 @@ class Tensor:
         if self.data.dtype.kind not in "biu":
             raise TypeError(f"bitwise_not: only integral and bool tensors are supported, got "
                             f"{B.dtype_name(self.dtype)}")
-        return Tensor._wrap(np.asarray(~self.data))
+        return wrap_array(np.asarray(~self.data))
 
     # comparisons and logic: never differentiable
     __eq__ = _comparison("eq", np.equal)  # type: ignore[assignment]
@@ -501,36 +505,36 @@ class Tensor:
         return bool(np.allclose(self.data, _as_tensor(other).data, rtol=rtol, atol=atol, equal_nan=equal_nan))
 
     def isclose(self, other: Any, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False) -> "Tensor":
-        return Tensor._wrap(np.isclose(self.data, _as_tensor(other).data, rtol=rtol, atol=atol,
+        return wrap_array(np.isclose(self.data, _as_tensor(other).data, rtol=rtol, atol=atol,
                                        equal_nan=equal_nan))
 
     def logical_not(self) -> "Tensor":
-        return Tensor._wrap(np.logical_not(self.data))
+        return wrap_array(np.logical_not(self.data))
 
     def logical_and(self, other: Any) -> "Tensor":
-        return Tensor._wrap(np.logical_and(self.data, _as_tensor(other).data))
+        return wrap_array(np.logical_and(self.data, _as_tensor(other).data))
 
     def logical_or(self, other: Any) -> "Tensor":
-        return Tensor._wrap(np.logical_or(self.data, _as_tensor(other).data))
+        return wrap_array(np.logical_or(self.data, _as_tensor(other).data))
 
     def isnan(self) -> "Tensor":
-        return Tensor._wrap(np.isnan(self.data))
+        return wrap_array(np.isnan(self.data))
 
     def isinf(self) -> "Tensor":
-        return Tensor._wrap(np.isinf(self.data))
+        return wrap_array(np.isinf(self.data))
 
     def isfinite(self) -> "Tensor":
-        return Tensor._wrap(np.isfinite(self.data))
+        return wrap_array(np.isfinite(self.data))
 
     def any(self, dim: Any = None, keepdim: bool = False) -> "Tensor":
         d = _norm_dims(dim, self.ndim, "any")
         r = np.asarray(np.any(self.data, axis=d, keepdims=keepdim))
-        return Tensor._wrap(r.astype(np.uint8) if self.data.dtype == np.uint8 else r)  # torch keeps uint8
+        return wrap_array(r.astype(np.uint8) if self.data.dtype == np.uint8 else r)  # torch keeps uint8
 
     def all(self, dim: Any = None, keepdim: bool = False) -> "Tensor":
         d = _norm_dims(dim, self.ndim, "all")
         r = np.asarray(np.all(self.data, axis=d, keepdims=keepdim))
-        return Tensor._wrap(r.astype(np.uint8) if self.data.dtype == np.uint8 else r)
+        return wrap_array(r.astype(np.uint8) if self.data.dtype == np.uint8 else r)
 
     # ------------------------------------------------------------------ named arithmetic
     def add(self, other: Any, *, alpha: Any = 1) -> "Tensor":
@@ -551,10 +555,10 @@ class Tensor:
             return self / other
         a, b = _coerce(self, other, "div")
         if rounding_mode == "floor":
-            return Tensor._wrap(np.asarray(np.floor_divide(a.data, b.data)))
+            return wrap_array(np.asarray(np.floor_divide(a.data, b.data)))
         if rounding_mode == "trunc":
             q = np.trunc(a.data / b.data)
-            return Tensor._wrap(np.asarray(q.astype(a.dtype) if a.dtype.kind != "f" else q))
+            return wrap_array(np.asarray(q.astype(a.dtype) if a.dtype.kind != "f" else q))
         raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
 
     divide = true_divide = div
@@ -808,11 +812,11 @@ class Tensor:
         if self.ndim and self.shape[d] == 0:
             raise IndexError(f"{name}: expected reduction dim {d} to have non-zero size")
         if self.ndim == 0:
-            return values_indices(self, Tensor._wrap(np.asarray(0, dtype=np.int64)))
+            return values_indices(self, wrap_array(np.asarray(0, dtype=np.int64)))
         kw = {"dim": d, "keepdim": keepdim, "max": is_max}
         vals = Tensor._apply(O.MAX_DIM, (self,), kw)
         idx = kw["idx"] if keepdim else np.squeeze(kw["idx"], d)
-        return values_indices(vals, Tensor._wrap(idx.astype(np.int64)))
+        return values_indices(vals, wrap_array(idx.astype(np.int64)))
 
     def argmax(self, dim: int | None = None, keepdim: bool = False) -> "Tensor":
         return self._argm(dim, keepdim, np.argmax)
@@ -832,17 +836,17 @@ class Tensor:
         else:
             d = _norm_dim(dim, self.ndim, f.__name__)
             r = f(self.data, axis=d, keepdims=keepdim) if self.ndim else np.asarray(0)
-        return Tensor._wrap(np.asarray(r, dtype=np.int64))
+        return wrap_array(np.asarray(r, dtype=np.int64))
 
     def argsort(self, dim: int = -1, descending: bool = False, stable: bool = False) -> "Tensor":
         d = _norm_dim(dim, self.ndim, "argsort")
         if self.ndim == 0:
-            return Tensor._wrap(np.asarray(0, dtype=np.int64))
+            return wrap_array(np.asarray(0, dtype=np.int64))
         x = -self.data if descending and self.dtype.kind != "b" else self.data
         idx = np.argsort(x, axis=d, kind="stable")
         if descending and self.dtype.kind == "b":
             idx = np.flip(np.argsort(x, axis=d, kind="stable"), axis=d)
-        return Tensor._wrap(idx.astype(np.int64))
+        return wrap_array(idx.astype(np.int64))
 
     def sort(self, dim: int = -1, descending: bool = False, stable: bool = False) -> Any:
         idx = self.argsort(dim, descending, stable)
@@ -855,7 +859,7 @@ class Tensor:
             raise RuntimeError(f"topk: k ({k}) is out of range for dimension {d} of size {n}")
         idx = self.argsort(d, descending=largest, stable=True).data
         idx = np.take(idx, np.arange(k), axis=d)
-        idx_t = Tensor._wrap(idx.astype(np.int64))
+        idx_t = wrap_array(idx.astype(np.int64))
         return values_indices(self.gather(d, idx_t), idx_t)
 
     def logsumexp(self, dim: Any, keepdim: bool = False) -> "Tensor":
@@ -1158,7 +1162,7 @@ class Tensor:
         xs, is_ = list(shape), list(shape)
         xs.insert(d, self.shape[d])
         is_.insert(d, idx.shape[d])
-        return self.expand(xs).gather(d, Tensor._wrap(np.broadcast_to(idx, is_)))
+        return self.expand(xs).gather(d, wrap_array(np.broadcast_to(idx, is_)))
 
     def index_select(self, dim: int, index: "Tensor") -> "Tensor":
         d = _norm_dim(dim, self.ndim, "index_select")
@@ -1302,7 +1306,7 @@ def _arr(x: Any) -> Any:
 
 
 def _nondiff(t: Tensor, f: Callable) -> Tensor:
-    return Tensor._wrap(np.asarray(f(t.data)))
+    return wrap_array(np.asarray(f(t.data)))
 
 
 def _view(t: Tensor, rule: O.Rule, kw: dict) -> Tensor:
@@ -1385,7 +1389,7 @@ def _tensor_list_to_nested(seq: Any) -> Any:
 def _as_tensor(x: Any) -> Tensor:
     if isinstance(x, Tensor):
         return x
-    return Tensor._wrap(_to_array(x))
+    return wrap_array(_to_array(x))
 
 
 def _rank(x: Any) -> int:
@@ -1415,14 +1419,14 @@ def _coerce(a: Tensor, other: Any, op: str, true_div: bool = False) -> tuple[Ten
             if isinstance(other, bool) or (isinstance(other, int) and k != "b") or (k == "f"):
                 if not (true_div and k != "f"):
                     # uint8 wraps a negative int around, as torch does (np.array(-3, uint8) raises)
-                    return a, Tensor._wrap(np.array(other).astype(ad) if k == "u" else np.array(other, dtype=ad))
+                    return a, wrap_array(np.array(other).astype(ad) if k == "u" else np.array(other, dtype=ad))
             d = B.promote([(ad, _rank(a)), (np.result_type(type(other)), 0)])
             if true_div and d.kind != "f":
                 d = B.defaults.float_dtype
-            return a._cast(d), Tensor._wrap(np.array(other, dtype=d))
+            return a._cast(d), wrap_array(np.array(other, dtype=d))
         if other is None or isinstance(other, (str, bytes, dict, set)):
             raise TypeError(f"{op}: unsupported operand type {type(other).__name__} for a Tensor")
-        b = _as_tensor(other) if not isinstance(other, np.ndarray) else Tensor._wrap(other)
+        b = _as_tensor(other) if not isinstance(other, np.ndarray) else wrap_array(other)
         bd = b.data.dtype
         if bd == ad:
             d = ad
@@ -1520,7 +1524,7 @@ def matmul(a: Any, b: Any) -> Tensor:
 def where(condition: Any, input: Any = None, other: Any = None) -> Any:  # noqa: A002
     c = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
     if input is None and other is None:
-        return tuple(Tensor._wrap(i.astype(np.int64)) for i in np.nonzero(c))
+        return tuple(wrap_array(i.astype(np.int64)) for i in np.nonzero(c))
     if c.dtype != np.bool_:
         raise TypeError(f"where: condition must be a bool tensor, got {B.dtype_name(c.dtype)}")
     if isinstance(input, Tensor):

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .tensor import NUMPY_FUNCTIONS, NUMPY_UFUNCS, Tensor, _as_tensor, cat, einsum, matmul, where
+from .tensor import NUMPY_FUNCTIONS, NUMPY_UFUNCS, Tensor, _as_tensor, cat, einsum, matmul, where, wrap_array
 
 
 def _t(x: Any) -> Tensor:
@@ -54,12 +54,12 @@ def _fn_transpose(a, axes=None):
 
 def _fn_ones_like(a, dtype=None, **_):
     a = _t(a)
-    return Tensor._wrap(np.ones_like(a.data, dtype=dtype))
+    return wrap_array(np.ones_like(a.data, dtype=dtype))
 
 
 def _fn_zeros_like(a, dtype=None, **_):
     a = _t(a)
-    return Tensor._wrap(np.zeros_like(a.data, dtype=dtype))
+    return wrap_array(np.zeros_like(a.data, dtype=dtype))
 
 
 def _fn_flip(a, axis=None):
@@ -85,7 +85,7 @@ def _fn_cumsum(a, axis=None, **_):
 
 
 def _fn_take_along_axis(a, indices, axis):
-    return _t(a).gather(axis, Tensor._wrap(np.asarray(indices)))
+    return _t(a).gather(axis, wrap_array(np.asarray(indices)))
 
 
 def _fn_roll(a, shift, axis=None):
