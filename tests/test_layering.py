@@ -11,7 +11,7 @@ LAYERS = {
     "backend": 0, "random": 0, "accel": 0, "hooks": 0,
     "engine": 1,
     "ops": 2,
-    "tensor": 3, "tensor_numpy": 3.2,
+    "tensor": 3, "tensor_functions": 3.1, "tensor_numpy": 3.2,
     "creation": 4, "autograd.function": 4, "autograd.gradcheck": 4, "autograd.functional": 4,
     "autograd": 4,
     "functional": 5,

@@ -22,7 +22,8 @@ from . import backend as B
 from . import ops as O
 from .ops import Rule, call
 from .random import Generator, resolve
-from .tensor import Tensor, _as_tensor, pad, where
+from .tensor import Tensor, _as_tensor, where
+from .tensor_functions import pad
 
 __all__ = [
     "relu", "relu6", "leaky_relu", "prelu", "elu", "selu", "celu", "gelu", "silu", "mish", "sigmoid", "tanh",
@@ -301,7 +302,7 @@ def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None
                            f"{tuple(input2.shape)} must have the same leading dimensions")
     x1 = input1.reshape(-1, input1.shape[-1])
     x2 = input2.reshape(-1, input2.shape[-1])
-    from .tensor import einsum
+    from .tensor_functions import einsum
     out = einsum("bi,oij,bj->bo", x1, weight, x2)
     if bias is not None:
         out = out + bias
@@ -2142,7 +2143,7 @@ def multi_head_attention_forward(query: Tensor, key: Tensor, value: Tensor, embe
 
 
 def _cat_along(a: Tensor, b: Tensor, dim: int = 1) -> Tensor:
-    from .tensor import cat
+    from .tensor_functions import cat
     return cat([a, b], dim)
 
 

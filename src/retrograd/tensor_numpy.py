@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from .tensor import NUMPY_FUNCTIONS, NUMPY_UFUNCS, Tensor, _as_tensor, cat, einsum, matmul, where, wrap_array
+from .tensor import NUMPY_FUNCTIONS, NUMPY_UFUNCS, Tensor, _as_tensor, matmul, where, wrap_array
+from .tensor_functions import cat, einsum
 
 
 def _t(x: Any) -> Tensor:

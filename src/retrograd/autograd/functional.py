@@ -14,7 +14,8 @@ from typing import Any, Callable
 import numpy as np
 
 from ..engine import enable_grad, grad
-from ..tensor import Tensor, stack
+from ..tensor import Tensor
+from ..tensor_functions import stack
 
 __all__ = ["hessian", "hvp", "jacobian", "jvp", "vhp", "vjp"]
 

@@ -11,7 +11,8 @@ from ..engine import no_grad
 from ..creation import multinomial
 from ..nn import init as nn_init
 from ..random import Generator
-from ..tensor import Tensor, cat
+from ..tensor import Tensor
+from ..tensor_functions import cat
 
 
 class CausalSelfAttention(nn.Module):

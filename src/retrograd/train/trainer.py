@@ -27,7 +27,8 @@ import numpy as np
 
 from .. import random as rg_random
 from ..engine import no_grad
-from ..tensor import Tensor, cat
+from ..tensor import Tensor
+from ..tensor_functions import cat
 from .callbacks import Callback
 from .metrics import Metric, get_metric
 
