@@ -10,7 +10,8 @@ SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "retrograd"
 LAYERS = {
     "backend": 0, "random": 0, "accel": 0, "hooks": 0,
     "engine": 1,
-    "ops": 2,
+    "ops": 2, "tensor_convert": 2.1, "tensor_shape": 2.2,
+    "tensor_math": 2.3, "tensor_reduce": 2.3, "tensor_inplace": 2.3,
     "tensor": 3, "tensor_functions": 3.1, "tensor_numpy": 3.2,
     "creation": 4, "autograd.function": 4, "autograd.gradcheck": 4, "autograd.functional": 4,
     "autograd": 4,

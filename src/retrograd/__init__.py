@@ -9,7 +9,8 @@ from .backend import (bool_ as bool, double, float, float16, float32, float64, g
 from .engine import detect_anomaly, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
 from .engine import grad
-from .tensor import Tensor, matmul, where
+from .tensor import Tensor
+from .tensor_math import matmul, where
 from .tensor_functions import cat, concat, concatenate, einsum, hstack, pad, stack, vstack
 from . import tensor_numpy  # noqa: F401  (fills Tensor's NumPy dispatch tables)
 from . import autograd

@@ -28,8 +28,7 @@ import heapq
 import itertools
 import os
 import traceback
-import weakref
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 

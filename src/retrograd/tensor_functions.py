@@ -10,7 +10,9 @@ from typing import Any, Sequence
 
 from . import backend as B
 from . import ops as O
-from .tensor import Tensor, _apply, _as_tensor, _norm_dim, _rank
+from .tensor import Tensor, _apply
+from .tensor_convert import _as_tensor, _rank
+from .tensor_shape import _norm_dim
 
 
 def cat(tensors: Sequence, dim: int = 0) -> Tensor:

@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from .tensor import NUMPY_FUNCTIONS, NUMPY_UFUNCS, Tensor, _as_tensor, matmul, where, wrap_array
+from .tensor import NUMPY_FUNCTIONS, NUMPY_UFUNCS, Tensor, _as_tensor, wrap_array
 from .tensor_functions import cat, einsum
+from .tensor_math import matmul, where
 
 
 def _t(x: Any) -> Tensor:
