@@ -1,6 +1,16 @@
 """``Tensor``: an array plus the autograd bookkeeping, with PyTorch's operators
 and methods. Every differentiable method calls one rule of ``ops.py`` through
-``Tensor._apply``, which records a ``Node`` when grad is needed."""
+``Tensor._apply``, which records a ``Node`` (``engine.py``) when grad is needed.
+
+The class lists every method here. Its core (construction, attributes,
+autograd, conversion, operators, comparisons) is written out; the larger
+method groups are plain functions of ``self`` in modules below this one, bound
+by name in the class body: ``tensor_math`` (named arithmetic, elementwise math,
+``matmul``, ``where``), ``tensor_reduce``, ``tensor_shape`` (shape, indexing)
+and ``tensor_inplace``; ``tensor_convert`` holds PyTorch's conversion and
+promotion rules. Above this module: ``tensor_functions`` (``cat``, ``stack``,
+``einsum``, ``pad``) and ``tensor_numpy`` (NumPy dispatch for higher-order
+gradients)."""
 from __future__ import annotations
 
 import weakref
@@ -15,7 +25,7 @@ from .hooks import RemovableHandle, add_hook
 from . import tensor_inplace, tensor_math, tensor_reduce, tensor_shape
 from .tensor_convert import _as_tensor, _coerce, _to_array
 from .tensor_math import matmul, where  # noqa: F401  (where: re-exported for older importers)
-from .tensor_shape import _index_array, _norm_dim, _norm_dims
+from .tensor_shape import _norm_dim, _norm_dims
 
 _ndarray = np.ndarray
 
@@ -622,19 +632,7 @@ class Tensor:
     gather = tensor_shape.gather
     take_along_dim = tensor_shape.take_along_dim
     index_select = tensor_shape.index_select
-
-    def scatter_add(self, dim: int, index: "Tensor", src: "Tensor") -> "Tensor":
-        d = _norm_dim(dim, self.ndim, "scatter_add")
-        idx = _index_array(index, "scatter_add")
-        if idx.ndim != self.ndim:
-            raise RuntimeError(f"scatter_add: index must have the same number of dimensions as self "
-                               f"({idx.ndim} != {self.ndim})")
-        n = self.shape[d]
-        if idx.size and (idx.min() < -n or idx.max() >= n):
-            raise IndexError(f"scatter_add: index {int(idx.max())} is out of bounds for dimension {d} "
-                             f"with size {n}")
-        a, b = _coerce(self, src, "scatter_add")
-        return Tensor._apply(O.SCATTER_ADD, (a, b), {"index": idx % n if n else idx, "dim": d})
+    scatter_add = tensor_shape.scatter_add
 
     # ------------------------------------------------------------------ in place (tensor_inplace.py)
     _check_inplace = tensor_inplace._check_inplace

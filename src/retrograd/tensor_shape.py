@@ -18,6 +18,7 @@ import numpy as np
 from . import backend as B
 from . import ops as O
 from .engine import state
+from .tensor_convert import _coerce
 
 Tensor = Any  # annotations only: the class is tensor.Tensor, which sits above this module
 
@@ -426,3 +427,17 @@ def index_select(self, dim: int, index: "Tensor") -> "Tensor":
     if idx.ndim > 1:
         raise IndexError(f"index_select: index must be 0- or 1-D, got {idx.ndim}-D")
     return self[(slice(None),) * d + (idx.reshape(-1),)]
+
+
+def scatter_add(self, dim: int, index: "Tensor", src: "Tensor") -> "Tensor":
+    d = _norm_dim(dim, self.ndim, "scatter_add")
+    idx = _index_array(index, "scatter_add")
+    if idx.ndim != self.ndim:
+        raise RuntimeError(f"scatter_add: index must have the same number of dimensions as self "
+                           f"({idx.ndim} != {self.ndim})")
+    n = self.shape[d]
+    if idx.size and (idx.min() < -n or idx.max() >= n):
+        raise IndexError(f"scatter_add: index {int(idx.max())} is out of bounds for dimension {d} "
+                         f"with size {n}")
+    a, b = _coerce(self, src, "scatter_add")
+    return self._apply(O.SCATTER_ADD, (a, b), {"index": idx % n if n else idx, "dim": d})
