@@ -9,9 +9,10 @@ SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "retrograd"
 # lower number = lower layer; a module may import only modules of a lower or equal layer
 LAYERS = {
     "backend": 0, "random": 0, "accel": 0, "hooks": 0,
-    "autograd.engine": 1,
-    "ops": 2,
-    "tensor": 3,
+    "engine": 1,
+    "ops": 2, "tensor_convert": 2.1, "tensor_shape": 2.2,
+    "tensor_math": 2.3, "tensor_reduce": 2.3, "tensor_inplace": 2.3,
+    "tensor": 3, "tensor_functions": 3.1, "tensor_numpy": 3.2,
     "creation": 4, "autograd.function": 4, "autograd.gradcheck": 4, "autograd.functional": 4,
     "autograd": 4,
     "nn.functional": 5,

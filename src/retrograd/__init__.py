@@ -6,10 +6,13 @@ from . import accel, backend
 from .accel import get_num_threads, set_num_threads
 from .backend import (bool_ as bool, double, float, float16, float32, float64, get_default_dtype, half, int,  # noqa: A004
                       int8, int16, int32, int64, long, set_default_dtype, uint8)
-from .autograd.engine import detect_anomaly, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .engine import detect_anomaly, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
-from .tensor import (Tensor, cat, concat, concatenate, einsum, grad, hstack, matmul, pad, stack, vstack,
-                     where)
+from .engine import grad
+from .tensor import Tensor
+from .tensor_math import matmul, where
+from .tensor_functions import cat, concat, concatenate, einsum, hstack, pad, stack, vstack
+from . import tensor_numpy  # noqa: F401  (fills Tensor's NumPy dispatch tables)
 from . import autograd
 from .creation import (arange, as_tensor, bernoulli, empty, empty_like, eye, from_numpy, full, full_like,
                        linspace, logspace, multinomial, normal, ones, ones_like, rand, rand_like, randint,

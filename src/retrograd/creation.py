@@ -7,7 +7,8 @@ import numpy as np
 
 from . import backend as B
 from .random import Generator, resolve
-from .tensor import Tensor, _as_shape, _to_array
+from .tensor import Tensor, _to_array
+from .tensor_shape import _as_shape
 
 
 def _finish(arr: np.ndarray, requires_grad: bool) -> Tensor:

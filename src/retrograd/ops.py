@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .autograd.engine import state
+from .engine import state
 
 
 class Rule:

@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 
 from .. import ops as O
+from ..engine import Node, no_grad, state
 from ..tensor import Tensor
-from .engine import Node, no_grad, state
 
 __all__ = ["Function", "FunctionCtx"]
 

@@ -13,8 +13,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..tensor import Tensor, grad, stack
-from .engine import enable_grad
+from ..engine import enable_grad, grad
+from ..tensor import Tensor
+from ..tensor_functions import stack
 
 __all__ = ["hessian", "hvp", "jacobian", "jvp", "vhp", "vjp"]
 

@@ -13,8 +13,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..tensor import Tensor, grad
-from .engine import enable_grad
+from ..engine import enable_grad, grad
+from ..tensor import Tensor
 
 __all__ = ["GradcheckError", "gradcheck", "gradgradcheck"]
 

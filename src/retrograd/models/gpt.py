@@ -7,11 +7,12 @@ import math
 
 from ..nn import functional as F
 from .. import nn
-from ..autograd.engine import no_grad
+from ..engine import no_grad
 from ..creation import multinomial
 from ..nn import init as nn_init
 from ..random import Generator
-from ..tensor import Tensor, cat
+from ..tensor import Tensor
+from ..tensor_functions import cat
 
 
 class CausalSelfAttention(nn.Module):

@@ -9,7 +9,8 @@ from typing import Any
 from . import functional as F
 from .functional._args import _tuple
 from ..creation import empty
-from ..tensor import Tensor, pad
+from ..tensor import Tensor
+from ..tensor_functions import pad
 from . import init
 from .layers import _shape_error
 from .module import Module, Parameter

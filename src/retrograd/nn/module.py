@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .. import backend as B
-from ..autograd.engine import no_grad
+from ..engine import no_grad
 from ..hooks import RemovableHandle, add_hook
 from ..ops import Rule
 from ..tensor import Tensor, _to_array

@@ -13,7 +13,8 @@ import numpy as np
 
 from . import functional as F
 from ..creation import empty
-from ..tensor import Tensor, cat, stack
+from ..tensor import Tensor
+from ..tensor_functions import cat, stack
 from . import init
 from .layers import _shape_error
 from .module import Module, Parameter

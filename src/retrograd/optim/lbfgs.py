@@ -5,7 +5,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..autograd.engine import enable_grad
+from ..engine import enable_grad
 from ..tensor import Tensor
 from .optimizer import Optimizer, _check, _finite_nonneg
 

@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from .. import backend as B
-from ..autograd.engine import enable_grad
+from ..engine import enable_grad
 from ..tensor import Tensor
 
 __all__ = ["Optimizer", "StepArrays", "required", "register_optimizer_step_pre_hook",

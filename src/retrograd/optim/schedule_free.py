@@ -77,7 +77,7 @@ class _ScheduleFree(Optimizer):
                                    "optimizer.eval() before evaluating or saving")
         loss = None
         if closure is not None:
-            from ..autograd.engine import enable_grad
+            from ..engine import enable_grad
             with enable_grad():
                 loss = closure()
         for group, buckets in zip(self.param_groups, self._buckets):

@@ -5,7 +5,8 @@ from typing import Any
 
 import numpy as np
 
-from ..tensor import Tensor, grad as _autograd
+from ..engine import grad as _autograd
+from ..tensor import Tensor
 from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg
 
 __all__ = ["Sophia"]

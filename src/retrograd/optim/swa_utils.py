@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from ..autograd.engine import no_grad
+from ..engine import no_grad
 from ..nn.layers import _BatchNorm
 from ..nn.module import Module
 from ..tensor import Tensor

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd.engine import AnomalyError, detect_anomaly
+from ..engine import AnomalyError, detect_anomaly
 from .. import random as rg_random
 from .callback import Callback
 from .diagnostics import GradientFlow

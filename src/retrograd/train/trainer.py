@@ -25,8 +25,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .. import random as rg_random
-from ..autograd.engine import no_grad
-from ..tensor import Tensor, cat
+from ..engine import no_grad
+from ..tensor import Tensor
+from ..tensor_functions import cat
 from .callback import Callback
 from .metrics import Metric, get_metric
 from .step import backward_batch, batch_size, check_max_norm, forward, forward_loss, optimizer_step, unpack_batch

@@ -12,7 +12,7 @@ the fused log-softmax + NLL of ``cross_entropy``, conv2d and its two adjoints, m
 attention core ``softmax(Q K^T scale + mask) V`` and CTC's forward-backward) are ``Rule``s with their
 backward written next to their forward.
 """
-from ...tensor import pad
+from ...tensor_functions import pad
 from .activation import (celu, elu, gelu, hardtanh, leaky_relu, log_softmax, mish, prelu, relu, relu6, selu,
                          sigmoid, silu, softmax, softplus, softsign, tanh)
 from .attention import multi_head_attention_forward, scaled_dot_product_attention

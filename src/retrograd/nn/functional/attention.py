@@ -229,5 +229,5 @@ def multi_head_attention_forward(query: Tensor, key: Tensor, value: Tensor, embe
 
 
 def _cat_along(a: Tensor, b: Tensor, dim: int = 1) -> Tensor:
-    from ...tensor import cat
+    from ...tensor_functions import cat
     return cat([a, b], dim)

@@ -26,7 +26,7 @@ def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None
                            f"{tuple(input2.shape)} must have the same leading dimensions")
     x1 = input1.reshape(-1, input1.shape[-1])
     x2 = input2.reshape(-1, input2.shape[-1])
-    from ...tensor import einsum
+    from ...tensor_functions import einsum
     out = einsum("bi,oij,bj->bo", x1, weight, x2)
     if bias is not None:
         out = out + bias

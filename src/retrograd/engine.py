@@ -14,8 +14,11 @@ after use unless ``retain_graph`` is set. With ``create_graph`` the gradients
 are Tensors and the rules run on Tensors, so the gradient is itself
 differentiable.
 
+``backward`` and ``grad`` are the public entry points (``Tensor.backward``,
+``rg.grad`` and ``rg.autograd`` call them).
+
 This module sits below ``tensor.py``: it never imports it. ``tensor.py``
-registers its class in ``hooks.tensor_type`` so the engine can wrap arrays.
+registers its class in ``state.tensor_type`` so the engine can wrap arrays.
 """
 from __future__ import annotations
 
@@ -25,10 +28,11 @@ import heapq
 import itertools
 import os
 import traceback
-import weakref
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
+
+from .hooks import RemovableHandle, add_hook
 
 
 class _State:
@@ -133,7 +137,7 @@ def creation_site() -> str:
     return "<unknown>"
 
 
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 # --------------------------------------------------------------------------- node
@@ -182,11 +186,12 @@ class Node:
         return e
 
     @property
-    def hooks(self) -> list | None:
+    def hooks(self) -> dict | None:
+        """Gradient hooks by handle id, in registration order (``register_hook``)."""
         return None if self.extra is None else self.extra.hooks
 
     @hooks.setter
-    def hooks(self, value: list | None) -> None:
+    def hooks(self, value: dict | None) -> None:
         self._extra().hooks = value
 
     @property
@@ -216,10 +221,11 @@ class Node:
                       ("AccumulateGrad" if t is not None and t.requires_grad else None), 0)
                      for t in self.inputs)
 
-    def register_hook(self, fn: Callable) -> None:
+    def register_hook(self, fn: Callable) -> RemovableHandle:
+        """``fn(grad) -> Tensor or None`` runs on the gradient flowing into this node's output."""
         if self.hooks is None:
-            self.hooks = []
-        self.hooks.append(fn)
+            self.hooks = {}
+        return add_hook(self.hooks, fn)
 
     def __repr__(self) -> str:
         return f"<{self.rule.node_name} object at {hex(id(self))}>"
@@ -302,7 +308,7 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
 
     def to_leaf(t: Any, gi: Any, fresh: bool) -> None:
         if t._hooks:
-            for h in t._hooks:
+            for h in tuple(t._hooks.values()):
                 r = h(gi if create_graph else wrap(gi))
                 if r is not None:
                     gi = r if create_graph else r.data
@@ -449,7 +455,7 @@ def _general_step(node: Node, g: Any, create_graph: bool, wrap: Callable, Tensor
     """One node the general way (hooks, retain_grad, captures, create_graph, 3+ inputs):
     returns the (possibly hooked) incoming gradient and the (input, gradient) pairs."""
     if node.hooks:
-        for h in node.hooks:
+        for h in tuple(node.hooks.values()):
             r = h(g if create_graph else wrap(g))
             if r is not None:
                 g = r if create_graph else r.data
@@ -515,3 +521,86 @@ def _free(node: Node) -> None:
     node.inputs = None
     node.out = None
     node.kw = None
+
+
+# --------------------------------------------------------------------------- backward / grad
+def _grad_seed(out: Any, g: Any, create_graph: bool, what: str) -> Any:
+    """The gradient a backward starts from: ones for a scalar ``out``, else ``g`` checked against it."""
+    Tensor = state.tensor_type
+    if g is None:
+        if out.data.size != 1:
+            raise RuntimeError(f"{what}: grad can be implicitly created only for scalar outputs, but the output "
+                               f"has shape {tuple(out.shape)}; pass gradient= (a tensor of that shape, e.g. "
+                               "rg.ones_like(out)) or reduce the output to a scalar first (out.sum())")
+        arr = np.ones_like(out.data)
+        return Tensor._wrap(arr) if create_graph else arr
+    gt = g if isinstance(g, Tensor) else Tensor(g)
+    if gt.shape != out.shape:
+        raise RuntimeError(f"{what}: mismatch in shape: grad_output has shape {tuple(gt.shape)} and output "
+                           f"has shape {tuple(out.shape)}")
+    if gt.dtype != out.dtype:
+        gt = gt._cast(out.dtype)
+    return gt if create_graph else gt.data
+
+
+def backward(tensors: Any, grad_tensors: Any = None, retain_graph: bool | None = None,
+             create_graph: bool = False, inputs: Sequence | None = None) -> None:
+    """``rg.autograd.backward``: accumulate gradients of ``tensors`` into leaves' ``.grad``."""
+    Tensor = state.tensor_type
+    ts = [tensors] if isinstance(tensors, Tensor) else list(tensors)
+    gs = [grad_tensors] if grad_tensors is None or isinstance(grad_tensors, Tensor) and len(ts) == 1 \
+        else list(grad_tensors)
+    if len(gs) == 1 and len(ts) > 1 and gs[0] is None:
+        gs = [None] * len(ts)
+    for t in ts:
+        if not t.requires_grad:
+            raise RuntimeError("backward: element 0 of tensors does not require grad and does not have a "
+                               "grad_fn; did you forget requires_grad=True on a leaf, or compute it under "
+                               "rg.no_grad()?")
+    seeds = [_grad_seed(t, g, create_graph, "backward") for t, g in zip(ts, gs)]
+    if retain_graph is None:
+        retain_graph = create_graph
+    only = None
+    if inputs is not None:
+        only = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    run_backward(ts, seeds, retain_graph=retain_graph, create_graph=create_graph, only=only)
+
+
+def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool | None = None,
+         create_graph: bool = False, allow_unused: bool = False) -> tuple:
+    """Gradients of ``outputs`` with respect to ``inputs``, returned rather than
+    accumulated into ``.grad``. With ``create_graph=True`` they are differentiable."""
+    Tensor = state.tensor_type
+    outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if grad_outputs is None or isinstance(grad_outputs, Tensor):
+        gos = [grad_outputs] * len(outs) if grad_outputs is None else [grad_outputs]
+    else:
+        gos = list(grad_outputs)
+    if len(gos) != len(outs):
+        raise RuntimeError(f"grad: got {len(gos)} grad_outputs for {len(outs)} outputs")
+    for o in outs:
+        if not o.requires_grad:
+            raise RuntimeError("grad: one of the differentiated Tensors does not require grad")
+    for i in ins:
+        if not isinstance(i, Tensor) or not i.requires_grad:
+            raise RuntimeError("grad: one of the differentiated Tensors does not require grad (inputs must "
+                               "be tensors with requires_grad=True)")
+    seeds = [_grad_seed(o, g, create_graph, "grad") for o, g in zip(outs, gos)]
+    if retain_graph is None:
+        retain_graph = create_graph
+    res = run_backward(outs, seeds, retain_graph=retain_graph, create_graph=create_graph,
+                       capture=ins, accumulate=False)
+    out = []
+    for i, (t, g) in enumerate(zip(ins, res)):
+        if g is None:
+            if not allow_unused:
+                raise RuntimeError(f"grad: input {i} (shape {tuple(t.shape)}) was not used in the graph; pass "
+                                   "allow_unused=True to get None for it")
+            out.append(None)
+        elif isinstance(g, Tensor):
+            out.append(g)
+        else:
+            arr = g if g.dtype == t.dtype else g.astype(t.dtype)
+            out.append(Tensor._wrap(np.array(arr, copy=True) if arr.base is not None else arr))
+    return tuple(out)

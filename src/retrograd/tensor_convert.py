@@ -1,0 +1,126 @@
+"""How Python data and mixed operands become Tensors of one dtype, as in PyTorch:
+``_to_array`` (``torch.tensor``'s dtype inference: floats to the default dtype,
+ints to int64), ``_as_tensor`` and ``_coerce`` (two operands promoted to one
+dtype, Python scalars "weak").
+
+Below ``tensor.py``, which imports these helpers (so do ``tensor_math`` and
+``tensor_functions``); this module never imports it and tells Tensors apart
+through ``engine.state.tensor_type``.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+
+from . import backend as B
+from .engine import state
+
+Tensor = Any  # annotations only: the class is tensor.Tensor, which sits above this module
+_PY_SCALARS = (bool, int, float, np.bool_, np.integer, np.floating)
+
+
+def _to_array(data: Any, dtype: Any = None) -> np.ndarray:
+    """Build an array as ``torch.tensor`` would: floats default to the default
+    dtype, ints to int64, arrays keep their dtype."""
+    if isinstance(data, state.tensor_type):
+        arr = data.data.copy()
+        return arr if dtype is None else arr.astype(B.as_dtype(dtype))
+    if dtype is not None:
+        d = B.as_dtype(dtype)
+        try:
+            return np.array(data, dtype=d)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"tensor: could not convert {type(data).__name__} to {B.dtype_name(d)}: {e}") from e
+    if isinstance(data, np.ndarray):
+        arr = data.copy()
+    elif isinstance(data, (np.generic,)):
+        arr = np.array(data)
+    else:
+        if isinstance(data, (list, tuple)) and any(isinstance(x, state.tensor_type) for x in _flat_iter(data)):
+            data = _tensor_list_to_nested(data)
+        try:
+            arr = np.array(data)
+        except ValueError as e:
+            raise ValueError(f"tensor: expected a rectangular nested sequence of numbers: {e}") from e
+        if arr.dtype.kind == "f":
+            arr = arr.astype(B.defaults.float_dtype)
+        elif arr.dtype.kind in "iu":
+            arr = arr.astype(np.int64)
+        elif arr.dtype.kind == "O" or arr.dtype.kind in "USV":
+            raise TypeError(f"tensor: can't convert {type(data).__name__} of {arr.dtype} objects to a tensor; "
+                            "expected numbers, bools or nested sequences of them")
+    if arr.dtype not in B._NAMES:
+        if arr.dtype.kind == "f":
+            arr = arr.astype(np.float64)
+        elif arr.dtype.kind in "iu":
+            arr = arr.astype(np.int64)
+        else:
+            raise TypeError(f"tensor: unsupported dtype {arr.dtype}")
+    return arr
+
+
+def _flat_iter(seq: Any) -> Iterable:
+    for x in seq:
+        if isinstance(x, (list, tuple)):
+            yield from _flat_iter(x)
+        else:
+            yield x
+
+
+def _tensor_list_to_nested(seq: Any) -> Any:
+    if isinstance(seq, (list, tuple)):
+        return [_tensor_list_to_nested(x) for x in seq]
+    return seq.data if isinstance(seq, state.tensor_type) else seq
+
+
+def _as_tensor(x: Any) -> Tensor:
+    T = state.tensor_type
+    if isinstance(x, T):
+        return x
+    return T._wrap(_to_array(x))
+
+
+def _rank(x: Any) -> int:
+    if isinstance(x, state.tensor_type):
+        return 2 if x.data.ndim else 1
+    if isinstance(x, _PY_SCALARS) and not isinstance(x, np.generic):
+        return 0
+    return 2 if np.ndim(x) else 1
+
+
+def _coerce(a: Tensor, other: Any, op: str, true_div: bool = False) -> tuple[Tensor, Tensor]:
+    """Two Tensors of one dtype, promoted as PyTorch does; ``a`` is a Tensor."""
+    ad = a.data.dtype
+    if type(other) is state.tensor_type:
+        b = other
+        bd = b.data.dtype
+        if bd is ad or bd == ad:
+            if true_div and ad.kind != "f":
+                d = B.defaults.float_dtype
+                return a._cast(d), b._cast(d)
+            return a, b
+        d = B.promote([(ad, _rank(a)), (bd, _rank(b))])
+    else:
+        if isinstance(other, (bool, int, float)):
+            # Python scalars are "weak": they keep the tensor's dtype unless they raise its category
+            k = ad.kind
+            if isinstance(other, bool) or (isinstance(other, int) and k != "b") or (k == "f"):
+                if not (true_div and k != "f"):
+                    # uint8 wraps a negative int around, as torch does (np.array(-3, uint8) raises)
+                    return a, a._wrap(np.array(other).astype(ad) if k == "u" else np.array(other, dtype=ad))
+            d = B.promote([(ad, _rank(a)), (np.result_type(type(other)), 0)])
+            if true_div and d.kind != "f":
+                d = B.defaults.float_dtype
+            return a._cast(d), a._wrap(np.array(other, dtype=d))
+        if other is None or isinstance(other, (str, bytes, dict, set)):
+            raise TypeError(f"{op}: unsupported operand type {type(other).__name__} for a Tensor")
+        b = _as_tensor(other) if not isinstance(other, np.ndarray) else a._wrap(other)
+        bd = b.data.dtype
+        if bd == ad:
+            d = ad
+        else:
+            d = B.promote([(ad, _rank(a)), (bd, _rank(b))])
+    if true_div and d.kind != "f":
+        d = B.defaults.float_dtype
+    return a._cast(d), b._cast(d)
