@@ -7,12 +7,12 @@ import numpy as np
 
 from . import backend as B
 from .random import Generator, resolve
-from .tensor import Tensor, _to_array
+from .tensor import Tensor, _to_array, wrap_array
 from .tensor_shape import _as_shape
 
 
 def _finish(arr: np.ndarray, requires_grad: bool) -> Tensor:
-    t = Tensor._wrap(arr)
+    t = wrap_array(arr)
     if requires_grad:
         t.requires_grad_(True)
     return t
@@ -35,7 +35,7 @@ def as_tensor(data: Any, dtype: Any = None) -> Tensor:
         return data
     if isinstance(data, np.ndarray) and (dtype is None or B.as_dtype(dtype) == data.dtype) \
             and data.dtype in B._NAMES:
-        return Tensor._wrap(data)
+        return wrap_array(data)
     return tensor(data, dtype)
 
 
@@ -45,7 +45,7 @@ def from_numpy(arr: np.ndarray) -> Tensor:
         raise TypeError(f"from_numpy: expected np.ndarray (got {type(arr).__name__})")
     if arr.dtype not in B._NAMES:
         raise TypeError(f"from_numpy: can't convert np.ndarray of type {arr.dtype}")
-    return Tensor._wrap(arr)
+    return wrap_array(arr)
 
 
 def zeros(*size: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:

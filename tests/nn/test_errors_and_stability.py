@@ -229,6 +229,9 @@ def test_attention_and_transformer_name_shapes():
         rg.nn.MultiheadAttention(8, 2, kdim=5, vdim=5, batch_first=True)(x, rg.zeros(2, 4, 8), rg.zeros(2, 4, 5))
     with pytest.raises(AssertionError, match="embed_dim must be divisible by num_heads"):
         rg.nn.MultiheadAttention(8, 3)
+    with pytest.raises(RuntimeError, match=re.escape("expected key and value of the query's rank (3), got shape "
+                                                     "(4, 8)")):
+        rg.nn.MultiheadAttention(8, 2)(rg.zeros(5, 3, 8), rg.zeros(4, 8), rg.zeros(4, 8))
     with pytest.raises(RuntimeError, match=re.escape("TransformerEncoderLayer(d_model=8, nhead=2): expected src of "
                                                      "shape (S, N, 8) or (S, 8), got shape (3, 4, 6)")):
         rg.nn.TransformerEncoderLayer(8, 2, 16)(rg.zeros(3, 4, 6))

@@ -37,7 +37,7 @@ import numpy as np
 
 from .. import ops as O
 from ..engine import Node, no_grad, state
-from ..tensor import Tensor
+from ..tensor import Tensor, wrap_array
 
 __all__ = ["Function", "FunctionCtx"]
 
@@ -96,11 +96,11 @@ class FunctionCtx:
         is a twin of this op's node, so its gradient flows back to the op's inputs."""
         arr = self._out_arrays[k]
         if self._ins is None:
-            t = Tensor._wrap(arr)
+            t = wrap_array(arr)
             t._vc = self._out_vcs[k]
             return t
         packed = np.concatenate([a.reshape(-1) for a in self._out_arrays]) if self._layout else arr
-        twin = Tensor._wrap(packed)
+        twin = wrap_array(packed)
         twin._node = Node(self._kw["rule"], self._ins, None, self._kw, 0)
         twin.requires_grad = True
         if not self._layout:
@@ -117,7 +117,7 @@ def _rule_forward(ins: tuple, kw: dict) -> np.ndarray:
 def _rule_backward(g: Any, out: Any, ins: tuple, kw: dict, needs: tuple) -> tuple:
     ctx: FunctionCtx = kw["ctx"]
     create_graph = isinstance(g, Tensor)
-    gt = g if create_graph else Tensor._wrap(g)
+    gt = g if create_graph else wrap_array(g)
     grads: list = [None] * kw["n_outs"]
     if ctx._layout:
         for (a, b, shape), k in zip(ctx._layout, kw["diff"]):
@@ -147,7 +147,7 @@ def _rule_backward(g: Any, out: Any, ins: tuple, kw: dict, needs: tuple) -> tupl
             out.append(None)
             continue
         if not isinstance(r, Tensor):
-            r = Tensor._wrap(np.asarray(r, dtype=x.dtype))
+            r = wrap_array(np.asarray(r, dtype=x.dtype))
         try:
             np.broadcast_shapes(tuple(r.shape), tuple(x.shape))
         except ValueError:
@@ -274,5 +274,5 @@ class Function(metaclass=_FunctionMeta):
         ctx._saved_raw = ()
         for k, o in enumerate(outs):
             if k not in diff:
-                new_outs[k] = Tensor._wrap(o.data)  # non-differentiable: a plain tensor
+                new_outs[k] = wrap_array(o.data)  # non-differentiable: a plain tensor
         return new_outs[0] if single else tuple(new_outs)

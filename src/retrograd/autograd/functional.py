@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..engine import enable_grad, grad
-from ..tensor import Tensor
+from ..tensor import Tensor, wrap_array
 from ..tensor_functions import stack
 
 __all__ = ["hessian", "hvp", "jacobian", "jvp", "vhp", "vjp"]
@@ -86,7 +86,7 @@ def _grads(outs: tuple, ins: tuple, gos: tuple, create_graph: bool, strict: bool
             if strict:
                 raise RuntimeError(f"{fn}: the {what} is independent of input {i}; this is not allowed in "
                                    "strict mode")
-            g = Tensor._wrap(np.zeros(x.shape, dtype=x.dtype))
+            g = wrap_array(np.zeros(x.shape, dtype=x.dtype))
         out.append(g)
     return tuple(out)
 
@@ -105,7 +105,7 @@ def vjp(func: Callable[..., Any], inputs: Any, v: Any = None, create_graph: bool
         if is_out_tuple or outs[0].numel() != 1:
             raise RuntimeError("vjp: the vector v can only be None if the user-provided function returns a "
                                "single Tensor with a single element")
-        vs = (Tensor._wrap(np.ones(outs[0].shape, dtype=outs[0].dtype)),)
+        vs = (wrap_array(np.ones(outs[0].shape, dtype=outs[0].dtype)),)
     else:
         vs = _check_v(v, outs, "output of the user-provided function", "vjp")
     res = _grads(outs, xs, vs, create_graph, strict, "vjp")
@@ -125,7 +125,7 @@ def jvp(func: Callable[..., Any], inputs: Any, v: Any = None, create_graph: bool
         if is_in_tuple or xs[0].numel() != 1:
             raise RuntimeError("jvp: the vector v can only be None if the input to the user-provided "
                                "function is a single Tensor with a single element")
-        vs = (Tensor._wrap(np.ones(xs[0].shape, dtype=xs[0].dtype)),)
+        vs = (wrap_array(np.ones(xs[0].shape, dtype=xs[0].dtype)),)
     else:
         vs = _check_v(v, xs, "inputs", "jvp")
     is_out_tuple, outs = _call(func, xs, "jvp")
@@ -144,7 +144,7 @@ def jvp(func: Callable[..., Any], inputs: Any, v: Any = None, create_graph: bool
             if strict:
                 raise RuntimeError(f"jvp: output {i} of the user-provided function is independent of the "
                                    "inputs; this is not allowed in strict mode")
-            r = Tensor._wrap(np.zeros(o.shape, dtype=o.dtype))
+            r = wrap_array(np.zeros(o.shape, dtype=o.dtype))
         out.append(r)
     return _post(_unpack(outs, is_out_tuple), create_graph), _post(_unpack(tuple(out), is_out_tuple),
                                                                    create_graph)
@@ -169,7 +169,7 @@ def jacobian(func: Callable[..., Any], inputs: Any, create_graph: bool = False, 
             onehot = np.zeros(n, dtype=o.dtype)
             onehot[j] = 1
             if o.requires_grad:
-                gs = grad(o, list(xs), grad_outputs=Tensor._wrap(onehot.reshape(o.shape)), retain_graph=True,
+                gs = grad(o, list(xs), grad_outputs=wrap_array(onehot.reshape(o.shape)), retain_graph=True,
                           create_graph=create_graph, allow_unused=True)
             else:
                 gs = (None,) * len(xs)
@@ -178,17 +178,17 @@ def jacobian(func: Callable[..., Any], inputs: Any, create_graph: bool = False, 
                     if strict:
                         raise RuntimeError(f"jacobian: output {k} of the user-provided function is independent "
                                            f"of input {i}; this is not allowed in strict mode")
-                    g = Tensor._wrap(np.zeros(x.shape, dtype=x.dtype))
+                    g = wrap_array(np.zeros(x.shape, dtype=x.dtype))
                 rows[i].append(g)
         per_in = []
         for i, x in enumerate(xs):
             if create_graph:  # a differentiable stack keeps each row's graph
-                block = stack(rows[i]) if rows[i] else Tensor._wrap(np.zeros((0,) + tuple(x.shape), x.dtype))
+                block = stack(rows[i]) if rows[i] else wrap_array(np.zeros((0,) + tuple(x.shape), x.dtype))
                 block = block.reshape(tuple(o.shape) + tuple(x.shape))
             else:
                 arr = (np.stack([g.data for g in rows[i]]) if rows[i]
                        else np.zeros((0,) + tuple(x.shape), dtype=x.dtype))
-                block = Tensor._wrap(arr.reshape(tuple(o.shape) + tuple(x.shape)))
+                block = wrap_array(arr.reshape(tuple(o.shape) + tuple(x.shape)))
             per_in.append(block)
         jac.append(per_in)
     if is_out_tuple:
@@ -213,7 +213,7 @@ def hessian(func: Callable[..., Any], inputs: Any, create_graph: bool = False, s
 
     def grad_fn(*ins: Tensor) -> tuple:
         out = _scalar_output(func, ins, "hessian")
-        ones = Tensor._wrap(np.ones(out.shape, dtype=out.dtype))
+        ones = wrap_array(np.ones(out.shape, dtype=out.dtype))
         return _grads((out,), ins, (ones,), True, strict, "hessian")
 
     res = jacobian(grad_fn, xs, create_graph=create_graph, strict=strict)
@@ -241,11 +241,11 @@ def _hessian_product(func: Callable, inputs: Any, v: Any, create_graph: bool, st
         if is_in_tuple or xs[0].numel() != 1:
             raise RuntimeError(f"{fn}: the vector v can only be None if the input to the user-provided "
                                "function is a single Tensor with a single element")
-        vs = (Tensor._wrap(np.ones(xs[0].shape, dtype=xs[0].dtype)),)
+        vs = (wrap_array(np.ones(xs[0].shape, dtype=xs[0].dtype)),)
     else:
         vs = _check_v(v, xs, "inputs", fn)
     out = _scalar_output(func, xs, fn)
-    ones = Tensor._wrap(np.ones(out.shape, dtype=out.dtype))
+    ones = wrap_array(np.ones(out.shape, dtype=out.dtype))
     with enable_grad():
         gs = _grads((out,), xs, (ones,), True, strict, fn)
         res = _grads(gs, xs, vs, create_graph, strict, fn, what="gradient of the user-provided function")

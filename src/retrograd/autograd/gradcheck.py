@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..engine import enable_grad, grad
-from ..tensor import Tensor
+from ..tensor import Tensor, wrap_array
 
 __all__ = ["GradcheckError", "gradcheck", "gradgradcheck"]
 
@@ -66,7 +66,7 @@ def _analytical(outs: tuple, xs: list) -> list[list[np.ndarray]]:
         for j in range(o.data.size):
             onehot = np.zeros(o.data.size, dtype=o.dtype)
             onehot[j] = 1
-            gs = grad(o, xs, grad_outputs=Tensor._wrap(onehot.reshape(o.shape)), retain_graph=True,
+            gs = grad(o, xs, grad_outputs=wrap_array(onehot.reshape(o.shape)), retain_graph=True,
                       allow_unused=True)
             for i, (x, g) in enumerate(zip(xs, gs)):
                 if g is None:

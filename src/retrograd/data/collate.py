@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .. import backend as B
-from ..tensor import Tensor
+from ..tensor import Tensor, wrap_array
 
 
 def _stack(arrays: list, what: str) -> Tensor:
@@ -28,7 +28,7 @@ def _stack(arrays: list, what: str) -> Tensor:
             raise TypeError(f"default_collate: batch must contain tensors, numpy arrays, numbers, dicts "
                             f"or lists; found array of dtype {out.dtype}")
         out = out.astype(np.int64 if out.dtype.kind in "iu" else np.float64)
-    return Tensor._wrap(out)
+    return wrap_array(out)
 
 
 def default_collate(batch: list) -> Any:
@@ -43,11 +43,11 @@ def default_collate(batch: list) -> Any:
     if isinstance(elem, np.generic) and not isinstance(elem, (np.str_, np.bytes_)):
         return _stack([np.asarray(b) for b in batch], "number")
     if isinstance(elem, bool):
-        return Tensor._wrap(np.asarray(batch, dtype=np.bool_))
+        return wrap_array(np.asarray(batch, dtype=np.bool_))
     if isinstance(elem, int):
-        return Tensor._wrap(np.asarray(batch, dtype=np.int64))
+        return wrap_array(np.asarray(batch, dtype=np.int64))
     if isinstance(elem, float):
-        return Tensor._wrap(np.asarray(batch, dtype=np.float64))
+        return wrap_array(np.asarray(batch, dtype=np.float64))
     if isinstance(elem, (str, bytes)):
         return list(batch)
     if isinstance(elem, cabc.Mapping):
@@ -69,9 +69,9 @@ def default_convert(data: Any) -> Any:
     if isinstance(data, Tensor):
         return data
     if isinstance(data, np.ndarray) and data.dtype.kind not in "USO":
-        return Tensor._wrap(data)
+        return wrap_array(data)
     if isinstance(data, np.generic) and not isinstance(data, (np.str_, np.bytes_)):
-        return Tensor._wrap(np.asarray(data))
+        return wrap_array(np.asarray(data))
     if isinstance(data, cabc.Mapping):
         return {k: default_convert(v) for k, v in data.items()}
     if isinstance(data, tuple) and hasattr(data, "_fields"):
@@ -89,7 +89,7 @@ def concat_batches(batches: list, order: np.ndarray | None = None) -> Any:
     elem = batches[0]
     if isinstance(elem, (Tensor, np.ndarray)):
         out = np.concatenate([b.data if isinstance(b, Tensor) else b for b in batches])
-        return Tensor._wrap(out if order is None else out[order])
+        return wrap_array(out if order is None else out[order])
     if isinstance(elem, cabc.Mapping):
         return {k: concat_batches([b[k] for b in batches], order) for k in elem}
     if isinstance(elem, tuple) and hasattr(elem, "_fields"):

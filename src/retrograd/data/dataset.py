@@ -14,7 +14,7 @@ from typing import Any, Callable, Generic, Iterable, Iterator, Sequence, TypeVar
 import numpy as np
 
 from ..random import Generator, resolve
-from ..tensor import Tensor
+from ..tensor import Tensor, wrap_array
 from .collate import concat_batches
 
 T_co = TypeVar("T_co", covariant=True)
@@ -57,7 +57,7 @@ def _wrap(x: Any) -> Any:
     if isinstance(x, Tensor):
         return x
     if isinstance(x, np.ndarray):
-        return Tensor._wrap(x)
+        return wrap_array(x)
     return x
 
 
@@ -86,7 +86,7 @@ class TensorDataset(Dataset):
 
     @property
     def tensors(self) -> tuple:
-        return tuple(Tensor._wrap(a) for a in self.arrays)
+        return tuple(wrap_array(a) for a in self.arrays)
 
     def __len__(self) -> int:
         return self.arrays[0].shape[0]

@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..tensor import Tensor
+from ..tensor import Tensor, wrap_array
 from .dataset import Dataset
 from .packaged import package_files
 
@@ -61,12 +61,12 @@ class CharDataset(Dataset):
         if not -n <= index < n:
             raise IndexError(f"CharDataset: index {index} out of range for length {n}")
         w = self.tokens[index % n: index % n + self.block_size + 1].astype(np.int64)
-        return Tensor._wrap(w[:-1]), Tensor._wrap(w[1:])
+        return wrap_array(w[:-1]), wrap_array(w[1:])
 
     def get_batch(self, indices: np.ndarray) -> tuple:
         """``(x, y)`` of shape ``(batch, block_size)`` from one gather."""
         w = self.tokens[np.asarray(indices, np.int64)[:, None] + self._offsets].astype(np.int64)
-        return Tensor._wrap(w[:, :-1]), Tensor._wrap(w[:, 1:])
+        return wrap_array(w[:, :-1]), wrap_array(w[:, 1:])
 
 
 _ESCAPE = re.compile(r"\\(.)")

@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..random import Generator, resolve
-from ..tensor import Tensor
+from ..tensor import Tensor, wrap_array
 
 
 def _unwrap(x: Any) -> tuple[np.ndarray, bool]:
@@ -23,7 +23,7 @@ def _unwrap(x: Any) -> tuple[np.ndarray, bool]:
 
 
 def _rewrap(a: np.ndarray, was_tensor: bool) -> Any:
-    return Tensor._wrap(a) if was_tensor else a
+    return wrap_array(a) if was_tensor else a
 
 
 class Compose:

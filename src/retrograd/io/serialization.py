@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..tensor import Tensor
+from ..tensor import Tensor, wrap_array
 from .tree import flatten, unflatten
 
 __all__ = ["save_safetensors", "load_safetensors", "save", "load", "import_torch_state_dict",
@@ -175,7 +175,7 @@ def load(path: str | os.PathLike, map_location: Any = None, weights_only: bool =
     meta = _metadata(os.fspath(path))
     if _TREE_KEY in meta:
         return unflatten(json.loads(meta[_TREE_KEY]), {k: v for k, v in arrays.items()})
-    return OrderedDict((k, Tensor._wrap(v)) for k, v in arrays.items())
+    return OrderedDict((k, wrap_array(v)) for k, v in arrays.items())
 
 
 # --------------------------------------------------------------------------- PyTorch weights

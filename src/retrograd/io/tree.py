@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..tensor import Tensor
+from ..tensor import Tensor, wrap_array
 
 __all__ = ["flatten", "unflatten"]
 
@@ -68,7 +68,7 @@ def unflatten(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
         if k in ("__ndarray__", "__tensor__"):
             if v not in arrays:
                 raise KeyError(f"array {v!r} referenced by the saved state is missing")
-            return Tensor._wrap(arrays[v]) if k == "__tensor__" else arrays[v]
+            return wrap_array(arrays[v]) if k == "__tensor__" else arrays[v]
         if k == "__tuple__":
             return tuple(unflatten(x, arrays) for x in v)
         if k == "__dict__":

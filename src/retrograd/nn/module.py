@@ -17,7 +17,7 @@ from .. import backend as B
 from ..engine import no_grad
 from ..hooks import RemovableHandle, add_hook
 from ..ops import Rule
-from ..tensor import Tensor, _to_array
+from ..tensor import Tensor, _to_array, wrap_array
 
 
 class Parameter(Tensor):
@@ -49,9 +49,9 @@ class Parameter(Tensor):
     def __deepcopy__(self, memo: dict) -> "Parameter":
         if id(self) in memo:
             return memo[id(self)]
-        p = Parameter(Tensor._wrap(self.data.copy()), self.requires_grad)
+        p = Parameter(wrap_array(self.data.copy()), self.requires_grad)
         if self.grad is not None:
-            p.grad = Tensor._wrap(self.grad.data.copy())
+            p.grad = wrap_array(self.grad.data.copy())
         memo[id(self)] = p
         return p
 
@@ -60,7 +60,7 @@ class Parameter(Tensor):
 
 
 def _rebuild_parameter(data: np.ndarray, requires_grad: bool) -> Parameter:
-    return Parameter(Tensor._wrap(data), requires_grad)
+    return Parameter(wrap_array(data), requires_grad)
 
 
 class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
@@ -348,7 +348,7 @@ class Module:
                 p.data = new
                 p._vc[0] += 1
                 if p.grad is not None:
-                    p.grad = Tensor._wrap(fn(p.grad.data))
+                    p.grad = wrap_array(fn(p.grad.data))
         for k, b in self._buffers.items():
             if b is not None:
                 new = fn(b.data)

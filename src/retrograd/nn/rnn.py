@@ -13,7 +13,7 @@ import numpy as np
 
 from . import functional as F
 from ..creation import empty
-from ..tensor import Tensor
+from ..tensor import Tensor, wrap_array
 from ..tensor_functions import cat, stack
 from . import init
 from .layers import _shape_error
@@ -23,7 +23,7 @@ _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
 
 def _zeros(shape: tuple, like: Tensor) -> Tensor:
-    return Tensor._wrap(np.zeros(shape, dtype=like.dtype))
+    return wrap_array(np.zeros(shape, dtype=like.dtype))
 
 
 def _cell(mode: str, gi: Tensor, h: Tensor, c: Tensor | None, w_hh: Tensor, b_hh: Tensor | None,

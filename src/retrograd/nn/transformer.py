@@ -10,10 +10,10 @@ import numpy as np
 
 from . import functional as F
 from ..creation import empty
-from ..tensor import Tensor
+from ..tensor import Tensor, wrap_array
 from . import init
 from .containers import ModuleList
-from .layers import Dropout, LayerNorm, Linear
+from .layers import Dropout, LayerNorm, Linear, _shape_error
 from .module import Module, Parameter
 
 
@@ -289,7 +289,7 @@ def generate_square_subsequent_mask(sz: int, dtype: Any = None) -> Tensor:
     """``(sz, sz)`` float mask: ``-inf`` above the diagonal, 0 elsewhere."""
     from .. import backend as B
     dt = np.dtype(dtype) if dtype is not None else B.defaults.float_dtype
-    return Tensor._wrap(np.triu(np.full((sz, sz), -np.inf, dtype=dt), 1))
+    return wrap_array(np.triu(np.full((sz, sz), -np.inf, dtype=dt), 1))
 
 
 __all__ = ["MultiheadAttention", "TransformerEncoderLayer", "TransformerDecoderLayer", "TransformerEncoder",

@@ -10,7 +10,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..tensor import Tensor
+from ..tensor import Tensor, wrap_array
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_", "get_total_norm", "parameters_to_vector",
            "vector_to_parameters"]
@@ -39,14 +39,14 @@ def get_total_norm(tensors: Any, norm_type: float = 2.0, error_if_nonfinite: boo
     arrays = [t.data for t in _as_list(tensors) if t is not None]
     norm_type = float(norm_type)
     if not arrays:
-        return Tensor._wrap(np.zeros((), np.float32))
+        return wrap_array(np.zeros((), np.float32))
     norms = np.stack([np.asarray(_vector_norm(a, norm_type), dtype=arrays[0].dtype) for a in arrays])
     total = np.asarray(_vector_norm(norms, norm_type), dtype=arrays[0].dtype)
     if error_if_nonfinite and not np.isfinite(total):
         raise RuntimeError(f"The total norm of order {norm_type} for gradients from `parameters` is non-finite, so "
                            "it cannot be clipped. To disable this error and scale the gradients by the non-finite "
                            "norm anyway, set `error_if_nonfinite=False`")
-    return Tensor._wrap(total)
+    return wrap_array(total)
 
 
 def clip_grad_norm_(parameters: Any, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False,
@@ -76,7 +76,7 @@ def clip_grad_value_(parameters: Any, clip_value: float, foreach: bool | None = 
 def parameters_to_vector(parameters: Iterable[Tensor]) -> Tensor:
     """The parameters flattened and concatenated: shape ``(total numel,)`` (a copy)."""
     arrays = [p.data.reshape(-1) for p in _as_list(parameters)]
-    return Tensor._wrap(np.concatenate(arrays))
+    return wrap_array(np.concatenate(arrays))
 
 
 def vector_to_parameters(vec: Tensor, parameters: Iterable[Tensor]) -> None:

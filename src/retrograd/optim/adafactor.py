@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..tensor import Tensor
+from ..tensor import Tensor, wrap_array
 from .optimizer import Optimizer, StepArrays, _check, lerp_
 
 __all__ = ["Adafactor"]
@@ -131,6 +131,6 @@ def _factored_state(x: np.ndarray) -> dict:
         row_shape, col_shape = list(x.shape), list(x.shape)
         row_shape[-1] = 1
         col_shape[-2] = 1
-        return {"row_var": Tensor._wrap(np.zeros(row_shape, x.dtype)),
-                "col_var": Tensor._wrap(np.zeros(col_shape, x.dtype))}
-    return {"variance": Tensor._wrap(np.zeros(x.shape, x.dtype))}
+        return {"row_var": wrap_array(np.zeros(row_shape, x.dtype)),
+                "col_var": wrap_array(np.zeros(col_shape, x.dtype))}
+    return {"variance": wrap_array(np.zeros(x.shape, x.dtype))}

@@ -6,7 +6,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..engine import enable_grad
-from ..tensor import Tensor
+from ..tensor import Tensor, wrap_array
 from .optimizer import Optimizer, _check, _finite_nonneg
 
 __all__ = ["LBFGS"]
@@ -379,11 +379,11 @@ def _arr(v: Any) -> Any:
 
 
 def _tensor(v: Any) -> Any:
-    return None if v is None else Tensor._wrap(v)
+    return None if v is None else wrap_array(v)
 
 
 def _scalar_or_tensor(v: Any) -> Any:
     if v is None or isinstance(v, (int, float)):
         return v
     arr = v.data if isinstance(v, Tensor) else np.asarray(v)
-    return arr[()] if arr.ndim == 0 else Tensor._wrap(arr.copy())
+    return arr[()] if arr.ndim == 0 else wrap_array(arr.copy())

@@ -33,7 +33,7 @@ import numpy as np
 
 from .. import backend as B
 from ..engine import enable_grad
-from ..tensor import Tensor
+from ..tensor import Tensor, wrap_array
 
 __all__ = ["Optimizer", "StepArrays", "required", "register_optimizer_step_pre_hook",
            "register_optimizer_step_post_hook"]
@@ -180,7 +180,7 @@ class _Bucket:
             p._gslot = gview
             if p.grad is not None:
                 np.copyto(gview, p.grad.data, casting="unsafe")
-                p.grad = Tensor._wrap(gview)
+                p.grad = wrap_array(gview)
             self.views.append(view)
             self.gviews.append(gview)
         self.buffers: dict[str, np.ndarray] = {}
@@ -208,9 +208,9 @@ class _Bucket:
     def state_view(self, name: str, i: int) -> Tensor:
         """The ``state[p][name]`` Tensor of parameter ``i``: a view into the buffer."""
         if name in self.scalars:
-            return Tensor._wrap(self.scalars[name][i:i + 1].reshape(()))
+            return wrap_array(self.scalars[name][i:i + 1].reshape(()))
         o, s = int(self.offsets[i]), int(self.sizes[i])
-        return Tensor._wrap(self.buffers[name][o:o + s].reshape(self.views[i].shape))
+        return wrap_array(self.buffers[name][o:o + s].reshape(self.views[i].shape))
 
     def reset(self, i: int) -> None:
         """Forget parameter ``i``'s state: its slices go back to their initial values."""
@@ -473,7 +473,7 @@ class Optimizer:
                         gv[...] = 0
                     elif g.data is not gv:
                         np.copyto(gv, g.data, casting="unsafe")
-                        p.grad = Tensor._wrap(gv)
+                        p.grad = wrap_array(gv)
                 out.append(b.grad)
         return out
 

@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 
 from ..engine import grad as _autograd
-from ..tensor import Tensor
+from ..tensor import Tensor, wrap_array
 from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg
 
 __all__ = ["Sophia"]
@@ -107,7 +107,7 @@ class Sophia(Optimizer):
                                      f"{tuple(p.shape)}")
         dot = None
         for i in live:
-            term = (gs[i] * Tensor._wrap(probes[i])).sum()
+            term = (gs[i] * wrap_array(probes[i])).sum()
             dot = term if dot is None else dot + term
         # keep the graph: the caller still backpropagates the loss for the step
         hvs = _autograd(dot, [params[i] for i in live], retain_graph=True, allow_unused=True)

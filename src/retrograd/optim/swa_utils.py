@@ -11,7 +11,7 @@ import numpy as np
 from ..engine import no_grad
 from ..nn.layers import _BatchNorm
 from ..nn.module import Module
-from ..tensor import Tensor
+from ..tensor import Tensor, wrap_array
 from .optimizer import lerp_
 
 __all__ = ["AveragedModel", "update_bn", "get_ema_multi_avg_fn", "get_swa_multi_avg_fn", "get_ema_avg_fn",
@@ -111,7 +111,7 @@ class AveragedModel(Module):
         if avg_fn is not None and multi_avg_fn is not None:
             raise ValueError("AveragedModel: give avg_fn or multi_avg_fn, not both (multi_avg_fn would win)")
         self.module = copy.deepcopy(model)
-        self.register_buffer("n_averaged", Tensor._wrap(np.array(0, dtype=np.int64)))
+        self.register_buffer("n_averaged", wrap_array(np.array(0, dtype=np.int64)))
         self.avg_fn = avg_fn
         self.multi_avg_fn = multi_avg_fn
         self.use_buffers = use_buffers
@@ -141,8 +141,8 @@ class AveragedModel(Module):
                 for a, p in zip(mine, theirs):
                     _assign(a, p.data)
             else:
-                current = [Tensor._wrap(p.data) for p in theirs]
-                num = Tensor._wrap(self.n_averaged.data.copy())
+                current = [wrap_array(p.data) for p in theirs]
+                num = wrap_array(self.n_averaged.data.copy())
                 if self.multi_avg_fn is not None or self.avg_fn is None:
                     fn = self.multi_avg_fn or get_swa_multi_avg_fn()
                     groups: dict = {}
@@ -154,7 +154,7 @@ class AveragedModel(Module):
                         fn(avg_list, cur_list, num)
                 else:
                     for a, c in zip(mine, current):
-                        _assign(a, self.avg_fn(Tensor._wrap(a.data), c, num))
+                        _assign(a, self.avg_fn(wrap_array(a.data), c, num))
             if not self.use_buffers:
                 # the buffers are not averaged: keep them in step with the model's
                 for b_avg, b_model in zip(self.module.buffers(), model.buffers()):
@@ -190,7 +190,7 @@ def update_bn(loader: Iterable, model: Module, device: Any = None) -> None:
                 if isinstance(batch, (list, tuple)):
                     batch = batch[0]
                 if not isinstance(batch, Tensor):
-                    batch = Tensor._wrap(np.asarray(batch))
+                    batch = wrap_array(np.asarray(batch))
                 model(batch)
     finally:
         for module, momentum in momenta.items():

@@ -32,7 +32,7 @@ from ..io.checkpoint import (CheckpointError, atomic_directory, load_tree, read_
                              save_tree, verify_directory, write_json)
 from ..io.serialization import SafetensorsFileError, load_safetensors, save_safetensors
 from ..random import Generator
-from ..tensor import Tensor
+from ..tensor import Tensor, wrap_array
 
 __all__ = ["save_training_checkpoint", "load_training_checkpoint", "find_generators", "apply_loader_state",
            "CheckpointError"]
@@ -157,7 +157,7 @@ def load_training_checkpoint(trainer: Any, path: str | os.PathLike) -> dict:
         p.grad = None
     if grads:
         for k, g in grads.items():
-            params[int(k)].grad = Tensor._wrap(np.array(g, dtype=params[int(k)].data.dtype))
+            params[int(k)].grad = wrap_array(np.array(g, dtype=params[int(k)].data.dtype))
     saved_cbs = tr.get("callbacks", {})
     for i, cb in enumerate(trainer.callbacks):
         key = _callback_key(i, cb)

@@ -11,7 +11,7 @@ from ... import backend as B
 from ... import ops as O
 from ...ops import Rule, call
 from ...random import Generator, resolve
-from ...tensor import Tensor
+from ...tensor import Tensor, wrap_array
 from ._args import _float_input
 from .dense import linear
 from .regularization import dropout
@@ -195,8 +195,8 @@ def multi_head_attention_forward(query: Tensor, key: Tensor, value: Tensor, embe
     k = k.reshape(N, S0, H, hd).permute(0, 2, 1, 3)
     v = v.reshape(N, S0, H, hd).permute(0, 2, 1, 3)
     if add_zero_attn:
-        k = _cat_along(k, Tensor._wrap(np.zeros((N, H, 1, hd), dt)), 2)
-        v = _cat_along(v, Tensor._wrap(np.zeros((N, H, 1, hd), dt)), 2)
+        k = _cat_along(k, wrap_array(np.zeros((N, H, 1, hd), dt)), 2)
+        v = _cat_along(v, wrap_array(np.zeros((N, H, 1, hd), dt)), 2)
         am = None if am is None else np.concatenate([am, np.zeros(am.shape[:-1] + (1,), dt)], axis=-1)
         kpm = None if kpm is None else np.concatenate([kpm, np.zeros((N, 1), dt)], axis=-1)
     S = k.shape[2]
@@ -210,14 +210,14 @@ def multi_head_attention_forward(query: Tensor, key: Tensor, value: Tensor, embe
         # torch's math path: weights are returned (after dropout), so build them from recorded ops
         scores = (q * math.sqrt(1.0 / hd)) @ k.transpose(-2, -1)
         if am is not None:
-            scores = scores + Tensor._wrap(am)
+            scores = scores + wrap_array(am)
         w = scores.softmax(-1)
         if p > 0.0:
             w = dropout(w, p)
         o = w @ v
     else:
         w = None
-        o = scaled_dot_product_attention(q, k, v, None if am is None else Tensor._wrap(am), p)
+        o = scaled_dot_product_attention(q, k, v, None if am is None else wrap_array(am), p)
     o = o.permute(0, 2, 1, 3).reshape(N, L, E)
     o = linear(o, out_proj_weight, out_proj_bias).transpose(0, 1)
     if w is not None and average_attn_weights:

@@ -12,7 +12,7 @@ import numpy as np
 from ... import backend as B
 from ... import ops as O
 from ...ops import Rule, call
-from ...tensor import Tensor, _as_tensor, where
+from ...tensor import Tensor, _as_tensor, where, wrap_array
 from ._args import _float_input
 
 
@@ -239,7 +239,7 @@ def _cross_entropy_probs(x: Tensor, t: Tensor, weight: Any, reduction: str, eps:
     prod = logp * t
     if weight is not None:
         w = _weights_array(weight, c, x.dtype, "cross_entropy")
-        prod = prod * Tensor._wrap(w.reshape((c,) + (1,) * (x.ndim - 2)) if cdim else w)
+        prod = prod * wrap_array(w.reshape((c,) + (1,) * (x.ndim - 2)) if cdim else w)
     loss = -prod.sum(cdim)
     if reduction == "mean":
         return loss.sum() / (x.numel() // c) if x.ndim > 1 else loss.sum()
@@ -258,13 +258,13 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_a
     tsafe = np.where(valid, t, 0)
     mi = valid.astype(x.dtype)
     wi = mi if W is None else W[tsafe] * mi
-    picked = rows.gather(1, Tensor._wrap(tsafe[:, None]))[:, 0]
-    loss = -picked * Tensor._wrap(wi)
+    picked = rows.gather(1, wrap_array(tsafe[:, None]))[:, 0]
+    loss = -picked * wrap_array(wi)
     if reduction == "none":
         return loss.reshape(out_shape)
     if reduction == "sum":
         return loss.sum()
-    return loss.sum() / Tensor._wrap(np.asarray(np.sum(wi), dtype=x.dtype))
+    return loss.sum() / wrap_array(np.asarray(np.sum(wi), dtype=x.dtype))
 
 
 def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,  # noqa: A002
@@ -345,8 +345,8 @@ def cosine_embedding_loss(input1: Tensor, input2: Tensor, target: Tensor, margin
                            f"{tuple(t.shape)}")
     eps = 1e-12
     cos = (x1 * x2).sum(-1) / (((x1 * x1).sum(-1) + eps) * ((x2 * x2).sum(-1) + eps)).sqrt()
-    zero = Tensor._wrap(np.zeros(cos.shape, dtype=cos.dtype))
-    loss = where(Tensor._wrap(t == 1), 1 - cos, zero) + where(Tensor._wrap(t == -1), (cos - margin).clamp(min=0),
+    zero = wrap_array(np.zeros(cos.shape, dtype=cos.dtype))
+    loss = where(wrap_array(t == 1), 1 - cos, zero) + where(wrap_array(t == -1), (cos - margin).clamp(min=0),
                                                             zero)
     return _reduce(loss, reduction)
 
@@ -400,11 +400,11 @@ def poisson_nll_loss(input: Tensor, target: Tensor, log_input: bool = True, full
         safe = np.where(td > 1, td, 1.0)
         stirling = np.where(td > 1, safe * np.log(safe) - safe + 0.5 * np.log(2 * math.pi * safe), 0.0)
         if t.requires_grad:
-            big = Tensor._wrap(td > 1)
+            big = wrap_array(td > 1)
             ts = where(big, t, 1.0)
             loss = loss + where(big, ts * ts.log() - ts + 0.5 * (2 * math.pi * ts).log(), 0.0)
         else:
-            loss = loss + Tensor._wrap(stirling.astype(x.dtype))
+            loss = loss + wrap_array(stirling.astype(x.dtype))
     return _reduce(loss, reduction)
 
 
@@ -429,7 +429,7 @@ def gaussian_nll_loss(input: Tensor, target: Tensor, var: Any, full: bool = Fals
         raise ValueError("var has negative entry/entries")
     v = v.to(x.dtype)
     # clamp the value but pass the gradient straight through, as torch's in-place clamp under no_grad
-    v = v + Tensor._wrap(np.maximum(v.data, eps) - v.data)
+    v = v + wrap_array(np.maximum(v.data, eps) - v.data)
     t = target if isinstance(target, Tensor) else _as_tensor(target)
     d = x - t.to(x.dtype)
     loss = 0.5 * (v.log() + d * d / v)
@@ -574,7 +574,7 @@ def ctc_loss(log_probs: Tensor, targets: Any, input_lengths: Any, target_lengths
     nll = Tensor._apply(CTC_LOSS, (x,), {"ext": ext, "il": il, "tl": tl, "blank": int(blank),
                                          "zero_infinity": bool(zero_infinity)})
     if reduction == "mean":
-        return (nll / Tensor._wrap(np.maximum(tl, 1).astype(x.dtype))).mean()
+        return (nll / wrap_array(np.maximum(tl, 1).astype(x.dtype))).mean()
     if reduction == "sum":
         return nll.sum()
     return nll.squeeze(0) if unbatched else nll

@@ -8,7 +8,7 @@ import numpy as np
 
 from ... import accel
 from ...ops import Rule, call
-from ...tensor import Tensor
+from ...tensor import Tensor, wrap_array
 from ._args import _float_input, _tuple
 
 
@@ -211,7 +211,7 @@ def max_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any
     if not return_indices:
         return out
     idx = _maxpool_flat_index(kw, x.shape[2:]).astype(np.int64)
-    return out, Tensor._wrap(idx[0] if unbatched else idx)
+    return out, wrap_array(idx[0] if unbatched else idx)
 
 
 def max_pool1d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0,  # noqa: A002
@@ -325,8 +325,8 @@ def adaptive_avg_pool2d(input: Tensor, output_size: Any) -> Tensor:  # noqa: A00
         else tuple(output_size)
     h, w = x.shape[-2:]
     oh, ow = (h if osz[0] is None else int(osz[0])), (w if osz[1] is None else int(osz[1]))
-    ph = Tensor._wrap(_adaptive_matrix(h, oh, x.dtype))
-    pw = Tensor._wrap(np.ascontiguousarray(_adaptive_matrix(w, ow, x.dtype).T))
+    ph = wrap_array(_adaptive_matrix(h, oh, x.dtype))
+    pw = wrap_array(np.ascontiguousarray(_adaptive_matrix(w, ow, x.dtype).T))
     return ph @ x @ pw
 
 
@@ -336,4 +336,4 @@ def adaptive_avg_pool1d(input: Tensor, output_size: Any) -> Tensor:  # noqa: A00
                            f"{tuple(input.shape)}")
     x = _float_input(input, "adaptive_avg_pool1d")
     o = output_size if isinstance(output_size, (int, np.integer)) else output_size[0]
-    return x @ Tensor._wrap(np.ascontiguousarray(_adaptive_matrix(x.shape[-1], int(o), x.dtype).T))
+    return x @ wrap_array(np.ascontiguousarray(_adaptive_matrix(x.shape[-1], int(o), x.dtype).T))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...random import Generator, resolve
-from ...tensor import Tensor
+from ...tensor import Tensor, wrap_array
 from ._args import _float_input
 
 
@@ -20,4 +20,4 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
         return x * np.zeros(x.shape, dtype=x.dtype)
     keep = resolve(generator).random(x.shape) >= p
     mask = keep.astype(x.dtype) * np.asarray(1.0 / (1.0 - p), dtype=x.dtype)
-    return x * Tensor._wrap(mask)
+    return x * wrap_array(mask)

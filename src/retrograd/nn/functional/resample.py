@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ...ops import Rule, call
-from ...tensor import Tensor
+from ...tensor import Tensor, wrap_array
 from ._args import _float_input
 from .pool import _adaptive_matrix, adaptive_avg_pool1d, adaptive_avg_pool2d
 
@@ -159,7 +159,7 @@ def _area(x: Tensor, out_sz: tuple) -> Tensor:
     if len(out_sz) == 2:
         return adaptive_avg_pool2d(x, out_sz)
     n, c, d, h, w = x.shape
-    pd = Tensor._wrap(_adaptive_matrix(d, out_sz[0], x.dtype))
+    pd = wrap_array(_adaptive_matrix(d, out_sz[0], x.dtype))
     y = (pd @ x.reshape(n, c, d, h * w)).reshape(n * c * out_sz[0], 1, h, w)
     return adaptive_avg_pool2d(y, out_sz[1:]).reshape(n, c, *out_sz)
 
@@ -216,7 +216,7 @@ def interpolate(input: Tensor, size: Any = None, scale_factor: Any = None, mode:
             dst = np.arange(o, dtype=np.float32)
             src = np.floor((dst + np.float32(0.5)) * scale if mode == "nearest-exact" else dst * scale)
             src = np.minimum(src.astype(np.int64), n - 1)
-            x = x.index_select(2 + d, Tensor._wrap(src))
+            x = x.index_select(2 + d, wrap_array(src))
         return x
     x = _float_input(input, "interpolate")
     dt = np.float64 if x.dtype == np.float64 else np.float32  # torch's opmath type
