@@ -11,7 +11,7 @@ LAYERS = {
     "backend": 0, "random": 0, "accel": 0, "hooks": 0,
     "autograd.engine": 1,
     "ops": 2,
-    "tensor": 3,
+    "tensor": 3, "flat": 3,
     "creation": 4, "autograd.function": 4, "autograd.gradcheck": 4, "autograd.functional": 4,
     "autograd": 4,
     "functional": 5,

@@ -44,17 +44,15 @@ class _ScheduleFree(Optimizer):
             for b in buckets:
                 if "z" not in b.buffers or not b.initialized.any():
                     continue
-                for i, p in enumerate(b.params):
-                    if p.data is not b.views[i]:
-                        b._retake(i, p, type(self).__name__)
-                    p._vc[0] += 1
+                b.retake_rebound(type(self).__name__)
+                b.mark_modified()
                 if b.all_initialized:
-                    lerp_(b.flat, b.buffers["z"], w)
+                    lerp_(b.data, b.buffers["z"], w)
                 else:
                     em = np.repeat(b.initialized, b.sizes)
-                    sub = b.flat[em]
+                    sub = b.data[em]
                     lerp_(sub, b.buffers["z"][em], w)
-                    b.flat[em] = sub
+                    b.data[em] = sub
             group["train_mode"] = to_train
 
     def train(self, mode: bool = True) -> "_ScheduleFree":

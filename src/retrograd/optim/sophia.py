@@ -124,8 +124,7 @@ class Sophia(Optimizer):
             if not b.initialized[j]:
                 self._initialize(b, [j], spec)
             beta2 = float(group["betas"][1])
-            o, n = int(b.offsets[j]), int(b.sizes[j])
-            h = b.buffers["hessian"][o:o + n]
+            h = b.buffers["hessian"][b.segment(j)]
             h *= beta2
             h += (1 - beta2) * est.reshape(-1)
         return out
