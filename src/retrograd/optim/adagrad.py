@@ -11,12 +11,6 @@ from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg, lerp_
 __all__ = ["Adagrad", "Adadelta", "RMSprop"]
 
 
-def _grad(group: dict, u: StepArrays) -> np.ndarray:
-    g = -u.grad if group["maximize"] else u.grad
-    wd = float(group["weight_decay"])
-    return g + wd * u.param if wd != 0 else g
-
-
 class Adagrad(Optimizer):
     r"""Adagrad, as ``torch.optim.Adagrad``.
 
@@ -60,7 +54,7 @@ class Adagrad(Optimizer):
         p, state_sum = u.param, u.state["sum"]
         u.scalars["step"] += 1
         step = u.scalar("step")
-        g = _grad(group, u)
+        g = u.grad_with_decay(group)
         clr = lr / (1 + (step - 1) * lr_decay)
         state_sum += g * g
         std = np.sqrt(state_sum)
@@ -106,7 +100,7 @@ class Adadelta(Optimizer):
         lr, rho, eps = float(group["lr"]), float(group["rho"]), float(group["eps"])
         p, square_avg, acc_delta = u.param, u.state["square_avg"], u.state["acc_delta"]
         u.scalars["step"] += 1
-        g = _grad(group, u)
+        g = u.grad_with_decay(group)
         square_avg *= rho
         square_avg += (1 - rho) * g * g
         std = square_avg + eps
@@ -169,7 +163,7 @@ class RMSprop(Optimizer):
         momentum = float(group["momentum"])
         p, square_avg = u.param, u.state["square_avg"]
         u.scalars["step"] += 1
-        g = _grad(group, u)
+        g = u.grad_with_decay(group)
         square_avg *= alpha
         square_avg += (1 - alpha) * g * g
         if group["centered"]:

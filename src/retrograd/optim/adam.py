@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import accel
 from . import fused as _fused
-from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg, lerp_
+from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg, lerp_, weight_decay
 
 __all__ = ["Adam", "AdamW", "Adamax", "NAdam", "RAdam"]
 
@@ -44,19 +44,6 @@ def _check_fused(name: str, fused: bool | None, foreach: bool | None) -> None:
         raise RuntimeError(f"{name}: fused=True needs Numba, which is not installed (or RETROGRAD_NO_JIT is "
                            f"set); install it with python3 -m pip install 'retrograd[fast]', or leave "
                            f"fused=None: the NumPy update gives the same numbers")
-
-
-def _grad_with_decay(group: dict, u: StepArrays, lr: float, decoupled: bool) -> np.ndarray:
-    """The gradient after ``maximize`` and weight decay: L2 (added to the gradient)
-    or decoupled (``theta *= 1 - lr * lambda``, applied here to the parameter)."""
-    g = -u.grad if group["maximize"] else u.grad
-    wd = float(group["weight_decay"])
-    if wd != 0:
-        if decoupled:
-            u.param *= 1 - lr * wd
-        else:
-            g = g + wd * u.param
-    return g
 
 
 class Adam(Optimizer):
@@ -133,14 +120,8 @@ class Adam(Optimizer):
     @staticmethod
     def _math(group: dict, lr: float, eps: float, beta1: float, beta2: float, step_size: Any, bc2_sqrt: Any,
               p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, vmax: np.ndarray | None) -> None:
-        if group["maximize"]:
-            g = -g
-        wd = float(group["weight_decay"])
-        if wd != 0:
-            if group["decoupled_weight_decay"]:
-                p *= 1 - lr * wd
-            else:
-                g = g + wd * p
+        g = weight_decay(p, -g if group["maximize"] else g, float(group["weight_decay"]), lr=lr,
+                         decoupled=group["decoupled_weight_decay"])
         lerp_(m, g, 1 - beta1)
         v *= beta2
         v += (1 - beta2) * g * g
@@ -213,7 +194,7 @@ class Adamax(Optimizer):
         p, m, exp_inf = u.param, u.state["exp_avg"], u.state["exp_inf"]
         u.scalars["step"] += 1
         step = u.scalar("step")
-        g = _grad_with_decay(group, u, lr, False)
+        g = u.grad_with_decay(group)
         lerp_(m, g, 1 - beta1)
         exp_inf *= beta2
         norm = np.abs(g)
@@ -268,7 +249,7 @@ class NAdam(Optimizer):
         u.scalars["step"] += 1
         step = u.scalar("step")
         bias_correction2 = 1 - beta2 ** step
-        g = _grad_with_decay(group, u, lr, group["decoupled_weight_decay"])
+        g = u.grad_with_decay(group, lr, group["decoupled_weight_decay"])
         mu = beta1 * (1.0 - 0.5 * (0.96 ** (step * momentum_decay)))
         mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((step + 1) * momentum_decay)))
         mu_prod = u.scalars["mu_product"]
@@ -328,7 +309,7 @@ class RAdam(Optimizer):
         p, m, v = u.param, u.state["exp_avg"], u.state["exp_avg_sq"]
         u.scalars["step"] += 1
         step = u.scalar("step")
-        g = _grad_with_decay(group, u, lr, group["decoupled_weight_decay"])
+        g = u.grad_with_decay(group, lr, group["decoupled_weight_decay"])
         lerp_(m, g, 1 - beta1)
         v *= beta2
         v += (1 - beta2) * g * g

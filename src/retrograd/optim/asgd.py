@@ -49,7 +49,7 @@ class ASGD(Optimizer):
 
     def _update(self, group: dict, u: StepArrays) -> None:
         lr, lambd, alpha = float(group["lr"]), float(group["lambd"]), float(group["alpha"])
-        t0, wd = float(group["t0"]), float(group["weight_decay"])
+        t0 = float(group["t0"])
         p, ax = u.param, u.state["ax"]
         steps = u.scalars["step"]
         fresh = steps == 0  # state created now: eta starts at the current lr, mu at 1
@@ -57,9 +57,7 @@ class ASGD(Optimizer):
             u.scalars["eta"][fresh] = lr
             u.scalars["mu"][fresh] = 1.0
         steps += 1
-        g = -u.grad if group["maximize"] else u.grad
-        if wd != 0:
-            g = g + wd * p
+        g = u.grad_with_decay(group)
         eta = u.scalar("eta")
         p *= u.expand(1 - lambd * eta)
         p += u.expand(-eta) * g

@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg
+from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg, weight_decay
 
 __all__ = ["LAMB"]
 
@@ -78,8 +78,7 @@ class LAMB(Optimizer):
             r = (m / bc1) / (np.sqrt(v / bc2) + eps)
         else:
             r = m / (np.sqrt(v) + eps)
-        if wd != 0:
-            r += wd * u.param
+        r = weight_decay(u.param, r, wd, inplace=True)
         ratio = _trust_ratio(u, u.param, r)
         if group["trust_clip"] is not None:
             ratio = np.minimum(ratio, float(group["trust_clip"]))

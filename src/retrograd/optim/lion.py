@@ -45,14 +45,12 @@ class Lion(Optimizer):
         return [("exp_avg", "buffer", 0.0)]
 
     def _update(self, group: dict, u: StepArrays) -> None:
-        lr, wd = float(group["lr"]), float(group["weight_decay"])
+        lr = float(group["lr"])
         beta1, beta2 = (float(b) for b in group["betas"])
-        g = -u.grad if group["maximize"] else u.grad
+        g = u.grad_with_decay(group, lr, decoupled=True)  # c does not read the parameter
         m = u.state["exp_avg"]
         c = m * beta1
         c += (1 - beta1) * g
-        if wd != 0:
-            u.param *= 1 - lr * wd
         u.param -= lr * np.sign(c)
         m *= beta2
         m += (1 - beta2) * g

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .. import accel
-from .optimizer import Optimizer, StepArrays, _check
+from .optimizer import Optimizer, StepArrays, _check, weight_decay
 
 __all__ = ["Muon"]
 
@@ -330,7 +330,7 @@ class Muon(Optimizer):
         for theta, m in zip(u.split(u.param), u.split(upd)):
             o = zeropower_via_newtonschulz(m, group["ns_coefficients"], group["ns_steps"], group["eps"])
             adjusted_lr = _adjust_lr(lr, group["adjust_lr_fn"], theta.shape)
-            theta *= 1 - lr * wd
+            weight_decay(theta, None, wd, lr=lr, decoupled=True)
             _fused_add(theta, -adjusted_lr, o)
 
 

@@ -210,6 +210,13 @@ class StepArrays:
             return float(first)
         return arr.astype(np.float64)
 
+    def grad_with_decay(self, group: dict, lr: float = 0.0, decoupled: bool = False) -> np.ndarray:
+        """The gradient, negated when ``group["maximize"]``, after the group's
+        ``weight_decay`` (``weight_decay``: L2 into the returned gradient, or
+        decoupled into ``param``). Never writes ``grad``."""
+        g = -self.grad if group["maximize"] else self.grad
+        return weight_decay(self.param, g, float(group["weight_decay"]), lr=lr, decoupled=decoupled)
+
     def expand(self, x: Any) -> Any:
         """A per-parameter quantity as something that broadcasts against the flat
         arrays: a Python float stays one, an array becomes one value per element."""
@@ -233,6 +240,28 @@ class StepArrays:
         if nonempty.any():  # reduceat misreads empty segments: leave them out
             out[nonempty] = np.add.reduceat(arr, (np.cumsum(sizes) - sizes)[nonempty])
         return out
+
+
+def weight_decay(param: np.ndarray, grad: Any, wd: Any, *, lr: float = 0.0, decoupled: bool = False,
+                 inplace: bool = False) -> Any:
+    """Weight decay, written once for every optimizer; returns the gradient to use.
+
+    L2 (``decoupled=False``; ``weight_decay`` of SGD, Adam, Adagrad ...) adds the
+    decay to the gradient: ``grad + wd * param``, a new array, or added into
+    ``grad`` with ``inplace`` (for a temporary the caller owns, never the
+    gradient buffer). ``wd`` may be an array broadcasting against ``param``
+    (LARS: zero for the excluded parameters). Decoupled (AdamW, Lion, Muon,
+    Sophia, Adafactor; Loshchilov & Hutter, ICLR 2019) shrinks the parameter
+    instead, ``param *= 1 - lr * wd``, and returns ``grad`` unchanged. A ``wd``
+    of 0 does nothing. Python-float ``wd``/``lr`` keep the arrays' dtype."""
+    if isinstance(wd, np.ndarray) or wd != 0:
+        if decoupled:
+            param *= 1 - lr * wd
+        elif inplace:
+            grad += wd * param
+        else:
+            grad = grad + wd * param
+    return grad
 
 
 def lerp_(a: np.ndarray, b: np.ndarray, w: Any) -> None:

@@ -5,7 +5,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg, lerp_, required
+from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg, lerp_, required, weight_decay
 
 __all__ = ["ScheduleFreeAdamW", "ScheduleFreeSGD"]
 
@@ -169,8 +169,7 @@ class ScheduleFreeAdamW(_ScheduleFree):
         denom = np.sqrt(v / (1 - beta2 ** (k + 1)))
         denom += eps
         d = u.grad / denom
-        if wd != 0:
-            d += wd * u.param  # decay at y
+        d = weight_decay(u.param, d, wd, inplace=True)  # decay at y
         self._move(group, u, d)
 
 
@@ -212,5 +211,5 @@ class ScheduleFreeSGD(_ScheduleFree):
     def _update(self, group: dict, u: StepArrays) -> None:
         wd = float(group["weight_decay"])
         self._fresh_z(u)
-        d = u.grad + wd * u.param if wd != 0 else u.grad
+        d = weight_decay(u.param, u.grad, wd)
         self._move(group, u, d)

@@ -50,11 +50,9 @@ class SGD(Optimizer):
 
     def _update(self, group: dict, u: StepArrays) -> None:
         lr, momentum = float(group["lr"]), float(group["momentum"])
-        dampening, wd = float(group["dampening"]), float(group["weight_decay"])
+        dampening = float(group["dampening"])
         p = u.param
-        g = -u.grad if group["maximize"] else u.grad
-        if wd != 0:
-            g = g + wd * p
+        g = u.grad_with_decay(group)
         if momentum != 0:
             buf = u.state["momentum_buffer"]
             if u.fresh is True:

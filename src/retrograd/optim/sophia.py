@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 
 from ..tensor import Tensor, grad as _autograd
-from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg
+from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg, weight_decay
 
 __all__ = ["Sophia"]
 
@@ -141,8 +141,7 @@ class Sophia(Optimizer):
         beta1 = float(group["betas"][0])
         u.scalars["step"] += 1
         m = u.state["exp_avg"]
-        if wd != 0:
-            u.param *= 1 - lr * wd
+        weight_decay(u.param, u.grad, wd, lr=lr, decoupled=True)
         m *= beta1
         m += (1 - beta1) * u.grad
         ratio = m / np.maximum(rho * u.state["hessian"], eps)
