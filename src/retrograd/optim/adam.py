@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import accel
 from . import fused as _fused
-from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg, lerp_, weight_decay
+from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg, _no_differentiable, lerp_, weight_decay
 
 __all__ = ["Adam", "AdamW", "Adamax", "NAdam", "RAdam"]
 
@@ -32,9 +32,12 @@ def _chunks(n: int):
         yield slice(start, min(start + _CHUNK, n))
 
 
-def _no_differentiable(name: str, differentiable: bool) -> None:
-    if differentiable:
-        raise NotImplementedError(f"{name}: differentiable=True is not supported")
+def _begin_step(group: dict, u: StepArrays) -> tuple:
+    """``lr, eps, beta1, beta2`` of the group and the step count, incremented
+    first (as PyTorch): what every update of this family starts with."""
+    beta1, beta2 = (float(b) for b in group["betas"])
+    u.scalars["step"] += 1
+    return float(group["lr"]), float(group["eps"]), beta1, beta2, u.scalar("step")
 
 
 def _check_fused(name: str, fused: bool | None, foreach: bool | None) -> None:
@@ -92,10 +95,7 @@ class Adam(Optimizer):
         return spec
 
     def _update(self, group: dict, u: StepArrays) -> None:
-        lr, eps = float(group["lr"]), float(group["eps"])
-        beta1, beta2 = (float(b) for b in group["betas"])
-        u.scalars["step"] += 1
-        step = u.scalar("step")
+        lr, eps, beta1, beta2, step = _begin_step(group, u)
         bias_correction1 = 1 - beta1 ** step
         bias_correction2 = 1 - beta2 ** step
         vmax = u.state["max_exp_avg_sq"] if group["amsgrad"] else None
@@ -185,15 +185,9 @@ class Adamax(Optimizer):
                         maximize=maximize, differentiable=differentiable, capturable=capturable)
         super().__init__(params, defaults)
 
-    def _state_spec(self, group: dict) -> list:
-        return [("step", "scalar", 0.0), ("exp_avg", "buffer", 0.0), ("exp_inf", "buffer", 0.0)]
-
     def _update(self, group: dict, u: StepArrays) -> None:
-        lr, eps = float(group["lr"]), float(group["eps"])
-        beta1, beta2 = (float(b) for b in group["betas"])
+        lr, eps, beta1, beta2, step = _begin_step(group, u)
         p, m, exp_inf = u.param, u.state["exp_avg"], u.state["exp_inf"]
-        u.scalars["step"] += 1
-        step = u.scalar("step")
         g = u.grad_with_decay(group)
         lerp_(m, g, 1 - beta1)
         exp_inf *= beta2
@@ -242,12 +236,9 @@ class NAdam(Optimizer):
                 ("exp_avg_sq", "buffer", 0.0)]
 
     def _update(self, group: dict, u: StepArrays) -> None:
-        lr, eps = float(group["lr"]), float(group["eps"])
-        beta1, beta2 = (float(b) for b in group["betas"])
+        lr, eps, beta1, beta2, step = _begin_step(group, u)
         momentum_decay = float(group["momentum_decay"])
         p, m, v = u.param, u.state["exp_avg"], u.state["exp_avg_sq"]
-        u.scalars["step"] += 1
-        step = u.scalar("step")
         bias_correction2 = 1 - beta2 ** step
         g = u.grad_with_decay(group, lr, group["decoupled_weight_decay"])
         mu = beta1 * (1.0 - 0.5 * (0.96 ** (step * momentum_decay)))
@@ -300,15 +291,9 @@ class RAdam(Optimizer):
                         differentiable=differentiable)
         super().__init__(params, defaults)
 
-    def _state_spec(self, group: dict) -> list:
-        return [("step", "scalar", 0.0), ("exp_avg", "buffer", 0.0), ("exp_avg_sq", "buffer", 0.0)]
-
     def _update(self, group: dict, u: StepArrays) -> None:
-        lr, eps = float(group["lr"]), float(group["eps"])
-        beta1, beta2 = (float(b) for b in group["betas"])
+        lr, eps, beta1, beta2, step = _begin_step(group, u)
         p, m, v = u.param, u.state["exp_avg"], u.state["exp_avg_sq"]
-        u.scalars["step"] += 1
-        step = u.scalar("step")
         g = u.grad_with_decay(group, lr, group["decoupled_weight_decay"])
         lerp_(m, g, 1 - beta1)
         v *= beta2

@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg
+from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg, _no_differentiable
 
 __all__ = ["ASGD"]
 
@@ -37,8 +37,7 @@ class ASGD(Optimizer):
                  differentiable: bool = False, capturable: bool = False) -> None:
         _check(_finite_nonneg(lr), f"Invalid learning rate: {lr}")
         _check(_finite_nonneg(weight_decay), f"Invalid weight_decay value: {weight_decay}")
-        if differentiable:
-            raise NotImplementedError("ASGD: differentiable=True is not supported")
+        _no_differentiable("ASGD", differentiable)
         defaults = dict(lr=lr, lambd=lambd, alpha=alpha, t0=t0, weight_decay=weight_decay, foreach=foreach,
                         maximize=maximize, differentiable=differentiable, capturable=capturable)
         super().__init__(params, defaults)

@@ -315,9 +315,6 @@ class Muon(Optimizer):
                     raise ValueError(f"Muon only supports 2D parameters whereas we found a parameter with size: "
                                      f"{tuple(p.shape)}")
 
-    def _state_spec(self, group: dict) -> list:
-        return [("momentum_buffer", "buffer", 0.0)]
-
     def _update(self, group: dict, u: StepArrays) -> None:
         lr, wd, momentum = float(group["lr"]), float(group["weight_decay"]), float(group["momentum"])
         buf = u.state["momentum_buffer"]

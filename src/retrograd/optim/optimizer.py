@@ -283,8 +283,8 @@ class Optimizer:
 
     ``params`` is an iterable of Tensors or of dicts (param groups: ``params``
     plus per-group hyperparameters overriding ``defaults``). A subclass declares
-    its state with ``_state_spec(group)`` and writes one whole-buffer
-    ``_update(group, arrays)``; the base does grouping, flat buffers, skipping
+    its state in ``_state_keys`` (``_state_spec(group)`` where it depends on the
+    group) and writes one whole-buffer ``_update(group, arrays)``; the base does grouping, flat buffers, skipping
     parameters without gradients, lazy state, state dicts and hooks.
 
     ``lr`` may be a schedule, a callable ``step -> lr`` (``optim.schedules``): the
@@ -293,8 +293,8 @@ class Optimizer:
     ``state_dict`` saves ``schedule_step`` (not the callable), so a resume is exact.
     """
 
-    # names a state dict of this optimizer may carry per parameter (see
-    # load_state_dict), and which of them are per-parameter scalars
+    # the state names of this optimizer, in PyTorch's key order (what its state dict
+    # may carry per parameter), and which of them are per-parameter scalars
     _state_keys: tuple = ()
     _scalar_keys: tuple = ()
 
@@ -409,8 +409,10 @@ class Optimizer:
     # ------------------------------------------------------------------ step
     def _state_spec(self, group: dict) -> list[tuple[str, str, float]]:
         """The state a parameter of ``group`` gets at its first step, in PyTorch's
-        key order: ``(name, "scalar" | "buffer", initial value)``."""
-        return []
+        key order: ``(name, "scalar" | "buffer", initial value)``. By default
+        every name of ``_state_keys``, starting at zero; an optimizer whose state
+        depends on the group, or starts elsewhere, overrides this."""
+        return [(name, "scalar" if name in self._scalar_keys else "buffer", 0.0) for name in self._state_keys]
 
     def _update(self, group: dict, u: StepArrays) -> None:
         raise NotImplementedError(f"{type(self).__name__} does not implement step")
@@ -419,10 +421,7 @@ class Optimizer:
     def step(self, closure: Callable | None = None) -> Any:
         """One update of every parameter that has a gradient. ``closure`` (optional)
         re-evaluates the model and returns the loss; it runs with grad enabled."""
-        loss = None
-        if closure is not None:
-            with enable_grad():
-                loss = closure()
+        loss = _closure_loss(closure)
         for group, buckets in zip(self.param_groups, self._buckets):
             for b in buckets:
                 self._step_bucket(group, b)
@@ -603,6 +602,29 @@ class Optimizer:
 def _check(ok: bool, msg: str) -> None:
     if not ok:
         raise ValueError(msg)
+
+
+def _check_betas(who: str, betas: Any, *, closed: bool = False) -> tuple:
+    """``betas`` as a tuple, checked to be a pair in [0, 1) ([0, 1] when ``closed``)."""
+    betas = tuple(betas)
+    _check(len(betas) == 2, f"{who}: betas must be a pair (beta1, beta2), got {betas}")
+    for i, b in enumerate(betas):
+        _check(_finite_nonneg(b) and (float(b) <= 1.0 if closed else float(b) < 1.0),
+               f"{who}: invalid beta parameter at index {i}: {b!r}, expected 0 <= beta {'<=' if closed else '<'} 1")
+    return betas
+
+
+def _no_differentiable(name: str, differentiable: bool) -> None:
+    if differentiable:
+        raise NotImplementedError(f"{name}: differentiable=True is not supported")
+
+
+def _closure_loss(closure: Callable | None) -> Any:
+    """What ``closure()`` returns, evaluated with grad enabled; None without a closure."""
+    if closure is None:
+        return None
+    with enable_grad():
+        return closure()
 
 
 def _finite_nonneg(x: Any) -> bool:

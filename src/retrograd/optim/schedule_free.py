@@ -5,7 +5,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg, lerp_, required, weight_decay
+from .optimizer import (Optimizer, StepArrays, _check, _closure_loss, _finite_nonneg, lerp_, required,
+                        weight_decay)
 
 __all__ = ["ScheduleFreeAdamW", "ScheduleFreeSGD"]
 
@@ -73,11 +74,7 @@ class _ScheduleFree(Optimizer):
                 raise RuntimeError(f"{type(self).__name__}.step: param group {i} is in eval mode (its parameters "
                                    "hold the average x); call optimizer.train() before training steps and "
                                    "optimizer.eval() before evaluating or saving")
-        loss = None
-        if closure is not None:
-            from ..autograd.engine import enable_grad
-            with enable_grad():
-                loss = closure()
+        loss = _closure_loss(closure)
         for group, buckets in zip(self.param_groups, self._buckets):
             k = int(group["k"])
             warmup = int(group["warmup_steps"])
@@ -156,9 +153,6 @@ class ScheduleFreeAdamW(_ScheduleFree):
     def _beta(self, group: dict) -> float:
         return float(group["betas"][0])
 
-    def _state_spec(self, group: dict) -> list:
-        return [("z", "buffer", 0.0), ("exp_avg_sq", "buffer", 0.0)]
-
     def _update(self, group: dict, u: StepArrays) -> None:
         _, _, k = self._now
         beta2, eps, wd = float(group["betas"][1]), float(group["eps"]), float(group["weight_decay"])
@@ -204,9 +198,6 @@ class ScheduleFreeSGD(_ScheduleFree):
 
     def _beta(self, group: dict) -> float:
         return float(group["momentum"])
-
-    def _state_spec(self, group: dict) -> list:
-        return [("z", "buffer", 0.0)]
 
     def _update(self, group: dict, u: StepArrays) -> None:
         wd = float(group["weight_decay"])

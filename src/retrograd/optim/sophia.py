@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 
 from ..tensor import Tensor, grad as _autograd
-from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg, weight_decay
+from .optimizer import Optimizer, StepArrays, _check, _check_betas, _finite_nonneg, weight_decay
 
 __all__ = ["Sophia"]
 
@@ -53,11 +53,7 @@ class Sophia(Optimizer):
                  weight_decay: float = 0.1, k: int = 10, estimator: str = "hutchinson", *, eps: float = 1e-12,
                  seed: int | None = None) -> None:
         _check(_finite_nonneg(lr), f"Sophia: invalid learning rate {lr!r}: expected a number >= 0")
-        betas = tuple(betas)
-        _check(len(betas) == 2, f"Sophia: betas must be a pair (beta1, beta2), got {betas}")
-        for i, b in enumerate(betas):
-            _check(_finite_nonneg(b) and float(b) < 1.0,
-                   f"Sophia: invalid beta parameter at index {i}: {b!r}, expected 0 <= beta < 1")
+        betas = _check_betas("Sophia", betas)
         _check(_finite_nonneg(rho) and float(rho) > 0, f"Sophia: invalid rho {rho!r}: expected a number > 0")
         _check(_finite_nonneg(weight_decay), f"Sophia: invalid weight_decay {weight_decay!r}: expected >= 0")
         _check(isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 1,
@@ -70,9 +66,6 @@ class Sophia(Optimizer):
                         n_steps=0)
         super().__init__(params, defaults)
         self._rng = np.random.default_rng(seed)
-
-    def _state_spec(self, group: dict) -> list:
-        return [("step", "scalar", 0.0), ("exp_avg", "buffer", 0.0), ("hessian", "buffer", 0.0)]
 
     def hessian_due(self) -> bool:
         """True when the steps taken so far are a multiple of ``k`` (of the first group)."""
