@@ -19,7 +19,7 @@ LAYERS = {
     "tensor_shape": 4,
     "tensor_math": 5, "tensor_reduce": 5, "tensor_inplace": 5,
     "tensor": 6,
-    "tensor_functions": 7, "tensor_numpy": 7,
+    "tensor_functions": 7, "tensor_numpy": 7, "flat": 7,
     "creation": 8, "autograd": 8,
     "nn.functional": 9,
     "nn": 10,

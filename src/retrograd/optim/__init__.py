@@ -1,14 +1,16 @@
 """Optimizers on flat parameter and gradient buffers, with ``torch.optim``'s API.
 
 ``rg.optim.Adam(params, lr=1e-3)`` etc.: same constructor arguments, defaults,
-update order and state dict layout as PyTorch.
+update order and state dict layout as PyTorch. Learning-rate schedules:
+``optim.scheduling`` says which of the forms (``lr=schedule``,
+``lr_scheduler`` objects, by name) to use; the formulas are in ``optim.schedules``.
 """
 from .optimizer import (Optimizer, StepArrays, register_optimizer_step_post_hook,
                         register_optimizer_step_pre_hook, required)
 from .sgd import SGD
 from .adam import Adam, AdamW, Adamax, NAdam, RAdam
 from .adagrad import Adadelta, Adagrad, RMSprop
-from . import fused, lr_scheduler, schedules
+from . import fused, lr_scheduler, schedules, scheduling
 from .plotting import plot_schedule
 from .rprop import Rprop
 from .asgd import ASGD
@@ -29,4 +31,4 @@ __all__ = ["Optimizer", "StepArrays", "required", "register_optimizer_step_pre_h
            "Adadelta", "RMSprop", "Rprop", "ASGD", "LBFGS", "Adafactor", "Muon",
            "Lion", "Lookahead", "LAMB", "LARS", "swa_utils", "AveragedModel",
            "ScheduleFreeAdamW", "ScheduleFreeSGD", "Sophia",
-           "fused", "lr_scheduler", "schedules", "plot_schedule"]
+           "fused", "lr_scheduler", "schedules", "scheduling", "plot_schedule"]

@@ -1,13 +1,12 @@
 """Adafactor: Adam-like steps with factored second moments for matrices."""
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any
 
 import numpy as np
 
 from ..tensor import Tensor, wrap_array
-from .optimizer import Optimizer, StepArrays, _check, lerp_
+from .optimizer import Optimizer, StepArrays, _check, lerp_, weight_decay
 
 __all__ = ["Adafactor"]
 
@@ -81,8 +80,7 @@ class Adafactor(Optimizer):
             one_minus_beta2_t = step ** beta2_decay
             rho_t = min(lr, 1 / (step ** 0.5))
             alpha = max(eps2, float(np.linalg.norm(theta.reshape(-1))) / (theta.size ** 0.5)) * rho_t
-            if wd != 0:
-                theta *= 1 - lr * wd
+            weight_decay(theta, g, wd, lr=lr, decoupled=True)
             if g.ndim > 1:
                 row_var, col_var = st["row_var"].data, st["col_var"].data
                 row_mean = np.sqrt((g * g).sum(axis=-1, keepdims=True))

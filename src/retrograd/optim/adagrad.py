@@ -6,15 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg, lerp_
+from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg, _no_differentiable, lerp_
 
 __all__ = ["Adagrad", "Adadelta", "RMSprop"]
-
-
-def _grad(group: dict, u: StepArrays) -> np.ndarray:
-    g = -u.grad if group["maximize"] else u.grad
-    wd = float(group["weight_decay"])
-    return g + wd * u.param if wd != 0 else g
 
 
 class Adagrad(Optimizer):
@@ -44,8 +38,7 @@ class Adagrad(Optimizer):
         _check(_finite_nonneg(initial_accumulator_value),
                f"Invalid initial_accumulator_value value: {initial_accumulator_value}")
         _check(_finite_nonneg(eps), f"Invalid epsilon value: {eps}")
-        if differentiable:
-            raise NotImplementedError("Adagrad: differentiable=True is not supported")
+        _no_differentiable("Adagrad", differentiable)
         defaults = dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
                         initial_accumulator_value=initial_accumulator_value, foreach=foreach, maximize=maximize,
                         differentiable=differentiable, fused=fused)
@@ -60,7 +53,7 @@ class Adagrad(Optimizer):
         p, state_sum = u.param, u.state["sum"]
         u.scalars["step"] += 1
         step = u.scalar("step")
-        g = _grad(group, u)
+        g = u.grad_with_decay(group)
         clr = lr / (1 + (step - 1) * lr_decay)
         state_sum += g * g
         std = np.sqrt(state_sum)
@@ -93,20 +86,16 @@ class Adadelta(Optimizer):
         _check(_finite_nonneg(rho) and rho <= 1.0, f"Invalid rho value: {rho}")
         _check(_finite_nonneg(eps), f"Invalid epsilon value: {eps}")
         _check(_finite_nonneg(weight_decay), f"Invalid weight_decay value: {weight_decay}")
-        if differentiable:
-            raise NotImplementedError("Adadelta: differentiable=True is not supported")
+        _no_differentiable("Adadelta", differentiable)
         defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize,
                         capturable=capturable, foreach=foreach, differentiable=differentiable)
         super().__init__(params, defaults)
-
-    def _state_spec(self, group: dict) -> list:
-        return [("step", "scalar", 0.0), ("square_avg", "buffer", 0.0), ("acc_delta", "buffer", 0.0)]
 
     def _update(self, group: dict, u: StepArrays) -> None:
         lr, rho, eps = float(group["lr"]), float(group["rho"]), float(group["eps"])
         p, square_avg, acc_delta = u.param, u.state["square_avg"], u.state["acc_delta"]
         u.scalars["step"] += 1
-        g = _grad(group, u)
+        g = u.grad_with_decay(group)
         square_avg *= rho
         square_avg += (1 - rho) * g * g
         std = square_avg + eps
@@ -149,8 +138,7 @@ class RMSprop(Optimizer):
         _check(_finite_nonneg(momentum), f"Invalid momentum value: {momentum}")
         _check(_finite_nonneg(weight_decay), f"Invalid weight_decay value: {weight_decay}")
         _check(_finite_nonneg(alpha), f"Invalid alpha value: {alpha}")
-        if differentiable:
-            raise NotImplementedError("RMSprop: differentiable=True is not supported")
+        _no_differentiable("RMSprop", differentiable)
         defaults = dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps, centered=centered,
                         weight_decay=weight_decay, capturable=capturable, foreach=foreach, maximize=maximize,
                         differentiable=differentiable)
@@ -169,7 +157,7 @@ class RMSprop(Optimizer):
         momentum = float(group["momentum"])
         p, square_avg = u.param, u.state["square_avg"]
         u.scalars["step"] += 1
-        g = _grad(group, u)
+        g = u.grad_with_decay(group)
         square_avg *= alpha
         square_avg += (1 - alpha) * g * g
         if group["centered"]:

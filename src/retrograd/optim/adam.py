@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import accel
 from . import fused as _fused
-from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg, lerp_
+from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg, _no_differentiable, lerp_, weight_decay
 
 __all__ = ["Adam", "AdamW", "Adamax", "NAdam", "RAdam"]
 
@@ -32,9 +32,12 @@ def _chunks(n: int):
         yield slice(start, min(start + _CHUNK, n))
 
 
-def _no_differentiable(name: str, differentiable: bool) -> None:
-    if differentiable:
-        raise NotImplementedError(f"{name}: differentiable=True is not supported")
+def _begin_step(group: dict, u: StepArrays) -> tuple:
+    """``lr, eps, beta1, beta2`` of the group and the step count, incremented
+    first (as PyTorch): what every update of this family starts with."""
+    beta1, beta2 = (float(b) for b in group["betas"])
+    u.scalars["step"] += 1
+    return float(group["lr"]), float(group["eps"]), beta1, beta2, u.scalar("step")
 
 
 def _check_fused(name: str, fused: bool | None, foreach: bool | None) -> None:
@@ -44,19 +47,6 @@ def _check_fused(name: str, fused: bool | None, foreach: bool | None) -> None:
         raise RuntimeError(f"{name}: fused=True needs Numba, which is not installed (or RETROGRAD_NO_JIT is "
                            f"set); install it with python3 -m pip install 'retrograd[fast]', or leave "
                            f"fused=None: the NumPy update gives the same numbers")
-
-
-def _grad_with_decay(group: dict, u: StepArrays, lr: float, decoupled: bool) -> np.ndarray:
-    """The gradient after ``maximize`` and weight decay: L2 (added to the gradient)
-    or decoupled (``theta *= 1 - lr * lambda``, applied here to the parameter)."""
-    g = -u.grad if group["maximize"] else u.grad
-    wd = float(group["weight_decay"])
-    if wd != 0:
-        if decoupled:
-            u.param *= 1 - lr * wd
-        else:
-            g = g + wd * u.param
-    return g
 
 
 class Adam(Optimizer):
@@ -105,10 +95,7 @@ class Adam(Optimizer):
         return spec
 
     def _update(self, group: dict, u: StepArrays) -> None:
-        lr, eps = float(group["lr"]), float(group["eps"])
-        beta1, beta2 = (float(b) for b in group["betas"])
-        u.scalars["step"] += 1
-        step = u.scalar("step")
+        lr, eps, beta1, beta2, step = _begin_step(group, u)
         bias_correction1 = 1 - beta1 ** step
         bias_correction2 = 1 - beta2 ** step
         vmax = u.state["max_exp_avg_sq"] if group["amsgrad"] else None
@@ -133,14 +120,8 @@ class Adam(Optimizer):
     @staticmethod
     def _math(group: dict, lr: float, eps: float, beta1: float, beta2: float, step_size: Any, bc2_sqrt: Any,
               p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, vmax: np.ndarray | None) -> None:
-        if group["maximize"]:
-            g = -g
-        wd = float(group["weight_decay"])
-        if wd != 0:
-            if group["decoupled_weight_decay"]:
-                p *= 1 - lr * wd
-            else:
-                g = g + wd * p
+        g = weight_decay(p, -g if group["maximize"] else g, float(group["weight_decay"]), lr=lr,
+                         decoupled=group["decoupled_weight_decay"])
         lerp_(m, g, 1 - beta1)
         v *= beta2
         v += (1 - beta2) * g * g
@@ -204,16 +185,10 @@ class Adamax(Optimizer):
                         maximize=maximize, differentiable=differentiable, capturable=capturable)
         super().__init__(params, defaults)
 
-    def _state_spec(self, group: dict) -> list:
-        return [("step", "scalar", 0.0), ("exp_avg", "buffer", 0.0), ("exp_inf", "buffer", 0.0)]
-
     def _update(self, group: dict, u: StepArrays) -> None:
-        lr, eps = float(group["lr"]), float(group["eps"])
-        beta1, beta2 = (float(b) for b in group["betas"])
+        lr, eps, beta1, beta2, step = _begin_step(group, u)
         p, m, exp_inf = u.param, u.state["exp_avg"], u.state["exp_inf"]
-        u.scalars["step"] += 1
-        step = u.scalar("step")
-        g = _grad_with_decay(group, u, lr, False)
+        g = u.grad_with_decay(group)
         lerp_(m, g, 1 - beta1)
         exp_inf *= beta2
         norm = np.abs(g)
@@ -261,14 +236,11 @@ class NAdam(Optimizer):
                 ("exp_avg_sq", "buffer", 0.0)]
 
     def _update(self, group: dict, u: StepArrays) -> None:
-        lr, eps = float(group["lr"]), float(group["eps"])
-        beta1, beta2 = (float(b) for b in group["betas"])
+        lr, eps, beta1, beta2, step = _begin_step(group, u)
         momentum_decay = float(group["momentum_decay"])
         p, m, v = u.param, u.state["exp_avg"], u.state["exp_avg_sq"]
-        u.scalars["step"] += 1
-        step = u.scalar("step")
         bias_correction2 = 1 - beta2 ** step
-        g = _grad_with_decay(group, u, lr, group["decoupled_weight_decay"])
+        g = u.grad_with_decay(group, lr, group["decoupled_weight_decay"])
         mu = beta1 * (1.0 - 0.5 * (0.96 ** (step * momentum_decay)))
         mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((step + 1) * momentum_decay)))
         mu_prod = u.scalars["mu_product"]
@@ -319,16 +291,10 @@ class RAdam(Optimizer):
                         differentiable=differentiable)
         super().__init__(params, defaults)
 
-    def _state_spec(self, group: dict) -> list:
-        return [("step", "scalar", 0.0), ("exp_avg", "buffer", 0.0), ("exp_avg_sq", "buffer", 0.0)]
-
     def _update(self, group: dict, u: StepArrays) -> None:
-        lr, eps = float(group["lr"]), float(group["eps"])
-        beta1, beta2 = (float(b) for b in group["betas"])
+        lr, eps, beta1, beta2, step = _begin_step(group, u)
         p, m, v = u.param, u.state["exp_avg"], u.state["exp_avg_sq"]
-        u.scalars["step"] += 1
-        step = u.scalar("step")
-        g = _grad_with_decay(group, u, lr, group["decoupled_weight_decay"])
+        g = u.grad_with_decay(group, lr, group["decoupled_weight_decay"])
         lerp_(m, g, 1 - beta1)
         v *= beta2
         v += (1 - beta2) * g * g

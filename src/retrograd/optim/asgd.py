@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg
+from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg, _no_differentiable
 
 __all__ = ["ASGD"]
 
@@ -37,8 +37,7 @@ class ASGD(Optimizer):
                  differentiable: bool = False, capturable: bool = False) -> None:
         _check(_finite_nonneg(lr), f"Invalid learning rate: {lr}")
         _check(_finite_nonneg(weight_decay), f"Invalid weight_decay value: {weight_decay}")
-        if differentiable:
-            raise NotImplementedError("ASGD: differentiable=True is not supported")
+        _no_differentiable("ASGD", differentiable)
         defaults = dict(lr=lr, lambd=lambd, alpha=alpha, t0=t0, weight_decay=weight_decay, foreach=foreach,
                         maximize=maximize, differentiable=differentiable, capturable=capturable)
         super().__init__(params, defaults)
@@ -49,7 +48,7 @@ class ASGD(Optimizer):
 
     def _update(self, group: dict, u: StepArrays) -> None:
         lr, lambd, alpha = float(group["lr"]), float(group["lambd"]), float(group["alpha"])
-        t0, wd = float(group["t0"]), float(group["weight_decay"])
+        t0 = float(group["t0"])
         p, ax = u.param, u.state["ax"]
         steps = u.scalars["step"]
         fresh = steps == 0  # state created now: eta starts at the current lr, mu at 1
@@ -57,9 +56,7 @@ class ASGD(Optimizer):
             u.scalars["eta"][fresh] = lr
             u.scalars["mu"][fresh] = 1.0
         steps += 1
-        g = -u.grad if group["maximize"] else u.grad
-        if wd != 0:
-            g = g + wd * p
+        g = u.grad_with_decay(group)
         eta = u.scalar("eta")
         p *= u.expand(1 - lambd * eta)
         p += u.expand(-eta) * g

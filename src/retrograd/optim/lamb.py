@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg
+from .optimizer import Optimizer, StepArrays, _check, _check_betas, _finite_nonneg, weight_decay
 
 __all__ = ["LAMB"]
 
@@ -46,20 +46,13 @@ class LAMB(Optimizer):
                  maximize: bool = False) -> None:
         _check(_finite_nonneg(lr), f"LAMB: invalid learning rate {lr!r}: expected a number >= 0")
         _check(_finite_nonneg(eps), f"LAMB: invalid epsilon {eps!r}: expected >= 0")
-        betas = tuple(betas)
-        _check(len(betas) == 2, f"LAMB: betas must be a pair (beta1, beta2), got {betas}")
-        for i, b in enumerate(betas):
-            _check(_finite_nonneg(b) and float(b) < 1.0,
-                   f"LAMB: invalid beta parameter at index {i}: {b!r}, expected 0 <= beta < 1")
+        betas = _check_betas("LAMB", betas)
         _check(_finite_nonneg(weight_decay), f"LAMB: invalid weight_decay {weight_decay!r}: expected >= 0")
         _check(trust_clip is None or (_finite_nonneg(trust_clip) and float(trust_clip) > 0),
                f"LAMB: invalid trust_clip {trust_clip!r}: expected None or a number > 0")
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, bias_correction=bias_correction,
                         trust_clip=trust_clip, maximize=maximize)
         super().__init__(params, defaults)
-
-    def _state_spec(self, group: dict) -> list:
-        return [("step", "scalar", 0.0), ("exp_avg", "buffer", 0.0), ("exp_avg_sq", "buffer", 0.0)]
 
     def _update(self, group: dict, u: StepArrays) -> None:
         lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
@@ -78,8 +71,7 @@ class LAMB(Optimizer):
             r = (m / bc1) / (np.sqrt(v / bc2) + eps)
         else:
             r = m / (np.sqrt(v) + eps)
-        if wd != 0:
-            r += wd * u.param
+        r = weight_decay(u.param, r, wd, inplace=True)
         ratio = _trust_ratio(u, u.param, r)
         if group["trust_clip"] is not None:
             ratio = np.minimum(ratio, float(group["trust_clip"]))

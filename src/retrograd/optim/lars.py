@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg, required
+from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg, required, weight_decay
 
 __all__ = ["LARS"]
 
@@ -64,7 +64,7 @@ class LARS(Optimizer):
             ok = adapt & (w_norm > 0) & (g_norm > 0)
             q = np.where(ok, eta * w_norm / np.where(ok, g_norm + wd * w_norm + eps, 1), 1.0)
             decay = np.where(adapt, wd, 0.0)
-            d = np.repeat(q.astype(u.dtype), u.sizes) * (g + np.repeat(decay.astype(u.dtype), u.sizes) * p)
+            d = np.repeat(q.astype(u.dtype), u.sizes) * weight_decay(p, g, np.repeat(decay.astype(u.dtype), u.sizes))
         else:
             d = g
         if momentum != 0:

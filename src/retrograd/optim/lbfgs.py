@@ -168,8 +168,8 @@ class LBFGS(Optimizer):
             self._segments = []
             for p in self._params:
                 b, i = self._where[p]
-                o, n = int(b.offsets[i]), int(b.sizes[i])
-                self._segments.append((b.flat[o:o + n], b.grad[o:o + n]))
+                seg = b.segment(i)
+                self._segments.append((b.data[seg], b.grad[seg]))
 
     def add_param_group(self, param_group: dict) -> None:
         if self.param_groups:
@@ -193,8 +193,7 @@ class LBFGS(Optimizer):
                 n = flat.size
                 flat += step_size * update[o:o + n]
                 o += n
-        for p in self._params:
-            p._vc[0] += 1
+        self._mark_modified()
 
     def _clone_param(self) -> list[np.ndarray]:
         return [flat.copy() for flat in self.flat_params()]
@@ -202,8 +201,11 @@ class LBFGS(Optimizer):
     def _set_param(self, params_data: list[np.ndarray]) -> None:
         for flat, x in zip(self.flat_params(), params_data):
             np.copyto(flat, x)
-        for p in self._params:
-            p._vc[0] += 1
+        self._mark_modified()
+
+    def _mark_modified(self) -> None:
+        for b in self._buckets[0]:
+            b.mark_modified()
 
     def _directional_evaluate(self, closure: Callable, x: list, t: Any, d: np.ndarray) -> tuple:
         self._add_grad(t, d)
@@ -217,9 +219,7 @@ class LBFGS(Optimizer):
         if closure is None:
             raise RuntimeError("LBFGS.step needs a closure that re-evaluates the model and returns the loss")
         for b in self._buckets[0]:  # take back parameters whose .data was rebound
-            for i, p in enumerate(b.params):
-                if p.data is not b.views[i]:
-                    b._retake(i, p, "LBFGS")
+            b.retake_rebound("LBFGS")
 
         def closure_with_grad() -> Any:
             with enable_grad():

@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg
+from .optimizer import Optimizer, StepArrays, _check, _check_betas, _finite_nonneg
 
 __all__ = ["Lion"]
 
@@ -32,27 +32,18 @@ class Lion(Optimizer):
     def __init__(self, params: Any, lr: float = 1e-4, betas: tuple = (0.9, 0.99), weight_decay: float = 0.0,
                  *, maximize: bool = False) -> None:
         _check(_finite_nonneg(lr), f"Lion: invalid learning rate {lr!r}: expected a number >= 0")
-        betas = tuple(betas)
-        _check(len(betas) == 2, f"Lion: betas must be a pair (beta1, beta2), got {betas}")
-        for i, b in enumerate(betas):
-            _check(_finite_nonneg(b) and float(b) <= 1.0,
-                   f"Lion: invalid beta parameter at index {i}: {b!r}, expected 0 <= beta <= 1")
+        betas = _check_betas("Lion", betas, closed=True)
         _check(_finite_nonneg(weight_decay), f"Lion: invalid weight_decay {weight_decay!r}: expected >= 0")
         defaults = dict(lr=lr, betas=betas, weight_decay=weight_decay, maximize=maximize)
         super().__init__(params, defaults)
 
-    def _state_spec(self, group: dict) -> list:
-        return [("exp_avg", "buffer", 0.0)]
-
     def _update(self, group: dict, u: StepArrays) -> None:
-        lr, wd = float(group["lr"]), float(group["weight_decay"])
+        lr = float(group["lr"])
         beta1, beta2 = (float(b) for b in group["betas"])
-        g = -u.grad if group["maximize"] else u.grad
+        g = u.grad_with_decay(group, lr, decoupled=True)  # c does not read the parameter
         m = u.state["exp_avg"]
         c = m * beta1
         c += (1 - beta1) * g
-        if wd != 0:
-            u.param *= 1 - lr * wd
         u.param -= lr * np.sign(c)
         m *= beta2
         m += (1 - beta2) * g

@@ -114,8 +114,8 @@ class Lookahead(Optimizer):
         for buckets, group in zip(self.optimizer._buckets, self.optimizer.param_groups):
             index = {id(p): j for j, p in enumerate(group["params"], i)}
             for b, s in zip(buckets, self._slow_for(buckets)):
-                for p, o, n in zip(b.params, b.offsets[:-1].tolist(), b.sizes.tolist()):
-                    slow[index[id(p)]] = s[o:o + n].reshape(p.shape).copy()
+                for i, p in enumerate(b.params):
+                    slow[index[id(p)]] = s[b.segment(i)].reshape(p.shape).copy()
             i += len(group["params"])
         sd["lookahead"] = {"slow_weights": slow, "step": self.lookahead_step, "k": self.k, "alpha": self.alpha}
         return sd
@@ -139,7 +139,7 @@ class Lookahead(Optimizer):
         for buckets, group in zip(self.optimizer._buckets, self.optimizer.param_groups):
             index = {id(p): j for j, p in enumerate(group["params"], i)}
             for b, s in zip(buckets, self._slow_for(buckets)):
-                for p, o, n in zip(b.params, b.offsets[:-1].tolist(), b.sizes.tolist()):
+                for i, p in enumerate(b.params):
                     j = index[id(p)]
                     if j not in slow:
                         raise ValueError(f"Lookahead.load_state_dict: no slow weights for parameter {j}")
@@ -148,11 +148,11 @@ class Lookahead(Optimizer):
                     if arr.shape != tuple(p.shape):
                         raise ValueError(f"Lookahead.load_state_dict: slow weights of parameter {j} have shape "
                                          f"{arr.shape}, expected {tuple(p.shape)}")
-                    todo.append((s, o, n, arr))
+                    todo.append((s[b.segment(i)], arr))
             i += len(group["params"])
         self.optimizer.load_state_dict({"state": state_dict["state"], "param_groups": state_dict["param_groups"]})
-        for s, o, n, arr in todo:
-            np.copyto(s[o:o + n], arr.reshape(-1), casting="unsafe")
+        for seg, arr in todo:
+            np.copyto(seg, arr.reshape(-1), casting="unsafe")
         self.lookahead_step = int(la["step"])
         self.k, self.alpha = int(la.get("k", self.k)), float(la.get("alpha", self.alpha))
 

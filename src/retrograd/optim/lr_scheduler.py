@@ -1,4 +1,6 @@
-"""Learning-rate schedulers with ``torch.optim.lr_scheduler``'s API and numbers.
+"""Learning-rate schedulers with ``torch.optim.lr_scheduler``'s API and numbers
+(for code written against PyTorch; ``optim.scheduling`` compares the ways to
+schedule the lr, and ``lr=schedule`` with ``optim.schedules`` is the simpler one).
 
 ``scheduler.step()`` after ``optimizer.step()``, once per epoch or per batch as
 the schedule is meant; ``get_last_lr()`` returns the lrs it last set. Every
@@ -215,14 +217,21 @@ def _lambdas(optimizer: Optimizer, lr_lambda: Any) -> list:
     return fns
 
 
-class _LambdaState:
-    """state_dict of schedulers holding ``lr_lambdas``: a plain function is code
-    (saved as None); a callable object's ``__dict__`` is saved, as in PyTorch."""
+class _LambdaScheduler(LRScheduler):
+    """Schedulers driven by ``lr_lambda`` (one function, or one per group). In
+    ``state_dict`` a plain function is code (saved as None); a callable object's
+    ``__dict__`` is saved, as in PyTorch."""
 
     _not_state = ("optimizer", "lr_lambdas")
 
+    def __init__(self, optimizer: Optimizer, lr_lambda: Callable[[int], float] | Sequence[Callable],
+                 last_epoch: int = -1, *, verbose: Any = "deprecated") -> None:
+        self.optimizer = optimizer
+        self.lr_lambdas = _lambdas(optimizer, lr_lambda)
+        super().__init__(optimizer, last_epoch, verbose=verbose)
+
     def state_dict(self) -> dict:
-        sd = LRScheduler.state_dict(self)
+        sd = super().state_dict()
         sd["lr_lambdas"] = [None if isinstance(fn, types.FunctionType) else copy.deepcopy(fn.__dict__)
                             for fn in self.lr_lambdas]
         return sd
@@ -230,38 +239,26 @@ class _LambdaState:
     def load_state_dict(self, state_dict: dict) -> None:
         state_dict = dict(state_dict)
         fns = state_dict.pop("lr_lambdas")
-        LRScheduler.load_state_dict(self, state_dict)
+        super().load_state_dict(state_dict)
         for mine, saved in zip(self.lr_lambdas, fns):
             if saved is not None:
                 mine.__dict__.update(copy.deepcopy(saved))
 
 
-class LambdaLR(_LambdaState, LRScheduler):
+class LambdaLR(_LambdaScheduler):
     """``lr = initial_lr * lr_lambda(epoch)``; ``lr_lambda`` one function or one per group.
 
     Any ``optim.schedules`` schedule divided by its initial value is such a
     function; ``LambdaLR`` is how a plain step function drives a scheduler object.
     """
 
-    def __init__(self, optimizer: Optimizer, lr_lambda: Callable[[int], float] | Sequence[Callable],
-                 last_epoch: int = -1, *, verbose: Any = "deprecated") -> None:
-        self.optimizer = optimizer
-        self.lr_lambdas = _lambdas(optimizer, lr_lambda)
-        super().__init__(optimizer, last_epoch, verbose=verbose)
-
     def get_lr(self) -> list[float]:
         self._warn_get_lr()
         return [base_lr * fn(self.last_epoch) for fn, base_lr in zip(self.lr_lambdas, self.base_lrs)]
 
 
-class MultiplicativeLR(_LambdaState, LRScheduler):
+class MultiplicativeLR(_LambdaScheduler):
     """``lr <- lr * lr_lambda(epoch)`` at each step after the first."""
-
-    def __init__(self, optimizer: Optimizer, lr_lambda: Callable[[int], float] | Sequence[Callable],
-                 last_epoch: int = -1, *, verbose: Any = "deprecated") -> None:
-        self.optimizer = optimizer
-        self.lr_lambdas = _lambdas(optimizer, lr_lambda)
-        super().__init__(optimizer, last_epoch, verbose=verbose)
 
     def get_lr(self) -> list[float]:
         self._warn_get_lr()

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .. import accel
-from .optimizer import Optimizer, StepArrays, _check
+from .optimizer import Optimizer, StepArrays, _check, weight_decay
 
 __all__ = ["Muon"]
 
@@ -315,9 +315,6 @@ class Muon(Optimizer):
                     raise ValueError(f"Muon only supports 2D parameters whereas we found a parameter with size: "
                                      f"{tuple(p.shape)}")
 
-    def _state_spec(self, group: dict) -> list:
-        return [("momentum_buffer", "buffer", 0.0)]
-
     def _update(self, group: dict, u: StepArrays) -> None:
         lr, wd, momentum = float(group["lr"]), float(group["weight_decay"]), float(group["momentum"])
         buf = u.state["momentum_buffer"]
@@ -330,7 +327,7 @@ class Muon(Optimizer):
         for theta, m in zip(u.split(u.param), u.split(upd)):
             o = zeropower_via_newtonschulz(m, group["ns_coefficients"], group["ns_steps"], group["eps"])
             adjusted_lr = _adjust_lr(lr, group["adjust_lr_fn"], theta.shape)
-            theta *= 1 - lr * wd
+            weight_decay(theta, None, wd, lr=lr, decoupled=True)
             _fused_add(theta, -adjusted_lr, o)
 
 

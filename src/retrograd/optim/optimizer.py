@@ -1,14 +1,14 @@
 """``Optimizer``: parameter groups, state, state_dict and hooks, on flat buffers.
 
-At construction the parameters of each (param group, dtype) are copied into one
-contiguous 1-D buffer and each parameter's ``.data`` becomes a view into it. A
-matching flat gradient buffer is allocated and its per-parameter views are set
-as the parameters' ``_gslot``, so ``backward`` writes gradients straight into
-it. Optimizer state (``exp_avg`` ...) lives in flat buffers of the same layout.
-A step is then a handful of whole-buffer NumPy operations, written once in each
-optimizer's ``_update`` and run either on the whole buffers (every parameter has
-a gradient: the common case) or on gathered copies of the parameters that have
-one (the others are skipped, as in PyTorch).
+At construction the parameters of each (param group, dtype) are handed to a
+``retrograd.flat.FlatParams``: their values move into one contiguous 1-D buffer
+that their ``.data`` become views of, and ``backward`` writes their gradients
+straight into a matching flat gradient buffer (the memory model is described
+there). Optimizer state (``exp_avg`` ...) lives in flat buffers of the same
+layout. A step is then a handful of whole-buffer NumPy operations, written once
+in each optimizer's ``_update`` and run either on the whole buffers (every
+parameter has a gradient: the common case) or on gathered copies of the
+parameters that have one (the others are skipped, as in PyTorch).
 
 Per-parameter scalar state (``step``, NAdam's ``mu_product``) is one small array
 per bucket; ``state[p]["step"]`` is a 0-d view into it. When every selected
@@ -33,6 +33,8 @@ import numpy as np
 
 from .. import backend as B
 from ..engine import enable_grad
+from ..flat import FlatParams
+from ..hooks import RemovableHandle, add_hook
 from ..tensor import Tensor, wrap_array
 
 __all__ = ["Optimizer", "StepArrays", "required", "register_optimizer_step_pre_hook",
@@ -57,38 +59,14 @@ _global_pre_hooks: OrderedDict = OrderedDict()
 _global_post_hooks: OrderedDict = OrderedDict()
 
 
-class RemovableHandle:
-    """Returned by the ``register_*_hook`` methods; ``remove()`` unregisters the hook."""
-
-    _next_id = 0
-
-    def __init__(self, hooks: OrderedDict) -> None:
-        self._hooks = hooks
-        self.id = RemovableHandle._next_id
-        RemovableHandle._next_id += 1
-
-    def remove(self) -> None:
-        self._hooks.pop(self.id, None)
-
-    def __enter__(self) -> "RemovableHandle":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.remove()
-
-
 def register_optimizer_step_pre_hook(hook: Callable) -> RemovableHandle:
     """Register ``hook(optimizer, args, kwargs)`` to run before every optimizer's step."""
-    h = RemovableHandle(_global_pre_hooks)
-    _global_pre_hooks[h.id] = hook
-    return h
+    return add_hook(_global_pre_hooks, hook)
 
 
 def register_optimizer_step_post_hook(hook: Callable) -> RemovableHandle:
     """Register ``hook(optimizer, args, kwargs)`` to run after every optimizer's step."""
-    h = RemovableHandle(_global_post_hooks)
-    _global_post_hooks[h.id] = hook
-    return h
+    return add_hook(_global_post_hooks, hook)
 
 
 def _hooked(func: Callable) -> Callable:
@@ -148,41 +126,21 @@ def _typename(x: Any) -> str:
 
 
 # --------------------------------------------------------------------------- buckets
-class _Bucket:
-    """The parameters of one (param group, dtype): views into one flat buffer.
+class _Bucket(FlatParams):
+    """The parameters of one (param group, dtype) in flat buffers (``FlatParams``:
+    ``data``, ``grad`` and their per-parameter views), plus this optimizer's state
+    in buffers of the same layout.
 
-    ``flat``/``grad`` are the 1-D parameter and gradient buffers; ``views`` and
-    ``gviews`` the per-parameter views (shaped like the parameters);
     ``buffers`` maps a state name to its flat buffer; ``scalars`` a scalar state
     name to its ``(n_params,)`` array; ``initialized`` which parameters have
     state (PyTorch creates state lazily, at a parameter's first step with a
     gradient).
     """
 
-    __slots__ = ("params", "dtype", "sizes", "offsets", "flat", "grad", "views", "gviews", "buffers",
-                 "fills", "scalars", "scalar_dtype", "initialized", "all_initialized", "_full")
+    __slots__ = ("buffers", "fills", "scalars", "scalar_dtype", "initialized", "all_initialized", "_full")
 
     def __init__(self, params: list) -> None:
-        self.params = params
-        self.dtype = params[0].data.dtype
-        self.sizes = np.array([p.data.size for p in params], dtype=np.int64)
-        self.offsets = np.zeros(len(params) + 1, dtype=np.int64)
-        np.cumsum(self.sizes, out=self.offsets[1:])
-        n = int(self.offsets[-1])
-        self.flat = np.empty(n, self.dtype)
-        self.grad = np.zeros(n, self.dtype)
-        self.views, self.gviews = [], []
-        for p, o, s in zip(params, self.offsets[:-1].tolist(), self.sizes.tolist()):
-            view = self.flat[o:o + s].reshape(p.data.shape)
-            np.copyto(view, p.data)  # the values first, then the parameter becomes the view
-            p.data = view
-            gview = self.grad[o:o + s].reshape(p.data.shape)
-            p._gslot = gview
-            if p.grad is not None:
-                np.copyto(gview, p.grad.data, casting="unsafe")
-                p.grad = wrap_array(gview)
-            self.views.append(view)
-            self.gviews.append(gview)
+        super().__init__(params)
         self.buffers: dict[str, np.ndarray] = {}
         self.fills: dict[str, float] = {}
         self.scalar_dtype = _scalar_dtype()
@@ -194,7 +152,7 @@ class _Bucket:
     def buffer(self, name: str, fill: float) -> np.ndarray:
         buf = self.buffers.get(name)
         if buf is None:
-            buf = self.buffers[name] = np.full(self.flat.shape, fill, self.dtype)
+            buf = self.buffers[name] = np.full(self.data.shape, fill, self.dtype)
             self.fills[name] = fill
         return buf
 
@@ -209,62 +167,17 @@ class _Bucket:
         """The ``state[p][name]`` Tensor of parameter ``i``: a view into the buffer."""
         if name in self.scalars:
             return wrap_array(self.scalars[name][i:i + 1].reshape(()))
-        o, s = int(self.offsets[i]), int(self.sizes[i])
-        return wrap_array(self.buffers[name][o:o + s].reshape(self.views[i].shape))
+        return wrap_array(self.buffers[name][self.segment(i)].reshape(self.views[i].shape))
 
     def reset(self, i: int) -> None:
         """Forget parameter ``i``'s state: its slices go back to their initial values."""
-        o, s = int(self.offsets[i]), int(self.sizes[i])
+        seg = self.segment(i)
         for name, buf in self.buffers.items():
-            buf[o:o + s] = self.fills[name]
+            buf[seg] = self.fills[name]
         for name, arr in self.scalars.items():
             arr[i] = self.fills[name]
         self.initialized[i] = False
         self.all_initialized = False
-
-    def sync(self, who: str) -> np.ndarray | None | bool:
-        """Make the flat buffers current before a step: take back a parameter
-        whose ``.data`` was rebound, copy in a ``.grad`` that is not a view of the
-        gradient buffer, bump the version counters of the parameters to be
-        updated (as PyTorch's in-place updates do). Returns None when every
-        parameter has a gradient, False when none has, else the boolean mask
-        of those that have one."""
-        missing = None
-        views, gviews = self.views, self.gviews
-        for i, p in enumerate(self.params):
-            if p.data is not views[i]:
-                self._retake(i, p, who)
-            g = p.grad
-            if g is None:
-                if missing is None:
-                    missing = []
-                missing.append(i)
-                continue
-            gd = g.data
-            if gd is not gviews[i]:
-                if gd.shape != gviews[i].shape:
-                    raise RuntimeError(f"{who}.step: the gradient of shape {gd.shape} does not match its "
-                                       f"parameter of shape {gviews[i].shape}")
-                np.copyto(gviews[i], gd, casting="unsafe")
-            p._vc[0] += 1
-        if missing is None:
-            return None
-        if len(missing) == len(self.params):
-            return False
-        has = np.ones(len(self.params), dtype=bool)
-        has[missing] = False
-        return has
-
-    def _retake(self, i: int, p: Tensor, who: str) -> None:
-        # the user (or another optimizer) rebound p.data: copy the values in and
-        # make the parameter a view of this buffer again
-        d = p.data
-        if d.shape != self.views[i].shape:
-            raise RuntimeError(f"{who}: parameter {i} of its group changed shape from "
-                               f"{self.views[i].shape} to {d.shape} after the optimizer was built")
-        np.copyto(self.views[i], d, casting="unsafe")
-        p.data = self.views[i]
-        p._gslot = self.gviews[i]
 
 
 class StepArrays:
@@ -297,6 +210,13 @@ class StepArrays:
             return float(first)
         return arr.astype(np.float64)
 
+    def grad_with_decay(self, group: dict, lr: float = 0.0, decoupled: bool = False) -> np.ndarray:
+        """The gradient, negated when ``group["maximize"]``, after the group's
+        ``weight_decay`` (``weight_decay``: L2 into the returned gradient, or
+        decoupled into ``param``). Never writes ``grad``."""
+        g = -self.grad if group["maximize"] else self.grad
+        return weight_decay(self.param, g, float(group["weight_decay"]), lr=lr, decoupled=decoupled)
+
     def expand(self, x: Any) -> Any:
         """A per-parameter quantity as something that broadcasts against the flat
         arrays: a Python float stays one, an array becomes one value per element."""
@@ -322,6 +242,28 @@ class StepArrays:
         return out
 
 
+def weight_decay(param: np.ndarray, grad: Any, wd: Any, *, lr: float = 0.0, decoupled: bool = False,
+                 inplace: bool = False) -> Any:
+    """Weight decay, written once for every optimizer; returns the gradient to use.
+
+    L2 (``decoupled=False``; ``weight_decay`` of SGD, Adam, Adagrad ...) adds the
+    decay to the gradient: ``grad + wd * param``, a new array, or added into
+    ``grad`` with ``inplace`` (for a temporary the caller owns, never the
+    gradient buffer). ``wd`` may be an array broadcasting against ``param``
+    (LARS: zero for the excluded parameters). Decoupled (AdamW, Lion, Muon,
+    Sophia, Adafactor; Loshchilov & Hutter, ICLR 2019) shrinks the parameter
+    instead, ``param *= 1 - lr * wd``, and returns ``grad`` unchanged. A ``wd``
+    of 0 does nothing. Python-float ``wd``/``lr`` keep the arrays' dtype."""
+    if isinstance(wd, np.ndarray) or wd != 0:
+        if decoupled:
+            param *= 1 - lr * wd
+        elif inplace:
+            grad += wd * param
+        else:
+            grad = grad + wd * param
+    return grad
+
+
 def lerp_(a: np.ndarray, b: np.ndarray, w: Any) -> None:
     """``a.lerp_(b, w)`` with PyTorch's formula: ``a + w (b - a)`` for |w| < 0.5,
     ``b - (b - a)(1 - w)`` otherwise (the branches keep ends exact)."""
@@ -341,8 +283,8 @@ class Optimizer:
 
     ``params`` is an iterable of Tensors or of dicts (param groups: ``params``
     plus per-group hyperparameters overriding ``defaults``). A subclass declares
-    its state with ``_state_spec(group)`` and writes one whole-buffer
-    ``_update(group, arrays)``; the base does grouping, flat buffers, skipping
+    its state in ``_state_keys`` (``_state_spec(group)`` where it depends on the
+    group) and writes one whole-buffer ``_update(group, arrays)``; the base does grouping, flat buffers, skipping
     parameters without gradients, lazy state, state dicts and hooks.
 
     ``lr`` may be a schedule, a callable ``step -> lr`` (``optim.schedules``): the
@@ -351,8 +293,8 @@ class Optimizer:
     ``state_dict`` saves ``schedule_step`` (not the callable), so a resume is exact.
     """
 
-    # names a state dict of this optimizer may carry per parameter (see
-    # load_state_dict), and which of them are per-parameter scalars
+    # the state names of this optimizer, in PyTorch's key order (what its state dict
+    # may carry per parameter), and which of them are per-parameter scalars
     _state_keys: tuple = ()
     _scalar_keys: tuple = ()
 
@@ -430,10 +372,7 @@ class Optimizer:
         for g in self.param_groups:
             if ("param_names" in g) != ("param_names" in param_group):
                 raise ValueError("all optimizer param groups should be with/without names.")
-        by_dtype: dict = {}
-        for p in params:
-            by_dtype.setdefault(p.data.dtype, []).append(p)
-        buckets = [_Bucket(ps) for ps in by_dtype.values()]
+        buckets = _Bucket.attach(params)
         for b in buckets:
             for i, p in enumerate(b.params):
                 self._where[p] = (b, i)
@@ -461,31 +400,19 @@ class Optimizer:
         the buffer, so that changing the buffer (an allreduce) changes the
         gradients the next ``step`` uses. Parameters without a gradient read as
         zeros in the buffer and stay without one."""
-        out = []
-        for buckets in self._buckets:
-            for b in buckets:
-                for i, p in enumerate(b.params):
-                    if p.data is not b.views[i]:
-                        b._retake(i, p, type(self).__name__)
-                    g = p.grad
-                    gv = b.gviews[i]
-                    if g is None:
-                        gv[...] = 0
-                    elif g.data is not gv:
-                        np.copyto(gv, g.data, casting="unsafe")
-                        p.grad = wrap_array(gv)
-                out.append(b.grad)
-        return out
+        return [b.sync_grads(type(self).__name__) for buckets in self._buckets for b in buckets]
 
     def flat_params(self) -> list[np.ndarray]:
         """The flat parameter buffers, one per (param group, dtype)."""
-        return [b.flat for buckets in self._buckets for b in buckets]
+        return [b.data for buckets in self._buckets for b in buckets]
 
     # ------------------------------------------------------------------ step
     def _state_spec(self, group: dict) -> list[tuple[str, str, float]]:
         """The state a parameter of ``group`` gets at its first step, in PyTorch's
-        key order: ``(name, "scalar" | "buffer", initial value)``."""
-        return []
+        key order: ``(name, "scalar" | "buffer", initial value)``. By default
+        every name of ``_state_keys``, starting at zero; an optimizer whose state
+        depends on the group, or starts elsewhere, overrides this."""
+        return [(name, "scalar" if name in self._scalar_keys else "buffer", 0.0) for name in self._state_keys]
 
     def _update(self, group: dict, u: StepArrays) -> None:
         raise NotImplementedError(f"{type(self).__name__} does not implement step")
@@ -494,10 +421,7 @@ class Optimizer:
     def step(self, closure: Callable | None = None) -> Any:
         """One update of every parameter that has a gradient. ``closure`` (optional)
         re-evaluates the model and returns the loss; it runs with grad enabled."""
-        loss = None
-        if closure is not None:
-            with enable_grad():
-                loss = closure()
+        loss = _closure_loss(closure)
         for group, buckets in zip(self.param_groups, self._buckets):
             for b in buckets:
                 self._step_bucket(group, b)
@@ -519,16 +443,16 @@ class Optimizer:
                 newsel = new[sel]
                 fresh = True if newsel.all() else np.repeat(newsel, b.sizes[sel])
         if has is None:
-            u = StepArrays(b.flat, b.grad, bufs, scal, fresh, b.sizes, [v.shape for v in b.views])
+            u = StepArrays(b.data, b.grad, bufs, scal, fresh, b.sizes, [v.shape for v in b.views])
             self._update(group, u)
             return
         # some parameters have no gradient: update gathered copies of the others
         em = np.repeat(has, b.sizes)
-        u = StepArrays(b.flat[em], b.grad[em], {k: v[em] for k, v in bufs.items()},
+        u = StepArrays(b.data[em], b.grad[em], {k: v[em] for k, v in bufs.items()},
                        {k: v[has] for k, v in scal.items()}, fresh, b.sizes[has],
                        [v.shape for v, h in zip(b.views, has) if h])
         self._update(group, u)
-        b.flat[em] = u.param
+        b.data[em] = u.param
         for k, v in bufs.items():
             v[em] = u.state[k]
         for k, v in scal.items():
@@ -556,15 +480,11 @@ class Optimizer:
     # ------------------------------------------------------------------ hooks
     def register_step_pre_hook(self, hook: Callable) -> RemovableHandle:
         """``hook(optimizer, args, kwargs) -> None or (new_args, new_kwargs)`` runs before each step."""
-        h = RemovableHandle(self._step_pre_hooks)
-        self._step_pre_hooks[h.id] = hook
-        return h
+        return add_hook(self._step_pre_hooks, hook)
 
     def register_step_post_hook(self, hook: Callable) -> RemovableHandle:
         """``hook(optimizer, args, kwargs) -> None`` runs after each step."""
-        h = RemovableHandle(self._step_post_hooks)
-        self._step_post_hooks[h.id] = hook
-        return h
+        return add_hook(self._step_post_hooks, hook)
 
     # ------------------------------------------------------------------ state dict
     def state_dict(self) -> dict:
@@ -660,8 +580,7 @@ class Optimizer:
                         else:
                             buf = b.buffer(name, fill)
                             if name in vals:
-                                o, n = int(b.offsets[i]), int(b.sizes[i])
-                                np.copyto(buf[o:o + n], vals[name].reshape(-1), casting="unsafe")
+                                np.copyto(buf[b.segment(i)], vals[name].reshape(-1), casting="unsafe")
                     b.initialized[i] = True
                     self.state[p] = {name: b.state_view(name, i) for name in names}
                 b.all_initialized = bool(b.initialized.all())
@@ -683,6 +602,29 @@ class Optimizer:
 def _check(ok: bool, msg: str) -> None:
     if not ok:
         raise ValueError(msg)
+
+
+def _check_betas(who: str, betas: Any, *, closed: bool = False) -> tuple:
+    """``betas`` as a tuple, checked to be a pair in [0, 1) ([0, 1] when ``closed``)."""
+    betas = tuple(betas)
+    _check(len(betas) == 2, f"{who}: betas must be a pair (beta1, beta2), got {betas}")
+    for i, b in enumerate(betas):
+        _check(_finite_nonneg(b) and (float(b) <= 1.0 if closed else float(b) < 1.0),
+               f"{who}: invalid beta parameter at index {i}: {b!r}, expected 0 <= beta {'<=' if closed else '<'} 1")
+    return betas
+
+
+def _no_differentiable(name: str, differentiable: bool) -> None:
+    if differentiable:
+        raise NotImplementedError(f"{name}: differentiable=True is not supported")
+
+
+def _closure_loss(closure: Callable | None) -> Any:
+    """What ``closure()`` returns, evaluated with grad enabled; None without a closure."""
+    if closure is None:
+        return None
+    with enable_grad():
+        return closure()
 
 
 def _finite_nonneg(x: Any) -> bool:

@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg
+from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg, _no_differentiable
 
 __all__ = ["Rprop"]
 
@@ -37,8 +37,7 @@ class Rprop(Optimizer):
         _check(_finite_nonneg(lr), f"Invalid learning rate: {lr}")
         etas, step_sizes = tuple(etas), tuple(step_sizes)
         _check(0.0 < etas[0] < 1.0 < etas[1], f"Invalid eta values: {etas[0]}, {etas[1]}")
-        if differentiable:
-            raise NotImplementedError("Rprop: differentiable=True is not supported")
+        _no_differentiable("Rprop", differentiable)
         defaults = dict(lr=lr, etas=etas, step_sizes=step_sizes, foreach=foreach, maximize=maximize,
                         differentiable=differentiable, capturable=capturable)
         super().__init__(params, defaults)

@@ -5,7 +5,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg, lerp_, required
+from .optimizer import (Optimizer, StepArrays, _check, _closure_loss, _finite_nonneg, lerp_, required,
+                        weight_decay)
 
 __all__ = ["ScheduleFreeAdamW", "ScheduleFreeSGD"]
 
@@ -44,17 +45,15 @@ class _ScheduleFree(Optimizer):
             for b in buckets:
                 if "z" not in b.buffers or not b.initialized.any():
                     continue
-                for i, p in enumerate(b.params):
-                    if p.data is not b.views[i]:
-                        b._retake(i, p, type(self).__name__)
-                    p._vc[0] += 1
+                b.retake_rebound(type(self).__name__)
+                b.mark_modified()
                 if b.all_initialized:
-                    lerp_(b.flat, b.buffers["z"], w)
+                    lerp_(b.data, b.buffers["z"], w)
                 else:
                     em = np.repeat(b.initialized, b.sizes)
-                    sub = b.flat[em]
+                    sub = b.data[em]
                     lerp_(sub, b.buffers["z"][em], w)
-                    b.flat[em] = sub
+                    b.data[em] = sub
             group["train_mode"] = to_train
 
     def train(self, mode: bool = True) -> "_ScheduleFree":
@@ -75,11 +74,7 @@ class _ScheduleFree(Optimizer):
                 raise RuntimeError(f"{type(self).__name__}.step: param group {i} is in eval mode (its parameters "
                                    "hold the average x); call optimizer.train() before training steps and "
                                    "optimizer.eval() before evaluating or saving")
-        loss = None
-        if closure is not None:
-            from ..engine import enable_grad
-            with enable_grad():
-                loss = closure()
+        loss = _closure_loss(closure)
         for group, buckets in zip(self.param_groups, self._buckets):
             k = int(group["k"])
             warmup = int(group["warmup_steps"])
@@ -158,9 +153,6 @@ class ScheduleFreeAdamW(_ScheduleFree):
     def _beta(self, group: dict) -> float:
         return float(group["betas"][0])
 
-    def _state_spec(self, group: dict) -> list:
-        return [("z", "buffer", 0.0), ("exp_avg_sq", "buffer", 0.0)]
-
     def _update(self, group: dict, u: StepArrays) -> None:
         _, _, k = self._now
         beta2, eps, wd = float(group["betas"][1]), float(group["eps"]), float(group["weight_decay"])
@@ -171,8 +163,7 @@ class ScheduleFreeAdamW(_ScheduleFree):
         denom = np.sqrt(v / (1 - beta2 ** (k + 1)))
         denom += eps
         d = u.grad / denom
-        if wd != 0:
-            d += wd * u.param  # decay at y
+        d = weight_decay(u.param, d, wd, inplace=True)  # decay at y
         self._move(group, u, d)
 
 
@@ -208,11 +199,8 @@ class ScheduleFreeSGD(_ScheduleFree):
     def _beta(self, group: dict) -> float:
         return float(group["momentum"])
 
-    def _state_spec(self, group: dict) -> list:
-        return [("z", "buffer", 0.0)]
-
     def _update(self, group: dict, u: StepArrays) -> None:
         wd = float(group["weight_decay"])
         self._fresh_z(u)
-        d = u.grad + wd * u.param if wd != 0 else u.grad
+        d = weight_decay(u.param, u.grad, wd)
         self._move(group, u, d)

@@ -1,4 +1,5 @@
-"""Learning-rate schedules as plain functions of the step (Optax, MLX style).
+"""Learning-rate schedules as plain functions of the step (Optax, MLX style):
+the one place each formula is written (``optim.scheduling`` says how to use them).
 
 Each function here returns a schedule: a callable ``step -> lr`` (``step`` an
 int counting optimizer steps from 0, the result a Python float). A schedule is

@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg
+from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg, _no_differentiable
 
 __all__ = ["SGD"]
 
@@ -38,8 +38,7 @@ class SGD(Optimizer):
         _check(_finite_nonneg(weight_decay), f"Invalid weight_decay value: {weight_decay}")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
-        if differentiable:
-            raise NotImplementedError("SGD: differentiable=True is not supported")
+        _no_differentiable("SGD", differentiable)
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                         nesterov=nesterov, maximize=maximize, foreach=foreach, differentiable=differentiable,
                         fused=fused)
@@ -50,11 +49,9 @@ class SGD(Optimizer):
 
     def _update(self, group: dict, u: StepArrays) -> None:
         lr, momentum = float(group["lr"]), float(group["momentum"])
-        dampening, wd = float(group["dampening"]), float(group["weight_decay"])
+        dampening = float(group["dampening"])
         p = u.param
-        g = -u.grad if group["maximize"] else u.grad
-        if wd != 0:
-            g = g + wd * p
+        g = u.grad_with_decay(group)
         if momentum != 0:
             buf = u.state["momentum_buffer"]
             if u.fresh is True:

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..engine import grad as _autograd
 from ..tensor import Tensor, wrap_array
-from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg
+from .optimizer import Optimizer, StepArrays, _check, _check_betas, _finite_nonneg, weight_decay
 
 __all__ = ["Sophia"]
 
@@ -54,11 +54,7 @@ class Sophia(Optimizer):
                  weight_decay: float = 0.1, k: int = 10, estimator: str = "hutchinson", *, eps: float = 1e-12,
                  seed: int | None = None) -> None:
         _check(_finite_nonneg(lr), f"Sophia: invalid learning rate {lr!r}: expected a number >= 0")
-        betas = tuple(betas)
-        _check(len(betas) == 2, f"Sophia: betas must be a pair (beta1, beta2), got {betas}")
-        for i, b in enumerate(betas):
-            _check(_finite_nonneg(b) and float(b) < 1.0,
-                   f"Sophia: invalid beta parameter at index {i}: {b!r}, expected 0 <= beta < 1")
+        betas = _check_betas("Sophia", betas)
         _check(_finite_nonneg(rho) and float(rho) > 0, f"Sophia: invalid rho {rho!r}: expected a number > 0")
         _check(_finite_nonneg(weight_decay), f"Sophia: invalid weight_decay {weight_decay!r}: expected >= 0")
         _check(isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 1,
@@ -71,9 +67,6 @@ class Sophia(Optimizer):
                         n_steps=0)
         super().__init__(params, defaults)
         self._rng = np.random.default_rng(seed)
-
-    def _state_spec(self, group: dict) -> list:
-        return [("step", "scalar", 0.0), ("exp_avg", "buffer", 0.0), ("hessian", "buffer", 0.0)]
 
     def hessian_due(self) -> bool:
         """True when the steps taken so far are a multiple of ``k`` (of the first group)."""
@@ -125,8 +118,7 @@ class Sophia(Optimizer):
             if not b.initialized[j]:
                 self._initialize(b, [j], spec)
             beta2 = float(group["betas"][1])
-            o, n = int(b.offsets[j]), int(b.sizes[j])
-            h = b.buffers["hessian"][o:o + n]
+            h = b.buffers["hessian"][b.segment(j)]
             h *= beta2
             h += (1 - beta2) * est.reshape(-1)
         return out
@@ -143,8 +135,7 @@ class Sophia(Optimizer):
         beta1 = float(group["betas"][0])
         u.scalars["step"] += 1
         m = u.state["exp_avg"]
-        if wd != 0:
-            u.param *= 1 - lr * wd
+        weight_decay(u.param, u.grad, wd, lr=lr, decoupled=True)
         m *= beta1
         m += (1 - beta1) * u.grad
         ratio = m / np.maximum(rho * u.state["hessian"], eps)

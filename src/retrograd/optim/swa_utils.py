@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from ..engine import no_grad
+from ..flat import mark_modified
 from ..nn.layers import _BatchNorm
 from ..nn.module import Module
 from ..tensor import Tensor, wrap_array
@@ -160,8 +161,7 @@ class AveragedModel(Module):
                 for b_avg, b_model in zip(self.module.buffers(), model.buffers()):
                     _assign(b_avg, b_model.data)
             self.n_averaged.data[...] += 1
-            for a in mine:
-                a._vc[0] += 1
+            mark_modified(mine)
 
 
 def update_bn(loader: Iterable, model: Module, device: Any = None) -> None:
