@@ -10,8 +10,8 @@ plus the keyword arguments of what it names, checked against its signature.
 The names a config may use come from one table per kind, read here for validation and by
 ``retrograd.train.recipe`` for building: data sets from ``retrograd.data.presets.PRESETS``,
 losses from ``retrograd.train.losses.LOSSES``, models from ``retrograd.models.MODELS``,
-optimizers from ``rg.optim``'s classes (plus ``OPTIM_ALIASES``), schedules from
-``rg.optim.lr_scheduler`` and ``rg.optim.schedules``.
+optimizers from ``rg.optim``'s classes (plus ``OPTIM_ALIASES``), schedules by
+name from ``rg.optim.scheduling``.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from .. import optim
 from ..data.presets import PRESETS, ConfigError
 from ..io.toml_writer import toml_dumps
 from ..models import MODELS
-from ..optim import lr_scheduler, schedules
+from ..optim import scheduling
 from .losses import LOSSES
 from .metrics import METRICS, get_metric
 
@@ -141,35 +141,19 @@ def default_lr(name: str) -> float:
     return preset.get("lr", inspect.signature(cls.__init__).parameters["lr"].default)
 
 
-def _scheduler_table() -> dict[str, Callable]:
-    out: dict[str, Callable] = {}
-    for n in lr_scheduler.__all__:
-        if n in ("LRScheduler", "LambdaLR", "MultiplicativeLR", "SequentialLR", "ChainedScheduler"):
-            continue
-        out[n.lower()] = getattr(lr_scheduler, n)
-    for n in schedules.__all__:
-        if n in ("Schedule", "join_schedules"):
-            continue
-        out[n] = getattr(schedules, n)
-    return out
-
-
 def scheduler_names() -> list[str]:
-    table = _scheduler_table()
-    return [getattr(v, "__name__", k) for k, v in table.items()]
+    return scheduling.schedule_names()
 
 
 def scheduler_factory(name: str) -> Callable:
     """An ``rg.optim.lr_scheduler`` class or an ``rg.optim.schedules`` function (case-insensitive)."""
-    table = _scheduler_table()
-    f = table.get(name.lower()) or table.get(name)
-    if f is None:
-        raise ConfigError(f"schedule.name: {name!r} is not one of: {', '.join(scheduler_names())}")
-    return f
+    try:
+        return scheduling.schedule_factory(name)
+    except ValueError as e:
+        raise ConfigError(f"schedule.name: {e}") from None
 
 
-def is_schedule_function(f: Callable) -> bool:
-    return not isinstance(f, type)
+is_schedule_function = scheduling.is_schedule_function
 
 
 def model_factory(name: str, base_dir: pathlib.Path | None = None) -> Callable:

@@ -22,6 +22,7 @@ from .. import accel
 from .. import nn
 from ..data import DataLoader
 from ..data.presets import PRESETS, DataBundle, build_data
+from ..optim import scheduling
 from ..random import Generator, manual_seed
 from . import callbacks as cb
 from .config import (ConfigError, default_lr, is_schedule_function, model_factory, optimizer_class, required_args,
@@ -98,33 +99,16 @@ def _steps_per_epoch(cfg: dict, n_train: int) -> int:
     return max(1, math.ceil(batches / cfg["train"]["accumulate"]))
 
 
-_LR_ARGS = ("lr", "init_lr", "peak_lr", "max_lr")
-_STEP_ARGS = ("steps", "decay_steps", "total_steps")
-
-
 def _fill_schedule_kwargs(cfg: dict, n_train: int) -> None:
     s = cfg.get("schedule")
     if not s:
         return
     f = scheduler_factory(s["name"])
-    total_steps = _steps_per_epoch(cfg, n_train) * cfg["train"]["epochs"]
-    lr = cfg["optim"].get("lr", default_lr(cfg["optim"]["name"]))
-    if is_schedule_function(f):
-        req = required_args(f, set())
-        for a in req:
-            if a in _LR_ARGS and a not in s:
-                s[a] = lr
-            elif a in _STEP_ARGS and a not in s:
-                s[a] = total_steps
-    else:
-        req = required_args(f, {"self", "optimizer"})
-        intervals = total_steps if s["interval"] == "step" else cfg["train"]["epochs"]
-        if f.__name__ == "CosineAnnealingLR":
-            s.setdefault("T_max", intervals)
-        if f.__name__ == "OneCycleLR":
-            s.setdefault("max_lr", lr)
-            if "epochs" not in s and "steps_per_epoch" not in s:
-                s.setdefault("total_steps", intervals)
+    s.update(scheduling.schedule_defaults(
+        s["name"], s, lr=cfg["optim"].get("lr", default_lr(cfg["optim"]["name"])),
+        total_steps=_steps_per_epoch(cfg, n_train) * cfg["train"]["epochs"], epochs=cfg["train"]["epochs"],
+        interval=s["interval"]))
+    req = required_args(f, set() if is_schedule_function(f) else {"self", "optimizer"})
     missing = [a for a in req if a not in s]
     if missing:
         raise ConfigError(f"schedule.{missing[0]}: a value is required for {s['name']} (required: "
@@ -132,32 +116,31 @@ def _fill_schedule_kwargs(cfg: dict, n_train: int) -> None:
 
 
 def build_optimizer(cfg: dict, params) -> tuple[Any, Any, str]:
-    """``(optimizer, scheduler or None, scheduler interval)`` from ``[optim]`` and ``[schedule]``:
-    a schedule function becomes the optimizer's ``lr`` (stepped every step), a scheduler class
-    wraps the optimizer."""
+    """``(optimizer, scheduler or None, scheduler interval)`` from ``[optim]`` and ``[schedule]``
+    through ``optim.scheduling.scheduled_optimizer``: a schedule function becomes the optimizer's
+    ``lr`` (stepped every step), a scheduler class wraps the optimizer."""
     o = dict(cfg["optim"])
     cls, preset = optimizer_class(o.pop("name"))
     kwargs = {**preset, **{k: (tuple(v) if isinstance(v, list) else v) for k, v in o.items()}}
+
+    def make(**lr: Any):
+        try:
+            return cls(params, **{**kwargs, **lr})
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"optim: {cls.__name__}: {e}") from None
+
     s = cfg.get("schedule")
-    scheduler, interval = None, "epoch"
-    if s:
-        f = scheduler_factory(s["name"])
-        args = {k: (tuple(v) if isinstance(v, list) and k != "milestones" else v)
-                for k, v in s.items() if k not in ("name", "interval")}
-        if is_schedule_function(f):
-            kwargs["lr"] = f(**args)
-            interval = "step"
-        else:
-            opt = cls(params, **kwargs)
-            try:
-                scheduler = f(opt, **args)
-            except (TypeError, ValueError) as e:
-                raise ConfigError(f"schedule: {s['name']}: {e}") from None
-            return opt, scheduler, s["interval"]
+    if not s:
+        return make(), None, "epoch"
+    args = {k: (tuple(v) if isinstance(v, list) and k != "milestones" else v)
+            for k, v in s.items() if k not in ("name", "interval")}
     try:
-        return cls(params, **kwargs), scheduler, interval
+        opt, scheduler = scheduling.scheduled_optimizer(make, s["name"], **args)
+    except ConfigError:
+        raise
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"optim: {cls.__name__}: {e}") from None
+        raise ConfigError(f"schedule: {s['name']}: {e}") from None
+    return opt, scheduler, ("step" if scheduler is None else s["interval"])
 
 
 # ---------------------------------------------------------------------- loaders, threads, the whole setup

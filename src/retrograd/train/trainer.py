@@ -14,7 +14,6 @@ history), so a run interrupted at any batch and resumed with
 """
 from __future__ import annotations
 
-import inspect
 import os
 import pathlib
 import random as _pyrandom
@@ -26,6 +25,7 @@ import numpy as np
 
 from .. import random as rg_random
 from ..engine import no_grad
+from ..optim.scheduling import step_scheduler
 from ..tensor import Tensor
 from ..tensor_functions import cat
 from .callback import Callback
@@ -123,15 +123,7 @@ class Trainer:
         return [p for g in self.optimizer.param_groups for p in g["params"]]
 
     def _step_scheduler(self, metric: float) -> None:
-        s = self.scheduler
-        try:
-            wants_metric = "metrics" in inspect.signature(s.step).parameters
-        except (TypeError, ValueError):
-            wants_metric = False
-        if wants_metric:
-            s.step(metric)
-        else:
-            s.step()
+        step_scheduler(self.scheduler, metric)
 
     # ------------------------------------------------------------------ training
     def _optimizer_step(self) -> None:
