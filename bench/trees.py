@@ -73,8 +73,9 @@ def main() -> None:
             for name in order:
                 out = subprocess.run([sys.executable, __file__, "x", "x", "--child", which, "--repeat",
                                       str(args.repeat), "--threads", str(args.threads)],
-                                     env={**env, "PYTHONPATH": trees[name]}, capture_output=True, text=True,
-                                     check=True)
+                                     env={**env, "PYTHONPATH": trees[name]}, capture_output=True, text=True)
+                if out.returncode:
+                    raise SystemExit(f"{which} on {trees[name]} failed:\n{out.stderr}")
                 times[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
         med = {k: statistics.median(v) for k, v in times.items()}
         spread = {k: f"{min(v) * 1e3:.2f}-{max(v) * 1e3:.2f}" for k, v in times.items()}

@@ -12,7 +12,7 @@ SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "retrograd"
 
 # lower number = lower layer; a module may import only modules of a lower or equal layer
 LAYERS = {
-    "backend": 0, "random": 0, "accel": 0, "hooks": 0,
+    "backend": 0, "random": 0, "accel": 0, "hooks": 0, "special": 0,
     "engine": 1,
     "ops": 2,
     "tensor_convert": 3,

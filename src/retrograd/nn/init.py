@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ops import erf_array
+from ..special import erf_array
 from ..random import Generator, resolve
 from ..tensor import Tensor
 

@@ -16,6 +16,8 @@ import numpy as np
 from ... import accel
 from ... import ops as O
 from ...ops import Rule, call
+from ... import special
+from ...special import erf_array
 from ...tensor import Tensor, where
 from ._args import _float_input
 
@@ -58,7 +60,7 @@ ELU = Rule("elu", _elu_f, _elu_b)
 @accel.jit
 def _gelu32_kernel(x, out, cdf, p0, p1, p2, p3, p4, p5, p6, q0, q1, q2, q3, q4, inv_sqrt2, lo, hi, one, half):
     """float32 ``out = x * Phi(x)`` and ``cdf = Phi(x)`` in one pass, rounded as the NumPy
-    path: ``Phi = (erf(x / sqrt 2) + 1) / 2`` with ``ops._erf32_block``'s clipped rational
+    path: ``Phi = (erf(x / sqrt 2) + 1) / 2`` with ``special._erf32_block``'s clipped rational
     approximation, each operation in the same order in float32 (the Horner steps written
     out, so that the loop vectorises)."""
     for i in range(x.shape[0]):
@@ -90,10 +92,10 @@ def _gelu_f(ins, kw):
         f = np.float32
         xf = x.reshape(-1)
         out, cdf = np.empty_like(xf), np.empty_like(xf)
-        _gelu32_kernel(xf, out, cdf, *O._ERF32_P, *O._ERF32_Q, f(1.0 / _SQRT2), f(-4.0), f(4.0), f(1.0), f(0.5))
+        _gelu32_kernel(xf, out, cdf, *special._ERF32_P, *special._ERF32_Q, f(1.0 / _SQRT2), f(-4.0), f(4.0), f(1.0), f(0.5))
         kw["cdf"] = cdf.reshape(x.shape)
         return out.reshape(x.shape)
-    cdf = O.erf_array(x * x.dtype.type(1.0 / _SQRT2))
+    cdf = erf_array(x * x.dtype.type(1.0 / _SQRT2))
     cdf += 1.0
     cdf *= 0.5
     kw["cdf"] = cdf  # the backward needs Phi(x) again: keep it rather than recompute erf
