@@ -61,6 +61,10 @@ from . import optim  # noqa: E402
 from . import data  # noqa: E402
 from . import io  # noqa: E402
 from .io import load, save  # noqa: E402
+import sys as _sys  # noqa: E402
+from .io import serialization  # noqa: E402  (torch.serialization's names: save, load, safe_globals)
+_sys.modules.setdefault(__name__ + ".serialization", serialization)  # `import retrograd.serialization`
+del _sys
 
 # The training stack, the model zoo and the tuner load on first use (``rg.train``, ``rg.models``,
 # ``rg.tune``), so ``import retrograd`` stays the engine, layers, optimizers and data.
