@@ -13,6 +13,7 @@ batches, after which later epochs continue as they would have.
 from __future__ import annotations
 
 import copy
+from itertools import islice
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -20,7 +21,7 @@ import numpy as np
 from ..random import Generator
 from .collate import default_collate, default_convert
 from .dataset import Dataset, IterableDataset
-from .sampler import BatchSampler, RandomSampler, Sampler, SequentialSampler
+from .sampler import BatchSampler, RandomSampler, Sampler, SequentialSampler, chunked_ints
 
 
 class DataLoader:
@@ -112,26 +113,26 @@ class DataLoader:
         self._epoch, self._batch, self._active = int(state["epoch"]), int(state["batch"]), False
 
     # --------------------------------------------------------------- iteration
-    def _plan(self, sampler_state: dict | None) -> list:
-        """The epoch's batches: index arrays (auto-collation) or single indices."""
+    def _plan(self, sampler_state: dict | None) -> Iterator[Any]:
+        """The epoch's batches: index arrays (auto-collation) or single indices, made while
+        iterating (a sampler draws its first chunk now, the rest on demand)."""
         bs = self.batch_sampler
         if isinstance(bs, BatchSampler):
-            batches = bs.epoch_batches(sampler_state)
+            batches = bs.iter_epoch_batches(sampler_state)
             self._epoch_sampler_state = copy.deepcopy(bs.epoch_state)
             return batches
         if bs is not None:  # a user's batch sampler: any iterable of index lists
             if sampler_state is not None and hasattr(bs, "load_state_dict"):
                 bs.load_state_dict(sampler_state)
             self._epoch_sampler_state = bs.state_dict() if hasattr(bs, "state_dict") else None
-            return [np.asarray(b, dtype=np.int64) for b in bs]
+            return (np.asarray(b, dtype=np.int64) for b in bs)
         s = self.sampler
         if isinstance(s, Sampler):
-            idx = s.epoch_indices(sampler_state)
+            chunks = s.epoch_chunks(sampler_state)
             self._epoch_sampler_state = copy.deepcopy(s.epoch_state)
-        else:
-            idx = np.fromiter(iter(s), dtype=np.int64)
-            self._epoch_sampler_state = None
-        return idx.tolist()
+            return chunked_ints(chunks)
+        self._epoch_sampler_state = None
+        return (int(i) for i in s)
 
     def __iter__(self) -> Iterator[Any]:
         if self._resume is not None:
@@ -163,8 +164,8 @@ class DataLoader:
         self._batch = 0
         self._active = False
 
-    def _iter_map(self, batches: list, start: int) -> Iterator[Any]:
-        for index in batches[start:]:
+    def _iter_map(self, batches: Iterator[Any], start: int) -> Iterator[Any]:
+        for index in islice(batches, start, None):
             out = self._fetch(index)
             self._served()
             yield out

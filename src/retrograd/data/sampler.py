@@ -1,39 +1,89 @@
 """Samplers: which indices an epoch visits, in which order.
 
-Besides PyTorch's ``__iter__``/``__len__``, every sampler here returns a whole
-epoch at once as an int64 array (``epoch_indices``), which the DataLoader
-slices into batches without a Python loop. Random samplers record the state
-of their generator just before each epoch's draw (``epoch_state``); handing
-that back to ``epoch_indices(state)`` redraws exactly the same epoch, which is
-how a DataLoader resumes mid-epoch.
+Besides PyTorch's ``__iter__``/``__len__``, every sampler here yields an epoch
+as int64 arrays (``epoch_chunks``), which the DataLoader slices into batches
+without a Python loop, or returns it whole (``epoch_indices``). Random samplers
+draw at most ``_CHUNK`` indices at a time (whole permutations without
+replacement), so ``RandomSampler(data, replacement=True, num_samples=10**10)``
+starts at once and holds one chunk; the first chunk is drawn when the epoch
+starts, so an epoch of up to ``_CHUNK`` indices is drawn whole then, and a
+longer one gives the same indices as one draw would (NumPy's draws do not depend
+on how they are split). Random samplers record the state of their generator
+just before each epoch's draw (``epoch_state``); handing that back to
+``epoch_chunks(state)`` redraws exactly the same epoch, which is how a
+DataLoader resumes mid-epoch.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence, Sized
+from itertools import islice
+from typing import Any, Iterable, Iterator, Sequence, Sized
 
 import numpy as np
 
 from ..random import Generator, default_generator
 from ..tensor import Tensor
 
+_CHUNK = 1 << 20   # indices drawn at a time (8 MiB of int64)
+_TOLIST = 4096     # indices turned into Python ints at a time by __iter__
+
+
+def _started(chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """``chunks`` with its first chunk drawn now (so the epoch's first draw happens when it starts)."""
+    first = next(chunks, None)
+    if first is None:
+        return iter(())
+
+    def rest() -> Iterator[np.ndarray]:
+        yield first
+        yield from chunks
+    return rest()
+
+
+def _chunks_of(indices: Iterable[int]) -> Iterator[np.ndarray]:
+    """Any iterable of indices as int64 chunks, read lazily."""
+    it = iter(indices)
+
+    def gen() -> Iterator[np.ndarray]:
+        while True:
+            c = np.fromiter(islice(it, _CHUNK), dtype=np.int64)
+            if not len(c):
+                return
+            yield c
+    return _started(gen())
+
+
+def chunked_ints(chunks: Iterable[np.ndarray]) -> Iterator[int]:
+    """The indices in ``chunks`` as Python ints, converted a few thousand at a time."""
+    for c in chunks:
+        for i in range(0, len(c), _TOLIST):
+            yield from c[i:i + _TOLIST].tolist()
+
 
 class Sampler:
-    """Base class: ``__iter__`` over indices; subclasses override ``epoch_indices``."""
+    """Base class: ``__iter__`` over indices; subclasses override ``epoch_chunks`` or ``epoch_indices``
+    (or, as in PyTorch, ``__iter__``)."""
 
     epoch_state: dict | None = None
 
+    def epoch_chunks(self, state: dict | None = None) -> Iterator[np.ndarray]:
+        """One epoch's indices as int64 arrays, the first drawn now, the rest while iterating."""
+        if type(self).epoch_indices is not Sampler.epoch_indices:
+            return iter([self.epoch_indices(state)])
+        if type(self).__iter__ is not Sampler.__iter__:
+            return _chunks_of(iter(self))
+        raise NotImplementedError(f"{type(self).__name__} must implement __iter__, epoch_chunks or epoch_indices")
+
     def epoch_indices(self, state: dict | None = None) -> np.ndarray:
-        """All indices of one epoch as an int64 array."""
-        if type(self).__iter__ is Sampler.__iter__:
-            raise NotImplementedError(f"{type(self).__name__} must implement __iter__ or epoch_indices")
-        return np.fromiter(iter(self), dtype=np.int64)
+        """All indices of one epoch as one int64 array."""
+        chunks = list(self.epoch_chunks(state))
+        return np.concatenate(chunks) if chunks else np.empty(0, dtype=np.int64)
 
     def state_dict(self) -> dict | None:
         """What the next epoch's draw starts from (None: nothing random)."""
         return None
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.epoch_indices().tolist())
+        return chunked_ints(self.epoch_chunks())
 
 
 class SequentialSampler(Sampler):
@@ -42,8 +92,9 @@ class SequentialSampler(Sampler):
     def __init__(self, data_source: Sized) -> None:
         self.data_source = data_source
 
-    def epoch_indices(self, state: dict | None = None) -> np.ndarray:
-        return np.arange(len(self.data_source), dtype=np.int64)
+    def epoch_chunks(self, state: dict | None = None) -> Iterator[np.ndarray]:
+        n = len(self.data_source)
+        return _started(np.arange(i, min(i + _CHUNK, n), dtype=np.int64) for i in range(0, n, _CHUNK))
 
     def __len__(self) -> int:
         return len(self.data_source)
@@ -105,14 +156,28 @@ class RandomSampler(_RandomBase):
     def num_samples(self) -> int:
         return len(self.data_source) if self._num_samples is None else self._num_samples
 
-    def epoch_indices(self, state: dict | None = None) -> np.ndarray:
+    def epoch_chunks(self, state: dict | None = None) -> Iterator[np.ndarray]:
         rng = self._epoch_rng(state)
         n, k = len(self.data_source), self.num_samples
+        if n == 0:
+            raise ValueError(f"RandomSampler: cannot draw {k} samples from an empty data_source")
         if self.replacement:
-            return rng.integers(0, n, k, dtype=np.int64)
-        # more samples than data: whole permutations, then part of one more (as PyTorch)
-        perms = [rng.permutation(n) for _ in range(-(-k // n))]
-        return np.concatenate(perms)[:k].astype(np.int64)
+            return _started(rng.integers(0, n, min(_CHUNK, k - i), dtype=np.int64) for i in range(0, k, _CHUNK))
+        return _started(self._permutations(rng, n, k))
+
+    @staticmethod
+    def _permutations(rng: np.random.Generator, n: int, k: int) -> Iterator[np.ndarray]:
+        """More samples than data: whole permutations, then part of one more (as PyTorch),
+        grouped into chunks of about ``_CHUNK``."""
+        group, size, left = [], 0, k
+        while left > 0:
+            p = rng.permutation(n).astype(np.int64, copy=False)[:left]
+            group.append(p)
+            size += len(p)
+            left -= len(p)
+            if size >= _CHUNK or left == 0:
+                yield group[0] if len(group) == 1 else np.concatenate(group)
+                group, size = [], 0
 
     def __len__(self) -> int:
         return self.num_samples
@@ -125,8 +190,8 @@ class SubsetRandomSampler(_RandomBase):
         self.indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         self.generator = _check_generator(generator, "SubsetRandomSampler")
 
-    def epoch_indices(self, state: dict | None = None) -> np.ndarray:
-        return self.indices[self._epoch_rng(state).permutation(len(self.indices))]
+    def epoch_chunks(self, state: dict | None = None) -> Iterator[np.ndarray]:
+        return iter([self.indices[self._epoch_rng(state).permutation(len(self.indices))]])
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -157,10 +222,17 @@ class WeightedRandomSampler(_RandomBase):
         self.replacement = replacement
         self.generator = _check_generator(generator, "WeightedRandomSampler")
 
-    def epoch_indices(self, state: dict | None = None) -> np.ndarray:
+    def epoch_chunks(self, state: dict | None = None) -> Iterator[np.ndarray]:
         rng = self._epoch_rng(state)
-        return rng.choice(len(self.weights), self.num_samples, replace=self.replacement,
-                          p=self.weights / self.weights.sum()).astype(np.int64)
+        p = self.weights / self.weights.sum()
+        if not self.replacement:  # at most len(weights) samples
+            return iter([rng.choice(len(p), self.num_samples, replace=False, p=p).astype(np.int64)])
+        # what rng.choice(len(p), k, p=p) does, a chunk at a time: the same indices for any split
+        cdf = p.cumsum()
+        cdf /= cdf[-1]
+        k = self.num_samples
+        return _started(cdf.searchsorted(rng.random(min(_CHUNK, k - i)), side="right").astype(np.int64)
+                        for i in range(0, k, _CHUNK))
 
     def __len__(self) -> int:
         return self.num_samples
@@ -180,23 +252,38 @@ class BatchSampler(Sampler):
         self.batch_size = batch_size
         self.drop_last = drop_last
 
-    def epoch_batches(self, state: dict | None = None) -> list[np.ndarray]:
-        """One epoch's batches as int64 arrays (views into one index array)."""
+    def iter_epoch_batches(self, state: dict | None = None) -> Iterator[np.ndarray]:
+        """One epoch's batches as int64 arrays (views into the sampler's chunks), made while iterating."""
         s = self.sampler
         if isinstance(s, Sampler):
-            idx = s.epoch_indices(state)
+            chunks = s.epoch_chunks(state)
             self.epoch_state = s.epoch_state
         else:
-            idx = np.fromiter(iter(s), dtype=np.int64)
+            chunks = _chunks_of(s)
             self.epoch_state = None
-        n = len(idx) // self.batch_size * self.batch_size if self.drop_last else len(idx)
-        return [idx[i:i + self.batch_size] for i in range(0, n, self.batch_size)]
+        return self._batches(chunks)
+
+    def _batches(self, chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        bs, carry = self.batch_size, None
+        for c in chunks:
+            if carry is not None and len(carry):
+                c = np.concatenate([carry, c])
+            m = len(c) // bs * bs
+            for i in range(0, m, bs):
+                yield c[i:i + bs]
+            carry = c[m:]
+        if carry is not None and len(carry) and not self.drop_last:
+            yield carry
+
+    def epoch_batches(self, state: dict | None = None) -> list[np.ndarray]:
+        """One epoch's batches as a list of int64 arrays."""
+        return list(self.iter_epoch_batches(state))
 
     def state_dict(self) -> dict | None:
         return self.sampler.state_dict() if isinstance(self.sampler, Sampler) else None
 
     def __iter__(self) -> Iterator[list[int]]:
-        return (b.tolist() for b in self.epoch_batches())
+        return (b.tolist() for b in self.iter_epoch_batches())
 
     def __len__(self) -> int:
         n = len(self.sampler)
