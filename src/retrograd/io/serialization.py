@@ -245,8 +245,8 @@ def _read_exactly(f: Any, n: int, name: str) -> bytes:
     while left > 0:
         b = f.read(left)
         if not b:
-            raise SafetensorsFileError(f"{name}: truncated safetensors data: expected {n} more bytes, got "
-                                       f"{n - left}")
+            raise SafetensorsFileError(f"{name}: truncated safetensors data: expected {n} bytes here, the "
+                                       f"stream ended after {n - left}")
         chunks.append(b)
         left -= len(b)
     return b"".join(chunks)
