@@ -69,24 +69,30 @@ def _view_base(self: Tensor) -> Tensor | None:
     return base if base is not None and base._vc is self._vc else None
 
 
-def _check_inplace(self: Tensor, name: str) -> None:
+def _check_inplace(self: Tensor, name: str) -> Tensor | None:
     """Refuse what PyTorch refuses while grad mode is on: an in-place op on a leaf that requires
-    grad, or on a view of one."""
+    grad, or on a view of one. Returns the base when ``self`` is a view retrograd can rebase
+    (a basic-indexing view of a tensor that is not itself a view), else None."""
     if not (self.requires_grad and state.enabled):
-        return
+        return None
     if self._node is None:
         raise RuntimeError(f"{name}: a leaf Variable that requires grad is being used in an in-place "
                            "operation. (Wrap the update in `with rg.no_grad():`, as optimizers do, or "
                            "use the out-of-place version.)")
     base = _view_base(self)
-    if base is not None:
-        if base._node is None and base.requires_grad:
-            raise RuntimeError(f"{name}: a view of a leaf Variable that requires grad is being used in an "
-                               "in-place operation.")
-        raise NotImplementedError(
-            f"{name}: an in-place operation on a view ({self._node.rule.name}) of a tensor that requires "
-            "grad is not supported (PyTorch rebases the base tensor's history with CopySlices; retrograd "
-            "does not); apply the operation to the base tensor, or clone() the view first")
+    if base is None:
+        return None
+    if base._node is None and base.requires_grad:
+        raise RuntimeError(f"{name}: a view of a leaf Variable that requires grad is being used in an "
+                           "in-place operation.")
+    rule = self._node.rule
+    if rule is O.INDEX and not self._node.kw["advanced"] and _view_base(base) is None:
+        return base
+    what = "a view of a view" if rule is O.INDEX else f"a view ({rule.name})"
+    raise NotImplementedError(
+        f"{name}: an in-place operation on {what} of a tensor that requires grad is not supported "
+        "(retrograd rebases the base's history only for one level of basic indexing, e.g. h[:, 0]); "
+        "apply the operation to the base tensor, or clone() the view first")
 
 
 def _fit(self: Tensor, name: str, r: Tensor) -> Tensor:
@@ -118,7 +124,9 @@ def _apply_inplace(self: Tensor, name: str, compute: Callable, operands: tuple =
         np.copyto(self.data, r.data, casting="unsafe")
         self._vc[0] += 1
         return self
-    _check_inplace(self, name)
+    base = _check_inplace(self, name)
+    if base is not None:
+        return _record_view(self, base, name, compute)
     return _record(self, name, compute)
 
 
@@ -137,7 +145,7 @@ def _record(self: Tensor, name: str, compute: Callable) -> Tensor:
     if node.seq > start:  # compute returned an existing tensor (e.g. the operand itself): own node
         r = r.clone()
         node = r._node
-    if _reads(node, twin, start):
+    if _reads(node, {id(twin)}, start):
         twin.data = self.data.copy()  # a backward rule reads the old value: keep it (PyTorch's original_self)
     np.copyto(self.data, r.data)
     self._vc[0] += 1
@@ -150,8 +158,44 @@ def _record(self: Tensor, name: str, compute: Callable) -> Tensor:
     return self
 
 
-def _reads(node: Any, twin: Tensor, start: int) -> bool:
-    """Whether a node recorded since ``start`` (by compute) needs ``twin``'s values in its backward."""
+def _record_view(self: Tensor, base: Tensor, name: str, compute: Callable) -> Tensor:
+    """``_record`` for ``self = base[index]`` (a basic-indexing view): PyTorch's CopySlices. The
+    base's new history writes the op's result into the view's region; the view becomes an
+    index of the new base."""
+    T = state.tensor_type
+    index = self._node.kw["index"]
+    old_base, old_view = base._node, self._node
+    twin = T._wrap(base.data)
+    twin.requires_grad = base.requires_grad
+    twin._node = old_base
+    start = next_seq()
+    view = twin[index]
+    r = _fit(self, name, compute(view))
+    if r._node is None:
+        raise RuntimeError(f"{name}: this operation is not differentiable, so it cannot be recorded on a "
+                           "tensor that requires grad")
+    mask = np.zeros(base.shape, dtype=bool)
+    mask[index] = True
+    placed = r._apply(PUT, (r,), {"index": index, "shape": base.shape, "advanced": False})
+    new_base = placed.where(mask, twin)
+    if _reads(new_base._node, {id(twin), id(view)}, start):
+        twin.data = base.data.copy()
+        view.data = twin.data[index]
+    np.copyto(self.data, r.data)
+    self._vc[0] += 1  # shared with the base
+    node = new_base._node
+    node._extra().prev = old_base
+    base._node = node
+    base.requires_grad = True
+    vnode = base._apply(O.INDEX, (base,), {"index": index, "advanced": False})._node
+    vnode._extra().prev = old_view
+    self._node = vnode
+    return self
+
+
+def _reads(node: Any, twins: set, start: int) -> bool:
+    """Whether a node recorded since ``start`` (by compute) needs the values of a tensor whose id
+    is in ``twins`` in its backward."""
     stack, seen = [node], set()
     while stack:
         n = stack.pop()
@@ -159,10 +203,11 @@ def _reads(node: Any, twin: Tensor, start: int) -> bool:
             continue
         seen.add(id(n))
         for t in n.inputs:
-            if t is twin:
-                if n.rule.needs_inputs:
-                    return True
-            elif t is not None and t._node is not None and t._node.seq < start:
+            if t is None:
+                continue
+            if id(t) in twins and n.rule.needs_inputs:
+                return True
+            if t._node is not None and t._node.seq < start:
                 stack.append(t._node)
     return False
 
