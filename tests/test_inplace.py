@@ -287,6 +287,11 @@ def test_in_place_rebases_history():
     first = h.grad_fn
     h.relu_()
     assert h.grad_fn is not first and h.grad_fn.name() == "ReluBackward" and not h.is_leaf
+    assert h.grad_fn.next_functions[0][0] is first  # the new node's input: the old value
+    y = x.exp()
+    consumer = y * 2
+    y.mul_(3)
+    assert consumer.grad_fn.next_functions[0][0].name() == "ExpBackward"  # as recorded, not the new node
     buf = rg.zeros(3)
     assert buf.is_leaf and not buf.requires_grad
     buf += x

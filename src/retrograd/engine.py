@@ -226,9 +226,15 @@ class Node:
     def next_functions(self) -> tuple:
         if self.inputs is None:
             return ()
-        return tuple((t._node if t is not None and t._node is not None else
-                      ("AccumulateGrad" if t is not None and t.requires_grad else None), 0)
-                     for t in self.inputs)
+        out = []
+        for t in self.inputs:
+            if t is None:
+                out.append((None, 0))
+            elif t._node is not None:  # the input's node when this one recorded it
+                out.append((t._node if t._node.seq > self.seq else _history(t._node, self.seq), 0))
+            else:
+                out.append(("AccumulateGrad" if t.requires_grad else None, 0))
+        return tuple(out)
 
     def register_hook(self, fn: Callable) -> RemovableHandle:
         """``fn(grad) -> Tensor or None`` runs on the gradient flowing into this node's output."""
