@@ -262,7 +262,7 @@ def test_in_place_on_leaf_requiring_grad_raises():
     w = rg.ones(2, requires_grad=True)
     for op in (lambda: w.add_(1), lambda: w.mul_(2), lambda: w.zero_(), lambda: w.fill_(1),
                lambda: w.copy_(rg.zeros(2))):
-        with pytest.raises(RuntimeError, match="in-place operation on a leaf Variable that requires grad"):
+        with pytest.raises(RuntimeError, match="a leaf Variable that requires grad is being used in an in-place operation"):
             op()
     np.testing.assert_array_equal(w.data, [1.0, 1.0])
 

@@ -144,13 +144,22 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _sequence = itertools.count(0, -1)  # decreasing: the newest node pops first from a min-heap
 
 
+def next_seq() -> int:
+    """A number below every existing node's ``seq`` and above every later one's (a clock for
+    telling which nodes an operation recorded)."""
+    return next(_sequence)
+
+
 class _NodeExtra:
-    __slots__ = ("hooks", "retain", "site")
+    __slots__ = ("hooks", "retain", "site", "prev")
 
     def __init__(self) -> None:
         self.hooks = None
         self.retain = None
         self.site = None
+        # set on the node of an in-place op (``tensor_inplace``): the node its tensor had before
+        # (None: a tensor that did not require grad), for consumers recorded before the change
+        self.prev = None
 
 
 class Node:
@@ -217,9 +226,15 @@ class Node:
     def next_functions(self) -> tuple:
         if self.inputs is None:
             return ()
-        return tuple((t._node if t is not None and t._node is not None else
-                      ("AccumulateGrad" if t is not None and t.requires_grad else None), 0)
-                     for t in self.inputs)
+        out = []
+        for t in self.inputs:
+            if t is None:
+                out.append((None, 0))
+            elif t._node is not None:  # the input's node when this one recorded it
+                out.append((t._node if t._node.seq > self.seq else _history(t._node, self.seq), 0))
+            else:
+                out.append(("AccumulateGrad" if t.requires_grad else None, 0))
+        return tuple(out)
 
     def register_hook(self, fn: Callable) -> RemovableHandle:
         """``fn(grad) -> Tensor or None`` runs on the gradient flowing into this node's output."""
@@ -372,6 +387,12 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                             node.out_vc is not None and node.out_vc[0][0] != node.out_vc[1]):
                         _raise_modified(rule, ins)
                     child = t0._node
+                    if child is not None and child.seq < node.seq:  # t0 changed in place since
+                        child = _history(child, node.seq)
+                        if child is None:
+                            if not keep:
+                                node.inputs = node.out = node.kw = None
+                            continue
                     if child is not None and rule.scatter is not None:
                         # add straight into the input's accumulator: O(size of this op's output)
                         acc = grads.get(child)
@@ -424,6 +445,10 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                 if gi.shape != shape:
                     gi = unbroadcast(gi, shape)
                 child = t._node
+                if child is not None and child.seq < node.seq:  # t changed in place since
+                    child = _history(child, node.seq)
+                    if child is None:
+                        continue
                 if child is None:
                     to_leaf(t, gi, not create_graph and gi is not g and gi.base is None and gi.flags.writeable)
                 else:
@@ -448,6 +473,18 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
 
 
 _NEED1 = (True,)
+
+
+def _history(child: Node, seq: int) -> Node | None:
+    """The node a tensor had when the node numbered ``seq`` recorded it as an input.
+
+    A tensor changed by an in-place op gets a new node (PyTorch's history rebase) whose
+    ``extra.prev`` is its previous one; a consumer recorded before the change (a larger
+    ``seq``) backpropagates into that previous node. None: the tensor did not require grad then.
+    """
+    while child is not None and child.seq < seq:
+        child = child.extra.prev
+    return child
 
 
 def _general_step(node: Node, g: Any, create_graph: bool, wrap: Callable, Tensor: Any, captured: dict,
@@ -512,9 +549,9 @@ def _accumulate(prev: Any, gi: Any, owned: set) -> Any:
 
 def _raise_modified(rule: Any, ins: Sequence) -> None:
     raise RuntimeError(
-        f"one of the tensors needed to compute the gradient of op '{rule.name}' "
-        f"(input shapes: {_shapes(ins)}) has been modified by an in-place operation "
-        "after it was used; clone it before modifying it in place")
+        "one of the variables needed for gradient computation has been modified by an inplace "
+        f"operation: an input or the output of op '{rule.name}' (input shapes: {_shapes(ins)}) has been "
+        "modified by an in-place operation after it was used; clone it before modifying it in place")
 
 
 def _free(node: Node) -> None:

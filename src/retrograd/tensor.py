@@ -144,8 +144,11 @@ def _binary_operators(name: str, rule: O.Rule, scalar_rule: O.Rule, rscalar_rule
 
 def _comparison(name: str, f: Callable) -> Callable:
     """An elementwise comparison or bitwise operator (never differentiable): ``f`` on the promoted arrays."""
+    none = {"eq": False, "ne": True}.get(name)
 
     def op(self: Tensor, other: Any) -> Tensor:
+        if other is None and none is not None:  # torch: `tensor == None` is False, `!= None` True
+            return none
         a, b = _coerce(self, other, name)
         return wrap_array(np.asarray(f(a.data, b.data)))
 
@@ -628,31 +631,76 @@ class Tensor:
 
     # ------------------------------------------------------------------ indexing (tensor_shape.py)
     __getitem__ = tensor_shape.getitem
-    __setitem__ = tensor_shape.setitem
+    __setitem__ = tensor_inplace.setitem
     gather = tensor_shape.gather
     take_along_dim = tensor_shape.take_along_dim
     index_select = tensor_shape.index_select
     scatter_add = tensor_shape.scatter_add
+    scatter = tensor_inplace.scatter
+    index_add = tensor_inplace.index_add
+    index_fill = tensor_inplace.index_fill
 
     # ------------------------------------------------------------------ in place (tensor_inplace.py)
     _check_inplace = tensor_inplace._check_inplace
     add_ = tensor_inplace.add_
     sub_ = tensor_inplace.sub_
+    subtract_ = sub_
     mul_ = tensor_inplace.mul_
+    multiply_ = mul_
     div_ = tensor_inplace.div_
+    divide_ = true_divide_ = div_
     pow_ = tensor_inplace.pow_
+    floor_divide_ = tensor_inplace.floor_divide_
+    remainder_ = tensor_inplace.remainder_
+    bitwise_and_ = tensor_inplace.bitwise_and_
+    bitwise_or_ = tensor_inplace.bitwise_or_
+    bitwise_xor_ = tensor_inplace.bitwise_xor_
+    maximum_ = tensor_inplace.maximum_
+    minimum_ = tensor_inplace.minimum_
     neg_ = tensor_inplace.neg_
+    negative_ = neg_
+    abs_ = tensor_inplace.abs_
+    absolute_ = abs_
     sqrt_ = tensor_inplace.sqrt_
+    rsqrt_ = tensor_inplace.rsqrt_
     exp_ = tensor_inplace.exp_
+    log_ = tensor_inplace.log_
+    sin_ = tensor_inplace.sin_
+    cos_ = tensor_inplace.cos_
+    tanh_ = tensor_inplace.tanh_
+    sigmoid_ = tensor_inplace.sigmoid_
+    relu_ = tensor_inplace.relu_
+    square_ = tensor_inplace.square_
+    reciprocal_ = tensor_inplace.reciprocal_
+    floor_ = tensor_inplace.floor_
+    ceil_ = tensor_inplace.ceil_
+    round_ = tensor_inplace.round_
+    trunc_ = tensor_inplace.trunc_
+    sign_ = tensor_inplace.sign_
     clamp_ = tensor_inplace.clamp_
+    clip_ = tensor_inplace.clip_
     addcmul_ = tensor_inplace.addcmul_
     addcdiv_ = tensor_inplace.addcdiv_
     lerp_ = tensor_inplace.lerp_
-    zero_ = tensor_inplace.zero_
+    masked_fill_ = tensor_inplace.masked_fill_
     fill_ = tensor_inplace.fill_
+    zero_ = tensor_inplace.zero_
     copy_ = tensor_inplace.copy_
     uniform_ = tensor_inplace.uniform_
     normal_ = tensor_inplace.normal_
+    scatter_ = tensor_inplace.scatter_
+    index_add_ = tensor_inplace.index_add_
+    index_fill_ = tensor_inplace.index_fill_
+    __iadd__ = tensor_inplace.__iadd__
+    __isub__ = tensor_inplace.__isub__
+    __imul__ = tensor_inplace.__imul__
+    __itruediv__ = tensor_inplace.__itruediv__
+    __ifloordiv__ = tensor_inplace.__ifloordiv__
+    __imod__ = tensor_inplace.__imod__
+    __ipow__ = tensor_inplace.__ipow__
+    __iand__ = tensor_inplace.__iand__
+    __ior__ = tensor_inplace.__ior__
+    __ixor__ = tensor_inplace.__ixor__
 
     # ------------------------------------------------------------------ NumPy protocol
     # NumPy functions called on Tensors run as Tensor ops (how rules written in array code run on

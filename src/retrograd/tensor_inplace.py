@@ -1,8 +1,28 @@
-"""Tensor's in-place methods (``add_``, ``mul_``, ``copy_``, ``fill_``,
-``normal_`` ...) as plain functions that ``Tensor`` binds as methods under
-their own names. Each one bumps the tensor's version counter so the engine can
-tell when an array a graph saved was changed. Below ``tensor.py``, like
-``tensor_shape``.
+"""Tensor's in-place methods (``add_``, ``mul_``, ``masked_fill_``, ``copy_``,
+``scatter_``, ``index_add_`` ..., the augmented assignments ``+=`` ... and
+``__setitem__``) as plain functions that ``Tensor`` binds as methods under their
+own names, with PyTorch's semantics:
+
+- The result is written into the tensor's own storage (aliases and views see
+  it) and the tensor's version counter is bumped, so a graph that saved the old
+  values refuses to backpropagate through them.
+- The other operand broadcasts to the tensor's shape (the shape never changes)
+  and the result is cast to the tensor's dtype; a result PyTorch cannot cast
+  (a float result into an integer tensor, a number into a bool tensor) raises.
+- A leaf that requires grad (or a view of one) refuses in-place ops while grad
+  mode is on, as in PyTorch; under ``no_grad`` the op just writes.
+- On a tensor in a graph (or when an operand requires grad) the op is recorded:
+  its out-of-place form runs on a *twin* of the tensor holding the old value,
+  the result is written into the storage, and the tensor's node is replaced by
+  the new one (PyTorch's history rebase: ``grad_fn`` changes). The new node
+  remembers the old one (``Node.extra.prev``), so the engine sends the gradient
+  of ops recorded before the change to the old history. The twin keeps a copy of
+  the old value only when a backward rule needs it (PyTorch's ``original_self``).
+- An in-place op with grad recording on a view of a tensor in a graph is refused
+  with NotImplementedError (PyTorch's CopySlices is not implemented): apply the
+  op to the base tensor, or ``clone()`` the view first.
+
+Below ``tensor.py``, like ``tensor_shape``.
 """
 from __future__ import annotations
 
@@ -11,125 +31,564 @@ from typing import Any, Callable
 import numpy as np
 
 from . import backend as B
-from .engine import state
+from . import ops as O
+from .engine import next_seq, no_grad, state
+from .tensor_shape import _convert_index, _index_array, _norm_dim
 
 Tensor = Any  # annotations only: the class is tensor.Tensor, which sits above this module
+
+_TORCH_NAMES = {"bool": "Bool", "uint8": "Byte", "int8": "Char", "int16": "Short", "int32": "Int",
+                "int64": "Long", "float16": "Half", "float32": "Float", "float64": "Double",
+                "bfloat16": "BFloat16"}
+
+
+def _torch_name(dtype: np.dtype) -> str:
+    name = B.dtype_name(dtype)
+    return _TORCH_NAMES.get(name, name)
 
 
 def _arr(x: Any) -> Any:
     return x.data if isinstance(x, state.tensor_type) else x
 
 
-def _check_inplace(self, name: str) -> None:
-    if self.requires_grad and state.enabled:
-        what = ("a leaf Variable that requires grad" if self._node is None else
-                "a tensor that is part of a graph")
-        raise RuntimeError(f"{name}: in-place operation on {what} is not supported while grad is "
-                           "enabled; use the out-of-place version, or wrap the update in "
-                           "`with rg.no_grad():` (as optimizers do)")
+def _can_cast(src: np.dtype, dst: np.dtype) -> bool:
+    """PyTorch's ``canCast``: no float -> integral, no complex -> real, no non-bool -> bool."""
+    if src.kind == "c" and dst.kind != "c":
+        return False
+    if src.kind in "fc" and dst.kind in "iu":
+        return False
+    return not (src.kind != "b" and dst.kind == "b")
 
 
-def _inplace(self, name: str, f: Callable, other: Any = None) -> "Tensor":
-    self._check_inplace(name)
-    o = other.data if isinstance(other, state.tensor_type) else other
+def _view_base(self: Tensor) -> Tensor | None:
+    """The tensor ``self`` is a recorded view of (they share storage and version counter), or None."""
+    node = self._node
+    if node is None or node.inputs is None or len(node.inputs) != 1:
+        return None
+    base = node.inputs[0]
+    return base if base is not None and base._vc is self._vc else None
+
+
+def _check_inplace(self: Tensor, name: str) -> Tensor | None:
+    """Refuse what PyTorch refuses while grad mode is on: an in-place op on a leaf that requires
+    grad, or on a view of one. Returns the base when ``self`` is a view retrograd can rebase
+    (a basic-indexing view of a tensor that is not itself a view), else None."""
+    if not (self.requires_grad and state.enabled):
+        return None
+    if self._node is None:
+        raise RuntimeError(f"{name}: a leaf Variable that requires grad is being used in an in-place "
+                           "operation. (Wrap the update in `with rg.no_grad():`, as optimizers do, or "
+                           "use the out-of-place version.)")
+    base = _view_base(self)
+    if base is None:
+        return None
+    if base._node is None and base.requires_grad:
+        raise RuntimeError(f"{name}: a view of a leaf Variable that requires grad is being used in an "
+                           "in-place operation.")
+    rule = self._node.rule
+    if rule is O.INDEX and not self._node.kw["advanced"] and _view_base(base) is None:
+        return base
+    what = "a view of a view" if rule is O.INDEX else f"a view ({rule.name})"
+    raise NotImplementedError(
+        f"{name}: an in-place operation on {what} of a tensor that requires grad is not supported "
+        "(retrograd rebases the base's history only for one level of basic indexing, e.g. h[:, 0]); "
+        "apply the operation to the base tensor, or clone() the view first")
+
+
+def _fit(self: Tensor, name: str, r: Tensor) -> Tensor:
+    """``r`` checked against ``self``'s shape and cast to its dtype, as an in-place op's result."""
+    if r.shape != self.shape:
+        raise RuntimeError(f"{name}: output with shape {list(self.shape)} doesn't match the broadcast "
+                           f"shape {list(r.shape)}")
+    if r.dtype != self.dtype:
+        if not _can_cast(r.dtype, self.dtype):
+            raise RuntimeError(f"{name}: result type {_torch_name(r.dtype)} can't be cast to the desired "
+                               f"output type {_torch_name(self.dtype)}")
+        r = r._cast(self.dtype)
+    return r
+
+
+def _requires_grad(operands: tuple) -> bool:
+    T = state.tensor_type
+    return any(isinstance(o, T) and o.requires_grad for o in operands)
+
+
+def _apply_inplace(self: Tensor, name: str, compute: Callable, operands: tuple = ()) -> Tensor:
+    """Make ``self`` hold ``compute(self)`` (its out-of-place result) in its own storage.
+
+    ``compute(x)`` must read the tensor's value only through ``x``. ``operands``: the other
+    tensors it reads (recording is needed when any of them, or ``self``, requires grad)."""
+    if not (state.enabled and (self.requires_grad or _requires_grad(operands))):
+        with no_grad():
+            r = _fit(self, name, compute(self))
+        np.copyto(self.data, r.data, casting="unsafe")
+        self._vc[0] += 1
+        return self
+    base = _check_inplace(self, name)
+    if base is not None:
+        return _record_view(self, base, name, compute)
+    return _record(self, name, compute)
+
+
+def _record(self: Tensor, name: str, compute: Callable) -> Tensor:
+    T = state.tensor_type
+    old = self._node
+    twin = T._wrap(self.data)  # the tensor as it was: the new node's input
+    twin.requires_grad = self.requires_grad
+    twin._node = old
+    start = next_seq()
+    r = _fit(self, name, compute(twin))
+    node = r._node
+    if node is None:
+        raise RuntimeError(f"{name}: this operation is not differentiable, so it cannot be recorded on a "
+                           "tensor that requires grad; run it under rg.no_grad() or on a detach()ed tensor")
+    if node.seq > start:  # compute returned an existing tensor (e.g. the operand itself): own node
+        r = r.clone()
+        node = r._node
+    if _reads(node, {id(twin)}, start):
+        twin.data = self.data.copy()  # a backward rule reads the old value: keep it (PyTorch's original_self)
+    np.copyto(self.data, r.data)
+    self._vc[0] += 1
+    if node.out is r.data:  # the saved output is now this tensor's storage, checked like PyTorch's
+        node.out = self.data
+        node.out_vc = (self._vc, self._vc[0])
+    node._extra().prev = old
+    self._node = node
+    self.requires_grad = True
+    return self
+
+
+def _record_view(self: Tensor, base: Tensor, name: str, compute: Callable) -> Tensor:
+    """``_record`` for ``self = base[index]`` (a basic-indexing view): PyTorch's CopySlices. The
+    base's new history writes the op's result into the view's region; the view becomes an
+    index of the new base."""
+    T = state.tensor_type
+    index = self._node.kw["index"]
+    old_base, old_view = base._node, self._node
+    twin = T._wrap(base.data)
+    twin.requires_grad = base.requires_grad
+    twin._node = old_base
+    start = next_seq()
+    view = twin[index]
+    r = _fit(self, name, compute(view))
+    if r._node is None:
+        raise RuntimeError(f"{name}: this operation is not differentiable, so it cannot be recorded on a "
+                           "tensor that requires grad")
+    mask = np.zeros(base.shape, dtype=bool)
+    mask[index] = True
+    placed = r._apply(PUT, (r,), {"index": index, "shape": base.shape, "advanced": False})
+    new_base = placed.where(mask, twin)
+    if _reads(new_base._node, {id(twin), id(view)}, start):
+        twin.data = base.data.copy()
+        view.data = twin.data[index]
+    np.copyto(self.data, r.data)
+    self._vc[0] += 1  # shared with the base
+    node = new_base._node
+    node._extra().prev = old_base
+    base._node = node
+    base.requires_grad = True
+    vnode = base._apply(O.INDEX, (base,), {"index": index, "advanced": False})._node
+    vnode._extra().prev = old_view
+    self._node = vnode
+    return self
+
+
+def _reads(node: Any, twins: set, start: int) -> bool:
+    """Whether a node recorded since ``start`` (by compute) needs the values of a tensor whose id
+    is in ``twins`` in its backward."""
+    stack, seen = [node], set()
+    while stack:
+        n = stack.pop()
+        if id(n) in seen or n.inputs is None:
+            continue
+        seen.add(id(n))
+        for t in n.inputs:
+            if t is None:
+                continue
+            if id(t) in twins and n.rule.needs_inputs:
+                return True
+            if t._node is not None and t._node.seq < start:
+                stack.append(t._node)
+    return False
+
+
+# ====================================================================== arithmetic
+def _binary(name: str, method: str, ufunc: Any) -> Callable:
+    """The in-place form of the Tensor method ``method`` (a binary op), fast on plain arrays
+    when nothing is recorded and no promotion is involved."""
+
+    def op(self: Tensor, other: Any, **kw: Any) -> Tensor:
+        T = state.tensor_type
+        if ufunc is not None and not kw and not (state.enabled and (self.requires_grad or (
+                isinstance(other, T) and other.requires_grad))) and self.data.dtype.kind == "f":
+            to = type(other)
+            if to is float or to is int:
+                ufunc(self.data, other, out=self.data)
+                self._vc[0] += 1
+                return self
+            if isinstance(other, T) and other.data.dtype == self.data.dtype and \
+                    np.broadcast_shapes(other.shape, self.shape) == self.shape:
+                ufunc(self.data, other.data, out=self.data)
+                self._vc[0] += 1
+                return self
+
+        def compute(x: Tensor) -> Tensor:
+            return getattr(x, method)(x if other is self else other, **kw)
+
+        return _apply_inplace(self, name, compute, (other,))
+
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = f"In-place ``{method}``: writes the result into this tensor (PyTorch's ``{name}``)."
+    return op
+
+
+add_ = _binary("add_", "add", np.add)
+sub_ = _binary("sub_", "sub", np.subtract)
+mul_ = _binary("mul_", "mul", np.multiply)
+div_ = _binary("div_", "div", np.true_divide)
+pow_ = _binary("pow_", "pow", None)
+floor_divide_ = _binary("floor_divide_", "__floordiv__", None)
+remainder_ = _binary("remainder_", "__mod__", None)
+bitwise_and_ = _binary("bitwise_and_", "__and__", None)
+bitwise_or_ = _binary("bitwise_or_", "__or__", None)
+bitwise_xor_ = _binary("bitwise_xor_", "__xor__", None)
+maximum_ = _binary("maximum_", "maximum", None)
+minimum_ = _binary("minimum_", "minimum", None)
+
+
+def _augmented(inplace: Callable, dunder: str) -> Callable:
+    """``x op= y``: PyTorch runs the in-place op and rebinds ``x`` to the same tensor."""
+
+    def op(self: Tensor, other: Any) -> Tensor:
+        return inplace(self, other)
+
+    op.__name__ = dunder
+    op.__qualname__ = f"Tensor.{dunder}"
+    return op
+
+
+__iadd__ = _augmented(add_, "__iadd__")
+__isub__ = _augmented(sub_, "__isub__")
+__imul__ = _augmented(mul_, "__imul__")
+__itruediv__ = _augmented(div_, "__itruediv__")
+__ifloordiv__ = _augmented(floor_divide_, "__ifloordiv__")
+__imod__ = _augmented(remainder_, "__imod__")
+__ipow__ = _augmented(pow_, "__ipow__")
+__iand__ = _augmented(bitwise_and_, "__iand__")
+__ior__ = _augmented(bitwise_or_, "__ior__")
+__ixor__ = _augmented(bitwise_xor_, "__ixor__")
+
+
+def _unary(name: str, method: str) -> Callable:
+    def op(self: Tensor, *args: Any, **kw: Any) -> Tensor:
+        return _apply_inplace(self, name, lambda x: getattr(x, method)(*args, **kw))
+
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = f"In-place ``{method}`` (PyTorch's ``{name}``)."
+    return op
+
+
+neg_ = _unary("neg_", "neg")
+abs_ = _unary("abs_", "abs")
+sqrt_ = _unary("sqrt_", "sqrt")
+rsqrt_ = _unary("rsqrt_", "rsqrt")
+exp_ = _unary("exp_", "exp")
+log_ = _unary("log_", "log")
+sin_ = _unary("sin_", "sin")
+cos_ = _unary("cos_", "cos")
+tanh_ = _unary("tanh_", "tanh")
+sigmoid_ = _unary("sigmoid_", "sigmoid")
+relu_ = _unary("relu_", "relu")
+square_ = _unary("square_", "square")
+reciprocal_ = _unary("reciprocal_", "reciprocal")
+floor_ = _unary("floor_", "floor")
+ceil_ = _unary("ceil_", "ceil")
+round_ = _unary("round_", "round")
+trunc_ = _unary("trunc_", "trunc")
+sign_ = _unary("sign_", "sign")
+
+
+def clamp_(self: Tensor, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+    return _apply_inplace(self, "clamp_", lambda x: x.clamp(min, max), (min, max))
+
+
+clip_ = clamp_
+
+
+def addcmul_(self: Tensor, t1: Any, t2: Any, *, value: Any = 1) -> Tensor:
+    """``self += value * t1 * t2``."""
+    return _apply_inplace(self, "addcmul_", lambda x: x + t1 * t2 * value if value != 1 else x + t1 * t2,
+                          (t1, t2))
+
+
+def addcdiv_(self: Tensor, t1: Any, t2: Any, *, value: Any = 1) -> Tensor:
+    """``self += value * t1 / t2``."""
+    return _apply_inplace(self, "addcdiv_", lambda x: x + t1 / t2 * value if value != 1 else x + t1 / t2,
+                          (t1, t2))
+
+
+def lerp_(self: Tensor, end: Any, weight: Any) -> Tensor:
+    """``self += weight * (end - self)``."""
+    return _apply_inplace(self, "lerp_", lambda x: x + (end - x) * weight, (end, weight))
+
+
+def masked_fill_(self: Tensor, mask: Any, value: Any) -> Tensor:
+    """Write ``value`` where ``mask`` (bool, broadcastable to this tensor's shape) is True."""
+    return _apply_inplace(self, "masked_fill_", lambda x: x.masked_fill(mask, value), (value,))
+
+
+# ====================================================================== fill and copy
+_ALL = np.ones((), dtype=bool)
+
+
+def fill_(self: Tensor, value: Any) -> Tensor:
+    """Every element set to ``value`` (a number or a 0-d tensor, cast to this tensor's dtype)."""
+    T = state.tensor_type
+    if isinstance(value, T):
+        if value.ndim != 0:
+            raise RuntimeError(f"fill_: only supports 0-dimension value tensor but got tensor with "
+                               f"{value.ndim} dimensions")
+        value = value._cast(self.dtype)
+    elif not (state.enabled and self.requires_grad):
+        self.data[...] = value
+        self._vc[0] += 1
+        return self
+    return _apply_inplace(self, "fill_", lambda x: x.masked_fill(_ALL, value), (value,))
+
+
+def zero_(self: Tensor) -> Tensor:
+    return fill_(self, 0)
+
+
+def copy_(self: Tensor, src: Any, non_blocking: bool = False) -> Tensor:
+    """Copy ``src`` (broadcast to this tensor's shape, cast to its dtype) into this tensor."""
+    T = state.tensor_type
+    if not (state.enabled and (self.requires_grad or isinstance(src, T) and src.requires_grad)):
+        s = _arr(src)
+        try:
+            np.copyto(self.data, np.broadcast_to(s, self.shape), casting="unsafe")
+        except ValueError as e:
+            raise RuntimeError(f"copy_: source of shape {tuple(np.shape(s))} does not broadcast to the "
+                               f"destination's shape {tuple(self.shape)}") from e
+        self._vc[0] += 1
+        return self
+    if not isinstance(src, T):
+        src = T._wrap(np.asarray(src))
     try:
-        if other is None:
-            f(self.data, out=self.data)
-        else:
-            f(self.data, o, out=self.data, casting="same_kind")
-    except TypeError as e:  # NumPy's output-casting error is a TypeError
-        raise RuntimeError(f"{name}: result type of {B.dtype_name(np.result_type(self.data, o))} "
-                           f"can't be cast to the desired output type {B.dtype_name(self.dtype)}") from e
-    except ValueError as e:
-        raise RuntimeError(f"{name}: shape {np.shape(o)} does not broadcast to the tensor's shape "
-                           f"{self.shape}") from e
-    self._vc[0] += 1
-    return self
+        np.broadcast_shapes(src.shape, self.shape)
+    except ValueError:
+        raise RuntimeError(f"copy_: source of shape {tuple(src.shape)} does not broadcast to the "
+                           f"destination's shape {tuple(self.shape)}") from None
+    s = src._cast(self.dtype) if src.dtype != self.dtype else src
+    # where(True, src, old): the old value gets a zero gradient, as PyTorch's CopyBackwards
+    return _apply_inplace(self, "copy_", lambda x: s.where(_ALL, x), (src,))
 
 
-def add_(self, other: Any, *, alpha: Any = 1) -> "Tensor":
-    if alpha != 1:
-        other = (other.data if isinstance(other, state.tensor_type) else other) * alpha
-    return _inplace(self, "add_", np.add, other)
+def uniform_(self: Tensor, a: float = 0.0, b: float = 1.0, *, generator: Any = None) -> Tensor:
+    from .random import resolve
+    return copy_(self, resolve(generator).uniform(a, b, self.shape))
 
 
-def sub_(self, other: Any, *, alpha: Any = 1) -> "Tensor":
-    if alpha != 1:
-        other = (other.data if isinstance(other, state.tensor_type) else other) * alpha
-    return _inplace(self, "sub_", np.subtract, other)
+def normal_(self: Tensor, mean: float = 0.0, std: float = 1.0, *, generator: Any = None) -> Tensor:
+    from .random import resolve
+    return copy_(self, resolve(generator).normal(mean, std, self.shape))
 
 
-def mul_(self, other: Any) -> "Tensor":
-    return _inplace(self, "mul_", np.multiply, other)
+# ====================================================================== indexed writes
+def _put_f(ins: tuple, kw: dict) -> np.ndarray:
+    z = np.zeros(kw["shape"], dtype=ins[0].dtype)
+    z[kw["index"]] = ins[0]
+    return z
 
 
-def div_(self, other: Any) -> "Tensor":
-    return _inplace(self, "div_", np.true_divide, other)
+def _put_b(g: Any, out: Any, ins: tuple, kw: dict, needs: tuple) -> tuple:
+    return (O.call(O.INDEX, (g,), {"index": kw["index"], "advanced": kw["advanced"]}),)
 
 
-def pow_(self, other: Any) -> "Tensor":
-    return _inplace(self, "pow_", np.power, other)
+# ``value`` placed at ``index`` of a zero array of ``shape`` (PyTorch's index_put_ without
+# accumulate, where ``where(mask, placed, self)`` keeps the rest of self)
+PUT = O.Rule("index_put", _put_f, _put_b, needs_inputs=False)
 
 
-def neg_(self) -> "Tensor":
-    return _inplace(self, "neg_", np.negative)
-
-
-def sqrt_(self) -> "Tensor":
-    return _inplace(self, "sqrt_", np.sqrt)
-
-
-def exp_(self) -> "Tensor":
-    return _inplace(self, "exp_", np.exp)
-
-
-def clamp_(self, min: Any = None, max: Any = None) -> "Tensor":  # noqa: A002
-    self._check_inplace("clamp_")
-    np.clip(self.data, min, max, out=self.data)
-    self._vc[0] += 1
-    return self
-
-
-def addcmul_(self, t1: Any, t2: Any, *, value: Any = 1) -> "Tensor":
-    return _inplace(self, "addcmul_", np.add, _arr(t1) * _arr(t2) * value)
-
-
-def addcdiv_(self, t1: Any, t2: Any, *, value: Any = 1) -> "Tensor":
-    return _inplace(self, "addcdiv_", np.add, _arr(t1) / _arr(t2) * value)
-
-
-def lerp_(self, end: Any, weight: Any) -> "Tensor":
-    return _inplace(self, "lerp_", np.add, (_arr(end) - self.data) * _arr(weight))
-
-
-def zero_(self) -> "Tensor":
-    return self.fill_(0)
-
-
-def fill_(self, value: Any) -> "Tensor":
-    self._check_inplace("fill_")
-    self.data[...] = _arr(value)
-    self._vc[0] += 1
-    return self
-
-
-def copy_(self, src: Any) -> "Tensor":
-    self._check_inplace("copy_")
-    s = _arr(src)
+def setitem(self: Tensor, index: Any, value: Any) -> None:
+    """``self[index] = value`` (PyTorch's ``index_put_``); recorded when either needs grad."""
+    T = state.tensor_type
+    idx, advanced = _convert_index(index, self.shape)
+    if not (state.enabled and (self.requires_grad or isinstance(value, T) and value.requires_grad)):
+        self.data[idx] = _arr(value)
+        self._vc[0] += 1
+        return
+    mask = np.zeros(self.shape, dtype=bool)
+    mask[idx] = True
+    if not isinstance(value, T) and np.ndim(value):
+        value = T._wrap(np.asarray(value, dtype=self.dtype))
+    if not isinstance(value, T):
+        _apply_inplace(self, "__setitem__ (index_put_)", lambda x: x.masked_fill(mask, value))
+        return
+    region = mask[idx].shape
     try:
-        np.copyto(self.data, np.broadcast_to(s, self.shape), casting="unsafe")
-    except ValueError as e:
-        raise RuntimeError(f"copy_: source of shape {np.shape(s)} does not broadcast to the "
-                           f"destination's shape {self.shape}") from e
-    self._vc[0] += 1
-    return self
+        np.broadcast_to(np.empty(value.shape, dtype=bool), region)
+    except ValueError:
+        raise RuntimeError(f"__setitem__ (index_put_): shape mismatch: value tensor of shape "
+                           f"{list(value.shape)} cannot be broadcast to indexing result of shape "
+                           f"{list(region)}") from None
+    v = value._cast(self.dtype) if value.dtype != self.dtype else value
+
+    def compute(x: Tensor) -> Tensor:
+        placed = x._apply(PUT, (v,), {"index": idx, "shape": self.shape, "advanced": advanced})
+        return placed.where(mask, x)
+
+    _apply_inplace(self, "__setitem__ (index_put_)", compute, (value,))
 
 
-def uniform_(self, a: float = 0.0, b: float = 1.0, *, generator: Any = None) -> "Tensor":
-    from .random import resolve
-    return self.copy_(resolve(generator).uniform(a, b, self.shape))
+def _positions(self: Tensor, name: str, dim: int, index: Any, src: Any) -> tuple[int, np.ndarray, tuple]:
+    """Checked ``dim`` and ``index`` of scatter: the index array and the positions it writes."""
+    T = state.tensor_type
+    d = _norm_dim(dim, self.ndim, name)
+    idx = _index_array(index, name)
+    if idx.ndim != self.ndim and not (idx.ndim <= 1 and self.ndim <= 1):
+        raise RuntimeError(f"{name}: Index tensor must have the same number of dimensions as self tensor "
+                           f"({idx.ndim} != {self.ndim})")
+    idx = idx.reshape(idx.shape if self.ndim else ())
+    src_shape = src.shape if isinstance(src, T) else None
+    if any((i != d and si > sx) or (src_shape is not None and si > ss) for i, (si, sx, ss) in
+           enumerate(zip(idx.shape, self.shape, src_shape or idx.shape))):
+        raise RuntimeError(f"{name}: Expected index {list(idx.shape)} to be no larger than self "
+                           f"{list(self.shape)} apart from dimension {d}" +
+                           (f" and to be no larger size than src {list(src_shape)}" if src_shape else ""))
+    n = self.shape[d] if self.ndim else 1
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        bad = int(idx.min() if idx.min() < 0 else idx.max())
+        raise RuntimeError(f"{name}: index {bad} is out of bounds for dimension {d} with size {n}")
+    if not self.ndim:
+        return d, idx, ()
+    pos = list(np.indices(idx.shape, sparse=True))
+    pos[d] = idx
+    return d, idx, tuple(pos)
 
 
-def normal_(self, mean: float = 0.0, std: float = 1.0, *, generator: Any = None) -> "Tensor":
-    from .random import resolve
-    return self.copy_(resolve(generator).normal(mean, std, self.shape))
+def _scatter_compute(self: Tensor, name: str, dim: int, index: Any, src: Any, value: Any,
+                     reduce: str | None) -> tuple[Callable, tuple]:
+    T = state.tensor_type
+    if src is None and value is None:
+        raise TypeError(f"{name}: expected a src tensor or a value (scatter(dim, index, src) or "
+                        "scatter(dim, index, value))")
+    if src is not None and not isinstance(src, T):
+        src, value = None, src  # scatter(dim, index, 1.5): the third positional argument is a value
+    d, idx, pos = _positions(self, name, dim, index, src)
+    if src is not None and src.dtype != self.dtype:
+        raise RuntimeError(f"{name}: Expected self.dtype to be equal to src.dtype ({_torch_name(self.dtype)} "
+                           f"!= {_torch_name(src.dtype)})")
+    part = src[tuple(slice(0, s) for s in idx.shape)] if src is not None else None
+    if reduce is not None:
+        if reduce not in ("add", "multiply"):
+            raise RuntimeError(f"{name}: reduce argument must be either add or multiply, got {reduce!r}")
+        vals = part.data if part is not None else np.full(idx.shape, value, dtype=self.dtype)
+        ufunc = np.add if reduce == "add" else np.multiply
+
+        def reduced(x: Tensor) -> Tensor:
+            if x.requires_grad or (part is not None and part.requires_grad):
+                raise RuntimeError(f"{name}: the derivative of scatter with reduce= is not implemented (as in "
+                                   "PyTorch); use scatter_add or scatter_reduce-free code, or run it under "
+                                   "rg.no_grad()")
+            z = np.array(x.data, copy=True)
+            ufunc.at(z, pos, vals)
+            return x._wrap(z)
+
+        return reduced, (part,)
+    mask = np.zeros(self.shape, dtype=bool)
+    mask[pos] = True
+    if part is None:
+        return (lambda x: x.masked_fill(mask, value)), ()
+
+    def compute(x: Tensor) -> Tensor:
+        placed = x._apply(PUT, (part,), {"index": pos, "shape": self.shape, "advanced": True})
+        return placed.where(mask, x)
+
+    return compute, (part,)
+
+
+def scatter_(self: Tensor, dim: int, index: Any, src: Any = None, *, value: Any = None,
+             reduce: str | None = None) -> Tensor:
+    """Write ``src[i][j]`` (or ``value``) at ``self[index[i][j]][j]`` (dim 0; likewise for any
+    ``dim``). ``reduce='add'``/``'multiply'`` combines instead (not differentiable, as in PyTorch)."""
+    compute, operands = _scatter_compute(self, "scatter_", dim, index, src, value, reduce)
+    return _apply_inplace(self, "scatter_", compute, operands)
+
+
+def scatter(self: Tensor, dim: int, index: Any, src: Any = None, *, value: Any = None,
+            reduce: str | None = None) -> Tensor:
+    """Out-of-place ``scatter_``: a new tensor, ``self`` unchanged."""
+    compute, _ = _scatter_compute(self, "scatter", dim, index, src, value, reduce)
+    return compute(self)
+
+
+def _index_vector(self: Tensor, name: str, dim: int, index: Any) -> tuple[int, np.ndarray]:
+    d = _norm_dim(dim, self.ndim, name)
+    idx = _arr(index) if isinstance(index, state.tensor_type) else np.asarray(index)
+    if idx.dtype.kind not in "iu":
+        raise RuntimeError(f"{name}: Expected dtype int32/int64 for index but got: {_torch_name(idx.dtype)}")
+    if idx.ndim > 1:
+        raise RuntimeError(f"{name}: Index has to be a vector/scalar, got a {idx.ndim}-D index")
+    return d, idx.reshape(-1)
+
+
+def _index_add_compute(self: Tensor, name: str, dim: int, index: Any, source: Any, alpha: Any) -> Callable:
+    T = state.tensor_type
+    d, idx = _index_vector(self, name, dim, index)
+    if not isinstance(source, T):
+        raise TypeError(f"{name}: source must be a Tensor, got {type(source).__name__}")
+    if source.dtype != self.dtype:
+        raise RuntimeError(f"{name}: self ({_torch_name(self.dtype)}) and source ({_torch_name(source.dtype)}) "
+                           "must have the same scalar type")
+    expect = tuple(len(idx) if i == d else s for i, s in enumerate(self.shape))
+    if tuple(source.shape) != expect and not (self.ndim == 0 and source.numel() == len(idx) == 1):
+        raise RuntimeError(f"{name}: source of shape {list(source.shape)} does not match self of shape "
+                           f"{list(self.shape)} with {len(idx)} indices along dim {d} (expected "
+                           f"{list(expect)})")
+    n = self.shape[d] if self.ndim else 1
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        bad = int(idx.min() if idx.min() < 0 else idx.max())
+        raise RuntimeError(f"{name}: index {bad} is out of bounds for dimension {d} with size {n}")
+    where = (slice(None),) * d + (idx,) if self.ndim else idx.reshape(())
+
+    def compute(x: Tensor) -> Tensor:
+        s = source if alpha == 1 else source * alpha
+        s = s.reshape(expect) if self.ndim else s.reshape(())
+        added = x._apply(O.INDEX_ADD_NEW, (s,), {"index": where, "shape": self.shape, "advanced": True})
+        return x + added
+
+    return compute
+
+
+def index_add_(self: Tensor, dim: int, index: Any, source: Any, *, alpha: Any = 1) -> Tensor:
+    """``self[..., index[i], ...] += alpha * source[..., i, ...]`` along ``dim`` (repeated indices add up)."""
+    return _apply_inplace(self, "index_add_", _index_add_compute(self, "index_add_", dim, index, source, alpha),
+                          (source,))
+
+
+def index_add(self: Tensor, dim: int, index: Any, source: Any, *, alpha: Any = 1) -> Tensor:
+    """Out-of-place ``index_add_``."""
+    return _index_add_compute(self, "index_add", dim, index, source, alpha)(self)
+
+
+def _index_fill_mask(self: Tensor, name: str, dim: int, index: Any) -> np.ndarray:
+    d, idx = _index_vector(self, name, dim, index)
+    n = self.shape[d] if self.ndim else 1
+    if idx.size and (idx.min() < -n or idx.max() >= n):
+        bad = int(idx.min() if idx.min() < -n else idx.max())
+        raise IndexError(f"{name}: index {bad} is out of bounds for dimension {d} with size {n}")
+    mask = np.zeros(self.shape, dtype=bool)
+    mask[(slice(None),) * d + (idx % n,) if self.ndim else ()] = True
+    return mask
+
+
+def index_fill_(self: Tensor, dim: int, index: Any, value: Any) -> Tensor:
+    """Set the slices ``index`` along ``dim`` to ``value`` (a number or a 0-d tensor)."""
+    mask = _index_fill_mask(self, "index_fill_", dim, index)
+    return _apply_inplace(self, "index_fill_", lambda x: x.masked_fill(mask, value), (value,))
+
+
+def index_fill(self: Tensor, dim: int, index: Any, value: Any) -> Tensor:
+    """Out-of-place ``index_fill_``."""
+    return self.masked_fill(_index_fill_mask(self, "index_fill", dim, index), value)

@@ -373,15 +373,9 @@ def getitem(self, index: Any) -> "Tensor":
     idx, advanced = _convert_index(index, self.shape)
     if advanced:
         return self._apply(O.INDEX, (self,), {"index": idx, "advanced": True})
+    if not any(i is Ellipsis for i in idx):
+        idx = idx + (Ellipsis,)  # a full integer index then gives a 0-d view, not a NumPy scalar copy
     return _view(self, O.INDEX, {"index": idx, "advanced": False})
-
-
-def setitem(self, index: Any, value: Any) -> None:
-    self._check_inplace("__setitem__ (index_put_)")
-    idx, _ = _convert_index(index, self.shape)
-    v = value.data if isinstance(value, state.tensor_type) else value
-    self.data[idx] = v
-    self._vc[0] += 1
 
 
 def gather(self, dim: int, index: "Tensor") -> "Tensor":
