@@ -168,6 +168,33 @@ class Dropout(Module):
         return f"p={self.p}, inplace={self.inplace}"
 
 
+class _ChannelDropout(Dropout):
+    """Zero whole channels with probability ``p`` in training (scaling the rest by ``1/(1-p)``)."""
+
+    _functional = staticmethod(F.dropout2d)
+
+    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+        return self._functional(input, self.p, self.training, generator=self.generator)
+
+
+class Dropout1d(_ChannelDropout):
+    """Channel dropout for ``(N, C, L)`` or ``(C, L)`` inputs."""
+
+    _functional = staticmethod(F.dropout1d)
+
+
+class Dropout2d(_ChannelDropout):
+    """Channel dropout for ``(N, C, H, W)`` inputs (a 3-D input is taken as ``(N, C, L)``, as PyTorch)."""
+
+    _functional = staticmethod(F.dropout2d)
+
+
+class Dropout3d(_ChannelDropout):
+    """Channel dropout for ``(N, C, D, H, W)`` or ``(C, D, H, W)`` inputs."""
+
+    _functional = staticmethod(F.dropout3d)
+
+
 def _as_shape_tuple(normalized_shape: Any) -> tuple:
     return (int(normalized_shape),) if isinstance(normalized_shape, (int, np.integer)) else tuple(normalized_shape)
 

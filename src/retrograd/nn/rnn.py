@@ -97,6 +97,9 @@ class RNNBase(Module):
             init.uniform_(w, -stdv, stdv)
 
     @property
+    def flatten_parameters(self) -> None:
+        """No-op: PyTorch packs cuDNN weights here; retrograd's weights need no packing."""
+
     def _per_direction(self) -> int:
         """Parameters per (layer, direction): weight_ih, weight_hh[, biases][, weight_hr]."""
         return (4 if self.bias else 2) + (1 if self.proj_size else 0)
