@@ -28,8 +28,9 @@ class device:  # noqa: N801  (PyTorch's name)
                 raise TypeError("device(): a device object takes no index argument")
             self._type, self._index = type._type, type._index
             return
-        if isinstance(type, int) and not isinstance(type, bool):  # torch.device(0) is cuda:0
-            type, index = "cuda", type
+        if isinstance(type, int) and not isinstance(type, bool):  # an accelerator index, as torch.device(0)
+            raise RuntimeError(f"device({type}): cannot access accelerator device when none is available; "
+                               + str(unavailable(f"accelerator {type}")))
         if not isinstance(type, str):
             raise TypeError(f"device(): argument 'type' must be str or device, not {builtin_type(type).__name__}")
         name, sep, idx = type.partition(":")

@@ -96,10 +96,10 @@ class RNNBase(Module):
         for w in self.parameters():
             init.uniform_(w, -stdv, stdv)
 
-    @property
     def flatten_parameters(self) -> None:
         """No-op: PyTorch packs cuDNN weights here; retrograd's weights need no packing."""
 
+    @property
     def _per_direction(self) -> int:
         """Parameters per (layer, direction): weight_ih, weight_hh[, biases][, weight_hr]."""
         return (4 if self.bias else 2) + (1 if self.proj_size else 0)

@@ -1,6 +1,8 @@
 """Regularisation by noise: ``dropout`` and the channel dropouts ``dropout1d``, ``dropout2d``, ``dropout3d``."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ...random import Generator, resolve
@@ -47,14 +49,23 @@ def dropout1d(input: Tensor, p: float = 0.5, training: bool = True, inplace: boo
     """Channel dropout for ``(N, C, L)`` or ``(C, L)``: each channel is zeroed with probability ``p``."""
     if input.ndim not in (2, 3):
         raise RuntimeError(f"dropout1d: Expected 2D or 3D input, but received a {input.ndim}D input")
-    out = _channel_dropout(_unbatched(input, 3), p, training, generator, "dropout1d")
-    return out.squeeze(0) if input.ndim == 2 else out
+    x = _unbatched(input, 3)
+    out = _channel_dropout(x, p, training, generator, "dropout1d")
+    return input if out is x else (out if x is input else out.squeeze(0))
 
 
 def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False, *,  # noqa: A002
               generator: Generator | None = None) -> Tensor:
-    """Channel dropout for ``(N, C, H, W)``: each channel is zeroed with probability ``p`` (a 3-D input is
-    taken as ``(N, C, L)``, as PyTorch does)."""
+    """Channel dropout for ``(N, C, H, W)``: each channel is zeroed with probability ``p``. As PyTorch, a
+    3-D input is taken as ``(N, C, L)`` and other ranks of at least 2 run with a deprecation warning."""
+    if input.ndim not in (3, 4):
+        warnings.warn(f"dropout2d: Received a {input.ndim}-D input to dropout2d, which is deprecated and will "
+                      "result in an error in a future release (PyTorch); dropout2d expects 3D or 4D inputs",
+                      UserWarning, stacklevel=2)
+    if input.ndim == 3:
+        warnings.warn("dropout2d: Received a 3D input to dropout2d and assuming that channel-wise 1D dropout "
+                      "behavior is desired - input is interpreted as shape (N, C, L), where C is the channel dim "
+                      "(as PyTorch); use dropout1d for that", UserWarning, stacklevel=2)
     if input.ndim < 2:
         raise RuntimeError("dropout2d: feature dropout requires at least 2 dimensions in the input")
     return _channel_dropout(input, p, training, generator, "dropout2d")
@@ -62,8 +73,12 @@ def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: boo
 
 def dropout3d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False, *,  # noqa: A002
               generator: Generator | None = None) -> Tensor:
-    """Channel dropout for ``(N, C, D, H, W)`` or ``(C, D, H, W)``."""
+    """Channel dropout for ``(N, C, D, H, W)`` or ``(C, D, H, W)``; other ranks run with a deprecation
+    warning, taken as unbatched, as PyTorch."""
     if input.ndim not in (4, 5):
-        raise RuntimeError(f"dropout3d: Expected 4D or 5D input, but received a {input.ndim}D input")
-    out = _channel_dropout(_unbatched(input, 5), p, training, generator, "dropout3d")
-    return out.squeeze(0) if input.ndim == 4 else out
+        warnings.warn(f"dropout3d: Received a {input.ndim}-D input to dropout3d, which is deprecated and will "
+                      "result in an error in a future release (PyTorch); dropout3d expects 4D or 5D inputs",
+                      UserWarning, stacklevel=2)
+    x = input if input.ndim == 5 else input.unsqueeze(0)
+    out = _channel_dropout(x, p, training, generator, "dropout3d")
+    return input if out is x else (out if x is input else out.squeeze(0))
