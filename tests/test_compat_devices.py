@@ -263,3 +263,30 @@ def test_accelerator_as_torch():
     # the torch 2.x idiom
     dev = rg.accelerator.current_accelerator().type if rg.accelerator.is_available() else "cpu"
     assert rg.zeros(1, device=dev).device.type == "cpu"
+
+
+def test_device_as_a_context_manager_as_torch():
+    with torch.device("cpu"):
+        assert torch.zeros(1).device.type == "cpu"
+    with rg.device("cpu") as d:
+        assert d == rg.device("cpu") and rg.get_default_device() is d and rg.zeros(1).device.type == "cpu"
+    assert rg.get_default_device() == rg.device("cpu")
+    with pytest.raises(RuntimeError, match=CUDA_MSG):
+        with rg.device("cuda"):
+            pass
+    assert rg.get_default_device() == rg.device("cpu")
+
+
+def test_float32_matmul_precision_as_torch():
+    prev = torch.get_float32_matmul_precision()
+    assert rg.get_float32_matmul_precision() == prev == "highest"
+    try:
+        for lib in (rg, torch):
+            lib.set_float32_matmul_precision("high")  # nanoGPT's line
+            assert lib.get_float32_matmul_precision() == "high"
+            with pytest.warns(UserWarning, match="no effect"):
+                lib.set_float32_matmul_precision("fastest")
+            assert lib.get_float32_matmul_precision() == "high"
+    finally:
+        rg.set_float32_matmul_precision("highest")
+        torch.set_float32_matmul_precision(prev)

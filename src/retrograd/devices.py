@@ -77,10 +77,22 @@ class device:  # noqa: N801  (PyTorch's name)
     def __reduce__(self) -> tuple:
         return (device, (self._type, self._index))
 
+    def __enter__(self) -> "device":
+        """``with rg.device("cpu"):`` makes it the default device inside, as ``torch.device``; any other
+        device raises."""
+        check(self, "with device(...)")
+        _stack.append(_default["device"])
+        _default["device"] = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _default["device"] = _stack.pop()
+
 
 builtin_type = type
 CPU = device("cpu")
 _default = {"device": CPU}
+_stack: list = []  # devices entered with ``with device(...)``, innermost last
 
 
 def unavailable(what: str, op: str = "") -> RuntimeError:
