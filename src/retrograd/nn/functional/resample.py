@@ -230,14 +230,18 @@ def interpolate(input: Tensor, size: Any = None, scale_factor: Any = None, mode:
     return Tensor._apply(RESAMPLE, (x,), {"plan": tuple(plan)})
 
 
+def _pixel_factor(input: Tensor, factor: int, op: str, name: str) -> int:  # noqa: A002
+    if input.ndim < 3:
+        raise RuntimeError(f"{op} expects input to have at least 3 dimensions, but got input with "
+                           f"{input.ndim} dimension(s)")
+    if int(factor) <= 0:
+        raise RuntimeError(f"{op} expects a positive {name}, but got {factor}")
+    return int(factor)
+
+
 def pixel_shuffle(input: Tensor, upscale_factor: int) -> Tensor:  # noqa: A002
     """``(*, C r^2, H, W)`` -> ``(*, C, H r, W r)`` (sub-pixel convolution's rearrangement)."""
-    r = int(upscale_factor)
-    if input.ndim < 3:
-        raise RuntimeError(f"pixel_shuffle expects input to have at least 3 dimensions, but got input with "
-                           f"{input.ndim} dimension(s)")
-    if r <= 0:
-        raise RuntimeError(f"pixel_shuffle expects a positive upscale_factor, but got {r}")
+    r = _pixel_factor(input, upscale_factor, "pixel_shuffle", "upscale_factor")
     *batch, c, h, w = input.shape
     if c % (r * r):
         raise RuntimeError(f"pixel_shuffle expects its input's 'channel' dimension to be divisible by the square "
@@ -250,12 +254,7 @@ def pixel_shuffle(input: Tensor, upscale_factor: int) -> Tensor:  # noqa: A002
 
 def pixel_unshuffle(input: Tensor, downscale_factor: int) -> Tensor:  # noqa: A002
     """``(*, C, H r, W r)`` -> ``(*, C r^2, H, W)``, the inverse of ``pixel_shuffle``."""
-    r = int(downscale_factor)
-    if input.ndim < 3:
-        raise RuntimeError(f"pixel_unshuffle expects input to have at least 3 dimensions, but got input with "
-                           f"{input.ndim} dimension(s)")
-    if r <= 0:
-        raise RuntimeError(f"pixel_unshuffle expects a positive downscale_factor, but got {r}")
+    r = _pixel_factor(input, downscale_factor, "pixel_unshuffle", "downscale_factor")
     *batch, c, h, w = input.shape
     for name, n, k in (("height", h, -2), ("width", w, -1)):
         if n % r:
