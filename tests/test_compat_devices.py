@@ -290,3 +290,24 @@ def test_float32_matmul_precision_as_torch():
     finally:
         rg.set_float32_matmul_precision("highest")
         torch.set_float32_matmul_precision(prev)
+
+
+def test_generator_takes_a_device_as_torch():
+    for lib in (rg, torch):
+        g = lib.Generator(device="cpu").manual_seed(3)
+        h = lib.Generator("cpu").manual_seed(3)
+        assert g.device == lib.device("cpu") and h.device.type == "cpu"
+        assert lib.rand(3, generator=g).tolist() == lib.rand(3, generator=h).tolist()
+    assert rg.Generator(5).initial_seed() == 5  # retrograd's seed-first form still works
+    with pytest.raises(RuntimeError, match=CUDA_MSG):
+        rg.Generator(device="cuda")
+
+
+@pytest.mark.parametrize("name", ["FloatTensor", "DoubleTensor", "LongTensor", "BoolTensor"])
+def test_cuda_legacy_types_exist_and_refuse(name):
+    x = rg.zeros(2)
+    assert not isinstance(x, getattr(rg.cuda, name)) and not isinstance(torch.zeros(2), getattr(torch.cuda, name))
+    with pytest.raises(RuntimeError, match=CUDA_MSG):
+        getattr(rg.cuda, name)([1])
+    with pytest.raises(RuntimeError, match=CUDA_MSG):
+        x.type(f"torch.cuda.{name}")

@@ -81,3 +81,24 @@ get_device_capability = _needs_gpu("get_device_capability")
 reset_peak_memory_stats = _needs_gpu("reset_peak_memory_stats")
 get_rng_state = _needs_gpu("get_rng_state")
 set_rng_state = _needs_gpu("set_rng_state")
+
+
+class _CudaTensorType(type):
+    """``rg.cuda.FloatTensor`` and friends: names that exist, as in PyTorch without CUDA, so that
+    ``T = torch.cuda.FloatTensor if cuda else torch.FloatTensor`` runs; no tensor is one of them and
+    calling one raises."""
+
+    def __instancecheck__(cls, obj: Any) -> bool:
+        return False
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        raise unavailable("cuda", f"cuda.{cls.__name__}")
+
+
+FloatTensor = _CudaTensorType("FloatTensor", (), {"__module__": __name__})
+DoubleTensor = _CudaTensorType("DoubleTensor", (), {"__module__": __name__})
+HalfTensor = _CudaTensorType("HalfTensor", (), {"__module__": __name__})
+LongTensor = _CudaTensorType("LongTensor", (), {"__module__": __name__})
+IntTensor = _CudaTensorType("IntTensor", (), {"__module__": __name__})
+ByteTensor = _CudaTensorType("ByteTensor", (), {"__module__": __name__})
+BoolTensor = _CudaTensorType("BoolTensor", (), {"__module__": __name__})
