@@ -227,3 +227,42 @@ def test_type_cast_keeps_the_graph():
     x = rg.tensor([1.0, 2.0], requires_grad=True)
     x.type(rg.DoubleTensor).pow(2).sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), [2.0, 4.0])
+
+
+def test_a_training_script_preamble_runs_unchanged():
+    """The device and setup lines of common PyTorch scripts, with only the import changed."""
+    import retrograd as torch  # noqa: F811  (the point: the script's own name for the library)
+    from retrograd import nn as tnn
+    from retrograd.nn import functional as TFn
+    from retrograd.utils.data import DataLoader, TensorDataset
+
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
+    try:
+        device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+        device_type = "cuda" if "cuda" in device else "cpu"
+        torch.manual_seed(1337)
+        torch.cuda.manual_seed_all(1337)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+        kwargs = {"num_workers": 1, "pin_memory": True} if torch.cuda.is_available() else {}
+        ds = TensorDataset(torch.randn(16, 4), torch.randint(0, 3, (16,)))
+        loader = DataLoader(ds, batch_size=8, shuffle=True, **kwargs)
+        model = tnn.Sequential(tnn.Linear(4, 8), tnn.ReLU(), tnn.Dropout(0.1), tnn.Linear(8, 3)).to(device)
+        model = torch.compile(model)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for x, y in loader:
+            x, y = x.pin_memory().to(device, non_blocking=True), y.to(device)
+            loss = TFn.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        model.eval()
+        with torch.inference_mode():
+            logits = model(torch.zeros(2, 4, device=device))
+        assert logits.device.type == device_type == "cpu" and not logits.requires_grad
+        onehot = TFn.one_hot(logits.argmax(-1), num_classes=3).type(torch.FloatTensor)
+        assert onehot.type() == "torch.FloatTensor" and onehot.sum().item() == 2.0
+    finally:
+        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+         torch.backends.cudnn.benchmark) = saved
