@@ -2,6 +2,9 @@
 
 ``import retrograd as rg``; names and semantics follow PyTorch.
 """
+import math as _math
+from typing import Any as _Any
+
 from . import accel, backend
 from .accel import get_num_threads, set_num_threads
 from .backend import (bool_ as bool, double, float, float16, float32, float64, get_default_dtype, half, int,  # noqa: A004
@@ -14,11 +17,33 @@ from .tensor_math import matmul, where
 from .tensor_functions import cat, concat, concatenate, einsum, hstack, pad, stack, vstack
 from . import tensor_numpy  # noqa: F401  (fills Tensor's NumPy dispatch tables)
 from . import autograd
+from . import accelerator, backends, cuda
+from .backends import get_float32_matmul_precision, set_float32_matmul_precision
+from .devices import device, get_default_device, set_default_device
+from .inference import inference_mode, is_inference_mode_enabled
+from .legacy_types import (BoolTensor, ByteTensor, CharTensor, DoubleTensor, FloatTensor, HalfTensor, IntTensor,
+                           LongTensor, ShortTensor)
 from .creation import (arange, as_tensor, bernoulli, empty, empty_like, eye, from_numpy, full, full_like,
                        linspace, logspace, multinomial, normal, ones, ones_like, rand, rand_like, randint,
                        randn, randn_like, randperm, tensor, zeros, zeros_like)
 
 __version__ = "0.1.0"
+
+inf = _math.inf
+nan = _math.nan
+pi = _math.pi
+e = _math.e
+
+
+def compile(model: _Any = None, **kwargs: _Any) -> _Any:  # noqa: A001  (PyTorch's name)
+    """A documented no-op: returns ``model`` (a Module or a function) unchanged, as retrograd has no
+    compiler. Accepts ``torch.compile``'s keywords (``mode``, ``fullgraph``, ``dynamic``, ``backend``,
+    ``options``, ``disable``, ...) and its decorator forms ``@rg.compile`` and ``@rg.compile(...)``."""
+    if model is None:
+        return lambda fn: fn
+    if not callable(model):
+        raise TypeError(f"compile: expected a Module or a function, got {type(model).__name__}")
+    return model
 
 
 def _method(name: str):
@@ -43,7 +68,8 @@ for _n in ("exp expm1 log log1p log2 log10 sqrt rsqrt square reciprocal sin cos 
            "fliplr flipud roll split chunk tensor_split unbind tril triu gather take_along_dim "
            "index_select scatter_add masked_fill isnan isinf isfinite any all add sub subtract mul "
            "multiply div divide true_divide pow maximum minimum atan2 arctan2 dot mm bmm clone "
-           "detach numel allclose isclose equal logical_not logical_and logical_or").split():
+           "detach numel allclose isclose equal logical_not logical_and logical_or repeat_interleave unique narrow "
+           "outer ger").split():
     globals()[_n] = _method(_n)
 del _n
 
@@ -59,6 +85,7 @@ def numel(input: Tensor) -> int:  # noqa: A002
 from . import nn  # noqa: E402
 from . import optim  # noqa: E402
 from . import data  # noqa: E402
+from . import utils  # noqa: E402  (``retrograd.utils.data``: PyTorch's path to ``retrograd.data``)
 from . import io  # noqa: E402
 from .io import load, save  # noqa: E402
 import sys as _sys  # noqa: E402

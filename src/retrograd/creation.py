@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 
 from . import backend as B
+from . import devices
 from .random import Generator, resolve
 from .tensor import Tensor, _to_array, wrap_array
 from .tensor_shape import _as_shape
@@ -27,10 +28,12 @@ def _check_size(shape: tuple, op: str) -> tuple:
 def tensor(data: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
     """A new leaf tensor holding a copy of ``data`` (lists keep PyTorch's dtype
     inference; NumPy arrays keep their dtype)."""
+    devices.check(device, "tensor")
     return _finish(_to_array(data, dtype), requires_grad)
 
 
-def as_tensor(data: Any, dtype: Any = None) -> Tensor:
+def as_tensor(data: Any, dtype: Any = None, *, device: Any = None) -> Tensor:
+    devices.check(device, "as_tensor")
     if isinstance(data, Tensor) and (dtype is None or B.as_dtype(dtype) == data.dtype):
         return data
     if isinstance(data, np.ndarray) and (dtype is None or B.as_dtype(dtype) == data.dtype) \
@@ -49,19 +52,23 @@ def from_numpy(arr: np.ndarray) -> Tensor:
 
 
 def zeros(*size: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
+    devices.check(device, "zeros")
     return _finish(np.zeros(_check_size(_as_shape(size), "zeros"), B.as_dtype(dtype)), requires_grad)
 
 
 def ones(*size: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
+    devices.check(device, "ones")
     return _finish(np.ones(_check_size(_as_shape(size), "ones"), B.as_dtype(dtype)), requires_grad)
 
 
 def empty(*size: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
+    devices.check(device, "empty")
     return _finish(np.empty(_check_size(_as_shape(size), "empty"), B.as_dtype(dtype)), requires_grad)
 
 
 def full(size: Any, fill_value: Any, *, dtype: Any = None, requires_grad: bool = False,
          device: Any = None) -> Tensor:
+    devices.check(device, "full")
     if dtype is None:
         dtype = B.bool_ if isinstance(fill_value, bool) else (
             B.int64 if isinstance(fill_value, (int, np.integer)) else None)
@@ -73,24 +80,30 @@ def _like(t: Tensor, dtype: Any) -> np.dtype:
     return t.dtype if dtype is None else B.as_dtype(dtype)
 
 
-def zeros_like(t: Tensor, *, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def zeros_like(t: Tensor, *, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
+    devices.check(device, "zeros_like")
     return _finish(np.zeros(t.shape, _like(t, dtype)), requires_grad)
 
 
-def ones_like(t: Tensor, *, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def ones_like(t: Tensor, *, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
+    devices.check(device, "ones_like")
     return _finish(np.ones(t.shape, _like(t, dtype)), requires_grad)
 
 
-def empty_like(t: Tensor, *, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def empty_like(t: Tensor, *, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
+    devices.check(device, "empty_like")
     return _finish(np.empty(t.shape, _like(t, dtype)), requires_grad)
 
 
-def full_like(t: Tensor, fill_value: Any, *, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def full_like(t: Tensor, fill_value: Any, *, dtype: Any = None, requires_grad: bool = False,
+              device: Any = None) -> Tensor:
+    devices.check(device, "full_like")
     return _finish(np.full(t.shape, fill_value, _like(t, dtype)), requires_grad)
 
 
 def arange(start: Any, end: Any = None, step: Any = 1, *, dtype: Any = None,
            requires_grad: bool = False, device: Any = None) -> Tensor:
+    devices.check(device, "arange")
     if end is None:
         start, end = 0, start
     if step == 0:
@@ -108,35 +121,42 @@ def arange(start: Any, end: Any = None, step: Any = 1, *, dtype: Any = None,
 
 
 def linspace(start: float, end: float, steps: int, *, dtype: Any = None,
-             requires_grad: bool = False) -> Tensor:
+             requires_grad: bool = False, device: Any = None) -> Tensor:
+    devices.check(device, "linspace")
     if steps < 0:
         raise RuntimeError(f"linspace: number of steps must be non-negative, got {steps}")
     return _finish(np.linspace(start, end, steps).astype(B.as_dtype(dtype)), requires_grad)
 
 
-def logspace(start: float, end: float, steps: int, base: float = 10.0, *, dtype: Any = None) -> Tensor:
+def logspace(start: float, end: float, steps: int, base: float = 10.0, *, dtype: Any = None,
+             device: Any = None) -> Tensor:
+    devices.check(device, "logspace")
     return _finish(np.logspace(start, end, steps, base=base).astype(B.as_dtype(dtype)), False)
 
 
-def eye(n: int, m: int | None = None, *, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def eye(n: int, m: int | None = None, *, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
+    devices.check(device, "eye")
     return _finish(np.eye(n, m, dtype=B.as_dtype(dtype)), requires_grad)
 
 
 def rand(*size: Any, generator: Generator | None = None, dtype: Any = None,
-         requires_grad: bool = False) -> Tensor:
+         requires_grad: bool = False, device: Any = None) -> Tensor:
+    devices.check(device, "rand")
     d = B.as_dtype(dtype)
     return _finish(resolve(generator).random(_check_size(_as_shape(size), "rand")).astype(d), requires_grad)
 
 
 def randn(*size: Any, generator: Generator | None = None, dtype: Any = None,
-          requires_grad: bool = False) -> Tensor:
+          requires_grad: bool = False, device: Any = None) -> Tensor:
+    devices.check(device, "randn")
     d = B.as_dtype(dtype)
     return _finish(resolve(generator).standard_normal(_check_size(_as_shape(size), "randn")).astype(d),
                    requires_grad)
 
 
 def randint(low: int, high: int | None = None, size: Any = None, *, generator: Generator | None = None,
-            dtype: Any = None) -> Tensor:
+            dtype: Any = None, device: Any = None) -> Tensor:
+    devices.check(device, "randint")
     if size is None:
         if high is None or not isinstance(high, (tuple, list)):
             raise TypeError("randint: size must be given, e.g. randint(0, 10, (3,))")
@@ -150,21 +170,25 @@ def randint(low: int, high: int | None = None, size: Any = None, *, generator: G
     return _finish(resolve(generator).integers(low, high, _as_shape((size,))).astype(d), False)
 
 
-def randperm(n: int, *, generator: Generator | None = None, dtype: Any = None) -> Tensor:
+def randperm(n: int, *, generator: Generator | None = None, dtype: Any = None, device: Any = None) -> Tensor:
+    devices.check(device, "randperm")
     d = B.int64 if dtype is None else B.as_dtype(dtype)
     return _finish(resolve(generator).permutation(n).astype(d), False)
 
 
-def rand_like(t: Tensor, *, generator: Generator | None = None, dtype: Any = None) -> Tensor:
+def rand_like(t: Tensor, *, generator: Generator | None = None, dtype: Any = None, device: Any = None) -> Tensor:
+    devices.check(device, "rand_like")
     return rand(t.shape, generator=generator, dtype=_like(t, dtype))
 
 
-def randn_like(t: Tensor, *, generator: Generator | None = None, dtype: Any = None) -> Tensor:
+def randn_like(t: Tensor, *, generator: Generator | None = None, dtype: Any = None, device: Any = None) -> Tensor:
+    devices.check(device, "randn_like")
     return randn(t.shape, generator=generator, dtype=_like(t, dtype))
 
 
 def normal(mean: float, std: float, size: Any, *, generator: Generator | None = None,
-           dtype: Any = None) -> Tensor:
+           dtype: Any = None, device: Any = None) -> Tensor:
+    devices.check(device, "normal")
     return _finish(resolve(generator).normal(mean, std, _as_shape((size,))).astype(B.as_dtype(dtype)), False)
 
 

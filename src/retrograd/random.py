@@ -1,17 +1,25 @@
 """Seeded random number generators (PyTorch's ``Generator``/``manual_seed`` API on NumPy's PCG64)."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+
+from .devices import check, is_device
 
 
 class Generator:
-    """A seedable source of randomness; ``rg.manual_seed`` seeds the default one.
+    """A seedable source of randomness; ``rg.manual_seed`` seeds the default one. ``Generator(seed)``, or
+    PyTorch's ``Generator(device="cpu")`` / ``Generator("cpu")`` (then seed it with ``manual_seed``).
 
     Draws come from NumPy's PCG64, so streams differ from PyTorch's while being
     just as reproducible: the same seed gives the same numbers on every run.
     """
 
-    def __init__(self, seed: int | None = None) -> None:
+    def __init__(self, seed: Any = None, device: Any = None) -> None:
+        if seed is not None and is_device(seed):  # torch.Generator("cpu"): PyTorch's first argument is the device
+            seed, device = None, seed
+        self.device = check(device, "Generator")
         self._seed = int(np.random.SeedSequence().entropy % (2**63)) if seed is None else int(seed)
         self.np = np.random.Generator(np.random.PCG64(self._seed))
 

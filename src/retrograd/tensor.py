@@ -22,7 +22,7 @@ from . import backend as B
 from . import ops as O
 from .engine import Node, _check_finite, backward, creation_site, state
 from .hooks import RemovableHandle, add_hook
-from . import tensor_inplace, tensor_math, tensor_reduce, tensor_shape
+from . import tensor_compat, tensor_inplace, tensor_math, tensor_reduce, tensor_shape
 from .tensor_convert import _as_tensor, _coerce, _to_array
 from .tensor_math import matmul, where  # noqa: F401  (where: re-exported for older importers)
 from .tensor_shape import _norm_dim, _norm_dims
@@ -208,9 +208,10 @@ class Tensor:
     def ndim(self) -> int:
         return self.data.ndim
 
-    @property
-    def device(self) -> str:
-        return "cpu"
+    device = property(tensor_compat.device)
+    is_cuda = property(tensor_compat.is_cuda)
+    is_cpu = property(tensor_compat.is_cpu)
+    get_device = tensor_compat.get_device
 
     def dim(self) -> int:
         return self.data.ndim
@@ -355,16 +356,7 @@ class Tensor:
         backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph, inputs=inputs)
 
     # ------------------------------------------------------------------ conversion
-    def to(self, *args: Any, **kwargs: Any) -> "Tensor":
-        dtype = kwargs.get("dtype")
-        for a in args:
-            if isinstance(a, Tensor):
-                dtype = a.dtype
-            elif not isinstance(a, str):  # a device string is accepted and ignored (CPU only)
-                dtype = a
-        if dtype is None:
-            return self
-        return self._cast(B.as_dtype(dtype))
+    to = tensor_compat.to
 
     def _cast(self, dtype: np.dtype) -> "Tensor":
         if self.data.dtype == dtype:
@@ -397,8 +389,10 @@ class Tensor:
     def bool(self) -> "Tensor":
         return self._cast(B.bool_)
 
-    def cpu(self) -> "Tensor":
-        return self
+    cpu = tensor_compat.cpu
+    cuda = tensor_compat.cuda
+    pin_memory = tensor_compat.pin_memory
+    is_pinned = tensor_compat.is_pinned
 
     def clone(self) -> "Tensor":
         return Tensor._apply(O.CLONE, (self,))
@@ -701,6 +695,19 @@ class Tensor:
     __iand__ = tensor_inplace.__iand__
     __ior__ = tensor_inplace.__ior__
     __ixor__ = tensor_inplace.__ixor__
+
+    # ------------------------------------------------------------------ PyTorch's extras (tensor_compat.py)
+    new_zeros = tensor_compat.new_zeros
+    new_ones = tensor_compat.new_ones
+    new_empty = tensor_compat.new_empty
+    new_full = tensor_compat.new_full
+    new_tensor = tensor_compat.new_tensor
+    repeat_interleave = tensor_compat.repeat_interleave
+    unique = tensor_compat.unique
+    narrow = tensor_compat.narrow
+    outer = tensor_compat.outer
+    ger = outer
+    type = tensor_compat.type_method  # last: the name shadows the builtin in the rest of the class body
 
     # ------------------------------------------------------------------ NumPy protocol
     # NumPy functions called on Tensors run as Tensor ops (how rules written in array code run on

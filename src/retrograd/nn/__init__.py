@@ -9,23 +9,26 @@ from . import utils
 from .activation import (CELU, ELU, GELU, SELU, Hardtanh, LeakyReLU, LogSoftmax, Mish, PReLU, ReLU, ReLU6,
                          Sigmoid, SiLU, Softmax, Softplus, Softsign, Tanh)
 from .containers import Flatten, Identity, ModuleDict, ModuleList, ParameterList, Sequential, Unflatten
-from .layers import (BatchNorm1d, BatchNorm2d, Bilinear, Dropout, Embedding, GroupNorm, LayerNorm, Linear,
-                     RMSNorm)
+from .layers import (BatchNorm1d, BatchNorm2d, Bilinear, Dropout, Dropout1d, Dropout2d, Dropout3d, Embedding,
+                     GroupNorm, LayerNorm, Linear, RMSNorm)
 from .conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
 from .loss import (BCELoss, BCEWithLogitsLoss, CosineEmbeddingLoss, CrossEntropyLoss, CTCLoss, GaussianNLLLoss,
                    HuberLoss, KLDivLoss, L1Loss, MarginRankingLoss, MSELoss, NLLLoss, PoissonNLLLoss, SmoothL1Loss,
                    TripletMarginLoss)
 from .pooling import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d,
-                      Upsample)
+                      PixelShuffle, PixelUnshuffle, Upsample)
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
 from .transformer import (MultiheadAttention, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,
                           TransformerEncoderLayer)
 from .module import Module, Parameter, RemovableHandle
+from . import modules  # PyTorch's import paths: retrograd.nn.modules.<sub>
+from . import parallel
 
 __all__ = [
     "functional", "init", "utils", "Module", "Parameter", "RemovableHandle",
     "Sequential", "ModuleList", "ModuleDict", "ParameterList", "Identity", "Flatten", "Unflatten",
-    "Linear", "Bilinear", "Embedding", "Dropout", "LayerNorm", "RMSNorm", "GroupNorm", "BatchNorm1d",
+    "Linear", "Bilinear", "Embedding", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "LayerNorm", "RMSNorm",
+    "GroupNorm", "BatchNorm1d",
     "BatchNorm2d",
     "ReLU", "ReLU6", "LeakyReLU", "PReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish", "Sigmoid", "Tanh",
     "Hardtanh", "Softplus", "Softsign", "Softmax", "LogSoftmax",
@@ -33,7 +36,8 @@ __all__ = [
     "BCEWithLogitsLoss", "KLDivLoss", "CosineEmbeddingLoss", "MarginRankingLoss", "TripletMarginLoss",
     "PoissonNLLLoss", "GaussianNLLLoss", "CTCLoss",
     "Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d", "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d",
-    "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "Upsample", "MultiheadAttention", "TransformerEncoderLayer",
+    "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "Upsample",
+    "PixelShuffle", "PixelUnshuffle", "MultiheadAttention", "TransformerEncoderLayer",
     "TransformerDecoderLayer", "TransformerEncoder", "TransformerDecoder", "RNNBase", "RNN", "LSTM", "GRU",
     "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell",
 ]

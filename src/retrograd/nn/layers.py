@@ -28,9 +28,9 @@ class Linear(Module):
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
-        self.weight = Parameter(empty(out_features, in_features, dtype=dtype))
+        self.weight = Parameter(empty(out_features, in_features, dtype=dtype, device=device))
         if bias:
-            self.bias = Parameter(empty(out_features, dtype=dtype))
+            self.bias = Parameter(empty(out_features, dtype=dtype, device=device))
         else:
             self.register_parameter("bias", None)
         self.reset_parameters()
@@ -60,9 +60,9 @@ class Bilinear(Module):
         self.in1_features = in1_features
         self.in2_features = in2_features
         self.out_features = out_features
-        self.weight = Parameter(empty(out_features, in1_features, in2_features, dtype=dtype))
+        self.weight = Parameter(empty(out_features, in1_features, in2_features, dtype=dtype, device=device))
         if bias:
-            self.bias = Parameter(empty(out_features, dtype=dtype))
+            self.bias = Parameter(empty(out_features, dtype=dtype, device=device))
         else:
             self.register_parameter("bias", None)
         self.reset_parameters()
@@ -108,7 +108,8 @@ class Embedding(Module):
         self.scale_grad_by_freq = scale_grad_by_freq
         self.sparse = sparse
         if _weight is None:
-            self.weight = Parameter(empty(num_embeddings, embedding_dim, dtype=dtype), requires_grad=not _freeze)
+            self.weight = Parameter(empty(num_embeddings, embedding_dim, dtype=dtype, device=device),
+                                    requires_grad=not _freeze)
             self.reset_parameters()
         else:
             if tuple(_weight.shape) != (num_embeddings, embedding_dim):
@@ -167,14 +168,42 @@ class Dropout(Module):
         return f"p={self.p}, inplace={self.inplace}"
 
 
+class _ChannelDropout(Dropout):
+    """Zero whole channels with probability ``p`` in training (scaling the rest by ``1/(1-p)``)."""
+
+    _functional = staticmethod(F.dropout2d)
+
+    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+        return self._functional(input, self.p, self.training, generator=self.generator)
+
+
+class Dropout1d(_ChannelDropout):
+    """Channel dropout for ``(N, C, L)`` or ``(C, L)`` inputs."""
+
+    _functional = staticmethod(F.dropout1d)
+
+
+class Dropout2d(_ChannelDropout):
+    """Channel dropout for ``(N, C, H, W)`` inputs (a 3-D input is taken as ``(N, C, L)``, as PyTorch)."""
+
+    _functional = staticmethod(F.dropout2d)
+
+
+class Dropout3d(_ChannelDropout):
+    """Channel dropout for ``(N, C, D, H, W)`` or ``(C, D, H, W)`` inputs."""
+
+    _functional = staticmethod(F.dropout3d)
+
+
 def _as_shape_tuple(normalized_shape: Any) -> tuple:
     return (int(normalized_shape),) if isinstance(normalized_shape, (int, np.integer)) else tuple(normalized_shape)
 
 
-def _norm_affine(module: Module, shape: Any, affine: bool, bias: bool, dtype: Any) -> None:
+def _norm_affine(module: Module, shape: Any, affine: bool, bias: bool, dtype: Any,
+                 device: Any = None) -> None:
     """A norm layer's ``weight`` (ones) and ``bias`` (zeros), or None where switched off, as torch."""
-    module.register_parameter("weight", Parameter(ones(shape, dtype=dtype)) if affine else None)
-    module.register_parameter("bias", Parameter(zeros(shape, dtype=dtype)) if affine and bias else None)
+    module.register_parameter("weight", Parameter(ones(shape, dtype=dtype, device=device)) if affine else None)
+    module.register_parameter("bias", Parameter(zeros(shape, dtype=dtype, device=device)) if affine and bias else None)
 
 
 class LayerNorm(Module):
@@ -186,7 +215,7 @@ class LayerNorm(Module):
         self.normalized_shape = _as_shape_tuple(normalized_shape)
         self.eps = eps
         self.elementwise_affine = elementwise_affine
-        _norm_affine(self, self.normalized_shape, elementwise_affine, bias, dtype)
+        _norm_affine(self, self.normalized_shape, elementwise_affine, bias, dtype, device)
 
     def reset_parameters(self) -> None:
         if self.weight is not None:
@@ -215,7 +244,7 @@ class RMSNorm(Module):
         self.eps = eps
         self.elementwise_affine = elementwise_affine
         if elementwise_affine:
-            self.weight = Parameter(ones(self.normalized_shape, dtype=dtype))
+            self.weight = Parameter(ones(self.normalized_shape, dtype=dtype, device=device))
         else:
             self.register_parameter("weight", None)
 
@@ -245,7 +274,7 @@ class GroupNorm(Module):
         self.num_channels = num_channels
         self.eps = eps
         self.affine = affine
-        _norm_affine(self, num_channels, affine, bias, dtype)
+        _norm_affine(self, num_channels, affine, bias, dtype, device)
 
     def forward(self, input: Tensor) -> Tensor:  # noqa: A002
         if input.ndim < 2 or input.shape[1] != self.num_channels:
@@ -270,10 +299,10 @@ class _BatchNorm(Module):
         self.momentum = momentum
         self.affine = affine
         self.track_running_stats = track_running_stats
-        _norm_affine(self, num_features, affine, bias, dtype)
+        _norm_affine(self, num_features, affine, bias, dtype, device)
         if track_running_stats:
-            self.register_buffer("running_mean", zeros(num_features, dtype=dtype))
-            self.register_buffer("running_var", ones(num_features, dtype=dtype))
+            self.register_buffer("running_mean", zeros(num_features, dtype=dtype, device=device))
+            self.register_buffer("running_var", ones(num_features, dtype=dtype, device=device))
             self.register_buffer("num_batches_tracked", tensor(0, dtype=B.int64))
         else:
             self.register_buffer("running_mean", None)

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .. import backend as B
+from .. import devices
 from ..engine import no_grad
 from ..hooks import RemovableHandle, add_hook
 from ..ops import Rule
@@ -358,12 +359,18 @@ class Module:
         return self
 
     def to(self, *args: Any, **kwargs: Any) -> "Module":
-        """``to(dtype)``, ``to(tensor)`` or ``to(device)`` (devices are accepted and ignored: CPU only)."""
+        """``to(dtype)``, ``to(tensor)``, ``to(device)`` or ``to(device, dtype)``; the device must be the CPU
+        (retrograd runs on the CPU: any other raises)."""
         dtype = kwargs.get("dtype")
+        devices.check(kwargs.get("device"), "Module.to")
         for a in args:
             if isinstance(a, Tensor):
                 dtype = a.dtype
-            elif not isinstance(a, str):
+            elif isinstance(a, bool):  # non_blocking
+                continue
+            elif isinstance(a, int) or devices.is_device(a):
+                devices.check(a, "Module.to")
+            elif a is not None:
                 dtype = a
         if dtype is None:
             return self
@@ -384,6 +391,10 @@ class Module:
 
     def cpu(self) -> "Module":
         return self
+
+    def cuda(self, device: Any = None) -> "Module":
+        """Raises: retrograd runs on the CPU (write ``model.to(device)`` with ``device = "cpu"``)."""
+        raise devices.unavailable("cuda", "Module.cuda")
 
     # ------------------------------------------------------------------ hooks
     def register_forward_pre_hook(self, hook: Callable, *, prepend: bool = False) -> RemovableHandle:

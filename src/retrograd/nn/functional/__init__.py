@@ -22,12 +22,12 @@ from .loss import (binary_cross_entropy, binary_cross_entropy_with_logits, cosin
                    ctc_loss, gaussian_nll_loss, huber_loss, kl_div, l1_loss, margin_ranking_loss, mse_loss,
                    nll_loss, pairwise_distance, poisson_nll_loss, sigmoid_focal_loss, smooth_l1_loss,
                    triplet_margin_loss)
-from .norm import batch_norm, group_norm, layer_norm, rms_norm
+from .norm import batch_norm, group_norm, layer_norm, normalize, rms_norm
 from .pool import (adaptive_avg_pool1d, adaptive_avg_pool2d, avg_pool1d, avg_pool2d, max_pool1d,
                    max_pool2d)
-from .regularization import dropout
-from .resample import interpolate
-from .sparse import embedding
+from .regularization import dropout, dropout1d, dropout2d, dropout3d
+from .resample import interpolate, pixel_shuffle, pixel_unshuffle
+from .sparse import embedding, one_hot
 
 __all__ = [
     "relu", "relu6", "leaky_relu", "prelu", "elu", "selu", "celu", "gelu", "silu", "mish", "sigmoid", "tanh",
@@ -38,5 +38,6 @@ __all__ = [
     "pairwise_distance", "triplet_margin_loss", "poisson_nll_loss", "gaussian_nll_loss", "sigmoid_focal_loss",
     "ctc_loss", "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "max_pool1d", "max_pool2d",
     "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "interpolate",
-    "scaled_dot_product_attention", "multi_head_attention_forward", "pad",
+    "scaled_dot_product_attention", "multi_head_attention_forward", "pad", "normalize", "one_hot",
+    "dropout1d", "dropout2d", "dropout3d", "pixel_shuffle", "pixel_unshuffle",
 ]

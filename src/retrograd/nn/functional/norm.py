@@ -162,3 +162,12 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     if bias is not None:
         y = y + bias.reshape(bshape)
     return y
+
+
+def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12,  # noqa: A002
+              out: Any = None) -> Tensor:
+    """``input / max(||input||_p, eps)`` along ``dim`` (unit vectors), as ``torch.nn.functional.normalize``."""
+    if out is not None:
+        raise TypeError("normalize: out= is not supported; use the returned tensor")
+    x = _float_input(input, "normalize")
+    return x / x.norm(p, dim, keepdim=True).clamp(min=eps)

@@ -228,3 +228,39 @@ def interpolate(input: Tensor, size: Any = None, scale_factor: Any = None, mode:
     if not plan:
         return x.clone()
     return Tensor._apply(RESAMPLE, (x,), {"plan": tuple(plan)})
+
+
+def _pixel_factor(input: Tensor, factor: int, op: str, name: str) -> int:  # noqa: A002
+    if input.ndim < 3:
+        raise RuntimeError(f"{op} expects input to have at least 3 dimensions, but got input with "
+                           f"{input.ndim} dimension(s)")
+    if int(factor) <= 0:
+        raise RuntimeError(f"{op} expects a positive {name}, but got {factor}")
+    return int(factor)
+
+
+def pixel_shuffle(input: Tensor, upscale_factor: int) -> Tensor:  # noqa: A002
+    """``(*, C r^2, H, W)`` -> ``(*, C, H r, W r)`` (sub-pixel convolution's rearrangement)."""
+    r = _pixel_factor(input, upscale_factor, "pixel_shuffle", "upscale_factor")
+    *batch, c, h, w = input.shape
+    if c % (r * r):
+        raise RuntimeError(f"pixel_shuffle expects its input's 'channel' dimension to be divisible by the square "
+                           f"of upscale_factor, but input.size(-3)={c} is not divisible by {r * r}")
+    nb = len(batch)
+    x = input.reshape(*batch, c // (r * r), r, r, h, w)
+    x = x.permute(*range(nb), nb, nb + 3, nb + 1, nb + 4, nb + 2)
+    return x.reshape(*batch, c // (r * r), h * r, w * r)
+
+
+def pixel_unshuffle(input: Tensor, downscale_factor: int) -> Tensor:  # noqa: A002
+    """``(*, C, H r, W r)`` -> ``(*, C r^2, H, W)``, the inverse of ``pixel_shuffle``."""
+    r = _pixel_factor(input, downscale_factor, "pixel_unshuffle", "downscale_factor")
+    *batch, c, h, w = input.shape
+    for name, n, k in (("height", h, -2), ("width", w, -1)):
+        if n % r:
+            raise RuntimeError(f"pixel_unshuffle expects {name} to be divisible by downscale_factor, but "
+                               f"input.size({k})={n} is not divisible by {r}")
+    nb = len(batch)
+    x = input.reshape(*batch, c, h // r, r, w // r, r)
+    x = x.permute(*range(nb), nb, nb + 2, nb + 4, nb + 1, nb + 3)
+    return x.reshape(*batch, c * r * r, h // r, w // r)

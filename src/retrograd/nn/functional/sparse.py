@@ -81,3 +81,24 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,  # 
         weight._vc[0] += 1
     return Tensor._apply(EMBEDDING, (weight,), {"index": idx, "num_weights": n, "padding_idx": padding_idx,
                                                 "scale_grad_by_freq": scale_grad_by_freq})
+
+
+def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
+    """``(*)`` int64 class indices -> ``(*, num_classes)`` int64 one-hot rows; ``num_classes=-1``
+    means ``max + 1``."""
+    if not isinstance(tensor, Tensor):
+        raise TypeError(f"one_hot(): argument 'tensor' must be Tensor, not {type(tensor).__name__}")
+    idx = tensor.data
+    if idx.dtype != B.int64:
+        raise RuntimeError(f"one_hot is only applicable to index tensor of type LongTensor (int64), got "
+                           f"{B.dtype_name(idx.dtype)}")
+    if idx.size and idx.min() < 0:
+        raise RuntimeError("one_hot: class values must be non-negative.")
+    if num_classes == -1:
+        if idx.size == 0:
+            raise RuntimeError("one_hot: can not infer total number of classes from empty tensor.")
+        num_classes = int(idx.max()) + 1
+    if idx.size and idx.max() >= num_classes:
+        raise RuntimeError(f"one_hot: class values must be smaller than num_classes ({num_classes}), got "
+                           f"{int(idx.max())}")
+    return Tensor._wrap(np.eye(num_classes, dtype=np.int64)[idx])
