@@ -17,7 +17,7 @@ Tensor = Any  # annotations only: the class is tensor.Tensor, which sits above t
 
 
 def _arr(x: Any) -> Any:
-    return x.data if isinstance(x, state.tensor_type) else x
+    return x._array if isinstance(x, state.tensor_type) else x
 
 
 def _check_inplace(self, name: str) -> None:
@@ -31,12 +31,12 @@ def _check_inplace(self, name: str) -> None:
 
 def _inplace(self, name: str, f: Callable, other: Any = None) -> "Tensor":
     self._check_inplace(name)
-    o = other.data if isinstance(other, state.tensor_type) else other
+    o = other._array if isinstance(other, state.tensor_type) else other
     try:
         if other is None:
-            f(self.data, out=self.data)
+            f(self._array, out=self._array)
         else:
-            f(self.data, o, out=self.data, casting="same_kind")
+            f(self._array, o, out=self._array, casting="same_kind")
     except TypeError as e:  # NumPy's output-casting error is a TypeError
         raise RuntimeError(f"{name}: result type of {B.dtype_name(np.result_type(self.data, o))} "
                            f"can't be cast to the desired output type {B.dtype_name(self.dtype)}") from e
@@ -49,13 +49,13 @@ def _inplace(self, name: str, f: Callable, other: Any = None) -> "Tensor":
 
 def add_(self, other: Any, *, alpha: Any = 1) -> "Tensor":
     if alpha != 1:
-        other = (other.data if isinstance(other, state.tensor_type) else other) * alpha
+        other = (other._array if isinstance(other, state.tensor_type) else other) * alpha
     return _inplace(self, "add_", np.add, other)
 
 
 def sub_(self, other: Any, *, alpha: Any = 1) -> "Tensor":
     if alpha != 1:
-        other = (other.data if isinstance(other, state.tensor_type) else other) * alpha
+        other = (other._array if isinstance(other, state.tensor_type) else other) * alpha
     return _inplace(self, "sub_", np.subtract, other)
 
 
@@ -85,7 +85,7 @@ def exp_(self) -> "Tensor":
 
 def clamp_(self, min: Any = None, max: Any = None) -> "Tensor":  # noqa: A002
     self._check_inplace("clamp_")
-    np.clip(self.data, min, max, out=self.data)
+    np.clip(self._array, min, max, out=self._array)
     self._vc[0] += 1
     return self
 
@@ -99,7 +99,7 @@ def addcdiv_(self, t1: Any, t2: Any, *, value: Any = 1) -> "Tensor":
 
 
 def lerp_(self, end: Any, weight: Any) -> "Tensor":
-    return _inplace(self, "lerp_", np.add, (_arr(end) - self.data) * _arr(weight))
+    return _inplace(self, "lerp_", np.add, (_arr(end) - self._array) * _arr(weight))
 
 
 def zero_(self) -> "Tensor":
@@ -108,7 +108,7 @@ def zero_(self) -> "Tensor":
 
 def fill_(self, value: Any) -> "Tensor":
     self._check_inplace("fill_")
-    self.data[...] = _arr(value)
+    self._array[...] = _arr(value)
     self._vc[0] += 1
     return self
 
@@ -117,7 +117,7 @@ def copy_(self, src: Any) -> "Tensor":
     self._check_inplace("copy_")
     s = _arr(src)
     try:
-        np.copyto(self.data, np.broadcast_to(s, self.shape), casting="unsafe")
+        np.copyto(self._array, np.broadcast_to(s, self.shape), casting="unsafe")
     except ValueError as e:
         raise RuntimeError(f"copy_: source of shape {np.shape(s)} does not broadcast to the "
                            f"destination's shape {self.shape}") from e

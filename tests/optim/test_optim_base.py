@@ -16,7 +16,7 @@ def _mlp(lib, dtype="float64"):
 
 def test_parameters_become_views_of_one_flat_buffer():
     net = _mlp(rg)
-    before = [p.data.copy() for p in net.params]
+    before = [p.detach().numpy().copy() for p in net.params]
     opt = rg.optim.SGD(net.params, lr=0.1)
     (flat,) = opt.flat_params()
     assert flat.size == sum(p.numel() for p in net.params) and flat.ndim == 1
@@ -256,7 +256,7 @@ def test_state_entries_are_live_views_matching_torch():
             assert ro.state[p][k].shape == p.shape
         assert float(ro.state[p]["step"]) == 3.0 and ro.state[p]["step"].dtype == rg.float64
     assert r.params[4] not in ro.state and t.params[4] not in to.state  # never had a gradient
-    before = ro.state[r.params[0]]["exp_avg"].data.copy()
+    before = ro.state[r.params[0]]["exp_avg"].detach().numpy().copy()
     train(rg, "Adam", {}, w, 1, net=r, opt=ro, start=3)
     assert not np.array_equal(before, ro.state[r.params[0]]["exp_avg"].data)  # a view: it moved
 
