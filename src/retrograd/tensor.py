@@ -285,7 +285,7 @@ class Tensor:
 
     def item(self) -> Any:
         if self._array.size != 1:
-            raise RuntimeError(f"item: a Tensor with {self.data.size} elements cannot be converted to "
+            raise RuntimeError(f"item: a Tensor with {self._array.size} elements cannot be converted to "
                                "a Python scalar")
         return self._array.reshape(()).item()
 
@@ -303,11 +303,13 @@ class Tensor:
         a = self._array
         if type(a) is not _ndarray:
             a = np.asarray(a)
-        return a if dtype is None else a.astype(dtype)
+        if dtype is not None:
+            return a.astype(dtype, copy=bool(copy))
+        return a.copy() if copy else a  # NumPy 2 passes copy=True and then trusts us to have copied
 
     def __bool__(self) -> bool:
         if self._array.size != 1:
-            raise RuntimeError(f"Boolean value of Tensor with {self.data.size} values is ambiguous")
+            raise RuntimeError(f"Boolean value of Tensor with {self._array.size} values is ambiguous")
         return bool(self._array.reshape(()))
 
     def __float__(self) -> float:
@@ -335,7 +337,7 @@ class Tensor:
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
         if requires_grad and self._array.dtype.kind != "f":
             raise RuntimeError(f"requires_grad_: only Tensors of floating point dtype can require "
-                               f"gradients, got {B.dtype_name(self.data.dtype)}")
+                               f"gradients, got {B.dtype_name(self._array.dtype)}")
         if not requires_grad and self._node is not None:
             raise RuntimeError("requires_grad_: you can only change requires_grad flags of leaf "
                                "variables; use detach() to get a tensor that does not require grad")

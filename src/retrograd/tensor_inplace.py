@@ -38,7 +38,7 @@ def _inplace(self, name: str, f: Callable, other: Any = None) -> "Tensor":
         else:
             f(self._array, o, out=self._array, casting="same_kind")
     except TypeError as e:  # NumPy's output-casting error is a TypeError
-        raise RuntimeError(f"{name}: result type of {B.dtype_name(np.result_type(self.data, o))} "
+        raise RuntimeError(f"{name}: result type of {B.dtype_name(np.result_type(self._array, o))} "
                            f"can't be cast to the desired output type {B.dtype_name(self.dtype)}") from e
     except ValueError as e:
         raise RuntimeError(f"{name}: shape {np.shape(o)} does not broadcast to the tensor's shape "

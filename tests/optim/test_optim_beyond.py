@@ -500,7 +500,7 @@ def test_schedule_free_matches_paper(name, kw, ref_kw):
     with default_dtype("float64"):
         net = Net(rg, w)
         opt = getattr(rg.optim, name)(net.params, **kw)
-        ref = RefScheduleFree([p.data for p in net.params], **ref_kw)
+        ref = RefScheduleFree([p.detach().numpy() for p in net.params], **ref_kw)
         for i in range(STEPS):
             gs = grads_of(net, i)
             opt.step()
