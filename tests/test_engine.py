@@ -39,7 +39,7 @@ def test_grad_accumulates_on_leaves_only_and_retain_grad():
     np.testing.assert_allclose(x.grad.data, tx.grad.numpy(), rtol=1e-14)
     np.testing.assert_allclose(h2.grad.data, th2.grad.numpy(), rtol=1e-14)
     np.testing.assert_allclose(h2.grad.data, 2 * x.data, rtol=1e-14)
-    first = x.grad.data.copy()
+    first = x.grad.detach().numpy().copy()
     (x * 3).sum().backward()  # accumulates
     np.testing.assert_allclose(x.grad.data, first + 3, rtol=1e-14)
     assert x.is_leaf and not h.is_leaf and h2.retains_grad and not h.retains_grad

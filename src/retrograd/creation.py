@@ -193,13 +193,13 @@ def normal(mean: float, std: float, size: Any, *, generator: Generator | None = 
 
 
 def bernoulli(p: Tensor, *, generator: Generator | None = None) -> Tensor:
-    return _finish((resolve(generator).random(p.shape) < p.data).astype(p.dtype), False)
+    return _finish((resolve(generator).random(p.shape) < p._array).astype(p.dtype), False)
 
 
 def multinomial(probs: Tensor, num_samples: int, replacement: bool = False, *,
                 generator: Generator | None = None) -> Tensor:
     g = resolve(generator)
-    p = np.atleast_2d(probs.data.astype(np.float64))
+    p = np.atleast_2d(probs._array.astype(np.float64))
     rows = []
     for row in p:
         rows.append(g.choice(row.shape[0], num_samples, replace=replacement, p=row / row.sum()))

@@ -268,12 +268,12 @@ def _version_sum(inputs: Sequence) -> int:
 
 
 def _shapes(inputs: Sequence) -> str:
-    return ", ".join(str(tuple(t.data.shape)) if t is not None else "None" for t in inputs)
+    return ", ".join(str(tuple(t._array.shape)) if t is not None else "None" for t in inputs)
 
 
 def _check_finite(arr: Any, what: str, node: Node, inputs: Sequence | None = None) -> None:
     # not getattr(arr, "data"): an ndarray's .data is its memoryview, which would skip the check
-    data = arr.data if isinstance(arr, state.tensor_type) else arr
+    data = arr._array if isinstance(arr, state.tensor_type) else arr
     if isinstance(data, np.ndarray) and data.dtype.kind == "f" and not np.isfinite(data).all():
         kind = "nan" if np.isnan(data).any() else "inf"
         raise AnomalyError(
@@ -326,7 +326,7 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
             for h in tuple(t._hooks.values()):
                 r = h(gi if create_graph else wrap(gi))
                 if r is not None:
-                    gi = r if create_graph else r.data
+                    gi = r if create_graph else r._array
                     fresh = False
         key = id(t)
         if key in cap_leaf:
@@ -343,11 +343,11 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
             if slot is not None and slot.shape == gi.shape:
                 np.copyto(slot, gi, casting="unsafe")
                 gi = slot
-            elif not fresh or gi.dtype != t.data.dtype:
-                gi = np.array(gi, dtype=t.data.dtype, copy=True)
+            elif not fresh or gi.dtype != t._array.dtype:
+                gi = np.array(gi, dtype=t._array.dtype, copy=True)
             t.grad = wrap(gi)
         else:
-            gd = t.grad.data
+            gd = t.grad._array
             if gd.shape != gi.shape:
                 raise RuntimeError(f"backward: existing .grad of shape {gd.shape} cannot accumulate a "
                                    f"gradient of shape {gi.shape}")
@@ -397,7 +397,7 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                         # add straight into the input's accumulator: O(size of this op's output)
                         acc = grads.get(child)
                         if acc is None:
-                            acc = np.zeros(t0.data.shape, dtype=g.dtype)
+                            acc = np.zeros(t0._array.shape, dtype=g.dtype)
                             grads[child] = acc
                             heappush(heap, (child.seq, child))
                             owned.add(id(acc))
@@ -409,14 +409,14 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                         if not keep:
                             node.inputs = node.out = node.kw = None
                         continue
-                    pairs = ((t0, rule.backward(g, node.out, (t0.data,), node.kw, _NEED1)[0]),)
+                    pairs = ((t0, rule.backward(g, node.out, (t0._array,), node.kw, _NEED1)[0]),)
                 elif n_in == 2 and ins[0] is not None and ins[1] is not None:
                     a, b = ins
                     if rule.needs_inputs and a._vc[0] + b._vc[0] != node.version or (
                             node.out_vc is not None and node.out_vc[0][0] != node.out_vc[1]):
                         _raise_modified(rule, ins)
                     ra, rb = a.requires_grad, b.requires_grad
-                    ga, gb = rule.backward(g, node.out, (a.data, b.data), node.kw, (ra, rb))
+                    ga, gb = rule.backward(g, node.out, (a._array, b._array), node.kw, (ra, rb))
                     pairs = ((a, ga), (b, gb)) if ra and rb else ((a, ga),) if ra else ((b, gb),)
                 elif n_in == 3 and ins[0] is not None and ins[1] is not None and ins[2] is not None:
                     a, b, c = ins  # e.g. linear with a bias
@@ -424,7 +424,7 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                             node.out_vc is not None and node.out_vc[0][0] != node.out_vc[1]):
                         _raise_modified(rule, ins)
                     needs = (a.requires_grad, b.requires_grad, c.requires_grad)
-                    gin = rule.backward(g, node.out, (a.data, b.data, c.data), node.kw, needs)
+                    gin = rule.backward(g, node.out, (a._array, b._array, c._array), node.kw, needs)
                     pairs = tuple((t, gi) for t, gi, need in zip(ins, gin, needs) if need)
                 else:
                     pairs = None
@@ -441,7 +441,7 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                     continue
                 if anomaly:
                     _check_finite(gi, "backward", node, ins)
-                shape = t.data.shape
+                shape = t._array.shape
                 if gi.shape != shape:
                     gi = unbroadcast(gi, shape)
                 child = t._node
@@ -495,7 +495,7 @@ def _general_step(node: Node, g: Any, create_graph: bool, wrap: Callable, Tensor
         for h in tuple(node.hooks.values()):
             r = h(g if create_graph else wrap(g))
             if r is not None:
-                g = r if create_graph else r.data
+                g = r if create_graph else r._array
     if node.retain is not None:
         t = node.retain()
         if t is not None:
@@ -504,7 +504,7 @@ def _general_step(node: Node, g: Any, create_graph: bool, wrap: Callable, Tensor
             elif t.grad is None:
                 t.grad = wrap(np.array(g, copy=True))
             else:
-                t.grad.data += g
+                t.grad._array += g
     if cap_node and node in cap_node:
         captured[id(node)] = g
     rule, ins = node.rule, node.inputs
@@ -517,7 +517,7 @@ def _general_step(node: Node, g: Any, create_graph: bool, wrap: Callable, Tensor
             vals.append(None)
         else:
             needs.append(t.requires_grad)
-            vals.append(t.data)
+            vals.append(t._array)
             version += t._vc[0]
     if rule.needs_inputs and version != node.version or (
             node.out_vc is not None and node.out_vc[0][0] != node.out_vc[1]):
@@ -565,11 +565,11 @@ def _grad_seed(out: Any, g: Any, create_graph: bool, what: str) -> Any:
     """The gradient a backward starts from: ones for a scalar ``out``, else ``g`` checked against it."""
     Tensor = state.tensor_type
     if g is None:
-        if out.data.size != 1:
+        if out._array.size != 1:
             raise RuntimeError(f"{what}: grad can be implicitly created only for scalar outputs, but the output "
                                f"has shape {tuple(out.shape)}; pass gradient= (a tensor of that shape, e.g. "
                                "rg.ones_like(out)) or reduce the output to a scalar first (out.sum())")
-        arr = np.ones_like(out.data)
+        arr = np.ones_like(out._array)
         return Tensor._wrap(arr) if create_graph else arr
     gt = g if isinstance(g, Tensor) else Tensor(g)
     if gt.shape != out.shape:
@@ -577,7 +577,7 @@ def _grad_seed(out: Any, g: Any, create_graph: bool, what: str) -> Any:
                            f"has shape {tuple(out.shape)}")
     if gt.dtype != out.dtype:
         gt = gt._cast(out.dtype)
-    return gt if create_graph else gt.data
+    return gt if create_graph else gt._array
 
 
 def backward(tensors: Any, grad_tensors: Any = None, retain_graph: bool | None = None,

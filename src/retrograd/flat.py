@@ -4,9 +4,9 @@
 (``FlatParams.attach(params)`` groups any list by dtype, one ``FlatParams``
 each, in order of first appearance):
 
-- **Parameters.** It allocates one contiguous 1-D buffer ``data``, copies every
-  parameter's values into it and then re-points each parameter's ``.data`` at
-  its slice, a view shaped like the parameter (``views[i]``). From then on the
+- **Parameters.** It allocates one contiguous 1-D buffer ``data`` (the slot
+  ``_array``, the name library code uses), copies every parameter's values into
+  it and then re-points each parameter's array (``p._array``) at its slice, a view shaped like the parameter (``views[i]``). From then on the
   buffer owns the storage and the parameter's array is a window onto it: one
   whole-buffer NumPy operation (``data -= lr * grad``) updates every parameter,
   and nothing is copied per step.
@@ -16,8 +16,8 @@ each, in order of first appearance):
   accumulates into it afterwards), so ``p.grad.data`` is a view of ``grad`` too.
   A gradient the parameter already had is copied in.
 - **Taking back.** The parameters stay ordinary Tensors: a user may rebind
-  ``p.data = array`` or assign ``p.grad = tensor``. ``sync`` (before an
-  optimizer step) and ``sync_grads`` notice it by identity (``p.data is not
+  ``p.data = tensor`` or assign ``p.grad = tensor``. ``sync`` (before an
+  optimizer step) and ``sync_grads`` notice it by identity (``p._array is not
   views[i]``), copy the new values into the buffer and re-point the parameter
   (``retake``); an assigned gradient is copied into ``grad``.
 
@@ -75,42 +75,47 @@ class FlatParams:
     shaped like it. Treat them as read-only: the methods keep them consistent.
     """
 
-    __slots__ = ("params", "dtype", "sizes", "offsets", "data", "grad", "views", "grad_slots")
+    __slots__ = ("params", "dtype", "sizes", "offsets", "_array", "grad", "views", "grad_slots")
 
     def __init__(self, params: Sequence[Tensor]) -> None:
         self.params = list(params)
         if not self.params:
             raise ValueError("FlatParams: got no parameters")
-        self.dtype = self.params[0].data.dtype
-        mixed = sorted({str(p.data.dtype) for p in self.params if p.data.dtype != self.dtype})
+        self.dtype = self.params[0]._array.dtype
+        mixed = sorted({str(p._array.dtype) for p in self.params if p._array.dtype != self.dtype})
         if mixed:
             raise ValueError(f"FlatParams: parameters of one dtype expected, got {self.dtype} and {mixed} "
                              "(FlatParams.attach makes one FlatParams per dtype)")
-        self.sizes = np.array([p.data.size for p in self.params], dtype=np.int64)
+        self.sizes = np.array([p._array.size for p in self.params], dtype=np.int64)
         self.offsets = np.zeros(len(self.params) + 1, dtype=np.int64)
         np.cumsum(self.sizes, out=self.offsets[1:])
         n = int(self.offsets[-1])
-        self.data = np.empty(n, self.dtype)
+        self._array = np.empty(n, self.dtype)
         self.grad = np.zeros(n, self.dtype)
         self.views, self.grad_slots = [], []
         for p, o, s in zip(self.params, self.offsets[:-1].tolist(), self.sizes.tolist()):
-            view = self.data[o:o + s].reshape(p.data.shape)
-            np.copyto(view, p.data)  # the values first, then the parameter becomes the view
-            p.data = view
-            slot = self.grad[o:o + s].reshape(p.data.shape)
+            view = self._array[o:o + s].reshape(p._array.shape)
+            np.copyto(view, p._array)  # the values first, then the parameter becomes the view
+            p._array = view
+            slot = self.grad[o:o + s].reshape(p._array.shape)
             p._gslot = slot
             if p.grad is not None:
-                np.copyto(slot, p.grad.data, casting="unsafe")
+                np.copyto(slot, p.grad._array, casting="unsafe")
                 p.grad = wrap_array(slot)
             self.views.append(view)
             self.grad_slots.append(slot)
+
+    @property
+    def data(self) -> np.ndarray:
+        """The flat parameter buffer (read-only name for ``_array``)."""
+        return self._array
 
     @classmethod
     def attach(cls, params: Iterable[Tensor]) -> list:
         """Take over ``params``: one instance per dtype, in order of each dtype's first parameter."""
         by_dtype: dict = {}
         for p in params:
-            by_dtype.setdefault(p.data.dtype, []).append(p)
+            by_dtype.setdefault(p._array.dtype, []).append(p)
         return [cls(ps) for ps in by_dtype.values()]
 
     def __len__(self) -> int:
@@ -130,18 +135,18 @@ class FlatParams:
         """Parameter ``i``'s ``.data`` was rebound (by the user or another optimizer):
         copy its values into the buffer and make it a view of the buffer again."""
         p = self.params[i]
-        d = p.data
+        d = p._array
         if d.shape != self.views[i].shape:
             raise RuntimeError(f"{who}: parameter {i} of its group changed shape from "
                                f"{self.views[i].shape} to {d.shape} after the optimizer was built")
         np.copyto(self.views[i], d, casting="unsafe")
-        p.data = self.views[i]
+        p._array = self.views[i]
         p._gslot = self.grad_slots[i]
 
     def retake_rebound(self, who: str) -> None:
         """``retake`` every parameter whose ``.data`` is no longer its view."""
         for i, p in enumerate(self.params):
-            if p.data is not self.views[i]:
+            if p._array is not self.views[i]:
                 self.retake(i, who)
 
     def sync(self, who: str) -> np.ndarray | None | bool:
@@ -153,7 +158,7 @@ class FlatParams:
         missing = None
         views, slots = self.views, self.grad_slots
         for i, p in enumerate(self.params):
-            if p.data is not views[i]:
+            if p._array is not views[i]:
                 self.retake(i, who)
             g = p.grad
             if g is None:
@@ -161,7 +166,7 @@ class FlatParams:
                     missing = []
                 missing.append(i)
                 continue
-            gd = g.data
+            gd = g._array
             if gd is not slots[i]:
                 if gd.shape != slots[i].shape:
                     raise RuntimeError(f"{who}.step: the gradient of shape {gd.shape} does not match its "
@@ -182,14 +187,14 @@ class FlatParams:
         buffer, so changing the buffer changes the gradients the next step uses;
         a parameter without a gradient reads as zeros and stays without one."""
         for i, p in enumerate(self.params):
-            if p.data is not self.views[i]:
+            if p._array is not self.views[i]:
                 self.retake(i, who)
             g = p.grad
             slot = self.grad_slots[i]
             if g is None:
                 slot[...] = 0
-            elif g.data is not slot:
-                np.copyto(slot, g.data, casting="unsafe")
+            elif g._array is not slot:
+                np.copyto(slot, g._array, casting="unsafe")
                 p.grad = wrap_array(slot)
         return self.grad
 

@@ -634,7 +634,7 @@ EXPAND = Rule("expand", lambda ins, kw: np.broadcast_to(ins[0], kw["shape"]),
 
 def _flip_b(g, out, ins, kw, needs):
     return (np.flip(g, axis=kw["dims"]),)
-FLIP = Rule("flip", lambda ins, kw: np.flip(ins[0], axis=kw["dims"]), _flip_b, needs_inputs=False)
+FLIP = Rule("flip", lambda ins, kw: np.flip(ins[0], axis=kw["dims"]).copy(), _flip_b, needs_inputs=False)
 
 
 def _roll_b(g, out, ins, kw, needs):
@@ -727,7 +727,10 @@ TRI = Rule("tril", _tri_f, _tri_b, needs_inputs=False)
 
 # ============================================================== indexing
 def _index_f(ins, kw):
-    return ins[0][kw["index"]]
+    out = ins[0][kw["index"]]
+    if kw["advanced"] and type(out) is np.ndarray and not out.flags.c_contiguous:
+        out = np.ascontiguousarray(out)  # NumPy may lay a gathered dim out first; torch's result is contiguous
+    return out
 
 
 def _index_b(g, out, ins, kw, needs):

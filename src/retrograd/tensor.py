@@ -40,7 +40,7 @@ def wrap_array(array: np.ndarray) -> Tensor:
     dtype (``requires_grad`` False, no graph). The Tensor shares the array's memory: use it
     for arrays the library has just made; users call ``rg.tensor``/``rg.from_numpy``."""
     t = object.__new__(Tensor)
-    t.data = array
+    t._array = array
     t.grad = None
     t.requires_grad = False
     t._node = None
@@ -55,14 +55,14 @@ def _apply(rule: O.Rule, ins: tuple, kw: Any = None) -> Tensor:
     try:
         if n == 1:
             x = ins[0]
-            out = rule.forward((x.data,), kw)
+            out = rule.forward((x._array,), kw)
             record = x.requires_grad
         elif n == 2:
             x, y = ins
-            out = rule.forward((x.data, y.data), kw)
+            out = rule.forward((x._array, y._array), kw)
             record = x.requires_grad or y.requires_grad
         else:
-            out = rule.forward(tuple([t.data for t in ins]), kw)
+            out = rule.forward(tuple([t._array for t in ins]), kw)
             record = any([t.requires_grad for t in ins])
     except ValueError as e:
         if "broadcast" not in str(e):
@@ -73,7 +73,7 @@ def _apply(rule: O.Rule, ins: tuple, kw: Any = None) -> Tensor:
     if type(out) is not _ndarray:
         out = np.asarray(out)
     t = object.__new__(Tensor)
-    t.data = out
+    t._array = out
     t.grad = None
     t._vc = [0]
     t._hooks = None
@@ -118,9 +118,9 @@ def _binary_operators(name: str, rule: O.Rule, scalar_rule: O.Rule, rscalar_rule
     def forward(self: Tensor, other: Any) -> Tensor:
         to = type(other)
         if to is Tensor:
-            if other.data.dtype is self.data.dtype and (not true_div or self.data.dtype.kind == "f"):
+            if other._array.dtype is self._array.dtype and (not true_div or self._array.dtype.kind == "f"):
                 return apply(rule, (self, other))
-        elif (to is float or to is int) and self.data.dtype.kind == "f":
+        elif (to is float or to is int) and self._array.dtype.kind == "f":
             return apply(scalar_rule, (self,), other)
         if check is not None:
             check(self, other)
@@ -129,7 +129,7 @@ def _binary_operators(name: str, rule: O.Rule, scalar_rule: O.Rule, rscalar_rule
 
     def reflected(self: Tensor, other: Any) -> Tensor:
         to = type(other)
-        if (to is float or to is int) and self.data.dtype.kind == "f":
+        if (to is float or to is int) and self._array.dtype.kind == "f":
             return apply(rscalar_rule, (self,), other)
         if check is not None:
             check(self, other)
@@ -150,14 +150,14 @@ def _comparison(name: str, f: Callable) -> Callable:
         if other is None and none is not None:  # torch: `tensor == None` is False, `!= None` True
             return none
         a, b = _coerce(self, other, name)
-        return wrap_array(np.asarray(f(a.data, b.data)))
+        return wrap_array(np.asarray(f(a._array, b._array)))
 
     _name_method(op, f"__{name.removeprefix('bitwise_')}__")
     return op
 
 
 def _no_bool_sub(a: Tensor, other: Any) -> None:
-    if a.data.dtype == np.bool_ or type(other) is bool or (isinstance(other, Tensor) and other.dtype == np.bool_):
+    if a._array.dtype == np.bool_ or type(other) is bool or (isinstance(other, Tensor) and other.dtype == np.bool_):
         raise RuntimeError("sub: subtraction, the `-` operator, with a bool tensor is not supported; to invert "
                            "a mask use the `~` or `logical_not()` operator instead")
 
@@ -170,19 +170,21 @@ def _name_method(f: Callable, name: str) -> None:
 class Tensor:
     """A multi-dimensional array that records the ops applied to it.
 
-    ``data`` is the NumPy array; ``grad`` the accumulated gradient (a Tensor or
-    None); ``requires_grad`` whether ops on it are recorded.
+    ``_array`` is the NumPy array behind it (library-internal; users call ``numpy()``);
+    ``data`` is, as in PyTorch, a Tensor sharing that array but detached from the graph;
+    ``grad`` the accumulated gradient (a Tensor or None); ``requires_grad`` whether ops on
+    it are recorded.
     """
 
     # _gslot: optional preallocated array (a view into an optimizer's flat gradient
     # buffer) that backward writes this leaf's gradient into instead of allocating
-    __slots__ = ("data", "grad", "requires_grad", "_node", "_vc", "_hooks", "_gslot", "__weakref__")
+    __slots__ = ("_array", "grad", "requires_grad", "_node", "_vc", "_hooks", "_gslot", "__weakref__")
     __array_priority__ = 1000
     __hash__ = object.__hash__
 
     def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False) -> None:
         arr = _to_array(data, dtype)
-        self.data = arr
+        self._array = arr
         self.grad = None
         self.requires_grad = False
         self._node = None
@@ -197,16 +199,38 @@ class Tensor:
 
     # ------------------------------------------------------------------ attributes
     @property
+    def data(self) -> "Tensor":
+        """This tensor's storage as a Tensor outside the graph (PyTorch's ``.data``): it shares
+        memory but not the version counter, so in-place changes through it are not seen by
+        autograd. ``detach()`` is the safe alternative."""
+        return wrap_array(self._array)
+
+    @data.setter
+    def data(self, value: "Tensor") -> None:
+        """``t.data = other``: ``t`` now uses ``other``'s storage (shape and dtype may change);
+        ``t`` keeps its identity, gradient and place in the graph, as in PyTorch."""
+        if not isinstance(value, Tensor):
+            t = type(value)
+            name = t.__name__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__name__}"
+            raise TypeError(f"data: Variable data has to be a tensor, but got {name} (wrap an array with "
+                            "retrograd.from_numpy or retrograd.tensor)")
+        arr = value._array
+        if self.requires_grad and arr.dtype.kind != "f":
+            raise RuntimeError(f"data: data set to a tensor that requires gradients must be floating point, "
+                               f"got {B.dtype_name(arr.dtype)}")
+        self._array = arr
+
+    @property
     def shape(self) -> tuple:
-        return self.data.shape
+        return self._array.shape
 
     @property
     def dtype(self) -> np.dtype:
-        return self.data.dtype
+        return self._array.dtype
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim
+        return self._array.ndim
 
     device = property(tensor_compat.device)
     is_cuda = property(tensor_compat.is_cuda)
@@ -214,22 +238,22 @@ class Tensor:
     get_device = tensor_compat.get_device
 
     def dim(self) -> int:
-        return self.data.ndim
+        return self._array.ndim
 
     ndimension = dim
 
     def size(self, dim: int | None = None) -> Any:
         if dim is None:
-            return self.data.shape
-        return self.data.shape[_norm_dim(dim, self.ndim, "size")]
+            return self._array.shape
+        return self._array.shape[_norm_dim(dim, self.ndim, "size")]
 
     def numel(self) -> int:
-        return self.data.size
+        return self._array.size
 
     nelement = numel
 
     def element_size(self) -> int:
-        return self.data.itemsize
+        return self._array.itemsize
 
     @property
     def is_leaf(self) -> bool:
@@ -251,12 +275,12 @@ class Tensor:
         return self.transpose(-2, -1)
 
     def is_floating_point(self) -> bool:
-        return self.data.dtype.kind == "f"
+        return self._array.dtype.kind == "f"
 
     def __len__(self) -> int:
         if self.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
-        return self.data.shape[0]
+        return self._array.shape[0]
 
     def __iter__(self):
         if self.ndim == 0:
@@ -264,28 +288,33 @@ class Tensor:
         return iter(self.unbind(0))
 
     def item(self) -> Any:
-        if self.data.size != 1:
-            raise RuntimeError(f"item: a Tensor with {self.data.size} elements cannot be converted to "
+        if self._array.size != 1:
+            raise RuntimeError(f"item: a Tensor with {self._array.size} elements cannot be converted to "
                                "a Python scalar")
-        return self.data.reshape(()).item()
+        return self._array.reshape(()).item()
 
     def tolist(self) -> Any:
-        return self.data.tolist()
+        return self._array.tolist()
 
     def numpy(self) -> np.ndarray:
         if self.requires_grad:
             raise RuntimeError("numpy: can't call numpy() on a Tensor that requires grad; use "
                                "tensor.detach().numpy() instead")
-        return self.data
+        a = self._array
+        return a if type(a) is _ndarray else np.asarray(a)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        a = self.data
-        return a if dtype is None else a.astype(dtype)
+        a = self._array
+        if type(a) is not _ndarray:
+            a = np.asarray(a)
+        if dtype is not None:
+            return a.astype(dtype, copy=bool(copy))
+        return a.copy() if copy else a  # NumPy 2 passes copy=True and then trusts us to have copied
 
     def __bool__(self) -> bool:
-        if self.data.size != 1:
-            raise RuntimeError(f"Boolean value of Tensor with {self.data.size} values is ambiguous")
-        return bool(self.data.reshape(()))
+        if self._array.size != 1:
+            raise RuntimeError(f"Boolean value of Tensor with {self._array.size} values is ambiguous")
+        return bool(self._array.reshape(()))
 
     def __float__(self) -> float:
         return float(self.item())
@@ -294,7 +323,7 @@ class Tensor:
         return int(self.item())
 
     def __index__(self) -> int:
-        if self.data.dtype.kind not in "iub" or self.data.size != 1:
+        if self._array.dtype.kind not in "iub" or self._array.size != 1:
             raise TypeError("only integer tensors of a single element can be converted to an index")
         return int(self.item())
 
@@ -310,9 +339,9 @@ class Tensor:
 
     # ------------------------------------------------------------------ autograd
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
-        if requires_grad and self.data.dtype.kind != "f":
+        if requires_grad and self._array.dtype.kind != "f":
             raise RuntimeError(f"requires_grad_: only Tensors of floating point dtype can require "
-                               f"gradients, got {B.dtype_name(self.data.dtype)}")
+                               f"gradients, got {B.dtype_name(self._array.dtype)}")
         if not requires_grad and self._node is not None:
             raise RuntimeError("requires_grad_: you can only change requires_grad flags of leaf "
                                "variables; use detach() to get a tensor that does not require grad")
@@ -320,7 +349,7 @@ class Tensor:
         return self
 
     def detach(self) -> "Tensor":
-        t = wrap_array(self.data)
+        t = wrap_array(self._array)
         t._vc = self._vc  # shares storage: in-place changes are seen by both
         return t
 
@@ -359,10 +388,10 @@ class Tensor:
     to = tensor_compat.to
 
     def _cast(self, dtype: np.dtype) -> "Tensor":
-        if self.data.dtype == dtype:
+        if self._array.dtype == dtype:
             return self
         if self.requires_grad and dtype.kind != "f":
-            return wrap_array(self.data.astype(dtype))
+            return wrap_array(self._array.astype(dtype))
         return Tensor._apply(O.CAST, (self,), {"dtype": dtype})
 
     def astype(self, dtype: Any) -> "Tensor":
@@ -398,10 +427,13 @@ class Tensor:
         return Tensor._apply(O.CLONE, (self,))
 
     def contiguous(self) -> "Tensor":
-        return self
+        """This tensor if its array is C-contiguous, else a C-contiguous copy (differentiable)."""
+        if self._array.flags.c_contiguous:
+            return self
+        return Tensor._apply(O.CLONE, (self,))
 
     def is_contiguous(self) -> bool:
-        return bool(self.data.flags.c_contiguous)
+        return bool(self._array.flags.c_contiguous)
 
     # ------------------------------------------------------------------ arithmetic
     __add__, __radd__ = _binary_operators("add", O.ADD, O.ADD_S, O.ADD_S)
@@ -411,29 +443,29 @@ class Tensor:
 
     def __floordiv__(self, other: Any) -> "Tensor":
         a, b = _coerce(self, other, "floor_divide")
-        return wrap_array(np.asarray(a.data // b.data))
+        return wrap_array(np.asarray(a._array // b._array))
 
     def __mod__(self, other: Any) -> "Tensor":
         a, b = _coerce(self, other, "remainder")
-        return wrap_array(np.asarray(np.mod(a.data, b.data)))
+        return wrap_array(np.asarray(np.mod(a._array, b._array)))
 
     def __pow__(self, other: Any) -> "Tensor":
         to = type(other)
-        if (to is float or to is int) and self.data.dtype.kind == "f":
+        if (to is float or to is int) and self._array.dtype.kind == "f":
             return Tensor._apply(O.POW_S, (self,), other)
         a, b = _coerce(self, other, "pow")
-        if a.data.dtype == np.bool_:  # torch: no bool ** bool kernel; a Python bool exponent keeps bool
+        if a._array.dtype == np.bool_:  # torch: no bool ** bool kernel; a Python bool exponent keeps bool
             if type(other) is not bool:
                 raise RuntimeError("pow: not implemented for two bool tensors")
-            return wrap_array(np.asarray(a.data | (not other)))
-        if a.data.dtype.kind in "iu" and ((type(other) is int and other < 0) or
-                                          (b.data.dtype.kind == "i" and np.any(b.data < 0))):
+            return wrap_array(np.asarray(a._array | (not other)))
+        if a._array.dtype.kind in "iu" and ((type(other) is int and other < 0) or
+                                          (b._array.dtype.kind == "i" and np.any(b._array < 0))):
             raise RuntimeError("pow: integers to negative integer powers are not allowed")
         return Tensor._apply(O.POW, (a, b))
 
     def __rpow__(self, other: Any) -> "Tensor":
         to = type(other)
-        if (to is float or to is int) and self.data.dtype.kind == "f":
+        if (to is float or to is int) and self._array.dtype.kind == "f":
             return Tensor._apply(O.RPOW_S, (self,), other)
         b, a = _coerce(self, other, "pow")
         return Tensor._apply(O.POW, (a, b))
@@ -445,7 +477,7 @@ class Tensor:
         return matmul(_as_tensor(other), self)
 
     def __neg__(self) -> "Tensor":
-        if self.data.dtype == B.bool_:
+        if self._array.dtype == B.bool_:
             raise TypeError("neg: negation, the `-` operator, on a bool tensor is not supported; use "
                             "the `~` or `logical_not()` operator instead")
         return Tensor._apply(O.NEG, (self,))
@@ -457,10 +489,10 @@ class Tensor:
         return self.abs()
 
     def __invert__(self) -> "Tensor":
-        if self.data.dtype.kind not in "biu":
+        if self._array.dtype.kind not in "biu":
             raise TypeError(f"bitwise_not: only integral and bool tensors are supported, got "
                             f"{B.dtype_name(self.dtype)}")
-        return wrap_array(np.asarray(~self.data))
+        return wrap_array(np.asarray(~self._array))
 
     # comparisons and logic: never differentiable
     __eq__ = _comparison("eq", np.equal)  # type: ignore[assignment]
@@ -475,42 +507,42 @@ class Tensor:
     eq, ne, lt, le, gt, ge = __eq__, __ne__, __lt__, __le__, __gt__, __ge__
 
     def equal(self, other: "Tensor") -> bool:
-        return self.shape == other.shape and bool(np.array_equal(self.data, other.data))
+        return self.shape == other.shape and bool(np.array_equal(self._array, other._array))
 
     def allclose(self, other: Any, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False) -> bool:
-        return bool(np.allclose(self.data, _as_tensor(other).data, rtol=rtol, atol=atol, equal_nan=equal_nan))
+        return bool(np.allclose(self._array, _as_tensor(other)._array, rtol=rtol, atol=atol, equal_nan=equal_nan))
 
     def isclose(self, other: Any, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False) -> "Tensor":
-        return wrap_array(np.isclose(self.data, _as_tensor(other).data, rtol=rtol, atol=atol,
+        return wrap_array(np.isclose(self._array, _as_tensor(other)._array, rtol=rtol, atol=atol,
                                      equal_nan=equal_nan))
 
     def logical_not(self) -> "Tensor":
-        return wrap_array(np.logical_not(self.data))
+        return wrap_array(np.logical_not(self._array))
 
     def logical_and(self, other: Any) -> "Tensor":
-        return wrap_array(np.logical_and(self.data, _as_tensor(other).data))
+        return wrap_array(np.logical_and(self._array, _as_tensor(other)._array))
 
     def logical_or(self, other: Any) -> "Tensor":
-        return wrap_array(np.logical_or(self.data, _as_tensor(other).data))
+        return wrap_array(np.logical_or(self._array, _as_tensor(other)._array))
 
     def isnan(self) -> "Tensor":
-        return wrap_array(np.isnan(self.data))
+        return wrap_array(np.isnan(self._array))
 
     def isinf(self) -> "Tensor":
-        return wrap_array(np.isinf(self.data))
+        return wrap_array(np.isinf(self._array))
 
     def isfinite(self) -> "Tensor":
-        return wrap_array(np.isfinite(self.data))
+        return wrap_array(np.isfinite(self._array))
 
     def any(self, dim: Any = None, keepdim: bool = False) -> "Tensor":
         d = _norm_dims(dim, self.ndim, "any")
-        r = np.asarray(np.any(self.data, axis=d, keepdims=keepdim))
-        return wrap_array(r.astype(np.uint8) if self.data.dtype == np.uint8 else r)  # torch keeps uint8
+        r = np.asarray(np.any(self._array, axis=d, keepdims=keepdim))
+        return wrap_array(r.astype(np.uint8) if self._array.dtype == np.uint8 else r)  # torch keeps uint8
 
     def all(self, dim: Any = None, keepdim: bool = False) -> "Tensor":
         d = _norm_dims(dim, self.ndim, "all")
-        r = np.asarray(np.all(self.data, axis=d, keepdims=keepdim))
-        return wrap_array(r.astype(np.uint8) if self.data.dtype == np.uint8 else r)
+        r = np.asarray(np.all(self._array, axis=d, keepdims=keepdim))
+        return wrap_array(r.astype(np.uint8) if self._array.dtype == np.uint8 else r)
 
     # ------------------------------------------------------------------ named arithmetic (tensor_math.py)
     # The bodies of the method groups below live in tensor_math, tensor_reduce, tensor_shape and
@@ -593,9 +625,9 @@ class Tensor:
 
     # ------------------------------------------------------------------ shape (tensor_shape.py)
     reshape = tensor_shape.reshape
-    view = reshape
+    view = tensor_shape.view
     view_as = tensor_shape.view_as
-    reshape_as = view_as
+    reshape_as = tensor_shape.reshape_as
     flatten = tensor_shape.flatten
     unflatten = tensor_shape.unflatten
     permute = tensor_shape.permute
@@ -715,22 +747,36 @@ class Tensor:
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
         f = NUMPY_UFUNCS.get(ufunc)
         if method != "__call__" or f is None or kwargs:
-            return NotImplemented
+            return getattr(ufunc, method)(*_plain(inputs), **_plain(kwargs))
         return f(*inputs)
 
     def __array_function__(self, func: Any, types: Any, args: tuple, kwargs: dict) -> Any:
         f = NUMPY_FUNCTIONS.get(func)
         if f is None:
-            return NotImplemented
+            return func(*_plain(args), **_plain(kwargs))
         return f(*args, **kwargs)
 
 
 state.tensor_type = Tensor
 
 
+def _plain(x: Any) -> Any:
+    """Tensors (also inside lists, tuples, dicts) as their NumPy arrays, for a NumPy function that
+    has no Tensor implementation: as with a torch tensor, it runs on the values (``numpy()``
+    raises for a tensor that requires grad, so no graph is silently dropped)."""
+    if isinstance(x, Tensor):
+        return x.numpy()
+    t = type(x)
+    if t is tuple or t is list:
+        return t(_plain(v) for v in x)
+    if t is dict:
+        return {k: _plain(v) for k, v in x.items()}
+    return x
+
+
 # ====================================================================== repr
 def _format(t: Tensor) -> str:
-    data = t.data
+    data = t._array
     dt = data.dtype
     opts: dict = {"separator": ", ", "prefix": "tensor("}
     if dt.kind == "f" and data.size:

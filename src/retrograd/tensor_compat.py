@@ -147,7 +147,7 @@ def new_tensor(self, data: Any, dtype: Any = None, device: Any = None, requires_
                **kwargs: Any) -> "Tensor":
     """A new leaf tensor holding a copy of ``data``, with this tensor's dtype unless ``dtype`` is given."""
     devices.check(device, "new_tensor")
-    arr = data.data if isinstance(data, state.tensor_type) else data
+    arr = data._array if isinstance(data, state.tensor_type) else data
     d = self.dtype if dtype is None else B.as_dtype(dtype)
     t = self._wrap(np.array(arr, dtype=d))
     return t.requires_grad_(True) if requires_grad else t
@@ -161,7 +161,7 @@ def repeat_interleave(self, repeats: Any = None, dim: int | None = None, *,
     (an ``index_select``). ``t.repeat_interleave()`` with no repeats treats ``t`` as the counts and
     returns ``arange(len(t))`` repeated by them, as ``torch.repeat_interleave(counts)``."""
     if repeats is None:
-        counts = np.asarray(self.data)
+        counts = np.asarray(self._array)
         if counts.ndim != 1 or counts.dtype.kind not in "iu":
             raise RuntimeError("repeat_interleave: repeats must be a 1-D integer tensor, got "
                                f"{counts.ndim}-D {B.dtype_name(counts.dtype)}")
@@ -172,7 +172,7 @@ def repeat_interleave(self, repeats: Any = None, dim: int | None = None, *,
     if x.ndim == 0:
         x = x.reshape(1)
     if isinstance(repeats, state.tensor_type):
-        counts = np.asarray(repeats.data)
+        counts = np.asarray(repeats._array)
         if counts.dtype.kind not in "iu":
             raise RuntimeError(f"repeat_interleave: repeats must be an integer tensor, got "
                                f"{B.dtype_name(counts.dtype)}")
@@ -206,7 +206,7 @@ def unique(self, sorted: bool = True, return_inverse: bool = False, return_count
     with ``return_inverse`` also where each element went, with ``return_counts`` how often each occurs.
     Not differentiable. The result is sorted even for ``sorted=False`` (PyTorch leaves that order
     unspecified)."""
-    a = np.asarray(self.data)
+    a = np.asarray(self._array)
     if dim is None:
         vals, inv, counts = np.unique(a.reshape(-1), return_inverse=True, return_counts=True)
         inv = inv.reshape(a.shape)

@@ -24,7 +24,7 @@ def _to_array(data: Any, dtype: Any = None) -> np.ndarray:
     """Build an array as ``torch.tensor`` would: floats default to the default
     dtype, ints to int64, arrays keep their dtype."""
     if isinstance(data, state.tensor_type):
-        arr = data.data.copy()
+        arr = data._array.copy()
         return arr if dtype is None else arr.astype(B.as_dtype(dtype))
     if dtype is not None:
         d = B.as_dtype(dtype)
@@ -71,7 +71,7 @@ def _flat_iter(seq: Any) -> Iterable:
 def _tensor_list_to_nested(seq: Any) -> Any:
     if isinstance(seq, (list, tuple)):
         return [_tensor_list_to_nested(x) for x in seq]
-    return seq.data if isinstance(seq, state.tensor_type) else seq
+    return seq._array if isinstance(seq, state.tensor_type) else seq
 
 
 def _as_tensor(x: Any) -> Tensor:
@@ -83,7 +83,7 @@ def _as_tensor(x: Any) -> Tensor:
 
 def _rank(x: Any) -> int:
     if isinstance(x, state.tensor_type):
-        return 2 if x.data.ndim else 1
+        return 2 if x._array.ndim else 1
     if isinstance(x, _PY_SCALARS) and not isinstance(x, np.generic):
         return 0
     return 2 if np.ndim(x) else 1
@@ -91,10 +91,10 @@ def _rank(x: Any) -> int:
 
 def _coerce(a: Tensor, other: Any, op: str, true_div: bool = False) -> tuple[Tensor, Tensor]:
     """Two Tensors of one dtype, promoted as PyTorch does; ``a`` is a Tensor."""
-    ad = a.data.dtype
+    ad = a._array.dtype
     if type(other) is state.tensor_type:
         b = other
-        bd = b.data.dtype
+        bd = b._array.dtype
         if bd is ad or bd == ad:
             if true_div and ad.kind != "f":
                 d = B.defaults.float_dtype
@@ -116,7 +116,7 @@ def _coerce(a: Tensor, other: Any, op: str, true_div: bool = False) -> tuple[Ten
         if other is None or isinstance(other, (str, bytes, dict, set)):
             raise TypeError(f"{op}: unsupported operand type {type(other).__name__} for a Tensor")
         b = _as_tensor(other) if not isinstance(other, np.ndarray) else a._wrap(other)
-        bd = b.data.dtype
+        bd = b._array.dtype
         if bd == ad:
             d = ad
         else:

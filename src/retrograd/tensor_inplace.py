@@ -48,7 +48,7 @@ def _torch_name(dtype: np.dtype) -> str:
 
 
 def _arr(x: Any) -> Any:
-    return x.data if isinstance(x, state.tensor_type) else x
+    return x._array if isinstance(x, state.tensor_type) else x
 
 
 def _can_cast(src: np.dtype, dst: np.dtype) -> bool:
@@ -121,7 +121,7 @@ def _apply_inplace(self: Tensor, name: str, compute: Callable, operands: tuple =
     if not (state.enabled and (self.requires_grad or _requires_grad(operands))):
         with no_grad():
             r = _fit(self, name, compute(self))
-        np.copyto(self.data, r.data, casting="unsafe")
+        np.copyto(self._array, r._array, casting="unsafe")
         self._vc[0] += 1
         return self
     base = _check_inplace(self, name)
@@ -133,7 +133,7 @@ def _apply_inplace(self: Tensor, name: str, compute: Callable, operands: tuple =
 def _record(self: Tensor, name: str, compute: Callable) -> Tensor:
     T = state.tensor_type
     old = self._node
-    twin = T._wrap(self.data)  # the tensor as it was: the new node's input
+    twin = T._wrap(self._array)  # the tensor as it was: the new node's input
     twin.requires_grad = self.requires_grad
     twin._node = old
     start = next_seq()
@@ -146,11 +146,11 @@ def _record(self: Tensor, name: str, compute: Callable) -> Tensor:
         r = r.clone()
         node = r._node
     if _reads(node, {id(twin)}, start):
-        twin.data = self.data.copy()  # a backward rule reads the old value: keep it (PyTorch's original_self)
-    np.copyto(self.data, r.data)
+        twin._array = self._array.copy()  # a backward rule reads the old value: keep it (PyTorch's original_self)
+    np.copyto(self._array, r._array)
     self._vc[0] += 1
-    if node.out is r.data:  # the saved output is now this tensor's storage, checked like PyTorch's
-        node.out = self.data
+    if node.out is r._array:  # the saved output is now this tensor's storage, checked like PyTorch's
+        node.out = self._array
         node.out_vc = (self._vc, self._vc[0])
     node._extra().prev = old
     self._node = node
@@ -165,7 +165,7 @@ def _record_view(self: Tensor, base: Tensor, name: str, compute: Callable) -> Te
     T = state.tensor_type
     index = self._node.kw["index"]
     old_base, old_view = base._node, self._node
-    twin = T._wrap(base.data)
+    twin = T._wrap(base._array)
     twin.requires_grad = base.requires_grad
     twin._node = old_base
     start = next_seq()
@@ -179,9 +179,9 @@ def _record_view(self: Tensor, base: Tensor, name: str, compute: Callable) -> Te
     placed = r._apply(PUT, (r,), {"index": index, "shape": base.shape, "advanced": False})
     new_base = placed.where(mask, twin)
     if _reads(new_base._node, {id(twin), id(view)}, start):
-        twin.data = base.data.copy()
-        view.data = twin.data[index]
-    np.copyto(self.data, r.data)
+        twin._array = base._array.copy()
+        view._array = twin._array[index]
+    np.copyto(self._array, r._array)
     self._vc[0] += 1  # shared with the base
     node = new_base._node
     node._extra().prev = old_base
@@ -220,15 +220,15 @@ def _binary(name: str, method: str, ufunc: Any) -> Callable:
     def op(self: Tensor, other: Any, **kw: Any) -> Tensor:
         T = state.tensor_type
         if ufunc is not None and not kw and not (state.enabled and (self.requires_grad or (
-                isinstance(other, T) and other.requires_grad))) and self.data.dtype.kind == "f":
+                isinstance(other, T) and other.requires_grad))) and self._array.dtype.kind == "f":
             to = type(other)
             if to is float or to is int:
-                ufunc(self.data, other, out=self.data)
+                ufunc(self._array, other, out=self._array)
                 self._vc[0] += 1
                 return self
-            if isinstance(other, T) and other.data.dtype == self.data.dtype and \
+            if isinstance(other, T) and other._array.dtype == self._array.dtype and \
                     np.broadcast_shapes(other.shape, self.shape) == self.shape:
-                ufunc(self.data, other.data, out=self.data)
+                ufunc(self._array, other._array, out=self._array)
                 self._vc[0] += 1
                 return self
 
@@ -350,7 +350,7 @@ def fill_(self: Tensor, value: Any) -> Tensor:
                                f"{value.ndim} dimensions")
         value = value._cast(self.dtype)
     elif not (state.enabled and self.requires_grad):
-        self.data[...] = value
+        self._array[...] = value
         self._vc[0] += 1
         return self
     return _apply_inplace(self, "fill_", lambda x: x.masked_fill(_ALL, value), (value,))
@@ -366,7 +366,7 @@ def copy_(self: Tensor, src: Any, non_blocking: bool = False) -> Tensor:
     if not (state.enabled and (self.requires_grad or isinstance(src, T) and src.requires_grad)):
         s = _arr(src)
         try:
-            np.copyto(self.data, np.broadcast_to(s, self.shape), casting="unsafe")
+            np.copyto(self._array, np.broadcast_to(s, self.shape), casting="unsafe")
         except ValueError as e:
             raise RuntimeError(f"copy_: source of shape {tuple(np.shape(s))} does not broadcast to the "
                                f"destination's shape {tuple(self.shape)}") from e
@@ -415,7 +415,7 @@ def setitem(self: Tensor, index: Any, value: Any) -> None:
     T = state.tensor_type
     idx, advanced = _convert_index(index, self.shape)
     if not (state.enabled and (self.requires_grad or isinstance(value, T) and value.requires_grad)):
-        self.data[idx] = _arr(value)
+        self._array[idx] = _arr(value)
         self._vc[0] += 1
         return
     mask = np.zeros(self.shape, dtype=bool)
@@ -483,7 +483,7 @@ def _scatter_compute(self: Tensor, name: str, dim: int, index: Any, src: Any, va
     if reduce is not None:
         if reduce not in ("add", "multiply"):
             raise RuntimeError(f"{name}: reduce argument must be either add or multiply, got {reduce!r}")
-        vals = part.data if part is not None else np.full(idx.shape, value, dtype=self.dtype)
+        vals = part._array if part is not None else np.full(idx.shape, value, dtype=self.dtype)
         ufunc = np.add if reduce == "add" else np.multiply
 
         def reduced(x: Tensor) -> Tensor:
@@ -491,7 +491,7 @@ def _scatter_compute(self: Tensor, name: str, dim: int, index: Any, src: Any, va
                 raise RuntimeError(f"{name}: the derivative of scatter with reduce= is not implemented (as in "
                                    "PyTorch); use scatter_add or scatter_reduce-free code, or run it under "
                                    "rg.no_grad()")
-            z = np.array(x.data, copy=True)
+            z = np.array(x._array, copy=True)
             ufunc.at(z, pos, vals)
             return x._wrap(z)
 

@@ -43,7 +43,7 @@ def matmul(a: Any, b: Any) -> Tensor:
 
 
 def where(condition: Any, input: Any = None, other: Any = None) -> Any:  # noqa: A002
-    c = condition.data if isinstance(condition, state.tensor_type) else np.asarray(condition)
+    c = condition._array if isinstance(condition, state.tensor_type) else np.asarray(condition)
     if input is None and other is None:
         return tuple(state.tensor_type._wrap(i.astype(np.int64)) for i in np.nonzero(c))
     if c.dtype != np.bool_:
@@ -64,7 +64,7 @@ def where(condition: Any, input: Any = None, other: Any = None) -> Any:  # noqa:
 
 def _nondiff(t: Tensor, f: Callable) -> Tensor:
     """``f`` on the array, as a new Tensor outside the graph."""
-    return t._wrap(np.asarray(f(t.data)))
+    return t._wrap(np.asarray(f(t._array)))
 
 
 # ====================================================================== methods
@@ -85,9 +85,9 @@ def div(self, other: Any, *, rounding_mode: str | None = None) -> "Tensor":
         return self / other
     a, b = _coerce(self, other, "div")
     if rounding_mode == "floor":
-        return self._wrap(np.asarray(np.floor_divide(a.data, b.data)))
+        return self._wrap(np.asarray(np.floor_divide(a._array, b._array)))
     if rounding_mode == "trunc":
-        q = np.trunc(a.data / b.data)
+        q = np.trunc(a._array / b._array)
         return self._wrap(np.asarray(q.astype(a.dtype) if a.dtype.kind != "f" else q))
     raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
 
@@ -136,7 +136,7 @@ def atan2(self, other: Any) -> "Tensor":
 
 def _unary(self, rule: O.Rule, kw: dict | None = None) -> "Tensor":
     x = self
-    if x.data.dtype.kind != "f":
+    if x._array.dtype.kind != "f":
         x = x._cast(B.defaults.float_dtype)
     return self._apply(rule, (x,), kw)
 
@@ -234,21 +234,21 @@ def softplus(self, beta: float = 1.0, threshold: float = 20.0) -> "Tensor":
 
 
 def abs(self) -> "Tensor":
-    if self.data.dtype == np.bool_:
+    if self._array.dtype == np.bool_:
         raise RuntimeError("abs: not implemented for bool tensors")
     return self._apply(O.ABS, (self,))
 
 
 def sign(self) -> "Tensor":
-    if self.data.dtype == np.bool_:
+    if self._array.dtype == np.bool_:
         return _nondiff(self, np.copy)
     return self._apply(O.SIGN, (self,))
 
 
 def _rounding(self, rule: O.Rule, kw: dict | None = None) -> "Tensor":
-    if self.data.dtype == np.bool_:
+    if self._array.dtype == np.bool_:
         raise RuntimeError(f"{rule.name}: not implemented for bool tensors")
-    if self.data.dtype.kind != "f":  # integers are already whole: a copy of the same dtype
+    if self._array.dtype.kind != "f":  # integers are already whole: a copy of the same dtype
         return _nondiff(self, np.copy)
     return self._apply(rule, (self,), kw)
 
@@ -280,7 +280,7 @@ def clamp(self, min: Any = None, max: Any = None) -> "Tensor":  # noqa: A002
             out = out.minimum(max)
         return out
     x = self
-    if x.data.dtype.kind != "f":  # integer/bool tensors promote with float or int bounds
+    if x._array.dtype.kind != "f":  # integer/bool tensors promote with float or int bounds
         x = x._cast(B.promote([(x.dtype, _rank(x))] + [(np.result_type(type(v)), 0) for v in (min, max)
                                                         if v is not None]))
     return self._apply(O.CLAMP, (x,), {"min": min, "max": max})
@@ -292,7 +292,7 @@ def where_method(self, condition: Any, other: Any) -> "Tensor":
 
 
 def masked_fill(self, mask: Any, value: Any) -> "Tensor":
-    m = _as_tensor(mask).data
+    m = _as_tensor(mask)._array
     if m.dtype != np.bool_:
         raise TypeError(f"masked_fill: mask must be a bool tensor, got {B.dtype_name(m.dtype)}")
     try:

@@ -56,12 +56,12 @@ def _fn_transpose(a, axes=None):
 
 def _fn_ones_like(a, dtype=None, **_):
     a = _t(a)
-    return wrap_array(np.ones_like(a.data, dtype=dtype))
+    return wrap_array(np.ones_like(a._array, dtype=dtype))
 
 
 def _fn_zeros_like(a, dtype=None, **_):
     a = _t(a)
-    return wrap_array(np.zeros_like(a.data, dtype=dtype))
+    return wrap_array(np.zeros_like(a._array, dtype=dtype))
 
 
 def _fn_flip(a, axis=None):
@@ -70,7 +70,7 @@ def _fn_flip(a, axis=None):
 
 
 def _fn_where(c, x, y):
-    c = c.data if isinstance(c, Tensor) else np.asarray(c)
+    c = c._array if isinstance(c, Tensor) else np.asarray(c)
     return where(c, x, y)
 
 

@@ -25,7 +25,7 @@ Tensor = Any  # annotations only: the class is tensor.Tensor, which sits above t
 
 def sum(self, dim: Any = None, keepdim: bool = False, *, dtype: Any = None, axis: Any = None) -> "Tensor":
     x = self if dtype is None else self._cast(B.as_dtype(dtype))
-    if x.data.dtype.kind in "biu" and dtype is None:
+    if x._array.dtype.kind in "biu" and dtype is None:
         x = x._cast(B.int64)
     dim = axis if dim is None else dim
     return self._apply(O.SUM, (x,), {"dim": _norm_dims(dim, x.ndim, "sum"), "keepdim": keepdim})
@@ -33,7 +33,7 @@ def sum(self, dim: Any = None, keepdim: bool = False, *, dtype: Any = None, axis
 
 def mean(self, dim: Any = None, keepdim: bool = False, *, dtype: Any = None) -> "Tensor":
     x = self if dtype is None else self._cast(B.as_dtype(dtype))
-    if x.data.dtype.kind != "f":
+    if x._array.dtype.kind != "f":
         raise RuntimeError(f"mean: could not infer output dtype. Input dtype must be either a floating "
                            f"point or complex dtype. Got: {B.dtype_name(x.dtype)}")
     return self._apply(O.MEAN, (x,), {"dim": _norm_dims(dim, x.ndim, "mean"), "keepdim": keepdim})
@@ -56,7 +56,7 @@ def std(self, dim: Any = None, unbiased: bool | None = None, keepdim: bool = Fal
 
 
 def _float(self) -> "Tensor":
-    return self if self.data.dtype.kind == "f" else self._cast(B.defaults.float_dtype)
+    return self if self._array.dtype.kind == "f" else self._cast(B.defaults.float_dtype)
 
 
 def amax(self, dim: Any = (), keepdim: bool = False) -> "Tensor":
@@ -111,17 +111,17 @@ def argmin(self, dim: int | None = None, keepdim: bool = False) -> "Tensor":
 
 
 def _argm(self, dim: Any, keepdim: bool, f: Callable) -> "Tensor":
-    if self.data.dtype == np.bool_:
+    if self._array.dtype == np.bool_:
         raise RuntimeError(f"{f.__name__}: not implemented for bool tensors")
-    if self.data.size == 0 and (dim is None or self.shape[_norm_dim(dim, self.ndim, f.__name__)] == 0):
+    if self._array.size == 0 and (dim is None or self.shape[_norm_dim(dim, self.ndim, f.__name__)] == 0):
         raise IndexError(f"{f.__name__}: expected reduction dim to have non-zero size (input shape "
                          f"{tuple(self.shape)})")
     if dim is None:
-        r = f(self.data.reshape(-1))
+        r = f(self._array.reshape(-1))
         r = np.asarray(r).reshape((1,) * self.ndim if keepdim else ())
     else:
         d = _norm_dim(dim, self.ndim, f.__name__)
-        r = f(self.data, axis=d, keepdims=keepdim) if self.ndim else np.asarray(0)
+        r = f(self._array, axis=d, keepdims=keepdim) if self.ndim else np.asarray(0)
     return self._wrap(np.asarray(r, dtype=np.int64))
 
 
@@ -129,7 +129,7 @@ def argsort(self, dim: int = -1, descending: bool = False, stable: bool = False)
     d = _norm_dim(dim, self.ndim, "argsort")
     if self.ndim == 0:
         return self._wrap(np.asarray(0, dtype=np.int64))
-    x = -self.data if descending and self.dtype.kind != "b" else self.data
+    x = -self._array if descending and self.dtype.kind != "b" else self._array
     idx = np.argsort(x, axis=d, kind="stable")
     if descending and self.dtype.kind == "b":
         idx = np.flip(np.argsort(x, axis=d, kind="stable"), axis=d)
@@ -146,7 +146,7 @@ def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True)
     n = self.shape[d] if self.ndim else 1
     if not 0 <= k <= n:
         raise RuntimeError(f"topk: k ({k}) is out of range for dimension {d} of size {n}")
-    idx = self.argsort(d, descending=largest, stable=True).data
+    idx = self.argsort(d, descending=largest, stable=True)._array
     idx = np.take(idx, np.arange(k), axis=d)
     idx_t = self._wrap(idx.astype(np.int64))
     return values_indices(self.gather(d, idx_t), idx_t)
@@ -160,7 +160,7 @@ def logsumexp(self, dim: Any, keepdim: bool = False) -> "Tensor":
 
 def prod(self, dim: int | None = None, keepdim: bool = False, *, dtype: Any = None) -> "Tensor":
     x = self if dtype is None else self._cast(B.as_dtype(dtype))
-    if x.data.dtype.kind in "biu" and dtype is None:
+    if x._array.dtype.kind in "biu" and dtype is None:
         x = x._cast(B.int64)
     d = None if dim is None else _norm_dims(dim, x.ndim, "prod")
     return self._apply(O.PROD, (x,), {"dim": d, "keepdim": keepdim})
@@ -168,7 +168,7 @@ def prod(self, dim: int | None = None, keepdim: bool = False, *, dtype: Any = No
 
 def cumsum(self, dim: int, *, dtype: Any = None) -> "Tensor":
     x = self if dtype is None else self._cast(B.as_dtype(dtype))
-    if x.data.dtype.kind in "biu" and dtype is None:
+    if x._array.dtype.kind in "biu" and dtype is None:
         x = x._cast(B.int64)
     return self._apply(O.CUMSUM, (x,), {"dim": _norm_dim(dim, x.ndim, "cumsum")})
 
@@ -189,7 +189,7 @@ def norm(self, p: Any = "fro", dim: Any = None, keepdim: bool = False) -> "Tenso
 
 
 def softmax(self, dim: int, *, dtype: Any = None) -> "Tensor":
-    if dtype is None and self.data.dtype.kind != "f":
+    if dtype is None and self._array.dtype.kind != "f":
         raise RuntimeError(f"softmax: not implemented for {B.dtype_name(self.dtype)} tensors; pass dtype= or "
                            "convert with .float()")
     x = self if dtype is None else self._cast(B.as_dtype(dtype))
@@ -197,7 +197,7 @@ def softmax(self, dim: int, *, dtype: Any = None) -> "Tensor":
 
 
 def log_softmax(self, dim: int, *, dtype: Any = None) -> "Tensor":
-    if dtype is None and self.data.dtype.kind != "f":
+    if dtype is None and self._array.dtype.kind != "f":
         raise RuntimeError(f"log_softmax: not implemented for {B.dtype_name(self.dtype)} tensors; pass dtype= or "
                            "convert with .float()")
     x = self if dtype is None else self._cast(B.as_dtype(dtype))

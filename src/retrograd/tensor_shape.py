@@ -55,7 +55,7 @@ def _norm_dims(dim: Any, ndim: int, op: str) -> tuple | None:
 def _view(t: "Tensor", rule: O.Rule, kw: dict) -> "Tensor":
     """An op whose output shares memory with its input: both share one version counter."""
     out = t._apply(rule, (t,), kw)
-    if out.data.base is not None:
+    if out._array.base is not None:
         out._vc = t._vc
         if out._node is not None and out._node.out_vc is not None:
             out._node.out_vc = (t._vc, t._vc[0])
@@ -76,7 +76,7 @@ def _infer_shape(shape: tuple, n: int) -> tuple:
 
 
 def _index_array(index: Any, op: str) -> np.ndarray:
-    idx = index.data if isinstance(index, state.tensor_type) else np.asarray(index)
+    idx = index._array if isinstance(index, state.tensor_type) else np.asarray(index)
     if idx.dtype.kind not in "iu":
         raise TypeError(f"{op}: index must be an integer tensor (int64), got {B.dtype_name(idx.dtype)}")
     return idx
@@ -97,7 +97,7 @@ def _convert_index(index: Any, shape: tuple) -> tuple[Any, bool]:
         raise IndexError(f"too many indices for tensor of dimension {len(shape)}")
     for i in index:
         if isinstance(i, state.tensor_type):
-            i = i.data
+            i = i._array
         if i is None:
             out.append(None)
             continue
@@ -155,7 +155,70 @@ def reshape(self, *shape: Any) -> "Tensor":
     return _view(self, O.RESHAPE, {"shape": out_shape})
 
 
+def view(self, *shape: Any) -> "Tensor":
+    """``reshape`` that never copies: as PyTorch, raises where the new shape cannot be laid
+    over the input's strides (e.g. flattening a transposed tensor); ``reshape`` copies there."""
+    shape = _as_shape(shape)
+    if shape == self.shape:
+        return self
+    a = self._array
+    try:
+        out_shape = _infer_shape(shape, a.size)
+    except ValueError as e:
+        raise RuntimeError(f"view: shape {list(shape)} is invalid for input of size {a.size}") from e
+    if not a.flags.c_contiguous and view_strides(a, out_shape) is None:
+        raise RuntimeError(f"view: view size is not compatible with input tensor's size and stride (at least "
+                           f"one dimension spans across two contiguous subspaces): shape {tuple(a.shape)} with "
+                           f"strides {_elem_strides(a)} cannot be viewed as {out_shape}. Use .reshape(...) instead.")
+    return _view(self, O.RESHAPE, {"shape": out_shape})
+
+
+def _elem_strides(a: np.ndarray) -> tuple:
+    return tuple(s // a.itemsize for s in a.strides)
+
+
+def view_strides(a: np.ndarray, shape: tuple) -> tuple | None:
+    """The strides (in elements) of ``a`` viewed as ``shape`` without a copy, or None where
+    no such view exists: PyTorch's ``computeStride`` on the array's strides. Dimensions of
+    the input are grouped into chunks that are contiguous with each other; each chunk must
+    be split into whole dimensions of the new shape."""
+    old, stride = a.shape, _elem_strides(a)
+    if not old:
+        return (1,) * len(shape)
+    if a.size == 0:
+        if tuple(old) == tuple(shape):
+            return stride
+        out, acc = [0] * len(shape), 1
+        for d in range(len(shape) - 1, -1, -1):
+            out[d] = acc
+            acc *= max(shape[d], 1)
+        return tuple(out)
+    out = [0] * len(shape)
+    view_d = len(shape) - 1
+    base = stride[-1]
+    tensor_numel = view_numel = 1
+    for d in range(len(old) - 1, -1, -1):
+        tensor_numel *= old[d]
+        if d == 0 or (old[d - 1] != 1 and stride[d - 1] != tensor_numel * base):
+            while view_d >= 0 and (view_numel < tensor_numel or shape[view_d] == 1):
+                out[view_d] = view_numel * base
+                view_numel *= shape[view_d]
+                view_d -= 1
+            if view_numel != tensor_numel:
+                return None
+            if d > 0:
+                base = stride[d - 1]
+                tensor_numel = view_numel = 1
+    if view_d != -1:
+        return None
+    return tuple(out)
+
+
 def view_as(self, other: "Tensor") -> "Tensor":
+    return self.view(other.shape)
+
+
+def reshape_as(self, other: "Tensor") -> "Tensor":
     return self.reshape(other.shape)
 
 

@@ -88,7 +88,7 @@ def test_parameter():
     out = p * 2 + 1
     assert type(out) is rg.Tensor and type(p.detach()) is rg.Tensor and type(p.sum()) is rg.Tensor
     q = copy.deepcopy(p)
-    assert type(q) is rg.nn.Parameter and q.data is not p.data and q.requires_grad
+    assert type(q) is rg.nn.Parameter and q._array is not p._array and q.requires_grad
     m = rg.nn.Linear(2, 2)
     m2 = copy.deepcopy(m)
     assert m2.weight is not m.weight and np.array_equal(m2.weight.detach().numpy(), m.weight.detach().numpy())

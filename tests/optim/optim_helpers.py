@@ -68,7 +68,7 @@ class Net:
     def values(self) -> list[np.ndarray]:
         if self.lib is torch:
             return [p.detach().numpy().copy() for p in self.params]
-        return [p.data.copy() for p in self.params]
+        return [p.detach().numpy().copy() for p in self.params]
 
     def groups(self, split: dict | None):
         """All parameters in one group, or two groups with ``split`` options for the second."""
@@ -115,6 +115,6 @@ def state_to_numpy(sd: dict) -> dict:
 
 def snapshot(sd: dict) -> dict:
     """A deep copy of a retrograd state dict (its Tensors are live views)."""
-    state = {k: {n: rg.tensor(v.data.copy()) for n, v in s.items()} for k, s in sd["state"].items()}
+    state = {k: {n: rg.tensor(v.detach().numpy().copy()) for n, v in s.items()} for k, s in sd["state"].items()}
     groups = [{k: (list(v) if isinstance(v, list) else v) for k, v in g.items()} for g in sd["param_groups"]]
     return {"state": state, "param_groups": groups}

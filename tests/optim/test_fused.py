@@ -39,9 +39,9 @@ def _run(kw: dict, fused_flag: bool, dtype: str, sizes: list[int], steps: int, *
                     g[:3] = [np.nan, np.inf, -np.inf]
                 p.grad = rg.tensor(g)
         opt.step()
-    out = [p.data.copy() for p in params]
+    out = [p.detach().numpy().copy() for p in params]
     for p in params:
-        out.extend(v.data.copy() for v in opt.state[p].values())
+        out.extend(v.detach().numpy().copy() for v in opt.state[p].values())
     return out
 
 

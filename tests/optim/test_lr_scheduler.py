@@ -275,7 +275,7 @@ def test_chained_scheduler_with_plateau():
 # ----------------------------------------------------------------------------- state dicts
 def opt_snapshot(opt) -> dict:
     sd = opt.state_dict()
-    return {"state": {k: {n: v.data.copy() for n, v in s.items()} for k, s in sd["state"].items()},
+    return {"state": {k: {n: v.detach().numpy().copy() for n, v in s.items()} for k, s in sd["state"].items()},
             "param_groups": copy.deepcopy(sd["param_groups"])}
 
 

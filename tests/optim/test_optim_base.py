@@ -16,7 +16,7 @@ def _mlp(lib, dtype="float64"):
 
 def test_parameters_become_views_of_one_flat_buffer():
     net = _mlp(rg)
-    before = [p.data.copy() for p in net.params]
+    before = [p.detach().numpy().copy() for p in net.params]
     opt = rg.optim.SGD(net.params, lr=0.1)
     (flat,) = opt.flat_params()
     assert flat.size == sum(p.numel() for p in net.params) and flat.ndim == 1
@@ -41,7 +41,7 @@ def test_backward_writes_gradients_into_the_flat_gradient_buffer():
             assert p.grad is None
             assert np.all(flat_grad[off:off + p.numel()] == 0)  # c is unused: zeros in the buffer
         else:
-            assert p.grad.data is p._gslot and np.shares_memory(p.grad.data, flat_grad)
+            assert p.grad._array is p._gslot and np.shares_memory(p.grad.data, flat_grad)
             np.testing.assert_allclose(flat_grad[off:off + p.numel()], tp.grad.numpy().ravel(), rtol=1e-12)
         off += p.numel()
     # gradients accumulate in place across backward calls, as in PyTorch
@@ -49,7 +49,7 @@ def test_backward_writes_gradients_into_the_flat_gradient_buffer():
     tnet.loss(1).backward()
     for p, tp in zip(net.params[:4], tnet.params[:4]):
         np.testing.assert_allclose(p.grad.data, tp.grad.numpy(), rtol=1e-12)
-        assert p.grad.data is p._gslot
+        assert p.grad._array is p._gslot
 
 
 def test_zero_grad_semantics_match_torch():
@@ -114,7 +114,7 @@ def test_assigned_gradients_and_rebound_data_are_used():
         vals.append(net.values())
         if lib is rg:
             assert np.shares_memory(net.params[1].data, opt.flat_params()[0])
-            assert net.params[0].grad.data is not net.params[0]._gslot  # still the user's tensor
+            assert net.params[0].grad._array is not net.params[0]._gslot  # still the user's tensor
     assert_close(vals[0], vals[1], "float64")
 
 
@@ -126,7 +126,7 @@ def test_changing_the_flat_gradient_buffer_changes_the_step():
     net.loss(0).backward()
     net.params[3].grad = rg.tensor(np.ones(3))  # an assigned gradient is copied into the buffer
     bufs = opt.flat_grads()
-    assert net.params[3].grad.data is net.params[3]._gslot
+    assert net.params[3].grad._array is net.params[3]._gslot
     np.testing.assert_array_equal(net.params[3].grad.data, 1.0)
     expected = [p.data - 0.1 * (0.5 * p.grad.data if p.grad is not None else 0) for p in net.params]
     for b in bufs:
@@ -256,7 +256,7 @@ def test_state_entries_are_live_views_matching_torch():
             assert ro.state[p][k].shape == p.shape
         assert float(ro.state[p]["step"]) == 3.0 and ro.state[p]["step"].dtype == rg.float64
     assert r.params[4] not in ro.state and t.params[4] not in to.state  # never had a gradient
-    before = ro.state[r.params[0]]["exp_avg"].data.copy()
+    before = ro.state[r.params[0]]["exp_avg"].detach().numpy().copy()
     train(rg, "Adam", {}, w, 1, net=r, opt=ro, start=3)
     assert not np.array_equal(before, ro.state[r.params[0]]["exp_avg"].data)  # a view: it moved
 
@@ -320,7 +320,7 @@ def test_gradient_or_parameter_of_the_wrong_shape_fails():
                                            r"parameter of shape \(2, 3\)"):
         opt.step()
     p.grad = None
-    p.data = np.zeros(6, np.float32)
+    p.data = rg.zeros(6, dtype=rg.float32)
     with pytest.raises(RuntimeError, match=r"Adam: parameter 0 of its group changed shape from \(2, 3\) to \(6,\)"):
         opt.step()
 

@@ -95,11 +95,11 @@ def grads_of(net, step):
     for p in net.params:
         p.grad = None
     net.loss(step).backward()
-    return [None if p.grad is None else p.grad.data.copy() for p in net.params]
+    return [None if p.grad is None else p.grad.detach().numpy().copy() for p in net.params]
 
 
 def run_vs_reference(opt, ref, net, steps=STEPS, start=0, ref_params=None):
-    ref_params = [p.data.copy() for p in net.params] if ref_params is None else ref_params
+    ref_params = [p.detach().numpy().copy() for p in net.params] if ref_params is None else ref_params
     for i in range(start, start + steps):
         gs = grads_of(net, i)
         opt.step()
@@ -149,7 +149,7 @@ def test_param_groups_and_float32(name, kw):
     opt = getattr(rg.optim, name)([{"params": net.params[:2]}, {"params": net.params[2:], "lr": kw["lr"] / 2}],
                                   **kw)
     refs = [ref_cls(**kw), ref_cls(**{**kw, "lr": kw["lr"] / 2})]
-    rp = [p.data.astype(np.float64) for p in net.params]
+    rp = [p.detach().numpy().astype(np.float64) for p in net.params]
     for i in range(STEPS):
         gs = [None if g is None else g.astype(np.float64) for g in grads_of(net, i)]
         opt.step()
@@ -216,7 +216,7 @@ def test_lookahead_matches_equations(inner, k, alpha):
         else:
             opt = rg.optim.Lookahead(rg.optim.Adam(net.params, lr=0.01), k=k, alpha=alpha)
             ref_inner = RefAdam(0.01)
-        rp = [p.data.copy() for p in net.params]
+        rp = [p.detach().numpy().copy() for p in net.params]
         run_vs_reference(opt, RefLookahead(ref_inner, k, alpha, rp), net, ref_params=rp)
 
 
@@ -500,7 +500,7 @@ def test_schedule_free_matches_paper(name, kw, ref_kw):
     with default_dtype("float64"):
         net = Net(rg, w)
         opt = getattr(rg.optim, name)(net.params, **kw)
-        ref = RefScheduleFree([p.data for p in net.params], **ref_kw)
+        ref = RefScheduleFree([p.detach().numpy() for p in net.params], **ref_kw)
         for i in range(STEPS):
             gs = grads_of(net, i)
             opt.step()
@@ -585,7 +585,7 @@ class RefSophia:
 
 def _hvp_estimates(net, step, probes):
     """u * (H u) per parameter, from rg.autograd.functional.hvp on the loss as a function of all parameters."""
-    values = [p.data.copy() for p in net.params]
+    values = [p.detach().numpy().copy() for p in net.params]
 
     def f(*ps):
         saved = net.params
@@ -609,7 +609,7 @@ def test_sophia_matches_paper(kw):
         net = Net(rg, w, use_c=True)
         opt = rg.optim.Sophia(net.params, **kw)
         ref = RefSophia(**kw)
-        rp = [p.data.copy() for p in net.params]
+        rp = [p.detach().numpy().copy() for p in net.params]
         for i in range(STEPS):
             for p in net.params:
                 p.grad = None
@@ -626,13 +626,13 @@ def test_sophia_matches_paper(kw):
                         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
                 ref.update_hessian(expect)
             loss.backward()
-            gs = [None if p.grad is None else p.grad.data.copy() for p in net.params]
+            gs = [None if p.grad is None else p.grad.detach().numpy().copy() for p in net.params]
             opt.step()
             ref.step(rp, gs)
             for name, a, b in zip(NAMES, net.params, rp):
                 np.testing.assert_allclose(a.data, b, rtol=0, atol=1e-12, err_msg=f"step {i}, {name}")
     # the Hessian estimate was not trivially 0 and the clip was not always active
-    h = np.concatenate([opt.state[p]["hessian"].data.ravel() for p in net.params])
+    h = np.concatenate([opt.state[p]["hessian"].detach().numpy().ravel() for p in net.params])
     assert np.abs(h).max() > 1e-3
 
 

@@ -96,7 +96,7 @@ def test_torch_loads_a_retrograd_state_dict(name):
     with default_dtype("float64"):
         r, ro = train(rg, name, kw, w, 30, use_c=True)
         sd = ro.state_dict()
-        converted = {"state": {i: {k: torch.tensor(v.data.copy()) for k, v in s.items()}
+        converted = {"state": {i: {k: torch.tensor(v.detach().numpy().copy()) for k, v in s.items()}
                                for i, s in sd["state"].items()},
                      "param_groups": sd["param_groups"]}
         t = Net(torch, _weights_from(w, r.values()), use_c=True)

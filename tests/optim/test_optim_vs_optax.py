@@ -143,7 +143,7 @@ def _lockstep(make_rg, spec: tuple, hp: dict, dtype: str, *, lookahead: bool = F
     with default_dtype(dtype), jax.enable_x64(True):
         net = Net(rg, w)
         params = net.params[:4]  # c is unused (use_c=False): leave it out of both
-        start = [p.data.copy() for p in params]
+        start = [p.detach().numpy().copy() for p in params]
         opt = make_rg(params)
         jp = [jnp.asarray(v.copy()) for v in start]
         if lookahead:
@@ -152,7 +152,7 @@ def _lockstep(make_rg, spec: tuple, hp: dict, dtype: str, *, lookahead: bool = F
         for i in range(steps):
             opt.zero_grad()
             net.loss(i).backward()
-            grads = [jnp.asarray(p.grad.data.copy()) for p in params]
+            grads = [jnp.asarray(p.grad.detach().numpy().copy()) for p in params]
             opt.step()
             jp, state = _optax_step(spec, hp, grads, state, jp)
         return params, opt, jp, state, start
@@ -420,7 +420,7 @@ def test_sophia(kw, dtype):
         Wt = rg.tensor(w["W1"][:, :3].copy(), requires_grad=True)
         bt = rg.tensor(w["b2"].copy(), requires_grad=True)
         params = [Wt, bt]
-        start = [p.data.copy() for p in params]
+        start = [p.detach().numpy().copy() for p in params]
         X, Y = rg.tensor(w["X"]), rg.tensor(w["Y"])
 
         def rg_loss():
@@ -445,7 +445,7 @@ def test_sophia(kw, dtype):
                 signs = optax.tree.random_like(sub, jp, jax.random.rademacher, dtype=jnp.float32)
                 pending = [np.asarray(s).astype(dtype) for s in signs]
             loss.backward()
-            g = [p.grad.data.copy() for p in params]
+            g = [p.grad.detach().numpy().copy() for p in params]
             opt.step()
             c = b1 ** (t + 1)
             fed = [(1 - c) * gi + c * mi for gi, mi in zip(g, m)] if b1 else g

@@ -80,8 +80,8 @@ def test_restores_model_and_optimizer_bit_exactly():
     for model, opt, loss_fn in twins:
         train(model, opt, loss_fn, 5)  # non-trivial optimizer state
     (model, opt, loss_fn), (model2, opt2, loss_fn2) = twins
-    params_before = [p.data.copy() for p in model.parameters()]
-    state_before = {k: {n: v.data.copy() for n, v in s.items()} for k, s in opt.state_dict()["state"].items()}
+    params_before = [p.detach().numpy().copy() for p in model.parameters()]
+    state_before = {k: {n: v.detach().numpy().copy() for n, v in s.items()} for k, s in opt.state_dict()["state"].items()}
     finder = rg.train.LRFinder(model, opt, loss_fn)
     finder.range_test(batches(), end_lr=1.0, num_iter=30, step_mode="linear", accumulation_steps=2)
     assert finder.history["lr"][0] == 1e-3 and finder.history["lr"][-1] == pytest.approx(1.0, rel=1e-12)

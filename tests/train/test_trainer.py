@@ -128,7 +128,7 @@ def test_grad_clip_steps_as_a_torch_loop(digits, accumulate):
     tmodel = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
     with torch.no_grad():
         for t, p in zip(tmodel.parameters(), model.parameters()):
-            t.copy_(torch.from_numpy(p.data.copy()))
+            t.copy_(torch.from_numpy(p.detach().numpy().copy()))
     loader = rg.data.DataLoader(_subset(digits, 120), batch_size=20)  # 6 batches
     norms = []
 

@@ -153,7 +153,7 @@ def _rule_backward(g: Any, out: Any, ins: tuple, kw: dict, needs: tuple) -> tupl
         except ValueError:
             raise RuntimeError(f"function {ctx._name} returned an invalid gradient at index {p}: got shape "
                                f"{tuple(r.shape)} but expected a shape compatible with {tuple(x.shape)}") from None
-        out.append(r if create_graph else r.data)
+        out.append(r if create_graph else r._array)
     return tuple(out)
 
 
@@ -235,12 +235,12 @@ class Function(metaclass=_FunctionMeta):
             raise NotImplementedError(f"{name}: differentiable outputs of different dtypes "
                                       f"({', '.join(str(outs[k].dtype) for k in diff)}) are not supported; "
                                       "cast them to one dtype inside forward")
-        ctx._out_arrays = tuple(outs[k].data for k in diff)
+        ctx._out_arrays = tuple(outs[k]._array for k in diff)
         packed_outputs = not single or len(diff) != 1
         layout: list = []
         start = 0
         for k in diff:
-            n = outs[k].data.size
+            n = outs[k]._array.size
             layout.append((start, start + n, outs[k].shape))
             start += n
         ctx._layout = tuple(layout) if packed_outputs else ()
@@ -274,5 +274,5 @@ class Function(metaclass=_FunctionMeta):
         ctx._saved_raw = ()
         for k, o in enumerate(outs):
             if k not in diff:
-                new_outs[k] = wrap_array(o.data)  # non-differentiable: a plain tensor
+                new_outs[k] = wrap_array(o._array)  # non-differentiable: a plain tensor
         return new_outs[0] if single else tuple(new_outs)

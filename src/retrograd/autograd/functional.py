@@ -186,7 +186,7 @@ def jacobian(func: Callable[..., Any], inputs: Any, create_graph: bool = False, 
                 block = stack(rows[i]) if rows[i] else wrap_array(np.zeros((0,) + tuple(x.shape), x.dtype))
                 block = block.reshape(tuple(o.shape) + tuple(x.shape))
             else:
-                arr = (np.stack([g.data for g in rows[i]]) if rows[i]
+                arr = (np.stack([g._array for g in rows[i]]) if rows[i]
                        else np.zeros((0,) + tuple(x.shape), dtype=x.dtype))
                 block = wrap_array(arr.reshape(tuple(o.shape) + tuple(x.shape)))
             per_in.append(block)

@@ -59,12 +59,12 @@ def _diff_inputs(inputs: tuple) -> list[int]:
 
 def _analytical(outs: tuple, xs: list) -> list[list[np.ndarray]]:
     """``jac[i][k]``: d output k / d input i as an array of shape (numel(input), numel(output))."""
-    jac = [[np.zeros((x.data.size, o.data.size)) for o in outs] for x in xs]
+    jac = [[np.zeros((x._array.size, o._array.size)) for o in outs] for x in xs]
     for k, o in enumerate(outs):
         if not o.requires_grad or o.dtype.kind != "f":
             continue  # no path to the inputs: the analytical Jacobian is zero
-        for j in range(o.data.size):
-            onehot = np.zeros(o.data.size, dtype=o.dtype)
+        for j in range(o._array.size):
+            onehot = np.zeros(o._array.size, dtype=o.dtype)
             onehot[j] = 1
             gs = grad(o, xs, grad_outputs=wrap_array(onehot.reshape(o.shape)), retain_graph=True,
                       allow_unused=True)
@@ -74,26 +74,26 @@ def _analytical(outs: tuple, xs: list) -> list[list[np.ndarray]]:
                 if tuple(g.shape) != tuple(x.shape):
                     raise GradcheckError(f"gradcheck: gradient of output {k} for an input of shape "
                                          f"{tuple(x.shape)} has shape {tuple(g.shape)}")
-                jac[i][k][:, j] = np.asarray(g.data, dtype=np.float64).reshape(-1)
+                jac[i][k][:, j] = np.asarray(g._array, dtype=np.float64).reshape(-1)
     return jac
 
 
 def _numerical(fn: Callable, inputs: tuple, xs: list, outs: tuple, eps: float) -> list[list[np.ndarray]]:
     """Central differences, perturbing the inputs' arrays in place (and restoring them)."""
-    jac = [[np.zeros((x.data.size, o.data.size)) for o in outs] for x in xs]
+    jac = [[np.zeros((x._array.size, o._array.size)) for o in outs] for x in xs]
     for i, x in enumerate(xs):
-        if not x.data.flags.writeable:  # e.g. a broadcast view: perturb a private copy instead
-            x.data = x.data.copy()
-        arr = x.data
+        if not x._array.flags.writeable:  # e.g. a broadcast view: perturb a private copy instead
+            x._array = x._array.copy()
+        arr = x._array
         for e in range(arr.size):
             idx = np.unravel_index(e, arr.shape)
             orig = arr[idx]
             # copy each result at once: an output may be a view of the input being perturbed
             arr[idx] = orig + eps
-            plus = [np.array(o.data, dtype=np.float64) if o.dtype.kind == "f" else None
+            plus = [np.array(o._array, dtype=np.float64) if o.dtype.kind == "f" else None
                     for o in _outputs(fn, inputs)]
             arr[idx] = orig - eps
-            minus = [np.array(o.data, dtype=np.float64) if o.dtype.kind == "f" else None
+            minus = [np.array(o._array, dtype=np.float64) if o.dtype.kind == "f" else None
                      for o in _outputs(fn, inputs)]
             arr[idx] = orig
             for k, (p, m) in enumerate(zip(plus, minus)):

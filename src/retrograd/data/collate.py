@@ -37,7 +37,7 @@ def default_collate(batch: list) -> Any:
         raise TypeError(f"default_collate: expected a non-empty list of samples, got {batch!r:.60}")
     elem = batch[0]
     if isinstance(elem, Tensor):
-        return _stack([b.data for b in batch], "tensor")
+        return _stack([b._array for b in batch], "tensor")
     if isinstance(elem, np.ndarray):
         return _stack([np.asarray(b) for b in batch], "array")
     if isinstance(elem, np.generic) and not isinstance(elem, (np.str_, np.bytes_)):
@@ -88,7 +88,7 @@ def concat_batches(batches: list, order: np.ndarray | None = None) -> Any:
     (optionally) reorder the samples by ``order``."""
     elem = batches[0]
     if isinstance(elem, (Tensor, np.ndarray)):
-        out = np.concatenate([b.data if isinstance(b, Tensor) else b for b in batches])
+        out = np.concatenate([b._array if isinstance(b, Tensor) else b for b in batches])
         return wrap_array(out if order is None else out[order])
     if isinstance(elem, cabc.Mapping):
         return {k: concat_batches([b[k] for b in batches], order) for k in elem}

@@ -46,7 +46,7 @@ class IterableDataset(Dataset[T_co]):
 
 def _as_array(x: Any, op: str) -> np.ndarray:
     if isinstance(x, Tensor):
-        return x.data
+        return x._array
     if isinstance(x, np.ndarray):
         return x
     raise TypeError(f"{op}: expected Tensors or NumPy arrays, got {type(x).__name__}")

@@ -35,7 +35,7 @@ class Vocabulary:
 
     def decode(self, ids: Sequence[int] | np.ndarray | Tensor) -> str:
         if isinstance(ids, Tensor):
-            ids = ids.data
+            ids = ids._array
         return "".join(self.itos[int(i)] for i in np.asarray(ids).reshape(-1))
 
 

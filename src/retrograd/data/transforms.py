@@ -18,7 +18,7 @@ from ..tensor import Tensor, wrap_array
 
 def _unwrap(x: Any) -> tuple[np.ndarray, bool]:
     if isinstance(x, Tensor):
-        return x.data, True
+        return x._array, True
     return np.asarray(x), False
 
 

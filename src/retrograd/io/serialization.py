@@ -52,7 +52,7 @@ def _safetensors_numpy():
 
 def _as_numpy(name: str, value: Any) -> np.ndarray:
     if isinstance(value, Tensor):
-        arr = value.data
+        arr = value._array
     elif isinstance(value, np.ndarray):
         arr = value
     elif hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch.Tensor

@@ -43,7 +43,7 @@ def flatten(obj: Any, arrays: dict[str, np.ndarray], path: str = "") -> Any:
     """The JSON-able form of ``obj``; arrays are moved into ``arrays`` under dotted keys."""
     if isinstance(obj, Tensor) or isinstance(obj, np.ndarray):
         kind = "__tensor__" if isinstance(obj, Tensor) else "__ndarray__"
-        arr = obj.data if isinstance(obj, Tensor) else obj
+        arr = obj._array if isinstance(obj, Tensor) else obj
         if arr.dtype == object:
             raise TypeError(f"cannot save {path or 'the value'}: object arrays are not supported")
         key = path or "value"

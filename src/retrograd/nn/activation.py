@@ -76,7 +76,7 @@ class PReLU(Module):
         self.weight = Parameter(full((num_parameters,), float(init), dtype=dtype, device=device))
 
     def reset_parameters(self) -> None:
-        self.weight.data[...] = self.init
+        self.weight._array[...] = self.init
 
     def forward(self, input: Tensor) -> Tensor:  # noqa: A002
         return F.prelu(input, self.weight)

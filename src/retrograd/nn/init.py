@@ -22,7 +22,7 @@ __all__ = ["calculate_gain", "uniform_", "normal_", "constant_", "zeros_", "ones
 
 def _fill(tensor: Tensor, values: Any) -> Tensor:
     """Write into the tensor's array without recording (``torch.no_grad()`` in PyTorch's init)."""
-    tensor.data[...] = np.asarray(values).astype(tensor.data.dtype, copy=False)
+    tensor._array[...] = np.asarray(values).astype(tensor._array.dtype, copy=False)
     tensor._vc[0] += 1
     return tensor
 

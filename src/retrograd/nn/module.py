@@ -30,10 +30,10 @@ class Parameter(Tensor):
         if data is None:
             arr = np.empty((0,), dtype=B.defaults.float_dtype)
         elif isinstance(data, Tensor):
-            arr = data.data  # shares memory, as torch.nn.Parameter does
+            arr = data._array  # shares memory, as torch.nn.Parameter does
         else:
             arr = _to_array(data)
-        self.data = arr
+        self._array = arr
         self.grad = None
         self.requires_grad = False
         self._node = None
@@ -50,14 +50,14 @@ class Parameter(Tensor):
     def __deepcopy__(self, memo: dict) -> "Parameter":
         if id(self) in memo:
             return memo[id(self)]
-        p = Parameter(wrap_array(self.data.copy()), self.requires_grad)
+        p = Parameter(wrap_array(self._array.copy()), self.requires_grad)
         if self.grad is not None:
-            p.grad = wrap_array(self.grad.data.copy())
+            p.grad = wrap_array(self.grad._array.copy())
         memo[id(self)] = p
         return p
 
     def __reduce_ex__(self, protocol: int) -> tuple:
-        return (_rebuild_parameter, (self.data, self.requires_grad))
+        return (_rebuild_parameter, (self._array, self.requires_grad))
 
 
 def _rebuild_parameter(data: np.ndarray, requires_grad: bool) -> Parameter:
@@ -84,7 +84,7 @@ def _addindent(s: str, n: int) -> str:
 
 def _as_array(value: Any) -> np.ndarray:
     if isinstance(value, Tensor):
-        return value.data
+        return value._array
     if hasattr(value, "detach") and hasattr(value, "numpy") and not isinstance(value, np.ndarray):
         return np.asarray(value.detach().numpy())  # a torch.Tensor
     return np.asarray(value)
@@ -328,7 +328,7 @@ class Module:
             if set_to_none:
                 p.grad = None
             else:
-                p.grad.data[...] = 0
+                p.grad._array[...] = 0
 
     def apply(self, fn: Callable[["Module"], None]) -> "Module":
         for m in self.children():
@@ -344,17 +344,17 @@ class Module:
         for p in self._parameters.values():
             if p is None:
                 continue
-            new = fn(p.data)
-            if new is not p.data:
-                p.data = new
+            new = fn(p._array)
+            if new is not p._array:
+                p._array = new
                 p._vc[0] += 1
                 if p.grad is not None:
-                    p.grad = wrap_array(fn(p.grad.data))
+                    p.grad = wrap_array(fn(p.grad._array))
         for k, b in self._buffers.items():
             if b is not None:
-                new = fn(b.data)
-                if new is not b.data:
-                    b.data = new
+                new = fn(b._array)
+                if new is not b._array:
+                    b._array = new
                     b._vc[0] += 1
         return self
 
@@ -547,7 +547,7 @@ class Module:
                               f"checkpoint, the shape in current model is {tuple(t.shape)}.")
                 continue
             if assign:
-                t.data = np.array(arr, dtype=t.dtype if not isinstance(value, Tensor) else arr.dtype)
+                t._array = np.array(arr, dtype=t.dtype if not isinstance(value, Tensor) else arr.dtype)
                 t._vc[0] += 1
             else:
                 with no_grad():

@@ -36,7 +36,7 @@ def _vector_norm(x: np.ndarray, norm_type: float) -> np.ndarray:
 def get_total_norm(tensors: Any, norm_type: float = 2.0, error_if_nonfinite: bool = False,
                    foreach: bool | None = None) -> Tensor:
     """The ``norm_type`` norm of the norms of ``tensors`` (as if concatenated into one vector)."""
-    arrays = [t.data for t in _as_list(tensors) if t is not None]
+    arrays = [t._array for t in _as_list(tensors) if t is not None]
     norm_type = float(norm_type)
     if not arrays:
         return wrap_array(np.zeros((), np.float32))
@@ -58,10 +58,10 @@ def clip_grad_norm_(parameters: Any, max_norm: float, norm_type: float = 2.0, er
     total = get_total_norm(grads, norm_type, error_if_nonfinite, foreach)
     if not grads:
         return total
-    coef = np.minimum(float(max_norm) / (total.data + 1e-6), 1.0).astype(total.data.dtype)
+    coef = np.minimum(float(max_norm) / (total._array + 1e-6), 1.0).astype(total._array.dtype)
     with np.errstate(invalid="ignore"):  # an infinite norm scales by 0 * inf = nan, as torch
         for g in grads:
-            g.data *= coef.astype(g.data.dtype)
+            g._array *= coef.astype(g._array.dtype)
     return total
 
 
@@ -70,12 +70,12 @@ def clip_grad_value_(parameters: Any, clip_value: float, foreach: bool | None = 
     v = float(clip_value)
     for p in _as_list(parameters):
         if p.grad is not None:
-            np.clip(p.grad.data, -v, v, out=p.grad.data)
+            np.clip(p.grad._array, -v, v, out=p.grad._array)
 
 
 def parameters_to_vector(parameters: Iterable[Tensor]) -> Tensor:
     """The parameters flattened and concatenated: shape ``(total numel,)`` (a copy)."""
-    arrays = [p.data.reshape(-1) for p in _as_list(parameters)]
+    arrays = [p._array.reshape(-1) for p in _as_list(parameters)]
     return wrap_array(np.concatenate(arrays))
 
 
@@ -83,15 +83,15 @@ def vector_to_parameters(vec: Tensor, parameters: Iterable[Tensor]) -> None:
     """Copy slices of the 1-D ``vec`` into the parameters, in order (in place)."""
     if not isinstance(vec, Tensor):
         raise TypeError(f"expected torch.Tensor, but got: {type(vec).__name__}")
-    data = vec.data
+    data = vec._array
     params = _as_list(parameters)
-    need = sum(p.data.size for p in params)
+    need = sum(p._array.size for p in params)
     if data.ndim != 1 or data.size != need:
         raise ValueError(f"vector_to_parameters: vec has shape {tuple(data.shape)}, expected ({need},) for "
                          f"{len(params)} parameters")
     o = 0
     for p in params:
-        n = p.data.size
-        np.copyto(p.data, data[o:o + n].reshape(p.data.shape), casting="unsafe")
+        n = p._array.size
+        np.copyto(p._array, data[o:o + n].reshape(p._array.shape), casting="unsafe")
         p._vc[0] += 1
         o += n

@@ -59,7 +59,7 @@ class Adafactor(Optimizer):
         super()._initialize(b, idx, spec)
         for i in idx:
             p = b.params[i]
-            self.state[p].update(_factored_state(p.data))
+            self.state[p].update(_factored_state(p._array))
 
     def _step_bucket(self, group: dict, b: Any) -> None:
         # the parameters this step updates, in the order of the StepArrays' views
@@ -82,7 +82,7 @@ class Adafactor(Optimizer):
             alpha = max(eps2, float(np.linalg.norm(theta.reshape(-1))) / (theta.size ** 0.5)) * rho_t
             weight_decay(theta, g, wd, lr=lr, decoupled=True)
             if g.ndim > 1:
-                row_var, col_var = st["row_var"].data, st["col_var"].data
+                row_var, col_var = st["row_var"]._array, st["col_var"]._array
                 row_mean = np.sqrt((g * g).sum(axis=-1, keepdims=True))
                 row_mean = row_mean * row_mean / g.shape[-1]
                 lerp_(row_var, row_mean, one_minus_beta2_t)
@@ -92,7 +92,7 @@ class Adafactor(Optimizer):
                 var_estimate = row_var @ col_var
                 var_estimate /= np.maximum(row_var.mean(axis=-2, keepdims=True), e1)
             else:
-                variance = st["variance"].data
+                variance = st["variance"]._array
                 lerp_(variance, g * g, one_minus_beta2_t)
                 var_estimate = variance.copy()
             update = 1 / np.sqrt(np.maximum(var_estimate, e1 * e1))
@@ -112,15 +112,15 @@ class Adafactor(Optimizer):
             p = index.get(key)
             if p is None or not st:
                 continue
-            fresh = _factored_state(p.data)
+            fresh = _factored_state(p._array)
             for name, t in fresh.items():
                 if name in st:
                     v = st[name]
-                    arr = v.data if isinstance(v, Tensor) else np.asarray(v)
+                    arr = v._array if isinstance(v, Tensor) else np.asarray(v)
                     if arr.shape != t.shape:
                         raise ValueError(f"load_state_dict: state {name!r} of parameter {key} has shape "
                                          f"{arr.shape}, expected {t.shape}")
-                    np.copyto(t.data, arr, casting="unsafe")
+                    np.copyto(t._array, arr, casting="unsafe")
             self.state[p].update(fresh)
 
 

@@ -169,7 +169,7 @@ class LBFGS(Optimizer):
             for p in self._params:
                 b, i = self._where[p]
                 seg = b.segment(i)
-                self._segments.append((b.data[seg], b.grad[seg]))
+                self._segments.append((b._array[seg], b.grad[seg]))
 
     def add_param_group(self, param_group: dict) -> None:
         if self.param_groups:
@@ -375,7 +375,7 @@ def _arr(v: Any) -> Any:
     """The array behind a state value (a Tensor here, a NumPy array from PyTorch)."""
     if v is None:
         return None
-    return (v.data if isinstance(v, Tensor) else np.asarray(v)).copy()
+    return (v._array if isinstance(v, Tensor) else np.asarray(v)).copy()
 
 
 def _tensor(v: Any) -> Any:
@@ -385,5 +385,5 @@ def _tensor(v: Any) -> Any:
 def _scalar_or_tensor(v: Any) -> Any:
     if v is None or isinstance(v, (int, float)):
         return v
-    arr = v.data if isinstance(v, Tensor) else np.asarray(v)
+    arr = v._array if isinstance(v, Tensor) else np.asarray(v)
     return arr[()] if arr.ndim == 0 else wrap_array(arr.copy())

@@ -144,7 +144,7 @@ class Lookahead(Optimizer):
                     if j not in slow:
                         raise ValueError(f"Lookahead.load_state_dict: no slow weights for parameter {j}")
                     v = slow[j]
-                    arr = np.asarray(getattr(v, "data", v))
+                    arr = np.asarray(v)
                     if arr.shape != tuple(p.shape):
                         raise ValueError(f"Lookahead.load_state_dict: slow weights of parameter {j} have shape "
                                          f"{arr.shape}, expected {tuple(p.shape)}")

@@ -152,7 +152,7 @@ class _Bucket(FlatParams):
     def buffer(self, name: str, fill: float) -> np.ndarray:
         buf = self.buffers.get(name)
         if buf is None:
-            buf = self.buffers[name] = np.full(self.data.shape, fill, self.dtype)
+            buf = self.buffers[name] = np.full(self._array.shape, fill, self.dtype)
             self.fills[name] = fill
         return buf
 
@@ -392,7 +392,7 @@ class Optimizer:
                 else:
                     g._node = None
                     g.requires_grad = False
-                    g.data[...] = 0
+                    g._array[...] = 0
 
     def flat_grads(self) -> list[np.ndarray]:
         """The flat gradient buffers, one per (param group, dtype), made current:
@@ -404,7 +404,7 @@ class Optimizer:
 
     def flat_params(self) -> list[np.ndarray]:
         """The flat parameter buffers, one per (param group, dtype)."""
-        return [b.data for buckets in self._buckets for b in buckets]
+        return [b._array for buckets in self._buckets for b in buckets]
 
     # ------------------------------------------------------------------ step
     def _state_spec(self, group: dict) -> list[tuple[str, str, float]]:
@@ -443,16 +443,16 @@ class Optimizer:
                 newsel = new[sel]
                 fresh = True if newsel.all() else np.repeat(newsel, b.sizes[sel])
         if has is None:
-            u = StepArrays(b.data, b.grad, bufs, scal, fresh, b.sizes, [v.shape for v in b.views])
+            u = StepArrays(b._array, b.grad, bufs, scal, fresh, b.sizes, [v.shape for v in b.views])
             self._update(group, u)
             return
         # some parameters have no gradient: update gathered copies of the others
         em = np.repeat(has, b.sizes)
-        u = StepArrays(b.data[em], b.grad[em], {k: v[em] for k, v in bufs.items()},
+        u = StepArrays(b._array[em], b.grad[em], {k: v[em] for k, v in bufs.items()},
                        {k: v[has] for k, v in scal.items()}, fresh, b.sizes[has],
                        [v.shape for v, h in zip(b.views, has) if h])
         self._update(group, u)
-        b.data[em] = u.param
+        b._array[em] = u.param
         for k, v in bufs.items():
             v[em] = u.state[k]
         for k, v in scal.items():
@@ -537,7 +537,7 @@ class Optimizer:
                 if name not in known:
                     raise ValueError(f"load_state_dict: the loaded state dict is not one of {who}: parameter "
                                      f"{key} has state {name!r}, and {who} keeps only {sorted(known)}")
-                arr = v.data if isinstance(v, Tensor) else np.asarray(v)
+                arr = v._array if isinstance(v, Tensor) else np.asarray(v)
                 want = () if name in self._scalar_keys else p.shape
                 if (arr.size != 1) if want == () else (arr.shape != want):
                     raise ValueError(f"load_state_dict: state {name!r} of parameter {key} has shape "

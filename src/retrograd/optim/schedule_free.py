@@ -48,12 +48,12 @@ class _ScheduleFree(Optimizer):
                 b.retake_rebound(type(self).__name__)
                 b.mark_modified()
                 if b.all_initialized:
-                    lerp_(b.data, b.buffers["z"], w)
+                    lerp_(b._array, b.buffers["z"], w)
                 else:
                     em = np.repeat(b.initialized, b.sizes)
-                    sub = b.data[em]
+                    sub = b._array[em]
                     lerp_(sub, b.buffers["z"][em], w)
-                    b.data[em] = sub
+                    b._array[em] = sub
             group["train_mode"] = to_train
 
     def train(self, mode: bool = True) -> "_ScheduleFree":

@@ -92,9 +92,9 @@ class Sophia(Optimizer):
         for i in live:
             p = params[i]
             if u is None:
-                probes[i] = self._rng.choice(np.array([-1.0, 1.0]), size=p.shape).astype(p.data.dtype)
+                probes[i] = self._rng.choice(np.array([-1.0, 1.0]), size=p.shape).astype(p._array.dtype)
             else:
-                probes[i] = np.asarray(getattr(u[i], "data", u[i]), dtype=p.data.dtype)
+                probes[i] = np.asarray(u[i], dtype=p._array.dtype)
                 if probes[i].shape != tuple(p.shape):
                     raise ValueError(f"Sophia.update_hessian: probe {i} has shape {probes[i].shape}, expected "
                                      f"{tuple(p.shape)}")
@@ -108,7 +108,7 @@ class Sophia(Optimizer):
         out: list = [None] * len(params)
         for i, hv in zip(live, hvs):
             p = params[i]
-            est = probes[i] * (np.zeros(p.shape, p.data.dtype) if hv is None else hv.data)
+            est = probes[i] * (np.zeros(p.shape, p._array.dtype) if hv is None else hv._array)
             out[i] = est
             b, j = self._where[p]
             group = group_of[id(b)]

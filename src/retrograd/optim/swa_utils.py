@@ -20,12 +20,12 @@ __all__ = ["AveragedModel", "update_bn", "get_ema_multi_avg_fn", "get_swa_multi_
 
 
 def _arr(x: Any) -> np.ndarray:
-    return x.data if isinstance(x, Tensor) else np.asarray(x)
+    return x._array if isinstance(x, Tensor) else np.asarray(x)
 
 
 def _assign(dst: Tensor, value: Any) -> None:
     # torch's copy_: a float result written into an integer buffer truncates towards zero
-    np.copyto(dst.data, _arr(value), casting="unsafe")
+    np.copyto(dst._array, _arr(value), casting="unsafe")
 
 
 def _check_decay(decay: float, who: str) -> float:
@@ -136,31 +136,31 @@ class AveragedModel(Module):
             if tuple(a.shape) != tuple(p.shape):
                 raise ValueError(f"AveragedModel.update_parameters: shapes {tuple(a.shape)} and "
                                  f"{tuple(p.shape)} differ: not the model that was averaged")
-        n = int(self.n_averaged.data)
+        n = int(self.n_averaged._array)
         with no_grad():
             if n == 0:
                 for a, p in zip(mine, theirs):
-                    _assign(a, p.data)
+                    _assign(a, p._array)
             else:
-                current = [wrap_array(p.data) for p in theirs]
-                num = wrap_array(self.n_averaged.data.copy())
+                current = [wrap_array(p._array) for p in theirs]
+                num = wrap_array(self.n_averaged._array.copy())
                 if self.multi_avg_fn is not None or self.avg_fn is None:
                     fn = self.multi_avg_fn or get_swa_multi_avg_fn()
                     groups: dict = {}
                     for a, c in zip(mine, current):
-                        groups.setdefault(a.data.dtype, ([], []))
-                        groups[a.data.dtype][0].append(a)
-                        groups[a.data.dtype][1].append(c)
+                        groups.setdefault(a._array.dtype, ([], []))
+                        groups[a._array.dtype][0].append(a)
+                        groups[a._array.dtype][1].append(c)
                     for avg_list, cur_list in groups.values():
                         fn(avg_list, cur_list, num)
                 else:
                     for a, c in zip(mine, current):
-                        _assign(a, self.avg_fn(wrap_array(a.data), c, num))
+                        _assign(a, self.avg_fn(wrap_array(a._array), c, num))
             if not self.use_buffers:
                 # the buffers are not averaged: keep them in step with the model's
                 for b_avg, b_model in zip(self.module.buffers(), model.buffers()):
-                    _assign(b_avg, b_model.data)
-            self.n_averaged.data[...] += 1
+                    _assign(b_avg, b_model._array)
+            self.n_averaged._array[...] += 1
             mark_modified(mine)
 
 

@@ -325,8 +325,8 @@ class NaNGuard(Callback):
             bad.append(f"loss is {loss}")
         names = _param_names(trainer)
         for p in trainer.params:
-            if p.grad is not None and not np.isfinite(p.grad.data).all():
-                g = p.grad.data
+            if p.grad is not None and not np.isfinite(p.grad._array).all():
+                g = p.grad._array
                 kind = "nan" if np.isnan(g).any() else "inf"
                 bad.append(f"gradient of {names.get(id(p), '<param>')} {tuple(g.shape)} has {kind}")
         if not bad:

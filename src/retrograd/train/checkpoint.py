@@ -98,7 +98,7 @@ def save_training_checkpoint(trainer: Any, path: str | os.PathLike, *, extra: di
             grads = {}
             for i, p in enumerate(trainer.params):
                 if p.grad is not None:
-                    grads[str(i)] = p.grad.data
+                    grads[str(i)] = p.grad._array
             save_safetensors(grads, tmp / "grads.safetensors")
         callbacks = {}
         for i, cb in enumerate(trainer.callbacks):
@@ -157,7 +157,7 @@ def load_training_checkpoint(trainer: Any, path: str | os.PathLike) -> dict:
         p.grad = None
     if grads:
         for k, g in grads.items():
-            params[int(k)].grad = wrap_array(np.array(g, dtype=params[int(k)].data.dtype))
+            params[int(k)].grad = wrap_array(np.array(g, dtype=params[int(k)]._array.dtype))
     saved_cbs = tr.get("callbacks", {})
     for i, cb in enumerate(trainer.callbacks):
         key = _callback_key(i, cb)

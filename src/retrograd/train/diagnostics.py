@@ -87,12 +87,12 @@ class GradientFlow(Callback):
 
     def _act_hook(self, name: str, by_grad: bool):
         def grad_hook(g: Any) -> None:
-            self._acts.setdefault(name, {})["dead_fraction"] = _dead(g.data == 0)
+            self._acts.setdefault(name, {})["dead_fraction"] = _dead(g._array == 0)
 
         def hook(module: Any, args: tuple, out: Any) -> None:
-            if not self._active or not hasattr(out, "data"):
+            if not self._active or not hasattr(out, "_array"):
                 return
-            a = out.data
+            a = out._array
             d = self._acts.setdefault(name, {})
             d["act_mean"] = float(a.mean())
             d["act_std"] = float(a.std())
@@ -102,8 +102,8 @@ class GradientFlow(Callback):
 
     def _dead_hook(self, name: str):
         def hook(module: Any, args: tuple, out: Any) -> None:
-            if self._active and hasattr(out, "data"):
-                self._acts.setdefault(name, {})["dead_fraction"] = _dead(out.data <= 0)
+            if self._active and hasattr(out, "_array"):
+                self._acts.setdefault(name, {})["dead_fraction"] = _dead(out._array <= 0)
         return hook
 
     # ------------------------------------------------------------------ trainer hooks
@@ -123,11 +123,11 @@ class GradientFlow(Callback):
         self._before = {}
         for name, m in self._layers:
             ps = [p for p in m._parameters.values() if p is not None]
-            g2 = sum(float(np.sum(np.square(p.grad.data, dtype=np.float64))) for p in ps if p.grad is not None)
-            w2 = sum(float(np.sum(np.square(p.data, dtype=np.float64))) for p in ps)
+            g2 = sum(float(np.sum(np.square(p.grad._array, dtype=np.float64))) for p in ps if p.grad is not None)
+            w2 = sum(float(np.sum(np.square(p._array, dtype=np.float64))) for p in ps)
             rec["layers"][name] = {"grad_norm": math.sqrt(g2), "weight_norm": math.sqrt(w2),
                                    **self._acts.get(name, {})}
-            self._before[name] = [p.data.copy() for p in ps]
+            self._before[name] = [p._array.copy() for p in ps]
         self._current = rec
 
     def on_batch_end(self, trainer: Any, batch_idx: int, logs: dict) -> None:
@@ -136,7 +136,7 @@ class GradientFlow(Callback):
             return
         for name, m in self._layers:
             ps = [p for p in m._parameters.values() if p is not None]
-            d2 = sum(float(np.sum(np.square(p.data.astype(np.float64) - b))) for p, b in zip(ps, self._before[name]))
+            d2 = sum(float(np.sum(np.square(p._array.astype(np.float64) - b))) for p, b in zip(ps, self._before[name]))
             w = rec["layers"][name]["weight_norm"]
             rec["layers"][name]["update_ratio"] = math.sqrt(d2) / w if w > 0 else float("nan")
         self.records.append(rec)

@@ -34,7 +34,7 @@ __all__ = ["LRFinder"]
 def _snapshot(value: Any) -> Any:
     """A copy that later training cannot change (state dict Tensors are live views)."""
     if isinstance(value, Tensor):
-        return Tensor(value.data.copy())
+        return Tensor(value._array.copy())
     if isinstance(value, np.ndarray):
         return value.copy()
     if isinstance(value, dict):

@@ -27,7 +27,7 @@ __all__ = ["accuracy", "top_k_accuracy", "f1_macro", "mae", "perplexity", "Metri
 
 
 def _np(x: Any) -> np.ndarray:
-    return x.data if isinstance(x, Tensor) else np.asarray(x)
+    return x._array if isinstance(x, Tensor) else np.asarray(x)
 
 
 def _class_pred(pred: np.ndarray, target: np.ndarray) -> np.ndarray:

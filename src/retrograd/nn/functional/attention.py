@@ -80,7 +80,7 @@ def _float_mask(mask: Any, dtype: np.dtype, masked_is_true: bool, op: str) -> np
     """A bool or float mask as an additive float array (``-inf`` where attention is not allowed)."""
     if mask is None:
         return None
-    m = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+    m = mask._array if isinstance(mask, Tensor) else np.asarray(mask)
     if m.dtype == np.bool_:
         blocked = m if masked_is_true else ~m
         return np.where(blocked, -np.inf, 0.0).astype(dtype)

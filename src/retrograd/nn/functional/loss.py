@@ -149,7 +149,7 @@ CROSS_ENTROPY = Rule("cross_entropy", _ce_f, _ce_b, needs_inputs=False)
 
 def _class_rows(input: Tensor, target: Any, op: str) -> tuple[Tensor, np.ndarray, tuple, int]:  # noqa: A002
     """Logits ``(N, C, d1, ...)``/``(C,)`` as rows ``(M, C)``, targets as ``(M,)`` and the output shape."""
-    t = target.data if isinstance(target, Tensor) else np.asarray(target)
+    t = target._array if isinstance(target, Tensor) else np.asarray(target)
     if input.ndim == 0:
         raise ValueError(f"{op}: expected input of shape (C,), (N, C) or (N, C, d1, ...), got a 0-d tensor")
     if t.dtype.kind not in "iu":
@@ -193,7 +193,7 @@ def _check_targets(t: np.ndarray, c: int, ignore_index: int, op: str) -> np.ndar
 def _weights_array(weight: Any, c: int, dtype: np.dtype, op: str) -> np.ndarray | None:
     if weight is None:
         return None
-    w = weight.data if isinstance(weight, Tensor) else np.asarray(weight)
+    w = weight._array if isinstance(weight, Tensor) else np.asarray(weight)
     if w.shape != (c,):
         raise RuntimeError(f"{op}: weight tensor should be defined either for all {c} classes or no "
                            f"classes but got weight tensor of shape {tuple(w.shape)}")
@@ -276,7 +276,7 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
     if tuple(t.shape) != tuple(x.shape):
         raise ValueError(f"Using a target size ({tuple(t.shape)}) that is different to the input size "
                          f"({tuple(x.shape)}) is deprecated. Please ensure they have the same size.")
-    if x.numel() and (np.any(x.data < 0) or np.any(x.data > 1)):
+    if x.numel() and (np.any(x._array < 0) or np.any(x._array > 1)):
         raise RuntimeError("binary_cross_entropy: all elements of input should be between 0 and 1 "
                            "(apply sigmoid first, or use binary_cross_entropy_with_logits)")
     t = t.to(x.dtype)
@@ -339,7 +339,7 @@ def cosine_embedding_loss(input1: Tensor, input2: Tensor, target: Tensor, margin
                            f"{tuple(input1.shape)} and {tuple(input2.shape)}")
     x1 = _float_input(input1, "cosine_embedding_loss")
     x2 = input2.to(x1.dtype)
-    t = target.data if isinstance(target, Tensor) else np.asarray(target)
+    t = target._array if isinstance(target, Tensor) else np.asarray(target)
     if t.shape != tuple(x1.shape[:-1]):
         raise RuntimeError(f"cosine_embedding_loss: expected target of shape {tuple(x1.shape[:-1])}, got "
                            f"{tuple(t.shape)}")
@@ -396,7 +396,7 @@ def poisson_nll_loss(input: Tensor, target: Tensor, log_input: bool = True, full
     x, t = _pointwise_pair(input, target, "poisson_nll_loss")
     loss = x.exp() - t * x if log_input else x - t * (x + eps).log()
     if full:
-        td = t.data
+        td = t._array
         safe = np.where(td > 1, td, 1.0)
         stirling = np.where(td > 1, safe * np.log(safe) - safe + 0.5 * np.log(2 * math.pi * safe), 0.0)
         if t.requires_grad:
@@ -425,11 +425,11 @@ def gaussian_nll_loss(input: Tensor, target: Tensor, var: Any, full: bool = Fals
                              f"{tuple(x.shape[:-1])} or one dim of size 1, got {tuple(v.shape)}")
     if reduction not in _REDUCTIONS:
         raise ValueError(reduction + " is not valid")
-    if np.any(v.data < 0):
+    if np.any(v._array < 0):
         raise ValueError("var has negative entry/entries")
     v = v.to(x.dtype)
     # clamp the value but pass the gradient straight through, as torch's in-place clamp under no_grad
-    v = v + wrap_array(np.maximum(v.data, eps) - v.data)
+    v = v + wrap_array(np.maximum(v._array, eps) - v._array)
     t = target if isinstance(target, Tensor) else _as_tensor(target)
     d = x - t.to(x.dtype)
     loss = 0.5 * (v.log() + d * d / v)
@@ -542,8 +542,8 @@ def ctc_loss(log_probs: Tensor, targets: Any, input_lengths: Any, target_lengths
     if unbatched:
         x = x.unsqueeze(1)
     T, N, C = x.shape
-    arr = lambda v: (v.data if isinstance(v, Tensor) else np.asarray(v)).astype(np.int64).reshape(-1)  # noqa: E731
-    tg = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
+    arr = lambda v: (v._array if isinstance(v, Tensor) else np.asarray(v)).astype(np.int64).reshape(-1)  # noqa: E731
+    tg = targets._array if isinstance(targets, Tensor) else np.asarray(targets)
     tg = tg.astype(np.int64)
     il, tl = arr(input_lengths), arr(target_lengths)
     if il.shape != (N,) or tl.shape != (N,):

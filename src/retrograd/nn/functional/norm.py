@@ -141,15 +141,15 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
         y = xc * (var + eps).rsqrt()
         if running_mean is not None:
             m = momentum
-            rm = running_mean.data
+            rm = running_mean._array
             rm *= (1 - m)
-            rm += m * mu.data.reshape(c).astype(rm.dtype)
+            rm += m * mu._array.reshape(c).astype(rm.dtype)
             running_mean._vc[0] += 1
         if running_var is not None:
             m = momentum
-            rv = running_var.data
+            rv = running_var._array
             rv *= (1 - m)
-            rv += m * (var.data.reshape(c) * (count / (count - 1))).astype(rv.dtype)
+            rv += m * (var._array.reshape(c) * (count / (count - 1))).astype(rv.dtype)
             running_var._vc[0] += 1
     else:
         if running_mean is None or running_var is None:

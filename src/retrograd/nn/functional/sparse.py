@@ -59,7 +59,7 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,  # 
               sparse: bool = False) -> Tensor:
     """Rows of ``weight`` ``(num_embeddings, dim)`` picked by integer ``input`` of any shape;
     the ``padding_idx`` row gets no gradient."""
-    idx = input.data if isinstance(input, Tensor) else np.asarray(input)
+    idx = input._array if isinstance(input, Tensor) else np.asarray(input)
     if idx.dtype.kind not in "iu":
         raise RuntimeError(f"embedding: expected indices of an integer dtype (int64 or int32), got "
                            f"{B.dtype_name(idx.dtype)}")
@@ -74,7 +74,7 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,  # 
         padding_idx = padding_idx % n
     if max_norm is not None:
         rows = np.unique(idx)
-        w = weight.data
+        w = weight._array
         norms = np.linalg.norm(w[rows], ord=norm_type, axis=1, keepdims=True)
         scale = np.where(norms > max_norm, max_norm / (norms + 1e-7), 1.0)
         w[rows] = w[rows] * scale.astype(w.dtype)  # in place, as torch.embedding_renorm_
@@ -88,7 +88,7 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     means ``max + 1``."""
     if not isinstance(tensor, Tensor):
         raise TypeError(f"one_hot(): argument 'tensor' must be Tensor, not {type(tensor).__name__}")
-    idx = tensor.data
+    idx = tensor._array
     if idx.dtype != B.int64:
         raise RuntimeError(f"one_hot is only applicable to index tensor of type LongTensor (int64), got "
                            f"{B.dtype_name(idx.dtype)}")
