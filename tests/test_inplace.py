@@ -176,11 +176,11 @@ def test_in_place_update_keeps_optimizer_flat_buffer_consistent():
     ps = [rg.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True),
           rg.tensor([1.0, 2.0], dtype=rg.float64, requires_grad=True)]
     flat = FlatParams(ps)
-    views = [p.data for p in ps]
+    views = [p._array for p in ps]
     with rg.no_grad():
         ps[0] -= 0.5 * rg.ones(2, 3, dtype=rg.float64)
         ps[1] *= 2
-    assert all(p.data is v for p, v in zip(ps, views))  # the parameters still are the buffer's views
+    assert all(p._array is v for p, v in zip(ps, views))  # the parameters still are the buffer's views
     np.testing.assert_array_equal(flat.data, [-0.5, 0.5, 1.5, 2.5, 3.5, 4.5, 2.0, 4.0])
 
 

@@ -96,7 +96,7 @@ def _run_chain(x, y, steps):
     return cur, names
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=80, deadline=None, derandomize=True)  # the same examples every run: CI cannot flake
 @given(chains(), st.sampled_from(["float64", "float32"]))
 def test_random_chains_against_torch(chain, dtype):
     (sx, sy), steps, seed = chain
@@ -124,7 +124,7 @@ def test_random_chains_against_torch(chain, dtype):
         np.testing.assert_allclose(to_numpy(a.grad), to_numpy(b.grad), err_msg=f"{what}: grad {name}", **tol)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, derandomize=True)
 @given(hnp.mutually_broadcastable_shapes(num_shapes=3, min_dims=0, max_dims=4, min_side=0, max_side=3),
        st.integers(0, 2 ** 31 - 1))
 def test_broadcasting_three_way_against_torch(shapes, seed):
