@@ -127,6 +127,13 @@ def _apply_inplace(self: Tensor, name: str, compute: Callable, operands: tuple =
     base = _check_inplace(self, name)
     if base is not None:
         return _record_view(self, base, name, compute)
+    if not self.requires_grad and self._array.base is not None:
+        # a view (of a tensor that needs no grad) gaining history: PyTorch would rebase its base's
+        # history too; retrograd does not track that base, so its gradient would be silently lost
+        raise NotImplementedError(
+            f"{name}: an in-place operation that makes a view require grad is not supported (the tensor it "
+            "views would not get the gradient); write into the base tensor instead (base[index] = value), "
+            "or clone() the view first")
     return _record(self, name, compute)
 
 
