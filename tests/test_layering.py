@@ -32,7 +32,7 @@ LAYERS = {
 }
 
 # what `import retrograd` may load besides the standard library and retrograd itself
-LIGHT_IMPORT_ALLOWED = {"numpy"}
+LIGHT_IMPORT_ALLOWED = {"numpy", "ml_dtypes"}
 
 
 def _layer(mod: str) -> int:

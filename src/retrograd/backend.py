@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import builtins as _builtins
 
+import ml_dtypes as _ml_dtypes
 import numpy as np
 
 xp = np
@@ -20,13 +21,17 @@ int16 = np.dtype(np.int16)
 int32 = np.dtype(np.int32)
 int64 = np.dtype(np.int64)
 bool_ = np.dtype(np.bool_)
+# bfloat16 is ml_dtypes' NumPy dtype (the one JAX uses). NumPy files it under kind "V", not "f":
+# test floating point with ``is_floating`` or ``dtype.kind in FLOAT_KINDS``, never ``kind == "f"``.
+bfloat16 = np.dtype(_ml_dtypes.bfloat16)
+FLOAT_KINDS = "fV"  # "V": bfloat16, the only non-"f" floating dtype retrograd accepts
 
 half, float, double = float16, float32, float64  # noqa: A001  (PyTorch aliases)
 int, long = int32, int64  # noqa: A001
 
-_FLOATS = (float16, float32, float64)
+_FLOATS = (float16, bfloat16, float32, float64)
 _NAMES = {
-    float16: "float16", float32: "float32", float64: "float64", int8: "int8",
+    float16: "float16", bfloat16: "bfloat16", float32: "float32", float64: "float64", int8: "int8",
     uint8: "uint8", int16: "int16", int32: "int32", int64: "int64", bool_: "bool",
 }
 
@@ -82,12 +87,12 @@ builtins_float, builtins_int, builtins_bool = _builtins.float, _builtins.int, _b
 
 
 def is_floating(dtype) -> bool:
-    return dtype.kind == "f"
+    return dtype.kind in FLOAT_KINDS
 
 
 def _category(dtype) -> int:
     k = dtype.kind
-    return 2 if k == "f" else (0 if k == "b" else 1)
+    return 2 if k in FLOAT_KINDS else (0 if k == "b" else 1)
 
 
 def promote(dtypes_by_rank: list[tuple[np.dtype, int]]) -> np.dtype:
@@ -104,3 +109,65 @@ def promote(dtypes_by_rank: list[tuple[np.dtype, int]]) -> np.dtype:
             return defaults.float_dtype
         return int64 if cat == 1 else bool_
     return np.result_type(*[d for d, r in dtypes_by_rank if _category(d) == cat and r == best_rank])
+
+
+# ------------------------------------------------------------------ bfloat16 arithmetic
+# PyTorch computes a bfloat16 op on the CPU in float32 and rounds its result once to bfloat16;
+# retrograd does the same (``ops.lowp_rule``), with these two conversions.
+def astype(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``arr.astype(dtype)`` as PyTorch casts: float64 (and int64) reach bfloat16 through float32
+    (two roundings, as ``c10::BFloat16(float)``), where ml_dtypes would round once."""
+    if dtype is bfloat16 and arr.dtype != float32 and arr.dtype != bfloat16 and arr.dtype.kind != "b":
+        return arr.astype(float32).astype(bfloat16)
+    return arr.astype(dtype)
+
+
+def round_bfloat16(x: np.ndarray) -> np.ndarray:
+    """``x`` rounded to bfloat16 (round to nearest even), returned as float32: bfloat16
+    arithmetic emulated in float32 (float64 goes through float32 first, as PyTorch's cast)."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    nan = np.isnan(bits.view(np.float32))
+    bits = (bits + (((bits >> np.uint32(16)) & np.uint32(1)) + np.uint32(0x7FFF))) & np.uint32(0xFFFF0000)
+    out = bits.view(np.float32)
+    if nan.any():
+        out = np.where(nan, np.float32(np.nan), out)
+    return out
+
+
+class finfo:
+    """``torch.finfo``: machine limits of a floating dtype (``bits``, ``eps``, ``max``, ``min``,
+    ``tiny`` = ``smallest_normal``, ``resolution``, ``dtype``), as Python floats."""
+
+    def __init__(self, type=None) -> None:  # noqa: A002  (PyTorch's name)
+        d = defaults.float_dtype if type is None else as_dtype(type)
+        if not is_floating(d):
+            raise TypeError(f"finfo: expected a floating point dtype, got {dtype_name(d)} (use iinfo for integers)")
+        info = _ml_dtypes.finfo(d) if d is bfloat16 else np.finfo(d)
+        self.bits = _builtins.int(info.bits)
+        self.eps = _builtins.float(info.eps)
+        self.max = _builtins.float(info.max)
+        self.min = _builtins.float(info.min)
+        self.tiny = self.smallest_normal = _builtins.float(info.smallest_normal)
+        self.resolution = 10.0 ** -_builtins.int(np.floor(-np.log10(self.eps)))  # as torch: 0.01 for bfloat16
+        self.dtype = dtype_name(d)
+
+    def __repr__(self) -> str:
+        return (f"finfo(resolution={self.resolution:g}, min={self.min:g}, max={self.max:g}, eps={self.eps:g}, "
+                f"smallest_normal={self.smallest_normal:g}, tiny={self.tiny:g}, dtype={self.dtype})")
+
+
+class iinfo:
+    """``torch.iinfo``: ``bits``, ``max``, ``min`` and ``dtype`` of an integer (or bool) dtype."""
+
+    def __init__(self, type) -> None:  # noqa: A002
+        d = as_dtype(type)
+        if is_floating(d):
+            raise TypeError(f"iinfo: expected an integer dtype, got {dtype_name(d)} (use finfo for floats)")
+        if d == bool_:
+            raise TypeError("iinfo: bool has no integer limits; expected an integer dtype")
+        info = np.iinfo(d)
+        self.bits, self.max, self.min = (_builtins.int(v) for v in (info.bits, info.max, info.min))
+        self.dtype = dtype_name(d)
+
+    def __repr__(self) -> str:
+        return f"iinfo(min={self.min:g}, max={self.max:g}, dtype={self.dtype})"

@@ -116,7 +116,7 @@ def arange(start: Any, end: Any = None, step: Any = 1, *, dtype: Any = None,
         dtype = B.int64 if is_int else B.defaults.float_dtype
     d = B.as_dtype(dtype)
     n = int(np.ceil((end - start) / step))
-    arr = (start + np.arange(n, dtype=np.float64 if d.kind == "f" else np.int64) * step).astype(d)
+    arr = (start + np.arange(n, dtype=np.float64 if d.kind in "fV" else np.int64) * step).astype(d)
     return _finish(arr, requires_grad)
 
 

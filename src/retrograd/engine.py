@@ -32,6 +32,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from . import backend as B
 from .hooks import RemovableHandle, add_hook
 
 
@@ -247,6 +248,9 @@ class Node:
 
 
 # --------------------------------------------------------------------------- helpers
+_BF16 = B.bfloat16
+
+
 def unbroadcast(g: Any, shape: tuple) -> Any:
     """Sum ``g`` back to ``shape``: the one place broadcasting is undone."""
     gshape = g.shape
@@ -257,7 +261,10 @@ def unbroadcast(g: Any, shape: tuple) -> Any:
         return np.broadcast_to(g, shape)
     axes = tuple(range(nd)) + tuple(i + nd for i, s in enumerate(shape) if s == 1 and gshape[i + nd] != 1)
     if axes:
-        g = np.sum(g, axis=axes)
+        if getattr(g, "dtype", None) == _BF16:  # PyTorch sums bfloat16 in float32, rounds once
+            g = np.sum(g.astype(np.float32), axis=axes).astype(_BF16)
+        else:
+            g = np.sum(g, axis=axes)
     if g.shape != shape:
         g = np.reshape(g, shape)
     return g
@@ -274,7 +281,7 @@ def _shapes(inputs: Sequence) -> str:
 def _check_finite(arr: Any, what: str, node: Node, inputs: Sequence | None = None) -> None:
     # not getattr(arr, "data"): an ndarray's .data is its memoryview, which would skip the check
     data = arr._array if isinstance(arr, state.tensor_type) else arr
-    if isinstance(data, np.ndarray) and data.dtype.kind == "f" and not np.isfinite(data).all():
+    if isinstance(data, np.ndarray) and data.dtype.kind in "fV" and not np.isfinite(data).all():
         kind = "nan" if np.isnan(data).any() else "inf"
         raise AnomalyError(
             f"{what} of op '{node.rule.name}' produced {kind} values "

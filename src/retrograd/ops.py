@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import backend as B
 from .engine import state
 from .special import erf_array
 
@@ -27,11 +28,16 @@ from .special import erf_array
 class Rule:
     """One op: its name, forward and backward, and what the backward reads."""
 
-    __slots__ = ("name", "forward", "backward", "save_out", "needs_inputs", "node_name", "scatter")
+    __slots__ = ("name", "forward", "backward", "save_out", "needs_inputs", "node_name", "scatter", "lowp")
 
     def __init__(self, name: str, forward: Callable, backward: Callable | None, *,
-                 save_out: bool = False, needs_inputs: bool = True, scatter: Callable | None = None) -> None:
+                 save_out: bool = False, needs_inputs: bool = True, scatter: Callable | None = None,
+                 lowp: str = "float32") -> None:
         self.name = name
+        # how the op runs on bfloat16 inputs (see ``lowp_twin``): "float32" (upcast, compute, round
+        # once), "native" (data movement, exact on the bfloat16 arrays, views stay views) or
+        # "backward" (native forward, float32 backward: a view whose gradient is a sum)
+        self.lowp = lowp
         self.forward = forward
         self.backward = backward
         self.save_out = save_out
@@ -54,6 +60,59 @@ def call(rule: Rule, ins: tuple, kw: dict | None = None) -> Any:
             return T._apply(rule, tuple(x if isinstance(x, T) else T._wrap(np.asarray(x)) for x in ins),
                             dict(kw) if kw else kw)
     return rule.forward(ins, dict(kw) if kw else kw)
+
+
+# ============================================================== bfloat16
+_BF16 = np.dtype(B.bfloat16)
+_TWINS: dict = {}
+
+
+def _up(x: Any) -> Any:
+    if x is None or x.dtype != _BF16:
+        return x
+    return x.float() if isinstance(x, state.tensor_type) else x.astype(np.float32)
+
+
+def _down(x: Any) -> Any:
+    if x is None or x.dtype != np.float32:
+        return x
+    return x.to(_BF16) if isinstance(x, state.tensor_type) else np.asarray(x).astype(_BF16)
+
+
+def lowp_twin(rule: Rule) -> Rule:
+    """The rule to run when an input is bfloat16. PyTorch's CPU kernels compute a bfloat16 op in
+    float32 and round its result once; the twin does that around ``rule``: bfloat16 inputs
+    (and the gradient, and the saved output) upcast to float32, every float32 result rounded to
+    bfloat16. Data-movement rules (``lowp="native"``) run as they are."""
+    twin = _TWINS.get(rule)
+    if twin is not None:
+        return twin
+    if rule.lowp == "native":
+        twin = rule
+    else:
+        fwd, bwd = rule.forward, rule.backward
+        if rule.lowp == "float32":
+            def forward(ins, kw):
+                return _down(fwd(tuple([_up(x) for x in ins]), _scalar_kw(rule, kw)))
+        else:
+            forward = fwd
+
+        def backward(g, out, ins, kw, needs):
+            grads = bwd(_up(g), _up(out), tuple([_up(x) for x in ins]), _scalar_kw(rule, kw), needs)
+            return tuple([_down(gi) for gi in grads])
+        twin = Rule(rule.name, forward, backward if bwd is not None else None, save_out=rule.save_out,
+                    needs_inputs=rule.needs_inputs, scatter=rule.scatter, lowp=rule.lowp)
+        twin.node_name = rule.node_name
+    _TWINS[rule] = twin
+    return twin
+
+
+def _scalar_kw(rule: Rule, kw: Any) -> Any:
+    """PyTorch's bfloat16 add/sub round a Python-number operand to bfloat16 first (mul and div
+    use it in float32, as given)."""
+    if rule in _ROUNDED_SCALAR and isinstance(kw, float):
+        return float(np.float32(kw).astype(_BF16))
+    return kw
 
 
 def _normdims(dim: Any, ndim: int) -> tuple | None:
@@ -263,7 +322,7 @@ WHERE = Rule("where", lambda ins, kw: np.where(kw["cond"], ins[0], ins[1]), _whe
 
 def _cast_b(g, out, ins, kw, needs):
     return (call(CAST, (g,), {"dtype": ins[0].dtype}),)
-CAST = Rule("to_copy", lambda ins, kw: ins[0].astype(kw["dtype"]), _cast_b, needs_inputs=False)
+CAST = Rule("to_copy", lambda ins, kw: B.astype(ins[0], kw["dtype"]), _cast_b, needs_inputs=False)
 CLONE = Rule("clone", lambda ins, kw: ins[0].copy(), lambda g, out, ins, kw, needs: (g,),
              needs_inputs=False)
 
@@ -819,3 +878,14 @@ def _masked_fill_f(ins, kw):
 def _masked_fill_b(g, out, ins, kw, needs):
     return (np.where(kw["mask"], 0.0 * g, g),)
 MASKED_FILL = Rule("masked_fill", _masked_fill_f, _masked_fill_b, needs_inputs=False)
+
+
+# bfloat16 (see ``lowp_twin``): data movement runs on the bfloat16 arrays as it is (exact; views stay
+# views); a view whose gradient is a sum or a copy whose gradient is a sum runs only its backward in float32
+for _r in (CAST, CLONE, RESHAPE, PERMUTE, FLIP, ROLL, CAT, PAD, TRI, INDEX, WHERE, MASKED_FILL, MAXIMUM, MINIMUM,
+           NEG, ABS, RELU, AMAX, MAX_DIM, TAKE_ALONG, SIGN, FLOOR, CEIL, TRUNC):
+    _r.lowp = "native"
+for _r in (EXPAND, TILE):
+    _r.lowp = "backward"
+del _r
+_ROUNDED_SCALAR = frozenset((ADD_S, SUB_S, RSUB_S))

@@ -28,6 +28,7 @@ from .tensor_math import matmul, where  # noqa: F401  (where: re-exported for ol
 from .tensor_shape import _norm_dim, _norm_dims
 
 _ndarray = np.ndarray
+_BF16 = B.bfloat16
 
 # ufunc or NumPy function -> its Tensor implementation, for ``Tensor.__array_ufunc__`` and
 # ``Tensor.__array_function__``: filled by tensor_numpy.py (which imports this module, never the reverse)
@@ -55,13 +56,19 @@ def _apply(rule: O.Rule, ins: tuple, kw: Any = None) -> Tensor:
     try:
         if n == 1:
             x = ins[0]
+            if x._array.dtype is _BF16:
+                rule = O.lowp_twin(rule)
             out = rule.forward((x._array,), kw)
             record = x.requires_grad
         elif n == 2:
             x, y = ins
+            if x._array.dtype is _BF16 or y._array.dtype is _BF16:
+                rule = O.lowp_twin(rule)
             out = rule.forward((x._array, y._array), kw)
             record = x.requires_grad or y.requires_grad
         else:
+            if any([t._array.dtype is _BF16 for t in ins]):
+                rule = O.lowp_twin(rule)
             out = rule.forward(tuple([t._array for t in ins]), kw)
             record = any([t.requires_grad for t in ins])
     except ValueError as e:
@@ -118,9 +125,9 @@ def _binary_operators(name: str, rule: O.Rule, scalar_rule: O.Rule, rscalar_rule
     def forward(self: Tensor, other: Any) -> Tensor:
         to = type(other)
         if to is Tensor:
-            if other._array.dtype is self._array.dtype and (not true_div or self._array.dtype.kind == "f"):
+            if other._array.dtype is self._array.dtype and (not true_div or self._array.dtype.kind in "fV"):
                 return apply(rule, (self, other))
-        elif (to is float or to is int) and self._array.dtype.kind == "f":
+        elif (to is float or to is int) and self._array.dtype.kind in "fV":
             return apply(scalar_rule, (self,), other)
         if check is not None:
             check(self, other)
@@ -129,7 +136,7 @@ def _binary_operators(name: str, rule: O.Rule, scalar_rule: O.Rule, rscalar_rule
 
     def reflected(self: Tensor, other: Any) -> Tensor:
         to = type(other)
-        if (to is float or to is int) and self._array.dtype.kind == "f":
+        if (to is float or to is int) and self._array.dtype.kind in "fV":
             return apply(rscalar_rule, (self,), other)
         if check is not None:
             check(self, other)
@@ -215,7 +222,7 @@ class Tensor:
             raise TypeError(f"data: Variable data has to be a tensor, but got {name} (wrap an array with "
                             "retrograd.from_numpy or retrograd.tensor)")
         arr = value._array
-        if self.requires_grad and arr.dtype.kind != "f":
+        if self.requires_grad and arr.dtype.kind not in "fV":
             raise RuntimeError(f"data: data set to a tensor that requires gradients must be floating point, "
                                f"got {B.dtype_name(arr.dtype)}")
         self._array = arr
@@ -275,7 +282,7 @@ class Tensor:
         return self.transpose(-2, -1)
 
     def is_floating_point(self) -> bool:
-        return self._array.dtype.kind == "f"
+        return self._array.dtype.kind in "fV"
 
     def __len__(self) -> int:
         if self.ndim == 0:
@@ -291,10 +298,12 @@ class Tensor:
         if self._array.size != 1:
             raise RuntimeError(f"item: a Tensor with {self._array.size} elements cannot be converted to "
                                "a Python scalar")
-        return self._array.reshape(()).item()
+        a = self._array
+        return (a.astype(np.float32) if a.dtype is _BF16 else a).reshape(()).item()
 
     def tolist(self) -> Any:
-        return self._array.tolist()
+        a = self._array
+        return (a.astype(np.float32) if a.dtype is _BF16 else a).tolist()
 
     def numpy(self) -> np.ndarray:
         if self.requires_grad:
@@ -339,7 +348,7 @@ class Tensor:
 
     # ------------------------------------------------------------------ autograd
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
-        if requires_grad and self._array.dtype.kind != "f":
+        if requires_grad and self._array.dtype.kind not in "fV":
             raise RuntimeError(f"requires_grad_: only Tensors of floating point dtype can require "
                                f"gradients, got {B.dtype_name(self._array.dtype)}")
         if not requires_grad and self._node is not None:
@@ -390,7 +399,7 @@ class Tensor:
     def _cast(self, dtype: np.dtype) -> "Tensor":
         if self._array.dtype == dtype:
             return self
-        if self.requires_grad and dtype.kind != "f":
+        if self.requires_grad and dtype.kind not in "fV":
             return wrap_array(self._array.astype(dtype))
         return Tensor._apply(O.CAST, (self,), {"dtype": dtype})
 
@@ -408,6 +417,9 @@ class Tensor:
 
     def half(self) -> "Tensor":
         return self._cast(B.float16)
+
+    def bfloat16(self) -> "Tensor":
+        return self._cast(B.bfloat16)
 
     def long(self) -> "Tensor":
         return self._cast(B.int64)
@@ -451,7 +463,7 @@ class Tensor:
 
     def __pow__(self, other: Any) -> "Tensor":
         to = type(other)
-        if (to is float or to is int) and self._array.dtype.kind == "f":
+        if (to is float or to is int) and self._array.dtype.kind in "fV":
             return Tensor._apply(O.POW_S, (self,), other)
         a, b = _coerce(self, other, "pow")
         if a._array.dtype == np.bool_:  # torch: no bool ** bool kernel; a Python bool exponent keeps bool
@@ -465,7 +477,7 @@ class Tensor:
 
     def __rpow__(self, other: Any) -> "Tensor":
         to = type(other)
-        if (to is float or to is int) and self._array.dtype.kind == "f":
+        if (to is float or to is int) and self._array.dtype.kind in "fV":
             return Tensor._apply(O.RPOW_S, (self,), other)
         b, a = _coerce(self, other, "pow")
         return Tensor._apply(O.POW, (a, b))
@@ -778,8 +790,10 @@ def _plain(x: Any) -> Any:
 def _format(t: Tensor) -> str:
     data = t._array
     dt = data.dtype
+    if dt is _BF16:
+        data = data.astype(np.float32)  # printed as torch prints bfloat16: its float32 value, 4 decimals
     opts: dict = {"separator": ", ", "prefix": "tensor("}
-    if dt.kind == "f" and data.size:
+    if dt.kind in "fV" and data.size:
         finite = data[np.isfinite(data)]
         if finite.size and np.any(finite != np.round(finite)):
             big = np.abs(finite).max()
@@ -790,7 +804,7 @@ def _format(t: Tensor) -> str:
     body = np.array2string(data, threshold=1000, edgeitems=3, **opts)
     extras = []
     default = B.defaults.float_dtype
-    if (dt.kind == "f" and dt != default) or dt.kind not in "fbi" or (dt.kind == "i" and dt != np.int64) \
+    if (dt.kind in "fV" and dt != default) or dt.kind not in "fbiV" or (dt.kind == "i" and dt != np.int64) \
             or data.size == 0 and dt != default:
         extras.append(f"dtype=retrograd.{B.dtype_name(dt)}")
     if t._node is not None:

@@ -25,10 +25,12 @@ def _to_array(data: Any, dtype: Any = None) -> np.ndarray:
     dtype, ints to int64, arrays keep their dtype."""
     if isinstance(data, state.tensor_type):
         arr = data._array.copy()
-        return arr if dtype is None else arr.astype(B.as_dtype(dtype))
+        return arr if dtype is None else B.astype(arr, B.as_dtype(dtype))
     if dtype is not None:
         d = B.as_dtype(dtype)
         try:
+            if d is B.bfloat16:
+                return B.astype(np.array(_tensor_list_to_nested(data) if isinstance(data, (list, tuple)) else data), d)
             return np.array(data, dtype=d)
         except (TypeError, ValueError) as e:
             raise TypeError(f"tensor: could not convert {type(data).__name__} to {B.dtype_name(d)}: {e}") from e
@@ -43,7 +45,7 @@ def _to_array(data: Any, dtype: Any = None) -> np.ndarray:
             arr = np.array(data)
         except ValueError as e:
             raise ValueError(f"tensor: expected a rectangular nested sequence of numbers: {e}") from e
-        if arr.dtype.kind == "f":
+        if arr.dtype.kind in "fV":
             arr = arr.astype(B.defaults.float_dtype)
         elif arr.dtype.kind in "iu":
             arr = arr.astype(np.int64)
@@ -51,7 +53,7 @@ def _to_array(data: Any, dtype: Any = None) -> np.ndarray:
             raise TypeError(f"tensor: can't convert {type(data).__name__} of {arr.dtype} objects to a tensor; "
                             "expected numbers, bools or nested sequences of them")
     if arr.dtype not in B._NAMES:
-        if arr.dtype.kind == "f":
+        if arr.dtype.kind in "fV":
             arr = arr.astype(np.float64)
         elif arr.dtype.kind in "iu":
             arr = arr.astype(np.int64)
@@ -96,7 +98,7 @@ def _coerce(a: Tensor, other: Any, op: str, true_div: bool = False) -> tuple[Ten
         b = other
         bd = b._array.dtype
         if bd is ad or bd == ad:
-            if true_div and ad.kind != "f":
+            if true_div and ad.kind not in "fV":
                 d = B.defaults.float_dtype
                 return a._cast(d), b._cast(d)
             return a, b
@@ -105,14 +107,14 @@ def _coerce(a: Tensor, other: Any, op: str, true_div: bool = False) -> tuple[Ten
         if isinstance(other, (bool, int, float)):
             # Python scalars are "weak": they keep the tensor's dtype unless they raise its category
             k = ad.kind
-            if isinstance(other, bool) or (isinstance(other, int) and k != "b") or (k == "f"):
-                if not (true_div and k != "f"):
+            if isinstance(other, bool) or (isinstance(other, int) and k != "b") or (k in "fV"):
+                if not (true_div and k not in "fV"):
                     # uint8 wraps a negative int around, as torch does (np.array(-3, uint8) raises)
-                    return a, a._wrap(np.array(other).astype(ad) if k == "u" else np.array(other, dtype=ad))
+                    return a, a._wrap(B.astype(np.array(other), ad) if k in "uV" else np.array(other, dtype=ad))
             d = B.promote([(ad, _rank(a)), (np.result_type(type(other)), 0)])
-            if true_div and d.kind != "f":
+            if true_div and d.kind not in "fV":
                 d = B.defaults.float_dtype
-            return a._cast(d), a._wrap(np.array(other, dtype=d))
+            return a._cast(d), a._wrap(B.astype(np.array(other), d))
         if other is None or isinstance(other, (str, bytes, dict, set)):
             raise TypeError(f"{op}: unsupported operand type {type(other).__name__} for a Tensor")
         b = _as_tensor(other) if not isinstance(other, np.ndarray) else a._wrap(other)
@@ -121,6 +123,6 @@ def _coerce(a: Tensor, other: Any, op: str, true_div: bool = False) -> tuple[Ten
             d = ad
         else:
             d = B.promote([(ad, _rank(a)), (bd, _rank(b))])
-    if true_div and d.kind != "f":
+    if true_div and d.kind not in "fV":
         d = B.defaults.float_dtype
     return a._cast(d), b._cast(d)

@@ -55,7 +55,7 @@ def _can_cast(src: np.dtype, dst: np.dtype) -> bool:
     """PyTorch's ``canCast``: no float -> integral, no complex -> real, no non-bool -> bool."""
     if src.kind == "c" and dst.kind != "c":
         return False
-    if src.kind in "fc" and dst.kind in "iu":
+    if src.kind in "fcV" and dst.kind in "iu":
         return False
     return not (src.kind != "b" and dst.kind == "b")
 
@@ -227,7 +227,7 @@ def _binary(name: str, method: str, ufunc: Any) -> Callable:
     def op(self: Tensor, other: Any, **kw: Any) -> Tensor:
         T = state.tensor_type
         if ufunc is not None and not kw and not (state.enabled and (self.requires_grad or (
-                isinstance(other, T) and other.requires_grad))) and self._array.dtype.kind == "f":
+                isinstance(other, T) and other.requires_grad))) and self._array.dtype.kind in "fV":
             to = type(other)
             if to is float or to is int:
                 ufunc(self._array, other, out=self._array)

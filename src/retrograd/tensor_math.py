@@ -88,7 +88,7 @@ def div(self, other: Any, *, rounding_mode: str | None = None) -> "Tensor":
         return self._wrap(np.asarray(np.floor_divide(a._array, b._array)))
     if rounding_mode == "trunc":
         q = np.trunc(a._array / b._array)
-        return self._wrap(np.asarray(q.astype(a.dtype) if a.dtype.kind != "f" else q))
+        return self._wrap(np.asarray(q.astype(a.dtype) if a.dtype.kind not in "fV" else q))
     raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
 
 
@@ -136,7 +136,7 @@ def atan2(self, other: Any) -> "Tensor":
 
 def _unary(self, rule: O.Rule, kw: dict | None = None) -> "Tensor":
     x = self
-    if x._array.dtype.kind != "f":
+    if x._array.dtype.kind not in "fV":
         x = x._cast(B.defaults.float_dtype)
     return self._apply(rule, (x,), kw)
 
@@ -248,7 +248,7 @@ def sign(self) -> "Tensor":
 def _rounding(self, rule: O.Rule, kw: dict | None = None) -> "Tensor":
     if self._array.dtype == np.bool_:
         raise RuntimeError(f"{rule.name}: not implemented for bool tensors")
-    if self._array.dtype.kind != "f":  # integers are already whole: a copy of the same dtype
+    if self._array.dtype.kind not in "fV":  # integers are already whole: a copy of the same dtype
         return _nondiff(self, np.copy)
     return self._apply(rule, (self,), kw)
 
@@ -280,7 +280,7 @@ def clamp(self, min: Any = None, max: Any = None) -> "Tensor":  # noqa: A002
             out = out.minimum(max)
         return out
     x = self
-    if x._array.dtype.kind != "f":  # integer/bool tensors promote with float or int bounds
+    if x._array.dtype.kind not in "fV":  # integer/bool tensors promote with float or int bounds
         x = x._cast(B.promote([(x.dtype, _rank(x))] + [(np.result_type(type(v)), 0) for v in (min, max)
                                                         if v is not None]))
     return self._apply(O.CLAMP, (x,), {"min": min, "max": max})

@@ -33,7 +33,7 @@ def sum(self, dim: Any = None, keepdim: bool = False, *, dtype: Any = None, axis
 
 def mean(self, dim: Any = None, keepdim: bool = False, *, dtype: Any = None) -> "Tensor":
     x = self if dtype is None else self._cast(B.as_dtype(dtype))
-    if x._array.dtype.kind != "f":
+    if x._array.dtype.kind not in "fV":
         raise RuntimeError(f"mean: could not infer output dtype. Input dtype must be either a floating "
                            f"point or complex dtype. Got: {B.dtype_name(x.dtype)}")
     return self._apply(O.MEAN, (x,), {"dim": _norm_dims(dim, x.ndim, "mean"), "keepdim": keepdim})
@@ -56,7 +56,7 @@ def std(self, dim: Any = None, unbiased: bool | None = None, keepdim: bool = Fal
 
 
 def _float(self) -> "Tensor":
-    return self if self._array.dtype.kind == "f" else self._cast(B.defaults.float_dtype)
+    return self if self._array.dtype.kind in "fV" else self._cast(B.defaults.float_dtype)
 
 
 def amax(self, dim: Any = (), keepdim: bool = False) -> "Tensor":
@@ -189,7 +189,7 @@ def norm(self, p: Any = "fro", dim: Any = None, keepdim: bool = False) -> "Tenso
 
 
 def softmax(self, dim: int, *, dtype: Any = None) -> "Tensor":
-    if dtype is None and self._array.dtype.kind != "f":
+    if dtype is None and self._array.dtype.kind not in "fV":
         raise RuntimeError(f"softmax: not implemented for {B.dtype_name(self.dtype)} tensors; pass dtype= or "
                            "convert with .float()")
     x = self if dtype is None else self._cast(B.as_dtype(dtype))
@@ -197,7 +197,7 @@ def softmax(self, dim: int, *, dtype: Any = None) -> "Tensor":
 
 
 def log_softmax(self, dim: int, *, dtype: Any = None) -> "Tensor":
-    if dtype is None and self._array.dtype.kind != "f":
+    if dtype is None and self._array.dtype.kind not in "fV":
         raise RuntimeError(f"log_softmax: not implemented for {B.dtype_name(self.dtype)} tensors; pass dtype= or "
                            "convert with .float()")
     x = self if dtype is None else self._cast(B.as_dtype(dtype))

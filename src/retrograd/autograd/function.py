@@ -226,7 +226,7 @@ class Function(metaclass=_FunctionMeta):
                                 f"{type(o).__name__}")
 
         non_diff = {id(t) for t in ctx._non_diff}
-        diff = [k for k, o in enumerate(outs) if o.dtype.kind == "f" and id(o) not in non_diff]
+        diff = [k for k, o in enumerate(outs) if o.dtype.kind in "fV" and id(o) not in non_diff]
         pos = [p for p, a in enumerate(args) if isinstance(a, Tensor)]
         if not (diff and any(needs)):
             return result if single else tuple(outs)  # nothing to record

@@ -61,7 +61,7 @@ def _analytical(outs: tuple, xs: list) -> list[list[np.ndarray]]:
     """``jac[i][k]``: d output k / d input i as an array of shape (numel(input), numel(output))."""
     jac = [[np.zeros((x._array.size, o._array.size)) for o in outs] for x in xs]
     for k, o in enumerate(outs):
-        if not o.requires_grad or o.dtype.kind != "f":
+        if not o.requires_grad or o.dtype.kind not in "fV":
             continue  # no path to the inputs: the analytical Jacobian is zero
         for j in range(o._array.size):
             onehot = np.zeros(o._array.size, dtype=o.dtype)
@@ -90,10 +90,10 @@ def _numerical(fn: Callable, inputs: tuple, xs: list, outs: tuple, eps: float) -
             orig = arr[idx]
             # copy each result at once: an output may be a view of the input being perturbed
             arr[idx] = orig + eps
-            plus = [np.array(o._array, dtype=np.float64) if o.dtype.kind == "f" else None
+            plus = [np.array(o._array, dtype=np.float64) if o.dtype.kind in "fV" else None
                     for o in _outputs(fn, inputs)]
             arr[idx] = orig - eps
-            minus = [np.array(o._array, dtype=np.float64) if o.dtype.kind == "f" else None
+            minus = [np.array(o._array, dtype=np.float64) if o.dtype.kind in "fV" else None
                      for o in _outputs(fn, inputs)]
             arr[idx] = orig
             for k, (p, m) in enumerate(zip(plus, minus)):
@@ -177,7 +177,7 @@ def gradgradcheck(fn: Callable[..., Any], inputs: Any, grad_outputs: Sequence | 
     in_idx = _diff_inputs(inputs)
     with enable_grad():
         outs = _outputs(fn, inputs)
-    diff_out = [k for k, o in enumerate(outs) if o.requires_grad and o.dtype.kind == "f"]
+    diff_out = [k for k, o in enumerate(outs) if o.requires_grad and o.dtype.kind in "fV"]
     if grad_outputs is None:
         rng = np.random.default_rng(0)
         gos = tuple(Tensor(rng.standard_normal(outs[k].shape), requires_grad=True) for k in diff_out)

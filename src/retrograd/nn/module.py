@@ -375,10 +375,10 @@ class Module:
         if dtype is None:
             return self
         d = B.as_dtype(dtype)
-        if d.kind != "f":
+        if d.kind not in "fV":
             raise TypeError(f"nn.Module.to only accepts floating point dtypes, but got desired dtype="
                             f"{B.dtype_name(d)}")
-        return self._apply(lambda a: a.astype(d) if a.dtype.kind == "f" and a.dtype != d else a)
+        return self._apply(lambda a: B.astype(a, d) if a.dtype.kind in "fV" and a.dtype != d else a)
 
     def float(self) -> "Module":
         return self.to(B.float32)
@@ -388,6 +388,9 @@ class Module:
 
     def half(self) -> "Module":
         return self.to(B.float16)
+
+    def bfloat16(self) -> "Module":
+        return self.to(B.bfloat16)
 
     def cpu(self) -> "Module":
         return self

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from .. import accel
+from ..backend import round_bfloat16  # noqa: F401  (also imported from here by tests)
 from .optimizer import Optimizer, StepArrays, _check, weight_decay
 
 __all__ = ["Muon"]
@@ -14,20 +15,6 @@ __all__ = ["Muon"]
 EPS = 1e-7
 DEFAULT_A, DEFAULT_B, DEFAULT_C = 3.4445, -4.7750, 2.0315
 DEFAULT_NS_STEPS = 5
-
-
-def round_bfloat16(x: np.ndarray) -> np.ndarray:
-    """``x`` rounded to bfloat16 (round to nearest even), returned as float32.
-    PyTorch runs Muon's Newton–Schulz iteration in bfloat16; NumPy has no
-    bfloat16, so each bfloat16 result is emulated as float32 arithmetic rounded here.
-    float64 goes through float32 first (two roundings), as PyTorch's cast does."""
-    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
-    nan = np.isnan(bits.view(np.float32))
-    bits = (bits + (((bits >> np.uint32(16)) & np.uint32(1)) + np.uint32(0x7FFF))) & np.uint32(0xFFFF0000)
-    out = bits.view(np.float32)
-    if nan.any():
-        out = np.where(nan, np.float32(np.nan), out)
-    return out
 
 
 def zeropower_via_newtonschulz(grad: np.ndarray, ns_coefficients: tuple = (DEFAULT_A, DEFAULT_B, DEFAULT_C),

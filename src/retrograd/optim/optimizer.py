@@ -444,19 +444,34 @@ class Optimizer:
                 fresh = True if newsel.all() else np.repeat(newsel, b.sizes[sel])
         if has is None:
             u = StepArrays(b._array, b.grad, bufs, scal, fresh, b.sizes, [v.shape for v in b.views])
-            self._update(group, u)
+            self._update_in_dtype(group, u)
             return
         # some parameters have no gradient: update gathered copies of the others
         em = np.repeat(has, b.sizes)
         u = StepArrays(b._array[em], b.grad[em], {k: v[em] for k, v in bufs.items()},
                        {k: v[has] for k, v in scal.items()}, fresh, b.sizes[has],
                        [v.shape for v, h in zip(b.views, has) if h])
-        self._update(group, u)
+        self._update_in_dtype(group, u)
         b._array[em] = u.param
         for k, v in bufs.items():
             v[em] = u.state[k]
         for k, v in scal.items():
             v[has] = u.scalars[k]
+
+    def _update_in_dtype(self, group: dict, u: StepArrays) -> None:
+        """``_update``; for bfloat16 parameters (PyTorch steps them with bfloat16 ops, each computed in
+        float32 and rounded once) the whole update runs in float32 and the parameters and state round
+        once to bfloat16 at the end: equal to PyTorch where its update of a tensor is one op (SGD, Adam's
+        ``exp_avg``), else within a bfloat16 rounding."""
+        if u.dtype != B.bfloat16:
+            self._update(group, u)
+            return
+        up = StepArrays(u.param.astype(np.float32), u.grad.astype(np.float32),
+                        {k: v.astype(np.float32) for k, v in u.state.items()}, u.scalars, u.fresh, u.sizes, u.shapes)
+        self._update(group, up)
+        np.copyto(u.param, up.param.astype(B.bfloat16))
+        for k, v in u.state.items():
+            np.copyto(v, up.state[k].astype(B.bfloat16))
 
     def _initialize(self, b: _Bucket, idx: Iterable[int], spec: list) -> None:
         """Create the state of bucket ``b``'s parameters ``idx``; their slices

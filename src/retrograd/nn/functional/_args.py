@@ -13,7 +13,7 @@ from ...tensor import Tensor
 def _float_input(x: Any, op: str) -> Tensor:
     if not isinstance(x, Tensor):
         raise TypeError(f"{op}(): argument 'input' must be Tensor, not {type(x).__name__}")
-    return x if x._array.dtype.kind == "f" else x._cast(B.defaults.float_dtype)
+    return x if x._array.dtype.kind in "fV" else x._cast(B.defaults.float_dtype)
 
 
 def _tuple(v: Any, n: int, name: str, op: str) -> tuple:

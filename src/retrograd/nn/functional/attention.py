@@ -84,7 +84,7 @@ def _float_mask(mask: Any, dtype: np.dtype, masked_is_true: bool, op: str) -> np
     if m.dtype == np.bool_:
         blocked = m if masked_is_true else ~m
         return np.where(blocked, -np.inf, 0.0).astype(dtype)
-    if m.dtype.kind != "f":
+    if m.dtype.kind not in "fV":
         raise TypeError(f"{op}: only bool and floating types of masks are supported, got {B.dtype_name(m.dtype)}")
     return m.astype(dtype, copy=False)
 

@@ -104,6 +104,8 @@ def _ce_f(ins, kw):
     s = x - x.max(axis=1, keepdims=True)
     lse = np.log(np.exp(s).sum(axis=1, keepdims=True))
     logp = s - lse
+    if kw.get("bfloat16"):  # PyTorch: log_softmax's bfloat16 output, then nll_loss on it
+        logp = B.round_bfloat16(logp)
     kw["p"] = np.exp(logp)
     picked = logp[np.arange(len(t)), t]
     loss = -(1.0 - eps) * picked if wi is None else -(1.0 - eps) * wi * picked
@@ -211,7 +213,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,  
         raise ValueError(f"cross_entropy: label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")
     x = _float_input(input, "cross_entropy")
     tgt = target if isinstance(target, Tensor) else _as_tensor(target)
-    if tgt.dtype.kind == "f" and tuple(tgt.shape) == tuple(x.shape):
+    if tgt.dtype.kind in "fV" and tuple(tgt.shape) == tuple(x.shape):
         return _cross_entropy_probs(x, tgt.to(x.dtype), weight, reduction, label_smoothing)
     rows, t, out_shape, c = _class_rows(x, tgt, "cross_entropy")
     W = _weights_array(weight, c, x.dtype, "cross_entropy")
@@ -226,6 +228,8 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,  
         wi = mi if W is None else W[tsafe] * mi
         kw = {"target": tsafe, "w_i": wi, "m_i": mi, "W": W, "eps": float(label_smoothing),
               "reduction": reduction, "denom": float(np.sum(wi, dtype=np.float64))}
+    if x.dtype == B.bfloat16:
+        kw["bfloat16"] = True
     out = Tensor._apply(CROSS_ENTROPY, (rows,), kw)
     return out.reshape(out_shape) if reduction == "none" else out
 
