@@ -92,7 +92,17 @@ from .io import load, save  # noqa: E402
 import sys as _sys  # noqa: E402
 from .io import serialization  # noqa: E402  (torch.serialization's names: save, load, safe_globals)
 _sys.modules.setdefault(__name__ + ".serialization", serialization)  # `import retrograd.serialization`
-del _sys
+from . import amp  # noqa: E402
+from .amp import autocast  # noqa: E402
+from .amp.autocast_mode import (clear_autocast_cache, get_autocast_cpu_dtype, get_autocast_dtype,  # noqa: E402
+                                is_autocast_cache_enabled, is_autocast_cpu_enabled, is_autocast_enabled,
+                                set_autocast_cache_enabled, set_autocast_dtype, set_autocast_enabled)
+# torch.cpu.amp / torch.cuda.amp (deprecated spellings, importable as modules)
+cpu = amp.device_amp.cpu
+cuda.amp = amp.device_amp.cuda_amp
+for _m in (cpu, cpu.amp, cuda.amp):
+    _sys.modules.setdefault(_m.__name__, _m)
+del _sys, _m
 
 # The training stack, the model zoo and the tuner load on first use (``rg.train``, ``rg.models``,
 # ``rg.tune``), so ``import retrograd`` stays the engine, layers, optimizers and data.

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import backend as B
 from . import ops as O
+from .amp.autocast_mode import cast_rule_inputs, state as _autocast
 from .engine import Node, _check_finite, backward, creation_site, state
 from .hooks import RemovableHandle, add_hook
 from . import tensor_compat, tensor_inplace, tensor_math, tensor_reduce, tensor_shape
@@ -52,6 +53,8 @@ def wrap_array(array: np.ndarray) -> Tensor:
 
 def _apply(rule: O.Rule, ins: tuple, kw: Any = None) -> Tensor:
     """Run ``rule`` forward on the inputs' arrays; record a Node if any input needs grad."""
+    if _autocast.cpu_enabled:
+        ins = cast_rule_inputs(rule.name, ins)
     n = len(ins)
     try:
         if n == 1:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ...amp.autocast_mode import fp32_op
 from ... import backend as B
 from ... import ops as O
 from ...ops import Rule, call
@@ -44,6 +45,7 @@ def _pointwise_pair(input: Tensor, target: Any, op: str) -> tuple[Tensor, Tensor
     return x, t
 
 
+@fp32_op  # PyTorch's CPU autocast runs it in float32
 def mse_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None,  # noqa: A002
              reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
     _check_reduction(reduction)
@@ -55,6 +57,7 @@ def mse_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: An
     return _reduce(loss, reduction)
 
 
+@fp32_op  # PyTorch's CPU autocast runs it in float32
 def l1_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None,  # noqa: A002
             reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
     _check_reduction(reduction)
@@ -65,6 +68,7 @@ def l1_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any
     return _reduce(loss, reduction)
 
 
+@fp32_op  # PyTorch's CPU autocast runs it in float32
 def smooth_l1_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None,  # noqa: A002
                    reduction: str = "mean", beta: float = 1.0) -> Tensor:
     """``0.5 d**2 / beta`` where ``|d| < beta``, else ``|d| - 0.5 beta``; ``beta=0`` is L1."""
@@ -80,6 +84,7 @@ def smooth_l1_loss(input: Tensor, target: Tensor, size_average: Any = None, redu
     return _reduce(loss, reduction)
 
 
+@fp32_op  # PyTorch's CPU autocast runs it in float32
 def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0,  # noqa: A002
                weight: Tensor | None = None) -> Tensor:
     """``0.5 d**2`` where ``|d| < delta``, else ``delta (|d| - 0.5 delta)``."""
@@ -202,6 +207,7 @@ def _weights_array(weight: Any, c: int, dtype: np.dtype, op: str) -> np.ndarray 
     return w.astype(dtype, copy=False)
 
 
+@fp32_op  # PyTorch's CPU autocast runs it in float32
 def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,  # noqa: A002
                   size_average: Any = None, ignore_index: int = -100, reduce: Any = None,
                   reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
@@ -250,6 +256,7 @@ def _cross_entropy_probs(x: Tensor, t: Tensor, weight: Any, reduction: str, eps:
     return _reduce(loss, reduction)
 
 
+@fp32_op  # PyTorch's CPU autocast runs it in float32
 def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average: Any = None,  # noqa: A002
              ignore_index: int = -100, reduce: Any = None, reduction: str = "mean") -> Tensor:
     """``-input[i, t_i] * weight[t_i]`` for log-probabilities ``(N, C, d1, ...)``; mean divides by
@@ -271,6 +278,7 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_a
     return loss.sum() / wrap_array(np.asarray(np.sum(wi), dtype=x.dtype))
 
 
+@fp32_op  # PyTorch's CPU autocast runs it in float32
 def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,  # noqa: A002
                          size_average: Any = None, reduce: Any = None, reduction: str = "mean") -> Tensor:
     """``-w (t log x + (1 - t) log(1 - x))`` with each log clamped to >= -100 (PyTorch)."""
@@ -290,6 +298,7 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
     return _reduce(loss, reduction)
 
 
+@fp32_op  # PyTorch's CPU autocast runs it in float32
 def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tensor | None = None,  # noqa: A002
                                      size_average: Any = None, reduce: Any = None, reduction: str = "mean",
                                      pos_weight: Tensor | None = None) -> Tensor:
@@ -311,6 +320,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tens
     return _reduce(loss, reduction)
 
 
+@fp32_op  # PyTorch's CPU autocast runs it in float32
 def kl_div(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None,  # noqa: A002
            reduction: str = "mean", log_target: bool = False) -> Tensor:
     """Pointwise ``target * (log(target) - input)`` with ``input`` log-probabilities
@@ -333,6 +343,7 @@ def kl_div(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any 
     return _reduce(loss, reduction)
 
 
+@fp32_op  # PyTorch's CPU autocast runs it in float32
 def cosine_embedding_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0,
                           size_average: Any = None, reduce: Any = None, reduction: str = "mean") -> Tensor:
     """``1 - cos(x1, x2)`` where ``target == 1``, ``max(0, cos - margin)`` where ``target == -1``;
@@ -355,6 +366,7 @@ def cosine_embedding_loss(input1: Tensor, input2: Tensor, target: Tensor, margin
     return _reduce(loss, reduction)
 
 
+@fp32_op  # PyTorch's CPU autocast runs it in float32
 def margin_ranking_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0,
                         size_average: Any = None, reduce: Any = None, reduction: str = "mean") -> Tensor:
     """``max(0, -target (x1 - x2) + margin)``."""
@@ -372,6 +384,7 @@ def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6,
     return (x1 - x2 + eps).norm(p, dim=-1, keepdim=keepdim)
 
 
+@fp32_op  # PyTorch's CPU autocast runs it in float32
 def triplet_margin_loss(anchor: Tensor, positive: Tensor, negative: Tensor, margin: float = 1.0, p: float = 2,
                         eps: float = 1e-6, swap: bool = False, size_average: Any = None, reduce: Any = None,
                         reduction: str = "mean") -> Tensor:
@@ -391,6 +404,7 @@ def triplet_margin_loss(anchor: Tensor, positive: Tensor, negative: Tensor, marg
     return _reduce((d_ap - d_an + margin).clamp(min=0), reduction)
 
 
+@fp32_op  # PyTorch's CPU autocast runs it in float32
 def poisson_nll_loss(input: Tensor, target: Tensor, log_input: bool = True, full: bool = False,  # noqa: A002
                      size_average: Any = None, eps: float = 1e-8, reduce: Any = None,
                      reduction: str = "mean") -> Tensor:
@@ -532,6 +546,7 @@ def _ctc_b(g, out, ins, kw, needs):
 CTC_LOSS = Rule("ctc_loss", _ctc_f, _ctc_b, needs_inputs=False)
 
 
+@fp32_op  # PyTorch's CPU autocast runs it in float32
 def ctc_loss(log_probs: Tensor, targets: Any, input_lengths: Any, target_lengths: Any, blank: int = 0,
              reduction: str = "mean", zero_infinity: bool = False) -> Tensor:
     """Connectionist temporal classification: ``log_probs`` ``(T, N, C)`` (or ``(T, C)``), ``targets``
