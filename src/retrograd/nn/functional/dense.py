@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 from ... import ops as O
+from ...amp.autocast_mode import cast_rule_inputs, state as _autocast
 from ...tensor import Tensor
 
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:  # noqa: A002
     """``input @ weight.T + bias``: input ``(*, in)``, weight ``(out, in)``, bias ``(out,)``."""
+    if _autocast.cpu_enabled:  # all three in the autocast dtype before the dtype test below
+        input, weight = cast_rule_inputs("linear", (input, weight))  # noqa: A001
+        bias = None if bias is None else cast_rule_inputs("linear", (bias,))[0]
     if weight.ndim == 2 and input.ndim >= 1 and input.dtype == weight.dtype and (
             bias is None or (bias.dtype == weight.dtype and bias.shape == (weight.shape[0],))):
         if input.shape[-1] != weight.shape[1]:
