@@ -7,7 +7,8 @@ import numpy as np
 
 from .. import accel
 from . import fused as _fused
-from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg, _no_differentiable, lerp_, weight_decay
+from .optimizer import (Optimizer, StepArrays, _check, _finite_nonneg, _no_differentiable, bf16, bf16_alpha, lerp_,
+                        weight_decay)
 
 __all__ = ["Adam", "AdamW", "Adamax", "NAdam", "RAdam"]
 
@@ -116,6 +117,36 @@ class Adam(Optimizer):
             bc = bc2_sqrt[sl] if isinstance(bc2_sqrt, np.ndarray) else bc2_sqrt
             self._math(group, lr, eps, beta1, beta2, ss, bc, u.param[sl], u.grad[sl], u.state["exp_avg"][sl],
                        u.state["exp_avg_sq"][sl], None if vmax is None else vmax[sl])
+
+    def _update_bfloat16(self, group: dict, u: StepArrays) -> bool:
+        """PyTorch's single-tensor Adam/AdamW on bfloat16 parameters, op by op (float32 arrays, each op
+        rounded as PyTorch's bfloat16 kernel); parameters at different steps take the general path."""
+        steps = u.scalars["step"]
+        if not (steps == steps[0]).all():
+            return False
+        lr, eps, beta1, beta2, step = _begin_step(group, u)
+        p, m, v = u.param, u.state["exp_avg"], u.state["exp_avg_sq"]
+        g = -u.grad if group["maximize"] else u.grad
+        wd = float(group["weight_decay"])
+        if wd != 0:
+            if group["decoupled_weight_decay"]:
+                np.copyto(p, bf16(p * np.float32(1 - lr * wd)))  # param.mul_(1 - lr * wd)
+            else:
+                g = bf16(g + bf16_alpha(wd) * p)  # grad.add(param, alpha=wd)
+        lerp_(m, g, 1 - beta1)
+        np.copyto(m, bf16(m))
+        # v.mul_(beta2).addcmul_(g, g, value=1 - beta2); addcmul's kernel is fma(value * g, g, v) (exact in float64)
+        vg = (np.float32(1 - beta2) * g).astype(np.float64)
+        np.copyto(v, bf16((bf16(v * np.float32(beta2)).astype(np.float64) + vg * g).astype(np.float32)))
+        if group["amsgrad"]:
+            vmax = u.state["max_exp_avg_sq"]
+            np.maximum(vmax, v, out=vmax)
+            v = vmax
+        step_size = lr / (1 - beta1 ** step)
+        bc2_sqrt = (1 - beta2 ** step) ** 0.5
+        denom = bf16(bf16(bf16(np.sqrt(v)) / np.float32(bc2_sqrt)) + bf16_alpha(eps))  # (v.sqrt() / bc2).add_(eps)
+        np.copyto(p, bf16(p + np.float32(-step_size) * m / denom))  # param.addcdiv_(m, denom, value=-step_size)
+        return True
 
     @staticmethod
     def _math(group: dict, lr: float, eps: float, beta1: float, beta2: float, step_size: Any, bc2_sqrt: Any,

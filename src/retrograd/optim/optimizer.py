@@ -264,6 +264,17 @@ def weight_decay(param: np.ndarray, grad: Any, wd: Any, *, lr: float = 0.0, deco
     return grad
 
 
+def bf16(x: Any) -> np.ndarray:
+    """A float32 result rounded to bfloat16 (kept as float32): one PyTorch bfloat16 op's rounding."""
+    return B.round_bfloat16(x)
+
+
+def bf16_alpha(s: float) -> float:
+    """A Python-number ``alpha`` (or addend) of PyTorch's bfloat16 ``add``/``sub``: rounded to bfloat16
+    first (``mul``, ``div``, ``lerp``, ``addcmul``, ``addcdiv`` keep their scalar in float32)."""
+    return float(B.round_bfloat16(np.array([s], np.float32))[0])
+
+
 def lerp_(a: np.ndarray, b: np.ndarray, w: Any) -> None:
     """``a.lerp_(b, w)`` with PyTorch's formula: ``a + w (b - a)`` for |w| < 0.5,
     ``b - (b - a)(1 - w)`` otherwise (the branches keep ends exact)."""
@@ -459,16 +470,18 @@ class Optimizer:
             v[has] = u.scalars[k]
 
     def _update_in_dtype(self, group: dict, u: StepArrays) -> None:
-        """``_update``; for bfloat16 parameters (PyTorch steps them with bfloat16 ops, each computed in
-        float32 and rounded once) the whole update runs in float32 and the parameters and state round
-        once to bfloat16 at the end: equal to PyTorch where its update of a tensor is one op (SGD, Adam's
-        ``exp_avg``), else within a bfloat16 rounding."""
+        """``_update``; for bfloat16 parameters PyTorch steps with bfloat16 ops, each computed in float32
+        and rounded once. An optimizer with ``_update_bfloat16(group, arrays) -> bool`` (SGD, Adam,
+        AdamW) replays those ops on float32 arrays, rounding where PyTorch does (``bf16``, ``bf16_alpha``);
+        any other runs its whole update in float32 and rounds parameters and state once at the end
+        (within a bfloat16 rounding of PyTorch per step)."""
         if u.dtype != B.bfloat16:
             self._update(group, u)
             return
         up = StepArrays(u.param.astype(np.float32), u.grad.astype(np.float32),
                         {k: v.astype(np.float32) for k, v in u.state.items()}, u.scalars, u.fresh, u.sizes, u.shapes)
-        self._update(group, up)
+        if not getattr(self, "_update_bfloat16", lambda group, u: False)(group, up):
+            self._update(group, up)
         np.copyto(u.param, up.param.astype(B.bfloat16))
         for k, v in u.state.items():
             np.copyto(v, up.state[k].astype(B.bfloat16))

@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg, _no_differentiable
+from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg, _no_differentiable, bf16, bf16_alpha
 
 __all__ = ["SGD"]
 
@@ -62,3 +62,18 @@ class SGD(Optimizer):
                 np.copyto(buf, later if u.fresh is None else np.where(u.fresh, g, later))
             g = g + momentum * buf if group["nesterov"] else buf
         p += -lr * g
+
+    def _update_bfloat16(self, group: dict, u: StepArrays) -> bool:
+        """PyTorch's single-tensor SGD on bfloat16 parameters, op by op (float32 arrays, each op rounded)."""
+        lr, momentum = float(group["lr"]), float(group["momentum"])
+        wd, p = float(group["weight_decay"]), u.param
+        g = -u.grad if group["maximize"] else u.grad
+        if wd != 0:
+            g = bf16(g + bf16_alpha(wd) * p)  # grad.add(param, alpha=wd)
+        if momentum != 0:
+            buf = u.state["momentum_buffer"]
+            later = bf16(bf16(buf * np.float32(momentum)) + bf16_alpha(1 - float(group["dampening"])) * g)
+            np.copyto(buf, g if u.fresh is True else later if u.fresh is None else np.where(u.fresh, g, later))
+            g = bf16(g + bf16_alpha(momentum) * buf) if group["nesterov"] else buf
+        np.copyto(p, bf16(p + bf16_alpha(-lr) * g))  # param.add_(grad, alpha=-lr)
+        return True
