@@ -91,7 +91,9 @@ def lowp_twin(rule: Rule) -> Rule:
         twin = rule
     else:
         fwd, bwd = rule.forward, rule.backward
-        if rule.lowp == "float32":
+        if rule in _LOWP_FORWARD:
+            forward = _LOWP_FORWARD[rule]
+        elif rule.lowp == "float32":
             def forward(ins, kw):
                 return _down(fwd(tuple([_up(x) for x in ins]), _scalar_kw(rule, kw)))
         else:
@@ -889,3 +891,35 @@ for _r in (EXPAND, TILE):
     _r.lowp = "backward"
 del _r
 _ROUNDED_SCALAR = frozenset((ADD_S, SUB_S, RSUB_S))
+PROD.lowp = "backward"  # PyTorch multiplies bfloat16 products in bfloat16 (each rounded), as NumPy does
+
+
+def _f32(x: Any) -> Any:
+    return np.asarray(x, np.float32)
+
+
+# bfloat16 forwards whose PyTorch kernels round between steps (measured bit for bit against PyTorch 2.13)
+def _log_softmax_bf16(ins, kw):
+    """PyTorch keeps the sum of exponentials and its log in bfloat16 before the subtraction."""
+    x, d = _f32(ins[0]), kw["dim"]
+    s = x - np.max(x, axis=d, keepdims=True)
+    lse = B.round_bfloat16(np.log(B.round_bfloat16(np.sum(np.exp(s), axis=d, keepdims=True))))
+    return (s - lse).astype(_BF16)
+
+
+def _logsumexp_bf16(ins, kw):
+    """PyTorch's logsumexp is a composite of bfloat16 ops: amax, sub, exp, sum, log, add."""
+    x, d = ins[0], kw["dim"]
+    m = np.max(x, axis=d, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0).astype(_BF16)
+    e = np.exp(_f32(x - m)).astype(_BF16)
+    s = np.log(_f32(np.sum(_f32(e), axis=d, keepdims=True).astype(_BF16))).astype(_BF16) + m
+    return s if kw["keepdim"] else np.squeeze(s, axis=d)
+
+
+def _rdiv_bf16(ins, s):
+    """``number / tensor`` is ``tensor.reciprocal() * number`` in PyTorch: two bfloat16 ops."""
+    return (_f32(np.reciprocal(_f32(ins[0])).astype(_BF16)) * np.float32(s)).astype(_BF16)
+
+
+_LOWP_FORWARD = {LOG_SOFTMAX: _log_softmax_bf16, LOGSUMEXP: _logsumexp_bf16, RDIV_S: _rdiv_bf16}

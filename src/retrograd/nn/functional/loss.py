@@ -108,9 +108,11 @@ def _ce_f(ins, kw):
     t, wi, mi, W, eps = kw["target"], kw["w_i"], kw["m_i"], kw["W"], kw["eps"]
     s = x - x.max(axis=1, keepdims=True)
     lse = np.log(np.exp(s).sum(axis=1, keepdims=True))
-    logp = s - lse
-    if kw.get("bfloat16"):  # PyTorch: log_softmax's bfloat16 output, then nll_loss on it
-        logp = B.round_bfloat16(logp)
+    if kw.get("bfloat16"):  # PyTorch: log_softmax's bfloat16 kernel (see ops._log_softmax_bf16), then nll_loss
+        lse = B.round_bfloat16(np.log(B.round_bfloat16(np.exp(s).sum(axis=1, keepdims=True))))
+        logp = B.round_bfloat16(s - lse)
+    else:
+        logp = s - lse
     kw["p"] = np.exp(logp)
     picked = logp[np.arange(len(t)), t]
     loss = -(1.0 - eps) * picked if wi is None else -(1.0 - eps) * wi * picked
@@ -120,6 +122,8 @@ def _ce_f(ins, kw):
     red = kw["reduction"]
     if red == "none":
         return loss.astype(x.dtype, copy=False)
+    if kw.get("bfloat16") and not eps:
+        return _nll_reduce_bf16(loss, red, kw)
     total = loss.sum()
     if red == "mean":
         if kw["denom"]:
@@ -130,6 +134,42 @@ def _ce_f(ins, kw):
     return np.asarray(total, dtype=x.dtype)
 
 
+def _nll_reduce_bf16(loss: np.ndarray, red: str, kw: dict) -> np.ndarray:
+    """PyTorch's bfloat16 nll_loss reduction (LossNLL.cpp): the per-row losses, rounded to bfloat16,
+    added into 8 levels of bfloat16 partial sums: row 0 lands in the top level; the rest run in blocks of
+    2**max(4, ceil(log2 N) // 8) summed in order, each full block passed up a level (where blocks of
+    blocks form the same way) and a part-full one left where it is; then the levels added in order. The
+    mean divides by the weight total in bfloat16 (333 rows divide by 332, as PyTorch)."""
+    r = B.round_bfloat16
+    vals = r(loss.ravel())
+    n, levels = len(vals), 8
+    step = 1 << (max(4, int(math.ceil(math.log2(n))) // levels) if n > 1 else 4)
+    part = np.zeros(levels, np.float32)
+    seq = vals[1:]
+    for lev in range(levels - 1):
+        k = len(seq) // step
+        blocks = seq[:k * step].reshape(k, step)
+        acc = np.zeros(k, np.float32)
+        for c in range(step):  # a block's additions in order, all blocks at once
+            acc = r(acc + blocks[:, c])
+        rest = np.zeros(1, np.float32)
+        for v in seq[k * step:]:
+            rest = r(rest + v)
+        part[lev] = rest[0]
+        seq = acc
+    top = vals[:1].copy() if n else np.zeros(1, np.float32)
+    for v in seq:
+        top = r(top + v)
+    part[levels - 1] = top[0]
+    total = np.zeros(1, np.float32)
+    for v in part:
+        total = r(total + v)
+    if red == "mean":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            total = total / kw["denom_bf16"]
+    return np.asarray(total[0], np.float32)
+
+
 def _ce_b(g, out, ins, kw, needs):
     x = ins[0]
     t, wi, mi, W, eps = kw["target"], kw["w_i"], kw["m_i"], kw["W"], kw["eps"]
@@ -137,6 +177,8 @@ def _ce_b(g, out, ins, kw, needs):
     p = kw["p"] if isinstance(x, np.ndarray) else call(O.SOFTMAX, (x,), {"dim": 1})
     red = kw["reduction"]
     gi = g if red == "none" else (g / kw["denom"] if red == "mean" else g)
+    if kw.get("bfloat16") and red == "mean" and isinstance(g, np.ndarray):
+        gi = B.round_bfloat16(g / kw["denom_bf16"])  # nll_loss_backward: grad / total_weight in bfloat16
     gi = np.reshape(gi, (-1, 1)) if red == "none" else gi
     if wi is None:  # every target valid, no class weights (cross_entropy's common case)
         if not eps and isinstance(p, np.ndarray):
@@ -236,6 +278,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,  
               "reduction": reduction, "denom": float(np.sum(wi, dtype=np.float64))}
     if x.dtype == B.bfloat16:
         kw["bfloat16"] = True
+        kw["denom_bf16"] = np.float32(B.round_bfloat16(np.array([kw["denom"]], np.float32))[0])
     out = Tensor._apply(CROSS_ENTROPY, (rows,), kw)
     return out.reshape(out_shape) if reduction == "none" else out
 
