@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 from . import backend as B
 from . import ops as O
+from .amp.autocast_mode import cast_rule_inputs, state as _autocast
 from .tensor import Tensor, _apply
 from .tensor_convert import _as_tensor, _rank
 from .tensor_shape import _norm_dim
@@ -122,6 +123,8 @@ def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float 
     modes = ("constant", "reflect", "replicate", "circular")
     if mode not in modes:
         raise ValueError(f"pad: mode must be one of {modes}, got {mode!r}")
+    if mode in ("reflect", "replicate") and _autocast.cpu_enabled:
+        input = cast_rule_inputs("reflection_pad", (input,))[0]  # noqa: A001  (PyTorch's CPU fp32 list)
     width = [(0, 0)] * input.ndim
     for i in range(len(pad) // 2):
         width[input.ndim - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import backend as B
 from . import ops as O
+from .amp.autocast_mode import outside_autocast
 from .engine import state
 from .tensor_convert import _as_tensor, _coerce, _rank
 
@@ -96,6 +97,7 @@ def pow(self, exponent: Any) -> "Tensor":
     return self ** exponent
 
 
+@outside_autocast  # one kernel in PyTorch, on no autocast list
 def dot(self, other: "Tensor") -> "Tensor":
     if self.ndim != 1 or other.ndim != 1:
         raise RuntimeError(f"dot: 1D tensors expected, but got {self.ndim}D and {other.ndim}D tensors")

@@ -28,6 +28,7 @@ FP32 = frozenset({
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "margin_ranking_loss",
     "soft_margin_loss", "poisson_nll_loss", "hinge_embedding_loss", "cosine_embedding_loss",
     "triplet_margin_loss", "multi_margin_loss", "multilabel_margin_loss", "ctc_loss", "cdist", "trace",
+    "reflection_pad", "replication_pad",
 })
 _CPU_DTYPES = (B.bfloat16, B.float16)
 
@@ -182,19 +183,45 @@ def cast_rule_inputs(name: str, ins: tuple) -> tuple:
     return ins
 
 
-def fp32_op(func: Callable) -> Callable:
-    """Run composite function ``func`` (of PyTorch's CPU fp32 list) in float32 under autocast:
-    its floating tensor arguments of a lower precision are cast to float32 and the body runs
-    with autocast off (as PyTorch's kernels run below the autocast key)."""
+def _policy_op(func: Callable, to: Callable[[], np.dtype], lower: bool) -> Callable:
     @functools.wraps(func)
     def run(*args: Any, **kwargs: Any) -> Any:
         if not state.cpu_enabled:
             return func(*args, **kwargs)
-        args = tuple(_cast(a, B.float32, False) for a in args)
-        kwargs = {k: _cast(v, B.float32, False) for k, v in kwargs.items()}
+        d = to()
+        args = tuple(_cast(a, d, lower) for a in args)
+        kwargs = {k: _cast(v, d, lower) for k, v in kwargs.items()}
         state.cpu_enabled = False
         try:
             return func(*args, **kwargs)
         finally:
             state.cpu_enabled = True
     return run
+
+
+def outside_autocast(func: Callable) -> Callable:
+    """Run composite function ``func`` (on none of PyTorch's lists: one kernel there) with autocast off,
+    in its inputs' dtypes, though it is written with ops (matmul, einsum) that autocast would cast."""
+    @functools.wraps(func)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        if not state.cpu_enabled:
+            return func(*args, **kwargs)
+        state.cpu_enabled = False
+        try:
+            return func(*args, **kwargs)
+        finally:
+            state.cpu_enabled = True
+    return run
+
+
+def lower_precision_op(func: Callable) -> Callable:
+    """Run composite function ``func`` (of PyTorch's CPU lower-precision list) in the autocast dtype:
+    its float32 (and float16) tensor arguments are cast and the body runs with autocast off."""
+    return _policy_op(func, lambda: state.cpu_dtype, True)
+
+
+def fp32_op(func: Callable) -> Callable:
+    """Run composite function ``func`` (of PyTorch's CPU fp32 list) in float32 under autocast:
+    its floating tensor arguments of a lower precision are cast to float32 and the body runs
+    with autocast off (as PyTorch's kernels run below the autocast key)."""
+    return _policy_op(func, lambda: B.float32, False)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ... import accel
+from ...amp.autocast_mode import lower_precision_op
 from ... import ops as O
 from ...ops import Rule, call
 from ... import special
@@ -166,6 +167,7 @@ def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = Fals
     return Tensor._apply(LEAKY_RELU, (_float_input(input, "leaky_relu"),), {"slope": float(negative_slope)})
 
 
+@lower_precision_op  # PyTorch's CPU autocast runs it in the autocast dtype
 def prelu(input: Tensor, weight: Tensor) -> Tensor:  # noqa: A002
     """``max(0, x) + weight * min(0, x)``, ``weight`` of shape ``(1,)`` or ``(channels,)`` (dim 1)."""
     x = _float_input(input, "prelu")

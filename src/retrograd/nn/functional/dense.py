@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ... import ops as O
-from ...amp.autocast_mode import cast_rule_inputs, state as _autocast
+from ...amp.autocast_mode import cast_rule_inputs, outside_autocast, state as _autocast
 from ...tensor import Tensor
 
 
@@ -22,6 +22,7 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return out if bias is None else out + bias
 
 
+@outside_autocast  # one kernel in PyTorch, on no autocast list
 def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``y_k = x1 W_k x2 + b_k``: inputs ``(*, in1)`` and ``(*, in2)``, weight ``(out, in1, in2)``."""
     lead = input1.shape[:-1]

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from ... import accel
+from ...amp.autocast_mode import outside_autocast
 from ...ops import Rule, call
 from ...tensor import Tensor, wrap_array
 from ._args import _float_input, _tuple
@@ -314,6 +315,7 @@ def _adaptive_matrix(size: int, out: int, dtype: np.dtype) -> np.ndarray:
     return m
 
 
+@outside_autocast  # one kernel in PyTorch, on no autocast list
 def adaptive_avg_pool2d(input: Tensor, output_size: Any) -> Tensor:  # noqa: A002
     """Average ``(N, C, H, W)`` over torch's adaptive windows to ``output_size`` (``None`` keeps a size):
     two small averaging matrices, ``P_h @ x @ P_w^T``."""
@@ -330,6 +332,7 @@ def adaptive_avg_pool2d(input: Tensor, output_size: Any) -> Tensor:  # noqa: A00
     return ph @ x @ pw
 
 
+@outside_autocast  # one kernel in PyTorch, on no autocast list
 def adaptive_avg_pool1d(input: Tensor, output_size: Any) -> Tensor:  # noqa: A002
     if input.ndim not in (2, 3):
         raise RuntimeError(f"adaptive_avg_pool1d: expected 2-D or 3-D input, got input of shape "

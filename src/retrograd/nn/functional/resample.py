@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ...amp.autocast_mode import outside_autocast
 from ...ops import Rule, call
 from ...tensor import Tensor, wrap_array
 from ._args import _float_input
@@ -164,6 +165,7 @@ def _area(x: Tensor, out_sz: tuple) -> Tensor:
     return adaptive_avg_pool2d(y, out_sz[1:]).reshape(n, c, *out_sz)
 
 
+@outside_autocast  # one kernel in PyTorch, on no autocast list
 def interpolate(input: Tensor, size: Any = None, scale_factor: Any = None, mode: str = "nearest",  # noqa: A002
                 align_corners: bool | None = None, recompute_scale_factor: bool | None = None,
                 antialias: bool = False) -> Tensor:
