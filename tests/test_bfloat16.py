@@ -254,3 +254,18 @@ def test_set_default_dtype_bfloat16():
     finally:
         rg.set_default_dtype(rg.float32)
         torch.set_default_dtype(torch.float32)
+
+
+def test_tensor_api_on_bf16_matches_torch():
+    vals = [[1.5, -2.25, 3.1], [0.1, 7.0, -0.5]]
+    x, xt = rg.tensor(vals, dtype=rg.bfloat16), torch.tensor(vals, dtype=torch.bfloat16)
+    assert x.type() == xt.type() == "torch.BFloat16Tensor"
+    assert rg.BFloat16Tensor(vals).dtype == rg.bfloat16 and isinstance(x, rg.BFloat16Tensor)
+    for f in (lambda t: t.clone().mul_(0.1), lambda t: t.clone().div_(0.7), lambda t: t.clone().add_(t, alpha=0.1),
+              lambda t: t.clone().__iadd__(0.1), lambda t: t.clone().clamp_(-1, 1), lambda t: t.masked_fill(t > 0, 0.1),
+              lambda t: t.clone().copy_(t.float() * 1.01), lambda t: t.cumprod(1), lambda t: t.std(),
+              lambda t: t.double(), lambda t: t.half(), lambda t: (t * 3.3).round(), lambda t: t.sort(1)[0]):
+        r, t = f(x), f(xt)
+        assert str(r.dtype) == str(t.dtype).replace("torch.", "")
+        assert r.float().tolist() == t.float().tolist()
+    assert x.long().tolist() == xt.long().tolist() and x.argmax(1).tolist() == xt.argmax(1).tolist()

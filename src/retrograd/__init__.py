@@ -10,6 +10,7 @@ from .accel import get_num_threads, set_num_threads
 from .backend import (bool_ as bool, double, float, float16, float32, float64, get_default_dtype, half, int,  # noqa: A004
                       int8, int16, int32, int64, long, set_default_dtype, uint8)
 from .backend import bfloat16, finfo, iinfo
+from .legacy_types import BFloat16Tensor
 from .engine import detect_anomaly, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
 from .engine import grad

@@ -51,6 +51,7 @@ def _legacy(dtype: np.dtype) -> type:
 FloatTensor = _legacy(B.float32)
 DoubleTensor = _legacy(B.float64)
 HalfTensor = _legacy(B.float16)
+BFloat16Tensor = _legacy(B.bfloat16)
 LongTensor = _legacy(B.int64)
 IntTensor = _legacy(B.int32)
 ShortTensor = _legacy(B.int16)

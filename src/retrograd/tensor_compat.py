@@ -23,7 +23,7 @@ Tensor = Any  # annotations only: the class is tensor.Tensor, which sits above t
 LEGACY_NAMES = {
     B.float32: "FloatTensor", B.float64: "DoubleTensor", B.float16: "HalfTensor", B.int64: "LongTensor",
     B.int32: "IntTensor", B.int16: "ShortTensor", B.int8: "CharTensor", B.uint8: "ByteTensor",
-    B.bool_: "BoolTensor",
+    B.bool_: "BoolTensor", B.bfloat16: "BFloat16Tensor",
 }
 _BY_NAME = {name: dt for dt, name in LEGACY_NAMES.items()}
 

@@ -227,7 +227,8 @@ def _binary(name: str, method: str, ufunc: Any) -> Callable:
     def op(self: Tensor, other: Any, **kw: Any) -> Tensor:
         T = state.tensor_type
         if ufunc is not None and not kw and not (state.enabled and (self.requires_grad or (
-                isinstance(other, T) and other.requires_grad))) and self._array.dtype.kind in "fV":
+                isinstance(other, T) and other.requires_grad))) and self._array.dtype.kind == "f":
+            # (bfloat16 takes the general path: its op computes in float32 as PyTorch's, see ops.lowp_twin)
             to = type(other)
             if to is float or to is int:
                 ufunc(self._array, other, out=self._array)
