@@ -163,9 +163,10 @@ def _is_float_tensor(x: Any) -> bool:
     return hasattr(x, "_array") and x._array.dtype.kind in "fV"
 
 
-def _cast(x: Any, to: np.dtype, lower: bool) -> Any:
-    """PyTorch's ``cached_cast``: a floating tensor other than float64 (lower precision list) or
-    of a lower precision (fp32 list) becomes ``to``; anything else passes as it is."""
+def _cast(x: Any, to: np.dtype) -> Any:
+    """PyTorch's ``cached_cast``: a floating tensor other than float64 becomes ``to`` (float32 -> the
+    autocast dtype for the lower-precision list, bfloat16/float16 -> float32 for the fp32 list);
+    anything else passes as it is."""
     if not _is_float_tensor(x):
         return x
     d = x._array.dtype
@@ -177,20 +178,23 @@ def _cast(x: Any, to: np.dtype, lower: bool) -> Any:
 def cast_rule_inputs(name: str, ins: tuple) -> tuple:
     """The inputs of rule ``name`` as CPU autocast hands them over (unchanged for other ops)."""
     if name in LOWER_PRECISION_FP:
-        return tuple([_cast(t, state.cpu_dtype, True) for t in ins])
+        return tuple([_cast(t, state.cpu_dtype) for t in ins])
     if name in FP32:
-        return tuple([_cast(t, B.float32, False) for t in ins])
+        return tuple([_cast(t, B.float32) for t in ins])
     return ins
 
 
-def _policy_op(func: Callable, to: Callable[[], np.dtype], lower: bool) -> Callable:
+def _policy_op(func: Callable, to: Callable[[], np.dtype] | None) -> Callable:
+    """``func`` run with autocast off (as PyTorch's kernels run below the autocast key), its floating
+    tensor arguments first cast to ``to()`` (``to`` None: cast nothing)."""
     @functools.wraps(func)
     def run(*args: Any, **kwargs: Any) -> Any:
         if not state.cpu_enabled:
             return func(*args, **kwargs)
-        d = to()
-        args = tuple(_cast(a, d, lower) for a in args)
-        kwargs = {k: _cast(v, d, lower) for k, v in kwargs.items()}
+        if to is not None:
+            d = to()
+            args = tuple(_cast(a, d) for a in args)
+            kwargs = {key: _cast(v, d) for key, v in kwargs.items()}
         state.cpu_enabled = False
         try:
             return func(*args, **kwargs)
@@ -202,26 +206,17 @@ def _policy_op(func: Callable, to: Callable[[], np.dtype], lower: bool) -> Calla
 def outside_autocast(func: Callable) -> Callable:
     """Run composite function ``func`` (on none of PyTorch's lists: one kernel there) with autocast off,
     in its inputs' dtypes, though it is written with ops (matmul, einsum) that autocast would cast."""
-    @functools.wraps(func)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        if not state.cpu_enabled:
-            return func(*args, **kwargs)
-        state.cpu_enabled = False
-        try:
-            return func(*args, **kwargs)
-        finally:
-            state.cpu_enabled = True
-    return run
+    return _policy_op(func, None)
 
 
 def lower_precision_op(func: Callable) -> Callable:
     """Run composite function ``func`` (of PyTorch's CPU lower-precision list) in the autocast dtype:
     its float32 (and float16) tensor arguments are cast and the body runs with autocast off."""
-    return _policy_op(func, lambda: state.cpu_dtype, True)
+    return _policy_op(func, lambda: state.cpu_dtype)
 
 
 def fp32_op(func: Callable) -> Callable:
     """Run composite function ``func`` (of PyTorch's CPU fp32 list) in float32 under autocast:
     its floating tensor arguments of a lower precision are cast to float32 and the body runs
     with autocast off (as PyTorch's kernels run below the autocast key)."""
-    return _policy_op(func, lambda: B.float32, False)
+    return _policy_op(func, lambda: B.float32)
