@@ -228,3 +228,29 @@ def test_autocast_policy_dtypes_match_torch(name, inp):
         with ac("cpu"):
             got.append(str(AUTOCAST_OPS[name](lib, M, T, X, w, img, k, q).dtype).replace("torch.", ""))
     assert got[1] == got[0]
+
+
+def test_amp_training_loop_matches_torch():
+    """The usual CPU AMP loop (autocast bfloat16 forward, GradScaler, SGD on float32 weights): same
+    scales and skipped steps as PyTorch; the weights within bfloat16 noise of PyTorch's after 4 steps."""
+    tm, rm = _mlp_pair()
+    ot, orr = torch.optim.SGD(tm.parameters(), lr=0.1), rg.optim.SGD(rm.parameters(), lr=0.1)
+    st, sr = torch.amp.GradScaler("cpu", init_scale=256.0, growth_interval=2), \
+        rg.amp.GradScaler("cpu", init_scale=256.0, growth_interval=2)
+    g = torch.Generator().manual_seed(3)
+    for step in range(4):
+        x, y = torch.randn(16, 8, generator=g), torch.randint(0, 4, (16,), generator=g)
+        for model, opt, scaler, lib, X, Y in ((tm, ot, st, torch, x, y),
+                                              (rm, orr, sr, rg, rg.tensor(x.numpy()), rg.tensor(y.numpy()))):
+            opt.zero_grad()
+            with lib.autocast("cpu", dtype=lib.bfloat16):
+                loss = lib.nn.functional.cross_entropy(model(X), Y)
+            assert str(loss.dtype).endswith("float32")
+            with np.errstate(invalid="ignore"):  # the inf step's NaN gradients (NumPy would warn)
+                scaler.scale(loss * (float("inf") if step == 1 else 1.0)).backward()
+            scaler.step(opt)
+            scaler.update()
+        assert sr.get_scale() == st.get_scale() and sr.state_dict() == st.state_dict()
+    for p, q in zip(rm.parameters(), tm.parameters()):
+        assert p.dtype == rg.float32
+        assert np.abs(p.detach().numpy() - q.detach().numpy()).max() <= 2 ** -8 * np.abs(q.detach().numpy()).max()
