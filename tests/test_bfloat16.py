@@ -49,7 +49,8 @@ def test_creation_print_item_tolist(v):
     assert r.tolist() == t.tolist()
     if r.numel() == 1:
         assert r.item() == t.item() and type(r.item()) is float
-    assert np.array_equal(rg.tensor(v).to(rg.bfloat16).float().numpy(), torch.tensor(v).to(torch.bfloat16).float().numpy())
+    assert np.array_equal(rg.tensor(v).to(rg.bfloat16).float().numpy(),
+                          torch.tensor(v).to(torch.bfloat16).float().numpy())
 
 
 EXACT = {
@@ -58,7 +59,8 @@ EXACT = {
     "mul_scalar": lambda a, b: a * 0.1234567, "div_scalar": lambda a, b: a / 0.1234567,
     "exp": lambda a, b: a.exp(), "log": lambda a, b: a.abs().log(), "sqrt": lambda a, b: a.abs().sqrt(),
     "tanh": lambda a, b: a.tanh(), "sigmoid": lambda a, b: a.sigmoid(), "relu": lambda a, b: a.relu(),
-    "sum": lambda a, b: a.sum(), "sum1": lambda a, b: a.sum(1), "mean": lambda a, b: a.mean(0), "var": lambda a, b: a.var(1),
+    "sum": lambda a, b: a.sum(), "sum1": lambda a, b: a.sum(1), "mean": lambda a, b: a.mean(0),
+    "var": lambda a, b: a.var(1),
     "amax": lambda a, b: a.amax(1), "norm": lambda a, b: a.norm(), "cumsum": lambda a, b: a.cumsum(1),
     "softmax": lambda a, b: a.softmax(1), "matmul": lambda a, b: a @ b.T, "matmul_t": lambda a, b: a.T @ b,
     "clamp": lambda a, b: a.clamp(-0.5, 0.5), "maximum": lambda a, b: a.maximum(b),
@@ -203,7 +205,7 @@ def test_promotion_with_every_dtype_matches_torch(a):
         x = rg.ones(2, dtype=getattr(rg, a[0]) if a[0] != "bool" else rg.bool)
         y = rg.ones(2, dtype=getattr(rg, b[0]) if b[0] != "bool" else rg.bool)
         y0 = rg.ones((), dtype=y.dtype)
-        xt, yt = torch.ones(2, dtype=a[1]), torch.ones(2, dtype=b[1])
+        xt = torch.ones(2, dtype=a[1])
         assert str((x + y).dtype) == str(torch.promote_types(a[1], b[1])).replace("torch.", ""), (a, b)
         assert str((x + y0).dtype) == str(torch.result_type(xt, torch.ones((), dtype=b[1]))).replace("torch.", "")
     for s in (1, 2.5, True):
