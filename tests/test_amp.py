@@ -257,3 +257,31 @@ def test_amp_training_loop_matches_torch():
     for p, q in zip(rm.parameters(), tm.parameters()):
         assert p.dtype == rg.float32
         assert np.abs(p.detach().numpy() - q.detach().numpy()).max() <= 2 ** -8 * np.abs(q.detach().numpy()).max()
+
+
+def test_custom_fwd_bwd_match_torch():
+    def make(lib):
+        class Double(lib.autograd.Function):
+            @staticmethod
+            @lib.amp.custom_fwd(device_type="cpu", cast_inputs=lib.float32)
+            def forward(ctx, x):
+                ctx.inner = lib.is_autocast_enabled("cpu")
+                return x * 2
+
+            @staticmethod
+            @lib.amp.custom_bwd(device_type="cpu")
+            def backward(ctx, g):
+                return g * 2
+        return Double
+
+    got = []
+    for lib in (torch, rg):
+        x = lib.ones(2, dtype=lib.bfloat16, requires_grad=True)
+        with lib.autocast("cpu"):
+            y = make(lib).apply(x)
+        y.sum().backward()
+        got.append((str(y.dtype).replace("torch.", ""), y.grad_fn is not None, str(x.grad.dtype).replace("torch.", ""),
+                    x.grad.float().tolist()))
+    assert got[0] == got[1] == ("float32", True, "bfloat16", [2.0, 2.0])
+    with pytest.warns(FutureWarning, match="torch.cuda.amp.custom_fwd"):
+        rg.cuda.amp.custom_fwd(lambda ctx, x: x)

@@ -415,7 +415,7 @@ def _put_b(g: Any, out: Any, ins: tuple, kw: dict, needs: tuple) -> tuple:
 
 # ``value`` placed at ``index`` of a zero array of ``shape`` (PyTorch's index_put_ without
 # accumulate, where ``where(mask, placed, self)`` keeps the rest of self)
-PUT = O.Rule("index_put", _put_f, _put_b, needs_inputs=False)
+PUT = O.Rule("index_put", _put_f, _put_b, needs_inputs=False, lowp="native")  # bfloat16: exact as it is
 
 
 def setitem(self: Tensor, index: Any, value: Any) -> None:

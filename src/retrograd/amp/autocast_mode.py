@@ -220,3 +220,47 @@ def fp32_op(func: Callable) -> Callable:
     its floating tensor arguments of a lower precision are cast to float32 and the body runs
     with autocast off (as PyTorch's kernels run below the autocast key)."""
     return _policy_op(func, lambda: B.float32)
+
+
+def _cast_nested(value: Any, to: np.dtype) -> Any:
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cast_nested(v, to) for v in value)
+    if isinstance(value, dict):
+        return {k: _cast_nested(v, to) for k, v in value.items()}
+    return _cast(value, to)
+
+
+def custom_fwd(fwd: Callable | None = None, *, device_type: str, cast_inputs: Any = None) -> Callable:
+    """``torch.amp.custom_fwd`` for a ``Function.forward(ctx, ...)``: with ``cast_inputs`` and autocast
+    on, the floating tensor arguments are cast to it and ``forward`` runs with autocast off; the
+    autocast state is kept on ``ctx`` for ``custom_bwd``."""
+    if fwd is None:
+        return functools.partial(custom_fwd, device_type=device_type, cast_inputs=cast_inputs)
+    _device_type(device_type)
+
+    @functools.wraps(fwd)
+    def decorate_fwd(*args: Any, **kwargs: Any) -> Any:
+        ctx, on = args[0], is_autocast_enabled(device_type)
+        ctx._dtype = get_autocast_dtype(device_type)
+        ctx._fwd_used_autocast = on and cast_inputs is None
+        if cast_inputs is None or not on:
+            return fwd(*args, **kwargs)
+        with autocast(device_type, enabled=False):
+            to = B.as_dtype(cast_inputs)
+            return fwd(ctx, *_cast_nested(args[1:], to), **_cast_nested(kwargs, to))
+    return decorate_fwd
+
+
+def custom_bwd(bwd: Callable | None = None, *, device_type: str) -> Callable:
+    """``torch.amp.custom_bwd``: ``backward(ctx, ...)`` runs under the autocast state its forward saw."""
+    if bwd is None:
+        return functools.partial(custom_bwd, device_type=device_type)
+    _device_type(device_type)
+
+    @functools.wraps(bwd)
+    def decorate_bwd(*args: Any, **kwargs: Any) -> Any:
+        ctx = args[0]
+        with autocast(device_type, enabled=getattr(ctx, "_fwd_used_autocast", False),
+                      dtype=getattr(ctx, "_dtype", None)):
+            return bwd(*args, **kwargs)
+    return decorate_bwd

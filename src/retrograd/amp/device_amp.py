@@ -8,7 +8,7 @@ import warnings
 from typing import Any
 
 from .. import backend as B
-from .autocast_mode import autocast as _autocast
+from .autocast_mode import autocast as _autocast, custom_bwd as _custom_bwd, custom_fwd as _custom_fwd
 from .grad_scaler import GradScaler as _GradScaler
 
 
@@ -27,11 +27,23 @@ def _namespace(device: str) -> types.ModuleType:
                           f"`torch.amp.GradScaler('{device}', args...)` instead.", FutureWarning, stacklevel=2)
             super().__init__(device, init_scale, growth_factor, backoff_factor, growth_interval, enabled)
 
+    def custom_fwd(fwd: Any = None, *, cast_inputs: Any = None) -> Any:
+        warnings.warn(f"`torch.{device}.amp.custom_fwd(args...)` is deprecated. Please use "
+                      f"`torch.amp.custom_fwd(args..., device_type='{device}')` instead.", FutureWarning, stacklevel=2)
+        return _custom_fwd(fwd, device_type=device, cast_inputs=cast_inputs)
+
+    def custom_bwd(bwd: Any = None) -> Any:
+        warnings.warn(f"`torch.{device}.amp.custom_bwd(args...)` is deprecated. Please use "
+                      f"`torch.amp.custom_bwd(args..., device_type='{device}')` instead.", FutureWarning, stacklevel=2)
+        return _custom_bwd(bwd, device_type=device)
+
     autocast.__qualname__ = autocast.__name__ = "autocast"
     GradScaler.__qualname__ = GradScaler.__name__ = "GradScaler"
     mod = types.ModuleType(f"retrograd.{device}.amp", f"``torch.{device}.amp``: deprecated spellings of "
                            f"retrograd.amp.autocast('{device}') and GradScaler('{device}').")
     mod.autocast, mod.GradScaler = autocast, GradScaler
+    if device == "cuda":
+        mod.custom_fwd, mod.custom_bwd = custom_fwd, custom_bwd
     return mod
 
 

@@ -162,7 +162,8 @@ class _FunctionMeta(type):
 
     def __init__(cls, name: str, bases: tuple, ns: dict) -> None:
         super().__init__(name, bases, ns)
-        cls._rule = O.Rule(_snake(name), _rule_forward, _rule_backward, needs_inputs=False)
+        cls._rule = O.Rule(_snake(name), _rule_forward, _rule_backward, needs_inputs=False,
+                           lowp="native")  # a bfloat16 input reaches the user's forward as it is
         cls._rule.node_name = name + "Backward"
 
 

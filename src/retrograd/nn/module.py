@@ -96,7 +96,7 @@ def _hook_identity_b(g, out, ins, kw, needs):
 
 # an identity op whose node carries a module's full backward hook (grad_input / grad_output)
 BACKWARD_HOOK = Rule("backward_hook_function", lambda ins, kw: ins[0].view(), _hook_identity_b,
-                     needs_inputs=False)
+                     needs_inputs=False, lowp="native")
 
 
 class Module:
