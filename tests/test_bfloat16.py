@@ -274,9 +274,10 @@ def test_tensor_api_on_bf16_matches_torch():
 
 
 # measured scaled ulps (forward, gradient) where not bit for bit: batch_norm (1, 1), group_norm (1, 2),
-# adaptive_avg_pool2d (1, 1), binary_cross_entropy_with_logits gradient 1 (PyTorch rounds inside its kernels)
+# adaptive_avg_pool2d (1, 1), binary_cross_entropy_with_logits gradient 1, mse_loss gradient (PyTorch rounds
+# inside its kernels or between the ops of its backward formula)
 NN_EXACT = {"max_pool2d", "avg_pool2d", "interpolate", "dropout_eval", "silu", "leaky", "elu", "softplus",
-            "hardtanh", "mse", "l1", "conv2d"}
+            "hardtanh", "l1", "conv2d"}
 NN_CASES = {
  "batch_norm": lambda M, x, L: M.batch_norm(x, None, None, training=True),
  "group_norm": lambda M, x, L: M.group_norm(x, 3),
