@@ -150,6 +150,19 @@ def test_grad_scaler_cuda_is_a_warned_no_op():
         rg.amp.GradScaler("cpu").load_state_dict({})
     with pytest.raises(AssertionError, match="_scale is None"):
         rg.amp.GradScaler("cpu").update()
+    s = rg.amp.GradScaler("cpu")
+    s.scale(rg.tensor(1.0))
+    with pytest.raises(AssertionError, match="No inf checks were recorded for this optimizer"):
+        s.step(rg.optim.SGD([rg.nn.Parameter(rg.ones(2))], lr=0.1))
+    p = rg.nn.Parameter(rg.ones(2))
+    opt = rg.optim.SGD([p], lr=0.1)
+    (s.scale((p * p).sum())).backward()
+    s.unscale_(opt)
+    with pytest.raises(RuntimeError, match="unscale_\\(\\) has already been called"):
+        s.unscale_(opt)
+    s.step(opt)
+    with pytest.raises(RuntimeError, match="step\\(\\) has already been called"):
+        s.step(opt)
 
 
 def test_importable_paths():

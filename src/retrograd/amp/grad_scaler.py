@@ -74,13 +74,14 @@ class GradScaler:
         if st["stage"] == _STEPPED:
             raise RuntimeError("unscale_() is being called after step().")
         inv = np.float32(np.float64(self._scale) ** -1)  # PyTorch: scale.double().reciprocal().float()
-        found = False
+        found, checked = False, 0
         for group in optimizer.param_groups:
             for p in group["params"]:
                 g = p.grad
                 if g is None:
                     continue
                 a = g._array
+                checked += 1
                 if a.dtype == B.float16:
                     raise ValueError("Attempting to unscale FP16 gradients.")
                 if not np.isfinite(a.astype(np.float32) if a.dtype == B.bfloat16 else a).all():
@@ -90,6 +91,7 @@ class GradScaler:
                 else:
                     a *= inv.astype(a.dtype)
         st["found_inf"] = 1.0 if found else 0.0
+        st["checked"] = checked
         st["stage"] = _UNSCALED
 
     def step(self, optimizer: Any, *args: Any, **kwargs: Any) -> Any:
@@ -105,6 +107,8 @@ class GradScaler:
             raise RuntimeError("step() has already been called since the last update().")
         if st["stage"] == _READY:
             self.unscale_(optimizer)
+        if not st["checked"]:
+            raise AssertionError("No inf checks were recorded for this optimizer.")
         retval = None
         if not st["found_inf"]:
             retval = optimizer.step(*args, **kwargs)
