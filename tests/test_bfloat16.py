@@ -313,3 +313,23 @@ def test_nn_functional_bf16_forward_backward(name):
         assert np.array_equal(o, t) and np.array_equal(r.grad.float().numpy(), a.grad.float().numpy())
     else:
         assert _scaled_ulps(o, t) <= 1.0 and _scaled_ulps(r.grad.float().numpy(), a.grad.float().numpy()) <= 2.0
+
+
+@pytest.mark.parametrize("n", [5, 333])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_nll_loss_bit_for_bit(n, weighted, reduction):
+    """nll_loss of (N, C) bfloat16 log-probabilities, every target valid: PyTorch's kernel replayed (cascaded
+    bfloat16 sums; the gradient -(grad / total_weight) * w rounded op by op)."""
+    lp = torch.randn(n, 7, generator=torch.Generator().manual_seed(n)).log_softmax(1).bfloat16()
+    tg = torch.randint(0, 7, (n,), generator=torch.Generator().manual_seed(n))
+    w = torch.rand(7, generator=torch.Generator().manual_seed(9)).bfloat16() + 0.5 if weighted else None
+    a = lp.clone().requires_grad_()
+    x = rg.tensor(lp.float().numpy()).bfloat16().requires_grad_()
+    lt = TF.nll_loss(a, tg, weight=w, reduction=reduction)
+    lr = F.nll_loss(x, rg.tensor(tg.numpy()), reduction=reduction,
+                    weight=None if w is None else rg.tensor(w.float().numpy()).bfloat16())
+    assert lr.dtype == rg.bfloat16 and lr.float().item() == lt.float().item()
+    lt.backward()
+    lr.backward()
+    assert np.array_equal(x.grad.float().numpy(), a.grad.float().numpy())

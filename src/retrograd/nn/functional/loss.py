@@ -170,6 +170,28 @@ def _nll_reduce_bf16(loss: np.ndarray, red: str, kw: dict) -> np.ndarray:
     return np.asarray(total[0], np.float32)
 
 
+def _nll_bf16_f(ins, kw):
+    """PyTorch's bfloat16 nll_loss (every target valid, input ``(N, C)``): ``-x[i, t_i] * w_i`` rounded,
+    reduced as ``_nll_reduce_bf16``."""
+    x, t, wi = ins[0].astype(np.float32), kw["target"], kw["w_i"]
+    picked = -x[np.arange(len(t)), t]
+    vals = picked if wi is None else B.round_bfloat16(picked * wi)
+    return _nll_reduce_bf16(vals, kw["reduction"], kw).astype(B.bfloat16)
+
+
+def _nll_bf16_b(g, out, ins, kw, needs):
+    """``-(grad / total_weight) * w_i`` at each target, each op rounded to bfloat16 (PyTorch's kernel)."""
+    x, t, wi = ins[0], kw["target"], kw["w_i"]
+    gv = np.asarray(g, dtype=np.float32).reshape(1)
+    if kw["reduction"] == "mean":
+        gv = B.round_bfloat16(gv / kw["denom_bf16"])
+    col = -gv if wi is None else B.round_bfloat16(wi * -gv)
+    grad = np.zeros(x.shape, np.float32)
+    grad[np.arange(len(t)), t] = col
+    return (grad.astype(B.bfloat16),)
+NLL_BF16 = Rule("nll_loss", _nll_bf16_f, _nll_bf16_b, needs_inputs=False, lowp="native")
+
+
 def _ce_b(g, out, ins, kw, needs):
     x = ins[0]
     t, wi, mi, W, eps = kw["target"], kw["w_i"], kw["m_i"], kw["W"], kw["eps"]
@@ -310,6 +332,12 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_a
     valid = _check_targets(t, c, ignore_index, "nll_loss")
     W = _weights_array(weight, c, x.dtype, "nll_loss")
     tsafe = np.where(valid, t, 0)
+    if x.dtype == B.bfloat16 and reduction != "none" and x.ndim <= 2 and valid.all():
+        wi = None if W is None else W[tsafe].astype(np.float32)
+        kw = {"target": tsafe, "w_i": wi, "reduction": reduction}
+        kw["denom_bf16"] = (np.float32(B.round_bfloat16(np.array([len(t)], np.float32))[0]) if wi is None
+                            else _nll_reduce_bf16(wi, "sum", kw))
+        return Tensor._apply(NLL_BF16, (rows,), kw)
     mi = valid.astype(x.dtype)
     wi = mi if W is None else W[tsafe] * mi
     picked = rows.gather(1, wrap_array(tsafe[:, None]))[:, 0]
