@@ -301,6 +301,9 @@ def test_argument_errors_as_torch():
         assert str(re_.value) == str(te.value), kw
     with pytest.raises(TypeError, match="multiprocessing_context option should be a valid context object"):
         DataLoader(ds, num_workers=1, multiprocessing_context=3)
+    with pytest.raises(AssertionError, match="prefetch_factor must be greater than 0"):
+        iter(DataLoader(ds, num_workers=1, prefetch_factor=0))
+    assert len(list(DataLoader(ds, num_workers=np.int64(1)))) == 4
     with pytest.raises(AssertionError, match="requires timeout == 0"):
         iter(DataLoader(ds, timeout=1))
     with pytest.warns(UserWarning, match="'pin_memory' argument is set as true but no accelerator is found"):

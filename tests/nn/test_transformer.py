@@ -341,3 +341,12 @@ def test_encoder_layer_attributes_as_torch():
     assert rg.nn.TransformerEncoderLayer(8, 2, activation=rg.nn.GELU()).activation_relu_or_gelu == 2
     assert rg.nn.TransformerEncoderLayer(8, 2).activation is rg.nn.functional.relu
     assert rg.nn.Transformer is rg.nn.modules.Transformer is rg.nn.modules.transformer.Transformer
+
+
+def test_no_bias_eps_and_dropout_in_eval():
+    t, r = _pair(lambda nn, T: nn.Transformer(8, 2, 1, 1, 16, dropout=0.3, bias=False, layer_norm_eps=1e-3,
+                                              batch_first=True, norm_first=True))
+    t_ins, r_ins = _inputs(np.random.default_rng(14), (2, 5, 8), (2, 3, 8))
+    _compare(t, r, t_ins, r_ins, lambda m, lib, s, g: m(s, g, tgt_mask=lib.nn.Transformer.
+                                                         generate_square_subsequent_mask(3)), train=False)
+    assert r.encoder.layers[0].norm1.eps == 1e-3 and r.decoder.norm.bias is None

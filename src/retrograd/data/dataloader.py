@@ -42,7 +42,7 @@ class DataLoader:
                  timeout: float = 0, worker_init_fn: Callable | None = None, multiprocessing_context: Any = None,
                  generator: Generator | None = None, *, prefetch_factor: int | None = None,
                  persistent_workers: bool = False, pin_memory_device: str = "", in_order: bool = True) -> None:
-        if not isinstance(num_workers, int) or num_workers < 0:
+        if num_workers < 0:
             raise ValueError("num_workers option should be non-negative; use num_workers=0 to disable "
                              "multiprocessing.")
         if timeout < 0:
@@ -61,7 +61,7 @@ class DataLoader:
                 raise ValueError(f"multiprocessing_context can only be used with multi-process loading "
                                  f"(num_workers > 0), but got num_workers={num_workers}")
             resolve_context(multiprocessing_context)  # fail now on a bad start method
-        self.num_workers = num_workers
+        self.num_workers = int(num_workers)
         self.prefetch_factor = prefetch_factor
         self.timeout = timeout
         self.worker_init_fn = worker_init_fn

@@ -295,6 +295,8 @@ class MultiProcessIter:
         self._iterable = loader._iterable
         self._shutdown = False
         self._workers: list = []
+        if self._prefetch <= 0:
+            raise AssertionError("prefetch_factor must be greater than 0 for MultiProcessingDataLoaderIter")
         check_worker_number(self._num_workers)
         ctx = resolve_context(loader.multiprocessing_context)
         self._base_seed = int(rg_random.resolve(loader.generator).integers(2**63 - 1))
