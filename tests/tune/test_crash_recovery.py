@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import optuna
@@ -189,9 +190,20 @@ def test_heartbeat_fails_stale_trials_of_other_machines_and_retries_them(tmp_pat
     fresh = _running_trial(study, {"host": "elsewhere", "pid": 2})
     storage.record_heartbeat(study.trials[stale]._trial_id)
     storage.record_heartbeat(study.trials[fresh]._trial_id)
-    time.sleep(3.2)  # past the grace period (SQLite's clock has whole seconds)
-    storage.record_heartbeat(study.trials[fresh]._trial_id)
-    r = tune.search(CFG, SPACE, train_fn=SleepyMetric(0, str(tmp_path)), n_trials=5, resume=True, **kw)
+    stop, fresh_id = threading.Event(), study.trials[fresh]._trial_id
+
+    def other_machine_alive():  # keeps the fresh trial's heartbeat fresh, as its live process would
+        while not stop.wait(0.3):
+            storage.record_heartbeat(fresh_id)
+
+    beat = threading.Thread(target=other_machine_alive)
+    beat.start()
+    try:
+        time.sleep(3.2)  # the stale one is past the grace period (SQLite's clock has whole seconds)
+        r = tune.search(CFG, SPACE, train_fn=SleepyMetric(0, str(tmp_path)), n_trials=5, resume=True, **kw)
+    finally:
+        stop.set()
+        beat.join(30)
     trials = r.study.trials
     interrupted = recovery.interrupted_numbers(r.study, trials)
     assert trials[stale].state == TrialState.FAIL and stale in interrupted  # failed by Optuna's heartbeat check
