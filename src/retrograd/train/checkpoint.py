@@ -17,6 +17,9 @@ Layout (all written atomically by ``rg.io.atomic_directory``)::
 
 Loading reads and checks every file before changing anything, so a corrupted
 checkpoint raises ``CheckpointError`` naming the file and leaves the trainer as it was.
+Only files the manifest lists are read: a ``grads.safetensors`` (or any other
+file) dropped into the folder afterwards is ignored, and a manifest that does
+not list ``model.safetensors`` is refused.
 """
 from __future__ import annotations
 
@@ -121,15 +124,19 @@ def _load_st(path: pathlib.Path) -> dict:
 
 def load_training_checkpoint(trainer: Any, path: str | os.PathLike) -> dict:
     folder = resolve_directory(path)
-    verify_directory(folder)
-    # read everything first: nothing changes unless all of it is readable
+    files = verify_directory(folder)["files"]
+    for required in ("model.safetensors", "config.json"):
+        if required not in files:
+            raise CheckpointError(f"{folder / required}: not listed in the checkpoint's manifest (only listed "
+                                  "files are read)")
+    # read everything first: nothing changes unless all of it is readable; only listed files are read
     model_sd = _load_st(folder / "model.safetensors")
-    opt_sd = load_tree(folder, "optimizer")
-    sched_sd = load_tree(folder, "scheduler") if (folder / "scheduler.json").exists() else None
-    rng = load_tree(folder, "rng")
-    loader_sd = load_tree(folder, "loader") if (folder / "loader.json").exists() else None
-    tr = load_tree(folder, "trainer")
-    grads = _load_st(folder / "grads.safetensors") if (folder / "grads.safetensors").exists() else None
+    opt_sd = load_tree(folder, "optimizer", files)
+    sched_sd = load_tree(folder, "scheduler", files) if "scheduler.json" in files else None
+    rng = load_tree(folder, "rng", files)
+    loader_sd = load_tree(folder, "loader", files) if "loader.json" in files else None
+    tr = load_tree(folder, "trainer", files)
+    grads = _load_st(folder / "grads.safetensors") if "grads.safetensors" in files else None
     config = read_json(folder / "config.json")
     if trainer.scheduler is not None and sched_sd is None:
         raise CheckpointError(f"{folder}: the checkpoint has no scheduler.json but the trainer has a scheduler")
