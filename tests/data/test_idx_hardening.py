@@ -1,0 +1,109 @@
+"""Issue 12, item 5: the IDX reader checks the header before inflating and never inflates (or
+allocates) more than the header declares."""
+import gzip
+import time
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from retrograd.data import IDXError, read_idx, write_idx
+
+
+def _gzip_stream(path, head: bytes, fill: bytes, total: int) -> None:
+    """A gzip file of ``head`` then ``total`` bytes of ``fill``, compressed chunk by chunk."""
+    with gzip.open(path, "wb", compresslevel=1) as f:
+        f.write(head)
+        chunk = fill * (1 << 20)
+        for _ in range(total >> 20):
+            f.write(chunk)
+
+
+def _peak(fn):
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    try:
+        fn()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak, time.perf_counter() - t0
+
+
+def test_non_idx_gzip_is_refused_before_inflating(tmp_path):
+    p = tmp_path / "bomb.gz"
+    _gzip_stream(p, b"", b"\x01", 256 << 20)  # 256 MiB inflates from a few hundred KB
+    assert p.stat().st_size < 2 << 20
+
+    def load():
+        with pytest.raises(IDXError, match="bad magic number 0x01010101"):
+            read_idx(p)
+    peak, seconds = _peak(load)
+    assert peak < 1 << 20 and seconds < 2.0
+
+
+def test_gzip_claiming_more_than_it_holds_stops_at_its_real_size(tmp_path):
+    p = tmp_path / "claims.gz"
+    head = bytes([0, 0, 0x08, 2]) + np.array([60000, 60000], ">u4").tobytes()  # 3.6 GB promised
+    _gzip_stream(p, head, b"\x00", 8 << 20)  # 8 MiB held
+
+    def load():
+        with pytest.raises(IDXError, match=r"truncated: header says shape \(60000, 60000\).*file has 8388608"):
+            read_idx(p)
+    peak, _ = _peak(load)
+    assert peak < 40 << 20  # what the file holds (plus read chunks), not the 3.6 GB its header promises
+
+
+def test_gzip_longer_than_its_header_is_refused(tmp_path):
+    p = tmp_path / "long.gz"
+    p.write_bytes(gzip.compress(bytes([0, 0, 8, 1]) + np.array([3], ">u4").tobytes() + b"abcd"))
+    with pytest.raises(IDXError, match="size mismatch.*3 data bytes, file has more"):
+        read_idx(p)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_dimensions_that_wrap_int64_are_refused(tmp_path, gz):
+    raw = bytes([0, 0, 0x0E, 3]) + np.array([2 ** 32 - 1] * 3, ">u4").tobytes() + b"\0" * 64
+    p = tmp_path / ("wrap.idx.gz" if gz else "wrap.idx")
+    p.write_bytes(gzip.compress(raw) if gz else raw)
+    with pytest.raises(IDXError, match="more than max_bytes"):
+        read_idx(p)
+
+
+def test_more_dimensions_than_numpy_holds_are_refused(tmp_path):
+    p = tmp_path / "dims.idx"
+    p.write_bytes(bytes([0, 0, 8, 65]) + np.ones(65, ">u4").tobytes() + b"\x07")
+    with pytest.raises(IDXError, match="65 dimensions"):
+        read_idx(p)
+
+
+def test_max_bytes_is_a_knob(tmp_path):
+    p = tmp_path / "a.idx.gz"
+    write_idx(p, np.arange(100, dtype=np.uint8).reshape(10, 10))
+    with pytest.raises(IDXError, match="more than max_bytes=50"):
+        read_idx(p, max_bytes=50)
+    np.testing.assert_array_equal(read_idx(p, max_bytes=100), np.arange(100).reshape(10, 10))
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_plain_and_gzip_files_still_round_trip(tmp_path, gz):
+    for dt in (np.uint8, np.int8, ">i2", ">i4", ">f4", ">f8"):
+        a = (np.arange(24) - 5).astype(dt).reshape(2, 3, 4)
+        p = tmp_path / (f"x{np.dtype(dt).str[1:]}.idx" + (".gz" if gz else ""))
+        write_idx(p, a)
+        b = read_idx(p)
+        assert b.dtype == np.dtype(dt).newbyteorder("=") and b.shape == (2, 3, 4)
+        np.testing.assert_array_equal(b, a)
+
+
+def test_corrupt_gzip_is_an_idx_error(tmp_path):
+    p = tmp_path / "c.idx.gz"
+    write_idx(p, np.arange(1000, dtype=np.uint8))
+    blob = bytearray(p.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    p.write_bytes(bytes(blob))
+    with pytest.raises(IDXError):
+        read_idx(p)
+    p.write_bytes(bytes(blob[: len(blob) // 2]))
+    with pytest.raises(IDXError, match="decompress|truncated"):
+        read_idx(p)
