@@ -313,3 +313,51 @@ def test_stream_that_claims_a_huge_tensor_costs_what_it_holds():
     finally:
         tracemalloc.stop()
     assert peak < 8 << 20
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda tr: tr["state"].update(epoch="3"), "trainer state epoch='3'"),
+    (lambda tr: tr["state"].update(__class__=1), "unknown trainer state '__class__'"),
+    (lambda tr: tr.update(history=[1]), "'state' and 'history'"),
+    (lambda tr: tr.update(accumulate=-1), "accumulate=-1"),
+])
+def test_trainer_json_is_checked(ckpt, edit, match):
+    tr = json.loads((ckpt / "trainer.json").read_text())
+    edit(tr)
+    (ckpt / "trainer.json").write_text(json.dumps(tr))
+    rehash(ckpt)  # a manifest that agrees: the contents themselves are checked
+    with pytest.raises(CheckpointError, match=match):
+        small_trainer(seed=1).load_checkpoint(ckpt)
+
+
+def test_hostile_but_consistent_checkpoint_leaves_the_trainer_as_it_was(ckpt):
+    opt = json.loads((ckpt / "optimizer.json").read_text())
+    opt["param_groups"] = 0.5  # optimizer.load_state_dict raised a raw TypeError, after the model changed
+    (ckpt / "optimizer.json").write_text(json.dumps(opt))
+    save_safetensors({"0": np.full((4, 3), 7.0, np.float32)}, ckpt / "grads.safetensors")
+    files = _listing(ckpt)
+    files["grads.safetensors"] = {"bytes": 0, "sha256": "0" * 64}
+    rewrite_manifest(ckpt, files)
+    rehash(ckpt)
+    tr = small_trainer(seed=1)
+    before = {k: v.numpy().copy() for k, v in tr.model.state_dict().items()}
+    opt_before = json.dumps(tr.optimizer.state_dict(), default=str)
+    rng_before = rg.random.default_generator.get_state() if hasattr(rg, "random") else None
+    with pytest.raises(CheckpointError, match="does not fit this trainer.*TypeError"):
+        tr.load_checkpoint(ckpt)
+    for k, v in tr.model.state_dict().items():
+        np.testing.assert_array_equal(v.numpy(), before[k])
+    assert json.dumps(tr.optimizer.state_dict(), default=str) == opt_before
+    assert all(p.grad is None for p in tr.params) and tr.state.global_step == 0
+    if rng_before is not None:
+        assert rg.random.default_generator.get_state() == rng_before
+
+
+def test_gradient_for_no_parameter_is_refused(ckpt):
+    save_safetensors({"99": np.ones(3, np.float32)}, ckpt / "grads.safetensors")
+    files = _listing(ckpt)
+    files["grads.safetensors"] = {"bytes": 0, "sha256": "0" * 64}
+    rewrite_manifest(ckpt, files)
+    rehash(ckpt)
+    with pytest.raises(CheckpointError, match="gradient '99' names no parameter"):
+        small_trainer(seed=1).load_checkpoint(ckpt)

@@ -30,7 +30,7 @@ def _read(f, n: int, path: str) -> bytearray:
     buf = bytearray()
     try:
         while len(buf) < n:
-            chunk = f.read(min(n - len(buf), 1 << 24))
+            chunk = f.read(min(n - len(buf), 1 << 20))
             if not chunk:
                 break
             buf += chunk

@@ -232,13 +232,13 @@ def write_json(path: pathlib.Path, obj: Any) -> None:
 def read_json(path: pathlib.Path) -> Any:
     try:
         with open(path, "rb") as fh:
-            raw = fh.read(_MAX_JSON_BYTES + 1)
+            if os.fstat(fh.fileno()).st_size > _MAX_JSON_BYTES:
+                raise CheckpointError(f"{path}: over {_MAX_JSON_BYTES >> 20} MiB, not a checkpoint's JSON file")
+            raw = fh.read()
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing from checkpoint") from None
     except OSError as e:
         raise CheckpointError(f"{path}: cannot be read: {e.strerror}") from None
-    if len(raw) > _MAX_JSON_BYTES:
-        raise CheckpointError(f"{path}: over {_MAX_JSON_BYTES >> 20} MiB, not a checkpoint's JSON file")
     try:
         return json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError) as e:  # UnicodeDecodeError, JSONDecodeError, nesting too deep
