@@ -27,7 +27,7 @@ from retrograd.io import CheckpointError, SafetensorsFileError, import_torch_sta
 from st_helpers import rehash, small_trainer, trained_checkpoint
 
 LIBRARY_ERRORS = (SafetensorsFileError, CheckpointError)
-CASE_SECONDS = 2  # a hang shows as an alarm; a healthy case takes milliseconds
+CASE_SECONDS = 10  # a hang shows as an alarm; a healthy case takes milliseconds (slack for loaded CI)
 SLACK = 2 << 20   # bytes of peak allocation allowed beyond a multiple of the file's size
 
 # values a mutation puts in place of a JSON node: wrong types, out-of-range numbers, deep nesting
