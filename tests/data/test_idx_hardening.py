@@ -85,17 +85,6 @@ def test_max_bytes_is_a_knob(tmp_path):
     np.testing.assert_array_equal(read_idx(p, max_bytes=100), np.arange(100).reshape(10, 10))
 
 
-@pytest.mark.parametrize("gz", [False, True])
-def test_plain_and_gzip_files_still_round_trip(tmp_path, gz):
-    for dt in (np.uint8, np.int8, ">i2", ">i4", ">f4", ">f8"):
-        a = (np.arange(24) - 5).astype(dt).reshape(2, 3, 4)
-        p = tmp_path / (f"x{np.dtype(dt).str[1:]}.idx" + (".gz" if gz else ""))
-        write_idx(p, a)
-        b = read_idx(p)
-        assert b.dtype == np.dtype(dt).newbyteorder("=") and b.shape == (2, 3, 4)
-        np.testing.assert_array_equal(b, a)
-
-
 def test_corrupt_gzip_is_an_idx_error(tmp_path):
     p = tmp_path / "c.idx.gz"
     write_idx(p, np.arange(1000, dtype=np.uint8))

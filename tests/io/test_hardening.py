@@ -254,18 +254,23 @@ def _tree_file(tree, arrays=None):
     return st_save(arrays, metadata=meta)
 
 
+def _peak_below(limit: int, fn, *args):
+    """``fn(*args)``, checking that it allocates less than ``limit`` bytes at its peak, even when it raises."""
+    tracemalloc.start()
+    try:
+        return fn(*args)
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < limit, f"{peak} bytes allocated"
+
+
 def test_small_file_cannot_make_a_huge_object(tmp_path):
     blob = _tree_file({"x": {"__npscalar__": 0, "dtype": "V2000000000"}})
     assert len(blob) < 200  # the issue's 188-byte file that became a 2 GiB object
     p = _write(tmp_path, blob)
-    tracemalloc.start()
-    try:
-        with pytest.raises(SafetensorsFileError, match="x: NumPy scalar of dtype 'V2000000000'"):
-            rg.load(p)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 1 << 20
+    with pytest.raises(SafetensorsFileError, match="x: NumPy scalar of dtype 'V2000000000'"):
+        _peak_below(1 << 20, rg.load, p)
 
 
 @pytest.mark.parametrize("tree,match", [
@@ -305,14 +310,8 @@ def test_int_parameter_with_requires_grad_is_a_library_error(tmp_path):
 def test_stream_that_claims_a_huge_tensor_costs_what_it_holds():
     header = {"a": entry("F32", (1 << 28,), 0, 1 << 30)}
     stream = io.BytesIO(st_bytes(header, b"\0" * 1000))
-    tracemalloc.start()
-    try:
-        with pytest.raises(SafetensorsFileError, match="truncated"):
-            rg.load(stream)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 8 << 20
+    with pytest.raises(SafetensorsFileError, match="truncated"):
+        _peak_below(8 << 20, rg.load, stream)
 
 
 @pytest.mark.parametrize("edit,match", [
