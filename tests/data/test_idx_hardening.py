@@ -32,7 +32,7 @@ def _peak(fn):
 
 def test_non_idx_gzip_is_refused_before_inflating(tmp_path):
     p = tmp_path / "bomb.gz"
-    _gzip_stream(p, b"", b"\x01", 256 << 20)  # 256 MiB inflates from a few hundred KB
+    _gzip_stream(p, b"", b"\x01", 64 << 20)  # 64 MiB inflates from a few hundred KB
     assert p.stat().st_size < 2 << 20
 
     def load():
@@ -96,3 +96,43 @@ def test_corrupt_gzip_is_an_idx_error(tmp_path):
     p.write_bytes(bytes(blob[: len(blob) // 2]))
     with pytest.raises(IDXError, match="decompress|truncated"):
         read_idx(p)
+
+
+def test_fuzz_idx_files(tmp_path):
+    """Seeded bit flips, truncations and header edits of plain and gzipped IDX files: a correct array
+    or IDXError, and never more memory than the header could honestly ask for."""
+    import random
+    rng = random.Random(99)
+    bases = {}
+    for gz in (False, True):
+        p = tmp_path / ("base.idx.gz" if gz else "base.idx")
+        write_idx(p, np.arange(600, dtype=">i2").reshape(10, 6, 10))
+        bases[gz] = p.read_bytes() if not gz else gzip.decompress(p.read_bytes())
+    outcomes = {"loaded": 0, "IDXError": 0}
+    for case in range(150):
+        gz = rng.random() < 0.5
+        raw = bytearray(bases[gz])
+        kind = rng.choice(["flip", "header", "truncate", "extend"])
+        if kind == "flip":
+            for _ in range(rng.randint(1, 4)):
+                raw[rng.randrange(len(raw))] ^= 1 << rng.randrange(8)
+        elif kind == "header":
+            raw[rng.randrange(16)] = rng.randrange(256)
+        elif kind == "truncate":
+            del raw[rng.randrange(len(raw)):]
+        else:
+            raw += bytes(rng.randrange(1, 64))
+        blob = gzip.compress(bytes(raw)) if gz else bytes(raw)
+        if gz and rng.random() < 0.3:  # damage the compressed stream itself
+            blob = blob[:rng.randrange(len(blob))]
+        p = tmp_path / f"{case}.idx" if not gz else tmp_path / f"{case}.idx.gz"
+        p.write_bytes(blob)
+        def load():
+            try:
+                read_idx(p)
+                outcomes["loaded"] += 1
+            except IDXError:
+                outcomes["IDXError"] += 1
+        peak, _ = _peak(load)
+        assert peak < 4 * len(raw) + (2 << 20), f"case {case}: {peak} bytes for a {len(raw)}-byte file"  # + 1 MiB chunks
+    assert outcomes["IDXError"] > 50 and outcomes["loaded"] > 10, outcomes

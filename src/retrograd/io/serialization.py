@@ -13,6 +13,9 @@ weights written by PyTorch (``safetensors.torch.save_file``/``save_model``, or a
 ``torch.save`` file when PyTorch is installed) into NumPy arrays a retrograd
 model's ``load_state_dict`` accepts, upcasting bfloat16 to float32 and dropping
 ``module.``/``_orig_mod.`` prefixes that DataParallel and ``torch.compile`` add.
+Reading goes through ``safetensors_reader``, which checks a file whole before
+making any array and needs no third-party package; writing uses ``safetensors``
+(the bytes PyTorch writes, BF16 included for ``bfloat16`` arrays).
 """
 from __future__ import annotations
 
