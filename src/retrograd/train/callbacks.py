@@ -16,6 +16,7 @@ import pathlib
 import sys
 import time
 import traceback
+import warnings
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,31 @@ from .formatting import format_value
 from .step import forward_loss
 
 __all__ = ["Callback", "ProgressBar", "MetricLogger", "EarlyStopping", "ModelCheckpoint", "LRMonitor",
-           "NaNGuard", "GradientFlow"]
+           "NaNGuard", "GradientFlow", "read_jsonl"]
+
+
+def read_jsonl(path: str | os.PathLike, *, keys: tuple = ()) -> list[dict]:
+    """The JSON objects of a ``metrics.jsonl``-style file, one a line. A line that is not a JSON
+    object with ``keys`` (a line torn by a crash, power loss or a full disk) is dropped with a
+    ``RuntimeWarning`` naming it; every good line is kept."""
+    rows, bad = [], []
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw.decode("utf-8"))
+            except (ValueError, UnicodeDecodeError):
+                row = None
+            if isinstance(row, dict) and all(k in row for k in keys):
+                rows.append(row)
+            else:
+                bad.append(n)
+    if bad:
+        warnings.warn(f"{path}: dropped {len(bad)} unreadable line(s) (line {', '.join(map(str, bad[:5]))}"
+                      f"{' ...' if len(bad) > 5 else ''}; torn by an interrupted write?); kept {len(rows)}",
+                      RuntimeWarning, stacklevel=2)
+    return rows
 
 
 # --------------------------------------------------------------------------- progress
@@ -105,15 +130,16 @@ class MetricLogger(Callback):
 
     def on_fit_start(self, trainer: Any) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.jsonl_path.with_suffix(".jsonl.tmp").unlink(missing_ok=True)  # left by a crash in _rewrite_jsonl
+        self.csv_path.with_suffix(".csv.tmp").unlink(missing_ok=True)
         if self.jsonl_path.exists() and not self.rows:  # a resumed run: keep what was logged
-            with open(self.jsonl_path) as f:
-                self.rows = [json.loads(line) for line in f if line.strip()]
+            self.rows = read_jsonl(self.jsonl_path, keys=("kind", "epoch"))
             # drop rows logged after the checkpoint we resumed from
             st = trainer.state
             self.rows = [r for r in self.rows
                          if (r["kind"] == "epoch" and r["epoch"] < st.epoch) or
                          (r["kind"] == "step" and (r["epoch"] < st.epoch or
-                                                   (r["epoch"] == st.epoch and r["batch"] < st.batch_in_epoch)))]
+                                                   (r["epoch"] == st.epoch and r.get("batch", -1) < st.batch_in_epoch)))]
             self._rewrite_jsonl()
         self._jsonl = open(self.jsonl_path, "a")
         if self.tensorboard:
@@ -125,6 +151,8 @@ class MetricLogger(Callback):
         with open(tmp, "w") as f:
             for r in self.rows:
                 f.write(json.dumps(r) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, self.jsonl_path)
 
     def _log(self, row: dict) -> None:
@@ -279,6 +307,11 @@ class ModelCheckpoint(Callback):
     @property
     def last_dir(self) -> pathlib.Path:
         return self.run_dir / "checkpoints" / "last"
+
+    def on_fit_start(self, trainer: Any) -> None:
+        from .checkpoint import tidy_checkpoint
+        for d in (self.best_dir, self.last_dir):  # leftovers of a save killed in an earlier run
+            tidy_checkpoint(d)
 
     def on_batch_end(self, trainer: Any, batch_idx: int, logs: dict) -> None:
         if self.every_n_steps and self.save_last and trainer._pending == 0 and \

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 import pathlib
+import sys
+import warnings
 from typing import Any
 
 import numpy as np
 
+from ..io.checkpoint import CheckpointError, resolve_directory
 from .config import ConfigError, load_config, validate
 from .formatting import format_value
 from .recipe import Setup
@@ -44,13 +47,21 @@ def read_run_config(run_dir: pathlib.Path) -> dict:
 
 
 def checkpoint_dir(run_dir: pathlib.Path, which: str) -> pathlib.Path:
-    """``run_dir/checkpoints/<which>`` (``"best"`` or ``"last"``), which must exist."""
+    """``run_dir/checkpoints/<which>`` (``"best"`` or ``"last"``), through the library's recovery path
+    (``rg.io.checkpoint.resolve_directory``): when a save was interrupted between its two renames,
+    the previous checkpoint it moved aside (``.<which>.old-*``) is used, with a note on stderr."""
     path = run_dir / "checkpoints" / which
-    if not path.exists():
-        have = sorted(p.name for p in (run_dir / "checkpoints").iterdir()) if (run_dir / "checkpoints").is_dir() \
-            else []
-        raise ConfigError(f"{run_dir}: no checkpoint {which!r} (found: {', '.join(have) or 'none'})")
-    return path
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            found = resolve_directory(path)
+        except CheckpointError:
+            have = sorted(p.name for p in (run_dir / "checkpoints").iterdir()) \
+                if (run_dir / "checkpoints").is_dir() else []
+            raise ConfigError(f"{run_dir}: no checkpoint {which!r} (found: {', '.join(have) or 'none'})") from None
+    for w in caught:
+        print(f"retrograd: {w.message}", file=sys.stderr)
+    return found
 
 
 def final_metrics(history: dict) -> dict:
