@@ -34,6 +34,7 @@ from .data.presets import build_data
 from .data.text import Vocabulary
 from .random import Generator, manual_seed
 from .tensor import Tensor
+from .io.checkpoint import CheckpointError
 from .train.config import (ConfigError, apply_overrides, default_lr, dumps, load_config, model_factory,
                            optimizer_class, optimizer_names, validate)
 from .train.formatting import format_value, markdown_table
@@ -332,16 +333,22 @@ COMMANDS = {"train": cmd_train, "resume": cmd_resume, "evaluate": cmd_evaluate, 
 COMMANDS["tune"] = cmd_tune
 
 
+EXIT_FAILED = 3  # the run ran and failed: NaNGuard stopped it (summary.json: status "failed")
+
+
 def main(argv: Sequence[str] | None = None, *, extra_callbacks: Sequence = ()) -> int:
-    """Run the command line ``argv``; returns the exit status (2: a config/data error, 130: interrupted).
+    """Run the command line ``argv``; returns the exit status: 0 done (early stopping included),
+    1 an unexpected error (a traceback), 2 a config, data or checkpoint error (the message names it),
+    3 training failed (non-finite loss or gradients: NaNGuard stopped the run; ``summary.json`` has
+    ``"status": "failed"`` and the reason), 130 interrupted (Ctrl-C).
     ``extra_callbacks`` are appended to the Trainer's callbacks by ``train`` and ``resume``."""
     args = build_parser().parse_args(argv)
     try:
         if args.command in ("train", "resume"):
-            COMMANDS[args.command](args, extra_callbacks=extra_callbacks)
+            result = COMMANDS[args.command](args, extra_callbacks=extra_callbacks)
         else:
-            COMMANDS[args.command](args)
-    except (ConfigError, DataNotInstalledError) as e:
+            result = COMMANDS[args.command](args)
+    except (ConfigError, DataNotInstalledError, CheckpointError) as e:
         print(f"retrograd {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -349,6 +356,11 @@ def main(argv: Sequence[str] | None = None, *, extra_callbacks: Sequence = ()) -
         where = f"; continue with: retrograd resume {run_dir}" if run_dir else ""
         print(f"retrograd {args.command}: interrupted{where}", file=sys.stderr)
         return 130
+    if isinstance(result, dict) and result.get("status") == "failed":
+        report = pathlib.Path(result["run_dir"]) / "nan_report.txt"
+        print(f"retrograd {args.command}: error: training failed: {result['reason']}"
+              + (f"; see {report}" if report.is_file() else ""), file=sys.stderr)
+        return EXIT_FAILED
     return 0
 
 

@@ -273,6 +273,8 @@ class EarlyStopping(Callback):
             self.wait += 1
             if self.wait >= self.patience:
                 trainer.stop_training = True
+                trainer.stop_reason = (f"early stopping: {self.monitor} did not improve for {self.patience} "
+                                       f"epoch{'s' if self.patience != 1 else ''}")
                 self.stopped_epoch = epoch
 
     def state_dict(self) -> dict:
@@ -367,6 +369,9 @@ class NaNGuard(Callback):
         self.triggered = True
         trainer.stop_training = True
         st = trainer.state
+        trainer.stop_reason = trainer.failure = (
+            f"NaNGuard: non-finite values at epoch {st.epoch}, batch {batch_idx} "
+            f"(optimizer step {st.global_step}): {bad[0]}")
         lines = [f"NaNGuard: non-finite values at epoch {st.epoch}, batch {batch_idx} "
                  f"(optimizer step {st.global_step}); training stopped before the step.",
                  *("  - " + b for b in bad[:20])]

@@ -19,7 +19,7 @@ from .formatting import format_value
 from .recipe import Setup
 
 __all__ = ["new_run_dir", "read_run_config", "checkpoint_dir", "final_metrics", "prefixed_metrics", "finish_run",
-           "summary_text", "jsonable"]
+           "summary_text", "jsonable", "run_outcome"]
 
 
 def new_run_dir(cfg: dict, config_path: str) -> pathlib.Path:
@@ -99,7 +99,7 @@ def finish_run(setup: Setup, trainer, history: dict, run_dir: pathlib.Path, elap
         "model": setup.cfg["model"]["name"], "data": setup.cfg["data"]["name"],
         "optimizer": setup.cfg["optim"]["name"],
         "parameters": int(sum(p.numel() for p in setup.model.parameters())),
-        "epochs": len(history.get("train_loss", [])),
+        **run_outcome(trainer, setup.cfg["train"]["epochs"]),
         "time_s": round(elapsed, 3),
         "train_time_s": round(float(sum(times)), 3) if times else None,
         "samples_per_sec": round(float(np.mean(sps)), 1) if sps else None,
@@ -125,6 +125,24 @@ def finish_run(setup: Setup, trainer, history: dict, run_dir: pathlib.Path, elap
     return summary
 
 
+def run_outcome(trainer, epochs: int) -> dict:
+    """How a ``fit`` ended, for ``summary.json`` and for scripts: ``status`` ("completed", "stopped"
+    by a callback such as EarlyStopping, or "failed": NaNGuard stopped it), ``reason`` (None when
+    completed), ``epochs`` (complete epochs actually run, resumed ones included), ``epochs_requested``
+    and, when not completed, ``stopped_at`` (epoch, batch of that epoch, optimizer step; 0-based)."""
+    st = trainer.state
+    failure = getattr(trainer, "failure", None)
+    reason = failure or getattr(trainer, "stop_reason", None)
+    status = "failed" if failure else "completed" if st.epoch >= epochs else "stopped"
+    if status == "stopped" and reason is None:
+        reason = "a callback set stop_training"
+    out = {"status": status, "reason": reason, "epochs": len(trainer.history.get("train_loss", [])),
+           "epochs_requested": epochs}
+    if status != "completed":
+        out["stopped_at"] = {"epoch": st.epoch, "batch": st.batch_in_epoch, "step": st.global_step}
+    return out
+
+
 def jsonable(v: Any) -> Any:
     """``v`` with NumPy scalars made Python numbers and anything else JSON cannot hold made a string."""
     if isinstance(v, dict):
@@ -143,6 +161,9 @@ def summary_text(s: dict) -> str:
     lines = [f"run {s['run_dir']}: {s['model']} on {s['data']} with {s['optimizer']}, "
              f"{s['parameters']:,} parameters, {s['epochs']} epochs in {s['time_s']:.1f} s"
              + (f" ({s['samples_per_sec']:,.0f} samples/s)" if s.get("samples_per_sec") else "")]
+    if s.get("status", "completed") != "completed":
+        lines.append(f"  {s['status'].upper()} after {s['epochs']} of {s.get('epochs_requested')} epochs: "
+                     f"{s.get('reason')}")
     if s["final"]:
         lines.append("  final: " + "  ".join(f"{k} {format_value(v, fixed=True)}" for k, v in s["final"].items()))
     if s["test"]:
