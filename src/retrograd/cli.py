@@ -39,8 +39,8 @@ from .train.config import (ConfigError, apply_overrides, default_lr, dumps, load
                            optimizer_class, optimizer_names, validate)
 from .train.formatting import format_value, markdown_table
 from .train.recipe import make_trainer, prepare
-from .train.runs import (checkpoint_dir, final_metrics, finish_run, jsonable, new_run_dir, prefixed_metrics,
-                         read_run_config)
+from .train.runs import (check_schedule_length, checkpoint_dir, final_metrics, finish_run, jsonable, new_run_dir,
+                         prefixed_metrics, read_run_config)
 
 __all__ = ["main", "build_parser"]
 
@@ -77,6 +77,9 @@ def cmd_resume(args, extra_callbacks: Sequence = ()) -> dict:
         cfg["train"]["epochs"] = args.epochs
     t0 = time.perf_counter()
     setup = prepare(cfg)
+    if args.epochs is not None:
+        for note in check_schedule_length(setup, args.epochs, "resume"):
+            print(f"retrograd resume: note: {note}", file=sys.stderr)
     ckpt = checkpoint_dir(run_dir, "last")
     args.active_run_dir = run_dir  # for the message after Ctrl-C
     print(f"resuming {run_dir} from {ckpt}")

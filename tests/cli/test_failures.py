@@ -126,3 +126,33 @@ def test_a_float64_loss_above_float32_max_reaches_nanguard_not_a_crash(tmp_path)
     (events,) = (tmp_path / "b" / "tb").glob("events.out.tfevents.*")
     assert read_scalars(events)["train/loss"] == [(1, math.inf), (2, math.inf)]
     assert [r["loss"] for r in log.rows if r["kind"] == "step"] == [pytest.approx(4e200)] * 2
+
+
+ONECYCLE = DIGITS_MLP.replace("epochs = 2", "epochs = 1") + '\n[schedule]\nname = "OneCycleLR"\ninterval = "step"\n'
+
+
+def test_resume_past_the_end_of_a_one_cycle_schedule_is_refused_with_what_to_do(write_config, run_cli, tmp_path):
+    rc, _, err = run_cli("train", write_config(ONECYCLE), "--quiet")
+    assert rc == 0, err
+    run = tmp_path / "runs" / "c"
+    # main: ValueError: Tried to step 42 times. The specified number of total steps is 41
+    rc, _, err = run_cli("resume", run, "--epochs", "2", "--quiet")
+    assert rc == 2
+    assert ("retrograd resume: error: resume --epochs 2: the run's schedule OneCycleLR ends after total_steps=41 "
+            "optimizer steps (1 epoch) and cannot step past its end; 2 epochs need 82. Resume with --epochs 1 or "
+            "fewer") in err and "--set schedule.total_steps=82" in err
+    assert summary(run)["epochs"] == 1                       # the run folder is untouched
+    # what the message suggests works: a new run from the run's config with the longer schedule
+    rc, _, err = run_cli("train", run / "config.toml", "--quiet", "--set", "train.epochs=2",
+                         "--set", "schedule.total_steps=82", "--set", "run.name=longer")
+    assert rc == 0, err
+    assert summary(run.parent / "longer")["epochs"] == 2
+    # other fixed-length schedules go on past their end, with a note saying what happens
+    rc, _, err = run_cli("train", write_config(ONECYCLE.replace("OneCycleLR", "warmup_cosine") +
+                                               "warmup_steps = 5\n", "wc"), "--quiet")
+    assert rc == 0, err
+    rc, _, err = run_cli("resume", tmp_path / "runs" / "wc", "--epochs", "2", "--quiet")
+    assert rc == 0, err
+    assert ("note: resume --epochs 2: schedule warmup_cosine was sized for total_steps=41 optimizer steps; this "
+            "run needs 82, and past the end the lr stays at the schedule's final value") in err
+    assert summary(tmp_path / "runs" / "wc")["epochs"] == 2

@@ -6,6 +6,7 @@ exactly the same run), the metrics log, ``checkpoints/{best,last}``, plots and `
 from __future__ import annotations
 
 import json
+import math
 import pathlib
 import sys
 import warnings
@@ -19,7 +20,8 @@ from .formatting import format_value
 from .recipe import Setup
 
 __all__ = ["new_run_dir", "read_run_config", "checkpoint_dir", "final_metrics", "prefixed_metrics", "finish_run",
-           "summary_text", "jsonable", "run_outcome"]
+           "summary_text", "jsonable", "run_outcome",
+           "check_schedule_length"]
 
 
 def new_run_dir(cfg: dict, config_path: str) -> pathlib.Path:
@@ -62,6 +64,43 @@ def checkpoint_dir(run_dir: pathlib.Path, which: str) -> pathlib.Path:
     for w in caught:
         print(f"retrograd: {w.message}", file=sys.stderr)
     return found
+
+
+_LENGTH_ARGS = ("total_steps", "steps", "decay_steps", "T_max", "total_iters")
+
+
+def check_schedule_length(setup: Setup, epochs: int, command: str) -> list[str]:
+    """Whether the run's schedule covers ``epochs`` (``resume --epochs``): ``OneCycleLR`` cannot step
+    past its ``total_steps`` (torch's raises "Tried to step ... times"), so a longer run is refused
+    with a ``ConfigError`` saying what to do; other schedules of a fixed length go on past their end
+    (the lr stays at its final value; ``CosineAnnealingLR`` climbs again, as torch's), which the
+    returned notes say."""
+    from ..optim.lr_scheduler import OneCycleLR
+
+    s = setup.cfg.get("schedule")
+    if not s:
+        return []
+    per_epoch = max(1, math.ceil(len(setup.train_loader) / setup.cfg["train"]["accumulate"]))
+    step_wise = setup.interval == "step"
+    needed = per_epoch * epochs if step_wise else epochs
+    unit = "optimizer steps" if step_wise else "epochs"
+    if isinstance(setup.scheduler, OneCycleLR) and needed > setup.scheduler.total_steps:
+        total = setup.scheduler.total_steps
+        fits = total // per_epoch if step_wise else total
+        raise ConfigError(
+            f"{command} --epochs {epochs}: the run's schedule {s['name']} ends after total_steps={total} {unit} "
+            f"({fits} epoch{'s' if fits != 1 else ''}) and cannot step past its end; {epochs} epochs need {needed}. Resume with --epochs "
+            f"{fits} or fewer, or train a new run with a one-cycle schedule as long as the run: retrograd train "
+            f"CONFIG --set train.epochs={epochs} (a fresh config's total_steps follows train.epochs; in this "
+            f"run's config.toml it is fixed: add --set schedule.total_steps={needed})")
+    notes = []
+    for k in _LENGTH_ARGS:
+        if isinstance(s.get(k), int) and s[k] < needed:
+            what = ("its lr climbs back up (a cosine period, as torch's CosineAnnealingLR)"
+                    if s["name"].lower() == "cosineannealinglr" else "the lr stays at the schedule's final value")
+            notes.append(f"{command} --epochs {epochs}: schedule {s['name']} was sized for {k}={s[k]} {unit}; "
+                         f"this run needs {needed}, and past the end {what}")
+    return notes
 
 
 def final_metrics(history: dict) -> dict:
