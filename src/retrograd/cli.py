@@ -38,6 +38,7 @@ from .io.checkpoint import CheckpointError
 from .train.config import (ConfigError, apply_overrides, default_lr, dumps, load_config, model_factory,
                            optimizer_class, optimizer_names, validate)
 from .train.formatting import format_value, markdown_table
+from .train.model_code import record_model_code
 from .train.recipe import make_trainer, prepare
 from .train.runs import (check_schedule_length, checkpoint_dir, final_metrics, finish_run, jsonable, new_run_dir,
                          prefixed_metrics, read_run_config)
@@ -61,6 +62,7 @@ def cmd_train(args, extra_callbacks: Sequence = ()) -> dict:
     setup = prepare(cfg, config_path=args.config)
     run_dir = new_run_dir(cfg, args.config)
     (run_dir / "config.toml").write_text(dumps(cfg))
+    record_model_code(run_dir, cfg)
     if setup.data.vocab is not None:
         (run_dir / "vocab.json").write_text(json.dumps(setup.data.vocab.itos))
     args.active_run_dir = run_dir  # for the message after Ctrl-C
@@ -72,7 +74,7 @@ def cmd_train(args, extra_callbacks: Sequence = ()) -> dict:
 
 def cmd_resume(args, extra_callbacks: Sequence = ()) -> dict:
     run_dir = pathlib.Path(args.run_dir)
-    cfg = read_run_config(run_dir)
+    cfg = read_run_config(run_dir, trust_model_code=args.trust_model_code, command="resume")
     if args.epochs is not None:
         cfg["train"]["epochs"] = args.epochs
     t0 = time.perf_counter()
@@ -92,7 +94,7 @@ def cmd_resume(args, extra_callbacks: Sequence = ()) -> dict:
 
 def cmd_evaluate(args) -> dict:
     run_dir = pathlib.Path(args.run_dir)
-    cfg = read_run_config(run_dir)
+    cfg = read_run_config(run_dir, trust_model_code=args.trust_model_code, command="evaluate")
     setup = prepare(cfg)
     trainer = make_trainer(setup, None, quiet=True, checkpoints=False)
     trainer.load_checkpoint(str(checkpoint_dir(run_dir, args.checkpoint)))
@@ -210,7 +212,7 @@ def cmd_plot(args) -> list:
 
 def cmd_generate(args) -> str:
     run_dir = pathlib.Path(args.run_dir)
-    cfg = read_run_config(run_dir)
+    cfg = read_run_config(run_dir, trust_model_code=args.trust_model_code, command="generate")
     vocab_path = run_dir / "vocab.json"
     if not vocab_path.is_file():
         raise ConfigError(f"{run_dir}: no vocab.json; generate needs a run of a language model on text "
@@ -280,6 +282,12 @@ def cmd_tune(args):
 
 
 # ---------------------------------------------------------------------- argument parsing
+def _trust_flag(sp) -> None:
+    sp.add_argument("--trust-model-code", action="store_true",
+                    help="import the run's model file (m.py:Class) even when it changed since training or the "
+                         "folder came from elsewhere (see retrograd.train.model_code); it runs as Python code")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="retrograd", description="Train and inspect retrograd models from TOML "
                                 "configs (see examples/*.toml).")
@@ -300,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="metrics of a run's checkpoint on its validation and test data")
     e.add_argument("run_dir")
     e.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    for sp in (r, e):
+        _trust_flag(sp)
     c = with_config(sub.add_parser("compare", help="train with several optimizers from the same init and batch "
                                    "order; one plot, one table"))
     c.add_argument("--optimizers", required=True, help="comma-separated, e.g. sgd,momentum,adam,adamw,lion")
@@ -319,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--top-k", type=int, default=None)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    _trust_flag(g)
     tu = sub.add_parser("tune", help="hyperparameter search over the config's [search] table (Optuna)")
     tu.add_argument("config", nargs="?", help="a TOML config with a [search] table, e.g. examples/tune_fashion_mlp.toml")
     tu.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")

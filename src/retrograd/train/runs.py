@@ -17,6 +17,7 @@ import numpy as np
 from ..io.checkpoint import CheckpointError, resolve_directory
 from .config import ConfigError, load_config, validate
 from .formatting import format_value
+from .model_code import check_model_code
 from .recipe import Setup
 
 __all__ = ["new_run_dir", "read_run_config", "checkpoint_dir", "final_metrics", "prefixed_metrics", "finish_run",
@@ -40,12 +41,15 @@ def new_run_dir(cfg: dict, config_path: str) -> pathlib.Path:
     return path
 
 
-def read_run_config(run_dir: pathlib.Path) -> dict:
-    """The validated resolved config of a run folder."""
+def read_run_config(run_dir: pathlib.Path, *, trust_model_code: bool = False, command: str = "") -> dict:
+    """The validated resolved config of a run folder. A model file it names (``m.py:MLP``) is
+    checked by ``model_code.check_model_code`` before validation imports it."""
     path = run_dir / "config.toml"
     if not path.is_file():
         raise ConfigError(f"{run_dir}: not a run folder (no config.toml)")
-    return validate(load_config(path), config_path=path)
+    raw = load_config(path)
+    check_model_code(run_dir, raw, trust_model_code=trust_model_code, command=command)
+    return validate(raw, config_path=path)
 
 
 def checkpoint_dir(run_dir: pathlib.Path, which: str) -> pathlib.Path:
