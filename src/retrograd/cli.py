@@ -12,7 +12,9 @@ learning rate, plot a run and sample text from a trained GPT, all from a TOML co
 A run folder holds ``config.toml`` (the resolved config: every default and
 every value derived from the data written out, so ``resume`` and ``evaluate``
 rebuild exactly the same run), the metrics log, ``checkpoints/{best,last}``,
-plots and ``summary.json``. See ``retrograd.train.config`` for the config keys.
+plots and ``summary.json``. See ``retrograd.train.config`` for the config keys, the README's
+"What a run folder guarantees" for crashes and exit statuses, and ``retrograd.train.model_code``
+for the check of a model file (``m.py:MLP``) before ``resume``/``evaluate``/``generate`` import it.
 
 This module parses arguments and runs one command per subcommand; the runs themselves are
 built by ``retrograd.train.recipe`` (run folders: ``retrograd.train.runs``).
@@ -34,7 +36,7 @@ from .data.presets import build_data
 from .data.text import Vocabulary
 from .random import Generator, manual_seed
 from .tensor import Tensor
-from .io.checkpoint import CheckpointError
+from .io.checkpoint import CheckpointError, verify_directory
 from .train.config import (ConfigError, apply_overrides, default_lr, dumps, load_config, model_factory,
                            optimizer_class, optimizer_names, validate)
 from .train.formatting import format_value, markdown_table
@@ -225,7 +227,9 @@ def cmd_generate(args) -> str:
         raise ConfigError(f"{run_dir}: model {cfg['model']['name']} has no generate()")
     from .io import load_safetensors
 
-    model.load_state_dict(load_safetensors(checkpoint_dir(run_dir, args.checkpoint) / "model.safetensors"))
+    folder = checkpoint_dir(run_dir, args.checkpoint)
+    verify_directory(folder)  # sizes and SHA-256 of the manifest, as Trainer.load_checkpoint checks them
+    model.load_state_dict(load_safetensors(folder / "model.safetensors"))
     try:
         ids = vocab.encode(args.prompt)
     except KeyError as e:

@@ -167,6 +167,10 @@ metrics = ["accuracy", "perplexity"]
     assert out2 == out                                          # seeded sampling
     rc, _, err = run_cli("generate", run, "--prompt", "ROMEO:\u2603")
     assert rc == 2 and "is not in the vocabulary" in err
+    weights = run / "checkpoints" / "best" / "model.safetensors"   # generate checks the manifest too
+    weights.write_bytes(weights.read_bytes()[:-1] + bytes([weights.read_bytes()[-1] ^ 1]))
+    rc, _, err = run_cli("generate", run, "--prompt", "ROMEO:")
+    assert rc == 2 and str(weights) in err and "corrupted" in err   # the file named, no traceback
 
 
 def test_model_from_a_user_file(write_config, run_cli, tmp_path):
