@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import pathlib
 import random as _pyrandom
-import shutil
 from typing import Any
 
 import numpy as np
@@ -137,6 +136,8 @@ def remove_stray_copies(path: str | os.PathLike) -> list[pathlib.Path]:
     """Delete the leftovers of interrupted saves of ``path`` (``stray_copies``), only when ``path``
     itself is a complete checkpoint that verifies against its manifest: the only good copy is never
     removed. Returns what was deleted."""
+    import shutil
+
     path = pathlib.Path(path)
     strays = stray_copies(path)
     if not strays or not path.is_dir() or not _verifies(path):
