@@ -13,7 +13,7 @@ import pytest
 
 import retrograd as rg
 from retrograd.train import Trainer
-from retrograd.train.callbacks import MetricLogger, NaNGuard
+from retrograd.train.callbacks import MetricLogger, NaNGuard, read_jsonl
 from retrograd.train.runs import run_outcome
 from retrograd.train.tensorboard import EventWriter, read_scalars
 
@@ -30,9 +30,8 @@ def retrograd_process(*argv, cwd=None):
 
 
 def test_a_run_nanguard_stops_exits_3_and_says_so_in_its_summary(write_config, tmp_path):
-    # lr 1e39 is above float32's maximum: main crashed in the TensorBoard writer ("float too large to pack")
-    # before NaNGuard could act; then it exited 0 with "epochs: 0" and nothing saying the run failed
-    cfg = write_config(DIGITS_MLP.replace('name = "adam"\nlr = 0.003', 'name = "sgd"\nlr = 1e39'), "nan")
+    # main exited 0 with "epochs: 0" and nothing saying the run failed
+    cfg = write_config(DIGITS_MLP.replace('name = "adam"\nlr = 0.003', 'name = "sgd"\nlr = 1e20'), "nan")
     p = retrograd_process("train", cfg, "--quiet")
     run = tmp_path / "runs" / "nan"
     assert p.returncode == 3, p.stderr
@@ -47,9 +46,8 @@ def test_a_run_nanguard_stops_exits_3_and_says_so_in_its_summary(write_config, t
     mlp_py = pathlib.Path(rg.models.__file__).parent / "mlp.py"
     assert f'the op was created at:\n    File "{mlp_py}", line ' in report and "in forward: return self.net(x)" in report
     assert "<frozen runpy>" not in report
-    # the lr above float32's range is logged as inf, as TensorBoard's own writer casts it
     (events,) = (run / "tb").glob("events.out.tfevents.*")
-    assert read_scalars(events)["train/lr"] == [(1, math.inf)]
+    assert read_scalars(events)["train/lr"] == [(1, pytest.approx(1e20))]
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
@@ -102,6 +100,23 @@ def test_tensorboard_writes_values_beyond_float32_as_inf(tmp_path):
     # float32's own cast agrees (what torch.utils.tensorboard writes)
     with np.errstate(over="ignore"):
         assert float(np.float32(1e39)) == math.inf and float(np.float32(-1e300)) == -math.inf
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
+def test_an_lr_above_float32_max_is_logged_as_inf_and_nanguard_stops_the_run(tmp_path):
+    # main: OverflowError: float too large to pack with format f, in the TensorBoard writer, before
+    # NaNGuard could act (the CLI's config check refuses such an lr; the Python API takes it)
+    rg.manual_seed(0)
+    model = rg.nn.Linear(4, 3)
+    x, y = rg.randn(8, 4), rg.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    guard = NaNGuard(tmp_path)
+    t = Trainer(model, rg.optim.SGD(model.parameters(), lr=1e39), rg.nn.functional.cross_entropy, metrics=(),
+                callbacks=[MetricLogger(tmp_path), guard])
+    t.fit([(x, y)] * 3, epochs=1)
+    assert guard.triggered and t.failure.startswith("NaNGuard: non-finite values at epoch 0, batch 1")
+    (events,) = (tmp_path / "tb").glob("events.out.tfevents.*")
+    assert read_scalars(events)["train/lr"] == [(1, math.inf)]       # as TensorBoard's float32 cast writes it
+    assert [r["lr"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == [1e39]
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
