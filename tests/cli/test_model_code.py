@@ -5,16 +5,9 @@ import shutil
 
 import pytest
 
-from cli_helpers import DIGITS_MLP, summary
+from cli_helpers import DIGITS_MLP, TINY_MODEL, summary
 
-MODEL = ("import pathlib\n"
-         "import retrograd.nn as nn\n\n"
-         "class Tiny(nn.Module):\n"
-         "    def __init__(self, hidden: int = 16):\n"
-         "        super().__init__()\n"
-         "        self.body = nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, 10))\n\n"
-         "    def forward(self, x):\n"
-         "        return self.body(x)\n")
+MODEL = "import pathlib\n" + TINY_MODEL
 # what a hostile model file does on import
 PAYLOAD = "\npathlib.Path(__file__).with_name('PWNED').write_text('ran')\n"
 CONFIG = DIGITS_MLP.replace('name = "mlp"\nsizes = [64, 64, 10]', 'name = "m.py:Tiny"\nhidden = 8') \
