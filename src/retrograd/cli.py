@@ -77,12 +77,13 @@ def cmd_train(args, extra_callbacks: Sequence = ()) -> dict:
 def cmd_resume(args, extra_callbacks: Sequence = ()) -> dict:
     run_dir = pathlib.Path(args.run_dir)
     cfg = read_run_config(run_dir, trust_model_code=args.trust_model_code, command="resume")
+    planned = cfg["train"]["epochs"]
     if args.epochs is not None:
         cfg["train"]["epochs"] = args.epochs
     t0 = time.perf_counter()
     setup = prepare(cfg)
     if args.epochs is not None:
-        for note in check_schedule_length(setup, args.epochs, "resume"):
+        for note in check_schedule_length(setup, args.epochs, "resume", planned):
             print(f"retrograd resume: note: {note}", file=sys.stderr)
     ckpt = checkpoint_dir(run_dir, "last")
     args.active_run_dir = run_dir  # for the message after Ctrl-C

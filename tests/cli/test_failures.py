@@ -171,3 +171,23 @@ def test_resume_past_the_end_of_a_one_cycle_schedule_is_refused_with_what_to_do(
     assert ("note: resume --epochs 2: schedule warmup_cosine was sized for total_steps=41 optimizer steps; this "
             "run needs 82, and past the end the lr stays at the schedule's final value") in err
     assert summary(tmp_path / "runs" / "wc")["epochs"] == 2
+
+
+def test_schedule_notes_only_for_schedules_sized_for_the_run():
+    from types import SimpleNamespace
+
+    from retrograd.train.runs import check_schedule_length
+
+    def setup(**schedule):
+        return SimpleNamespace(cfg={"schedule": schedule, "train": {"accumulate": 1}}, train_loader=range(41),
+                               interval="step", scheduler=None)
+
+    # a warmup shorter than the planned run was never meant to cover it: no note
+    assert check_schedule_length(setup(name="LinearLR", total_iters=5), 4, "resume", planned=2) == []
+    # a cosine sized for the planned 2 epochs (82 steps) does not cover 4
+    (note,) = check_schedule_length(setup(name="CosineAnnealingLR", T_max=82), 4, "resume", planned=2)
+    assert note == ("resume --epochs 4: schedule CosineAnnealingLR was sized for T_max=82 optimizer steps; this run "
+                    "needs 164, and past the end its lr climbs back up (a cosine period, as torch's "
+                    "CosineAnnealingLR)")
+    assert check_schedule_length(setup(name="CosineAnnealingLR", T_max=82), 2, "resume", planned=2) == []
+    assert check_schedule_length(SimpleNamespace(cfg={}, interval="epoch", scheduler=None), 9, "resume") == []

@@ -73,12 +73,12 @@ def checkpoint_dir(run_dir: pathlib.Path, which: str) -> pathlib.Path:
 _LENGTH_ARGS = ("total_steps", "steps", "decay_steps", "T_max", "total_iters")
 
 
-def check_schedule_length(setup: Setup, epochs: int, command: str) -> list[str]:
+def check_schedule_length(setup: Setup, epochs: int, command: str, planned: int | None = None) -> list[str]:
     """Whether the run's schedule covers ``epochs`` (``resume --epochs``): ``OneCycleLR`` cannot step
     past its ``total_steps`` (torch's raises "Tried to step ... times"), so a longer run is refused
-    with a ``ConfigError`` saying what to do; other schedules of a fixed length go on past their end
-    (the lr stays at its final value; ``CosineAnnealingLR`` climbs again, as torch's), which the
-    returned notes say."""
+    with a ``ConfigError`` saying what to do; other schedules whose length covered the ``planned``
+    epochs but not ``epochs`` go on past their end (the lr stays at its final value;
+    ``CosineAnnealingLR`` climbs again, as torch's), which the returned notes say."""
     from ..optim.lr_scheduler import OneCycleLR
 
     s = setup.cfg.get("schedule")
@@ -98,8 +98,9 @@ def check_schedule_length(setup: Setup, epochs: int, command: str) -> list[str]:
             f"CONFIG --set train.epochs={epochs} (a fresh config's total_steps follows train.epochs; in this "
             f"run's config.toml it is fixed: add --set schedule.total_steps={needed})")
     notes = []
+    before = (per_epoch * planned if step_wise else planned) if planned is not None else 0
     for k in _LENGTH_ARGS:
-        if isinstance(s.get(k), int) and s[k] < needed:
+        if isinstance(s.get(k), int) and before <= s[k] < needed:
             what = ("its lr climbs back up (a cosine period, as torch's CosineAnnealingLR)"
                     if s["name"].lower() == "cosineannealinglr" else "the lr stays at the schedule's final value")
             notes.append(f"{command} --epochs {epochs}: schedule {s['name']} was sized for {k}={s[k]} {unit}; "
