@@ -13,7 +13,8 @@ import pytest
 
 import retrograd as rg
 from retrograd.train import Trainer
-from retrograd.train.callbacks import MetricLogger, NaNGuard, read_jsonl
+from retrograd.train.callbacks import MetricLogger, NaNGuard
+from retrograd.train.logfiles import read_jsonl
 from retrograd.train.runs import run_outcome
 from retrograd.train.tensorboard import EventWriter, read_scalars
 
