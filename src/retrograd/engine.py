@@ -137,14 +137,17 @@ def is_anomaly_enabled() -> bool:
 
 
 def creation_site() -> str:
-    """The innermost stack frame outside retrograd's own code, as 'file:line in fn: code'."""
+    """The innermost stack frame outside retrograd's own code, as 'file:line in fn: code'; the
+    built-in models (``retrograd/models``, what ``retrograd train`` runs) count as model code."""
     for frame in reversed(traceback.extract_stack()[:-1]):
-        if not os.path.abspath(frame.filename).startswith(_PACKAGE_DIR):
+        path = os.path.abspath(frame.filename)
+        if not path.startswith(_PACKAGE_DIR) or path.startswith(_MODELS_DIR):
             return f'File "{frame.filename}", line {frame.lineno}, in {frame.name}: {frame.line}'
     return "<unknown>"
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_MODELS_DIR = os.path.join(_PACKAGE_DIR, "models") + os.sep
 
 
 # --------------------------------------------------------------------------- node

@@ -39,7 +39,7 @@ from ..random import Generator
 from ..tensor import Tensor, wrap_array
 
 __all__ = ["save_training_checkpoint", "load_training_checkpoint", "find_generators", "apply_loader_state",
-           "CheckpointError"]
+           "CheckpointError", "stray_copies", "remove_stray_copies", "tidy_checkpoint"]
 
 
 def find_generators(root: Any, max_depth: int = 6) -> dict[str, Generator]:
@@ -113,7 +113,59 @@ def save_training_checkpoint(trainer: Any, path: str | os.PathLike, *, extra: di
                                    "pending_batches": pending, "accumulate": trainer.accumulate,
                                    "callbacks": callbacks, "meta": extra or {}})
         write_json(tmp / "config.json", trainer.config)
+    remove_stray_copies(path)
     return path
+
+
+# ---------------------------------------------------------------------- leftovers of interrupted saves
+def stray_copies(path: str | os.PathLike) -> list[pathlib.Path]:
+    """The copies an interrupted save of checkpoint ``path`` can leave next to it: ``.<name>.tmp-*``
+    (a new checkpoint not yet renamed into place) and ``.<name>.old-*`` (the previous one, moved
+    aside and not yet deleted; see ``rg.io.checkpoint.atomic_directory``)."""
+    path = pathlib.Path(path)
+    if not path.parent.is_dir():
+        return []
+    return sorted(path.parent.glob(f".{path.name}.tmp-*")) + sorted(path.parent.glob(f".{path.name}.old-*"))
+
+
+def _verifies(folder: pathlib.Path) -> bool:
+    try:
+        verify_directory(folder)
+    except (CheckpointError, OSError):
+        return False
+    return True
+
+
+def remove_stray_copies(path: str | os.PathLike) -> list[pathlib.Path]:
+    """Delete the leftovers of interrupted saves of ``path`` (``stray_copies``), only when ``path``
+    itself is a complete checkpoint that verifies against its manifest: the only good copy is never
+    removed. Returns what was deleted."""
+    import shutil
+
+    path = pathlib.Path(path)
+    strays = stray_copies(path)
+    if not strays or not path.is_dir() or not _verifies(path):
+        return []
+    for s in strays:
+        if s.is_dir() and not s.is_symlink():
+            shutil.rmtree(s, ignore_errors=True)
+        else:
+            s.unlink(missing_ok=True)
+    return strays
+
+
+def tidy_checkpoint(path: str | os.PathLike) -> pathlib.Path | None:
+    """Repair checkpoint ``path`` after a crash, at the start of a run: when ``path`` is missing
+    because a save was killed between its two renames, the previous checkpoint it moved aside
+    (the newest ``.<name>.old-*`` that verifies) is renamed back to ``path``; then the stray copies
+    are removed (``remove_stray_copies``). Returns ``path`` when it now holds a checkpoint, else None."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        olds = [p for p in stray_copies(path) if ".old-" in p.name and p.is_dir() and _verifies(p)]
+        if olds:
+            os.rename(max(olds, key=lambda p: p.stat().st_mtime), path)
+    remove_stray_copies(path)
+    return path if path.is_dir() else None
 
 
 def _load_st(path: pathlib.Path) -> dict:
