@@ -335,12 +335,18 @@ def _recording_items(lib: types.ModuleType, program: str, items: list) -> Iterat
 
 @contextlib.contextmanager
 def _default_dtype(lib: types.ModuleType) -> Iterator[None]:
+    """float64 as the default dtype; torch also on one thread (its OpenMP pool spins for seconds per
+    op on a loaded 2-core machine; one thread also fixes its summation order)."""
     old = lib.get_default_dtype()
+    threads = torch.get_num_threads()
     lib.set_default_dtype(lib.float64)
+    if lib is torch:
+        torch.set_num_threads(1)
     try:
         yield
     finally:
         lib.set_default_dtype(old)
+        torch.set_num_threads(threads)
 
 
 def run(path: Path, lib_name: str, seed: int = 0) -> Record:
@@ -360,8 +366,10 @@ def run(path: Path, lib_name: str, seed: int = 0) -> Record:
             with _default_dtype(lib), bridge(lib_name, seed), _recording_items(lib, str(path), rec.items), \
                     contextlib.redirect_stdout(out):
                 exec(code, ns)
-            for name in sorted(os.listdir(tmp)):
-                rec.files[name] = _plain(lib.load(os.path.join(tmp, name)), lib)
+            for folder, _, names in sorted(os.walk(tmp)):
+                for name in sorted(names):
+                    rel = os.path.relpath(os.path.join(folder, name), tmp)
+                    rec.files[rel] = _plain(lib.load(os.path.join(tmp, rel)), lib)
         finally:
             os.chdir(cwd)
     rec.stdout = out.getvalue()

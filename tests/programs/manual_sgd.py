@@ -114,6 +114,21 @@ for t in range(300):
     loss.backward()
     optimizer.step()
 
+# --- 5. the older tutorial style: updates through `.data`, gradients zeroed with `.grad.data.zero_()`
+w_in = torch.randn(3, 8, device=device, dtype=dtype, requires_grad=True)
+w_out = torch.randn(8, 1, device=device, dtype=dtype, requires_grad=True)
+losses_data = []
+for t in range(200):
+    y_pred = (xx @ w_in).clamp(min=0) @ w_out
+    loss = (y_pred.squeeze(1) - y).pow(2).sum()
+    losses_data.append(loss.item())
+    loss.backward()
+    w_in.data -= 1e-6 * w_in.grad.data
+    w_out.data -= 1e-6 * w_out.grad.data
+    w_in.grad.data.zero_()
+    w_out.grad.data.zero_()
+print(199, losses_data[-1])
+
 # aliasing: `h` and `a` are the same tensor, so `a += 1` shows through `h`
 h = a
 with torch.no_grad():

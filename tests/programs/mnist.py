@@ -106,16 +106,19 @@ parser.add_argument('--log-interval', type=int, default=3, metavar='N')
 parser.add_argument('--save-model', action='store_true', default=True)
 args = parser.parse_args([])
 
-use_cuda = not args.no_accel and torch.cuda.is_available()
+use_accel = not args.no_accel and torch.accelerator.is_available()
 torch.manual_seed(args.seed)
-device = torch.device("cuda" if use_cuda else "cpu")
+if use_accel:
+    device = torch.accelerator.current_accelerator()
+else:
+    device = torch.device("cpu")
 
 train_kwargs = {'batch_size': args.batch_size}
 test_kwargs = {'batch_size': args.test_batch_size}
-if use_cuda:
-    cuda_kwargs = {'num_workers': 1, 'pin_memory': True, 'shuffle': True}
-    train_kwargs.update(cuda_kwargs)
-    test_kwargs.update(cuda_kwargs)
+if use_accel:
+    accel_kwargs = {'num_workers': 1, 'persistent_workers': True, 'pin_memory': True, 'shuffle': True}
+    train_kwargs.update(accel_kwargs)
+    test_kwargs.update(accel_kwargs)
 else:
     train_kwargs.update({'shuffle': True})
 

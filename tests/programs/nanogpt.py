@@ -2,6 +2,7 @@
 # file), at toy size so it runs in seconds.
 import inspect
 import math
+import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -206,6 +207,10 @@ class GPT(nn.Module):
 
 # -----------------------------------------------------------------------------
 # training configuration (nanoGPT's train.py globals, shrunk)
+out_dir = 'out'
+always_save_checkpoint = True
+init_from = 'scratch'
+compile = False  # torch.compile is for GPUs here
 eval_interval = 10
 log_interval = 5
 eval_iters = 3
@@ -229,8 +234,11 @@ lr_decay_iters = 30
 min_lr = 3e-4
 device = 'cuda' if torch.cuda.is_available() else 'cpu'
 dtype = 'bfloat16' if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else 'float32'
+config_keys = [k for k, v in globals().items() if not k.startswith('_') and isinstance(v, (int, float, bool, str))]
+config = {k: globals()[k] for k in config_keys}  # kept in the checkpoint
 # -----------------------------------------------------------------------------
 
+os.makedirs(out_dir, exist_ok=True)
 torch.manual_seed(1337)
 torch.backends.cuda.matmul.allow_tf32 = True  # allow tf32 on matmul
 torch.backends.cudnn.allow_tf32 = True  # allow tf32 on cudnn
@@ -274,6 +282,11 @@ model = GPT(gptconf)
 model.to(device)
 
 optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type)
+if compile:
+    print("compiling the model...")
+    unoptimized_model = model
+    model = torch.compile(model)
+raw_model = model
 
 
 @torch.no_grad()
@@ -320,8 +333,19 @@ while True:
         losses = estimate_loss()
         print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
         eval_history.append((losses['train'].item(), losses['val'].item()))
-        if losses['val'] < best_val_loss:
+        if losses['val'] < best_val_loss or always_save_checkpoint:
             best_val_loss = losses['val']
+            if iter_num > 0:
+                checkpoint = {
+                    'model': raw_model.state_dict(),
+                    'optimizer': optimizer.state_dict(),
+                    'model_args': model_args,
+                    'iter_num': iter_num,
+                    'best_val_loss': best_val_loss,
+                    'config': config,
+                }
+                print(f"saving checkpoint to {out_dir}")
+                torch.save(checkpoint, os.path.join(out_dir, 'ckpt.pt'))
 
     for micro_step in range(gradient_accumulation_steps):
         with ctx:
@@ -345,8 +369,20 @@ while True:
     if iter_num > max_iters:
         break
 
-# sampling (nanoGPT's sample.py)
+# sampling (nanoGPT's sample.py): the model comes back from the checkpoint
+ckpt_path = os.path.join(out_dir, 'ckpt.pt')
+checkpoint = torch.load(ckpt_path, map_location=device)
+gptconf = GPTConfig(**checkpoint['model_args'])
+model = GPT(gptconf)
+state_dict = checkpoint['model']
+unwanted_prefix = '_orig_mod.'
+for k, v in list(state_dict.items()):
+    if k.startswith(unwanted_prefix):
+        state_dict[k[len(unwanted_prefix):]] = state_dict.pop(k)
+model.load_state_dict(state_dict)
+print(f"resumed from iteration {checkpoint['iter_num']}, best val loss {checkpoint['best_val_loss']:.4f}")
 model.eval()
+model.to(device)
 start_ids = encode("The ")
 x = torch.tensor(start_ids, dtype=torch.long, device=device)[None, ...]
 with torch.no_grad():
