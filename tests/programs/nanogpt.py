@@ -10,7 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn as nn
+from torch.distributed import destroy_process_group, init_process_group
 from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 # -----------------------------------------------------------------------------
 # the model
@@ -238,8 +240,29 @@ config_keys = [k for k, v in globals().items() if not k.startswith('_') and isin
 config = {k: globals()[k] for k in config_keys}  # kept in the checkpoint
 # -----------------------------------------------------------------------------
 
-os.makedirs(out_dir, exist_ok=True)
-torch.manual_seed(1337)
+# a DDP run is launched by torchrun, which sets RANK; a plain `python` run is a single process
+ddp = int(os.environ.get('RANK', -1)) != -1
+if ddp:
+    init_process_group(backend='nccl')
+    ddp_rank = int(os.environ['RANK'])
+    ddp_local_rank = int(os.environ['LOCAL_RANK'])
+    ddp_world_size = int(os.environ['WORLD_SIZE'])
+    device = f'cuda:{ddp_local_rank}'
+    torch.cuda.set_device(device)
+    master_process = ddp_rank == 0
+    seed_offset = ddp_rank
+    assert gradient_accumulation_steps % ddp_world_size == 0
+    gradient_accumulation_steps //= ddp_world_size
+else:
+    master_process = True
+    seed_offset = 0
+    ddp_world_size = 1
+tokens_per_iter = gradient_accumulation_steps * ddp_world_size * batch_size * block_size
+print(f"tokens per iteration will be: {tokens_per_iter:,}")
+
+if master_process:
+    os.makedirs(out_dir, exist_ok=True)
+torch.manual_seed(1337 + seed_offset)
 torch.backends.cuda.matmul.allow_tf32 = True  # allow tf32 on matmul
 torch.backends.cudnn.allow_tf32 = True  # allow tf32 on cudnn
 device_type = 'cuda' if 'cuda' in device else 'cpu'
@@ -286,7 +309,9 @@ if compile:
     print("compiling the model...")
     unoptimized_model = model
     model = torch.compile(model)
-raw_model = model
+if ddp:
+    model = DDP(model, device_ids=[ddp_local_rank])
+raw_model = model.module if ddp else model
 
 
 @torch.no_grad()
@@ -329,7 +354,7 @@ while True:
     for param_group in optimizer.param_groups:
         param_group['lr'] = lr
 
-    if iter_num % eval_interval == 0:
+    if iter_num % eval_interval == 0 and master_process:
         losses = estimate_loss()
         print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
         eval_history.append((losses['train'].item(), losses['val'].item()))
@@ -348,6 +373,9 @@ while True:
                 torch.save(checkpoint, os.path.join(out_dir, 'ckpt.pt'))
 
     for micro_step in range(gradient_accumulation_steps):
+        if ddp:
+            # sync gradients only at the last micro step
+            model.require_backward_grad_sync = (micro_step == gradient_accumulation_steps - 1)
         with ctx:
             logits, loss = model(X, Y)
             loss = loss / gradient_accumulation_steps
@@ -363,11 +391,14 @@ while True:
     t0 = t1
     lossf = loss.item() * gradient_accumulation_steps
     train_losses.append(lossf)
-    if iter_num % log_interval == 0:
+    if iter_num % log_interval == 0 and master_process:
         print(f"iter {iter_num}: loss {lossf:.4f}, grad norm {norm.item():.4f}, lr {lr:.6f}")
     iter_num += 1
     if iter_num > max_iters:
         break
+
+if ddp:
+    destroy_process_group()
 
 # sampling (nanoGPT's sample.py): the model comes back from the checkpoint
 ckpt_path = os.path.join(out_dir, 'ckpt.pt')
