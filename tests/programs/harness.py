@@ -54,7 +54,8 @@ The random bridge (``bridge``)
     attention dropout.
 
 What is compared (``Record``)
-    ``items``: every ``Tensor.item()`` the program itself calls (losses, accuracies), in order;
+    ``items``: every ``Tensor.item()`` the program itself calls (losses, accuracies), in order, with
+    its Python type (float, int, bool);
     ``stdout``: the printed text, numbers to the digits printed; ``globals``: the program's
     module-level tensors, modules (their ``state_dict``), numbers and lists of them; ``files``: each
     file the program wrote in its working directory, loaded back with the same library's ``load``.
@@ -459,6 +460,9 @@ def check_program(path: Path, *, rtol: float = 1e-10, atol: float = 1e-12, seed:
     for rec in (ref, got):
         rec.globals = {k: v for k, v in rec.globals.items() if k not in ignore}
     problems = compare(ref.items, got.items, rtol, atol, "items")
+    kinds = [(i, type(a).__name__, type(b).__name__) for i, (a, b) in enumerate(zip(ref.items, got.items))
+             if type(a) is not type(b)]
+    problems += [f"items[{i}]: .item() returned {a} in torch, {b} in retrograd" for i, a, b in kinds[:3]]
     problems += compare(ref.globals, got.globals, rtol, atol, "globals")
     problems += compare(ref.files, got.files, rtol, atol, "files")
     problems += compare_text(ref.stdout, got.stdout, rtol)
