@@ -334,12 +334,27 @@ def _recording_items(lib: types.ModuleType, program: str, items: list) -> Iterat
         yield
 
 
+_FLAGS = (("backends.cuda.matmul", "allow_tf32"), ("backends.cudnn", "allow_tf32"),
+          ("backends.cudnn", "benchmark"), ("backends.cudnn", "deterministic"))
+
+
+def _owner(lib: types.ModuleType, dotted: str) -> Any:
+    for part in dotted.split("."):
+        lib = getattr(lib, part)
+    return lib
+
+
 @contextlib.contextmanager
-def _default_dtype(lib: types.ModuleType) -> Iterator[None]:
+def _process_state(lib: types.ModuleType) -> Iterator[None]:
     """float64 as the default dtype; torch also on one thread (its OpenMP pool spins for seconds per
-    op on a loaded 2-core machine; one thread also fixes its summation order)."""
+    op on a loaded 2-core machine; one thread also fixes its summation order). Process-wide settings a
+    program changes (``allow_tf32``, ``cudnn.benchmark``; in torch ``allow_tf32 = True`` also sets the
+    float32 matmul precision to "high") are put back afterwards, so no later test sees them."""
     old = lib.get_default_dtype()
     threads = torch.get_num_threads()
+    flags = [(owner, name, getattr(owner, name)) for owner, name in
+             ((_owner(lib, dotted), name) for dotted, name in _FLAGS)]
+    precision = lib.get_float32_matmul_precision()
     lib.set_default_dtype(lib.float64)
     if lib is torch:
         torch.set_num_threads(1)
@@ -348,6 +363,10 @@ def _default_dtype(lib: types.ModuleType) -> Iterator[None]:
     finally:
         lib.set_default_dtype(old)
         torch.set_num_threads(threads)
+        for owner, name, value in flags:
+            setattr(owner, name, value)
+        if lib.get_float32_matmul_precision() != precision:
+            lib.set_float32_matmul_precision(precision)
 
 
 def run(path: Path, lib_name: str, seed: int = 0) -> Record:
@@ -364,7 +383,7 @@ def run(path: Path, lib_name: str, seed: int = 0) -> Record:
         os.chdir(tmp)
         try:
             ns: dict[str, Any] = {"__name__": "__main__", "__file__": str(path)}
-            with _default_dtype(lib), bridge(lib_name, seed), _recording_items(lib, str(path), rec.items), \
+            with _process_state(lib), bridge(lib_name, seed), _recording_items(lib, str(path), rec.items), \
                     contextlib.redirect_stdout(out):
                 exec(code, ns)
             for folder, _, names in sorted(os.walk(tmp)):

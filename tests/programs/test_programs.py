@@ -29,6 +29,19 @@ def test_program_matches_torch(name):
           f"files {summary['files']}, worst relative difference {summary['worst_rel']:.2g}")
 
 
+def test_a_run_leaves_process_settings_as_it_found_them():
+    # nanoGPT sets allow_tf32 (in torch that also moves the float32 matmul precision), DCGAN cudnn.benchmark
+    before = [(lib.get_default_dtype(), lib.get_float32_matmul_precision(), lib.backends.cuda.matmul.allow_tf32,
+               lib.backends.cudnn.allow_tf32, lib.backends.cudnn.benchmark) for lib in (torch, rg)]
+    threads = torch.get_num_threads()
+    for lib in ("torch", "retrograd"):
+        harness.run(harness.HERE / "nanogpt.py", lib)
+        harness.run(harness.HERE / "dcgan.py", lib)
+    after = [(lib.get_default_dtype(), lib.get_float32_matmul_precision(), lib.backends.cuda.matmul.allow_tf32,
+              lib.backends.cudnn.allow_tf32, lib.backends.cudnn.benchmark) for lib in (torch, rg)]
+    assert after == before and torch.get_num_threads() == threads
+
+
 def test_port_changes_only_the_import_lines():
     for name in PROGRAMS:
         src = (harness.HERE / name).read_text()
