@@ -18,6 +18,8 @@ from .tensor_functions import cat, concat, concatenate, einsum, hstack, pad, sta
 from . import tensor_numpy  # noqa: F401  (fills Tensor's NumPy dispatch tables)
 from . import autograd
 from . import accelerator, backends, cuda
+from . import distributed
+from .dtype_info import finfo, iinfo
 from .backends import get_float32_matmul_precision, set_float32_matmul_precision
 from .devices import device, get_default_device, set_default_device
 from .inference import inference_mode, is_inference_mode_enabled
