@@ -235,15 +235,22 @@ def test_matmul_conv_attention_against_torch():
     assert r.dtype == rg.bfloat16 and _scaled_ulps(r.float().numpy(), t) <= 1.0
 
 
-def test_safetensors_keeps_bf16_values(tmp_path):
-    """A bfloat16 state dict saved and loaded into a bfloat16 model keeps every value (io/ decides the
-    file's dtype; bfloat16 values are exact in float32 too)."""
+def test_safetensors_round_trip_with_torch(tmp_path):
+    """A bfloat16 state dict saved by retrograd loads as bfloat16 in retrograd and in PyTorch's safetensors,
+    and a PyTorch bfloat16 file loads as rg.bfloat16 (the writer and reader are io/'s)."""
+    st = pytest.importorskip("safetensors.torch", reason="safetensors' torch API (test extra) is not installed")
     m = rg.nn.Linear(3, 2).bfloat16()
     rg.save(m.state_dict(), tmp_path / "m.safetensors")
     m2 = rg.nn.Linear(3, 2).bfloat16()
-    m2.load_state_dict(rg.load(tmp_path / "m.safetensors"))
-    assert m2.weight.dtype == rg.bfloat16
+    loaded = rg.load(tmp_path / "m.safetensors")
+    assert loaded["weight"].dtype == rg.bfloat16
+    m2.load_state_dict(loaded)
     assert np.array_equal(m2.weight.float().detach().numpy(), m.weight.float().detach().numpy())
+    t = st.load_file(str(tmp_path / "m.safetensors"))
+    assert t["weight"].dtype == torch.bfloat16 and t["weight"].float().tolist() == m.weight.float().tolist()
+    st.save_file({"w": torch.tensor([1.5, -2.25, 3.1], dtype=torch.bfloat16)}, str(tmp_path / "t.safetensors"))
+    w = rg.load(tmp_path / "t.safetensors")["w"]
+    assert w.dtype == rg.bfloat16 and w.tolist() == [1.5, -2.25, 3.09375]
 
 
 def test_set_default_dtype_bfloat16():

@@ -63,14 +63,39 @@ def test_nn_modules_common_imports():
     assert issubclass(nn.BatchNorm1d, _BatchNorm) and Module is nn.Module and Linear is nn.Linear
 
 
-def test_nn_parallel_is_a_module_with_a_clear_error():
+def test_nn_parallel_imports_and_raises_a_clear_error_when_used():
+    # training scripts import DDP at the top whether or not they run distributed (nanoGPT's train.py)
     import retrograd.nn.parallel as parallel
+    from retrograd.nn.parallel import DataParallel, DistributedDataParallel as DDP, data_parallel
     assert parallel is nn.parallel
-    assert not hasattr(parallel, "DistributedDataParallel")
-    with pytest.raises(AttributeError, match="DistributedDataParallel is not available yet"):
-        parallel.DistributedDataParallel  # noqa: B018
+    with pytest.raises(RuntimeError, match="DistributedDataParallel is not available yet"):
+        DDP(nn.Linear(2, 2), device_ids=[0])
+    with pytest.raises(RuntimeError, match="DataParallel is not available: .*call the module directly"):
+        DataParallel(nn.Linear(2, 2))
+    with pytest.raises(RuntimeError, match="data_parallel is not available"):
+        data_parallel(nn.Linear(2, 2), rg.ones(1, 2), [0])
     with pytest.raises(AttributeError, match="no attribute 'Foo'"):
         parallel.Foo  # noqa: B018
+
+
+def test_distributed_answers_as_a_single_process():
+    import torch.distributed as tdist
+
+    import retrograd.distributed as dist
+    from retrograd.distributed import destroy_process_group, init_process_group
+    assert dist is rg.distributed
+    assert dist.is_initialized() is tdist.is_initialized() is False
+    assert dist.is_available() is False  # as a PyTorch build without distributed support
+    with pytest.raises(RuntimeError, match="init_process_group: multi-process training is not available yet"):
+        init_process_group(backend="gloo")
+    with pytest.raises(RuntimeError, match="destroy_process_group"):
+        destroy_process_group()
+    for name in ("get_rank", "get_world_size", "barrier"):
+        with pytest.raises(ValueError) as theirs:
+            getattr(tdist, name)()
+        with pytest.raises(ValueError) as ours:
+            getattr(dist, name)()
+        assert str(ours.value) == str(theirs.value)
 
 
 def test_backends_is_a_package():

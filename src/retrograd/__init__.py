@@ -9,7 +9,7 @@ from . import accel, backend
 from .accel import get_num_threads, set_num_threads
 from .backend import (bool_ as bool, double, float, float16, float32, float64, get_default_dtype, half, int,  # noqa: A004
                       int8, int16, int32, int64, long, set_default_dtype, uint8)
-from .backend import bfloat16, finfo, iinfo
+from .backend import bfloat16
 from .legacy_types import BFloat16Tensor
 from .engine import detect_anomaly, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
@@ -20,6 +20,8 @@ from .tensor_functions import cat, concat, concatenate, einsum, hstack, pad, sta
 from . import tensor_numpy  # noqa: F401  (fills Tensor's NumPy dispatch tables)
 from . import autograd
 from . import accelerator, backends, cuda
+from . import distributed
+from .dtype_info import finfo, iinfo
 from .backends import get_float32_matmul_precision, set_float32_matmul_precision
 from .devices import device, get_default_device, set_default_device
 from .inference import inference_mode, is_inference_mode_enabled

@@ -14,6 +14,7 @@ from ... import backend as B
 from ... import ops as O
 from ...ops import Rule, call
 from ...tensor import Tensor, _as_tensor, where, wrap_array
+from ...tensor_inplace import _torch_name
 from ._args import _float_input
 
 
@@ -359,13 +360,15 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
     if tuple(t.shape) != tuple(x.shape):
         raise ValueError(f"Using a target size ({tuple(t.shape)}) that is different to the input size "
                          f"({tuple(x.shape)}) is deprecated. Please ensure they have the same size.")
+    if t.dtype != x.dtype:  # PyTorch refuses a target of another dtype here (not in the _with_logits form)
+        raise RuntimeError(f"binary_cross_entropy: Found dtype {_torch_name(t._array.dtype)} but expected "
+                           f"{_torch_name(x._array.dtype)} (the target must have the input's dtype)")
     if x.numel() and (np.any(x._array < 0) or np.any(x._array > 1)):
         raise RuntimeError("binary_cross_entropy: all elements of input should be between 0 and 1 "
                            "(apply sigmoid first, or use binary_cross_entropy_with_logits)")
-    t = t.to(x.dtype)
     loss = -(t * x.log().clamp(min=-100.0) + (1 - t) * (1 - x).log().clamp(min=-100.0))
-    if weight is not None:
-        loss = loss * weight
+    if weight is not None:  # the loss keeps the input's dtype, whatever the weight's (as PyTorch)
+        loss = loss * (weight.to(x.dtype) if isinstance(weight, Tensor) else weight)
     return _reduce(loss, reduction)
 
 
