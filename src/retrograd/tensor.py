@@ -178,7 +178,8 @@ class Tensor:
 
     # _gslot: optional preallocated array (a view into an optimizer's flat gradient
     # buffer) that backward writes this leaf's gradient into instead of allocating
-    __slots__ = ("_array", "grad", "requires_grad", "_node", "_vc", "_hooks", "_gslot", "__weakref__")
+    # _viewinfo: set only on views (tensor_shape._view): (root base, creation kind, label)
+    __slots__ = ("_array", "grad", "requires_grad", "_node", "_vc", "_hooks", "_gslot", "_viewinfo", "__weakref__")
     __array_priority__ = 1000
     __hash__ = object.__hash__
 
@@ -254,6 +255,9 @@ class Tensor:
 
     def element_size(self) -> int:
         return self._array.itemsize
+
+    _base = property(tensor_shape.base)
+    _is_view = tensor_shape.is_view
 
     @property
     def is_leaf(self) -> bool:

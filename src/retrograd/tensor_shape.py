@@ -52,14 +52,56 @@ def _norm_dims(dim: Any, ndim: int, op: str) -> tuple | None:
     return dims if ndim else None
 
 
+# how a view was made, for PyTorch's checks of in-place ops on views (its ``CreationMeta``)
+NO_GRAD = "no_grad"   # made while grad mode was off
+MULTI = "multi"       # one of several views returned by split, chunk, unbind
+_VIEW_LABEL = {"reshape": "View", "permute": "Permute", "expand": "Expand"}
+
+
 def _view(t: "Tensor", rule: O.Rule, kw: dict) -> "Tensor":
-    """An op whose output shares memory with its input: both share one version counter."""
+    """An op whose output shares memory with its input: both share one version counter, and the
+    output remembers its root base (``_base``) and how it was made (for in-place ops on it)."""
     out = t._apply(rule, (t,), kw)
-    if out._array.base is not None:
+    ob = out._array.base
+    if ob is not None and (ob is t._array or ob is t._array.base):
         out._vc = t._vc
         if out._node is not None and out._node.out_vc is not None:
             out._node.out_vc = (t._vc, t._vc[0])
+        vi = getattr(t, "_viewinfo", None)
+        kind = None if state.enabled else NO_GRAD
+        if rule is O.INDEX:
+            label = "Select" if any(type(i) is int for i in kw["index"]) else "Slice"
+        else:
+            label = _VIEW_LABEL.get(rule.name, rule.name.capitalize())
+        if vi is None:
+            out._viewinfo = (t, kind, "Output 0 of " + label)
+        else:
+            out._viewinfo = (vi[0], kind or vi[1], "Output 0 of " + label)
+        if kind is not None and t.requires_grad:
+            out.requires_grad = True  # as PyTorch: a view made under no_grad still requires grad
     return out
+
+
+def _multi_output(views: tuple, name: str) -> tuple:
+    """Mark the views of split/chunk/unbind as outputs of a multi-view function (PyTorch refuses
+    in-place ops on them while grad mode is on)."""
+    kind = MULTI if state.enabled else NO_GRAD
+    for i, v in enumerate(views):
+        vi = getattr(v, "_viewinfo", None)
+        if vi is not None:
+            v._viewinfo = (vi[0], kind, f"Output {i} of {name}")
+    return views
+
+
+def base(self) -> "Tensor | None":
+    """The tensor this one is a view of (PyTorch's ``_base``: the root, never itself a view), or None."""
+    vi = getattr(self, "_viewinfo", None)
+    return None if vi is None else vi[0]
+
+
+def is_view(self) -> bool:
+    """Whether this tensor is a view of another (shares its storage and version counter)."""
+    return getattr(self, "_viewinfo", None) is not None
 
 
 def _infer_shape(shape: tuple, n: int) -> tuple:
@@ -395,7 +437,7 @@ def split(self, split_size_or_sections: Any, dim: int = 0) -> tuple:
         idx = (slice(None),) * d + (slice(start, start + s),)
         out.append(self[idx])
         start += s
-    return tuple(out)
+    return _multi_output(tuple(out), "Split")
 
 
 def chunk(self, chunks: int, dim: int = 0) -> tuple:
@@ -416,7 +458,7 @@ def tensor_split(self, sections: int, dim: int = 0) -> tuple:
 
 def unbind(self, dim: int = 0) -> tuple:
     d = _norm_dim(dim, self.ndim, "unbind")
-    return tuple(self[(slice(None),) * d + (i,)] for i in range(self.shape[d]))
+    return _multi_output(tuple(self[(slice(None),) * d + (i,)] for i in range(self.shape[d])), "Unbind")
 
 
 def tril(self, diagonal: int = 0) -> "Tensor":
