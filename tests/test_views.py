@@ -316,3 +316,73 @@ def test_hooks_and_retain_grad_around_in_place_ops_match_torch():
     for (_, u), (_, w) in zip(r[:3], t[:3]):
         np.testing.assert_array_equal(u, w)
     assert r[3][1] is None and t[3][1] is None
+
+
+# ------------------------------------------------------------------ view(dtype), storage identity, unique
+@pytest.mark.parametrize("src,make,dtype", [
+    ("float32", lambda x: x, "int32"),
+    ("float32", lambda x: x, "int16"),
+    ("float32", lambda x: x, "uint8"),
+    ("float32", lambda x: x, "bool"),
+    ("float32", lambda x: x, "float64"),
+    ("float64", lambda x: x.reshape(3, 4), "float32"),
+    ("float32", lambda x: x.reshape(3, 4)[:, :2], "float64"),
+    ("float32", lambda x: x.reshape(2, 6).t(), "int32"),
+    ("int64", lambda x: x[2:6], "int32"),
+])
+def test_view_dtype_matches_torch(src, make, dtype):
+    out = []
+    for lib in (rg, torch):
+        x = make(lib.arange(12).to(getattr(lib, src)) + 1)
+        y = x.view(getattr(lib, dtype))
+        out.append((y, x))
+        assert (y._version if lib is torch else y._vc[0]) == 0 and not y.requires_grad
+    (y, x), (ty, tx) = out
+    assert tuple(y.shape) == tuple(ty.shape)
+    np.testing.assert_array_equal(_np(y), _np(ty))
+    if y.dtype.kind != "b":  # a write through the dtype view is seen by the source, version shared
+        y[0] = 1
+        ty[0] = 1
+        np.testing.assert_array_equal(_np(x), _np(tx))
+        assert x._vc[0] == tx._version == 1
+
+
+@pytest.mark.parametrize("make,dtype", [
+    (lambda lib: lib.tensor(1.0), "float16"),
+    (lambda lib: lib.arange(8.0)[::2], "float64"),
+    (lambda lib: lib.arange(8.0)[1:7], "float64"),
+    (lambda lib: lib.arange(24.0).reshape(4, 6)[:, 1:5], "float64"),
+    (lambda lib: lib.arange(6.0).reshape(2, 3).t(), "int16"),
+    (lambda lib: lib.arange(6.0)[:3], "float64"),
+])
+def test_view_dtype_errors_match_torch(make, dtype):
+    msgs = []
+    for lib in (rg, torch):
+        with pytest.raises(RuntimeError) as e:
+            make(lib).view(getattr(lib, dtype))
+        msgs.append(str(e.value).removeprefix("view: "))
+    assert msgs[0] == msgs[1]
+
+
+def test_data_ptr_and_untyped_storage_identity_as_torch():
+    for lib in (rg, torch):
+        x = lib.arange(12.0).reshape(3, 4)
+        v = x[1:, 2:]
+        assert v.untyped_storage().data_ptr() == x.untyped_storage().data_ptr() == x.data_ptr()
+        assert v.data_ptr() - x.data_ptr() == (4 + 2) * 4 and v.storage_offset() == 6
+        assert x.detach().data_ptr() == x.data.data_ptr() == x.data_ptr()
+        assert x.clone().data_ptr() != x.data_ptr()
+        assert x.untyped_storage().nbytes() == 48
+    lin = rg.nn.Linear(3, 2)
+    rg.optim.SGD(lin.parameters(), lr=0.1)  # parameters now live in one flat buffer: still distinct storages
+    assert lin.weight.untyped_storage().data_ptr() != lin.bias.untyped_storage().data_ptr()
+
+
+def test_unique_with_sorted_false_and_nans_matches_torch_cpu():
+    rng = np.random.default_rng(0)
+    for arr in (rng.integers(-50, 50, 500), np.array([3.0, np.nan, 1.0, np.nan, 0.0]), rng.normal(size=40).round(1)):
+        res = []
+        for lib in (rg, torch):
+            res.append(lib.unique(lib.tensor(arr), sorted=False, return_inverse=True, return_counts=True))
+        for a, b in zip(*res):
+            np.testing.assert_array_equal(_np(a), _np(b))

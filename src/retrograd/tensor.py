@@ -258,6 +258,9 @@ class Tensor:
 
     _base = property(tensor_shape.base)
     _is_view = tensor_shape.is_view
+    untyped_storage = tensor_shape.untyped_storage
+    data_ptr = tensor_shape.data_ptr
+    storage_offset = tensor_shape.storage_offset
 
     @property
     def is_leaf(self) -> bool:

@@ -35,19 +35,9 @@ from . import backend as B
 from . import ops as O
 from . import tensor_shape as TS
 from .engine import Node, _history, next_seq, no_grad, state
-from .tensor_shape import _convert_index, _index_array, _norm_dim
+from .tensor_shape import _convert_index, _index_array, _norm_dim, _torch_name
 
 Tensor = Any  # annotations only: the class is tensor.Tensor, which sits above this module
-
-_TORCH_NAMES = {"bool": "Bool", "uint8": "Byte", "int8": "Char", "int16": "Short", "int32": "Int",
-                "int64": "Long", "float16": "Half", "float32": "Float", "float64": "Double",
-                "bfloat16": "BFloat16"}
-
-
-def _torch_name(dtype: np.dtype) -> str:
-    name = B.dtype_name(dtype)
-    return _TORCH_NAMES.get(name, name)
-
 
 def _arr(x: Any) -> Any:
     return x._array if isinstance(x, state.tensor_type) else x

@@ -93,6 +93,85 @@ def _multi_output(views: tuple, name: str) -> tuple:
     return views
 
 
+_TORCH_NAMES = {"bool": "Bool", "uint8": "Byte", "int8": "Char", "int16": "Short", "int32": "Int",
+                "int64": "Long", "float16": "Half", "float32": "Float", "float64": "Double",
+                "bfloat16": "BFloat16"}
+
+
+def _torch_name(dtype: np.dtype) -> str:
+    """PyTorch's name of a dtype in its error messages ("Float", "Long")."""
+    name = B.dtype_name(dtype)
+    return _TORCH_NAMES.get(name, name)
+
+
+class UntypedStorage:
+    """What ``Tensor.untyped_storage()`` returns: the memory a tensor, its views and its
+    ``.data``/``detach()`` aliases share (the root base's array), for identity checks."""
+
+    __slots__ = ("_array",)
+
+    def __init__(self, array: np.ndarray) -> None:
+        self._array = array
+
+    def data_ptr(self) -> int:
+        return self._array.__array_interface__["data"][0]
+
+    def nbytes(self) -> int:
+        return self._array.nbytes
+
+    size = nbytes
+
+    def __len__(self) -> int:
+        return self._array.nbytes
+
+    def __repr__(self) -> str:
+        return f"UntypedStorage(nbytes={self._array.nbytes}, data_ptr={hex(self.data_ptr())})"
+
+
+def untyped_storage(self) -> UntypedStorage:
+    """The storage this tensor shares with its base and the base's other views."""
+    root = base(self)
+    return UntypedStorage((self if root is None else root)._array)
+
+
+def data_ptr(self) -> int:
+    """The address of the tensor's first element (equal for tensors that alias it)."""
+    return self._array.__array_interface__["data"][0]
+
+
+def storage_offset(self) -> int:
+    """Where the first element lies in ``untyped_storage()``, in elements."""
+    return (data_ptr(self) - untyped_storage(self).data_ptr()) // max(self._array.itemsize, 1)
+
+
+def _view_dtype(self, dtype: Any) -> "Tensor":
+    """``view(dtype)``: the same memory read as another dtype (PyTorch's rules for element sizes).
+    Shares storage and version counter; not differentiable, as PyTorch."""
+    a = self._array
+    dt = B.as_dtype(dtype)
+    old, new = a.itemsize, dt.itemsize
+    what = f"to view {_torch_name(a.dtype)} as {_torch_name(dt)} (different element sizes)"
+    if old != new:
+        if a.ndim == 0:
+            raise RuntimeError(f"view: self.dim() cannot be 0 {what}")
+        strides = _elem_strides(a)
+        ratio = new // old if new > old else old // new
+        if new > old and a.shape[-1] % ratio:
+            raise RuntimeError(f"view: self.size(-1) must be divisible by {ratio} {what}, but got {a.shape[-1]}")
+        if strides[-1] != 1:
+            raise RuntimeError(f"view: self.stride(-1) must be 1 {what}, but got {strides[-1]}")
+        if new > old:
+            off = storage_offset(self)
+            if off % ratio:
+                raise RuntimeError(f"view: self.storage_offset() must be divisible by {ratio} {what}, but got {off}")
+            for i, st in enumerate(strides[:-1]):
+                if st % ratio:
+                    raise RuntimeError(f"view: self.stride({i}) must be divisible by {ratio} {what}, but got {st}")
+    out = self._wrap(a.view(dt))
+    out._vc = self._vc
+    return out
+
+
 def base(self) -> "Tensor | None":
     """The tensor this one is a view of (PyTorch's ``_base``: the root, never itself a view), or None."""
     vi = getattr(self, "_viewinfo", None)
@@ -199,7 +278,10 @@ def reshape(self, *shape: Any) -> "Tensor":
 
 def view(self, *shape: Any) -> "Tensor":
     """``reshape`` that never copies: as PyTorch, raises where the new shape cannot be laid
-    over the input's strides (e.g. flattening a transposed tensor); ``reshape`` copies there."""
+    over the input's strides (e.g. flattening a transposed tensor); ``reshape`` copies there.
+    ``view(dtype)`` reads the same memory as another dtype."""
+    if len(shape) == 1 and not isinstance(shape[0], (int, np.integer, tuple, list)):
+        return _view_dtype(self, shape[0])
     shape = _as_shape(shape)
     if shape == self.shape:
         return self
