@@ -386,3 +386,29 @@ def test_unique_with_sorted_false_and_nans_matches_torch_cpu():
             res.append(lib.unique(lib.tensor(arr), sorted=False, return_inverse=True, return_counts=True))
         for a, b in zip(*res):
             np.testing.assert_array_equal(_np(a), _np(b))
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda b: b.unbind(0)[1], "Output 1 of Unbind is a view and its base or another view of its base has been "
+                               "modified inplace. This view is the output of a function that returns multiple"),
+    (lambda b: b.chunk(2, dim=1)[0], "Output 0 of Split is a view and its base or another view of its base has"),
+])
+def test_multi_view_output_used_after_its_base_changed_is_refused(make, match):
+    # torch refuses when the view is used; retrograd when backward reaches it
+    for lib in (torch, rg):
+        with pytest.raises(RuntimeError, match=match):
+            b = _leaf(lib) * 1
+            a = make(b)
+            b.mul_(2)
+            (a * 1).sum().backward()
+
+
+def test_no_grad_view_used_after_its_base_changed_is_refused():
+    for lib in (torch, rg):
+        with pytest.raises(RuntimeError, match="A view was created in no_grad mode and its base or another view "
+                                               "of its base has been modified inplace with grad mode enabled"):
+            b = _leaf(lib) * 1
+            with lib.no_grad():
+                v = b[0]
+            b.mul_(2)
+            (v * 1).sum().backward()

@@ -56,6 +56,25 @@ _OVERLAP = ("unsupported operation: more than one element of the written-to tens
             "location. Please clone() the tensor before performing the operation.")
 
 
+def _view_error(label: str, kind: str, has_node: bool, indirect: bool) -> str:
+    """PyTorch's message for an in-place change of a view made under no_grad or by a multi-view
+    function (``indirect``: the change was to its base or another view of the base)."""
+    what = "its base or another view of its base has been" if indirect else "is being"
+    if kind == TS.NO_GRAD or not has_node:
+        prefix = f"{label} is a view of a view which was created in" if has_node else "A view was created in"
+        msg = f"{prefix} no_grad mode and {what} modified inplace with grad mode enabled."
+    else:
+        msg = f"{label} is a view and {what} modified inplace."
+    if kind == TS.MULTI:
+        return msg + (" This view is the output of a function that returns multiple views. Such functions do "
+                      "not allow the output views to be modified inplace. You should replace the inplace "
+                      "operation by an out-of-place one.")
+    return msg + (" Given that this use case is ambiguous and error-prone, it is forbidden. You can clarify "
+                  "your code by moving both the view and the inplace either both inside the no_grad block "
+                  "(if you don't want the inplace to be tracked) or both outside (if you want the inplace "
+                  "to be tracked).")
+
+
 def _check_inplace(self: Tensor, name: str) -> None:
     """Refuse what PyTorch refuses when an in-place op on ``self`` is recorded (grad mode on and
     something requires grad): a view made under no_grad or by split/chunk/unbind, a view of a
@@ -64,22 +83,7 @@ def _check_inplace(self: Tensor, name: str) -> None:
     if vi is not None:
         root, kind, label = vi
         if kind is not None:
-            if kind == TS.NO_GRAD or self._node is None:
-                prefix = (f"{label} is a view of a view which was created in" if self._node is not None
-                          else "A view was created in")
-                msg = prefix + " no_grad mode and is being modified inplace with grad mode enabled."
-            else:
-                msg = f"{label} is a view and is being modified inplace."
-            if kind == TS.MULTI:
-                msg += (" This view is the output of a function that returns multiple views. Such functions do "
-                        "not allow the output views to be modified inplace. You should replace the inplace "
-                        "operation by an out-of-place one.")
-            else:
-                msg += (" Given that this use case is ambiguous and error-prone, it is forbidden. You can clarify "
-                        "your code by moving both the view and the inplace either both inside the no_grad block "
-                        "(if you don't want the inplace to be tracked) or both outside (if you want the inplace "
-                        "to be tracked).")
-            raise RuntimeError(f"{name}: {msg}")
+            raise RuntimeError(f"{name}: {_view_error(label, kind, self._node is not None, False)}")
         if root._node is None and root.requires_grad:
             raise RuntimeError(f"{name}: a view of a leaf Variable that requires grad is being used in an "
                                "in-place operation.")
@@ -307,6 +311,8 @@ def _view_history(t: Tensor, gi: Any, seq: int) -> tuple:
         h = _history(h, seq)
     if h is None or (own is not None and own.seq <= h.seq):
         return own, gi
+    if vi[1] is not None:  # PyTorch refuses when such a view is used (here: found in backward)
+        raise RuntimeError(_view_error(vi[2], vi[1], own is not None, True))
     kw = {"pos": _view_positions(root._array, t._array), "shape": root.shape}
     return h, O.call(AS_STRIDED_T, (gi,), kw)
 
