@@ -412,3 +412,25 @@ def test_no_grad_view_used_after_its_base_changed_is_refused():
                 v = b[0]
             b.mul_(2)
             (v * 1).sum().backward()
+
+
+def test_detach_in_place_refuses_views_as_torch():
+    for lib in (torch, rg):
+        b = _leaf(lib) * 1
+        with pytest.raises(RuntimeError, match="Can't detach views in-place. Use detach"):
+            b[0].detach_()
+        assert b.detach_() is b and not b.requires_grad
+
+
+def test_in_place_on_view_of_a_base_with_non_contiguous_memory():
+    # the base's own array is laid out column-major (from_numpy of a transposed array)
+    grads = []
+    for lib in (rg, torch):
+        buf = lib.from_numpy(np.zeros((3, 4)).T.copy().T) if lib is torch else rg.from_numpy(np.zeros((4, 3)).T)
+        x = _leaf(lib)
+        buf[1].copy_(x[0] * 2)
+        buf.t()[2].add_(x[:, 1])
+        (buf * _weights(lib, buf.shape)).sum().backward()
+        grads.append((buf, x.grad))
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(_np(a), _np(b), rtol=1e-12)

@@ -361,6 +361,8 @@ class Tensor:
         return t
 
     def detach_(self) -> "Tensor":
+        if tensor_shape.is_view(self):
+            raise RuntimeError("detach_: Can't detach views in-place. Use detach() instead.")
         self._node = None
         self.requires_grad = False
         return self

@@ -59,6 +59,7 @@ _OVERLAP = ("unsupported operation: more than one element of the written-to tens
 def _view_error(label: str, kind: str, has_node: bool, indirect: bool) -> str:
     """PyTorch's message for an in-place change of a view made under no_grad or by a multi-view
     function (``indirect``: the change was to its base or another view of the base)."""
+    label = TS.view_label(label)
     what = "its base or another view of its base has been" if indirect else "is being"
     if kind == TS.NO_GRAD or not has_node:
         prefix = f"{label} is a view of a view which was created in" if has_node else "A view was created in"

@@ -67,19 +67,27 @@ def _view(t: "Tensor", rule: O.Rule, kw: dict) -> "Tensor":
         out._vc = t._vc
         if out._node is not None and out._node.out_vc is not None:
             out._node.out_vc = (t._vc, t._vc[0])
-        vi = getattr(t, "_viewinfo", None)
+        vi = None if t._array.base is None else getattr(t, "_viewinfo", None)  # a view's array has a base
         kind = None if state.enabled else NO_GRAD
-        if rule is O.INDEX:
-            label = "Select" if any(type(i) is int for i in kw["index"]) else "Slice"
-        else:
-            label = _VIEW_LABEL.get(rule.name, rule.name.capitalize())
         if vi is None:
-            out._viewinfo = (t, kind, "Output 0 of " + label)
+            out._viewinfo = (t, kind, (rule, kw))  # (rule, kw): the label, made only for an error message
         else:
-            out._viewinfo = (vi[0], kind or vi[1], "Output 0 of " + label)
+            out._viewinfo = (vi[0], kind or vi[1], (rule, kw))
         if kind is not None and t.requires_grad:
             out.requires_grad = True  # as PyTorch: a view made under no_grad still requires grad
     return out
+
+
+def view_label(label: Any) -> str:
+    """PyTorch's "Output 0 of Select" for a view, from what ``_view`` stored."""
+    if isinstance(label, str):
+        return label
+    rule, kw = label
+    if rule is O.INDEX:
+        name = "Select" if any(type(i) is int for i in kw["index"]) else "Slice"
+    else:
+        name = _VIEW_LABEL.get(rule.name, rule.name.capitalize())
+    return "Output 0 of " + name
 
 
 def _multi_output(views: tuple, name: str) -> tuple:
