@@ -101,17 +101,12 @@ def test_mlp_with_inplace_relu_matches_torch():
     x = rng.normal(size=(5, 4))
     grads = []
     for lib in (rg, torch):
-        l1 = lib.nn.Linear(4, 6).double()
-        l2 = lib.nn.Linear(6, 3, bias=False).double()
-        with lib.no_grad():
-            l1.weight.copy_(lib.tensor(w1))
-            l1.bias.copy_(lib.tensor(b1))
-            l2.weight.copy_(lib.tensor(w2))
-        model = lib.nn.Sequential(l1, lib.nn.ReLU(inplace=True), lib.nn.Dropout(0.0, inplace=True), l2,
-                                  lib.nn.LeakyReLU(0.1, inplace=True))
+        model = lib.nn.Sequential(lib.nn.Linear(4, 6), lib.nn.ReLU(inplace=True), lib.nn.Dropout(0.0, inplace=True),
+                                  lib.nn.Linear(6, 3, bias=False), lib.nn.LeakyReLU(0.1, inplace=True)).double()
+        model.load_state_dict({"0.weight": lib.tensor(w1), "0.bias": lib.tensor(b1), "3.weight": lib.tensor(w2)})
         out = model(lib.tensor(x))
         out.pow(2).sum().backward()
-        grads.append((out, l1.weight.grad, l1.bias.grad, l2.weight.grad))
+        grads.append((out, model[0].weight.grad, model[0].bias.grad, model[3].weight.grad))
     for a, b in zip(*grads):
         np.testing.assert_allclose(_np(a), _np(b), rtol=1e-12)
 
