@@ -434,3 +434,13 @@ def test_in_place_on_view_of_a_base_with_non_contiguous_memory():
         grads.append((buf, x.grad))
     for a, b in zip(*grads):
         np.testing.assert_allclose(_np(a), _np(b), rtol=1e-12)
+
+
+def test_view_made_under_no_grad_requires_grad_but_gets_no_grad_as_torch():
+    for lib in (rg, torch):
+        w = lib.ones(3, requires_grad=True)
+        with lib.no_grad():
+            v = w[0:2]
+        assert v.requires_grad and v.is_leaf and v.grad_fn is None
+        (v * 2).sum().backward()
+        assert v.grad is None and w.grad is None

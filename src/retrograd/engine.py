@@ -338,11 +338,15 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
         if not accumulate or (only_ids is not None and key not in only_ids):
             return
         if create_graph:
+            if getattr(t, "_gslot", None) is NO_GRAD_SLOT:
+                return
             gt = gi if isinstance(gi, Tensor) else wrap(gi)
             t.grad = gt if t.grad is None else t.grad + gt
             return
         if t.grad is None:
             slot = getattr(t, "_gslot", None)
+            if slot is NO_GRAD_SLOT:
+                return
             if slot is not None and slot.shape == gi.shape:
                 np.copyto(slot, gi, casting="unsafe")
                 gi = slot
@@ -482,6 +486,9 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
 
 
 _NEED1 = (True,)
+# the ``_gslot`` of a view made under no_grad of a tensor that requires grad: it requires grad but,
+# as in PyTorch, never accumulates a ``.grad``
+NO_GRAD_SLOT = np.empty(0)
 
 
 def _history(child: Node, seq: int) -> Node | None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import backend as B
 from . import ops as O
-from .engine import state
+from .engine import NO_GRAD_SLOT, state
 from .tensor_convert import _coerce
 
 Tensor = Any  # annotations only: the class is tensor.Tensor, which sits above this module
@@ -74,7 +74,8 @@ def _view(t: "Tensor", rule: O.Rule, kw: dict) -> "Tensor":
         else:
             out._viewinfo = (vi[0], kind or vi[1], (rule, kw))
         if kind is not None and t.requires_grad:
-            out.requires_grad = True  # as PyTorch: a view made under no_grad still requires grad
+            out.requires_grad = True  # as PyTorch: a view made under no_grad still requires grad,
+            out._gslot = NO_GRAD_SLOT  # but backward leaves its .grad None
     return out
 
 
