@@ -444,3 +444,15 @@ def test_view_made_under_no_grad_requires_grad_but_gets_no_grad_as_torch():
         assert v.requires_grad and v.is_leaf and v.grad_fn is None
         (v * 2).sum().backward()
         assert v.grad is None and w.grad is None
+
+
+def test_copies_and_pickles_of_a_view_are_not_views_as_torch():
+    import copy
+    import pickle
+    for lib in (rg, torch):
+        b = lib.zeros(3, 4, dtype=lib.float64)
+        v = b[1]
+        for c in (copy.deepcopy(v), pickle.loads(pickle.dumps(v))):
+            assert not c._is_view() and c._base is None
+            c.copy_(_leaf(lib)[0])  # an ordinary tensor gaining history
+            assert c.requires_grad and _np(b).sum() == 0

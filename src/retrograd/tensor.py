@@ -360,6 +360,11 @@ class Tensor:
         t._vc = self._vc  # shares storage: in-place changes are seen by both
         return t
 
+    def __getstate__(self) -> tuple:
+        """Copies and pickles of a view are not views (as in PyTorch): ``_viewinfo`` is left out."""
+        return None, {k: getattr(self, k) for k in ("_array", "grad", "requires_grad", "_node", "_vc", "_hooks",
+                                                   "_gslot") if hasattr(self, k)}
+
     def detach_(self) -> "Tensor":
         if tensor_shape.is_view(self):
             raise RuntimeError("detach_: Can't detach views in-place. Use detach() instead.")
