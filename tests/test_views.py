@@ -264,6 +264,11 @@ def test_view_of_leaf_and_expanded_view_refuse_in_place_as_torch():
     overlap = "more than one element of the written-to tensor refers to a single memory location"
     _torch_and_rg_raise(lambda lib: lib.zeros(3).expand(2, 3).add_(1), overlap)
     _torch_and_rg_raise(lambda lib: (_leaf(lib) * 1)[0].expand(2, 4).add_(1), overlap)
+    _torch_and_rg_raise(lambda lib: lib.zeros(3).expand(2, 3).copy_(lib.ones(2, 3)), overlap)
+    # torch writes fill_/zero_/x[i] = v into an expanded view; retrograd refuses them (a documented difference)
+    for write in (lambda e: e.fill_(1), lambda e: e.zero_(), lambda e: e.__setitem__(0, 1.0)):
+        with pytest.raises(RuntimeError, match=overlap):
+            write(rg.zeros(3).expand(2, 3))
 
 
 # ------------------------------------------------------------------ self-aliasing

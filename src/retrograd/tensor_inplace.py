@@ -129,6 +129,13 @@ def _apply_inplace(self: Tensor, name: str, compute: Callable, operands: tuple =
     return _record(self, name, compute)
 
 
+def _raise_unwritable(self: Tensor, name: str) -> None:
+    if 0 in self._array.strides:  # an expanded view (PyTorch allows fill_ and setitem there; retrograd not)
+        raise RuntimeError(f"{name}: {_OVERLAP}") from None
+    raise RuntimeError(f"{name}: the tensor's memory is read-only (a tensor made from a read-only NumPy "
+                       "array); clone() it first") from None
+
+
 def _write(self: Tensor, value: np.ndarray, casting: str = "same_kind", name: str = "in-place") -> None:
     try:
         np.copyto(self._array, value, casting=casting)
@@ -485,7 +492,10 @@ def fill_(self: Tensor, value: Any) -> Tensor:
                                f"{value.ndim} dimensions")
         value = value._cast(self.dtype)
     elif not (state.enabled and self.requires_grad):
-        self._array[...] = value
+        try:
+            self._array[...] = value
+        except ValueError:
+            _raise_unwritable(self, "fill_")
         self._vc[0] += 1
         return self
     return _apply_inplace(self, "fill_", lambda x: x.masked_fill(_ALL, value), (value,))
@@ -500,6 +510,8 @@ def copy_(self: Tensor, src: Any, non_blocking: bool = False) -> Tensor:
     T = state.tensor_type
     if not (state.enabled and (self.requires_grad or isinstance(src, T) and src.requires_grad)):
         s = _arr(src)
+        if not self._array.flags.writeable:
+            _raise_unwritable(self, "copy_")
         try:
             np.copyto(self._array, np.broadcast_to(s, self.shape), casting="unsafe")
         except ValueError as e:
@@ -550,7 +562,12 @@ def setitem(self: Tensor, index: Any, value: Any) -> None:
     T = state.tensor_type
     idx, advanced = _convert_index(index, self.shape)
     if not (state.enabled and (self.requires_grad or isinstance(value, T) and value.requires_grad)):
-        self._array[idx] = _arr(value)
+        try:
+            self._array[idx] = _arr(value)
+        except ValueError:
+            if self._array.flags.writeable:
+                raise
+            _raise_unwritable(self, "__setitem__")
         self._vc[0] += 1
         return
     mask = np.zeros(self.shape, dtype=bool)
