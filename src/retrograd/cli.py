@@ -12,7 +12,9 @@ learning rate, plot a run and sample text from a trained GPT, all from a TOML co
 A run folder holds ``config.toml`` (the resolved config: every default and
 every value derived from the data written out, so ``resume`` and ``evaluate``
 rebuild exactly the same run), the metrics log, ``checkpoints/{best,last}``,
-plots and ``summary.json``. See ``retrograd.train.config`` for the config keys.
+plots and ``summary.json``. See ``retrograd.train.config`` for the config keys, the README's
+"What a run folder guarantees" for crashes and exit statuses, and ``retrograd.train.model_code``
+for the check of a model file (``m.py:MLP``) before ``resume``/``evaluate``/``generate`` import it.
 
 This module parses arguments and runs one command per subcommand; the runs themselves are
 built by ``retrograd.train.recipe`` (run folders: ``retrograd.train.runs``).
@@ -34,12 +36,14 @@ from .data.presets import build_data
 from .data.text import Vocabulary
 from .random import Generator, manual_seed
 from .tensor import Tensor
+from .io.checkpoint import CheckpointError, verify_directory
 from .train.config import (ConfigError, apply_overrides, default_lr, dumps, load_config, model_factory,
                            optimizer_class, optimizer_names, validate)
 from .train.formatting import format_value, markdown_table
+from .train.model_code import record_model_code
 from .train.recipe import make_trainer, prepare
-from .train.runs import (checkpoint_dir, final_metrics, finish_run, jsonable, new_run_dir, prefixed_metrics,
-                         read_run_config)
+from .train.runs import (check_schedule_length, checkpoint_dir, final_metrics, finish_run, jsonable, new_run_dir,
+                         prefixed_metrics, read_run_config)
 
 __all__ = ["main", "build_parser"]
 
@@ -60,6 +64,7 @@ def cmd_train(args, extra_callbacks: Sequence = ()) -> dict:
     setup = prepare(cfg, config_path=args.config)
     run_dir = new_run_dir(cfg, args.config)
     (run_dir / "config.toml").write_text(dumps(cfg))
+    record_model_code(run_dir, cfg)
     if setup.data.vocab is not None:
         (run_dir / "vocab.json").write_text(json.dumps(setup.data.vocab.itos))
     args.active_run_dir = run_dir  # for the message after Ctrl-C
@@ -71,11 +76,15 @@ def cmd_train(args, extra_callbacks: Sequence = ()) -> dict:
 
 def cmd_resume(args, extra_callbacks: Sequence = ()) -> dict:
     run_dir = pathlib.Path(args.run_dir)
-    cfg = read_run_config(run_dir)
+    cfg = read_run_config(run_dir, trust_model_code=args.trust_model_code, command="resume")
+    planned = cfg["train"]["epochs"]
     if args.epochs is not None:
         cfg["train"]["epochs"] = args.epochs
     t0 = time.perf_counter()
     setup = prepare(cfg)
+    if args.epochs is not None:
+        for note in check_schedule_length(setup, args.epochs, "resume", planned):
+            print(f"retrograd resume: note: {note}", file=sys.stderr)
     ckpt = checkpoint_dir(run_dir, "last")
     args.active_run_dir = run_dir  # for the message after Ctrl-C
     print(f"resuming {run_dir} from {ckpt}")
@@ -88,7 +97,7 @@ def cmd_resume(args, extra_callbacks: Sequence = ()) -> dict:
 
 def cmd_evaluate(args) -> dict:
     run_dir = pathlib.Path(args.run_dir)
-    cfg = read_run_config(run_dir)
+    cfg = read_run_config(run_dir, trust_model_code=args.trust_model_code, command="evaluate")
     setup = prepare(cfg)
     trainer = make_trainer(setup, None, quiet=True, checkpoints=False)
     trainer.load_checkpoint(str(checkpoint_dir(run_dir, args.checkpoint)))
@@ -206,7 +215,7 @@ def cmd_plot(args) -> list:
 
 def cmd_generate(args) -> str:
     run_dir = pathlib.Path(args.run_dir)
-    cfg = read_run_config(run_dir)
+    cfg = read_run_config(run_dir, trust_model_code=args.trust_model_code, command="generate")
     vocab_path = run_dir / "vocab.json"
     if not vocab_path.is_file():
         raise ConfigError(f"{run_dir}: no vocab.json; generate needs a run of a language model on text "
@@ -219,7 +228,9 @@ def cmd_generate(args) -> str:
         raise ConfigError(f"{run_dir}: model {cfg['model']['name']} has no generate()")
     from .io import load_safetensors
 
-    model.load_state_dict(load_safetensors(checkpoint_dir(run_dir, args.checkpoint) / "model.safetensors"))
+    folder = checkpoint_dir(run_dir, args.checkpoint)
+    verify_directory(folder)  # sizes and SHA-256 of the manifest, as Trainer.load_checkpoint checks them
+    model.load_state_dict(load_safetensors(folder / "model.safetensors"))
     try:
         ids = vocab.encode(args.prompt)
     except KeyError as e:
@@ -276,6 +287,12 @@ def cmd_tune(args):
 
 
 # ---------------------------------------------------------------------- argument parsing
+def _trust_flag(sp) -> None:
+    sp.add_argument("--trust-model-code", action="store_true",
+                    help="import the run's model file (m.py:Class) even when it changed since training or the "
+                         "folder came from elsewhere (see retrograd.train.model_code); it runs as Python code")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="retrograd", description="Train and inspect retrograd models from TOML "
                                 "configs (see examples/*.toml).")
@@ -296,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="metrics of a run's checkpoint on its validation and test data")
     e.add_argument("run_dir")
     e.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    for sp in (r, e):
+        _trust_flag(sp)
     c = with_config(sub.add_parser("compare", help="train with several optimizers from the same init and batch "
                                    "order; one plot, one table"))
     c.add_argument("--optimizers", required=True, help="comma-separated, e.g. sgd,momentum,adam,adamw,lion")
@@ -315,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--top-k", type=int, default=None)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    _trust_flag(g)
     tu = sub.add_parser("tune", help="hyperparameter search over the config's [search] table (Optuna)")
     tu.add_argument("config", nargs="?", help="a TOML config with a [search] table, e.g. examples/tune_fashion_mlp.toml")
     tu.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
@@ -332,16 +352,22 @@ COMMANDS = {"train": cmd_train, "resume": cmd_resume, "evaluate": cmd_evaluate, 
 COMMANDS["tune"] = cmd_tune
 
 
+EXIT_FAILED = 3  # the run ran and failed: NaNGuard stopped it (summary.json: status "failed")
+
+
 def main(argv: Sequence[str] | None = None, *, extra_callbacks: Sequence = ()) -> int:
-    """Run the command line ``argv``; returns the exit status (2: a config/data error, 130: interrupted).
+    """Run the command line ``argv``; returns the exit status: 0 done (early stopping included),
+    1 an unexpected error (a traceback), 2 a config, data or checkpoint error (the message names it),
+    3 training failed (non-finite loss or gradients: NaNGuard stopped the run; ``summary.json`` has
+    ``"status": "failed"`` and the reason), 130 interrupted (Ctrl-C).
     ``extra_callbacks`` are appended to the Trainer's callbacks by ``train`` and ``resume``."""
     args = build_parser().parse_args(argv)
     try:
         if args.command in ("train", "resume"):
-            COMMANDS[args.command](args, extra_callbacks=extra_callbacks)
+            result = COMMANDS[args.command](args, extra_callbacks=extra_callbacks)
         else:
-            COMMANDS[args.command](args)
-    except (ConfigError, DataNotInstalledError) as e:
+            result = COMMANDS[args.command](args)
+    except (ConfigError, DataNotInstalledError, CheckpointError) as e:
         print(f"retrograd {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -349,6 +375,11 @@ def main(argv: Sequence[str] | None = None, *, extra_callbacks: Sequence = ()) -
         where = f"; continue with: retrograd resume {run_dir}" if run_dir else ""
         print(f"retrograd {args.command}: interrupted{where}", file=sys.stderr)
         return 130
+    if isinstance(result, dict) and result.get("status") == "failed":
+        report = pathlib.Path(result["run_dir"]) / "nan_report.txt"
+        print(f"retrograd {args.command}: error: training failed: {result['reason']}"
+              + (f"; see {report}" if report.is_file() else ""), file=sys.stderr)
+        return EXIT_FAILED
     return 0
 
 

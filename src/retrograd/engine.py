@@ -109,13 +109,20 @@ def is_grad_enabled() -> bool:
 
 
 class AnomalyError(RuntimeError):
-    """Raised in anomaly mode by the first op producing NaN or inf."""
+    """Raised in anomaly mode by the first op producing NaN (forward or backward) or, in the
+    forward only, an inf that is not a mask (see ``detect_anomaly``)."""
 
 
 class detect_anomaly(contextlib.ContextDecorator):
-    """Record where each op was created and raise at the first NaN/inf produced
-    by a forward or a backward, naming the op, its input shapes and the line of
-    user code that created it."""
+    """Record where each op was created and raise at the first NaN produced by a
+    forward or a backward, naming the op, its input shapes and the line of user
+    code that created it.
+
+    As PyTorch, the backward check flags NaN only. The forward check (retrograd's
+    own) also flags an inf that an op created from finite inputs; an inf carried
+    in from an input (an additive ``-inf`` attention mask) or written by
+    ``masked_fill(mask, -inf)`` is a mask, not an anomaly, and a ``-inf`` that
+    ``softmax`` turns into an exact 0 is healthy."""
 
     def __init__(self, check_nan: bool = True) -> None:
         self.check_nan = check_nan
@@ -133,14 +140,17 @@ def is_anomaly_enabled() -> bool:
 
 
 def creation_site() -> str:
-    """The innermost stack frame outside retrograd's own code, as 'file:line in fn: code'."""
+    """The innermost stack frame outside retrograd's own code, as 'file:line in fn: code'; the
+    built-in models (``retrograd/models``, what ``retrograd train`` runs) count as model code."""
     for frame in reversed(traceback.extract_stack()[:-1]):
-        if not os.path.abspath(frame.filename).startswith(_PACKAGE_DIR):
+        path = os.path.abspath(frame.filename)
+        if not path.startswith(_PACKAGE_DIR) or path.startswith(_MODELS_DIR):
             return f'File "{frame.filename}", line {frame.lineno}, in {frame.name}: {frame.line}'
     return "<unknown>"
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_MODELS_DIR = os.path.join(_PACKAGE_DIR, "models") + os.sep
 
 
 # --------------------------------------------------------------------------- node
@@ -274,14 +284,50 @@ def _shapes(inputs: Sequence) -> str:
     return ", ".join(str(tuple(t._array.shape)) if t is not None else "None" for t in inputs)
 
 
+def _has_inf_fill(node: Node) -> bool:
+    """``masked_fill(mask, -inf)`` (and ``fill_``/``index_fill`` built on it) writes an attention mask."""
+    if node.rule.name != "masked_fill" or not node.kw:
+        return False
+    try:
+        return bool(np.isinf(node.kw.get("value")))
+    except TypeError:
+        return False
+
+
+def _inf_is_a_mask(node: Node, inputs: Sequence) -> bool:
+    """An inf in a forward output is a mask, not an anomaly, when the op carried it in from an
+    input (``scores + attn_mask``, ``softmax``/``exp``/``log_softmax`` of a masked row) or wrote it
+    as a fill value (``masked_fill(mask, -inf)``; ``where`` takes its fill value as an input)."""
+    if _has_inf_fill(node):
+        return True
+    for t in inputs:
+        a = getattr(t, "_array", None)
+        if isinstance(a, np.ndarray) and a.dtype.kind == "f" and not np.isfinite(a).all():
+            return True
+    return False
+
+
 def _check_finite(arr: Any, what: str, node: Node, inputs: Sequence | None = None) -> None:
+    """Anomaly mode's check of one op's result.
+
+    ``what == "backward"``: NaN only, as PyTorch's anomaly mode (an inf gradient, e.g. of ``sqrt``
+    at 0, is not flagged). ``"forward"`` (retrograd's own addition, naming the op that first made a
+    bad value): NaN always; inf only when the op created it from finite inputs and it is not a
+    mask fill, so that additive ``-inf`` attention masks and ``masked_fill(-inf)`` pass."""
     # not getattr(arr, "data"): an ndarray's .data is its memoryview, which would skip the check
     data = arr._array if isinstance(arr, state.tensor_type) else arr
-    if isinstance(data, np.ndarray) and data.dtype.kind == "f" and not np.isfinite(data).all():
-        kind = "nan" if np.isnan(data).any() else "inf"
-        raise AnomalyError(
-            f"{what} of op '{node.rule.name}' produced {kind} values "
-            f"(input shapes: {_shapes(node.inputs if inputs is None else inputs)}); the op was created at:\n  {node.site or '<unknown>'}")
+    if not (isinstance(data, np.ndarray) and data.dtype.kind == "f") or np.isfinite(data).all():
+        return
+    ins = node.inputs if inputs is None else inputs
+    if np.isnan(data).any():
+        kind = "nan"
+    elif what == "backward" or _inf_is_a_mask(node, ins or ()):
+        return
+    else:
+        kind = "inf"
+    raise AnomalyError(
+        f"{what} of op '{node.rule.name}' produced {kind} values "
+        f"(input shapes: {_shapes(ins)}); the op was created at:\n  {node.site or '<unknown>'}")
 
 
 # --------------------------------------------------------------------------- engine

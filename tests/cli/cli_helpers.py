@@ -23,6 +23,15 @@ seed = 0
 progress = false
 """
 
+# a model file for `name = "m.py:Tiny"` configs on digits
+TINY_MODEL = ("import retrograd.nn as nn\n\n"
+              "class Tiny(nn.Module):\n"
+              "    def __init__(self, hidden: int = 16):\n"
+              "        super().__init__()\n"
+              "        self.body = nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, 10))\n\n"
+              "    def forward(self, x):\n"
+              "        return self.body(x)\n")
+
 
 def summary(run_dir) -> dict:
     return json.loads((pathlib.Path(run_dir) / "summary.json").read_text())

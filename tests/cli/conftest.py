@@ -26,3 +26,11 @@ def run_cli(capsys):
         return rc, out.out, out.err
     return run
 
+
+
+@pytest.fixture(autouse=True)
+def trusted_code_store(tmp_path, monkeypatch):
+    """Each test's own list of trusted model code (``retrograd train`` adds to it), never the user's."""
+    path = tmp_path / "trusted_model_code.txt"
+    monkeypatch.setenv("RETROGRAD_TRUSTED_CODE", str(path))
+    return path

@@ -10,7 +10,7 @@ import retrograd as rg
 from retrograd.train import config as rgconfig
 from retrograd.train import Callback
 
-from cli_helpers import DIGITS_MLP, summary
+from cli_helpers import DIGITS_MLP, TINY_MODEL, summary
 
 
 def test_train_digits_reaches_accuracy_and_writes_run_folder(write_config, run_cli, tmp_path):
@@ -167,17 +167,14 @@ metrics = ["accuracy", "perplexity"]
     assert out2 == out                                          # seeded sampling
     rc, _, err = run_cli("generate", run, "--prompt", "ROMEO:\u2603")
     assert rc == 2 and "is not in the vocabulary" in err
+    weights = run / "checkpoints" / "best" / "model.safetensors"   # generate checks the manifest too
+    weights.write_bytes(weights.read_bytes()[:-1] + bytes([weights.read_bytes()[-1] ^ 1]))
+    rc, _, err = run_cli("generate", run, "--prompt", "ROMEO:")
+    assert rc == 2 and str(weights) in err and "corrupted" in err   # the file named, no traceback
 
 
 def test_model_from_a_user_file(write_config, run_cli, tmp_path):
-    (tmp_path / "mymodel.py").write_text(
-        "import retrograd.nn as nn\n\n"
-        "class Tiny(nn.Module):\n"
-        "    def __init__(self, hidden: int = 16):\n"
-        "        super().__init__()\n"
-        "        self.body = nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, 10))\n\n"
-        "    def forward(self, x):\n"
-        "        return self.body(x)\n")
+    (tmp_path / "mymodel.py").write_text(TINY_MODEL)
     text = DIGITS_MLP.replace('name = "mlp"\nsizes = [64, 64, 10]', 'name = "mymodel.py:Tiny"\nhidden = 8')
     rc, _, err = run_cli("train", write_config(text), "--quiet", "--set", "train.epochs=1")
     assert rc == 0, err

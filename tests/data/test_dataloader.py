@@ -131,8 +131,8 @@ def test_argument_errors():
         DataLoader(ds, sampler=rg.data.SequentialSampler(ds), shuffle=True)
     with pytest.raises(ValueError, match="batch_sampler option is mutually exclusive"):
         DataLoader(ds, batch_sampler=[[0]], batch_size=2)
-    with pytest.raises(ValueError, match="num_workers must be 0"):
-        DataLoader(ds, num_workers=2)
+    with pytest.raises(ValueError, match="num_workers option should be non-negative"):
+        DataLoader(ds, num_workers=-2)
     with pytest.raises(ValueError, match="batch_size should be a positive integer value"):
         DataLoader(ds, batch_size=0)
 

@@ -65,3 +65,17 @@ class HangOnCall:
             pathlib.Path(self.marker).write_text(str(os.getpid()))
             time.sleep(120)
         return train_digits(cfg, reporter)
+
+
+class SleepyMetric:
+    """A tiny train_fn for the crash tests: writes ``marker_dir/<pid>-<n>`` when a call starts (the
+    test reads worker pids and progress from these), sleeps ``delay`` seconds, returns a metric of lr."""
+
+    def __init__(self, delay: float, marker_dir: str) -> None:
+        self.delay, self.marker_dir, self.calls = delay, marker_dir, 0
+
+    def __call__(self, cfg: dict, reporter) -> dict:
+        self.calls += 1
+        pathlib.Path(self.marker_dir, f"{os.getpid()}-{self.calls}").touch()
+        time.sleep(self.delay)
+        return {"val_accuracy": 1.0 / (1.0 + abs(cfg["optim"]["lr"] - 0.1))}

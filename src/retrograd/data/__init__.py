@@ -15,6 +15,7 @@ from .sampler import (BatchSampler, RandomSampler, Sampler, SequentialSampler, S
                       WeightedRandomSampler)
 from .tabular import SKLEARN_DATASETS, sklearn_dataset
 from .text import CharDataset, Vocabulary, shakespeare, shakespeare_text
+from .workers import WorkerInfo, get_worker_info
 
 __all__ = [
     "BatchSampler", "CharDataset", "ConcatDataset", "DataLoader", "DataNotInstalledError", "Dataset",
@@ -22,5 +23,5 @@ __all__ = [
     "SequentialSampler", "Subset", "SubsetRandomSampler", "TensorDataset", "Vocabulary",
     "WeightedRandomSampler", "default_collate", "default_convert", "fashion_mnist", "mnist_5k",
     "random_split", "read_idx", "shakespeare", "shakespeare_text", "sklearn_dataset", "transforms",
-    "write_idx",
+    "write_idx", "WorkerInfo", "get_worker_info",
 ]

@@ -1,4 +1,5 @@
-"""``DataLoader``: batches from a dataset, in one process, with exact resume.
+"""``DataLoader``: batches from a dataset, in this process or in worker processes (``num_workers``,
+see ``workers.py``), with exact resume.
 
 For a dataset with ``get_batch`` (``TensorDataset``, the real-data loaders,
 ``Subset``/``ConcatDataset`` of them) and no ``collate_fn``, each batch is one
@@ -13,7 +14,8 @@ batches, after which later epochs continue as they would have.
 from __future__ import annotations
 
 import copy
-from itertools import islice
+import warnings
+from itertools import islice, repeat
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -22,23 +24,53 @@ from ..random import Generator
 from .collate import default_collate, default_convert
 from .dataset import Dataset, IterableDataset
 from .sampler import BatchSampler, RandomSampler, Sampler, SequentialSampler, chunked_ints
+from .workers import MultiProcessIter, fetch_map, resolve_context
 
 
 class DataLoader:
-    """Iterate over ``dataset`` in batches (PyTorch's arguments, minus workers).
+    """Iterate over ``dataset`` in batches, with PyTorch's arguments.
 
-    Each ``iter(loader)`` is one epoch; ``len(loader)`` the number of batches in it.
+    Each ``iter(loader)`` is one epoch; ``len(loader)`` the number of batches in it. With
+    ``num_workers > 0`` batches are fetched and collated in worker processes (``workers.py``): the same
+    batches in the same order as ``num_workers=0`` for a map-style dataset. ``pin_memory`` has nothing to
+    pin on the CPU (torch warns the same way without an accelerator).
     """
 
     def __init__(self, dataset: Dataset, batch_size: int | None = 1, shuffle: bool | None = None,
                  sampler: Sampler | None = None, batch_sampler: Any = None, num_workers: int = 0,
                  collate_fn: Callable | None = None, pin_memory: bool = False, drop_last: bool = False,
-                 generator: Generator | None = None) -> None:
-        if num_workers != 0:
-            raise ValueError(f"DataLoader: num_workers must be 0 (loading is vectorised in-process), "
-                             f"got {num_workers}")
+                 timeout: float = 0, worker_init_fn: Callable | None = None, multiprocessing_context: Any = None,
+                 generator: Generator | None = None, *, prefetch_factor: int | None = None,
+                 persistent_workers: bool = False, pin_memory_device: str = "", in_order: bool = True) -> None:
+        if num_workers < 0:
+            raise ValueError("num_workers option should be non-negative; use num_workers=0 to disable "
+                             "multiprocessing.")
+        if timeout < 0:
+            raise ValueError("timeout option should be non-negative")
+        if num_workers == 0 and prefetch_factor is not None:
+            raise ValueError("prefetch_factor option could only be specified in multiprocessing.let num_workers > 0 "
+                             "to enable multiprocessing, otherwise set prefetch_factor to None.")
+        if num_workers > 0 and prefetch_factor is None:
+            prefetch_factor = 2
+        elif prefetch_factor is not None and prefetch_factor < 0:
+            raise ValueError("prefetch_factor option should be non-negative")
+        if persistent_workers and num_workers == 0:
+            raise ValueError("persistent_workers option needs num_workers > 0")
+        if multiprocessing_context is not None:
+            if num_workers == 0:
+                raise ValueError(f"multiprocessing_context can only be used with multi-process loading "
+                                 f"(num_workers > 0), but got num_workers={num_workers}")
+            resolve_context(multiprocessing_context)  # fail now on a bad start method
+        self.num_workers = int(num_workers)
+        self.prefetch_factor = prefetch_factor
+        self.timeout = timeout
+        self.worker_init_fn = worker_init_fn
+        self.multiprocessing_context = multiprocessing_context
+        self.persistent_workers = persistent_workers
+        self.pin_memory_device = pin_memory_device
+        self.in_order = in_order
+        self._workers_iter: MultiProcessIter | None = None
         self.dataset = dataset
-        self.num_workers = 0
         self.pin_memory = pin_memory
         self.generator = generator
         self._iterable = isinstance(dataset, IterableDataset)
@@ -135,6 +167,11 @@ class DataLoader:
         return (int(i) for i in s)
 
     def __iter__(self) -> Iterator[Any]:
+        if self.pin_memory:
+            warnings.warn("'pin_memory' argument is set as true but no accelerator is found, then device pinned "
+                          "memory won't be used.", stacklevel=2)
+        if self.num_workers == 0 and self.timeout != 0:
+            raise AssertionError("_SingleProcessDataLoaderIter requires timeout == 0")
         if self._resume is not None:
             state, self._resume = self._resume, None
             start, sampler_state = int(state["batch"]), state["sampler"]
@@ -144,17 +181,35 @@ class DataLoader:
             start, sampler_state = 0, None
         self._batch = start
         self._active = True
+        if self.num_workers > 0:
+            return self._iter_workers(sampler_state, start)
         if self._iterable:
             return self._iter_stream(start)
         return self._iter_map(self._plan(sampler_state), start)
 
+    def _iter_workers(self, sampler_state: dict | None, start: int) -> MultiProcessIter:
+        """Worker processes fetch: map-style tasks are the plan's index batches (from ``start``); an
+        iterable dataset's are batch sizes, and the first ``start`` batches are dropped."""
+        if self._iterable:
+            tasks, skip = repeat(self.batch_size if self._auto_collation else None), start
+        else:
+            tasks, skip = islice(self._plan(sampler_state), start, None), 0
+        it = self._workers_iter
+        if self.persistent_workers and it is not None and not it._shutdown:
+            it._reset(tasks, skip)
+            return it
+        it = MultiProcessIter(self, tasks, skip)
+        if self.persistent_workers:
+            self._workers_iter = it
+        return it
+
     def _fetch(self, index: Any) -> Any:
-        if not self._auto_collation:
-            return self.collate_fn(self.dataset[index])
-        get_batch = None if self._user_collate else getattr(self.dataset, "get_batch", None)
-        if get_batch is not None:
-            return get_batch(index)
-        return self.collate_fn([self.dataset[int(i)] for i in index])
+        return fetch_map(self.dataset, index, self._auto_collation, self.collate_fn, not self._user_collate)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_workers_iter"] = None  # live processes and queues stay with this process
+        return state
 
     def _served(self) -> None:
         self._batch += 1

@@ -2,7 +2,8 @@
 
 Layout: two zero bytes, a dtype byte, the number of dimensions, then one
 big-endian uint32 per dimension, then the data in C order, big-endian.
-Everything the header promises is checked against the file.
+Everything the header promises is checked against the file, and the header
+is checked before the data is read (or a gzipped file inflated).
 """
 from __future__ import annotations
 
@@ -20,28 +21,45 @@ class IDXError(ValueError):
     """A file that is not valid IDX, or not the IDX that was expected."""
 
 
-def _read_bytes(path: str) -> bytes:
+MAX_IDX_BYTES = 1 << 34  # 16 GiB of data: far beyond any IDX data set; a larger header is corrupt
+_MAX_NDIM = 64 if int(np.__version__.split(".")[0]) >= 2 else 32
+
+
+def _read(f, n: int, path: str) -> bytearray:
+    """Up to ``n`` bytes, read in chunks (a file that only claims to be long costs what it holds)."""
+    buf = bytearray()
     try:
-        if str(path).endswith(".gz"):
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        with open(path, "rb") as f:
-            return f.read()
-    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:
-        if isinstance(e, FileNotFoundError):
-            raise
+        while len(buf) < n:
+            chunk = f.read(min(n - len(buf), 1 << 20))
+            if not chunk:
+                break
+            buf += chunk
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise IDXError(f"read_idx: {path}: cannot decompress: {type(e).__name__}: {e} "
                        "(the file is truncated or corrupt)") from e
+    except OSError as e:
+        raise IDXError(f"read_idx: {path}: cannot read: {e}") from e
+    return buf
 
 
-def read_idx(path: str | os.PathLike, *, magic: int | None = None) -> np.ndarray:
+def read_idx(path: str | os.PathLike, *, magic: int | None = None, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
     """Parse an IDX file into an array (native byte order).
 
     ``magic`` (e.g. ``0x00000803`` for uint8 3-D images, ``0x00000801`` for
-    uint8 labels) makes any other header an error.
+    uint8 labels) makes any other header an error. The header is checked
+    before any data is read or inflated; a gzipped file is inflated as a
+    stream to exactly the size its header declares (at most ``max_bytes``),
+    so a file that is not IDX, or whose dimensions promise more than the file
+    holds, fails fast with ``IDXError`` instead of exhausting memory.
     """
     path = os.fspath(path)
-    raw = _read_bytes(path)
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        return _parse(f, path, magic, max_bytes, None if opener is gzip.open else os.fstat(f.fileno()).st_size)
+
+
+def _parse(f, path: str, magic: int | None, max_bytes: int, file_size: int | None) -> np.ndarray:
+    raw = _read(f, 4, path)
     if len(raw) < 4:
         raise IDXError(f"read_idx: {path}: file has {len(raw)} bytes, too short for the 4-byte IDX magic number")
     got = int.from_bytes(raw[:4], "big")
@@ -55,20 +73,35 @@ def read_idx(path: str | os.PathLike, *, magic: int | None = None) -> np.ndarray
                        f"(known: {', '.join(f'0x{c:02X}' for c in IDX_DTYPES)})")
     if ndim == 0:
         raise IDXError(f"read_idx: {path}: magic number 0x{got:08X} declares 0 dimensions")
+    if ndim > _MAX_NDIM:
+        raise IDXError(f"read_idx: {path}: magic number 0x{got:08X} declares {ndim} dimensions; NumPy holds at "
+                       f"most {_MAX_NDIM}")
     header = 4 + 4 * ndim
-    if len(raw) < header:
+    dims = _read(f, 4 * ndim, path)
+    if len(dims) < 4 * ndim:
         raise IDXError(f"read_idx: {path}: truncated header: {ndim} dimensions need {header} bytes, "
-                       f"file has {len(raw)}")
-    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+                       f"file has {4 + len(dims)}")
+    shape = tuple(int.from_bytes(dims[i:i + 4], "big") for i in range(0, 4 * ndim, 4))
     dtype = IDX_DTYPES[code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    have = len(raw) - header
-    if have != expected:
+    expected = dtype.itemsize
+    for d in shape:
+        expected *= d  # Python ints: no wrap-around
+    if expected > max_bytes:
+        raise IDXError(f"read_idx: {path}: header says shape {shape} of {dtype.name} = {expected} data bytes, "
+                       f"more than max_bytes={max_bytes} (a corrupt header?)")
+    if file_size is not None and file_size - header != expected:
+        have = file_size - header
         what = "truncated" if have < expected else "size mismatch"
         raise IDXError(f"read_idx: {path}: {what}: header says shape {shape} of {dtype.name} = "
                        f"{expected} data bytes, file has {have}")
-    arr = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
-    return arr.astype(dtype.newbyteorder("="), copy=True) if dtype.itemsize > 1 else arr.copy()
+    data = _read(f, expected + 1, path)  # one byte more shows a file longer than its header says
+    if len(data) != expected:
+        what = "truncated" if len(data) < expected else "size mismatch"
+        have = f"{len(data)}" if len(data) <= expected else "more"
+        raise IDXError(f"read_idx: {path}: {what}: header says shape {shape} of {dtype.name} = "
+                       f"{expected} data bytes, file has {have}")
+    arr = np.frombuffer(data, dtype=dtype).reshape(shape)  # owns ``data``, which nothing else holds
+    return arr.astype(dtype.newbyteorder("="), copy=True) if dtype.itemsize > 1 else arr
 
 
 def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:

@@ -10,6 +10,14 @@ folder against its manifest and raises ``CheckpointError`` naming the first
 missing, truncated or corrupted file. ``save_tree``/``load_tree`` store a
 nested state (optimizer, scheduler, RNG ...) as ``name.json`` plus
 ``name.safetensors`` for its arrays.
+
+The manifest is not trusted either: an entry must be a plain relative path
+inside the folder (no ``..``, no absolute path, no symlink anywhere on the way,
+a regular file), so nothing outside the folder is opened, hashed or described
+(its size never appears in a message); the size is checked before the hash and
+no more than the recorded size is ever read; a malformed manifest raises
+``CheckpointError``. Loaders read only files the manifest lists
+(``load_tree(..., files=manifest["files"])``, ``listed``).
 """
 from __future__ import annotations
 
@@ -18,7 +26,9 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 import shutil
+import stat
 import tempfile
 import uuid
 import warnings
@@ -27,12 +37,15 @@ from typing import Any, Iterator
 import numpy as np
 
 from .serialization import SafetensorsFileError, load_safetensors, save_safetensors
-from .tree import flatten, unflatten
+from .tree import TreeError, flatten, unflatten
 
 __all__ = ["CheckpointError", "atomic_directory", "verify_directory", "resolve_directory", "save_tree",
-           "load_tree", "write_json", "read_json", "MANIFEST"]
+           "load_tree", "write_json", "read_json", "listed", "MANIFEST"]
 
 MANIFEST = "manifest.json"
+# JSON files of a checkpoint (manifest, trainer state, config) are KBs to a few MB; a larger one is not ours
+_MAX_JSON_BYTES = 256 << 20
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class CheckpointError(RuntimeError):
@@ -60,11 +73,18 @@ def _fsync_dir(path: pathlib.Path) -> None:
         os.close(fd)
 
 
-def _sha256(path: pathlib.Path) -> str:
+def _sha256(path: pathlib.Path, limit: int | None = None) -> str:
+    """SHA-256 of the file; with ``limit``, of at most ``limit + 1`` bytes (a file that grew shows as changed)."""
     h = hashlib.sha256()
+    left = None if limit is None else limit + 1
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
+        while left is None or left > 0:
+            chunk = f.read(1 << 20 if left is None else min(1 << 20, left))
+            if not chunk:
+                break
             h.update(chunk)
+            if left is not None:
+                left -= len(chunk)
     return h.hexdigest()
 
 
@@ -118,28 +138,85 @@ def resolve_directory(path: str | os.PathLike) -> pathlib.Path:
     raise CheckpointError(f"{path}: no such checkpoint folder")
 
 
+def _entry_path(root: pathlib.Path, name: Any, mpath: pathlib.Path) -> pathlib.Path:
+    """``root / name`` for a manifest entry that stays inside ``root`` and is a regular file reached
+    without following a symlink; anything else raises before the file is opened or measured."""
+    if not isinstance(name, str) or not name or "\x00" in name or "\\" in name:
+        raise CheckpointError(f"{mpath}: corrupted checkpoint manifest: file name {name!r} is not a plain "
+                              "relative path")
+    parts = pathlib.PurePosixPath(name).parts
+    if pathlib.PurePosixPath(name).is_absolute() or pathlib.PureWindowsPath(name).drive or \
+            any(p in ("..", ".") for p in name.split("/")) or not parts:
+        raise CheckpointError(f"{mpath}: refused manifest entry {name!r}: it points outside the checkpoint "
+                              f"folder (only plain relative paths inside {root} are read)")
+    f = root
+    for i, part in enumerate(parts):
+        f = f / part
+        try:
+            st = os.lstat(f)
+        except FileNotFoundError:
+            raise CheckpointError(f"{root / name}: missing from checkpoint {root}") from None
+        except OSError as e:
+            raise CheckpointError(f"{root / name}: cannot be read: {e.strerror}") from None
+        if stat.S_ISLNK(st.st_mode):
+            raise CheckpointError(f"{mpath}: refused manifest entry {name!r}: {f} is a symbolic link (a "
+                                  "checkpoint's files must lie inside its folder)")
+        last = i == len(parts) - 1
+        if last and not stat.S_ISREG(st.st_mode) or not last and not stat.S_ISDIR(st.st_mode):
+            raise CheckpointError(f"{mpath}: refused manifest entry {name!r}: {f} is not a regular file")
+    return f
+
+
+def _read_manifest(path: pathlib.Path) -> dict:
+    mpath = path / MANIFEST
+    try:
+        st = os.lstat(mpath)
+    except OSError:
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode):
+        what = "missing" if st is None else "not a regular file"
+        raise CheckpointError(f"{mpath}: {what}: {path} is not a complete retrograd checkpoint")
+    manifest = read_json(mpath)
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict):
+        raise CheckpointError(f"{mpath}: corrupted checkpoint manifest: expected an object with a 'files' table "
+                              "of {name: {bytes, sha256}}")
+    for name, info in files.items():
+        ok = isinstance(info, dict) and isinstance(info.get("bytes"), int) and \
+            not isinstance(info.get("bytes"), bool) and info["bytes"] >= 0 and \
+            isinstance(info.get("sha256"), str) and _SHA256.fullmatch(info["sha256"]) is not None
+        if not ok:
+            raise CheckpointError(f"{mpath}: corrupted checkpoint manifest: the entry for {name!r} must be "
+                                  f"{{\"bytes\": <size>, \"sha256\": <64 hex digits>}}, got {str(info)[:120]}")
+    return manifest
+
+
 def verify_directory(path: str | os.PathLike) -> dict:
-    """Check every file of a checkpoint against its manifest; returns the manifest."""
+    """Check every file of a checkpoint against its manifest; returns the manifest.
+
+    Entries that would leave the folder (``..``, absolute paths, symlinks) or
+    are not regular files are refused; a file's size is compared before it is
+    hashed, and no more than that size is read."""
     path = pathlib.Path(path)
     mpath = path / MANIFEST
-    if not mpath.is_file():
-        raise CheckpointError(f"{mpath}: missing: {path} is not a complete retrograd checkpoint")
-    try:
-        manifest = json.loads(mpath.read_text())
-        files = manifest["files"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{mpath}: corrupted checkpoint manifest: {e}") from e
+    manifest = _read_manifest(path)
+    files = manifest["files"]
+    for name in files:
+        _entry_path(path, name, mpath)  # every entry is checked before any file is read
     for name, info in files.items():
         f = path / name
-        if not f.is_file():
-            raise CheckpointError(f"{f}: missing from checkpoint {path}")
-        size = f.stat().st_size
+        size = os.lstat(f).st_size
         if size != info["bytes"]:
             raise CheckpointError(f"{f}: truncated or corrupted: {size} bytes, the manifest records "
                                   f"{info['bytes']}")
-        if _sha256(f) != info["sha256"]:
+        if _sha256(f, limit=info["bytes"]) != info["sha256"]:
             raise CheckpointError(f"{f}: corrupted: its SHA-256 does not match the manifest")
     return manifest
+
+
+def listed(manifest: dict, name: str) -> bool:
+    """Whether the (verified) manifest lists ``name``: loaders read nothing else."""
+    return name in manifest["files"]
 
 
 def _json_default(o: Any) -> Any:
@@ -154,11 +231,18 @@ def write_json(path: pathlib.Path, obj: Any) -> None:
 
 def read_json(path: pathlib.Path) -> Any:
     try:
-        return json.loads(path.read_text())
+        with open(path, "rb") as fh:
+            if os.fstat(fh.fileno()).st_size > _MAX_JSON_BYTES:
+                raise CheckpointError(f"{path}: over {_MAX_JSON_BYTES >> 20} MiB, not a checkpoint's JSON file")
+            raw = fh.read()
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing from checkpoint") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: corrupted JSON: {e}") from e
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot be read: {e.strerror}") from None
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError, JSONDecodeError, nesting too deep
+        raise CheckpointError(f"{path}: corrupted JSON: {type(e).__name__}: {e}") from None
 
 
 def save_tree(folder: pathlib.Path, name: str, obj: Any) -> None:
@@ -170,16 +254,21 @@ def save_tree(folder: pathlib.Path, name: str, obj: Any) -> None:
         save_safetensors(arrays, folder / f"{name}.safetensors")
 
 
-def load_tree(folder: pathlib.Path, name: str) -> Any:
-    tree = read_json(folder / f"{name}.json")
-    st = folder / f"{name}.safetensors"
+def load_tree(folder: pathlib.Path, name: str, files: Any = None) -> Any:
+    """What ``save_tree(folder, name, obj)`` wrote. With ``files`` (a verified manifest's ``files``
+    table) only listed files are read: an unlisted ``name.json`` is missing, an unlisted
+    ``name.safetensors`` is ignored."""
+    js, st = folder / f"{name}.json", folder / f"{name}.safetensors"
+    if files is not None and js.name not in files:
+        raise CheckpointError(f"{js}: not listed in the checkpoint's manifest (only listed files are read)")
+    tree = read_json(js)
     arrays: dict = {}
-    if st.exists():
+    if (st.name in files) if files is not None else st.exists():
         try:
             arrays = dict(load_safetensors(st))
         except SafetensorsFileError as e:
             raise CheckpointError(str(e)) from e
     try:
         return unflatten(tree, arrays)
-    except KeyError as e:
-        raise CheckpointError(f"{folder / (name + '.json')}: {e.args[0]} (is {st} missing?)") from e
+    except TreeError as e:
+        raise CheckpointError(f"{js}: {e} (is {st} missing?)") from e

@@ -13,13 +13,15 @@ weights written by PyTorch (``safetensors.torch.save_file``/``save_model``, or a
 ``torch.save`` file when PyTorch is installed) into NumPy arrays a retrograd
 model's ``load_state_dict`` accepts, upcasting bfloat16 to float32 and dropping
 ``module.``/``_orig_mod.`` prefixes that DataParallel and ``torch.compile`` add.
+Reading goes through ``safetensors_reader``, which checks a file whole before
+making any array and needs no third-party package; writing uses ``safetensors``
+(the bytes PyTorch writes, BF16 included for ``bfloat16`` arrays).
 """
 from __future__ import annotations
 
 import io
 import json
 import os
-import struct
 from collections import OrderedDict
 from typing import Any, BinaryIO, Mapping, Union
 
@@ -27,7 +29,9 @@ import numpy as np
 
 from ..nn.module import Module
 from ..tensor import Tensor, wrap_array
-from .tree import flatten, unflatten
+from .safetensors_reader import (MAX_HEADER, SafetensorsFileError, bfloat16_dtype, check_header_length,
+                                 parse_header, read_safetensors, read_safetensors_path)
+from .tree import TreeError, flatten, unflatten
 
 __all__ = ["save_safetensors", "load_safetensors", "save", "load", "import_torch_state_dict",
            "SafetensorsFileError", "add_safe_globals", "get_safe_globals", "clear_safe_globals", "safe_globals",
@@ -35,10 +39,6 @@ __all__ = ["save_safetensors", "load_safetensors", "save", "load", "import_torch
 
 _TREE_KEY = "retrograd.tree"
 _ORDER_KEY = "retrograd.order"
-
-
-class SafetensorsFileError(ValueError):
-    """A file that is not a readable safetensors file (missing, truncated, corrupted)."""
 
 
 def _safetensors_numpy():
@@ -56,7 +56,16 @@ def _as_numpy(name: str, value: Any) -> np.ndarray:
     elif isinstance(value, np.ndarray):
         arr = value
     elif hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch.Tensor
-        arr = value.detach().cpu().numpy()
+        t = value.detach().cpu()
+        if str(t.dtype) == "torch.bfloat16":  # NumPy has no bfloat16 of its own: the same bits through int16
+            bf16 = bfloat16_dtype()
+            if bf16 is None:
+                raise ImportError(f"save_safetensors: {name!r} is a bfloat16 tensor; saving it needs the "
+                                  "'ml_dtypes' package (pip install ml_dtypes)")
+            import torch  # loaded already: value is a torch.Tensor
+            arr = t.contiguous().view(torch.int16).numpy().view(bf16)
+        else:
+            arr = t.numpy()
     else:
         raise TypeError(f"save_safetensors: {name!r} is a {type(value).__name__}, expected an rg.Tensor or "
                         "np.ndarray")
@@ -86,92 +95,39 @@ def save_safetensors(state_dict: Mapping[str, Any], path: str | os.PathLike,
     stn.save_file(dict(arrays), os.fspath(path), metadata=meta)
 
 
-def _metadata(path: str) -> dict:
-    from safetensors import safe_open
-    with safe_open(path, framework="np") as f:
-        return f.metadata() or {}
+def _load_with_meta(path: str | os.PathLike, *, bf16_as_float32: bool = False
+                    ) -> tuple["OrderedDict[str, np.ndarray]", dict]:
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise SafetensorsFileError(f"{path}: no such safetensors file")
+    arrays, meta = read_safetensors_path(path, bf16_as_float32=bf16_as_float32)
+    return OrderedDict((k, arrays[k]) for k in _order(meta, arrays)), meta
 
 
 def load_safetensors(path: str | os.PathLike) -> "OrderedDict[str, np.ndarray]":
     """``{name: np.ndarray}`` from a safetensors file, in the order it was saved when known.
 
-    Raises ``SafetensorsFileError`` naming the file when it is missing, truncated or corrupted."""
-    stn = _safetensors_numpy()
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise SafetensorsFileError(f"{path}: no such safetensors file")
-    try:
-        arrays = stn.load_file(path)
-        meta = _metadata(path)
-    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
-        if "BF16" in str(e) or "bfloat16" in str(e).lower():
-            return _read_raw(path)[0]
-        raise SafetensorsFileError(f"{path}: not a readable safetensors file (truncated or corrupted?): {e}") \
-            from e
-    order = _order(meta, arrays)
-    return OrderedDict((k, arrays[k]) for k in order)
+    The file is checked whole before any array is made (see ``safetensors_reader``);
+    BF16 tensors come back as ``bfloat16`` arrays (ml_dtypes). Raises
+    ``SafetensorsFileError`` naming the file (and the tensor) when it is missing,
+    truncated or corrupted."""
+    return _load_with_meta(path)[0]
 
 
 def _order(meta: dict, arrays: dict) -> list:
+    """The saved order (metadata written by ``save_safetensors``) when it names exactly these arrays."""
     try:
         order = json.loads(meta.get(_ORDER_KEY, "[]"))
-    except ValueError:
-        order = []
-    if sorted(order) != sorted(arrays):
-        order = list(arrays)
+    except (ValueError, RecursionError):
+        return list(arrays)
+    if not isinstance(order, list) or not all(isinstance(k, str) for k in order) or \
+            len(order) != len(arrays) or set(order) != set(arrays):
+        return list(arrays)
     return order
-
-
-# --------------------------------------------------------------------------- raw reader (bfloat16 and friends)
-_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
-           "I16": np.int16, "I8": np.int8, "U8": np.uint8, "U16": np.uint16, "U32": np.uint32, "U64": np.uint64,
-           "BOOL": np.bool_}
-
-
-def _read_raw(path: str) -> tuple["OrderedDict[str, np.ndarray]", dict]:
-    with open(path, "rb") as f:
-        return _parse_raw(f.read(), path)
-
-
-def _parse_raw(blob: bytes, path: str) -> tuple["OrderedDict[str, np.ndarray]", dict]:
-    """Parse safetensors bytes (read from ``path``) by hand: 8-byte little-endian header
-    length, JSON header, then the data. BF16 becomes float32 (exactly: bfloat16 is the
-    top half of a float32)."""
-    if len(blob) < 8:
-        raise SafetensorsFileError(f"{path}: truncated safetensors file ({len(blob)} bytes)")
-    (n,) = struct.unpack("<Q", blob[:8])
-    if 8 + n > len(blob):
-        raise SafetensorsFileError(f"{path}: truncated safetensors file (header of {n} bytes, file of {len(blob)})")
-    try:
-        header = json.loads(blob[8:8 + n])
-    except ValueError as e:
-        raise SafetensorsFileError(f"{path}: corrupted safetensors header: {e}") from e
-    meta = header.pop("__metadata__", None) or {}
-    data = memoryview(blob)[8 + n:]
-    out = OrderedDict()
-    for name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
-        b, e = info["data_offsets"]
-        if e > len(data):
-            raise SafetensorsFileError(f"{path}: truncated: tensor {name!r} ends at byte {e} of {len(data)}")
-        shape = tuple(info["shape"])
-        dt = info["dtype"]
-        if dt == "BF16":
-            u16 = np.frombuffer(data[b:e], dtype="<u2")
-            arr = (u16.astype(np.uint32) << 16).view(np.float32).reshape(shape)
-        elif dt in _DTYPES:
-            arr = np.frombuffer(data[b:e], dtype=np.dtype(_DTYPES[dt]).newbyteorder("<")).reshape(shape).copy()
-        else:
-            raise SafetensorsFileError(f"{path}: tensor {name!r} has dtype {dt}, which NumPy cannot hold")
-        out[name] = arr
-    order = _order(meta, out)
-    return OrderedDict((k, out[k]) for k in order), meta
 
 
 # --------------------------------------------------------------------------- rg.save / rg.load
 FileLike = Union[str, os.PathLike, BinaryIO]
-
-# a real safetensors header is JSON of a few KB to a few MB; a larger "length" means another format
-_MAX_HEADER = 100_000_000
 
 
 def _is_path(f: Any) -> bool:
@@ -208,10 +164,17 @@ def _encode(obj: Any) -> tuple[dict, dict | None]:
     return arrays, {_TREE_KEY: json.dumps(tree)}
 
 
-def _decode(arrays: "OrderedDict[str, np.ndarray]", meta: dict) -> Any:
-    if _TREE_KEY in meta:
-        return unflatten(json.loads(meta[_TREE_KEY]), dict(arrays))
-    return OrderedDict((k, wrap_array(v)) for k, v in arrays.items())
+def _decode(arrays: "OrderedDict[str, np.ndarray]", meta: dict, name: str) -> Any:
+    if _TREE_KEY not in meta:
+        return OrderedDict((k, wrap_array(v)) for k, v in arrays.items())
+    try:
+        tree = json.loads(meta[_TREE_KEY])
+    except (ValueError, RecursionError) as e:
+        raise SafetensorsFileError(f"{name}: corrupted {_TREE_KEY} metadata: {type(e).__name__}: {e}") from None
+    try:
+        return unflatten(tree, dict(arrays))
+    except TreeError as e:
+        raise SafetensorsFileError(f"{name}: corrupted {_TREE_KEY} metadata: {e}") from None
 
 
 def save(obj: Any, f: FileLike, pickle_module: Any = None, pickle_protocol: int | None = None,
@@ -241,9 +204,10 @@ def save(obj: Any, f: FileLike, pickle_module: Any = None, pickle_protocol: int 
 
 
 def _read_exactly(f: Any, n: int, name: str) -> bytes:
+    """``n`` bytes of ``f``, read in chunks: a stream that only claims to be long costs what it holds."""
     chunks, left = [], n
     while left > 0:
-        b = f.read(left)
+        b = f.read(min(left, 1 << 20))
         if not b:
             raise SafetensorsFileError(f"{name}: truncated safetensors data: expected {n} bytes here, the "
                                        f"stream ended after {n - left}")
@@ -252,35 +216,14 @@ def _read_exactly(f: Any, n: int, name: str) -> bytes:
     return b"".join(chunks)
 
 
-def _check_header_length(head: bytes, name: str) -> int:
-    (n,) = struct.unpack("<Q", head)
-    if n <= _MAX_HEADER:
-        return n
-    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
-        raise SafetensorsFileError(
-            f"{name}: this is a torch.save file (a pickle), which rg.load does not read: retrograd never "
-            "unpickles. Import PyTorch weights with retrograd.io.import_torch_state_dict(path) (PyTorch "
-            "installed), or re-save them with safetensors.torch.save_file")
-    raise SafetensorsFileError(f"{name}: not a safetensors file (its first 8 bytes give a header of {n} bytes)")
-
-
 def _read_stream(f: Any, name: str) -> tuple["OrderedDict[str, np.ndarray]", dict]:
     """One safetensors object from a binary stream, reading exactly its bytes (not to the end)."""
     head = _read_exactly(f, 8, name)
-    header_bytes = _read_exactly(f, _check_header_length(head, name), name)
-    try:
-        header = json.loads(header_bytes)
-        end = max((info["data_offsets"][1] for k, info in header.items() if k != "__metadata__"), default=0)
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
-        raise SafetensorsFileError(f"{name}: corrupted safetensors header: {e!r}") from e
-    blob = head + header_bytes + _read_exactly(f, int(end), name)
-    try:
-        arrays = _safetensors_numpy().load(blob)
-    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
-        if "BF16" not in str(e) and "bfloat16" not in str(e).lower():
-            raise SafetensorsFileError(f"{name}: not a readable safetensors file (corrupted?): {e}") from e
-        arrays, _ = _parse_raw(blob, name)
-    meta = header.get("__metadata__") or {}
+    header_bytes = _read_exactly(f, check_header_length(head, name), name)
+    entries, _ = parse_header(header_bytes, None, name)
+    data = _read_exactly(f, entries[-1].end if entries else 0, name)
+    blob = io.BytesIO(head + header_bytes + data)
+    arrays, meta = read_safetensors(blob, len(blob.getbuffer()), name)
     return OrderedDict((k, arrays[k]) for k in _order(meta, arrays)), meta
 
 
@@ -331,15 +274,14 @@ def load(f: FileLike, map_location: Any = None, pickle_module: Any = None, *, we
             raise TypeError(f"rg.load: {name} must be True, False or None, got {v!r}")
     if _is_path(f):
         path = os.fspath(f)
-        with open(path, "rb") as fh:  # FileNotFoundError / IsADirectoryError as torch.load raises them
-            head = fh.read(8)
-        if len(head) == 8:
-            _check_header_length(head, path)
-        arrays = load_safetensors(path)
-        return _decode(arrays, _metadata(path))
+        with open(path, "rb"):  # FileNotFoundError / IsADirectoryError as torch.load raises them
+            pass
+        arrays, meta = _load_with_meta(path)
+        return _decode(arrays, meta, path)
     _check_file_object(f, "rg.load", "read", "rb")
-    arrays, meta = _read_stream(f, str(getattr(f, "name", type(f).__name__)))
-    return _decode(arrays, meta)
+    name = str(getattr(f, "name", type(f).__name__))
+    arrays, meta = _read_stream(f, name)
+    return _decode(arrays, meta, name)
 
 
 # --------------------------------------------------------------------------- torch.serialization's allow-list
@@ -407,7 +349,11 @@ def import_torch_state_dict(path: str | os.PathLike, *, strip_prefixes: tuple = 
     ``path``: a ``.safetensors`` file (read without PyTorch; bfloat16 becomes
     float32) or a ``torch.save`` file (``.pt``/``.pth``/``.bin``, read with
     ``torch.load(weights_only=True)``, so PyTorch must be installed). Prefixes
-    in ``strip_prefixes`` shared by every key are removed.
+    in ``strip_prefixes`` shared by every key are removed. A safetensors file is
+    checked whole first: duplicate keys, overlapping or gapped data offsets,
+    negative shapes, non-string metadata, offsets past the end and a dtype,
+    shape and byte length that disagree raise ``SafetensorsFileError`` naming
+    the tensor and what was wrong.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -415,10 +361,10 @@ def import_torch_state_dict(path: str | os.PathLike, *, strip_prefixes: tuple = 
     with open(path, "rb") as f:
         head = f.read(8)
     looks_safetensors = path.endswith(".safetensors") or (len(head) == 8 and
-                                                          struct.unpack("<Q", head)[0] < 100_000_000 and
+                                                          int.from_bytes(head, "little") <= MAX_HEADER and
                                                           not head.startswith(b"PK"))
     if looks_safetensors:
-        sd, _ = _read_raw(path)
+        sd = _load_with_meta(path, bf16_as_float32=True)[0]
     else:
         try:
             import torch
@@ -429,6 +375,9 @@ def import_torch_state_dict(path: str | os.PathLike, *, strip_prefixes: tuple = 
         obj = torch.load(path, map_location="cpu", weights_only=True)
         if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
             obj = obj["state_dict"]
+        if not isinstance(obj, dict):
+            raise SafetensorsFileError(f"import_torch_state_dict: {path} holds a {type(obj).__name__}, expected a "
+                                       "state dict ({name: tensor})")
         sd = OrderedDict()
         for k, v in obj.items():
             if not hasattr(v, "detach"):

@@ -19,8 +19,8 @@ from .loss import (BCELoss, BCEWithLogitsLoss, CosineEmbeddingLoss, CrossEntropy
 from .pooling import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d,
                       PixelShuffle, PixelUnshuffle, Upsample)
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
-from .transformer import (MultiheadAttention, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,
-                          TransformerEncoderLayer)
+from .transformer import (MultiheadAttention, Transformer, TransformerDecoder, TransformerDecoderLayer,
+                          TransformerEncoder, TransformerEncoderLayer)
 from .module import Module, Parameter, RemovableHandle
 from . import modules  # PyTorch's import paths: retrograd.nn.modules.<sub>
 from . import parallel
@@ -39,7 +39,7 @@ __all__ = [
     "PoissonNLLLoss", "GaussianNLLLoss", "CTCLoss",
     "Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d", "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d",
     "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "Upsample",
-    "PixelShuffle", "PixelUnshuffle", "MultiheadAttention", "TransformerEncoderLayer",
+    "PixelShuffle", "PixelUnshuffle", "MultiheadAttention", "Transformer", "TransformerEncoderLayer",
     "TransformerDecoderLayer", "TransformerEncoder", "TransformerDecoder", "RNNBase", "RNN", "LSTM", "GRU",
     "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell",
 ]

@@ -25,10 +25,12 @@ from .. import random as rg_random
 from .callback import Callback
 from .diagnostics import GradientFlow
 from .formatting import format_value
+from .logfiles import read_jsonl
 from .step import forward_loss
 
 __all__ = ["Callback", "ProgressBar", "MetricLogger", "EarlyStopping", "ModelCheckpoint", "LRMonitor",
            "NaNGuard", "GradientFlow"]
+
 
 
 # --------------------------------------------------------------------------- progress
@@ -105,15 +107,16 @@ class MetricLogger(Callback):
 
     def on_fit_start(self, trainer: Any) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.jsonl_path.with_suffix(".jsonl.tmp").unlink(missing_ok=True)  # left by a crash in _rewrite_jsonl
+        self.csv_path.with_suffix(".csv.tmp").unlink(missing_ok=True)
         if self.jsonl_path.exists() and not self.rows:  # a resumed run: keep what was logged
-            with open(self.jsonl_path) as f:
-                self.rows = [json.loads(line) for line in f if line.strip()]
+            self.rows = read_jsonl(self.jsonl_path, keys=("kind", "epoch"))
             # drop rows logged after the checkpoint we resumed from
             st = trainer.state
             self.rows = [r for r in self.rows
                          if (r["kind"] == "epoch" and r["epoch"] < st.epoch) or
                          (r["kind"] == "step" and (r["epoch"] < st.epoch or
-                                                   (r["epoch"] == st.epoch and r["batch"] < st.batch_in_epoch)))]
+                                                   (r["epoch"] == st.epoch and r.get("batch", -1) < st.batch_in_epoch)))]
             self._rewrite_jsonl()
         self._jsonl = open(self.jsonl_path, "a")
         if self.tensorboard:
@@ -125,6 +128,8 @@ class MetricLogger(Callback):
         with open(tmp, "w") as f:
             for r in self.rows:
                 f.write(json.dumps(r) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, self.jsonl_path)
 
     def _log(self, row: dict) -> None:
@@ -245,6 +250,8 @@ class EarlyStopping(Callback):
             self.wait += 1
             if self.wait >= self.patience:
                 trainer.stop_training = True
+                trainer.stop_reason = (f"early stopping: {self.monitor} did not improve for {self.patience} "
+                                       f"epoch{'s' if self.patience != 1 else ''}")
                 self.stopped_epoch = epoch
 
     def state_dict(self) -> dict:
@@ -279,6 +286,11 @@ class ModelCheckpoint(Callback):
     @property
     def last_dir(self) -> pathlib.Path:
         return self.run_dir / "checkpoints" / "last"
+
+    def on_fit_start(self, trainer: Any) -> None:
+        from .checkpoint import tidy_checkpoint
+        for d in (self.best_dir, self.last_dir):  # leftovers of a save killed in an earlier run
+            tidy_checkpoint(d)
 
     def on_batch_end(self, trainer: Any, batch_idx: int, logs: dict) -> None:
         if self.every_n_steps and self.save_last and trainer._pending == 0 and \
@@ -334,6 +346,9 @@ class NaNGuard(Callback):
         self.triggered = True
         trainer.stop_training = True
         st = trainer.state
+        trainer.stop_reason = trainer.failure = (
+            f"NaNGuard: non-finite values at epoch {st.epoch}, batch {batch_idx} "
+            f"(optimizer step {st.global_step}): {bad[0]}")
         lines = [f"NaNGuard: non-finite values at epoch {st.epoch}, batch {batch_idx} "
                  f"(optimizer step {st.global_step}); training stopped before the step.",
                  *("  - " + b for b in bad[:20])]

@@ -19,6 +19,7 @@ import dataclasses
 import importlib.util
 import inspect
 import pathlib
+import re
 import sys
 from typing import Any, Callable, Collection
 
@@ -32,6 +33,8 @@ from ..data.presets import PRESETS, ConfigError
 from ..io.toml_writer import toml_dumps
 from ..models import MODELS
 from ..optim import scheduling
+from .config_ranges import (F32_MAX, FRACTION, FRACTION_OPEN, NON_NEGATIVE, POSITIVE, Range, check_finite,
+                            check_kwarg_ranges, check_range, check_run_name)
 from .losses import LOSSES
 from .metrics import METRICS, get_metric
 
@@ -46,52 +49,61 @@ SECTIONS = ("model", "data", "optim", "schedule", "train", "run")
 class Key:
     """One fixed key: its type ("int", "float", "bool", "str", "list[int]", "list[str]"), default,
     allowed values (for str; a registry table is read when the value is checked), whether None is
-    allowed, and a one-line description."""
+    allowed, a one-line description and the range of a number (every float must also be finite)."""
     type: str
     default: Any = None
     allowed: Collection[str] | None = None
     optional: bool = False
     doc: str = ""
+    range: Range | None = None
 
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "data": {
         "name": Key("str", None, PRESETS, doc="which data set"),
-        "batch_size": Key("int", 64, doc="training batch size"),
-        "eval_batch_size": Key("int", None, optional=True, doc="batch size for validation/test (default max(batch_size, 500))"),
-        "val_fraction": Key("float", 0.1, doc="share of the training set held out for validation"),
-        "test_fraction": Key("float", 0.2, doc="share held out for test when the set has no test split"),
-        "train_samples": Key("int", None, optional=True, doc="use a random subset of this many training samples"),
-        "val_samples": Key("int", None, optional=True, doc="use a random subset of this many validation samples"),
+        "batch_size": Key("int", 64, doc="training batch size", range=POSITIVE),
+        "eval_batch_size": Key("int", None, optional=True, range=POSITIVE,
+                               doc="batch size for validation/test (default max(batch_size, 500))"),
+        "val_fraction": Key("float", 0.1, doc="share of the training set held out for validation", range=FRACTION_OPEN),
+        "test_fraction": Key("float", 0.2, doc="share held out for test when the set has no test split",
+                             range=FRACTION_OPEN),
+        "train_samples": Key("int", None, optional=True, doc="use a random subset of this many training samples",
+                             range=POSITIVE),
+        "val_samples": Key("int", None, optional=True, doc="use a random subset of this many validation samples",
+                           range=POSITIVE),
         "augment": Key("bool", False, doc="random crops (and flips for fashion_mnist) of training images"),
         "standardize": Key("bool", None, optional=True, doc="zero-mean unit-variance features (default: on for tabular sets)"),
         "images": Key("bool", False, doc="digits as (1, 8, 8) images instead of 64 features"),
-        "block_size": Key("int", 64, doc="shakespeare: characters per training window"),
+        "block_size": Key("int", 64, doc="shakespeare: characters per training window", range=POSITIVE),
     },
     "train": {
-        "epochs": Key("int", 10, doc="passes over the training set"),
-        "seed": Key("int", 0, doc="seeds the init, the data split and the batch order"),
+        "epochs": Key("int", 10, doc="passes over the training set", range=POSITIVE),
+        "seed": Key("int", 0, doc="seeds the init, the data split and the batch order", range=Range(0, 2**64 - 1)),
         "loss": Key("str", "cross_entropy", LOSSES),
-        "label_smoothing": Key("float", 0.0, doc="cross_entropy only"),
+        "label_smoothing": Key("float", 0.0, doc="cross_entropy only", range=FRACTION),
         "metrics": Key("list[str]", ["accuracy"]),
-        "grad_clip": Key("float", None, optional=True, doc="clip the global gradient norm to this"),
-        "accumulate": Key("int", 1, doc="batches per optimizer step"),
-        "early_stopping": Key("int", None, optional=True, doc="patience in epochs (monitor: val_loss)"),
+        "grad_clip": Key("float", None, optional=True, doc="clip the global gradient norm to this",
+                         range=Range(0, F32_MAX, lo_open=True)),
+        "accumulate": Key("int", 1, doc="batches per optimizer step", range=POSITIVE),
+        "early_stopping": Key("int", None, optional=True, range=NON_NEGATIVE,
+                              doc="patience in epochs (monitor: val_loss); 0 stops at the first epoch without "
+                                  "improvement, leave it out for no early stopping"),
         "monitor": Key("str", "val_loss", doc="metric for the best checkpoint and early stopping"),
         "save_best": Key("bool", True),
         "save_last": Key("bool", True),
-        "checkpoint_every_n_steps": Key("int", None, optional=True,
+        "checkpoint_every_n_steps": Key("int", None, optional=True, range=POSITIVE,
                                         doc="also save checkpoints/last every N optimizer steps (mid-epoch resume)"),
         "progress": Key("bool", True, doc="progress bar"),
         "nan_guard": Key("bool", True, doc="stop on a NaN/inf loss"),
-        "gradient_flow": Key("int", 0, doc="record gradient statistics every N steps (0: off)"),
-        "threads": Key("int", None, optional=True,
+        "gradient_flow": Key("int", 0, doc="record gradient statistics every N steps (0: off)", range=NON_NEGATIVE),
+        "threads": Key("int", None, optional=True, range=POSITIVE,
                        doc="BLAS and fused-optimizer threads for the run (needs threadpoolctl); "
                            "1 is faster for small models on a busy machine"),
     },
     "run": {
         "dir": Key("str", "runs", doc="parent folder of run folders"),
-        "name": Key("str", None, optional=True, doc="run folder name (default: the config file's name)"),
+        "name": Key("str", None, optional=True,
+                    doc="run folder name (default: the config file's name); one folder inside run.dir"),
         "overwrite": Key("bool", False, doc="reuse run/<name> instead of making run/<name>-2"),
     },
 }
@@ -191,6 +203,15 @@ def _check(where: str, value: Any, typ: str, optional: bool = False, allowed: Co
         raise ConfigError(f"{where}: a value is required")
     if typ == "any":
         return value
+    if "|" in typ:  # a union: the first alternative that takes the value
+        for alt in typ.split("|"):
+            try:
+                return _check(where, value, alt)
+            except ConfigError as e:
+                if "finite" in str(e) or "[" in str(e).split(":", 1)[0]:
+                    raise  # the value has the right type but a bad number in it
+        raise ConfigError(f"{where}: expected {' or '.join(_NAMES.get(t, t) for t in typ.split('|'))}, "
+                          f"got {_describe(value)}")
     if typ == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
@@ -200,11 +221,11 @@ def _check(where: str, value: Any, typ: str, optional: bool = False, allowed: Co
     if typ == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {_describe(value)}")
-        return float(value)
+        return check_finite(where, float(value))
     if typ == "number":  # an int stays an int
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {_describe(value)}")
-        return value
+        return check_finite(where, value) if isinstance(value, float) else value
     if typ == "bool":
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true or false, got {_describe(value)}")
@@ -221,27 +242,57 @@ def _check(where: str, value: Any, typ: str, optional: bool = False, allowed: Co
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list, got {_describe(value)}")
         inner = typ[5:-1] if typ.startswith("list[") else "any"
-        return [_check(f"{where}[{i}]", v, inner) for i, v in enumerate(value)]
+        return [_check(f"{where}[{i}]", v, "number" if inner == "any" and isinstance(v, float) else inner)
+                for i, v in enumerate(value)]
     raise AssertionError(typ)
 
 
+_SEQUENCE = re.compile(r"(?:Sequence|Iterable|list|tuple|List|Tuple)\[(\w+)(?:, \.\.\.)?\]")
+_SCALARS = {"bool": "bool", "int": "int", "float": "number", "str": "str"}
+_NAMES = {"bool": "true or false", "int": "an int", "number": "a number", "str": "a string",
+          "list[int]": "a list of ints", "list[number]": "a list of numbers", "list": "a list"}
+
+
+def _part_type(part: str, default: Any) -> str | None:
+    """The config type of one member of an annotation's union, or None when it has none."""
+    if part in _SCALARS:
+        return _SCALARS[part]
+    m = _SEQUENCE.fullmatch(part)
+    if m:
+        inner = _SCALARS.get(m.group(1))
+        return f"list[{inner}]" if inner in ("int", "number") else "list"
+    if part in ("tuple", "list"):
+        numbers = isinstance(default, (tuple, list)) and default and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in default)
+        return "list[number]" if numbers else "list"
+    return None
+
+
 def _annotation_type(param: inspect.Parameter) -> tuple[str, bool]:
-    """A config type for a signature parameter, from its annotation and default."""
+    """A config type for a signature parameter, from its annotation and default: one of ``_NAMES``,
+    several joined by ``|`` (``float | Sequence[float]``), or ``"any"`` (not checked here)."""
     ann = param.annotation if isinstance(param.annotation, str) else getattr(param.annotation, "__name__", "")
     d = param.default
     optional = d is None or "None" in ann
-    parts = {p.strip() for p in ann.split("|")} - {"None"}
-    if parts == {"bool"} or isinstance(d, bool):
+    parts = [p.strip() for p in ann.split("|") if p.strip() not in ("None", "")]
+    if not parts or parts == ["_empty"]:  # no annotation: the default's type
+        if isinstance(d, bool):
+            return "bool", optional
+        if isinstance(d, (int, float)):
+            return "number", optional
+        if isinstance(d, str):
+            return "str", optional
+        if isinstance(d, (tuple, list)):
+            return "list", optional
+        return "any", True
+    if isinstance(d, bool):
         return "bool", optional
-    if parts == {"int"}:
-        return "int", optional
-    if parts == {"float"} or parts == {"int", "float"} or (isinstance(d, (int, float)) and not parts):
-        return "number", optional
-    if parts == {"str"} or (isinstance(d, str) and not parts):
-        return "str", optional
-    if parts <= {"tuple", "list"} and parts or isinstance(d, (tuple, list)):
-        return "list", optional
-    return "any", True
+    types = [_part_type(p, d) for p in parts]
+    if None in types:
+        return "any", True
+    if set(types) == {"int", "number"}:
+        types = ["number"]
+    return "|".join(dict.fromkeys(types)), optional
 
 
 def check_kwargs(section: str, fn: Callable, kwargs: dict, *, skip: set = frozenset(), what: str = "") -> dict:
@@ -280,9 +331,15 @@ def load_config(path: str | pathlib.Path) -> dict:
     path = pathlib.Path(path)
     if not path.is_file():
         raise ConfigError(f"config: file {str(path)!r} not found")
+    raw = path.read_bytes()
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise ConfigError(f"config: {path} is not valid UTF-8 (byte 0x{raw[e.start]:02x} on line {line}); "
+                          "expected a UTF-8 TOML file") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config: {path} is not valid TOML: {e}") from None
 
@@ -311,15 +368,23 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
         section, key, value = parse_override(text)
         if section not in SECTIONS:
             raise ConfigError(f"--set {text!r}: unknown section [{section}]; known sections: {', '.join(SECTIONS)}")
+        _table(cfg, section)
         cfg.setdefault(section, {})[key] = value
     return cfg
 
 
 # ---------------------------------------------------------------------- validation
-def _fixed_section(cfg: dict, section: str) -> dict:
+def _table(cfg: dict, section: str) -> dict:
+    """``cfg[section]`` (a copy; ``{}`` when absent), refusing a section given as a plain value."""
     given = cfg.get(section, {})
     if not isinstance(given, dict):
-        raise ConfigError(f"[{section}]: expected a table of keys, got {_describe(given)}")
+        hint = f'; write it as [{section}] then name = "{given}"' if isinstance(given, str) else ""
+        raise ConfigError(f"[{section}]: expected a table of keys, got {_describe(given)}{hint}")
+    return dict(given)
+
+
+def _fixed_section(cfg: dict, section: str) -> dict:
+    given = _table(cfg, section)
     keys = SCHEMA[section]
     for k in given:
         if k not in keys:
@@ -329,6 +394,7 @@ def _fixed_section(cfg: dict, section: str) -> dict:
         v = given.get(k, spec.default)
         out[k] = _check(f"{section}.{k}", v, spec.type, spec.optional, spec.allowed) if v is not None or \
             not spec.optional else None
+        check_range(f"{section}.{k}", out[k], spec.range)
     return out
 
 
@@ -343,7 +409,7 @@ def validate(cfg: dict, *, config_path: str | pathlib.Path | None = None) -> dic
     base = pathlib.Path(config_path).resolve().parent if config_path else None
     out: dict[str, dict] = {}
 
-    model = dict(cfg.get("model", {}))
+    model = _table(cfg, "model")
     if "name" not in model:
         raise ConfigError(f"model.name: a value is required; one of: {', '.join(MODELS)}, or "
                           "'path/to/file.py:ClassName'")
@@ -356,31 +422,28 @@ def validate(cfg: dict, *, config_path: str | pathlib.Path | None = None) -> dic
     else:
         name = name.lower()
     out["model"] = {"name": name, **check_kwargs("model", factory, model, skip={"self"}, what=f"model {name!r}")}
+    if name in MODELS:
+        check_kwarg_ranges("model", out["model"])
 
     data = _fixed_section(cfg, "data")
     if data["name"] is None:
         raise ConfigError(f"data.name: a value is required; one of: {', '.join(PRESETS)}")
-    for k in ("val_fraction", "test_fraction"):
-        if not 0 <= data[k] < 1:
-            raise ConfigError(f"data.{k}: must be in [0, 1), got {data[k]}")
     preset = PRESETS[data["name"]]
     if preset.kind == "text" and not 0 < data["val_fraction"] < 1:  # a text set splits validation itself
         raise ConfigError(f"data.val_fraction: {data['name']} needs a value in (0, 1), got {data['val_fraction']}")
-    for k in ("batch_size", "eval_batch_size", "train_samples", "val_samples", "block_size"):
-        if data[k] is not None and data[k] <= 0:
-            raise ConfigError(f"data.{k}: must be a positive int, got {data[k]}")
     if data["images"] and not preset.images_option:
         allowed = ", ".join(n for n, p in PRESETS.items() if p.images_option)
         raise ConfigError(f"data.images: only for {allowed}, not {data['name']!r}")
     out["data"] = data
 
-    opt = dict(cfg.get("optim", {}))
+    opt = _table(cfg, "optim")
     oname = _check("optim.name", opt.pop("name", "adam"), "str")
     cls, _ = optimizer_class(oname)
     out["optim"] = {"name": oname.lower(), **check_kwargs("optim", cls, opt, skip=_SKIP_OPTIM,
                                                           what=f"optimizer {cls.__name__}")}
+    check_kwarg_ranges("optim", out["optim"])
 
-    sched = dict(cfg.get("schedule", {}))
+    sched = _table(cfg, "schedule")
     if sched:
         sname = _check("schedule.name", sched.pop("name", None), "str")
         interval = _check("schedule.interval", sched.pop("interval", "epoch"), "str", allowed=("epoch", "step"))
@@ -389,11 +452,9 @@ def validate(cfg: dict, *, config_path: str | pathlib.Path | None = None) -> dic
             interval = "step"  # a schedule function is the optimizer's lr, evaluated every step
         out["schedule"] = {"name": sname, "interval": interval,
                            **check_kwargs("schedule", f, sched, skip=_SKIP_SCHED, what=f"schedule {sname!r}")}
+        check_kwarg_ranges("schedule", out["schedule"])
 
     train = _fixed_section(cfg, "train")
-    for k in ("epochs", "accumulate"):
-        if train[k] < 1:
-            raise ConfigError(f"train.{k}: must be >= 1, got {train[k]}")
     for i, m in enumerate(train["metrics"]):
         try:
             get_metric(m)
@@ -406,16 +467,12 @@ def validate(cfg: dict, *, config_path: str | pathlib.Path | None = None) -> dic
     if train["monitor"].startswith("val_") and data["val_fraction"] == 0 and preset.kind != "text":
         raise ConfigError(f"train.monitor: {train['monitor']!r} needs validation data (data.val_fraction > 0); "
                           "use 'train_loss'")
-    if train["checkpoint_every_n_steps"] is not None and train["checkpoint_every_n_steps"] < 1:
-        raise ConfigError(f"train.checkpoint_every_n_steps: must be >= 1, got {train['checkpoint_every_n_steps']}")
-    if train["threads"] is not None and train["threads"] < 1:
-        raise ConfigError(f"train.threads: must be >= 1, got {train['threads']}")
-    if train["gradient_flow"] < 0:
-        raise ConfigError(f"train.gradient_flow: must be >= 0 (0: off), got {train['gradient_flow']}")
-    if train["grad_clip"] is not None and train["grad_clip"] <= 0:
-        raise ConfigError(f"train.grad_clip: must be > 0, got {train['grad_clip']}")
     out["train"] = train
-    out["run"] = _fixed_section(cfg, "run")
+    out["run"] = run = _fixed_section(cfg, "run")
+    if run["name"] is not None:
+        check_run_name(run["name"], run["dir"])
+    elif config_path is not None:  # the default name, the config file's ('...toml' would give '..')
+        check_run_name(pathlib.Path(config_path).stem, run["dir"], what=f"run.name (default, from {config_path})")
     return out
 
 

@@ -35,7 +35,8 @@ def read_metrics(run_dir: str | os.PathLike) -> tuple[list[dict], list[dict]]:
     path = pathlib.Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"plot_run: {path} not found (log the run with rg.train.callbacks.MetricLogger)")
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    from .logfiles import read_jsonl
+    rows = read_jsonl(path)
     return [r for r in rows if r.get("kind") == "step"], [r for r in rows if r.get("kind") == "epoch"]
 
 

@@ -115,6 +115,14 @@ def _fill_schedule_kwargs(cfg: dict, n_train: int) -> None:
                           f"{', '.join(req)})")
 
 
+# what an optimizer or scheduler raises on arguments it cannot take (Adafactor's eps=[1] indexes past the end)
+_BUILD_ERRORS = (TypeError, ValueError, IndexError, KeyError, ArithmeticError)
+
+
+def _reason(e: Exception) -> str:
+    return str(e) if isinstance(e, (TypeError, ValueError)) else f"{type(e).__name__}: {e} (check its arguments)"
+
+
 def build_optimizer(cfg: dict, params) -> tuple[Any, Any, str]:
     """``(optimizer, scheduler or None, scheduler interval)`` from ``[optim]`` and ``[schedule]``
     through ``optim.scheduling.scheduled_optimizer``: a schedule function becomes the optimizer's
@@ -126,8 +134,8 @@ def build_optimizer(cfg: dict, params) -> tuple[Any, Any, str]:
     def make(**lr: Any):
         try:
             return cls(params, **{**kwargs, **lr})
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"optim: {cls.__name__}: {e}") from None
+        except _BUILD_ERRORS as e:
+            raise ConfigError(f"optim: {cls.__name__}: {_reason(e)}") from None
 
     s = cfg.get("schedule")
     if not s:
@@ -138,8 +146,8 @@ def build_optimizer(cfg: dict, params) -> tuple[Any, Any, str]:
         opt, scheduler = scheduling.scheduled_optimizer(make, s["name"], **args)
     except ConfigError:
         raise
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"schedule: {s['name']}: {e}") from None
+    except _BUILD_ERRORS as e:
+        raise ConfigError(f"schedule: {s['name']}: {_reason(e)}") from None
     return opt, scheduler, ("step" if scheduler is None else s["interval"])
 
 

@@ -6,17 +6,23 @@ exactly the same run), the metrics log, ``checkpoints/{best,last}``, plots and `
 from __future__ import annotations
 
 import json
+import math
 import pathlib
+import sys
+import warnings
 from typing import Any
 
 import numpy as np
 
+from ..io.checkpoint import CheckpointError, resolve_directory
 from .config import ConfigError, load_config, validate
 from .formatting import format_value
+from .model_code import check_model_code
 from .recipe import Setup
 
 __all__ = ["new_run_dir", "read_run_config", "checkpoint_dir", "final_metrics", "prefixed_metrics", "finish_run",
-           "summary_text", "jsonable"]
+           "summary_text", "jsonable", "run_outcome",
+           "check_schedule_length"]
 
 
 def new_run_dir(cfg: dict, config_path: str) -> pathlib.Path:
@@ -35,22 +41,71 @@ def new_run_dir(cfg: dict, config_path: str) -> pathlib.Path:
     return path
 
 
-def read_run_config(run_dir: pathlib.Path) -> dict:
-    """The validated resolved config of a run folder."""
+def read_run_config(run_dir: pathlib.Path, *, trust_model_code: bool = False, command: str = "") -> dict:
+    """The validated resolved config of a run folder. A model file it names (``m.py:MLP``) is
+    checked by ``model_code.check_model_code`` before validation imports it."""
     path = run_dir / "config.toml"
     if not path.is_file():
         raise ConfigError(f"{run_dir}: not a run folder (no config.toml)")
-    return validate(load_config(path), config_path=path)
+    raw = load_config(path)
+    check_model_code(run_dir, raw, trust_model_code=trust_model_code, command=command)
+    return validate(raw, config_path=path)
 
 
 def checkpoint_dir(run_dir: pathlib.Path, which: str) -> pathlib.Path:
-    """``run_dir/checkpoints/<which>`` (``"best"`` or ``"last"``), which must exist."""
+    """``run_dir/checkpoints/<which>`` (``"best"`` or ``"last"``), through the library's recovery path
+    (``rg.io.checkpoint.resolve_directory``): when a save was interrupted between its two renames,
+    the previous checkpoint it moved aside (``.<which>.old-*``) is used, with a note on stderr."""
     path = run_dir / "checkpoints" / which
-    if not path.exists():
-        have = sorted(p.name for p in (run_dir / "checkpoints").iterdir()) if (run_dir / "checkpoints").is_dir() \
-            else []
-        raise ConfigError(f"{run_dir}: no checkpoint {which!r} (found: {', '.join(have) or 'none'})")
-    return path
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            found = resolve_directory(path)
+        except CheckpointError:
+            have = sorted(p.name for p in (run_dir / "checkpoints").iterdir()) \
+                if (run_dir / "checkpoints").is_dir() else []
+            raise ConfigError(f"{run_dir}: no checkpoint {which!r} (found: {', '.join(have) or 'none'})") from None
+    for w in caught:
+        print(f"retrograd: {w.message}", file=sys.stderr)
+    return found
+
+
+_LENGTH_ARGS = ("total_steps", "steps", "decay_steps", "T_max", "total_iters")
+
+
+def check_schedule_length(setup: Setup, epochs: int, command: str, planned: int | None = None) -> list[str]:
+    """Whether the run's schedule covers ``epochs`` (``resume --epochs``): ``OneCycleLR`` cannot step
+    past its ``total_steps`` (torch's raises "Tried to step ... times"), so a longer run is refused
+    with a ``ConfigError`` saying what to do; other schedules whose length covered the ``planned``
+    epochs but not ``epochs`` go on past their end (the lr stays at its final value;
+    ``CosineAnnealingLR`` climbs again, as torch's), which the returned notes say."""
+    from ..optim.lr_scheduler import OneCycleLR
+
+    s = setup.cfg.get("schedule")
+    if not s:
+        return []
+    per_epoch = max(1, math.ceil(len(setup.train_loader) / setup.cfg["train"]["accumulate"]))
+    step_wise = setup.interval == "step"
+    needed = per_epoch * epochs if step_wise else epochs
+    unit = "optimizer steps" if step_wise else "epochs"
+    if isinstance(setup.scheduler, OneCycleLR) and needed > setup.scheduler.total_steps:
+        total = setup.scheduler.total_steps
+        fits = total // per_epoch if step_wise else total
+        raise ConfigError(
+            f"{command} --epochs {epochs}: the run's schedule {s['name']} ends after total_steps={total} {unit} "
+            f"({fits} epoch{'s' if fits != 1 else ''}) and cannot step past its end; {epochs} epochs need {needed}. Resume with --epochs "
+            f"{fits} or fewer, or train a new run with a one-cycle schedule as long as the run: retrograd train "
+            f"CONFIG --set train.epochs={epochs} (a fresh config's total_steps follows train.epochs; in this "
+            f"run's config.toml it is fixed: add --set schedule.total_steps={needed})")
+    notes = []
+    before = (per_epoch * planned if step_wise else planned) if planned is not None else 0
+    for k in _LENGTH_ARGS:
+        if isinstance(s.get(k), int) and before <= s[k] < needed:
+            what = ("its lr climbs back up (a cosine period, as torch's CosineAnnealingLR)"
+                    if s["name"].lower() == "cosineannealinglr" else "the lr stays at the schedule's final value")
+            notes.append(f"{command} --epochs {epochs}: schedule {s['name']} was sized for {k}={s[k]} {unit}; "
+                         f"this run needs {needed}, and past the end {what}")
+    return notes
 
 
 def final_metrics(history: dict) -> dict:
@@ -88,7 +143,7 @@ def finish_run(setup: Setup, trainer, history: dict, run_dir: pathlib.Path, elap
         "model": setup.cfg["model"]["name"], "data": setup.cfg["data"]["name"],
         "optimizer": setup.cfg["optim"]["name"],
         "parameters": int(sum(p.numel() for p in setup.model.parameters())),
-        "epochs": len(history.get("train_loss", [])),
+        **run_outcome(trainer, setup.cfg["train"]["epochs"]),
         "time_s": round(elapsed, 3),
         "train_time_s": round(float(sum(times)), 3) if times else None,
         "samples_per_sec": round(float(np.mean(sps)), 1) if sps else None,
@@ -114,6 +169,24 @@ def finish_run(setup: Setup, trainer, history: dict, run_dir: pathlib.Path, elap
     return summary
 
 
+def run_outcome(trainer, epochs: int) -> dict:
+    """How a ``fit`` ended, for ``summary.json`` and for scripts: ``status`` ("completed", "stopped"
+    by a callback such as EarlyStopping, or "failed": NaNGuard stopped it), ``reason`` (None when
+    completed), ``epochs`` (complete epochs actually run, resumed ones included), ``epochs_requested``
+    and, when not completed, ``stopped_at`` (epoch, batch of that epoch, optimizer step; 0-based)."""
+    st = trainer.state
+    failure = getattr(trainer, "failure", None)
+    reason = failure or getattr(trainer, "stop_reason", None)
+    status = "failed" if failure else "completed" if st.epoch >= epochs else "stopped"
+    if status == "stopped" and reason is None:
+        reason = "a callback set stop_training"
+    out = {"status": status, "reason": reason, "epochs": len(trainer.history.get("train_loss", [])),
+           "epochs_requested": epochs}
+    if status != "completed":
+        out["stopped_at"] = {"epoch": st.epoch, "batch": st.batch_in_epoch, "step": st.global_step}
+    return out
+
+
 def jsonable(v: Any) -> Any:
     """``v`` with NumPy scalars made Python numbers and anything else JSON cannot hold made a string."""
     if isinstance(v, dict):
@@ -132,6 +205,9 @@ def summary_text(s: dict) -> str:
     lines = [f"run {s['run_dir']}: {s['model']} on {s['data']} with {s['optimizer']}, "
              f"{s['parameters']:,} parameters, {s['epochs']} epochs in {s['time_s']:.1f} s"
              + (f" ({s['samples_per_sec']:,.0f} samples/s)" if s.get("samples_per_sec") else "")]
+    if s.get("status", "completed") != "completed":
+        lines.append(f"  {s['status'].upper()} after {s['epochs']} of {s.get('epochs_requested')} epochs: "
+                     f"{s.get('reason')}")
     if s["final"]:
         lines.append("  final: " + "  ".join(f"{k} {format_value(v, fixed=True)}" for k, v in s["final"].items()))
     if s["test"]:

@@ -9,12 +9,15 @@ simple_value=2 (float)}}}. ``tensorboard --logdir`` reads these files.
 """
 from __future__ import annotations
 
+import math
 import os
 import pathlib
 import socket
 import struct
 import time
 from typing import Iterator
+
+import numpy as np
 
 __all__ = ["EventWriter", "read_events", "read_scalars"]
 
@@ -71,10 +74,19 @@ def _event(wall_time: float, step: int, *, file_version: str | None = None,
     if file_version is not None:
         msg += _bytes_field(3, file_version.encode())
     if scalars:
-        summary = b"".join(_bytes_field(1, _bytes_field(1, tag.encode()) + _field(2, 5) + struct.pack("<f", v))
+        summary = b"".join(_bytes_field(1, _bytes_field(1, tag.encode()) + _field(2, 5) + _float32(v))
                            for tag, v in scalars)
         msg += _bytes_field(5, summary)
     return msg
+
+
+def _float32(v: float) -> bytes:
+    """``v`` as a little-endian float32; beyond float32's range it is +-inf, as a float32 cast (and
+    TensorBoard's own writer) makes it, where ``struct.pack`` raises OverflowError."""
+    try:
+        return struct.pack("<f", v)
+    except OverflowError:
+        return struct.pack("<f", math.copysign(math.inf, v))
 
 
 def _record(data: bytes) -> bytes:
@@ -97,7 +109,13 @@ class EventWriter:
         self.add_scalars({tag: value}, step, wall_time)
 
     def add_scalars(self, values: dict[str, float], step: int, wall_time: float | None = None) -> None:
-        items = [(t, float(v)) for t, v in values.items() if isinstance(v, (int, float))]
+        items = []
+        for t, v in values.items():
+            if isinstance(v, (int, float, np.floating, np.integer)):
+                try:
+                    items.append((t, float(v)))
+                except OverflowError:  # an int beyond float64: as a float32 cast would make it
+                    items.append((t, math.inf if v > 0 else -math.inf))
         if items:
             self._f.write(_record(_event(time.time() if wall_time is None else wall_time, step, scalars=items)))
 

@@ -97,6 +97,10 @@ class Trainer:
         self.state = TrainerState()
         self.history: dict[str, list] = {}
         self.stop_training = False
+        # why the last fit stopped before its epochs: stop_reason (EarlyStopping, NaNGuard ...) and,
+        # when that is a failure (NaNGuard), failure too; both None after a fit that ran every epoch
+        self.stop_reason: str | None = None
+        self.failure: str | None = None
         self.current_batch: Any = None
         self.last_loss: float | None = None
         self.last_grad_norm: float | None = None
@@ -166,6 +170,7 @@ class Trainer:
             self.load_checkpoint(resume_from)
         self._apply_pending_loader_state()
         self.stop_training = False
+        self.stop_reason = self.failure = None
         self._pending = self.state.batch_in_epoch % self.accumulate
         try:
             n_batches = len(train_loader)

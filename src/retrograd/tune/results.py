@@ -15,6 +15,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ..io.toml_writer import toml_dumps
+from .recovery import interrupted_numbers
 from .space import Param, SearchSpace, parse_space, set_dotted
 from .storage import open_storage, storage_spec
 
@@ -47,7 +48,9 @@ class TuneResult:
 def trial_rows(study: optuna.Study, space: SearchSpace, metric: str) -> list[dict]:
     """One row per trial: number, state, the metric, each parameter, seed, duration in seconds."""
     rows = []
-    for t in study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)
+    interrupted = interrupted_numbers(study, trials)
+    for t in trials:
         params = space.decode(t.params)
         row: dict[str, Any] = {"number": t.number, "state": t.state.name}
         value = t.value if t.state == TrialState.COMPLETE else (
@@ -59,8 +62,10 @@ def trial_rows(study: optuna.Study, space: SearchSpace, metric: str) -> list[dic
         row["seed"] = t.user_attrs.get("seed")
         row["duration_s"] = round(t.duration.total_seconds(), 2) if t.duration is not None else None
         note = []
-        if t.user_attrs.get("interrupted"):
+        if t.user_attrs.get("interrupted") or t.number in interrupted:
             note.append("interrupted")
+        if t.user_attrs.get("over_budget"):
+            note.append("over budget: not run")
         if "retry_of" in t.user_attrs:
             note.append(f"rerun of {t.user_attrs['retry_of']}")
         row["note"] = "; ".join(note)

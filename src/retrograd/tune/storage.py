@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pathlib
 import re
+import warnings
 from typing import Any
 
 import optuna
@@ -22,16 +23,26 @@ def storage_spec(storage: Any, study_dir: pathlib.Path) -> Any:
     return storage
 
 
-def open_storage(spec: Any) -> Any:
+def open_storage(spec: Any, heartbeat: tuple[float, float | None] | None = None) -> Any:
+    """The storage ``spec`` names; ``heartbeat=(interval, grace_period)`` turns on Optuna's heartbeat
+    for RDB storages, with ``recovery.RetryInterrupted`` as the callback for stale trials (the
+    journal storage has no heartbeat)."""
     if not isinstance(spec, str):
         return spec  # an optuna storage object
     if spec.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         return JournalStorage(JournalFileBackend(spec[len("journal:"):]))
-    if spec.startswith("sqlite:"):  # several worker processes write to one file: wait for the lock
-        return optuna.storages.RDBStorage(spec, engine_kwargs={"connect_args": {"timeout": 120}})
-    return optuna.storages.RDBStorage(_with_driver(spec))
+    kw: dict = {}
+    if heartbeat is not None:
+        from .recovery import stale_callback_kwargs
+
+        kw = {"heartbeat_interval": heartbeat[0], "grace_period": heartbeat[1], **stale_callback_kwargs()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
+        if spec.startswith("sqlite:"):  # several worker processes write to one file: wait for the lock
+            return optuna.storages.RDBStorage(spec, engine_kwargs={"connect_args": {"timeout": 120}}, **kw)
+        return optuna.storages.RDBStorage(_with_driver(spec), **kw)
 
 
 def _with_driver(url: str) -> str:

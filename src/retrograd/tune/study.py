@@ -9,8 +9,8 @@ import math
 import multiprocessing
 import os
 import pathlib
-import socket
 import sys
+import time
 import warnings
 from typing import Any, Callable, Mapping, Sequence
 
@@ -19,11 +19,13 @@ import optuna
 from optuna.trial import TrialState
 
 from .pruning import Reporter, TrialPruned
+from .recovery import (cancel_surplus_retries, counted, die_with_parent, interrupted_numbers, is_retry, over_budget,
+                       recover_interrupted, slots_used, worker_identity)
 from .results import report
 from .space import SearchSpace, TuneError, parse_space, set_dotted
 from .storage import mask_url, open_storage, storage_spec
 
-__all__ = ["search", "objective", "trial_seed", "METHODS", "PRUNERS"]
+__all__ = ["search", "objective", "trial_seed", "counted", "recover_interrupted", "METHODS", "PRUNERS"]
 
 METHODS = ("tpe", "random", "grid", "cmaes")
 PRUNERS = ("median", "hyperband", "none")
@@ -57,7 +59,7 @@ def objective(config: Mapping, space: Mapping | SearchSpace, train_fn: TrainFn, 
             raise ValueError(f"tune: the objective {direction}s {metric!r} but study {study.study_name!r} "
                              f"is set to {study.direction.name.lower()}")
         # who runs it: a resume on this machine leaves trials of live processes alone
-        trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
+        trial.set_user_attr("worker", worker_identity())
         _, cfg = space.suggest(trial, config, grid=grid)
         s = trial_seed(seed, trial.number)
         set_dotted(cfg, "train.seed", s)
@@ -120,62 +122,14 @@ def _sampler_seed(seed: int, worker: int, n_existing: int) -> int:
 
 
 # ---------------------------------------------------------------------- bookkeeping
-def counted(t: optuna.trial.FrozenTrial) -> bool:
-    """A finished trial that counts toward ``n_trials`` (not one interrupted by a crash and re-queued)."""
-    return t.state.is_finished() and not t.user_attrs.get("interrupted", False)
-
-
-def _pid_alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # a process of another user
-        return True
-    return True
-
-
-def recover_interrupted(study: optuna.Study, out=None) -> list[int]:
-    """Mark the trials left RUNNING by a killed process FAILED (user attr ``interrupted``) and enqueue
-    their parameters again, so a resumed study runs each exactly once. Returns their numbers.
-
-    A RUNNING trial whose worker process (user attr ``worker``: host and pid) is alive on this
-    machine is left alone: another search is running it. A trial of another machine cannot be
-    checked and is taken as interrupted, so resume a study shared across machines only when none
-    of its workers runs."""
-    out = out or sys.stdout
-    storage = study._storage
-    host, me = socket.gethostname(), os.getpid()
-    stale, live = [], []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        w = t.user_attrs.get("worker")
-        if isinstance(w, dict) and w.get("host") == host and w.get("pid") != me and _pid_alive(w.get("pid")):
-            live.append(t)
-        else:
-            stale.append(t)
-    if live:
-        print(f"tune: trials {', '.join(str(t.number) for t in live)} are running in live processes on this "
-              f"machine (pids {', '.join(str(t.user_attrs['worker']['pid']) for t in live)}); left alone",
-              file=out)
-    for t in stale:
-        storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        if t.params:
-            study.enqueue_trial(dict(t.params), user_attrs={"retry_of": t.number})
-    if stale:
-        print(f"tune: trials {', '.join(str(t.number) for t in stale)} were interrupted; marked FAILED and "
-              f"queued again with the same parameters", file=out)
-    return [t.number for t in stale]
-
-
 def _enqueue_grid(study: optuna.Study, space: SearchSpace, config: Mapping) -> int:
     """Queue every grid point no trial has taken yet (with several workers GridSampler may hand two of
     them the same point; popping queued trials is atomic)."""
     taken = []
-    for t in study.get_trials(deepcopy=False):
-        if counted(t) or t.state in (TrialState.RUNNING, TrialState.WAITING):
+    trials = study.get_trials(deepcopy=False)
+    interrupted = interrupted_numbers(study, trials)
+    for t in trials:
+        if counted(t, interrupted) or t.state in (TrialState.RUNNING, TrialState.WAITING):
             taken.append(t.system_attrs.get("fixed_params", t.params))
     n = 0
     for point in space.grid_points(config):
@@ -188,23 +142,50 @@ def _enqueue_grid(study: optuna.Study, space: SearchSpace, config: Mapping) -> i
 
 
 # ---------------------------------------------------------------------- workers
-def _optimize(job: dict, n_trials: int | None, worker: int) -> None:
-    """One worker: load the study and run ``n_trials`` trials (all of them: ``None`` with a timeout)."""
+def _optimize(job: dict, worker: int, share: int | None = None) -> None:
+    """One worker: load the study and run trials, one at a time: its ``share`` of the trials to run,
+    while the budget has room and the time allows; then any retry still queued (it holds the place of
+    the trial it reruns, one that a process of the study found dead meanwhile)."""
     space = parse_space(job["space"])
-    storage = open_storage(job["storage"])
+    storage = open_storage(job["storage"], heartbeat=job["heartbeat"])
     n_existing = len(optuna.load_study(study_name=job["study_name"], storage=storage).trials)
     sampler = make_sampler(job["method"], space, _sampler_seed(job["seed"], worker, n_existing))
     study = optuna.load_study(study_name=job["study_name"], storage=storage, sampler=sampler,
                               pruner=make_pruner(job["pruner"]))
     fn = objective(job["config"], space, job["train_fn"], job["metric"], job["direction"], seed=job["seed"],
                    grid=job["method"] == "grid")
+    n_trials = job["n_trials"]
+
+    def budgeted(trial: Any) -> float:
+        # the check before optimize() can race with another worker's: this one, made once the trial
+        # exists, cannot (the lower trial number wins)
+        if n_trials is not None and "retry_of" not in trial.user_attrs:
+            trials = study.get_trials(deepcopy=False)
+            if not over_budget(trials, trial.number, n_trials, interrupted_numbers(study, trials)):
+                return fn(trial)
+            trial.set_user_attr("over_budget", True)
+            raise TrialPruned(f"tune: trial {trial.number} is over the budget of {n_trials} trials; not run")
+        return fn(trial)
+
+    deadline = None if job["timeout"] is None else time.monotonic() + job["timeout"]
+    ran = 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.optimize(fn, n_trials=n_trials, timeout=job["timeout"], catch=tuple(job["catch"]))
+        while deadline is None or time.monotonic() < deadline:
+            trials = study.get_trials(deepcopy=False)
+            waiting_retry = any(t.state == TrialState.WAITING and is_retry(t) for t in trials)
+            if not waiting_retry and ((share is not None and ran >= share) or (
+                    n_trials is not None and slots_used(trials, interrupted_numbers(study, trials)) >= n_trials)):
+                break
+            study.optimize(budgeted, n_trials=1, catch=tuple(job["catch"]))
+            ran += 1
+            if study._stop_flag:  # a sampler (GridSampler, its grid done) stopped the study
+                break
 
 
-def _worker_main(job: dict, n_trials: int | None, worker: int) -> None:
-    _optimize(job, n_trials, worker)
+def _worker_main(job: dict, worker: int, share: int | None, parent: int) -> None:
+    die_with_parent(parent)
+    _optimize(job, worker, share)
 
 
 def _split(n: int | None, workers: int) -> list[int | None]:
@@ -219,18 +200,23 @@ def search(config: Mapping, space: Mapping | SearchSpace, *, train_fn: TrainFn, 
            direction: str = "maximize", pruner: str = "median", storage: Any = None,
            study_dir: str | pathlib.Path | None = None, study_name: str | None = None, seed: int = 0,
            workers: int = 1, resume: bool = False, catch: Sequence[type] = (), plots: bool = True,
-           out=None):
+           heartbeat_interval: float | None = 10.0, grace_period: float | None = 60.0, out=None):
     """Search ``space`` around ``config`` with ``train_fn(trial_config, reporter) -> final metrics``.
 
     ``n_trials`` counts the study's finished trials (COMPLETE, PRUNED, FAIL; a trial interrupted by a
-    crash counts once, when it is rerun), across resumes and workers: a resumed study runs only the
-    missing ones. A grid search runs the whole grid by default. ``storage``: None (SQLite file
+    crash counts once, when it is rerun) and the ones RUNNING in live processes, across resumes and
+    workers: a resumed study runs only the missing ones, and a study ends with exactly ``n_trials``
+    counted trials. A grid search runs the whole grid by default. ``storage``: None (SQLite file
     ``study_dir/study.db``), ``"journal"`` (Optuna journal file ``study_dir/study.journal``) or a URL
     (``postgresql://user:pw@host/db``). ``workers``: local processes sharing the study (``train_fn``
     must then be picklable: a module-level function or an instance of a module-level class).
     ``resume=True`` continues an existing study: trials left RUNNING by a killed process are marked
-    FAILED and queued again with the same parameters (trials of live processes on this machine are
-    left alone; see ``recover_interrupted``). Returns a ``TuneResult`` and writes the trials
+    FAILED and queued again with the same parameters (trials of live processes are left alone; see
+    ``recover_interrupted``). Worker processes die with the process that started them. With an RDB
+    storage (SQLite, PostgreSQL) each running trial records Optuna's heartbeat every
+    ``heartbeat_interval`` seconds; one silent for ``grace_period`` seconds (a dead process on any
+    machine) is failed and queued again by whichever process of the study looks next
+    (``heartbeat_interval=None``: no heartbeat; the journal storage has none). Returns a ``TuneResult`` and writes the trials
     table (``trials.csv``), ``best_config.toml``, ``study.json`` and plots into ``study_dir``."""
     out = out or sys.stdout
 
@@ -256,7 +242,8 @@ def search(config: Mapping, space: Mapping | SearchSpace, *, train_fn: TrainFn, 
     study_dir = pathlib.Path(study_dir if study_dir is not None else pathlib.Path("studies") / study_name)
     study_dir.mkdir(parents=True, exist_ok=True)
     spec = storage_spec(storage, study_dir)
-    store = open_storage(spec)
+    heartbeat = None if heartbeat_interval is None else (heartbeat_interval, grace_period)
+    store = open_storage(spec, heartbeat=heartbeat)
     exists = study_name in [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
     if exists and not resume:
         raise TuneError(f"tune: study {study_name!r} already exists in {mask_url(spec)}; resume it with "
@@ -275,23 +262,34 @@ def search(config: Mapping, space: Mapping | SearchSpace, *, train_fn: TrainFn, 
     (study_dir / "study.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
     if resume:
         recover_interrupted(study, out=out)
-    done = sum(counted(t) for t in study.get_trials(deepcopy=False))
-    remaining = None if n_trials is None else max(0, n_trials - done)
+        cancelled = cancel_surplus_retries(study, n_trials)
+        if cancelled:
+            print(f"tune: queued retries {', '.join(map(str, cancelled))} are beyond the budget of {n_trials} "
+                  "trials; not run", file=out)
+    trials = study.get_trials(deepcopy=False)
+    interrupted = interrupted_numbers(study, trials)
+    done = sum(counted(t, interrupted) for t in trials)
+    remaining = None if n_trials is None else max(0, n_trials - slots_used(trials, interrupted) +
+                                                  sum(t.state == TrialState.WAITING for t in trials
+                                                      if "retry_of" in t.user_attrs))
     print(f"tune: study {study_name!r} ({method}, {pruner} pruner) in {mask_url(spec) if isinstance(spec, str) else spec}"
           f"; {done} trials done" + (f", {remaining} to run" if remaining is not None else "")
           + (f" (grid of {grid_size})" if grid_size else "") + (f" on {workers} workers" if workers > 1 else ""),
           file=out)
     job = {"config": copy.deepcopy(dict(config)), "space": parsed, "train_fn": train_fn, "method": method,
            "metric": metric, "direction": direction, "pruner": pruner, "seed": seed, "timeout": timeout,
-           "storage": spec, "study_name": study_name, "catch": tuple(catch)}
+           "storage": spec, "study_name": study_name, "catch": tuple(catch), "n_trials": n_trials,
+           "heartbeat": heartbeat}
     if remaining != 0:
         if workers == 1:
-            _optimize(job, remaining, 0)
+            _optimize(job, 0, remaining)
         else:
             if method == "grid":
                 _enqueue_grid(study, parsed, config)
             ctx = multiprocessing.get_context("spawn")
-            procs = [ctx.Process(target=_worker_main, args=(job, n, i), name=f"tune-worker-{i}")
+            # each worker runs its share (no two race for the last place in the budget); the budget
+            # check inside each trial keeps the total exact where they still do (retries found later)
+            procs = [ctx.Process(target=_worker_main, args=(job, i, n, os.getpid()), name=f"tune-worker-{i}")
                      for i, n in enumerate(_split(remaining, workers)) if n is None or n > 0]
             for p in procs:
                 p.start()
@@ -299,6 +297,7 @@ def search(config: Mapping, space: Mapping | SearchSpace, *, train_fn: TrainFn, 
                 p.join()
             bad = [f"{p.name} (exit code {p.exitcode})" for p in procs if p.exitcode != 0]
             if bad:
+                recover_interrupted(study, out=out)  # their trials are queued again for a resume
                 raise RuntimeError(f"tune: worker processes failed: {', '.join(bad)}; see their messages above")
     study = optuna.load_study(study_name=study_name, storage=store)
     return report(study, study_dir, parsed, config, metric=metric, direction=direction, plots=plots, out=out)

@@ -153,6 +153,10 @@ def multi_head_attention_forward(query: Tensor, key: Tensor, value: Tensor, embe
     if is_causal and attn_mask is None:
         raise RuntimeError("Need attn_mask if specifying the is_causal hint. You may use the Transformer module "
                            "method `generate_square_subsequent_mask` to create this mask.")
+    # torch trusts the hint where no key padding or weights need the mask: SDPA's causal mask replaces attn_mask
+    causal = bool(is_causal) and key_padding_mask is None and not need_weights
+    if causal:
+        attn_mask = None
     # (L, N, E) -> (N, L, E): heads then come out as (N, H, L, hd) with one permute
     q_in, k_in, v_in = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
     if not use_separate_proj_weight:
@@ -217,7 +221,7 @@ def multi_head_attention_forward(query: Tensor, key: Tensor, value: Tensor, embe
         o = w @ v
     else:
         w = None
-        o = scaled_dot_product_attention(q, k, v, None if am is None else wrap_array(am), p)
+        o = scaled_dot_product_attention(q, k, v, None if am is None else wrap_array(am), p, is_causal=causal)
     o = o.permute(0, 2, 1, 3).reshape(N, L, E)
     o = linear(o, out_proj_weight, out_proj_bias).transpose(0, 1)
     if w is not None and average_attn_weights:

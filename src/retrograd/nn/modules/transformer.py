@@ -1,5 +1,7 @@
 """``retrograd.nn.modules.transformer``: PyTorch's import path (``torch.nn.modules.transformer``) to the same
 classes as ``retrograd.nn``."""
-from ..transformer import TransformerEncoderLayer, TransformerDecoderLayer, TransformerEncoder, TransformerDecoder
+from ..transformer import (Transformer, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,
+                           TransformerEncoderLayer, _generate_square_subsequent_mask)
 
-__all__ = ["TransformerEncoderLayer", "TransformerDecoderLayer", "TransformerEncoder", "TransformerDecoder"]
+__all__ = ["Transformer", "TransformerEncoder", "TransformerDecoder", "TransformerEncoderLayer",
+           "TransformerDecoderLayer"]
