@@ -178,7 +178,8 @@ class Tensor:
 
     # _gslot: optional preallocated array (a view into an optimizer's flat gradient
     # buffer) that backward writes this leaf's gradient into instead of allocating
-    __slots__ = ("_array", "grad", "requires_grad", "_node", "_vc", "_hooks", "_gslot", "__weakref__")
+    # _viewinfo: set only on views (tensor_shape._view): (root base, creation kind, label)
+    __slots__ = ("_array", "grad", "requires_grad", "_node", "_vc", "_hooks", "_gslot", "_viewinfo", "__weakref__")
     __array_priority__ = 1000
     __hash__ = object.__hash__
 
@@ -254,6 +255,12 @@ class Tensor:
 
     def element_size(self) -> int:
         return self._array.itemsize
+
+    _base = property(tensor_shape.base)
+    _is_view = tensor_shape.is_view
+    untyped_storage = tensor_shape.untyped_storage
+    data_ptr = tensor_shape.data_ptr
+    storage_offset = tensor_shape.storage_offset
 
     @property
     def is_leaf(self) -> bool:
@@ -353,7 +360,14 @@ class Tensor:
         t._vc = self._vc  # shares storage: in-place changes are seen by both
         return t
 
+    def __getstate__(self) -> tuple:
+        """Copies and pickles of a view are not views (as in PyTorch): ``_viewinfo`` is left out."""
+        return None, {k: getattr(self, k) for k in ("_array", "grad", "requires_grad", "_node", "_vc", "_hooks",
+                                                   "_gslot") if hasattr(self, k)}
+
     def detach_(self) -> "Tensor":
+        if tensor_shape.is_view(self):
+            raise RuntimeError("detach_: Can't detach views in-place. Use detach() instead.")
         self._node = None
         self.requires_grad = False
         return self

@@ -445,6 +445,7 @@ class Optimizer:
         if has is None:
             u = StepArrays(b._array, b.grad, bufs, scal, fresh, b.sizes, [v.shape for v in b.views])
             self._update(group, u)
+            b.write_back()
             return
         # some parameters have no gradient: update gathered copies of the others
         em = np.repeat(has, b.sizes)
@@ -457,6 +458,7 @@ class Optimizer:
             v[em] = u.state[k]
         for k, v in scal.items():
             v[has] = u.scalars[k]
+        b.write_back()
 
     def _initialize(self, b: _Bucket, idx: Iterable[int], spec: list) -> None:
         """Create the state of bucket ``b``'s parameters ``idx``; their slices
