@@ -13,6 +13,8 @@ promotion rules. Above this module: ``tensor_functions`` (``cat``, ``stack``,
 gradients)."""
 from __future__ import annotations
 
+import copy
+
 import weakref
 from typing import Any, Callable, Sequence
 
@@ -360,10 +362,24 @@ class Tensor:
         t._vc = self._vc  # shares storage: in-place changes are seen by both
         return t
 
+    def _copy_state(self) -> dict:
+        """Copies of a view are not views (as in PyTorch): ``_viewinfo`` is left out."""
+        return {k: getattr(self, k) for k in ("_array", "grad", "requires_grad", "_node", "_vc", "_hooks", "_gslot")
+                if hasattr(self, k)}
+
+    def __deepcopy__(self, memo: dict) -> "Tensor":
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        for k, v in self._copy_state().items():
+            setattr(new, k, copy.deepcopy(v, memo))
+        return new
+
     def __getstate__(self) -> tuple:
-        """Copies and pickles of a view are not views (as in PyTorch): ``_viewinfo`` is left out."""
-        return None, {k: getattr(self, k) for k in ("_array", "grad", "requires_grad", "_node", "_vc", "_hooks",
-                                                   "_gslot") if hasattr(self, k)}
+        """A pickle holds the values, not the history: a tensor with a ``grad_fn`` unpickles as a leaf that keeps
+        ``requires_grad``, as in PyTorch (its graph and hooks hold functions that do not pickle)."""
+        state = self._copy_state()
+        state["_node"], state["_hooks"] = None, None
+        return None, state
 
     def detach_(self) -> "Tensor":
         if tensor_shape.is_view(self):
