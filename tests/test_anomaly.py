@@ -30,7 +30,7 @@ def test_mha_with_causal_mask_passes_and_matches_torch():
     m, tm, x = _mha_pair()
     xr, xt = rg.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
     with rg.autograd.detect_anomaly():
-        out, w = m(xr, xr, xr, attn_mask=generate_square_subsequent_mask(5, rg.float64))
+        out, w = m(xr, xr, xr, attn_mask=generate_square_subsequent_mask(5, dtype=rg.float64))
         (out * out).sum().backward()
     with torch.autograd.detect_anomaly():
         tout, tw = tm(xt, xt, xt, attn_mask=torch.nn.Transformer.generate_square_subsequent_mask(5, dtype=torch.float64))

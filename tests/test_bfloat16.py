@@ -340,3 +340,18 @@ def test_nll_loss_bit_for_bit(n, weighted, reduction):
     lt.backward()
     lr.backward()
     assert np.array_equal(x.grad.float().numpy(), a.grad.float().numpy())
+
+
+def test_views_and_in_place_on_bf16_as_torch():
+    """bfloat16 views stay views (data movement runs on the bfloat16 arrays) and in-place ops on them
+    reach the base and the gradient, as in PyTorch."""
+    got = []
+    for L in (torch, rg):
+        h = L.ones(3, dtype=L.bfloat16, requires_grad=True)
+        b = L.zeros(4, 3, dtype=L.bfloat16).clone()
+        b[1].copy_(h * 1.5)
+        (b * 2).sum().backward()
+        x = L.arange(6, dtype=L.bfloat16).reshape(2, 3)
+        x.t().mul_(2.5)
+        got.append((b[1].float().tolist(), h.grad.float().tolist(), x.float().tolist()))
+    assert got[0] == got[1]

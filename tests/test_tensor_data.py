@@ -280,3 +280,14 @@ def test_view_bad_shape_message():
         rg.ones(3, 4).view(5, 5)
     with pytest.raises(RuntimeError, match="invalid for input of size 12"):
         torch.ones(3, 4).view(5, 5)
+
+
+def test_pickle_of_a_tensor_with_history_is_a_leaf_as_torch():
+    import pickle
+
+    x, xt = rg.tensor([1.0, 2.0], requires_grad=True), torch.tensor([1.0, 2.0], requires_grad=True)
+    y, yt = pickle.loads(pickle.dumps(x * 3)), pickle.loads(pickle.dumps(xt * 3))
+    assert (y.requires_grad, y.is_leaf, y.grad_fn) == (yt.requires_grad, yt.is_leaf, yt.grad_fn) == (True, True, None)
+    np.testing.assert_array_equal(y.detach().numpy(), yt.detach().numpy())
+    y.sum().backward()
+    np.testing.assert_array_equal(y.grad.numpy(), [1.0, 1.0])

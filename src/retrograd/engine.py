@@ -39,12 +39,15 @@ from .hooks import RemovableHandle, add_hook
 class _State:
     """Grad mode and anomaly mode: one object instead of module globals."""
 
-    __slots__ = ("enabled", "anomaly", "tensor_type")
+    __slots__ = ("enabled", "anomaly", "tensor_type", "view_history")
 
     def __init__(self) -> None:
         self.enabled = True
         self.anomaly = False
         self.tensor_type: Any = None  # set by tensor.py
+        # set by tensor_inplace.py: (input, gradient, consumer seq) -> (node, gradient), for inputs
+        # whose storage's history changed in place (a view whose base was rebased)
+        self.view_history: Any = None
 
 
 state = _State()
@@ -388,11 +391,15 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
         if not accumulate or (only_ids is not None and key not in only_ids):
             return
         if create_graph:
+            if getattr(t, "_gslot", None) is NO_GRAD_SLOT:
+                return
             gt = gi if isinstance(gi, Tensor) else wrap(gi)
             t.grad = gt if t.grad is None else t.grad + gt
             return
         if t.grad is None:
             slot = getattr(t, "_gslot", None)
+            if slot is NO_GRAD_SLOT:
+                return
             if slot is not None and slot.shape == gi.shape:
                 np.copyto(slot, gi, casting="unsafe")
                 gi = slot
@@ -440,7 +447,9 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                             node.out_vc is not None and node.out_vc[0][0] != node.out_vc[1]):
                         _raise_modified(rule, ins)
                     child = t0._node
-                    if child is not None and child.seq < node.seq:  # t0 changed in place since
+                    if len(t0._vc) > 1:  # its storage changed in place: the general edge below
+                        child = None
+                    elif child is not None and child.seq < node.seq:  # t0 changed in place since
                         child = _history(child, node.seq)
                         if child is None:
                             if not keep:
@@ -498,7 +507,11 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                 if gi.shape != shape:
                     gi = unbroadcast(gi, shape)
                 child = t._node
-                if child is not None and child.seq < node.seq:  # t changed in place since
+                if len(t._vc) > 1:  # its storage changed in place: a view may read its base's new history
+                    child, gi = state.view_history(t, gi, node.seq)
+                    if child is None and t._node is not None:
+                        continue
+                elif child is not None and child.seq < node.seq:  # t changed in place since
                     child = _history(child, node.seq)
                     if child is None:
                         continue
@@ -526,6 +539,9 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
 
 
 _NEED1 = (True,)
+# the ``_gslot`` of a view made under no_grad of a tensor that requires grad: it requires grad but,
+# as in PyTorch, never accumulates a ``.grad``
+NO_GRAD_SLOT = np.empty(0)
 
 
 def _history(child: Node, seq: int) -> Node | None:

@@ -18,8 +18,11 @@ each, in order of first appearance):
 - **Taking back.** The parameters stay ordinary Tensors: a user may rebind
   ``p.data = tensor`` or assign ``p.grad = tensor``. ``sync`` (before an
   optimizer step) and ``sync_grads`` notice it by identity (``p._array is not
-  views[i]``), copy the new values into the buffer and re-point the parameter
-  (``retake``); an assigned gradient is copied into ``grad``.
+  views[i]``) and copy the new values into the buffer (``retake``); an assigned
+  gradient is copied into ``grad``. ``sync_grads`` re-points the parameter at
+  the buffer; ``sync`` leaves it on its new storage, which ``write_back`` updates
+  after the step (as in PyTorch, ``p.data = t`` makes ``p`` and ``t`` share
+  storage, and the step changes both).
 
 **Version counters.** Every Tensor carries ``_vc``, a one-element list counting
 its in-place changes; autograd saves the versions of the inputs a backward rule
@@ -131,17 +134,28 @@ class FlatParams:
         return self.grad_slots[i]
 
     # ------------------------------------------------------------------ keeping the views
-    def retake(self, i: int, who: str) -> None:
+    def retake(self, i: int, who: str, keep: bool = False) -> None:
         """Parameter ``i``'s ``.data`` was rebound (by the user or another optimizer):
-        copy its values into the buffer and make it a view of the buffer again."""
+        copy its values into the buffer and make it a view of the buffer again. With
+        ``keep`` the parameter keeps its new storage (other tensors may share it, as
+        PyTorch's ``p.data = t`` makes ``p`` and ``t`` one storage): ``write_back``
+        copies the buffer's values into it after the step."""
         p = self.params[i]
         d = p._array
         if d.shape != self.views[i].shape:
             raise RuntimeError(f"{who}: parameter {i} of its group changed shape from "
                                f"{self.views[i].shape} to {d.shape} after the optimizer was built")
         np.copyto(self.views[i], d, casting="unsafe")
-        p._array = self.views[i]
+        if not keep:
+            p._array = self.views[i]
         p._gslot = self.grad_slots[i]
+
+    def write_back(self) -> None:
+        """After a step on ``data``: parameters that kept a rebound storage (``sync``) get
+        their new values, so every tensor sharing that storage sees the update, as in PyTorch."""
+        for i, p in enumerate(self.params):
+            if p._array is not self.views[i]:
+                np.copyto(p._array, self.views[i], casting="unsafe")
 
     def retake_rebound(self, who: str) -> None:
         """``retake`` every parameter whose ``.data`` is no longer its view."""
@@ -159,7 +173,7 @@ class FlatParams:
         views, slots = self.views, self.grad_slots
         for i, p in enumerate(self.params):
             if p._array is not views[i]:
-                self.retake(i, who)
+                self.retake(i, who, keep=True)  # the step's caller then calls write_back
             g = p.grad
             if g is None:
                 if missing is None:

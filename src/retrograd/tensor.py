@@ -13,6 +13,8 @@ promotion rules. Above this module: ``tensor_functions`` (``cat``, ``stack``,
 gradients)."""
 from __future__ import annotations
 
+import copy
+
 import weakref
 from typing import Any, Callable, Sequence
 
@@ -188,7 +190,8 @@ class Tensor:
 
     # _gslot: optional preallocated array (a view into an optimizer's flat gradient
     # buffer) that backward writes this leaf's gradient into instead of allocating
-    __slots__ = ("_array", "grad", "requires_grad", "_node", "_vc", "_hooks", "_gslot", "__weakref__")
+    # _viewinfo: set only on views (tensor_shape._view): (root base, creation kind, label)
+    __slots__ = ("_array", "grad", "requires_grad", "_node", "_vc", "_hooks", "_gslot", "_viewinfo", "__weakref__")
     __array_priority__ = 1000
     __hash__ = object.__hash__
 
@@ -264,6 +267,12 @@ class Tensor:
 
     def element_size(self) -> int:
         return self._array.itemsize
+
+    _base = property(tensor_shape.base)
+    _is_view = tensor_shape.is_view
+    untyped_storage = tensor_shape.untyped_storage
+    data_ptr = tensor_shape.data_ptr
+    storage_offset = tensor_shape.storage_offset
 
     @property
     def is_leaf(self) -> bool:
@@ -365,7 +374,28 @@ class Tensor:
         t._vc = self._vc  # shares storage: in-place changes are seen by both
         return t
 
+    def _copy_state(self) -> dict:
+        """Copies of a view are not views (as in PyTorch): ``_viewinfo`` is left out."""
+        return {k: getattr(self, k) for k in ("_array", "grad", "requires_grad", "_node", "_vc", "_hooks", "_gslot")
+                if hasattr(self, k)}
+
+    def __deepcopy__(self, memo: dict) -> "Tensor":
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        for k, v in self._copy_state().items():
+            setattr(new, k, copy.deepcopy(v, memo))
+        return new
+
+    def __getstate__(self) -> tuple:
+        """A pickle holds the values, not the history: a tensor with a ``grad_fn`` unpickles as a leaf that keeps
+        ``requires_grad``, as in PyTorch (its graph and hooks hold functions that do not pickle)."""
+        state = self._copy_state()
+        state["_node"], state["_hooks"] = None, None
+        return None, state
+
     def detach_(self) -> "Tensor":
+        if tensor_shape.is_view(self):
+            raise RuntimeError("detach_: Can't detach views in-place. Use detach() instead.")
         self._node = None
         self.requires_grad = False
         return self

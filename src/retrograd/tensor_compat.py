@@ -204,11 +204,11 @@ def unique(self, sorted: bool = True, return_inverse: bool = False, return_count
            dim: int | None = None) -> Any:
     """The distinct elements (or, with ``dim``, the distinct slices along ``dim``), in ascending order;
     with ``return_inverse`` also where each element went, with ``return_counts`` how often each occurs.
-    Not differentiable. The result is sorted even for ``sorted=False`` (PyTorch leaves that order
-    unspecified)."""
+    Not differentiable. The result is sorted for ``sorted=False`` too, as PyTorch 2.13's CPU kernel
+    (PyTorch documents that order as unspecified). Each NaN is distinct, as in PyTorch."""
     a = np.asarray(self._array)
     if dim is None:
-        vals, inv, counts = np.unique(a.reshape(-1), return_inverse=True, return_counts=True)
+        vals, inv, counts = np.unique(a.reshape(-1), return_inverse=True, return_counts=True, equal_nan=False)
         inv = inv.reshape(a.shape)
     else:
         d = _norm_dim(dim, a.ndim, "unique")

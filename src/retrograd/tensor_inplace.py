@@ -26,26 +26,18 @@ Below ``tensor.py``, like ``tensor_shape``.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import numpy as np
 
 from . import backend as B
 from . import ops as O
-from .engine import next_seq, no_grad, state
-from .tensor_shape import _convert_index, _index_array, _norm_dim
+from . import tensor_shape as TS
+from .engine import Node, _history, next_seq, no_grad, state
+from .tensor_shape import _convert_index, _index_array, _norm_dim, _torch_name
 
 Tensor = Any  # annotations only: the class is tensor.Tensor, which sits above this module
-
-_TORCH_NAMES = {"bool": "Bool", "uint8": "Byte", "int8": "Char", "int16": "Short", "int32": "Int",
-                "int64": "Long", "float16": "Half", "float32": "Float", "float64": "Double",
-                "bfloat16": "BFloat16"}
-
-
-def _torch_name(dtype: np.dtype) -> str:
-    name = B.dtype_name(dtype)
-    return _TORCH_NAMES.get(name, name)
-
 
 def _arr(x: Any) -> Any:
     return x._array if isinstance(x, state.tensor_type) else x
@@ -60,39 +52,46 @@ def _can_cast(src: np.dtype, dst: np.dtype) -> bool:
     return not (src.kind != "b" and dst.kind == "b")
 
 
-def _view_base(self: Tensor) -> Tensor | None:
-    """The tensor ``self`` is a recorded view of (they share storage and version counter), or None."""
-    node = self._node
-    if node is None or node.inputs is None or len(node.inputs) != 1:
-        return None
-    base = node.inputs[0]
-    return base if base is not None and base._vc is self._vc else None
+_OVERLAP = ("unsupported operation: more than one element of the written-to tensor refers to a single memory "
+            "location. Please clone() the tensor before performing the operation.")
 
 
-def _check_inplace(self: Tensor, name: str) -> Tensor | None:
-    """Refuse what PyTorch refuses while grad mode is on: an in-place op on a leaf that requires
-    grad, or on a view of one. Returns the base when ``self`` is a view retrograd can rebase
-    (a basic-indexing view of a tensor that is not itself a view), else None."""
-    if not (self.requires_grad and state.enabled):
-        return None
-    if self._node is None:
+def _view_error(label: str, kind: str, has_node: bool, indirect: bool) -> str:
+    """PyTorch's message for an in-place change of a view made under no_grad or by a multi-view
+    function (``indirect``: the change was to its base or another view of the base)."""
+    label = TS.view_label(label)
+    what = "its base or another view of its base has been" if indirect else "is being"
+    if kind == TS.NO_GRAD or not has_node:
+        prefix = f"{label} is a view of a view which was created in" if has_node else "A view was created in"
+        msg = f"{prefix} no_grad mode and {what} modified inplace with grad mode enabled."
+    else:
+        msg = f"{label} is a view and {what} modified inplace."
+    if kind == TS.MULTI:
+        return msg + (" This view is the output of a function that returns multiple views. Such functions do "
+                      "not allow the output views to be modified inplace. You should replace the inplace "
+                      "operation by an out-of-place one.")
+    return msg + (" Given that this use case is ambiguous and error-prone, it is forbidden. You can clarify "
+                  "your code by moving both the view and the inplace either both inside the no_grad block "
+                  "(if you don't want the inplace to be tracked) or both outside (if you want the inplace "
+                  "to be tracked).")
+
+
+def _check_inplace(self: Tensor, name: str) -> None:
+    """Refuse what PyTorch refuses when an in-place op on ``self`` is recorded (grad mode on and
+    something requires grad): a view made under no_grad or by split/chunk/unbind, a view of a
+    leaf that requires grad, a leaf that requires grad."""
+    vi = getattr(self, "_viewinfo", None)
+    if vi is not None:
+        root, kind, label = vi
+        if kind is not None:
+            raise RuntimeError(f"{name}: {_view_error(label, kind, self._node is not None, False)}")
+        if root._node is None and root.requires_grad:
+            raise RuntimeError(f"{name}: a view of a leaf Variable that requires grad is being used in an "
+                               "in-place operation.")
+    elif self._node is None and self.requires_grad:
         raise RuntimeError(f"{name}: a leaf Variable that requires grad is being used in an in-place "
                            "operation. (Wrap the update in `with rg.no_grad():`, as optimizers do, or "
                            "use the out-of-place version.)")
-    base = _view_base(self)
-    if base is None:
-        return None
-    if base._node is None and base.requires_grad:
-        raise RuntimeError(f"{name}: a view of a leaf Variable that requires grad is being used in an "
-                           "in-place operation.")
-    rule = self._node.rule
-    if rule is O.INDEX and not self._node.kw["advanced"] and _view_base(base) is None:
-        return base
-    what = "a view of a view" if rule is O.INDEX else f"a view ({rule.name})"
-    raise NotImplementedError(
-        f"{name}: an in-place operation on {what} of a tensor that requires grad is not supported "
-        "(retrograd rebases the base's history only for one level of basic indexing, e.g. h[:, 0]); "
-        "apply the operation to the base tensor, or clone() the view first")
 
 
 def _fit(self: Tensor, name: str, r: Tensor) -> Tensor:
@@ -121,20 +120,46 @@ def _apply_inplace(self: Tensor, name: str, compute: Callable, operands: tuple =
     if not (state.enabled and (self.requires_grad or _requires_grad(operands))):
         with no_grad():
             r = _fit(self, name, compute(self))
-        np.copyto(self._array, r._array, casting="unsafe")
+        _write(self, r._array, "unsafe", name)
         self._vc[0] += 1
         return self
-    base = _check_inplace(self, name)
-    if base is not None:
-        return _record_view(self, base, name, compute)
-    if not self.requires_grad and self._array.base is not None:
-        # a view (of a tensor that needs no grad) gaining history: PyTorch would rebase its base's
-        # history too; retrograd does not track that base, so its gradient would be silently lost
-        raise NotImplementedError(
-            f"{name}: an in-place operation that makes a view require grad is not supported (the tensor it "
-            "views would not get the gradient); write into the base tensor instead (base[index] = value), "
-            "or clone() the view first")
+    _check_inplace(self, name)
+    if getattr(self, "_viewinfo", None) is not None:
+        return _record_view(self, name, compute)
     return _record(self, name, compute)
+
+
+def _raise_unwritable(self: Tensor, name: str) -> None:
+    if 0 in self._array.strides:  # an expanded view (PyTorch allows fill_ and setitem there; retrograd not)
+        raise RuntimeError(f"{name}: {_OVERLAP}") from None
+    raise RuntimeError(f"{name}: the tensor's memory is read-only (a tensor made from a read-only NumPy "
+                       "array); clone() it first") from None
+
+
+def _write(self: Tensor, value: np.ndarray, casting: str = "same_kind", name: str = "in-place") -> None:
+    try:
+        np.copyto(self._array, value, casting=casting)
+    except ValueError as e:
+        if not self._array.flags.writeable and 0 in self._array.strides:
+            raise RuntimeError(f"{name}: {_OVERLAP}") from None  # an expanded view, as PyTorch
+        raise RuntimeError(str(e)) from None
+
+
+def _new_node(rule: O.Rule, ins: tuple, kw: Any) -> Node:
+    return Node(rule, ins, None, kw, 0)
+
+
+def _rebased(self: Tensor, node: Node, old: Node | None) -> None:
+    """``self``'s history is now ``node`` (its previous node ``old``, for consumers recorded
+    before); ``retain_grad`` moves with the tensor, hooks stay with the old history (as PyTorch)."""
+    node._extra().prev = old
+    if old is not None and old.retain is not None and old.retain() is self:
+        node.retain, old.retain = old.retain, None
+    self._node = node
+    self.requires_grad = True
+    vc = self._vc
+    if len(vc) == 1:
+        vc.append(True)  # this storage's history changed: the engine checks its views' histories
 
 
 def _record(self: Tensor, name: str, compute: Callable) -> Tensor:
@@ -152,52 +177,159 @@ def _record(self: Tensor, name: str, compute: Callable) -> Tensor:
     if node.seq > start:  # compute returned an existing tensor (e.g. the operand itself): own node
         r = r.clone()
         node = r._node
+    _unalias(node, self, twin, start)
     if _reads(node, {id(twin)}, start):
         twin._array = self._array.copy()  # a backward rule reads the old value: keep it (PyTorch's original_self)
-    np.copyto(self._array, r._array)
+    _write(self, r._array, name=name)
     self._vc[0] += 1
     if node.out is r._array:  # the saved output is now this tensor's storage, checked like PyTorch's
         node.out = self._array
         node.out_vc = (self._vc, self._vc[0])
-    node._extra().prev = old
-    self._node = node
-    self.requires_grad = True
+    _rebased(self, node, old)
     return self
 
 
-def _record_view(self: Tensor, base: Tensor, name: str, compute: Callable) -> Tensor:
-    """``_record`` for ``self = base[index]`` (a basic-indexing view): PyTorch's CopySlices. The
-    base's new history writes the op's result into the view's region; the view becomes an
-    index of the new base."""
+def _unalias(node: Node, self: Tensor, twin: Tensor, start: int) -> None:
+    """Replace ``self`` by ``twin`` among the inputs of the nodes ``compute`` recorded (an operand
+    that is the tensor itself, as in ``h.mul_(h)``). A node whose backward reads its inputs then
+    refuses to run, as PyTorch's, which saved ``self`` before the op changed it."""
+    stack, seen = [node], set()
+    while stack:
+        n = stack.pop()
+        if id(n) in seen or n.inputs is None or n.seq > start:
+            continue
+        seen.add(id(n))
+        if any(t is self for t in n.inputs):
+            n.inputs = tuple(twin if t is self else t for t in n.inputs)
+            if n.rule.needs_inputs:
+                n.version = -1
+        stack.extend(t._node for t in n.inputs if t is not None and t._node is not None)
+
+
+def _view_positions(root: np.ndarray, view: np.ndarray) -> np.ndarray:
+    """The flat (C-order) positions in ``root`` of each element of ``view``, an array sharing its memory."""
+    isz = root.itemsize
+    r0 = root.__array_interface__["data"][0]
+    v0 = view.__array_interface__["data"][0]
+    addr = np.full((), v0 - r0, dtype=np.int64)
+    for n, st in zip(view.shape, view.strides):
+        addr = np.add.outer(addr, np.arange(n, dtype=np.int64) * st)
+    if root.flags.c_contiguous:
+        pos = addr // isz
+        if pos.size and (pos.min() < 0 or pos.max() >= root.size):
+            raise RuntimeError("in-place operation on a view: the view no longer lies in its base's storage "
+                               "(was the base's .data replaced?)")
+        return pos
+    raddr = np.zeros((), dtype=np.int64)
+    for n, st in zip(root.shape, root.strides):
+        raddr = np.add.outer(raddr, np.arange(n, dtype=np.int64) * st)
+    flat = raddr.reshape(-1)
+    order = np.argsort(flat, kind="stable")
+    k = np.searchsorted(flat[order], addr).clip(0, max(flat.size - 1, 0))
+    if flat.size == 0 or not np.array_equal(flat[order][k], addr):
+        raise RuntimeError("in-place operation on a view: the view no longer lies in its base's storage "
+                           "(was the base's .data replaced?)")
+    return order[k]
+
+
+def _record_view(self: Tensor, name: str, compute: Callable) -> Tensor:
+    """``_record`` for a view: PyTorch's CopySlices. The op runs on the view's values taken from
+    the base's history; the base's new history writes the result into the view's positions, and
+    the view's new history reads those positions of the base (PyTorch's AsStridedBackward)."""
     T = state.tensor_type
-    index = self._node.kw["index"]
-    old_base, old_view = base._node, self._node
-    twin = T._wrap(base._array)
-    twin.requires_grad = base.requires_grad
-    twin._node = old_base
+    root = self._viewinfo[0]
+    a = self._array
+    if any(st == 0 and n > 1 for st, n in zip(a.strides, a.shape)):  # expand: the only overlapping views
+        raise RuntimeError(f"{name}: {_OVERLAP}")
+    pos = _view_positions(root._array, a)
+    kw = {"pos": pos, "shape": root.shape}
+    old_root = root._node
+    twin = T._wrap(root._array)  # the base as it was (AS_STRIDED reads only its shape)
+    twin.requires_grad = root.requires_grad
+    twin._node = old_root
     start = next_seq()
-    view = twin[index]
+    view = twin._apply(AS_STRIDED, (twin,), kw)  # a copy of the view's old values
     r = _fit(self, name, compute(view))
     if r._node is None:
         raise RuntimeError(f"{name}: this operation is not differentiable, so it cannot be recorded on a "
                            "tensor that requires grad")
-    mask = np.zeros(base.shape, dtype=bool)
-    mask[index] = True
-    placed = r._apply(PUT, (r,), {"index": index, "shape": base.shape, "advanced": False})
-    new_base = placed.where(mask, twin)
-    if _reads(new_base._node, {id(twin), id(view)}, start):
-        twin._array = base._array.copy()
-        view._array = twin._array[index]
-    np.copyto(self._array, r._array)
+    if r._node.seq > start:
+        r = r.clone()
+    _unalias(r._node, self, view, start)
+    node = _new_node(COPY_SLICES, (twin, r), kw)
+    _write(self, r._array, name=name)
     self._vc[0] += 1  # shared with the base
-    node = new_base._node
-    node._extra().prev = old_base
-    base._node = node
-    base.requires_grad = True
-    vnode = base._apply(O.INDEX, (base,), {"index": index, "advanced": False})._node
-    vnode._extra().prev = old_view
-    self._node = vnode
+    _rebased(root, node, old_root)
+    vnode = _new_node(AS_STRIDED, (root,), kw)
+    _rebased(self, vnode, self._node)
     return self
+
+
+def _as_strided_f(ins: tuple, kw: dict) -> np.ndarray:
+    return np.reshape(ins[0], -1)[kw["pos"]]
+
+
+def _as_strided_b(g: Any, out: Any, ins: tuple, kw: dict, needs: tuple) -> tuple:
+    return (O.call(AS_STRIDED_T, (g,), kw),)
+
+
+def _as_strided_t_f(ins: tuple, kw: dict) -> np.ndarray:
+    g = ins[0]
+    z = np.zeros(math.prod(kw["shape"]), dtype=g.dtype)
+    np.add.at(z, kw["pos"].reshape(-1), np.reshape(g, -1))
+    return z.reshape(kw["shape"])
+
+
+def _copy_slices_f(ins: tuple, kw: dict) -> np.ndarray:
+    z = np.array(ins[0], copy=True, order="C")
+    z.reshape(-1)[kw["pos"]] = ins[1]
+    return z
+
+
+def _copy_slices_b(g: Any, out: Any, ins: tuple, kw: dict, needs: tuple) -> tuple:
+    keep = np.ones(math.prod(kw["shape"]), dtype=bool)
+    keep[kw["pos"].reshape(-1)] = False
+    keep = keep.reshape(kw["shape"])
+    return (g * keep if needs[0] else None, O.call(AS_STRIDED, (g,), kw) if needs[1] else None)
+
+
+# the elements of a base at the flat positions ``pos`` (a view's elements), its adjoint, and the
+# base with the elements at ``pos`` replaced (PyTorch's CopySlices): the graph of in-place ops on views
+AS_STRIDED = O.Rule("as_strided", _as_strided_f, _as_strided_b, needs_inputs=False)
+AS_STRIDED_T = O.Rule("as_strided_scatter", _as_strided_t_f,
+                      lambda g, out, ins, kw, needs: (O.call(AS_STRIDED, (g,), kw),), needs_inputs=False)
+COPY_SLICES = O.Rule("copy_slices", _copy_slices_f, _copy_slices_b, needs_inputs=False)
+COPY_SLICES.node_name = "CopySlices"
+for _r in (AS_STRIDED, AS_STRIDED_T, COPY_SLICES):
+    _r.lowp = "native"  # bfloat16: element moves, exact on the bfloat16 arrays (see ops.lowp_twin)
+del _r
+
+
+def _view_history(t: Tensor, gi: Any, seq: int) -> tuple:
+    """The engine's question for an input ``t`` whose storage had in-place changes: where does the
+    gradient ``gi`` of ``t`` (as it was when the node numbered ``seq`` read it) go? A view whose
+    base's history changed after the view's own node was made reads the base's newer history
+    (PyTorch regenerates such a view's grad_fn): ``(base's node, gi placed in the base's shape)``.
+    Otherwise ``(t's node then, gi)``; a node of None: a leaf (``t``) or no history then."""
+    own = t._node
+    if own is not None and own.seq < seq:
+        own = _history(own, seq)
+    vi = getattr(t, "_viewinfo", None)
+    if vi is None:
+        return own, gi
+    root = vi[0]
+    h = root._node
+    if h is not None and h.seq < seq:
+        h = _history(h, seq)
+    if h is None or (own is not None and own.seq <= h.seq):
+        return own, gi
+    if vi[1] is not None:  # PyTorch refuses when such a view is used (here: found in backward)
+        raise RuntimeError(_view_error(vi[2], vi[1], own is not None, True))
+    kw = {"pos": _view_positions(root._array, t._array), "shape": root.shape}
+    return h, O.call(AS_STRIDED_T, (gi,), kw)
+
+
+state.view_history = _view_history
 
 
 def _reads(node: Any, twins: set, start: int) -> bool:
@@ -230,18 +362,24 @@ def _binary(name: str, method: str, ufunc: Any) -> Callable:
                 isinstance(other, T) and other.requires_grad))) and self._array.dtype.kind == "f":
             # (bfloat16 takes the general path: its op computes in float32 as PyTorch's, see ops.lowp_twin)
             to = type(other)
-            if to is float or to is int:
-                ufunc(self._array, other, out=self._array)
-                self._vc[0] += 1
-                return self
-            if isinstance(other, T) and other._array.dtype == self._array.dtype and \
-                    np.broadcast_shapes(other.shape, self.shape) == self.shape:
-                ufunc(self._array, other._array, out=self._array)
-                self._vc[0] += 1
-                return self
+            try:
+                if to is float or to is int:
+                    ufunc(self._array, other, out=self._array)
+                    self._vc[0] += 1
+                    return self
+                if isinstance(other, T) and other._array.dtype == self._array.dtype and \
+                        np.broadcast_shapes(other.shape, self.shape) == self.shape:
+                    ufunc(self._array, other._array, out=self._array)
+                    self._vc[0] += 1
+                    return self
+            except ValueError:
+                if 0 in self._array.strides:
+                    raise RuntimeError(f"{name}: {_OVERLAP}") from None
+                raise
 
         def compute(x: Tensor) -> Tensor:
-            return getattr(x, method)(x if other is self else other, **kw)
+            # other may be self (h *= h): recorded as such, then _unalias makes it torch's saved self
+            return getattr(x, method)(other, **kw)
 
         return _apply_inplace(self, name, compute, (other,))
 
@@ -358,7 +496,10 @@ def fill_(self: Tensor, value: Any) -> Tensor:
                                f"{value.ndim} dimensions")
         value = value._cast(self.dtype)
     elif not (state.enabled and self.requires_grad):
-        self._array[...] = value
+        try:
+            self._array[...] = value
+        except ValueError:
+            _raise_unwritable(self, "fill_")
         self._vc[0] += 1
         return self
     return _apply_inplace(self, "fill_", lambda x: x.masked_fill(_ALL, value), (value,))
@@ -373,6 +514,8 @@ def copy_(self: Tensor, src: Any, non_blocking: bool = False) -> Tensor:
     T = state.tensor_type
     if not (state.enabled and (self.requires_grad or isinstance(src, T) and src.requires_grad)):
         s = _arr(src)
+        if not self._array.flags.writeable:
+            _raise_unwritable(self, "copy_")
         try:
             np.copyto(self._array, np.broadcast_to(s, self.shape), casting="unsafe")
         except ValueError as e:
@@ -423,7 +566,12 @@ def setitem(self: Tensor, index: Any, value: Any) -> None:
     T = state.tensor_type
     idx, advanced = _convert_index(index, self.shape)
     if not (state.enabled and (self.requires_grad or isinstance(value, T) and value.requires_grad)):
-        self._array[idx] = _arr(value)
+        try:
+            self._array[idx] = _arr(value)
+        except ValueError:
+            if self._array.flags.writeable:
+                raise
+            _raise_unwritable(self, "__setitem__")
         self._vc[0] += 1
         return
     mask = np.zeros(self.shape, dtype=bool)

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import backend as B
 from . import ops as O
-from .engine import state
+from .engine import NO_GRAD_SLOT, state
 from .tensor_convert import _coerce
 
 Tensor = Any  # annotations only: the class is tensor.Tensor, which sits above this module
@@ -52,14 +52,144 @@ def _norm_dims(dim: Any, ndim: int, op: str) -> tuple | None:
     return dims if ndim else None
 
 
+# how a view was made, for PyTorch's checks of in-place ops on views (its ``CreationMeta``)
+NO_GRAD = "no_grad"   # made while grad mode was off
+MULTI = "multi"       # one of several views returned by split, chunk, unbind
+_VIEW_LABEL = {"reshape": "View", "permute": "Permute", "expand": "Expand"}
+
+
 def _view(t: "Tensor", rule: O.Rule, kw: dict) -> "Tensor":
-    """An op whose output shares memory with its input: both share one version counter."""
+    """An op whose output shares memory with its input: both share one version counter, and the
+    output remembers its root base (``_base``) and how it was made (for in-place ops on it)."""
     out = t._apply(rule, (t,), kw)
-    if out._array.base is not None:
+    ob = out._array.base
+    if ob is not None and (ob is t._array or ob is t._array.base):
         out._vc = t._vc
         if out._node is not None and out._node.out_vc is not None:
             out._node.out_vc = (t._vc, t._vc[0])
+        vi = None if t._array.base is None else getattr(t, "_viewinfo", None)  # a view's array has a base
+        kind = None if state.enabled else NO_GRAD
+        if vi is None:
+            out._viewinfo = (t, kind, (rule, kw))  # (rule, kw): the label, made only for an error message
+        else:
+            out._viewinfo = (vi[0], kind or vi[1], (rule, kw))
+        if kind is not None and t.requires_grad:
+            out.requires_grad = True  # as PyTorch: a view made under no_grad still requires grad,
+            out._gslot = NO_GRAD_SLOT  # but backward leaves its .grad None
     return out
+
+
+def view_label(label: Any) -> str:
+    """PyTorch's "Output 0 of Select" for a view, from what ``_view`` stored."""
+    if isinstance(label, str):
+        return label
+    rule, kw = label
+    if rule is O.INDEX:
+        name = "Select" if any(type(i) is int for i in kw["index"]) else "Slice"
+    else:
+        name = _VIEW_LABEL.get(rule.name, rule.name.capitalize())
+    return "Output 0 of " + name
+
+
+def _multi_output(views: tuple, name: str) -> tuple:
+    """Mark the views of split/chunk/unbind as outputs of a multi-view function (PyTorch refuses
+    in-place ops on them while grad mode is on)."""
+    kind = MULTI if state.enabled else NO_GRAD
+    for i, v in enumerate(views):
+        vi = getattr(v, "_viewinfo", None)
+        if vi is not None:
+            v._viewinfo = (vi[0], kind, f"Output {i} of {name}")
+    return views
+
+
+_TORCH_NAMES = {"bool": "Bool", "uint8": "Byte", "int8": "Char", "int16": "Short", "int32": "Int",
+                "int64": "Long", "float16": "Half", "float32": "Float", "float64": "Double",
+                "bfloat16": "BFloat16"}
+
+
+def _torch_name(dtype: np.dtype) -> str:
+    """PyTorch's name of a dtype in its error messages ("Float", "Long")."""
+    name = B.dtype_name(dtype)
+    return _TORCH_NAMES.get(name, name)
+
+
+class UntypedStorage:
+    """What ``Tensor.untyped_storage()`` returns: the memory a tensor, its views and its
+    ``.data``/``detach()`` aliases share (the root base's array), for identity checks."""
+
+    __slots__ = ("_array",)
+
+    def __init__(self, array: np.ndarray) -> None:
+        self._array = array
+
+    def data_ptr(self) -> int:
+        return self._array.__array_interface__["data"][0]
+
+    def nbytes(self) -> int:
+        return self._array.nbytes
+
+    size = nbytes
+
+    def __len__(self) -> int:
+        return self._array.nbytes
+
+    def __repr__(self) -> str:
+        return f"UntypedStorage(nbytes={self._array.nbytes}, data_ptr={hex(self.data_ptr())})"
+
+
+def untyped_storage(self) -> UntypedStorage:
+    """The storage this tensor shares with its base and the base's other views."""
+    root = base(self)
+    return UntypedStorage((self if root is None else root)._array)
+
+
+def data_ptr(self) -> int:
+    """The address of the tensor's first element (equal for tensors that alias it)."""
+    return self._array.__array_interface__["data"][0]
+
+
+def storage_offset(self) -> int:
+    """Where the first element lies in ``untyped_storage()``, in elements."""
+    return (data_ptr(self) - untyped_storage(self).data_ptr()) // max(self._array.itemsize, 1)
+
+
+def _view_dtype(self, dtype: Any) -> "Tensor":
+    """``view(dtype)``: the same memory read as another dtype (PyTorch's rules for element sizes).
+    Shares storage and version counter; not differentiable, as PyTorch."""
+    a = self._array
+    dt = B.as_dtype(dtype)
+    old, new = a.itemsize, dt.itemsize
+    what = f"to view {_torch_name(a.dtype)} as {_torch_name(dt)} (different element sizes)"
+    if old != new:
+        if a.ndim == 0:
+            raise RuntimeError(f"view: self.dim() cannot be 0 {what}")
+        strides = _elem_strides(a)
+        ratio = new // old if new > old else old // new
+        if new > old and a.shape[-1] % ratio:
+            raise RuntimeError(f"view: self.size(-1) must be divisible by {ratio} {what}, but got {a.shape[-1]}")
+        if strides[-1] != 1:
+            raise RuntimeError(f"view: self.stride(-1) must be 1 {what}, but got {strides[-1]}")
+        if new > old:
+            off = storage_offset(self)
+            if off % ratio:
+                raise RuntimeError(f"view: self.storage_offset() must be divisible by {ratio} {what}, but got {off}")
+            for i, st in enumerate(strides[:-1]):
+                if st % ratio:
+                    raise RuntimeError(f"view: self.stride({i}) must be divisible by {ratio} {what}, but got {st}")
+    out = self._wrap(a.view(dt))
+    out._vc = self._vc
+    return out
+
+
+def base(self) -> "Tensor | None":
+    """The tensor this one is a view of (PyTorch's ``_base``: the root, never itself a view), or None."""
+    vi = getattr(self, "_viewinfo", None)
+    return None if vi is None else vi[0]
+
+
+def is_view(self) -> bool:
+    """Whether this tensor is a view of another (shares its storage and version counter)."""
+    return getattr(self, "_viewinfo", None) is not None
 
 
 def _infer_shape(shape: tuple, n: int) -> tuple:
@@ -157,7 +287,10 @@ def reshape(self, *shape: Any) -> "Tensor":
 
 def view(self, *shape: Any) -> "Tensor":
     """``reshape`` that never copies: as PyTorch, raises where the new shape cannot be laid
-    over the input's strides (e.g. flattening a transposed tensor); ``reshape`` copies there."""
+    over the input's strides (e.g. flattening a transposed tensor); ``reshape`` copies there.
+    ``view(dtype)`` reads the same memory as another dtype."""
+    if len(shape) == 1 and not isinstance(shape[0], (int, np.integer, tuple, list)):
+        return _view_dtype(self, shape[0])
     shape = _as_shape(shape)
     if shape == self.shape:
         return self
@@ -395,7 +528,7 @@ def split(self, split_size_or_sections: Any, dim: int = 0) -> tuple:
         idx = (slice(None),) * d + (slice(start, start + s),)
         out.append(self[idx])
         start += s
-    return tuple(out)
+    return _multi_output(tuple(out), "Split")
 
 
 def chunk(self, chunks: int, dim: int = 0) -> tuple:
@@ -416,7 +549,7 @@ def tensor_split(self, sections: int, dim: int = 0) -> tuple:
 
 def unbind(self, dim: int = 0) -> tuple:
     d = _norm_dim(dim, self.ndim, "unbind")
-    return tuple(self[(slice(None),) * d + (i,)] for i in range(self.shape[d]))
+    return _multi_output(tuple(self[(slice(None),) * d + (i,)] for i in range(self.shape[d])), "Unbind")
 
 
 def tril(self, diagonal: int = 0) -> "Tensor":

@@ -105,15 +105,17 @@ def test_assigned_gradients_and_rebound_data_are_used():
             for p, g in zip(net.params, manual):
                 p.grad = lib.tensor(g.copy())
             opt.step()
-        # rebinding .data (not in place) is taken back by the optimizer at the next step
-        net.params[1].data = lib.tensor(np.full(8, 0.25)).data if lib is rg else torch.full((8,), 0.25,
-                                                                                              dtype=torch.float64)
+        # rebinding .data (not in place) is taken back by the optimizer at the next step, which updates
+        # the new storage (the user's tensor sees the step, as in torch)
+        new = lib.tensor(np.full(8, 0.25), dtype=lib.float64)
+        net.params[1].data = new
         for p, g in zip(net.params, manual):
             p.grad = lib.tensor(g.copy())
         opt.step()
         vals.append(net.values())
+        np.testing.assert_array_equal(new.numpy(), net.params[1].detach().numpy())
         if lib is rg:
-            assert np.shares_memory(net.params[1].data, opt.flat_params()[0])
+            assert np.shares_memory(net.params[1]._array, new._array)
             assert net.params[0].grad._array is not net.params[0]._gslot  # still the user's tensor
     assert_close(vals[0], vals[1], "float64")
 

@@ -6,6 +6,7 @@ initialisers.
 from . import functional
 from . import init
 from . import utils
+from .activation import Hardsigmoid, Hardswish, Threshold
 from .activation import (CELU, ELU, GELU, SELU, Hardtanh, LeakyReLU, LogSoftmax, Mish, PReLU, ReLU, ReLU6,
                          Sigmoid, SiLU, Softmax, Softplus, Softsign, Tanh)
 from .containers import Flatten, Identity, ModuleDict, ModuleList, ParameterList, Sequential, Unflatten
@@ -30,6 +31,7 @@ __all__ = [
     "Linear", "Bilinear", "Embedding", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "LayerNorm", "RMSNorm",
     "GroupNorm", "BatchNorm1d",
     "BatchNorm2d",
+    "Hardsigmoid", "Hardswish", "Threshold",
     "ReLU", "ReLU6", "LeakyReLU", "PReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish", "Sigmoid", "Tanh",
     "Hardtanh", "Softplus", "Softsign", "Softmax", "LogSoftmax",
     "MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "CrossEntropyLoss", "NLLLoss", "BCELoss",

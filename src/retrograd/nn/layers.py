@@ -162,7 +162,7 @@ class Dropout(Module):
         self.generator = generator
 
     def forward(self, input: Tensor) -> Tensor:  # noqa: A002
-        return F.dropout(input, self.p, self.training, generator=self.generator)
+        return F.dropout(input, self.p, self.training, self.inplace, generator=self.generator)
 
     def extra_repr(self) -> str:
         return f"p={self.p}, inplace={self.inplace}"
@@ -174,7 +174,7 @@ class _ChannelDropout(Dropout):
     _functional = staticmethod(F.dropout2d)
 
     def forward(self, input: Tensor) -> Tensor:  # noqa: A002
-        return self._functional(input, self.p, self.training, generator=self.generator)
+        return self._functional(input, self.p, self.training, self.inplace, generator=self.generator)
 
 
 class Dropout1d(_ChannelDropout):

@@ -456,6 +456,7 @@ class Optimizer:
         if has is None:
             u = StepArrays(b._array, b.grad, bufs, scal, fresh, b.sizes, [v.shape for v in b.views])
             self._update_in_dtype(group, u)
+            b.write_back()
             return
         # some parameters have no gradient: update gathered copies of the others
         em = np.repeat(has, b.sizes)
@@ -468,6 +469,7 @@ class Optimizer:
             v[em] = u.state[k]
         for k, v in scal.items():
             v[has] = u.scalars[k]
+        b.write_back()
 
     def _update_in_dtype(self, group: dict, u: StepArrays) -> None:
         """``_update``; for bfloat16 parameters PyTorch steps with bfloat16 ops, each computed in float32

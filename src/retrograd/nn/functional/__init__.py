@@ -15,6 +15,8 @@ backward written next to their forward.
 from ...tensor_functions import pad
 from .activation import (celu, elu, gelu, hardtanh, leaky_relu, log_softmax, mish, prelu, relu, relu6, selu,
                          sigmoid, silu, softmax, softplus, softsign, tanh)
+from .activation import (celu_, elu_, hardsigmoid, hardswish, hardtanh_, leaky_relu_, relu_, selu_, threshold,
+                         threshold_)
 from .attention import multi_head_attention_forward, scaled_dot_product_attention
 from .conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d
 from .dense import bilinear, linear
@@ -30,6 +32,8 @@ from .resample import interpolate, pixel_shuffle, pixel_unshuffle
 from .sparse import embedding, one_hot
 
 __all__ = [
+    "relu_", "elu_", "selu_", "celu_", "leaky_relu_", "hardtanh_", "hardsigmoid", "hardswish", "threshold",
+    "threshold_",
     "relu", "relu6", "leaky_relu", "prelu", "elu", "selu", "celu", "gelu", "silu", "mish", "sigmoid", "tanh",
     "hardtanh", "softplus", "softsign", "softmax", "log_softmax", "linear", "bilinear", "embedding",
     "dropout", "layer_norm", "rms_norm", "group_norm", "batch_norm", "mse_loss", "l1_loss",

@@ -20,6 +20,7 @@ from ...ops import Rule, call
 from ... import special
 from ...special import erf_array
 from ...tensor import Tensor, where
+from ...tensor_inplace import _apply_inplace
 from ._args import _float_input
 
 
@@ -154,17 +155,72 @@ def _hardtanh_b(g, out, ins, kw, needs):
 HARDTANH = Rule("hardtanh", _hardtanh_f, _hardtanh_b)
 
 
+def _hardsigmoid_f(ins, kw):
+    x = ins[0]
+    return np.clip(x + np.asarray(3, dtype=x.dtype), 0, 6) / np.asarray(6, dtype=x.dtype)
+
+
+def _hardsigmoid_b(g, out, ins, kw, needs):
+    x = ins[0]
+    return (g * (((x > -3) & (x < 3)) / np.asarray(6, dtype=x.dtype)).astype(x.dtype),)
+HARDSIGMOID = Rule("hardsigmoid", _hardsigmoid_f, _hardsigmoid_b)
+
+
+def _hardswish_f(ins, kw):
+    x = ins[0]
+    return x * np.clip(x + np.asarray(3, dtype=x.dtype), 0, 6) / np.asarray(6, dtype=x.dtype)
+
+
+def _hardswish_b(g, out, ins, kw, needs):
+    x = ins[0]
+    # PyTorch: 0 up to -3, x/3 + 1/2 strictly between -3 and 3, 1 from 3 on
+    slope = np.where(x <= -3, 0, np.where(x < 3, x / np.asarray(3, dtype=x.dtype) + np.asarray(0.5, dtype=x.dtype), 1))
+    return (g * slope.astype(x.dtype),)
+HARDSWISH = Rule("hardswish", _hardswish_f, _hardswish_b)
+
+
+def _threshold_f(ins, kw):
+    x = ins[0]
+    return np.where(x > kw["threshold"], x, np.asarray(kw["value"], dtype=x.dtype))
+
+
+def _threshold_b(g, out, ins, kw, needs):
+    return (g * (ins[0] > kw["threshold"]),)
+THRESHOLD = Rule("threshold", _threshold_f, _threshold_b)
+
+
 # ====================================================================== activations
+# ``inplace=True`` (and the ``relu_``-style names) write the result into the input, as PyTorch:
+# the input is returned, its version is bumped, and the op is recorded on its history
+# (tensor_inplace), so a leaf that requires grad refuses, and a graph that saved the input's old
+# value refuses to backpropagate.
+def _maybe_inplace(input: Tensor, inplace: bool, name: str, f: Any) -> Tensor:  # noqa: A002
+    if not inplace:
+        return f(input)
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{name}: inplace=True needs a Tensor input, got {type(input).__name__}")
+    return _apply_inplace(input, name, f)
+
+
 def relu(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
-    return input.relu()
+    return input.relu_() if inplace else input.relu()
+
+
+def relu_(input: Tensor) -> Tensor:  # noqa: A002
+    return input.relu_()
 
 
 def relu6(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
-    return hardtanh(input, 0.0, 6.0)
+    return hardtanh(input, 0.0, 6.0, inplace)
 
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:  # noqa: A002
-    return Tensor._apply(LEAKY_RELU, (_float_input(input, "leaky_relu"),), {"slope": float(negative_slope)})
+    return _maybe_inplace(input, inplace, "leaky_relu_", lambda x: Tensor._apply(
+        LEAKY_RELU, (_float_input(x, "leaky_relu"),), {"slope": float(negative_slope)}))
+
+
+def leaky_relu_(input: Tensor, negative_slope: float = 0.01) -> Tensor:  # noqa: A002
+    return leaky_relu(input, negative_slope, True)
 
 
 @lower_precision_op  # PyTorch's CPU autocast runs it in the autocast dtype
@@ -185,20 +241,32 @@ def prelu(input: Tensor, weight: Tensor) -> Tensor:  # noqa: A002
 
 
 def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:  # noqa: A002
-    return Tensor._apply(ELU, (_float_input(input, "elu"),), {"alpha": float(alpha), "scale": 1.0,
-                                                              "input_scale": 1.0})
+    return _maybe_inplace(input, inplace, "elu_", lambda x: Tensor._apply(
+        ELU, (_float_input(x, "elu"),), {"alpha": float(alpha), "scale": 1.0, "input_scale": 1.0}))
+
+
+def elu_(input: Tensor, alpha: float = 1.0) -> Tensor:  # noqa: A002
+    return elu(input, alpha, True)
 
 
 def selu(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
-    return Tensor._apply(ELU, (_float_input(input, "selu"),), {"alpha": _SELU_ALPHA, "scale": _SELU_SCALE,
-                                                               "input_scale": 1.0})
+    return _maybe_inplace(input, inplace, "selu_", lambda x: Tensor._apply(
+        ELU, (_float_input(x, "selu"),), {"alpha": _SELU_ALPHA, "scale": _SELU_SCALE, "input_scale": 1.0}))
+
+
+def selu_(input: Tensor) -> Tensor:  # noqa: A002
+    return selu(input, True)
 
 
 def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:  # noqa: A002
     if alpha == 0:
         raise RuntimeError("celu: ZeroDivisionError: alpha cannot be 0 for CELU")
-    return Tensor._apply(ELU, (_float_input(input, "celu"),), {"alpha": float(alpha), "scale": 1.0,
-                                                               "input_scale": 1.0 / alpha})
+    return _maybe_inplace(input, inplace, "celu_", lambda x: Tensor._apply(
+        ELU, (_float_input(x, "celu"),), {"alpha": float(alpha), "scale": 1.0, "input_scale": 1.0 / alpha}))
+
+
+def celu_(input: Tensor, alpha: float = 1.0) -> Tensor:  # noqa: A002
+    return celu(input, alpha, True)
 
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:  # noqa: A002
@@ -209,12 +277,36 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:  # noqa: A002
 
 
 def silu(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
-    return Tensor._apply(SILU, (_float_input(input, "silu"),))
+    return _maybe_inplace(input, inplace, "silu_", lambda x: Tensor._apply(SILU, (_float_input(x, "silu"),)))
 
 
 def mish(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
-    x = _float_input(input, "mish")
-    return x * x.softplus().tanh()
+    def f(x: Tensor) -> Tensor:
+        x = _float_input(x, "mish")
+        return x * x.softplus().tanh()
+    return _maybe_inplace(input, inplace, "mish_", f)
+
+
+def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
+    """``relu6(x + 3) / 6``."""
+    return _maybe_inplace(input, inplace, "hardsigmoid_", lambda x: Tensor._apply(
+        HARDSIGMOID, (_float_input(x, "hardsigmoid"),)))
+
+
+def hardswish(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
+    """``x * relu6(x + 3) / 6``."""
+    return _maybe_inplace(input, inplace, "hardswish_", lambda x: Tensor._apply(
+        HARDSWISH, (_float_input(x, "hardswish"),)))
+
+
+def threshold(input: Tensor, threshold: float, value: float, inplace: bool = False) -> Tensor:  # noqa: A002
+    """``x`` where ``x > threshold``, else ``value``."""
+    return _maybe_inplace(input, inplace, "threshold_", lambda x: Tensor._apply(
+        THRESHOLD, (_float_input(x, "threshold"),), {"threshold": float(threshold), "value": float(value)}))
+
+
+def threshold_(input: Tensor, threshold: float, value: float) -> Tensor:  # noqa: A002
+    return globals()["threshold"](input, threshold, value, True)
 
 
 def sigmoid(input: Tensor) -> Tensor:  # noqa: A002
@@ -229,8 +321,12 @@ def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0,  # noqa
              inplace: bool = False) -> Tensor:
     if min_val > max_val:
         raise ValueError(f"hardtanh: min_val ({min_val}) cannot be greater than max_val ({max_val})")
-    return Tensor._apply(HARDTANH, (_float_input(input, "hardtanh"),), {"min": float(min_val),
-                                                                         "max": float(max_val)})
+    return _maybe_inplace(input, inplace, "hardtanh_", lambda x: Tensor._apply(
+        HARDTANH, (_float_input(x, "hardtanh"),), {"min": float(min_val), "max": float(max_val)}))
+
+
+def hardtanh_(input: Tensor, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:  # noqa: A002
+    return hardtanh(input, min_val, max_val, True)
 
 
 def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:  # noqa: A002
