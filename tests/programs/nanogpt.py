@@ -275,7 +275,8 @@ torch.manual_seed(1337 + seed_offset)
 torch.backends.cuda.matmul.allow_tf32 = True  # allow tf32 on matmul
 torch.backends.cudnn.allow_tf32 = True  # allow tf32 on cudnn
 device_type = 'cuda' if 'cuda' in device else 'cpu'
-ctx = nullcontext() if device_type == 'cpu' else torch.amp.autocast(device_type=device_type, dtype=getattr(torch, dtype))
+ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[dtype]
+ctx = nullcontext() if device_type == 'cpu' else torch.amp.autocast(device_type=device_type, dtype=ptdtype)
 
 # the data: a small character-level corpus, encoded as in nanoGPT's prepare.py
 text = (
@@ -312,6 +313,9 @@ model_args = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=bloc
 gptconf = GPTConfig(**model_args)
 model = GPT(gptconf)
 model.to(device)
+
+# a GradScaler that is a no-op unless the run is in float16
+scaler = torch.amp.GradScaler(device_type, enabled=(dtype == 'float16'))
 
 optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type)
 if compile:
@@ -389,10 +393,12 @@ while True:
             logits, loss = model(X, Y)
             loss = loss / gradient_accumulation_steps
         X, Y = get_batch('train')  # prefetch the next batch while the model works (on a GPU)
-        loss.backward()
+        scaler.scale(loss).backward()
     if grad_clip != 0.0:
+        scaler.unscale_(optimizer)
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
+    scaler.step(optimizer)
+    scaler.update()
     optimizer.zero_grad(set_to_none=True)
 
     t1 = time.time()
