@@ -49,3 +49,15 @@ def test_tune_command_errors_name_the_key(tmp_path, capsys, search, message):
     cfg.write_text(CONFIG.format(dir=tmp_path / "runs").split("[search]")[0] + "[search]\n" + search + "\n")
     assert main(["tune", str(cfg)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_trial_that_nanguard_stops_is_failed_not_a_result(tmp_path, capsys):
+    import optuna
+    cfg = tmp_path / "nan_tune.toml"
+    cfg.write_text(CONFIG.format(dir=tmp_path / "runs").replace("[0.05, 0.5]", "[0.05, 1e20]"))
+    assert main(["tune", str(cfg)]) == 0
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{tmp_path / 'runs' / 'nan_tune-tune' / 'study.db'}")
+    by_lr = {t.params["optim.lr"]: t for t in study.trials}
+    assert by_lr[0.05].state == optuna.trial.TrialState.COMPLETE
+    assert by_lr[1e20].state == optuna.trial.TrialState.FAIL and "NaN" in by_lr[1e20].user_attrs["failure"]
+    assert study.best_trial.params["optim.lr"] == 0.05

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 from ..data.presets import DataBundle, build_data
 from ..train.config import validate
@@ -31,4 +32,8 @@ class TuneTrainFn:
         trainer = make_trainer(setup, None, quiet=self.quiet, checkpoints=False,
                                extra_callbacks=[PruningCallback(reporter)])
         history = trainer.fit(setup.train_loader, setup.val_loader, epochs=cfg["train"]["epochs"])
-        return final_metrics(history)
+        metrics = final_metrics(history)
+        if trainer.failure:  # NaNGuard stopped the run: a failed trial, not a result (Optuna fails a NaN value)
+            reporter.trial.set_user_attr("failure", trainer.failure)
+            return {k: math.nan for k in {reporter.metric: None, **reporter.last, **metrics}}
+        return metrics
