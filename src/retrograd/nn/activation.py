@@ -74,6 +74,11 @@ class Tanh(Module):
         return input.tanh()
 
 
+class LogSigmoid(Module):
+    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+        return F.logsigmoid(input)
+
+
 class Softsign(Module):
     def forward(self, input: Tensor) -> Tensor:  # noqa: A002
         return F.softsign(input)
@@ -196,4 +201,5 @@ class LogSoftmax(Softmax):
 
 
 __all__ = ["ReLU", "ReLU6", "LeakyReLU", "PReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish", "Sigmoid",
-           "Tanh", "Hardtanh", "Softplus", "Softsign", "Softmax", "LogSoftmax", "Hardsigmoid", "Hardswish", "Threshold"]
+           "Tanh", "Hardtanh", "Softplus", "Softsign", "Softmax", "LogSoftmax", "Hardsigmoid", "Hardswish", "Threshold",
+           "LogSigmoid"]

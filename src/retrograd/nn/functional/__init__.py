@@ -17,13 +17,14 @@ from .activation import (celu, elu, gelu, hardtanh, leaky_relu, log_softmax, mis
                          sigmoid, silu, softmax, softplus, softsign, tanh)
 from .activation import (celu_, elu_, hardsigmoid, hardswish, hardtanh_, leaky_relu_, relu_, selu_, threshold,
                          threshold_)
+from .activation import logsigmoid
 from .attention import multi_head_attention_forward, scaled_dot_product_attention
 from .conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d
 from .dense import bilinear, linear
 from .loss import (binary_cross_entropy, binary_cross_entropy_with_logits, cosine_embedding_loss, cross_entropy,
                    ctc_loss, gaussian_nll_loss, huber_loss, kl_div, l1_loss, margin_ranking_loss, mse_loss,
                    nll_loss, pairwise_distance, poisson_nll_loss, sigmoid_focal_loss, smooth_l1_loss,
-                   triplet_margin_loss)
+                   triplet_margin_loss, soft_margin_loss, hinge_embedding_loss, multilabel_soft_margin_loss)
 from .norm import batch_norm, group_norm, layer_norm, normalize, rms_norm
 from .pool import (adaptive_avg_pool1d, adaptive_avg_pool2d, avg_pool1d, avg_pool2d, max_pool1d,
                    max_pool2d)
@@ -40,7 +41,8 @@ __all__ = [
     "smooth_l1_loss", "huber_loss", "cross_entropy", "nll_loss", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "kl_div", "cosine_embedding_loss", "margin_ranking_loss",
     "pairwise_distance", "triplet_margin_loss", "poisson_nll_loss", "gaussian_nll_loss", "sigmoid_focal_loss",
-    "ctc_loss", "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "max_pool1d", "max_pool2d",
+    "ctc_loss", "soft_margin_loss", "hinge_embedding_loss", "multilabel_soft_margin_loss", "logsigmoid",
+    "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "max_pool1d", "max_pool2d",
     "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "interpolate",
     "scaled_dot_product_attention", "multi_head_attention_forward", "pad", "normalize", "one_hot",
     "dropout1d", "dropout2d", "dropout3d", "pixel_shuffle", "pixel_unshuffle",

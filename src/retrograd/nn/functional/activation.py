@@ -333,6 +333,21 @@ def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tenso
     return input.softplus(beta, threshold)
 
 
+def _logsigmoid_f(ins, kw):
+    x = ins[0]
+    return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))  # no overflow for either sign
+
+
+def _logsigmoid_b(g, out, ins, kw, needs):
+    return (g * call(O.SIGMOID, (-ins[0],)),)  # d/dx log(sigmoid(x)) = sigmoid(-x)
+LOGSIGMOID = Rule("logsigmoid", _logsigmoid_f, _logsigmoid_b)
+
+
+def logsigmoid(input: Tensor) -> Tensor:  # noqa: A002
+    """``log(sigmoid(x))``, computed as ``min(x, 0) - log1p(exp(-|x|))`` (stable for large ``|x|``)."""
+    return Tensor._apply(LOGSIGMOID, (_float_input(input, "logsigmoid"),))
+
+
 def softsign(input: Tensor) -> Tensor:  # noqa: A002
     x = _float_input(input, "softsign")
     return x / (x.abs() + 1)

@@ -16,6 +16,7 @@ from ...ops import Rule, call
 from ...tensor import Tensor, _as_tensor, where, wrap_array
 from ...tensor_inplace import _torch_name
 from ._args import _float_input
+from .activation import logsigmoid
 
 
 _REDUCTIONS = ("none", "mean", "sum")
@@ -451,6 +452,43 @@ def margin_ranking_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: 
     x1 = _float_input(input1, "margin_ranking_loss")
     t = (target if isinstance(target, Tensor) else _as_tensor(target)).to(x1.dtype)
     return _reduce((-t * (x1 - input2) + margin).clamp(min=0), reduction)
+
+
+@fp32_op  # PyTorch's CPU autocast runs it in float32
+def soft_margin_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None,  # noqa: A002
+                     reduction: str = "mean") -> Tensor:
+    """``log(1 + exp(-target * input))``, as PyTorch computes it (``log1p(exp(.))``)."""
+    _check_reduction(reduction)
+    x, t = _pointwise_pair(input, target, "soft_margin_loss")
+    return _reduce((-t * x).exp().log1p(), reduction)
+
+
+@fp32_op  # PyTorch's CPU autocast runs it in float32
+def hinge_embedding_loss(input: Tensor, target: Tensor, margin: float = 1.0, size_average: Any = None,  # noqa: A002
+                         reduce: Any = None, reduction: str = "mean") -> Tensor:
+    """``x`` where ``target == 1``, ``max(0, margin - x)`` where ``target == -1`` (PyTorch's formula: the
+    margin term where ``target != 1`` plus ``x`` where ``target != -1``)."""
+    _check_reduction(reduction)
+    x = _float_input(input, "hinge_embedding_loss")
+    t = target._array if isinstance(target, Tensor) else np.asarray(target)
+    zero = wrap_array(np.zeros((), dtype=x.dtype))
+    loss = where(wrap_array(np.asarray(t != 1)), (margin - x).clamp(min=0), zero) + \
+        where(wrap_array(np.asarray(t != -1)), x, zero)
+    return _reduce(loss, reduction)
+
+
+@fp32_op  # PyTorch's CPU autocast runs it in float32
+def multilabel_soft_margin_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,  # noqa: A002
+                                size_average: Any = None, reduce: Any = None, reduction: str = "mean") -> Tensor:
+    """``-(y log sigmoid(x) + (1 - y) log sigmoid(-x))``, averaged over the classes (last dim), then reduced."""
+    _check_reduction(reduction)
+    x = _float_input(input, "multilabel_soft_margin_loss")
+    t = (target if isinstance(target, Tensor) else _as_tensor(target)).to(x.dtype)
+    loss = -(t * logsigmoid(x) + (1 - t) * logsigmoid(-x))
+    if weight is not None:
+        loss = loss * weight
+    c = x.shape[-1] if x.ndim else 1
+    return _reduce(loss.sum(dim=x.ndim - 1) / c if x.ndim else loss, reduction)
 
 
 def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False) -> Tensor:
