@@ -69,7 +69,7 @@ def cmd_train(args, extra_callbacks: Sequence = ()) -> dict:
         (run_dir / "vocab.json").write_text(json.dumps(setup.data.vocab.itos))
     args.active_run_dir = run_dir  # for the message after Ctrl-C
     print(f"run folder: {run_dir}")
-    trainer = make_trainer(setup, run_dir, quiet=args.quiet, extra_callbacks=extra_callbacks)
+    trainer = args.active_trainer = make_trainer(setup, run_dir, quiet=args.quiet, extra_callbacks=extra_callbacks)
     history = trainer.fit(setup.train_loader, setup.val_loader, epochs=cfg["train"]["epochs"])
     return finish_run(setup, trainer, history, run_dir, time.perf_counter() - t0)
 
@@ -88,7 +88,7 @@ def cmd_resume(args, extra_callbacks: Sequence = ()) -> dict:
     ckpt = checkpoint_dir(run_dir, "last")
     args.active_run_dir = run_dir  # for the message after Ctrl-C
     print(f"resuming {run_dir} from {ckpt}")
-    trainer = make_trainer(setup, run_dir, quiet=args.quiet, extra_callbacks=extra_callbacks)
+    trainer = args.active_trainer = make_trainer(setup, run_dir, quiet=args.quiet, extra_callbacks=extra_callbacks)
     history = trainer.fit(setup.train_loader, setup.val_loader, epochs=cfg["train"]["epochs"],
                           resume_from=str(ckpt))
     (run_dir / "config.toml").write_text(dumps(cfg))
@@ -352,6 +352,35 @@ COMMANDS = {"train": cmd_train, "resume": cmd_resume, "evaluate": cmd_evaluate, 
 COMMANDS["tune"] = cmd_tune
 
 
+def _where(state: dict) -> str:
+    return (f"epoch {state.get('epoch', 0) + 1}, batch {state.get('batch_in_epoch', 0)} "
+            f"(optimizer step {state.get('global_step', 0)})")
+
+
+def interrupt_message(args) -> str:
+    """What Ctrl-C left behind, honestly: the checkpoint saved where training stopped, or the older
+    one ``resume`` would continue from (and what is lost after it), or that nothing can be resumed."""
+    run_dir = getattr(args, "active_run_dir", None)
+    if run_dir is None:
+        return "interrupted (before training started; nothing was saved)"
+    trainer = getattr(args, "active_trainer", None)
+    resume = f"continue with: retrograd resume {run_dir}"
+    if trainer is not None and trainer.interrupt_checkpoint is not None:
+        return f"interrupted at {_where(trainer.state_summary())}; saved a checkpoint there; {resume}"
+    now = f" at {_where(trainer.state_summary())}" if trainer is not None else ""
+    why = f" (the save failed: {trainer.interrupt_error})" if trainer is not None and trainer.interrupt_error \
+        else ""
+    try:
+        last = checkpoint_dir(run_dir, "last")
+        saved = json.loads((last / "trainer.json").read_text())["state"]
+    except (ConfigError, OSError, ValueError, KeyError, TypeError):
+        again = f"retrograd train {args.config}" if getattr(args, "config", None) else f"retrograd resume {run_dir}"
+        return (f"interrupted{now}; no checkpoint was saved{why}, so nothing can be resumed and the training "
+                f"so far is lost; start again with: {again}")
+    return (f"interrupted{now} without saving{why}; the last checkpoint is at {_where(saved)} and the "
+            f"training after it is lost; {resume}")
+
+
 EXIT_FAILED = 3  # the run ran and failed: NaNGuard stopped it (summary.json: status "failed")
 
 
@@ -371,9 +400,7 @@ def main(argv: Sequence[str] | None = None, *, extra_callbacks: Sequence = ()) -
         print(f"retrograd {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        run_dir = getattr(args, "active_run_dir", None)
-        where = f"; continue with: retrograd resume {run_dir}" if run_dir else ""
-        print(f"retrograd {args.command}: interrupted{where}", file=sys.stderr)
+        print(f"retrograd {args.command}: {interrupt_message(args)}", file=sys.stderr)
         return 130
     if isinstance(result, dict) and result.get("status") == "failed":
         report = pathlib.Path(result["run_dir"]) / "nan_report.txt"
