@@ -42,7 +42,7 @@ from .train.config import (ConfigError, apply_overrides, default_lr, dumps, load
 from .train.formatting import format_value, markdown_table
 from .train.model_code import record_model_code
 from .train.recipe import make_trainer, prepare
-from .train.runs import (check_schedule_length, checkpoint_dir, final_metrics, finish_run, jsonable, new_run_dir,
+from .train.runs import (check_schedule_length, checkpoint_dir, final_metrics, finish_run, finished_run, jsonable, new_run_dir,
                          prefixed_metrics, read_run_config)
 
 __all__ = ["main", "build_parser"]
@@ -62,7 +62,7 @@ def cmd_train(args, extra_callbacks: Sequence = ()) -> dict:
     cfg = _config_from_args(args)
     t0 = time.perf_counter()
     setup = prepare(cfg, config_path=args.config)
-    run_dir = new_run_dir(cfg, args.config)
+    run_dir = new_run_dir(cfg, args.config, command="train")
     (run_dir / "config.toml").write_text(dumps(cfg))
     record_model_code(run_dir, cfg)
     if setup.data.vocab is not None:
@@ -80,12 +80,17 @@ def cmd_resume(args, extra_callbacks: Sequence = ()) -> dict:
     planned = cfg["train"]["epochs"]
     if args.epochs is not None:
         cfg["train"]["epochs"] = args.epochs
+    ckpt = checkpoint_dir(run_dir, "last")
+    done = finished_run(run_dir, ckpt, cfg["train"]["epochs"], args.epochs is not None)
+    if done is not None:  # nothing to train: the folder stays as it is, byte for byte
+        print(f"{run_dir}: the run is {done}; nothing to resume, nothing changed (to train longer: "
+              f"retrograd resume {run_dir} --epochs N)")
+        return {"status": "complete", "run_dir": str(run_dir), "reason": done}
     t0 = time.perf_counter()
     setup = prepare(cfg)
     if args.epochs is not None:
         for note in check_schedule_length(setup, args.epochs, "resume", planned):
             print(f"retrograd resume: note: {note}", file=sys.stderr)
-    ckpt = checkpoint_dir(run_dir, "last")
     args.active_run_dir = run_dir  # for the message after Ctrl-C
     print(f"resuming {run_dir} from {ckpt}")
     trainer = args.active_trainer = make_trainer(setup, run_dir, quiet=args.quiet, extra_callbacks=extra_callbacks)
