@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import io
 import json
+import os
 import pathlib
 import sys
 import time
@@ -211,11 +213,31 @@ def cmd_plot(args) -> list:
     run_dir = pathlib.Path(args.run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: no such run folder")
-    made = tplots.plot_run(str(run_dir))
+    try:
+        if not (run_dir / "metrics.jsonl").is_file() and (run_dir / "comparison.json").is_file():
+            made = [_plot_comparison_folder(run_dir, tplots)]  # the folder `compare` writes
+        elif not (run_dir / "metrics.jsonl").is_file():
+            raise ConfigError(f"{run_dir}: nothing to plot: neither a run folder (metrics.jsonl) nor a folder "
+                              f"that retrograd compare wrote (comparison.json)")
+        else:
+            made = tplots.plot_run(str(run_dir))
+    except ImportError as e:  # matplotlib
+        raise ConfigError(str(e)) from None
     made = [str(p) for p in (made if isinstance(made, (list, tuple)) else [made]) if p]
     for p in made:
         print(p)
     return made
+
+
+def _plot_comparison_folder(folder: pathlib.Path, tplots) -> str:
+    """Redraw ``comparison.png`` of a ``retrograd compare`` folder from its ``comparison.json``."""
+    try:
+        histories = json.loads((folder / "comparison.json").read_text())["histories"]
+        path = folder / "comparison.png"
+        tplots.plot_comparison(histories, str(path))
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{folder / 'comparison.json'}: cannot plot it ({type(e).__name__}: {e})") from None
+    return str(path)
 
 
 def cmd_generate(args) -> str:
@@ -254,7 +276,10 @@ def cmd_generate(args) -> str:
 def cmd_tune(args):
     """``retrograd tune CONFIG`` (the config's ``[search]`` table declares the space and the settings;
     ``--workers``/``--storage``/``--resume`` override them) or ``retrograd tune --show STUDY_DIR``."""
-    from . import tune
+    try:
+        from . import tune
+    except ImportError as e:  # Optuna is not installed
+        raise ConfigError(str(e)) from None
 
     if args.show:
         try:
@@ -387,13 +412,25 @@ def interrupt_message(args) -> str:
 
 
 EXIT_FAILED = 3  # the run ran and failed: NaNGuard stopped it (summary.json: status "failed")
+EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (a shell's status of a process SIGPIPE ended)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that Python's final flush of what is still buffered for the
+    closed pipe does not print "Exception ignored ... BrokenPipeError" (the Python docs' recipe)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass  # stdout is not a file (a test's capture): nothing will flush to the pipe
 
 
 def main(argv: Sequence[str] | None = None, *, extra_callbacks: Sequence = ()) -> int:
     """Run the command line ``argv``; returns the exit status: 0 done (early stopping included),
     1 an unexpected error (a traceback), 2 a config, data or checkpoint error (the message names it),
     3 training failed (non-finite loss or gradients: NaNGuard stopped the run; ``summary.json`` has
-    ``"status": "failed"`` and the reason), 130 interrupted (Ctrl-C).
+    ``"status": "failed"`` and the reason), 130 interrupted (Ctrl-C), 141 stdout closed by its reader
+    (``retrograd generate ... | head``; quietly, as Unix tools end on SIGPIPE).
     ``extra_callbacks`` are appended to the Trainer's callbacks by ``train`` and ``resume``."""
     args = build_parser().parse_args(argv)
     try:
@@ -401,12 +438,16 @@ def main(argv: Sequence[str] | None = None, *, extra_callbacks: Sequence = ()) -
             result = COMMANDS[args.command](args, extra_callbacks=extra_callbacks)
         else:
             result = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not in Python's flush at exit
     except (ConfigError, DataNotInstalledError, CheckpointError) as e:
         print(f"retrograd {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"retrograd {args.command}: {interrupt_message(args)}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `retrograd generate ... | head`: the reader has gone; stop quietly
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     if isinstance(result, dict) and result.get("status") == "failed":
         report = pathlib.Path(result["run_dir"]) / "nan_report.txt"
         print(f"retrograd {args.command}: error: training failed: {result['reason']}"

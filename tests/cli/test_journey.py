@@ -51,3 +51,78 @@ def test_a_second_train_of_a_config_says_loudly_where_it_writes(write_config, ru
     assert notes == [f"retrograd train: note: {runs / 'c'} already holds a run, so this one writes to "
                      f"{runs / 'c-2'} (to choose: --set run.name=NAME, or --set run.overwrite=true to reuse "
                      f"{runs / 'c'})"], err
+
+
+# ---------------------------------------------------------------------- errors without tracebacks (item 6)
+def _one_error_line(err: str, command: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"retrograd {command}: error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_tune_without_optuna_is_one_error_line(write_config, run_cli, monkeypatch):
+    import sys
+
+    for name in [m for m in sys.modules if m == "retrograd.tune" or m.startswith("retrograd.tune.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "optuna", None)   # `import optuna` raises ImportError
+    rc, out, err = run_cli("tune", write_config())
+    assert rc == 2 and out == ""
+    assert _one_error_line(err, "tune") == "retrograd tune: error: retrograd.tune needs Optuna: pip install " \
+        "'retrograd[tune]'"
+
+
+def test_plot_on_the_folder_compare_writes_redraws_the_comparison(write_config, run_cli, tmp_path):
+    rc, _, err = run_cli("compare", write_config(ONE_EPOCH), "--optimizers", "sgd,adam", "--quiet")
+    assert rc == 0, err
+    folder = tmp_path / "runs" / "c-compare"
+    (folder / "comparison.png").unlink()
+    rc, out, err = run_cli("plot", folder)
+    assert rc == 0 and err == "" and out == f"{folder / 'comparison.png'}\n"
+    assert (folder / "comparison.png").stat().st_size > 10_000
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    rc, out, err = run_cli("plot", empty)
+    assert rc == 2 and "nothing to plot: neither a run folder (metrics.jsonl) nor a folder that retrograd " \
+        "compare wrote (comparison.json)" in _one_error_line(err, "plot")
+
+
+TINY_GPT = """
+[model]
+name = "gpt"
+n_layer = 1
+n_head = 2
+d_model = 16
+
+[data]
+name = "shakespeare"
+block_size = 8
+batch_size = 16
+train_samples = 64
+val_samples = 16
+
+[train]
+epochs = 1
+progress = false
+"""
+
+
+def test_generate_into_a_closed_pipe_ends_quietly(write_config, run_cli, tmp_path):
+    """`retrograd generate RUN | head`: the reader has gone when the sample is printed; the command
+    ends with status 141 (as a tool SIGPIPE ends) and prints nothing, no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    import retrograd
+
+    rc, _, err = run_cli("train", write_config(TINY_GPT, "gpt"), "--quiet")
+    assert rc == 0, err
+    src = str(pathlib.Path(retrograd.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    p = subprocess.Popen([sys.executable, "-m", "retrograd.cli", "generate", str(tmp_path / "runs" / "gpt"),
+                          "--max-new-tokens", "20"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    p.stdout.close()             # the reader is gone before the child writes anything
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 141 and err == "", err
