@@ -323,26 +323,43 @@ def _trust_flag(sp) -> None:
                          "folder came from elsewhere (see retrograd.train.model_code); it runs as Python code")
 
 
+def _quiet_flag(sp) -> None:
+    sp.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _run_dir_arg(sp, what: str, example: str = "runs/fashion_mlp") -> None:
+    sp.add_argument("run_dir", help=f"the run folder to {what}, e.g. {example}")
+
+
+def _checkpoint_arg(sp, what: str) -> None:
+    sp.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                    help=f"which checkpoint to {what}: best (by train.monitor) or last (default: best)")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     p = argparse.ArgumentParser(prog="retrograd", description="Train and inspect retrograd models from TOML "
                                 "configs (see examples/*.toml).")
+    p.add_argument("--version", action="version", version=f"retrograd {__version__}",
+                   help="print retrograd's version and exit")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_config(sp):
         sp.add_argument("config", help="a TOML config, e.g. examples/fashion_mlp.toml")
         sp.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                         help="override a config value (repeatable), e.g. --set optim.lr=0.01")
-        sp.add_argument("--quiet", action="store_true", help="no progress bar")
+        _quiet_flag(sp)
         return sp
 
     with_config(sub.add_parser("train", help="train from a config; writes a run folder"))
     r = sub.add_parser("resume", help="continue an interrupted run from its last checkpoint")
-    r.add_argument("run_dir")
+    _run_dir_arg(r, "continue")
     r.add_argument("--epochs", type=int, help="train to this many epochs in total (default: the config's)")
-    r.add_argument("--quiet", action="store_true")
+    _quiet_flag(r)
     e = sub.add_parser("evaluate", help="metrics of a run's checkpoint on its validation and test data")
-    e.add_argument("run_dir")
-    e.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    _run_dir_arg(e, "evaluate")
+    _checkpoint_arg(e, "evaluate")
     for sp in (r, e):
         _trust_flag(sp)
     c = with_config(sub.add_parser("compare", help="train with several optimizers from the same init and batch "
@@ -350,20 +367,26 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--optimizers", required=True, help="comma-separated, e.g. sgd,momentum,adam,adamw,lion")
     c.add_argument("--lr", help="learning rates per optimizer, e.g. sgd=0.05,adam=0.001")
     f = with_config(sub.add_parser("lr-find", help="learning-rate range test: suggestion and plot"))
-    f.add_argument("--start-lr", type=float, default=1e-6)
-    f.add_argument("--end-lr", type=float, default=10.0)
-    f.add_argument("--num-iter", type=int, default=100)
+    f.add_argument("--start-lr", type=float, default=1e-6, help="learning rate of the first step (default: 1e-6)")
+    f.add_argument("--end-lr", type=float, default=10.0, help="learning rate of the last step; the range test "
+                   "grows it exponentially and stops early when the loss diverges (default: 10)")
+    f.add_argument("--num-iter", type=int, default=100, help="number of training steps of the range test "
+                   "(default: 100)")
     f.add_argument("--out", help="plot path (default: RUN.dir/NAME-lr_finder.png)")
     pl = sub.add_parser("plot", help="plot a run's metrics")
-    pl.add_argument("run_dir")
+    pl.add_argument("run_dir", help="a run folder (writes run.png) or a folder that retrograd compare wrote "
+                    "(redraws comparison.png)")
     g = sub.add_parser("generate", help="sample text from a trained language model")
-    g.add_argument("run_dir")
-    g.add_argument("--prompt", default="\n")
-    g.add_argument("--max-new-tokens", type=int, default=200)
-    g.add_argument("--temperature", type=float, default=0.8)
-    g.add_argument("--top-k", type=int, default=None)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    _run_dir_arg(g, "sample from (a language model trained on text: it has vocab.json)", "runs/shakespeare_gpt")
+    g.add_argument("--prompt", default="\n", help="text the sample starts with; every character must be in "
+                   "the run's vocabulary (default: a newline)")
+    g.add_argument("--max-new-tokens", type=int, default=200, help="characters to generate (default: 200)")
+    g.add_argument("--temperature", type=float, default=0.8, help="divides the logits before sampling: lower "
+                   "is more conservative, higher more random (default: 0.8)")
+    g.add_argument("--top-k", type=int, default=None, help="sample only from the k most likely next "
+                   "characters (default: all)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the sampling generator (default: 0)")
+    _checkpoint_arg(g, "sample from")
     _trust_flag(g)
     tu = sub.add_parser("tune", help="hyperparameter search over the config's [search] table (Optuna)")
     tu.add_argument("config", nargs="?", help="a TOML config with a [search] table, e.g. examples/tune_fashion_mlp.toml")

@@ -126,3 +126,39 @@ def test_generate_into_a_closed_pipe_ends_quietly(write_config, run_cli, tmp_pat
     p.stdout.close()             # the reader is gone before the child writes anything
     err = p.stderr.read().decode()
     assert p.wait(timeout=120) == 141 and err == "", err
+
+
+# ---------------------------------------------------------------------- --version and help (item 10)
+def test_version_prints_the_package_version(capsys):
+    import pytest
+
+    import retrograd
+    from retrograd import cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out == f"retrograd {retrograd.__version__}\n"
+
+
+def test_every_command_argument_and_flag_has_help():
+    import argparse
+
+    from retrograd import cli
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    helped = {c.dest: c.help for c in sub._choices_actions}
+    assert set(helped) == set(cli.COMMANDS) == set(sub.choices)
+    missing = [name for name, h in helped.items() if not (h or "").strip()]
+    for name, p in [("retrograd", parser), *sub.choices.items()]:
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                continue
+            if not (action.help or "").strip() or action.help == argparse.SUPPRESS:
+                missing.append(f"{name} {'/'.join(action.option_strings) or action.dest}")
+    assert missing == []
+    # the ones issue 13 named, for the record
+    text = {name: p.format_help() for name, p in sub.choices.items()}
+    assert "the run folder to continue" in text["resume"] and "which checkpoint to evaluate" in text["evaluate"]
+    assert "learning rate of the first step" in text["lr-find"] and "--num-iter" in text["lr-find"]
+    assert "text the sample starts with" in text["generate"] and "sample only from the k" in text["generate"]
