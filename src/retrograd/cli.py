@@ -337,11 +337,10 @@ def _checkpoint_arg(sp, what: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
+    version = sys.modules[__package__].__version__  # the package's own (an import of it would go up a layer)
     p = argparse.ArgumentParser(prog="retrograd", description="Train and inspect retrograd models from TOML "
                                 "configs (see examples/*.toml).")
-    p.add_argument("--version", action="version", version=f"retrograd {__version__}",
+    p.add_argument("--version", action="version", version=f"retrograd {version}",
                    help="print retrograd's version and exit")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

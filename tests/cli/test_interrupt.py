@@ -9,7 +9,7 @@ import pytest
 import retrograd as rg
 from retrograd.train import Callback
 
-from cli_helpers import DIGITS_MLP, summary
+from cli_helpers import DIGITS_MLP, FirstStep, summary
 
 
 class _CtrlC(Callback):
@@ -22,15 +22,6 @@ class _CtrlC(Callback):
         if trainer.state.epoch == 0 and batch_idx == self.at:
             for _ in range(self.presses):
                 signal.raise_signal(signal.SIGINT)
-
-
-class _FirstStep(Callback):
-    def __init__(self) -> None:
-        self.first = None
-
-    def on_batch_start(self, trainer, batch_idx, logs):
-        if self.first is None:
-            self.first = (trainer.state.epoch, batch_idx, trainer.state.global_step)
 
 
 def _last(run_dir) -> dict:
@@ -55,7 +46,7 @@ def test_ctrl_c_before_the_first_checkpoint_saves_one_and_resume_is_bit_exact(wr
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # the handler is put back
     assert (cut / "checkpoints" / "last" / "manifest.json").is_file() and not (cut / "summary.json").exists()
     assert (cut / "checkpoints" / "last" / "grads.safetensors").is_file() == (accumulate == 2)
-    start = _FirstStep()
+    start = FirstStep()
     rc, _, err = run_cli("resume", cut, "--quiet", callbacks=[start])
     assert rc == 0, err
     assert start.first == (0, 21, step)

@@ -64,8 +64,12 @@ def _one_error_line(err: str, command: str) -> str:
 def test_tune_without_optuna_is_one_error_line(write_config, run_cli, monkeypatch):
     import sys
 
+    import retrograd
+
     for name in [m for m in sys.modules if m == "retrograd.tune" or m.startswith("retrograd.tune.")]:
         monkeypatch.delitem(sys.modules, name)
+    if "tune" in vars(retrograd):   # `from . import tune` looks here first (not hasattr: it imports tune)
+        monkeypatch.delattr(retrograd, "tune")
     monkeypatch.setitem(sys.modules, "optuna", None)   # `import optuna` raises ImportError
     rc, out, err = run_cli("tune", write_config())
     assert rc == 2 and out == ""
