@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import io
 import json
+import os
 import pathlib
 import sys
 import time
@@ -42,7 +44,7 @@ from .train.config import (ConfigError, apply_overrides, default_lr, dumps, load
 from .train.formatting import format_value, markdown_table
 from .train.model_code import record_model_code
 from .train.recipe import make_trainer, prepare
-from .train.runs import (check_schedule_length, checkpoint_dir, final_metrics, finish_run, jsonable, new_run_dir,
+from .train.runs import (check_schedule_length, checkpoint_dir, final_metrics, finish_run, finished_run, jsonable, new_run_dir,
                          prefixed_metrics, read_run_config)
 
 __all__ = ["main", "build_parser"]
@@ -62,14 +64,14 @@ def cmd_train(args, extra_callbacks: Sequence = ()) -> dict:
     cfg = _config_from_args(args)
     t0 = time.perf_counter()
     setup = prepare(cfg, config_path=args.config)
-    run_dir = new_run_dir(cfg, args.config)
+    run_dir = new_run_dir(cfg, args.config, command="train")
     (run_dir / "config.toml").write_text(dumps(cfg))
     record_model_code(run_dir, cfg)
     if setup.data.vocab is not None:
         (run_dir / "vocab.json").write_text(json.dumps(setup.data.vocab.itos))
     args.active_run_dir = run_dir  # for the message after Ctrl-C
     print(f"run folder: {run_dir}")
-    trainer = make_trainer(setup, run_dir, quiet=args.quiet, extra_callbacks=extra_callbacks)
+    trainer = args.active_trainer = make_trainer(setup, run_dir, quiet=args.quiet, extra_callbacks=extra_callbacks)
     history = trainer.fit(setup.train_loader, setup.val_loader, epochs=cfg["train"]["epochs"])
     return finish_run(setup, trainer, history, run_dir, time.perf_counter() - t0)
 
@@ -80,15 +82,20 @@ def cmd_resume(args, extra_callbacks: Sequence = ()) -> dict:
     planned = cfg["train"]["epochs"]
     if args.epochs is not None:
         cfg["train"]["epochs"] = args.epochs
+    ckpt = checkpoint_dir(run_dir, "last")
+    done = finished_run(run_dir, ckpt, cfg["train"]["epochs"], args.epochs is not None)
+    if done is not None:  # nothing to train: the folder stays as it is, byte for byte
+        print(f"{run_dir}: the run is {done}; nothing to resume, nothing changed (to train longer: "
+              f"retrograd resume {run_dir} --epochs N)")
+        return {"status": "complete", "run_dir": str(run_dir), "reason": done}
     t0 = time.perf_counter()
     setup = prepare(cfg)
     if args.epochs is not None:
         for note in check_schedule_length(setup, args.epochs, "resume", planned):
             print(f"retrograd resume: note: {note}", file=sys.stderr)
-    ckpt = checkpoint_dir(run_dir, "last")
     args.active_run_dir = run_dir  # for the message after Ctrl-C
     print(f"resuming {run_dir} from {ckpt}")
-    trainer = make_trainer(setup, run_dir, quiet=args.quiet, extra_callbacks=extra_callbacks)
+    trainer = args.active_trainer = make_trainer(setup, run_dir, quiet=args.quiet, extra_callbacks=extra_callbacks)
     history = trainer.fit(setup.train_loader, setup.val_loader, epochs=cfg["train"]["epochs"],
                           resume_from=str(ckpt))
     (run_dir / "config.toml").write_text(dumps(cfg))
@@ -206,11 +213,31 @@ def cmd_plot(args) -> list:
     run_dir = pathlib.Path(args.run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: no such run folder")
-    made = tplots.plot_run(str(run_dir))
+    try:
+        if not (run_dir / "metrics.jsonl").is_file() and (run_dir / "comparison.json").is_file():
+            made = [_plot_comparison_folder(run_dir, tplots)]  # the folder `compare` writes
+        elif not (run_dir / "metrics.jsonl").is_file():
+            raise ConfigError(f"{run_dir}: nothing to plot: neither a run folder (metrics.jsonl) nor a folder "
+                              f"that retrograd compare wrote (comparison.json)")
+        else:
+            made = tplots.plot_run(str(run_dir))
+    except ImportError as e:  # matplotlib
+        raise ConfigError(str(e)) from None
     made = [str(p) for p in (made if isinstance(made, (list, tuple)) else [made]) if p]
     for p in made:
         print(p)
     return made
+
+
+def _plot_comparison_folder(folder: pathlib.Path, tplots) -> str:
+    """Redraw ``comparison.png`` of a ``retrograd compare`` folder from its ``comparison.json``."""
+    try:
+        histories = json.loads((folder / "comparison.json").read_text())["histories"]
+        path = folder / "comparison.png"
+        tplots.plot_comparison(histories, str(path))
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{folder / 'comparison.json'}: cannot plot it ({type(e).__name__}: {e})") from None
+    return str(path)
 
 
 def cmd_generate(args) -> str:
@@ -249,7 +276,10 @@ def cmd_generate(args) -> str:
 def cmd_tune(args):
     """``retrograd tune CONFIG`` (the config's ``[search]`` table declares the space and the settings;
     ``--workers``/``--storage``/``--resume`` override them) or ``retrograd tune --show STUDY_DIR``."""
-    from . import tune
+    try:
+        from . import tune
+    except ImportError as e:  # Optuna is not installed
+        raise ConfigError(str(e)) from None
 
     if args.show:
         try:
@@ -293,26 +323,42 @@ def _trust_flag(sp) -> None:
                          "folder came from elsewhere (see retrograd.train.model_code); it runs as Python code")
 
 
+def _quiet_flag(sp) -> None:
+    sp.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _run_dir_arg(sp, what: str, example: str = "runs/fashion_mlp") -> None:
+    sp.add_argument("run_dir", help=f"the run folder to {what}, e.g. {example}")
+
+
+def _checkpoint_arg(sp, what: str) -> None:
+    sp.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                    help=f"which checkpoint to {what}: best (by train.monitor) or last (default: best)")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    version = sys.modules[__package__].__version__  # the package's own (an import of it would go up a layer)
     p = argparse.ArgumentParser(prog="retrograd", description="Train and inspect retrograd models from TOML "
                                 "configs (see examples/*.toml).")
+    p.add_argument("--version", action="version", version=f"retrograd {version}",
+                   help="print retrograd's version and exit")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_config(sp):
         sp.add_argument("config", help="a TOML config, e.g. examples/fashion_mlp.toml")
         sp.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                         help="override a config value (repeatable), e.g. --set optim.lr=0.01")
-        sp.add_argument("--quiet", action="store_true", help="no progress bar")
+        _quiet_flag(sp)
         return sp
 
     with_config(sub.add_parser("train", help="train from a config; writes a run folder"))
     r = sub.add_parser("resume", help="continue an interrupted run from its last checkpoint")
-    r.add_argument("run_dir")
+    _run_dir_arg(r, "continue")
     r.add_argument("--epochs", type=int, help="train to this many epochs in total (default: the config's)")
-    r.add_argument("--quiet", action="store_true")
+    _quiet_flag(r)
     e = sub.add_parser("evaluate", help="metrics of a run's checkpoint on its validation and test data")
-    e.add_argument("run_dir")
-    e.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    _run_dir_arg(e, "evaluate")
+    _checkpoint_arg(e, "evaluate")
     for sp in (r, e):
         _trust_flag(sp)
     c = with_config(sub.add_parser("compare", help="train with several optimizers from the same init and batch "
@@ -320,20 +366,26 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--optimizers", required=True, help="comma-separated, e.g. sgd,momentum,adam,adamw,lion")
     c.add_argument("--lr", help="learning rates per optimizer, e.g. sgd=0.05,adam=0.001")
     f = with_config(sub.add_parser("lr-find", help="learning-rate range test: suggestion and plot"))
-    f.add_argument("--start-lr", type=float, default=1e-6)
-    f.add_argument("--end-lr", type=float, default=10.0)
-    f.add_argument("--num-iter", type=int, default=100)
+    f.add_argument("--start-lr", type=float, default=1e-6, help="learning rate of the first step (default: 1e-6)")
+    f.add_argument("--end-lr", type=float, default=10.0, help="learning rate of the last step; the range test "
+                   "grows it exponentially and stops early when the loss diverges (default: 10)")
+    f.add_argument("--num-iter", type=int, default=100, help="number of training steps of the range test "
+                   "(default: 100)")
     f.add_argument("--out", help="plot path (default: RUN.dir/NAME-lr_finder.png)")
     pl = sub.add_parser("plot", help="plot a run's metrics")
-    pl.add_argument("run_dir")
+    pl.add_argument("run_dir", help="a run folder (writes run.png) or a folder that retrograd compare wrote "
+                    "(redraws comparison.png)")
     g = sub.add_parser("generate", help="sample text from a trained language model")
-    g.add_argument("run_dir")
-    g.add_argument("--prompt", default="\n")
-    g.add_argument("--max-new-tokens", type=int, default=200)
-    g.add_argument("--temperature", type=float, default=0.8)
-    g.add_argument("--top-k", type=int, default=None)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    _run_dir_arg(g, "sample from (a language model trained on text: it has vocab.json)", "runs/shakespeare_gpt")
+    g.add_argument("--prompt", default="\n", help="text the sample starts with; every character must be in "
+                   "the run's vocabulary (default: a newline)")
+    g.add_argument("--max-new-tokens", type=int, default=200, help="characters to generate (default: 200)")
+    g.add_argument("--temperature", type=float, default=0.8, help="divides the logits before sampling: lower "
+                   "is more conservative, higher more random (default: 0.8)")
+    g.add_argument("--top-k", type=int, default=None, help="sample only from the k most likely next "
+                   "characters (default: all)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the sampling generator (default: 0)")
+    _checkpoint_arg(g, "sample from")
     _trust_flag(g)
     tu = sub.add_parser("tune", help="hyperparameter search over the config's [search] table (Optuna)")
     tu.add_argument("config", nargs="?", help="a TOML config with a [search] table, e.g. examples/tune_fashion_mlp.toml")
@@ -352,14 +404,55 @@ COMMANDS = {"train": cmd_train, "resume": cmd_resume, "evaluate": cmd_evaluate, 
 COMMANDS["tune"] = cmd_tune
 
 
+def _where(state: dict) -> str:
+    return (f"epoch {state.get('epoch', 0) + 1}, batch {state.get('batch_in_epoch', 0)} "
+            f"(optimizer step {state.get('global_step', 0)})")
+
+
+def interrupt_message(args) -> str:
+    """What Ctrl-C left behind, honestly: the checkpoint saved where training stopped, or the older
+    one ``resume`` would continue from (and what is lost after it), or that nothing can be resumed."""
+    run_dir = getattr(args, "active_run_dir", None)
+    if run_dir is None:
+        return "interrupted (before training started; nothing was saved)"
+    trainer = getattr(args, "active_trainer", None)
+    resume = f"continue with: retrograd resume {run_dir}"
+    if trainer is not None and trainer.interrupt_checkpoint is not None:
+        return f"interrupted at {_where(trainer.state_summary())}; saved a checkpoint there; {resume}"
+    now = f" at {_where(trainer.state_summary())}" if trainer is not None else ""
+    why = f" (the save failed: {trainer.interrupt_error})" if trainer is not None and trainer.interrupt_error \
+        else ""
+    try:
+        last = checkpoint_dir(run_dir, "last")
+        saved = json.loads((last / "trainer.json").read_text())["state"]
+    except (ConfigError, OSError, ValueError, KeyError, TypeError):
+        again = f"retrograd train {args.config}" if getattr(args, "config", None) else f"retrograd resume {run_dir}"
+        return (f"interrupted{now}; no checkpoint was saved{why}, so nothing can be resumed and the training "
+                f"so far is lost; start again with: {again}")
+    return (f"interrupted{now} without saving{why}; the last checkpoint is at {_where(saved)} and the "
+            f"training after it is lost; {resume}")
+
+
 EXIT_FAILED = 3  # the run ran and failed: NaNGuard stopped it (summary.json: status "failed")
+EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (a shell's status of a process SIGPIPE ended)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that Python's final flush of what is still buffered for the
+    closed pipe does not print "Exception ignored ... BrokenPipeError" (the Python docs' recipe)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass  # stdout is not a file (a test's capture): nothing will flush to the pipe
 
 
 def main(argv: Sequence[str] | None = None, *, extra_callbacks: Sequence = ()) -> int:
     """Run the command line ``argv``; returns the exit status: 0 done (early stopping included),
     1 an unexpected error (a traceback), 2 a config, data or checkpoint error (the message names it),
     3 training failed (non-finite loss or gradients: NaNGuard stopped the run; ``summary.json`` has
-    ``"status": "failed"`` and the reason), 130 interrupted (Ctrl-C).
+    ``"status": "failed"`` and the reason), 130 interrupted (Ctrl-C), 141 stdout closed by its reader
+    (``retrograd generate ... | head``; quietly, as Unix tools end on SIGPIPE).
     ``extra_callbacks`` are appended to the Trainer's callbacks by ``train`` and ``resume``."""
     args = build_parser().parse_args(argv)
     try:
@@ -367,14 +460,16 @@ def main(argv: Sequence[str] | None = None, *, extra_callbacks: Sequence = ()) -
             result = COMMANDS[args.command](args, extra_callbacks=extra_callbacks)
         else:
             result = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not in Python's flush at exit
     except (ConfigError, DataNotInstalledError, CheckpointError) as e:
         print(f"retrograd {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        run_dir = getattr(args, "active_run_dir", None)
-        where = f"; continue with: retrograd resume {run_dir}" if run_dir else ""
-        print(f"retrograd {args.command}: interrupted{where}", file=sys.stderr)
+        print(f"retrograd {args.command}: {interrupt_message(args)}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `retrograd generate ... | head`: the reader has gone; stop quietly
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     if isinstance(result, dict) and result.get("status") == "failed":
         report = pathlib.Path(result["run_dir"]) / "nan_report.txt"
         print(f"retrograd {args.command}: error: training failed: {result['reason']}"

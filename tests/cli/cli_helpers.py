@@ -2,6 +2,8 @@
 import json
 import pathlib
 
+from retrograd.train import Callback
+
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 
 DIGITS_MLP = """
@@ -49,3 +51,14 @@ def to_toml(cfg: dict) -> str:
         return repr(v)
     return "\n".join(f"[{s}]\n" + "".join(f"{k} = {value(v)}\n" for k, v in keys.items())
                      for s, keys in cfg.items())
+
+
+class FirstStep(Callback):
+    """Records where training (re)starts: (epoch, batch in epoch, optimizer step)."""
+
+    def __init__(self) -> None:
+        self.first = None
+
+    def on_batch_start(self, trainer, batch_idx, logs):
+        if self.first is None:
+            self.first = (trainer.state.epoch, batch_idx, trainer.state.global_step)

@@ -10,7 +10,7 @@ import retrograd as rg
 from retrograd.train import config as rgconfig
 from retrograd.train import Callback
 
-from cli_helpers import DIGITS_MLP, TINY_MODEL, summary
+from cli_helpers import DIGITS_MLP, TINY_MODEL, FirstStep, summary
 
 
 def test_train_digits_reaches_accuracy_and_writes_run_folder(write_config, run_cli, tmp_path):
@@ -57,17 +57,6 @@ class _Interrupt(Callback):
             raise KeyboardInterrupt
 
 
-class _FirstStep(Callback):
-    """Records where training (re)starts: (epoch, batch in epoch, optimizer step)."""
-
-    def __init__(self) -> None:
-        self.first = None
-
-    def on_batch_start(self, trainer, batch_idx, logs):
-        if self.first is None:
-            self.first = (trainer.state.epoch, batch_idx, trainer.state.global_step)
-
-
 def _params(run_dir: pathlib.Path) -> dict:
     return rg.io.load_safetensors(run_dir / "checkpoints" / "last" / "model.safetensors")
 
@@ -82,10 +71,14 @@ def test_resume_after_interruption_is_bit_identical(write_config, run_cli, tmp_p
     rc, _, err = run_cli("train", write_config(text, "full"), "--quiet")
     assert rc == 0, err
     rc, _, err = run_cli("train", write_config(text, "cut"), "--quiet", callbacks=[_Interrupt(53)])
-    assert rc == 130 and "interrupted; continue with: retrograd resume" in err
+    # a KeyboardInterrupt that did not come through the trainer's Ctrl-C handler saves nothing; the
+    # message says which checkpoint resume continues from and that the steps after it are lost
+    assert rc == 130 and ("interrupted at epoch 2, batch 12 (optimizer step 53) without saving; the last "
+                          "checkpoint is at epoch 2, batch 9 (optimizer step 50) and the training after it is "
+                          "lost; continue with: retrograd resume") in err, err
     cut = tmp_path / "runs" / "cut"
     assert not (cut / "summary.json").exists()
-    start = _FirstStep()
+    start = FirstStep()
     rc, out, err = run_cli("resume", cut, "--quiet", callbacks=[start])
     assert rc == 0, err
     assert start.first == (1, 9, 50)      # the checkpoint of step 50: epoch 2, its 10th batch

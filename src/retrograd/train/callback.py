@@ -11,6 +11,8 @@ Hooks (override any; all receive the trainer first):
   ``logs`` has ``loss``, ``batch_size``, ``epoch``, ``step``, ``lr``, ``samples_per_sec``
 - ``on_after_backward(trainer, batch_idx)``: gradients of this batch are in ``.grad``
 - ``on_before_step(trainer, batch_idx)``: after clipping, just before ``optimizer.step()``
+- ``on_interrupt(trainer)``: after Ctrl-C, at the batch (or epoch) boundary where ``fit`` stops
+  (``KeyboardInterrupt`` follows); ``ModelCheckpoint`` saves ``last`` here
 
 Setting ``trainer.stop_training = True`` ends ``fit`` after the current batch
 (before the optimizer step when set in ``on_after_backward``/``on_before_step``).
@@ -41,3 +43,5 @@ class Callback:
     def on_after_backward(self, trainer: Any, batch_idx: int) -> None: ...
 
     def on_before_step(self, trainer: Any, batch_idx: int) -> None: ...
+
+    def on_interrupt(self, trainer: Any) -> None: ...

@@ -264,7 +264,8 @@ class EarlyStopping(Callback):
 class ModelCheckpoint(Callback):
     """Save resumable checkpoints under ``run_dir/checkpoints``: ``last`` every
     ``every_n_epochs`` epochs (and every ``every_n_steps`` optimizer steps when
-    given), ``best`` whenever ``monitor`` improves (``mode``: min or max)."""
+    given), ``best`` whenever ``monitor`` improves (``mode``: min or max), and ``last`` where
+    Ctrl-C stopped ``fit`` (``on_interrupt``; recorded in ``trainer.interrupt_checkpoint``)."""
 
     def __init__(self, run_dir: str | os.PathLike, monitor: str = "val_loss", mode: str = "min", *,
                  save_best: bool = True, save_last: bool = True, every_n_epochs: int = 1,
@@ -306,6 +307,11 @@ class ModelCheckpoint(Callback):
         if self.save_last and (epoch + 1) % self.every_n_epochs == 0:
             trainer.save_checkpoint(self.last_dir, extra={"monitor": self.monitor, "value": value,
                                                           "epoch": epoch})
+
+    def on_interrupt(self, trainer: Any) -> None:
+        if self.save_last:
+            trainer.interrupt_checkpoint = trainer.save_checkpoint(
+                self.last_dir, extra={"monitor": self.monitor, "reason": "interrupt"})
 
     def state_dict(self) -> dict:
         return {"best": self.best, "best_epoch": self.best_epoch}

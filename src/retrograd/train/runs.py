@@ -20,14 +20,15 @@ from .formatting import format_value
 from .model_code import check_model_code
 from .recipe import Setup
 
-__all__ = ["new_run_dir", "read_run_config", "checkpoint_dir", "final_metrics", "prefixed_metrics", "finish_run",
+__all__ = ["new_run_dir", "finished_run", "read_run_config", "checkpoint_dir", "final_metrics", "prefixed_metrics", "finish_run",
            "summary_text", "jsonable", "run_outcome",
            "check_schedule_length"]
 
 
-def new_run_dir(cfg: dict, config_path: str) -> pathlib.Path:
+def new_run_dir(cfg: dict, config_path: str, *, command: str | None = None) -> pathlib.Path:
     """A new folder ``run.dir/<run.name or the config's name>`` (``-2``, ``-3``, ... when one with files
-    exists, unless ``run.overwrite``); ``cfg["run"]["name"]`` is set to its name."""
+    exists, unless ``run.overwrite``); ``cfg["run"]["name"]`` is set to its name. With a ``command``,
+    a folder other than the one asked for is said loudly, in one line on stderr."""
     r = cfg["run"]
     name = r["name"] or pathlib.Path(config_path).stem
     base = pathlib.Path(r["dir"]) / name
@@ -36,9 +37,33 @@ def new_run_dir(cfg: dict, config_path: str) -> pathlib.Path:
         while path.exists() and any(path.iterdir()):
             k += 1
             path = base.with_name(f"{name}-{k}")
+    if command is not None and path != base:
+        print(f"retrograd {command}: note: {base} already holds a run, so this one writes to {path} "
+              f"(to choose: --set run.name=NAME, or --set run.overwrite=true to reuse {base})", file=sys.stderr)
     path.mkdir(parents=True, exist_ok=True)
     r["name"] = path.name
     return path
+
+
+def finished_run(run_dir: pathlib.Path, checkpoint: pathlib.Path, epochs: int, more_epochs: bool) -> str | None:
+    """Why the run whose last checkpoint is ``checkpoint`` has nothing left to do at ``epochs`` epochs
+    (``resume`` then changes nothing), or None. Finished: its ``summary.json`` was written for that
+    checkpoint (a run killed before its summary is not finished: resume writes it), and the checkpoint
+    is at the end of the last epoch or (unless ``more_epochs``, an explicit ``resume --epochs``) a
+    callback such as EarlyStopping stopped the run exactly there."""
+    try:
+        state = json.loads((checkpoint / "trainer.json").read_text())["state"]
+        done, batch, step = int(state["epoch"]), int(state["batch_in_epoch"]), state["global_step"]
+        s = json.loads((run_dir / "summary.json").read_text())
+        status, at = s["status"], s.get("stopped_at")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # not finished, or resume's loading says what is wrong
+    if status == "completed" and s.get("epochs") == done and done >= epochs and batch == 0:
+        return f"complete: {done} of {epochs} epoch{'s' if epochs != 1 else ''} trained"
+    if not more_epochs and status == "stopped" and isinstance(at, dict) and \
+            (at.get("epoch"), at.get("batch"), at.get("step")) == (done, batch, step):
+        return f"finished: stopped after {done} of {epochs} epochs ({s.get('reason')})"
+    return None
 
 
 def read_run_config(run_dir: pathlib.Path, *, trust_model_code: bool = False, command: str = "") -> dict:

@@ -11,12 +11,21 @@ depends on (parameters, optimizer and scheduler state, every RNG, the data
 loader's position, pending accumulated gradients, the loop counters and the
 history), so a run interrupted at any batch and resumed with
 ``fit(..., resume_from=dir)`` ends with bit-identical parameters.
+
+Ctrl-C during ``fit`` (SIGINT, in the main thread, while Python's default handler is installed)
+finishes the current batch, calls the callbacks' ``on_interrupt`` (``ModelCheckpoint`` saves
+``last`` there, so ``retrograd resume`` continues from that batch) and then raises
+``KeyboardInterrupt``; a second Ctrl-C raises it at once, without a save.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import random as _pyrandom
+import signal
+import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
@@ -105,6 +114,11 @@ class Trainer:
         self.last_loss: float | None = None
         self.last_grad_norm: float | None = None
         self.train_loader: Any = None
+        # Ctrl-C: requested (the first press, handled at the next batch boundary), the checkpoint
+        # on_interrupt saved (None: none) and why it could not save, when it failed
+        self._interrupt_requested = False
+        self.interrupt_checkpoint: pathlib.Path | None = None
+        self.interrupt_error: str | None = None
         self._pending_loader_state: dict | None = None
         self._pending_generators: dict | None = None
         if seed is not None:
@@ -125,6 +139,43 @@ class Trainer:
     @property
     def params(self) -> list:
         return [p for g in self.optimizer.param_groups for p in g["params"]]
+
+    @contextlib.contextmanager
+    def _deferred_sigint(self):
+        """While training: the first Ctrl-C only asks to stop at the next batch boundary
+        (``_check_interrupt``); a second one raises ``KeyboardInterrupt`` at once. Only in the main
+        thread and only over Python's default handler (a program's own handler is left alone)."""
+        if threading.current_thread() is not threading.main_thread() or \
+                signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            yield
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._interrupt_requested:
+                raise KeyboardInterrupt
+            self._interrupt_requested = True
+            print("\ninterrupted: finishing this batch to save a resumable checkpoint "
+                  "(press Ctrl-C again to stop at once, without saving)", file=sys.stderr, flush=True)
+
+        self._interrupt_requested = False
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _check_interrupt(self) -> None:
+        """At a batch or epoch boundary after a Ctrl-C: ``on_interrupt`` (a checkpoint), then
+        ``KeyboardInterrupt``. A save that fails is recorded in ``interrupt_error``, not raised."""
+        if not self._interrupt_requested:
+            return
+        self._interrupt_requested = False
+        try:
+            self._call("on_interrupt")
+        except Exception as e:  # noqa: BLE001 - the interrupt still ends fit; the CLI says what was lost
+            self.interrupt_checkpoint = None
+            self.interrupt_error = f"{type(e).__name__}: {e}"
+        raise KeyboardInterrupt
 
     def _step_scheduler(self, metric: float) -> None:
         step_scheduler(self.scheduler, metric)
@@ -165,6 +216,11 @@ class Trainer:
         checkpoint) or a callback sets ``stop_training``. Returns the history:
         per-epoch lists ``train_loss``, ``val_loss``, ``val_<metric>``, ``lr``,
         ``epoch_time``, ``samples_per_sec``."""
+        self.interrupt_checkpoint = self.interrupt_error = None
+        with self._deferred_sigint():
+            return self._fit(train_loader, val_loader, epochs, resume_from)
+
+    def _fit(self, train_loader: Any, val_loader: Any, epochs: int, resume_from: Any) -> dict:
         self.train_loader = train_loader
         if resume_from is not None:
             self.load_checkpoint(resume_from)
@@ -201,6 +257,7 @@ class Trainer:
                 logs.update(epoch=epoch, step=self.state.global_step, lr=self.lr(),
                             samples_per_sec=self.state.samples / max(self.state.train_time, 1e-12))
                 self._call("on_batch_end", idx, logs)
+                self._check_interrupt()
                 if self.stop_training:
                     break
             self.current_batch = None
@@ -211,6 +268,7 @@ class Trainer:
             self.state.train_time += time.perf_counter() - t_mark
             logs = self._end_epoch(val_loader, t_mark)
             self._call("on_epoch_end", epoch, logs)
+            self._check_interrupt()
         self._call("on_fit_end")
         return self.history
 
