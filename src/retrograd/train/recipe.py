@@ -171,7 +171,7 @@ def _limit_threads(threads: int | None) -> None:
         from threadpoolctl import threadpool_limits
     except ImportError:
         raise ConfigError("train.threads: needs threadpoolctl; install it with: python3 -m pip install "
-                          "threadpoolctl") from None
+                          "'retrograd[train]' (or threadpoolctl)") from None
     threadpool_limits(limits=threads, user_api="blas")
 
 
