@@ -9,7 +9,11 @@ import retrograd as rg
 
 
 def load_digits():
-    from sklearn.datasets import load_digits as _load
+    try:
+        from sklearn.datasets import load_digits as _load
+    except ModuleNotFoundError:
+        raise SystemExit("examples/train_mlp.py needs scikit-learn's digits: "
+                         "python3 -m pip install -e '.[examples]'") from None
 
     d = _load()
     x = (d.data / 16.0).astype(np.float32)
