@@ -45,8 +45,9 @@ def fashion_mnist(split: str = "train", root: str | os.PathLike | None = None, *
 
     Reads the IDX files (gzipped or not) from ``root`` (default
     ``/usr/share/datasets/fashion-mnist``, where Debian's
-    ``dataset-fashion-mnist`` puts them). Returns images ``(N, 1, 28, 28)``
-    float32 in [0, 1] and labels ``(N,)`` int64.
+    ``dataset-fashion-mnist`` puts them). Returns a ``TensorDataset`` whose
+    ``tensors`` are the images ``(N, 1, 28, 28)`` float32 in [0, 1] and the
+    labels ``(N,)`` int64; ``ds[i]`` is one ``(image, label)`` pair.
     """
     if split not in ("train", "test"):
         raise ValueError(f"fashion_mnist: split must be 'train' or 'test', got {split!r}")
