@@ -79,9 +79,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "train": {
         "epochs": Key("int", 10, doc="passes over the training set", range=POSITIVE),
         "seed": Key("int", 0, doc="seeds the init, the data split and the batch order", range=Range(0, 2**64 - 1)),
-        "loss": Key("str", "cross_entropy", LOSSES),
+        "loss": Key("str", "cross_entropy", LOSSES, doc="the loss between the model's outputs and the targets"),
         "label_smoothing": Key("float", 0.0, doc="cross_entropy only", range=FRACTION),
-        "metrics": Key("list[str]", ["accuracy"]),
+        "metrics": Key("list[str]", ["accuracy"],
+                       doc="metrics of the validation and test data, logged as val_<name> and test_<name>"),
         "grad_clip": Key("float", None, optional=True, doc="clip the global gradient norm to this",
                          range=Range(0, F32_MAX, lo_open=True)),
         "accumulate": Key("int", 1, doc="batches per optimizer step", range=POSITIVE),
@@ -89,8 +90,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                               doc="patience in epochs (monitor: val_loss); 0 stops at the first epoch without "
                                   "improvement, leave it out for no early stopping"),
         "monitor": Key("str", "val_loss", doc="metric for the best checkpoint and early stopping"),
-        "save_best": Key("bool", True),
-        "save_last": Key("bool", True),
+        "save_best": Key("bool", True, doc="keep checkpoints/best, the epoch with the best train.monitor"),
+        "save_last": Key("bool", True, doc="keep checkpoints/last, where resume continues from"),
         "checkpoint_every_n_steps": Key("int", None, optional=True, range=POSITIVE,
                                         doc="also save checkpoints/last every N optimizer steps (mid-epoch resume)"),
         "progress": Key("bool", True, doc="progress bar"),
