@@ -331,6 +331,8 @@ def required_args(fn: Callable, skip: set) -> list[str]:
 # ---------------------------------------------------------------------- loading and overrides
 def load_config(path: str | pathlib.Path) -> dict:
     path = pathlib.Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config: {str(path)!r} is a folder; expected a TOML file")
     if not path.is_file():
         raise ConfigError(f"config: file {str(path)!r} not found")
     raw = path.read_bytes()
