@@ -56,3 +56,19 @@ def test_the_module_prints_the_reference(tmp_path):
 
 def test_readme_links_the_reference():
     assert "(docs/config.md)" in (ROOT / "README.md").read_text()
+
+
+def test_model_filled_is_what_the_recipe_fills_in():
+    """The reference's "filled" arguments of each built-in model are those prepare() adds from the data."""
+    from retrograd.train import recipe
+
+    cases = {"mlp": ('[model]\nname = "mlp"\nsizes = [64, 8, 10]\n[data]\nname = "digits"\n'),
+             "cnn": ('[model]\nname = "cnn"\nchannels = [4]\n[data]\nname = "digits"\nimages = true\n'),
+             "gpt": ('[model]\nname = "gpt"\nn_layer = 1\nn_head = 1\nd_model = 8\n[data]\nname = "shakespeare"\n'
+                     'block_size = 8\ntrain_samples = 16\nval_samples = 16\n')}
+    assert set(cases) == set(rg.models.MODELS) == set(config_docs.MODEL_FILLED)
+    for name, text in cases.items():
+        cfg = config.validate(config.tomllib.loads(text))
+        given = set(cfg["model"])
+        recipe.prepare(cfg)
+        assert set(cfg["model"]) - given == set(config_docs.MODEL_FILLED[name]), name

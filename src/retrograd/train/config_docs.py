@@ -11,7 +11,6 @@ names ``[model]``, ``[optim]`` and ``[schedule]`` accept with the constructor ar
 from __future__ import annotations
 
 import inspect
-import types
 from typing import Any, Callable
 
 from ..data.presets import PRESETS
@@ -23,7 +22,7 @@ from . import config
 from .losses import LOSSES
 from .metrics import METRICS
 
-__all__ = ["reference", "undocumented_keys", "REGENERATE"]
+__all__ = ["reference", "undocumented_keys", "REGENERATE", "MODEL_FILLED"]
 
 REGENERATE = "python -m retrograd.train.config_docs > docs/config.md"
 
@@ -32,7 +31,7 @@ SECTION_INTRO = {
     "model": "The model: `name` and the keyword arguments of its constructor, checked against its signature "
              "(an unknown key is refused with the known ones). Arguments that depend on the data are filled in "
              "from it and written to the run's resolved `config.toml`.",
-    "data": "The data set, its split and its batches. The keys are fixed:",
+    "data": "The data set (`name`, the table after this one), its split and its batches. The keys are fixed:",
     "optim": "The optimizer: `name` (case-insensitive; default `adam`) and the keyword arguments of its class, "
              "checked against its signature. Without `lr` the class's default learning rate is used.",
     "schedule": "Optional: a learning-rate schedule. `name` is an `rg.optim.lr_scheduler` class or an "
@@ -54,8 +53,6 @@ def undocumented_keys() -> list[str]:
 # ---------------------------------------------------------------------- values
 def _value(v: Any) -> str:
     """A default as it would be written in a config."""
-    if isinstance(v, (dict, types.MappingProxyType)):
-        return ", ".join(v)
     try:
         return f"`{_toml_value(list(v) if isinstance(v, tuple) else v, 'default')}`"
     except TypeError:
@@ -110,31 +107,21 @@ def _arguments(fn: Callable, skip: set, filled: dict | None = None, preset: dict
 
 
 # ---------------------------------------------------------------------- the sections of signatures
-def _model_filled(name: str) -> dict:
-    """The arguments of built-in model ``name`` that the recipe fills in from the data (found by
-    running its filler on a stand-in data set, so the list is the recipe's own)."""
-    from .recipe import DATA_DERIVED_KWARGS
-
-    fill = DATA_DERIVED_KWARGS.get(name)
-    if fill is None:
-        return {}
-    cfg = {"model": {"name": name}, "data": {"name": "digits", "block_size": 64}}
-    data = types.SimpleNamespace(in_shape=(1, 8, 8), in_features=64, num_classes=10, vocab=["a", "b", "c"])
-    try:
-        fill(cfg, data)
-    except config.ConfigError:
-        return {}  # it only checks given arguments against the data (mlp's sizes)
-    what = {"in_channels": "the data's channels", "input_size": "the data's image size",
-            "num_classes": "the data's classes", "vocab_size": "the text's vocabulary size",
-            "block_size": "`data.block_size`"}
-    return {k: what.get(k, "from the data") for k in cfg["model"] if k != "name"}
+# the arguments of a built-in model that the recipe fills in from the data (recipe.DATA_DERIVED_KWARGS),
+# and from what; tests/train/test_config_docs.py checks the list against what prepare() fills in
+MODEL_FILLED = {
+    "mlp": {},
+    "cnn": {"in_channels": "the data's channels", "input_size": "the data's image size",
+            "num_classes": "the data's classes"},
+    "gpt": {"vocab_size": "the text's vocabulary size", "block_size": "`data.block_size`"},
+}
 
 
 def _model_section() -> list[str]:
     lines = [SECTION_INTRO["model"], "", "| `name` | class | arguments (type, default) |", "|---|---|---|"]
     for name, cls in MODELS.items():
         lines.append(f"| `{name}` | `rg.models.{cls.__name__}` | "
-                     f"{_cell(_arguments(cls, {'self'}, _model_filled(name)))} |")
+                     f"{_cell(_arguments(cls, {'self'}, MODEL_FILLED.get(name)))} |")
     lines += ["", "`mlp`'s `sizes` must start with the data's number of input features and end with its number "
               "of classes; the error says which numbers. `name` may also be `\"path/to/file.py:ClassName\"` "
               "(relative to the config file): a model of your own, whose constructor's arguments are the other "
