@@ -8,7 +8,6 @@ a corrupted checkpoint on resume and data not installed for train (test_failures
 plot on an empty folder and generate into a closed pipe (test_journey.py)."""
 import contextlib
 import io
-import json
 import os
 import pathlib
 import shutil
@@ -16,29 +15,10 @@ import subprocess
 import sys
 
 import pytest
-from cli_helpers import DIGITS_MLP
+from cli_helpers import DIGITS_MLP, TINY_GPT
 
 import retrograd as rg
 from retrograd import cli
-
-TINY_GPT = """
-[model]
-name = "gpt"
-n_layer = 1
-n_head = 2
-d_model = 16
-
-[data]
-name = "shakespeare"
-block_size = 8
-batch_size = 16
-train_samples = 64
-val_samples = 16
-
-[train]
-epochs = 1
-progress = false
-"""
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ The GradientFlow verdicts of the two vanishing-gradient configs are checked in t
 here they only have to run."""
 import csv
 import importlib.util
+import json
 import math
 import os
 import pathlib
@@ -75,7 +76,7 @@ def test_sweep_batch_lr_script(tmp_path):
                         "--lrs", "1e-3", *_sets(config, tmp_path)], capture_output=True, text=True, timeout=600,
                        env=env)
     assert p.returncode == 0, p.stderr
-    rows = __import__("json").loads((tmp_path / "fashion_mlp-sweep" / "sweep.json").read_text())
+    rows = json.loads((tmp_path / "fashion_mlp-sweep" / "sweep.json").read_text())
     assert [(r["batch_size"], r["lr"]) for r in rows] == [(64, 1e-3), (128, 1e-3)]
     assert all(math.isfinite(r["train_loss"]) and math.isfinite(r["val_loss"]) for r in rows)
     assert (tmp_path / "fashion_mlp-sweep" / "sweep.png").is_file()
