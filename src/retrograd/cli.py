@@ -60,8 +60,20 @@ def _config_from_args(args) -> dict:
     return validate(raw, config_path=args.config)
 
 
+def _check_checkpoint_package(cfg: dict) -> None:
+    """Checkpoints need safetensors: say so before training, not at the end of the first epoch."""
+    if cfg["train"]["save_best"] or cfg["train"]["save_last"]:
+        try:
+            import safetensors.numpy  # noqa: F401
+        except ImportError:
+            raise ConfigError("checkpoints need the 'safetensors' package: pip install 'retrograd[train]' (or "
+                              "safetensors); or turn them off with train.save_best = false and "
+                              "train.save_last = false") from None
+
+
 def cmd_train(args, extra_callbacks: Sequence = ()) -> dict:
     cfg = _config_from_args(args)
+    _check_checkpoint_package(cfg)
     t0 = time.perf_counter()
     setup = prepare(cfg, config_path=args.config)
     run_dir = new_run_dir(cfg, args.config, command="train")
