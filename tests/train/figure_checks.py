@@ -35,9 +35,10 @@ def shown_labels(axis, minor=False):
     locs = axis.get_minorticklocs() if minor else axis.get_majorticklocs()
     out = []
     for t, v in zip(ticks, locs):
-        text = t.label1.get_text()
-        if t.label1.get_visible() and text and lo - 1e-9 * abs(lo) <= v <= hi + 1e-9 * abs(hi):
-            out.append((float(v), text))
+        for lab in (t.label1, t.label2):          # label2: right or top (a colour bar's ticks)
+            text = lab.get_text()
+            if lab.get_visible() and text and lo - 1e-9 * abs(lo) <= v <= hi + 1e-9 * abs(hi):
+                out.append((float(v), text))
     return out
 
 

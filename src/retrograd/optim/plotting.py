@@ -37,7 +37,7 @@ def plain_log_ticks(axis: Any) -> None:
             return plain_number(x)
 
     axis.set_major_formatter(PlainLogFormatter(labelOnlyBase=False))
-    axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1.5, 0.5)))
+    axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
 
 
 def plain_ticks(axis: Any) -> None:
