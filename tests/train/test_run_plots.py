@@ -151,7 +151,9 @@ def test_gradient_flow_heatmap(tmp_path):
         ticks = list(ax.get_xticks())
         assert len(set(np.diff(ticks))) == 1 and len(ticks) <= 8      # evenly spaced
         assert [t.get_text() for t in ax.get_xticklabels()] == [str(records[int(t)]["step"]) for t in ticks]
-        assert [t.get_text() for t in ax.get_yticklabels()] == layers
+    left, right = panels(fig)
+    assert [t.get_text() for t in left.get_yticklabels()] == layers
+    assert not any(t.get_visible() for t in right.get_yticklabels())      # the names once, on the left
     np.testing.assert_allclose(panels(fig)[0].get_images()[0].get_array()[2, 4], -2.4)
     assert_tick_labels_apart(fig, renderer)
     assert_plain_labels(fig)
@@ -246,3 +248,16 @@ def test_plot_run_writes_the_png(tmp_path):
     write_run(tmp_path, 2)
     out = plots.plot_run(tmp_path)
     assert out == tmp_path / "run.png" and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_schedule_log_axis_reads_plain_numbers(tmp_path):
+    from retrograd.optim.plotting import plot_schedule
+    from retrograd.optim.schedules import exponential_decay
+
+    ax = plot_schedule(exponential_decay(1.0, 0.9), 60, path=str(tmp_path / "s.png"), log_scale=True)
+    renderer = draw(ax.figure)
+    labels = numeric_labels(ax.yaxis) + numeric_labels(ax.yaxis, minor=True)
+    assert ax.get_yscale() == "log" and {"0.01", "0.1", "1"} <= set(labels), labels
+    assert all(PLAIN.match(t) for t in labels), labels
+    assert_plain_labels(ax.figure)
+    assert_tick_labels_apart(ax.figure, renderer)

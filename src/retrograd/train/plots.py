@@ -156,19 +156,19 @@ def gradient_flow_figure(records: Any, layers: Sequence[str] | None = None) -> A
         return g
 
     fig = _figure(12, 0.4 * len(layers) + 2.5)
-    axes = fig.subplots(1, 2)
+    axes = fig.subplots(1, 2, sharey=True)       # the layer names once, on the left
     stride = max(1, math.ceil(len(steps) / 8))   # evenly spaced ticks, every `stride`-th recorded step
     ticks = list(range(0, len(steps), stride))
     for ax, key, title in ((axes[0], "grad_norm", "gradient norm"), (axes[1], "update_ratio", "update / weight")):
         im = ax.imshow(grid(key), aspect="auto", cmap="viridis", interpolation="nearest")
-        ax.set_yticks(range(len(layers)))
-        ax.set_yticklabels(layers)
-        ax.set_ylabel("layer")
         ax.set_xticks(ticks)
         ax.set_xticklabels([str(steps[t]) for t in ticks])
         ax.set_xlabel("optimizer step")
         ax.set_title(f"log10 {title}")
         fig.colorbar(im, ax=ax, label=f"log10 {title}")
+    axes[0].set_yticks(range(len(layers)))
+    axes[0].set_yticklabels(layers)
+    axes[0].set_ylabel("layer")
     return fig
 
 
