@@ -261,3 +261,15 @@ def test_plot_schedule_log_axis_reads_plain_numbers(tmp_path):
     assert all(PLAIN.match(t) for t in labels), labels
     assert_plain_labels(ax.figure)
     assert_tick_labels_apart(ax.figure, renderer)
+
+
+def test_sweep_cell_without_a_value_reads_as_a_dash():
+    rows = [dict(r) for r in SWEEP]
+    rows[4]["val_accuracy"] = None          # a run that diverged before its first validation
+    fig = plots.sweep_figure(rows, metrics=["val_accuracy"])
+    draw(fig)
+    (ax,) = panels(fig)
+    cell = next(t for t in ax.texts if t.get_position() == (1, 1))
+    assert cell.get_text() == "-"
+    assert np.isnan(np.asarray(ax.get_images()[0].get_array(), dtype=float)[1, 1])
+    assert_contrast(to_rgba(cell.get_color()), to_rgba(ax.get_facecolor()), 4.5)

@@ -108,7 +108,8 @@ def run_figure(run_dir: str | os.PathLike) -> Any:
     ax.set_ylabel("loss")
     ax.set_title("loss")
     _scale(ax, shown)
-    ax.legend()
+    if ax.get_lines():
+        ax.legend()
     for ax, k in zip(axes[1:-1], metric_keys):
         rows = [r for r in epochs if k in r]
         ax.plot([r["epoch"] + 1 for r in rows], [r[k] for r in rows], "o-", color="C2")
@@ -260,7 +261,7 @@ def sweep_figure(rows: Sequence[dict], *, row_key: str = "batch_size", col_key: 
         for i in range(len(ys)):
             for j in range(len(xs)):
                 v = g[i, j]
-                bg = im.cmap(im.norm(v)) if math.isfinite(v) else im.cmap.get_bad()
+                bg = im.cmap(im.norm(v)) if math.isfinite(v) else ax.get_facecolor()   # a missing cell: none
                 colour = "black" if contrast((0, 0, 0), bg) >= contrast((1, 1, 1), bg) else "white"
                 ax.text(j, i, _cell_text(v), ha="center", va="center", color=colour, fontsize=10,
                         fontweight="bold" if (i, j) == best else "normal")
