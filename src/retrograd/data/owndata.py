@@ -50,7 +50,7 @@ def _resolve(value: str | None, base_dir: pathlib.Path | None) -> str | None:
     if value is None:
         return None
     p = pathlib.Path(value).expanduser()
-    return str(p if p.is_absolute() or base_dir is None else (base_dir / p).resolve())
+    return str(p if p.is_absolute() else ((base_dir or pathlib.Path.cwd()) / p).resolve())
 
 
 def _folder_splits(root: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path | None]:

@@ -457,7 +457,7 @@ def _data_section(cfg: dict, base: pathlib.Path | None) -> dict:
             raise ConfigError(f"data.root: only for {allowed} (the other built-in sets come with installed "
                               f"packages), not {data['name']!r}")
         root = pathlib.Path(data["root"]).expanduser()
-        data["root"] = str(root if root.is_absolute() or base is None else (base / root).resolve())
+        data["root"] = str(root if root.is_absolute() else ((base or pathlib.Path.cwd()) / root).resolve())
     if preset.kind == "text" and not 0 < data["val_fraction"] < 1:  # a text set splits validation itself
         raise ConfigError(f"data.val_fraction: {data['name']} needs a value in (0, 1), got {data['val_fraction']}")
     if data["images"] and not preset.images_option:
