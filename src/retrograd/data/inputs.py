@@ -135,14 +135,16 @@ class InputSpec:
         return cls(**d)
 
     # ------------------------------------------------------------------ the preprocessing training uses too
-    def encode_table(self, df: Any, where: str) -> np.ndarray:
+    def encode_table(self, df: Any, where: str, fmt: str | None = None) -> np.ndarray:
         """Table rows -> float32 features ``(N, len(feature_names))``, not yet standardised:
-        numeric columns as numbers, categorical ones one-hot in the order of their categories."""
+        numeric columns as numbers, categorical ones one-hot in the order of their categories.
+        ``fmt``: the format of the file they came from, for messages (default: the training data's)."""
+        fmt = fmt or self.format
         missing = [c for c in self.columns if c not in df.columns]
         if missing:
             raise DataFileError(f"{where}: no column {', '.join(map(repr, missing))}; the run was trained on "
                                 f"columns {', '.join(self.columns)} (columns here: {', '.join(df.columns)})")
-        check_no_missing(df, self.columns, where, self.format if self.format in TABLE_FORMATS else None)
+        check_no_missing(df, self.columns, where, fmt if fmt in TABLE_FORMATS else None)
         cats = self.categorical or {}
         parts = []
         for col in self.columns:
@@ -153,7 +155,7 @@ class InputSpec:
                 codes = np.fromiter((index.get(v, -1) for v in values), dtype=np.int64, count=len(values))
                 bad = np.flatnonzero(codes < 0)
                 if bad.size:
-                    raise DataFileError(f"{where}: column {col!r}, {row_name(int(bad[0]), self.format)}: unknown "
+                    raise DataFileError(f"{where}: column {col!r}, {row_name(int(bad[0]), fmt)}: unknown "
                                         f"category {values[bad[0]]!r}; the run knows: {', '.join(cats[col])}")
                 parts.append(np.eye(len(cats[col]), dtype=np.float64)[codes])
             else:
@@ -161,7 +163,7 @@ class InputSpec:
                     parts.append(s.to_numpy(dtype=np.float64)[:, None])
                 except (TypeError, ValueError):
                     bad = next(i for i, v in enumerate(s) if not _is_number(v))
-                    raise DataFileError(f"{where}: column {col!r}, {row_name(bad, self.format)}: {s.iloc[bad]!r} is "
+                    raise DataFileError(f"{where}: column {col!r}, {row_name(bad, fmt)}: {s.iloc[bad]!r} is "
                                         "not a number (the column was numeric in training; list it in "
                                         "data.categorical to one-hot encode it)") from None
         x = np.concatenate(parts, axis=1) if parts else np.zeros((len(df), 0))
@@ -254,7 +256,7 @@ class InputSpec:
         if fmt in TABLE_FORMATS:
             df = read_table(path, fmt)
             if self.kind == "table":
-                x = self.standardize(self.encode_table(df, str(path)))
+                x = self.standardize(self.encode_table(df, str(path), fmt))
             elif self.kind == "features":
                 x = self.to_model_shape(self.standardize(self.encode_features(self._feature_columns(df, path),
                                                                                str(path))))

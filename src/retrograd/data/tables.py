@@ -1,7 +1,6 @@
 """Reading tables (CSV, TSV, Parquet) with pandas, imported only when a table is read."""
 from __future__ import annotations
 
-import importlib
 import os
 import pathlib
 from typing import Any
@@ -9,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .bundle import DataFileError
-from .packaged import DataNotInstalledError
+from .packaged import DataNotInstalledError, optional_module
 
 __all__ = ["TABLE_FORMATS", "read_table", "check_no_missing", "row_name"]
 
@@ -18,11 +17,7 @@ PANDAS_INSTALL = "python3 -m pip install pandas pyarrow  (or: python3 -m pip ins
 
 
 def _pandas() -> Any:
-    try:
-        return importlib.import_module("pandas")
-    except ImportError:
-        raise DataNotInstalledError(f"reading tables needs pandas, which is not installed; install it with: "
-                                    f"{PANDAS_INSTALL}") from None
+    return optional_module("pandas", needed_for="reading tables", install=PANDAS_INSTALL)
 
 
 def read_table(path: str | os.PathLike, fmt: str) -> Any:
