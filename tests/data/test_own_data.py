@@ -422,3 +422,25 @@ def test_data_root_is_where_fashion_mnist_is_read(tmp_path):
     with pytest.raises(rg.data.DataNotInstalledError, match=r"fm/train-images-idx3-ubyte\(.gz\) not found; .*or "
                                                            r"point data.root in a config, or root= in Python"):
         build_data(data, 0)
+
+
+def test_a_separate_test_table(tmp_path):
+    df = _table(80)
+    df[:60].to_csv(tmp_path / "train.csv", index=False)
+    test = df[60:].copy()
+    test.loc[test.index[0], "colour"] = "black"  # a category only the test file has
+    test.to_parquet(tmp_path / "test.parquet")
+    data = _data(tmp_path, path="train.csv", target="kind", test_path="test.parquet")
+    assert data["test_path"] == str(tmp_path / "test.parquet")
+    bundle = build_data(data, 0)
+    assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (54, 6, 20)
+    assert bundle.inputs.categorical["colour"] == ["black", "blue", "green", "red"]
+    x, _ = bundle.inputs.read(tmp_path / "test.parquet")
+    np.testing.assert_array_equal(x, bundle.test.arrays[0])
+    np.testing.assert_array_equal(bundle.test.arrays[1], (test["kind"] == "dog").to_numpy().astype(np.int64))
+    text = rgconfig.dumps({**BASE, "data": data})
+    assert "test_path = " in text and "test_fraction" not in text
+    test.drop(columns="kind").to_csv(tmp_path / "t2.csv", index=False)
+    with pytest.raises(DataFileError, match=r"data.test_path: .*t2.csv has no column 'kind'; it needs the columns "
+                                            r"of train.csv"):
+        build_data(_data(tmp_path, path="train.csv", target="kind", test_path="t2.csv"), 0)

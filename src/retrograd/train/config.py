@@ -95,6 +95,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
                         "or regression (default for float targets: loss mse, metrics mae and r2)"),
         "target_path": Key("str", None, optional=True,
                            doc="a .npy data.path: the .npy file of its targets (relative to the config's folder)"),
+        "test_path": Key("str", None, optional=True,
+                         doc="tables: a second table with the same columns to test on (then test_fraction does "
+                             "not apply; relative to the config's folder)"),
         "image_size": Key("list[int]", None, optional=True, range=POSITIVE,
                           doc="image folders: resize every image to [height, width] (default: their common size)"),
         "channels": Key("int", None, optional=True,
