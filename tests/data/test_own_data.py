@@ -444,3 +444,33 @@ def test_a_separate_test_table(tmp_path):
     with pytest.raises(DataFileError, match=r"data.test_path: .*t2.csv has no column 'kind'; it needs the columns "
                                             r"of train.csv"):
         build_data(_data(tmp_path, path="train.csv", target="kind", test_path="t2.csv"), 0)
+
+
+def test_input_spec_read_and_from_dict_errors(tmp_path):
+    df = _table()
+    df.to_csv(tmp_path / "t.csv", index=False)
+    spec = build_data(_data(tmp_path, path="t.csv", target="kind"), 0).inputs
+    (tmp_path / "x.xlsx").write_text("")
+    with pytest.raises(DataFileError, match=r"input: '.*x.xlsx': unknown suffix '.xlsx'; expected a folder of "
+                                            r"images, an image file \(.jpg"):
+        spec.read(tmp_path / "x.xlsx")
+    np.save(tmp_path / "x.npy", np.zeros((2, 6)))
+    with pytest.raises(DataFileError, match=r"x.npy: this run was trained on a table \(.*t.csv\); give a CSV file "
+                                            r"with columns id, size, colour, count$"):
+        spec.read(tmp_path / "x.npy")
+    with pytest.raises(DataFileError, match=r"nope.csv: no such file or folder"):
+        spec.read(tmp_path / "nope.csv")
+    images = InputSpec("images", shape=[1, 2, 2], source="mnist_5k")
+    with pytest.raises(DataFileError, match=r"t.csv: this run was trained on images of shape \(1, 2, 2\) "
+                                            r"\(mnist_5k\), not a table"):
+        images.read(tmp_path / "t.csv")
+    np.save(tmp_path / "i.npy", np.zeros((3, 3, 3), np.uint8))
+    with pytest.raises(DataFileError, match=r"i.npy: expected images of shape \(N, 1, 2, 2\) or \(N, 2, 2\), got "
+                                            r"\(3, 3, 3\)"):
+        images.read(tmp_path / "i.npy")
+    with pytest.raises(ValueError, match=r"InputSpec.from_dict: unknown keys \['colour'\]"):
+        InputSpec.from_dict({"kind": "table", "colour": 1})
+    with pytest.raises(ValueError, match=r"InputSpec.from_dict: version 2 is not supported"):
+        InputSpec.from_dict({"kind": "table", "version": 2})
+    with pytest.raises(ValueError, match=r"InputSpec: kind 'audio' is not one of: table, features, images, text"):
+        InputSpec.from_dict({"kind": "audio"})

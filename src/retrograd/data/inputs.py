@@ -61,8 +61,10 @@ def format_of(path: str | os.PathLike, given: str | None = None, *, what: str = 
     if fmt is None and p.suffix.lower() in IMG_EXTENSIONS:
         return "image"
     if fmt is None:
-        raise DataFileError(f"{what}: {str(p)!r}: unknown suffix {p.suffix!r}; expected a folder of images or a "
-                            f"file ending in {', '.join(SUFFIX_FORMATS)} (or set data.format)")
+        images = "" if what == "data.path" else f", an image file ({', '.join(IMG_EXTENSIONS)})"
+        raise DataFileError(f"{what}: {str(p)!r}: unknown suffix {p.suffix!r}; expected a folder of images{images} or "
+                            f"a file ending in {', '.join(SUFFIX_FORMATS)}"
+                            + (" (or set data.format)" if what == "data.path" else ""))
     return fmt
 
 
@@ -204,13 +206,13 @@ class InputSpec:
 
     def encode_images(self, raw: np.ndarray, where: str) -> np.ndarray:
         """An array of images ``(N, H, W)`` or ``(N, C, H, W)`` -> float32 ``(N, C, H, W)``."""
-        a = np.asarray(raw)
+        raw = a = np.asarray(raw)
         if a.ndim == 3:
             a = a[:, None]
         if a.ndim != 4 or list(a.shape[1:]) != self.shape:
             raise DataFileError(f"{where}: expected images of shape (N, {', '.join(map(str, self.shape))})"
                                 f"{' or (N, ' + ', '.join(map(str, self.shape[1:])) + ')' if self.shape[0] == 1 else ''}"
-                                f", got {a.shape}")
+                                f", got {raw.shape}")
         try:
             return _pixels(a)
         except TypeError as e:
