@@ -277,6 +277,7 @@ def run_child(workload: str, how: str, threads: str, opts: argparse.Namespace) -
     if WORKLOADS[workload].get("cli"):
         cmd += ["--block-steps", str(opts.fashion_block)]
         cmd += ["--cli"] if how == "cli" else ["--", *quick_fashion]
+    load = os.getloadavg()[0]  # how busy the machine was as the child started
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=child_env(threads), cwd=ROOT)
@@ -300,7 +301,7 @@ def run_child(workload: str, how: str, threads: str, opts: argparse.Namespace) -
         tail = [ln for ln in stderr.strip().splitlines() if ln.strip()][-1:] or [f"exit code {proc.returncode}"]
         return {"error": tail[0], "stderr": stderr[-4000:], "wall_s": wall, "maxrss_kb": usage.ru_maxrss}
     rec = json.loads(lines[-1])
-    rec.update(process_wall_s=wall, maxrss_kb=usage.ru_maxrss)  # Linux: ru_maxrss in KiB
+    rec.update(process_wall_s=wall, maxrss_kb=usage.ru_maxrss, loadavg_1min=load)  # Linux: ru_maxrss in KiB
     return rec
 
 
@@ -478,12 +479,11 @@ def main(argv=None) -> int:
                    "records": records, "summary": summarize(records)}
             report["results"].append(res)
             print(markdown([res]).splitlines()[-1], file=sys.stderr, flush=True)  # progress
-    report["wall_s"] = time.time() - started
-    report["machine"]["loadavg_end"] = list(os.getloadavg())
-    table = markdown(report["results"])
-    report["markdown"] = table
-    with open(args.json, "w") as f:
-        json.dump(report, f, indent=1)
+            report["wall_s"] = time.time() - started
+            report["machine"]["loadavg_end"] = list(os.getloadavg())
+            table = report["markdown"] = markdown(report["results"])
+            with open(args.json, "w") as f:  # after every workload: a long run that stops keeps what it measured
+                json.dump(report, f, indent=1)
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(table)
