@@ -478,7 +478,7 @@ def main(argv=None) -> int:
                    "program": f"bench/programs/{WORKLOADS[w]['program']}", "args": WORKLOADS[w]["args"],
                    "records": records, "summary": summarize(records)}
             report["results"].append(res)
-            print(markdown([res]).splitlines()[-1], file=sys.stderr, flush=True)  # progress
+            print("\n".join(markdown([res]).splitlines()[2:]), file=sys.stderr, flush=True)  # progress
             report["wall_s"] = time.time() - started
             report["machine"]["loadavg_end"] = list(os.getloadavg())
             table = report["markdown"] = markdown(report["results"])
