@@ -113,3 +113,24 @@ def test_bad_arguments_are_one_line_errors():
                            (["--threads", "0"], "--threads: expected 'default' or positive integers")):
         proc = subprocess.run([sys.executable, str(USERS), *args], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and expected in proc.stderr, proc.stderr
+
+
+def test_fashion_train_runs_the_cli_and_the_plain_loop(tmp_path):
+    """The throughput workload: `retrograd train examples/fashion_cnn.toml` in its own process (time per
+    batch from its metrics.jsonl), the PyTorch loop, and the same loop run by retrograd."""
+    if not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists():
+        pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+    js = tmp_path / "out.json"
+    proc = subprocess.run([sys.executable, str(USERS), "--quick", "--workloads", "fashion_cnn_train", "--threads",
+                           "1", "--json", str(js)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    (res,) = json.loads(js.read_text())["results"]
+    rec = {label: recs[0] for label, recs in res["records"].items()}
+    assert sorted(rec) == ["retrograd", "retrograd_loop", "torch"]
+    assert len({r["pid"] for r in rec.values()}) == 3
+    cli = rec["retrograd"]
+    assert cli["batches"] == 1 + 2 * 2 and len(cli["blocks"]) == 2 and cli["steps_per_block"] == 2  # --quick
+    assert cli["torch_modules"] == 0 and rec["retrograd_loop"]["torch_modules"] == 0
+    assert rec["torch"]["retrograd_loaded"] is False
+    assert set(res["summary"]["ratios"]) == {"retrograd", "retrograd_loop"}
+    assert "samples/s" in proc.stdout and "| fashion_cnn_train (same loop in retrograd) | 1 |" in proc.stdout
