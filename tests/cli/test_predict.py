@@ -1,0 +1,202 @@
+"""A trained run back in Python (`rg.train.load_run`) and `retrograd predict RUN INPUT` (issue 13 item 4):
+the model is rebuilt from the run folder alone and gives exactly the outputs the trained model gave."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+import retrograd as rg
+from retrograd.data.presets import build_data
+from retrograd.train import Callback
+from retrograd.train.config import ConfigError, validate
+from retrograd.train.model_code import UntrustedModelCode
+
+from cli_helpers import DIGITS_MLP, TINY_MODEL
+
+# BatchNorm and Dropout: eval mode and the running statistics (buffers) must come back too
+BN_MLP = DIGITS_MLP.replace("sizes = [64, 64, 10]", "sizes = [64, 32, 10]\nbatchnorm = true\ndropout = 0.2")
+TINY_CNN = DIGITS_MLP.replace('name = "mlp"\nsizes = [64, 64, 10]', 'name = "cnn"\nchannels = [4]\nkernel_size = 3') \
+    .replace('name = "digits"', 'name = "digits"\nimages = true').replace("epochs = 2", "epochs = 1")
+TINY_GPT = """
+[model]
+name = "gpt"
+n_layer = 1
+n_head = 2
+d_model = 8
+
+[data]
+name = "shakespeare"
+block_size = 8
+batch_size = 16
+train_samples = 32
+val_samples = 16
+
+[train]
+epochs = 1
+progress = false
+"""
+
+
+def _digits(n: int = 40, images: bool = False) -> np.ndarray:
+    cfg = validate({"model": {"name": "mlp", "sizes": [64, 10]}, "data": {"name": "digits", "images": images}})
+    x = build_data(cfg["data"], 0).test.tensors[0]
+    return np.asarray(x)[:n].astype(np.float32)
+
+
+class _Outputs(Callback):
+    """The model's eval-mode outputs on ``x`` at the end of every epoch, as training left it."""
+
+    def __init__(self, x):
+        self.x, self.by_epoch = x, []
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        was = trainer.model.training
+        trainer.model.eval()
+        with rg.no_grad():
+            self.by_epoch.append(np.asarray(trainer.model(rg.Tensor(self.x)).numpy()))
+        trainer.model.train(was)
+
+
+def _train(run_cli, config, callbacks=()):
+    rc, _, err = run_cli("train", config, "--quiet", callbacks=callbacks)
+    assert rc == 0, err
+
+
+@pytest.mark.parametrize("text, images", [(BN_MLP, False), (TINY_CNN, True)], ids=["mlp-batchnorm", "cnn"])
+def test_load_run_gives_exactly_the_trained_models_outputs(write_config, run_cli, tmp_path, text, images):
+    x = _digits(images=images)
+    seen = _Outputs(x)
+    _train(run_cli, write_config(text), [seen])
+    run_dir = tmp_path / "runs" / "c"
+    trainer = json.loads((run_dir / "checkpoints" / "best" / "trainer.json").read_text())
+    best = trainer["callbacks"]["2:ModelCheckpoint"]["best_epoch"]
+    epochs = len(seen.by_epoch)
+    default = rg.train.load_run(run_dir)
+    assert default.which == "best" and default.checkpoint == run_dir / "checkpoints" / "best"
+    assert default.epoch == best + 1 and not default.model.training and default.task == "classification"
+    assert np.array_equal(default.outputs(x, batch_size=len(x)), seen.by_epoch[best])
+    last = rg.train.load_run(run_dir, "last")
+    assert last.which == "last" and last.epoch == epochs and last.step == epochs * 41 and last.batch_in_epoch == 0
+    assert np.array_equal(last.outputs(x, batch_size=len(x)), seen.by_epoch[-1])
+    assert np.array_equal(last.model(rg.Tensor(x)).detach().numpy(), seen.by_epoch[-1])  # the model itself
+    assert last.describe() == f"last checkpoint (after {epochs} epoch{'s' if epochs > 1 else ''}, step {epochs * 41})"
+    # a checkpoint given by its path; the config's model arguments (data-derived included) are written out
+    assert np.array_equal(rg.train.load_run(run_dir, str(run_dir / "checkpoints" / "last")).outputs(x, len(x)),
+                          seen.by_epoch[-1])
+    assert last.config["model"] == validate(rg.train.config.load_config(run_dir / "config.toml"))["model"]
+    p = last.predict_proba(x)
+    assert p.shape == (len(x), 10) and np.allclose(p.sum(axis=1), 1.0, atol=1e-12)
+    assert np.array_equal(last.predict(x), seen.by_epoch[-1].argmax(axis=1))
+
+
+def test_load_run_without_best_loads_last_and_a_model_file_keeps_its_trust_rules(write_config, run_cli, tmp_path):
+    model = tmp_path / "m.py"
+    model.write_text(TINY_MODEL)
+    text = DIGITS_MLP.replace('name = "mlp"\nsizes = [64, 64, 10]', 'name = "m.py:Tiny"\nhidden = 8') \
+        .replace("epochs = 2", "epochs = 1\nsave_best = false")
+    x = _digits()
+    seen = _Outputs(x)
+    _train(run_cli, write_config(text), [seen])
+    run_dir = tmp_path / "runs" / "c"
+    run = rg.train.load_run(run_dir)
+    assert run.which == "last" and type(run.model).__name__ == "Tiny"
+    assert np.array_equal(run.outputs(x, len(x)), seen.by_epoch[-1])
+    with pytest.raises(ConfigError, match="no checkpoint 'best' \\(found: last\\)"):
+        rg.train.load_run(run_dir, "best")
+    model.write_text(TINY_MODEL + "\n# changed\n")
+    with pytest.raises(UntrustedModelCode, match="the model file changed since the run recorded it"):
+        rg.train.load_run(run_dir)
+    run = rg.train.load_run(run_dir, trust_model_code=True)
+    assert np.array_equal(run.outputs(x, len(x)), seen.by_epoch[-1])
+
+
+def test_predict_writes_csv_npy_and_npz(write_config, run_cli, tmp_path):
+    _train(run_cli, write_config())
+    run_dir = tmp_path / "runs" / "c"
+    x = _digits(37)
+    np.save(tmp_path / "new.npy", x)
+    rc, out, err = run_cli("predict", run_dir, tmp_path / "new.npy", "--batch-size", "8")
+    default = run_dir / "predictions_new.csv"
+    assert rc == 0 and err == "" and f"{run_dir}: best checkpoint (after 2 epochs, step 82)" in out, err
+    assert f"wrote 37 predictions of {tmp_path / 'new.npy'} to {default} " in out
+    with open(default, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["id", "predicted"] + [f"prob_{k}" for k in range(10)]
+    assert [r[0] for r in rows[1:]] == [str(i) for i in range(37)]
+    probs = np.array([[float(v) for v in r[2:]] for r in rows[1:]])
+    expected = rg.train.load_run(run_dir).predict_proba(x, batch_size=8)  # the same batches
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-7) and np.allclose(probs, expected, rtol=1e-7, atol=1e-12)
+    assert [r[1] for r in rows[1:]] == [str(k) for k in expected.argmax(axis=1)]
+    # .npy: the (N, C) probabilities and the predicted labels beside them; the last checkpoint
+    rc, out, err = run_cli("predict", run_dir, tmp_path / "new.npy", "-o", tmp_path / "p.npy", "--checkpoint", "last")
+    assert rc == 0 and "last checkpoint" in out, err
+    last = rg.train.load_run(run_dir, "last").predict_proba(x)
+    assert np.allclose(np.load(tmp_path / "p.npy"), last, rtol=1e-6, atol=1e-7)
+    assert (tmp_path / "p.labels.txt").read_text().split() == [str(k) for k in last.argmax(axis=1)]
+    # .npz input (one array) and output (everything)
+    np.savez(tmp_path / "new.npz", x=x[:5], other=np.zeros(3))
+    rc, _, err = run_cli("predict", run_dir, tmp_path / "new.npz", "-o", tmp_path / "p.npz")
+    assert rc == 0, err
+    with np.load(tmp_path / "p.npz") as z:
+        assert z["probabilities"].shape == (5, 10) and list(z["classes"]) == [str(k) for k in range(10)]
+        assert list(z["ids"]) == ["0", "1", "2", "3", "4"] and z["outputs"].shape == (5, 10)
+
+
+def test_predict_of_an_mse_classifier_writes_scores(write_config, run_cli, tmp_path):
+    # mse on class ids trains on one-hot targets: scores, not probabilities
+    _train(run_cli, write_config(DIGITS_MLP.replace("epochs = 2", 'epochs = 1\nloss = "mse"')))
+    np.save(tmp_path / "new.npy", _digits(4))
+    rc, _, err = run_cli("predict", tmp_path / "runs" / "c", tmp_path / "new.npy", "-o", tmp_path / "s.csv")
+    assert rc == 0, err
+    header = (tmp_path / "s.csv").read_text().splitlines()[0].split(",")
+    assert header == ["id", "predicted"] + [f"score_{k}" for k in range(10)]
+    with pytest.raises(ValueError, match="gives no class probabilities"):
+        rg.train.load_run(tmp_path / "runs" / "c").predict_proba(_digits(4))
+
+
+def _one_error(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("retrograd predict: error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_predict_errors_are_one_line(write_config, run_cli, tmp_path):
+    _train(run_cli, write_config(DIGITS_MLP.replace("epochs = 2", "epochs = 1")))
+    run_dir = tmp_path / "runs" / "c"
+    np.save(tmp_path / "bad.npy", np.zeros((3, 65), np.float32))
+    rc, _, err = run_cli("predict", run_dir, tmp_path / "bad.npy")
+    assert rc == 2 and "expected shape (N, 64) (or (N, ...) with 64 values per row), got (3, 65)" in _one_error(err)
+    np.save(tmp_path / "one.npy", np.zeros(64, np.float32))
+    rc, _, err = run_cli("predict", run_dir, tmp_path / "one.npy")
+    assert rc == 2 and "expected a batch of shape (N, 64)" in _one_error(err) and "got shape (64,)" in err
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n")
+    rc, _, err = run_cli("predict", run_dir, tmp_path / "x.csv")
+    assert rc == 2 and "trained on the built-in data set 'digits', so inputs are .npy or .npz" in _one_error(err)
+    np.save(tmp_path / "ok.npy", np.zeros((2, 64), np.float32))
+    cases = [
+        (("--checkpoint", "nope"), f"checkpoint: 'nope' is neither a checkpoint of {run_dir} (found: best, last)"),
+        (("-o", tmp_path / "p.txt"), "expected a .csv, .npy or .npz file name"),
+        (("-o", tmp_path / "ok.npy"), "is the input file; choose another name"),
+        (("--batch-size", "0"), "--batch-size: must be >= 1, got 0"),
+    ]
+    for extra, message in cases:
+        rc, _, err = run_cli("predict", run_dir, tmp_path / "ok.npy", *extra)
+        assert rc == 2 and message in _one_error(err), (extra, err)
+    assert np.array_equal(np.load(tmp_path / "ok.npy"), np.zeros((2, 64), np.float32))  # the input is untouched
+    rc, _, err = run_cli("predict", tmp_path / "nowhere", tmp_path / "ok.npy")
+    assert rc == 2 and "not a run folder (no config.toml)" in _one_error(err)
+    rc, _, err = run_cli("predict", run_dir, tmp_path / "missing.npy")
+    assert rc == 2 and "input: file" in _one_error(err)
+
+
+def test_a_language_model_run_loads_but_predict_points_to_generate(write_config, run_cli, tmp_path):
+    _train(run_cli, write_config(TINY_GPT, "gpt"))
+    run_dir = tmp_path / "runs" / "gpt"
+    run = rg.train.load_run(run_dir)
+    assert run.task == "language_model" and type(run.model).__name__ == "GPT"
+    np.save(tmp_path / "ok.npy", np.zeros((2, 8), np.float32))
+    rc, _, err = run_cli("predict", run_dir, tmp_path / "ok.npy")
+    assert rc == 2 and _one_error(err) == (
+        f"retrograd predict: error: {run_dir} is a language model (gpt on shakespeare); to sample text from it "
+        f"use: retrograd generate {run_dir} --prompt TEXT")
