@@ -155,13 +155,10 @@ class LoadedRun:
             return out.argmax(axis=-1)
         return self.values(out)
 
-    def values(self, outputs: np.ndarray) -> np.ndarray:
-        """A regression run's predictions from its outputs: ``(N,)`` for one target, ``(N, k)``
-        for k, in the targets' own units when ``inputs`` scaled them for training."""
+    @staticmethod
+    def values(outputs: np.ndarray) -> np.ndarray:
+        """A regression run's predictions from its outputs: ``(N,)`` for one target, ``(N, k)`` for k."""
         v = outputs.reshape(len(outputs), -1)
-        unscale = getattr(self.inputs, "unscale_target", None)
-        if callable(unscale):
-            v = unscale(v)
         return v[:, 0] if v.shape[1] == 1 else v
 
     def class_names(self, n: int) -> list[str]:
