@@ -73,14 +73,16 @@ def shell(tmp_path):
     env.pop("COLUMNS", None)
 
     def command(line: str) -> str:
+        """The README line with the options that shorten its run (no progress bars: output is not a terminal)."""
         argv, _ = _split(line)
-        extra = SHORT.get(tuple(argv[1:3]), []) if argv[:1] == ["retrograd"] else []
-        if argv[1:2] == ["tune"]:
-            extra_opts = ["--n-trials", str(TUNE_TRIALS)]
-        else:
-            extra_opts = []
-        return " ".join([line.partition("#")[0].strip(), *(f"--set {shlex.quote(s)}" for s in extra),
-                         *extra_opts, "--quiet" if argv[1:2] in (["train"], ["resume"], ["compare"]) else ""])
+        if argv[:1] != ["retrograd"]:
+            return line
+        extra = [f"--set {shlex.quote(s)}" for s in SHORT.get(tuple(argv[1:3]), [])]
+        if argv[1] == "tune":
+            extra.append(f"--n-trials {TUNE_TRIALS}")
+        if argv[1] in ("train", "resume", "compare"):
+            extra.append("--quiet")
+        return " ".join([line.partition("#")[0].strip(), *extra])
 
     def run(line: str, *, interrupt_in_epoch: int | None = None, run_dir: pathlib.Path | None = None):
         cmd = command(line)
@@ -103,7 +105,6 @@ def shell(tmp_path):
         out, err = p.communicate(timeout=120)
         return p.returncode, out, err
 
-    run.command = command
     return run
 
 
@@ -146,7 +147,7 @@ def test_the_readme_walkthrough(shell, tmp_path):
     # 1. the quickstart's run
     rc, out, err = shell(next(lines))
     quick = runs / "fashion_mlp"
-    assert rc == 0 and f"run folder: runs/fashion_mlp" in out, err
+    assert rc == 0 and "run folder: runs/fashion_mlp" in out, err
     s = _summary(quick)
     assert s["status"] == "completed" and s["epochs"] == 1 and 0.3 < s["test"]["test_accuracy"] <= 1, s
 
@@ -157,7 +158,7 @@ def test_the_readme_walkthrough(shell, tmp_path):
     rc, out, err = shell(line, interrupt_in_epoch=1, run_dir=mine)
     assert rc == 130 and "saved a checkpoint there; continue with: retrograd resume runs/my_run" in err, (out, err)
     state = json.loads((mine / "checkpoints" / "last" / "trainer.json").read_text())["state"]
-    epochs = json.loads(json.dumps(_toml(mine / "config.toml")))["train"]["epochs"]
+    epochs = _toml(mine / "config.toml")["train"]["epochs"]
     assert 1 <= state["epoch"] < epochs and state["batch_in_epoch"] > 0, state   # mid-epoch, not at its end
     assert not (mine / "summary.json").exists()
 
@@ -165,7 +166,7 @@ def test_the_readme_walkthrough(shell, tmp_path):
     rc, out, err = shell(next(lines))
     assert rc == 0 and "resuming runs/my_run from" in out, err
     s = _summary(mine)
-    assert s["status"] == "completed" and s["epochs"] == epochs == 3, s
+    assert s["status"] == "completed" and s["epochs"] == epochs >= 2, s
     assert [r["epoch"] for r in _jsonl(mine / "metrics.jsonl") if r["kind"] == "epoch"] == list(range(epochs))
 
     # 4. predict: one row per input, probabilities that sum to 1, the predicted class their argmax
