@@ -115,7 +115,8 @@ def test_predict_writes_csv_npy_and_npz(write_config, run_cli, tmp_path):
     _train(run_cli, write_config())
     run_dir = tmp_path / "runs" / "c"
     x = _digits(37)
-    np.save(tmp_path / "new.npy", x)
+    np.save(tmp_path / "new.npy", x * 16)  # digits' raw pixel values (0-16): inputs.json divides them by 16
+    assert np.array_equal(rg.train.load_run(run_dir).read_inputs(tmp_path / "new.npy")[0], x)  # as in training
     rc, out, err = run_cli("predict", run_dir, tmp_path / "new.npy", "--batch-size", "8")
     default = run_dir / "predictions_new.csv"
     assert rc == 0 and err == "" and f"{run_dir}: best checkpoint (after 2 epochs, step 82)" in out, err
@@ -135,7 +136,7 @@ def test_predict_writes_csv_npy_and_npz(write_config, run_cli, tmp_path):
     assert np.allclose(np.load(tmp_path / "p.npy"), last, rtol=1e-6, atol=1e-7)
     assert (tmp_path / "p.labels.txt").read_text().split() == [str(k) for k in last.argmax(axis=1)]
     # .npz input (one array) and output (everything)
-    np.savez(tmp_path / "new.npz", x=x[:5], other=np.zeros(3))
+    np.savez(tmp_path / "new.npz", x=x[:5] * 16, other=np.zeros(3))
     rc, _, err = run_cli("predict", run_dir, tmp_path / "new.npz", "-o", tmp_path / "p.npz")
     assert rc == 0, err
     with np.load(tmp_path / "p.npz") as z:
@@ -166,13 +167,10 @@ def test_predict_errors_are_one_line(write_config, run_cli, tmp_path):
     run_dir = tmp_path / "runs" / "c"
     np.save(tmp_path / "bad.npy", np.zeros((3, 65), np.float32))
     rc, _, err = run_cli("predict", run_dir, tmp_path / "bad.npy")
-    assert rc == 2 and "expected shape (N, 64) (or (N, ...) with 64 values per row), got (3, 65)" in _one_error(err)
-    np.save(tmp_path / "one.npy", np.zeros(64, np.float32))
-    rc, _, err = run_cli("predict", run_dir, tmp_path / "one.npy")
-    assert rc == 2 and "expected a batch of shape (N, 64)" in _one_error(err) and "got shape (64,)" in err
+    assert rc == 2 and "expected 64 features per row (shape (64,)), got an array of shape (3, 65)" in _one_error(err)
     (tmp_path / "x.csv").write_text("a,b\n1,2\n")
     rc, _, err = run_cli("predict", run_dir, tmp_path / "x.csv")
-    assert rc == 2 and "trained on the built-in data set 'digits', so inputs are .npy or .npz" in _one_error(err)
+    assert rc == 2 and "expected 64 features per row" in _one_error(err)
     np.save(tmp_path / "ok.npy", np.zeros((2, 64), np.float32))
     cases = [
         (("--checkpoint", "nope"), f"checkpoint: 'nope' is neither a checkpoint of {run_dir} (found: best, last)"),
@@ -190,6 +188,30 @@ def test_predict_errors_are_one_line(write_config, run_cli, tmp_path):
     assert rc == 2 and "input: file" in _one_error(err)
 
 
+def test_a_run_folder_without_inputs_json_takes_arrays_in_the_models_input_shape(write_config, run_cli, tmp_path):
+    """Run folders written before inputs.json existed: .npy/.npz inputs as the model saw its data."""
+    _train(run_cli, write_config(DIGITS_MLP.replace("epochs = 2", "epochs = 1")))
+    run_dir = tmp_path / "runs" / "c"
+    (run_dir / "inputs.json").unlink()
+    run = rg.train.load_run(run_dir)
+    assert run.inputs is None and run.classes is None and run.task == "classification"
+    x = _digits(6)
+    np.save(tmp_path / "x.npy", x)
+    assert np.array_equal(run.read_inputs(tmp_path / "x.npy")[0], x)
+    rc, _, err = run_cli("predict", run_dir, tmp_path / "x.npy", "-o", tmp_path / "p.csv")
+    assert rc == 0, err
+    assert (tmp_path / "p.csv").read_text().splitlines()[0].split(",")[2:] == [f"prob_{k}" for k in range(10)]
+    np.save(tmp_path / "bad.npy", np.zeros((3, 65), np.float32))
+    rc, _, err = run_cli("predict", run_dir, tmp_path / "bad.npy")
+    assert rc == 2 and "expected shape (N, 64) (or (N, ...) with 64 values per row), got (3, 65)" in _one_error(err)
+    np.save(tmp_path / "one.npy", np.zeros(64, np.float32))
+    rc, _, err = run_cli("predict", run_dir, tmp_path / "one.npy")
+    assert rc == 2 and "expected a batch of shape (N, 64)" in _one_error(err) and "got shape (64,)" in err
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n")
+    rc, _, err = run_cli("predict", run_dir, tmp_path / "x.csv")
+    assert rc == 2 and "has no inputs.json" in _one_error(err) and "so inputs are .npy or .npz arrays" in err
+
+
 def test_a_language_model_run_loads_but_predict_points_to_generate(write_config, run_cli, tmp_path):
     _train(run_cli, write_config(TINY_GPT, "gpt"))
     run_dir = tmp_path / "runs" / "gpt"
@@ -200,3 +222,84 @@ def test_a_language_model_run_loads_but_predict_points_to_generate(write_config,
     assert rc == 2 and _one_error(err) == (
         f"retrograd predict: error: {run_dir} is a language model (gpt on shakespeare); to sample text from it "
         f"use: retrograd generate {run_dir} --prompt TEXT")
+
+
+# ---------------------------------------------------------------------- own data (data.path), inputs.json
+FRUIT = """
+[model]
+name = "mlp"
+sizes = [5, 16, 3]
+
+[data]
+path = "fruit.csv"
+target = "fruit"
+batch_size = 16
+
+[optim]
+name = "adam"
+lr = 0.01
+
+[train]
+epochs = 3
+progress = false
+"""
+
+
+def test_own_csv_data_predict_and_evaluate(write_config, run_cli, tmp_path):
+    from cli_helpers import fruit_table
+
+    (tmp_path / "fruit.csv").write_text(fruit_table(400))
+    _train(run_cli, write_config(FRUIT))
+    run_dir = tmp_path / "runs" / "c"
+    new = fruit_table(30, seed=1)
+    (tmp_path / "new.csv").write_text(new)  # with the target column: predict ignores it
+    rc, out, err = run_cli("predict", run_dir, tmp_path / "new.csv", "-o", tmp_path / "p.csv")
+    assert rc == 0, err
+    with open(tmp_path / "p.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["id", "predicted", "prob_apple", "prob_banana", "prob_cherry"]
+    assert [r[0] for r in rows[1:]] == [str(i) for i in range(30)]
+    run = rg.train.load_run(run_dir)
+    assert run.classes == ["apple", "banana", "cherry"] and run.inputs.kind == "table"
+    probs = np.array([[float(v) for v in r[2:]] for r in rows[1:]])
+    assert np.allclose(probs, run.predict_proba(run.read_inputs(tmp_path / "new.csv")[0]), rtol=1e-8, atol=1e-12)
+    truth = [line.split(",")[-1] for line in new.splitlines()[1:]]
+    assert np.mean([r[1] == t for r, t in zip(rows[1:], truth)]) >= 0.8
+    # an unknown category is named with its column and row
+    (tmp_path / "odd.csv").write_text("weight,length,color\n150,8,purple\n")
+    rc, _, err = run_cli("predict", run_dir, tmp_path / "odd.csv")
+    assert rc == 2 and "column 'color'" in _one_error(err) and "unknown category 'purple'" in err
+    # evaluate works on an own-data run: the best checkpoint's val_accuracy is the best epoch's
+    rc, _, err = run_cli("evaluate", run_dir)
+    assert rc == 0, err
+    ev = json.loads((run_dir / "evaluate_best.json").read_text())
+    epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    best = min((r for r in epochs if r["kind"] == "epoch"), key=lambda r: r["val_loss"])
+    assert ev["val_accuracy"] == best["val_accuracy"] and 0.5 < ev["test_accuracy"] <= 1, ev
+
+
+def test_own_csv_regression_predicts_values(write_config, run_cli, tmp_path):
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=300), rng.normal(size=300)
+    table = "a,b,y\n" + "".join(f"{u:.4f},{v:.4f},{3 * u - 2 * v + 0.1 * rng.normal():.4f}\n" for u, v in zip(a, b))
+    (tmp_path / "t.csv").write_text(table)
+    text = FRUIT.replace("sizes = [5, 16, 3]", "sizes = [2, 8, 1]").replace('"fruit.csv"', '"t.csv"') \
+        .replace('"fruit"', '"y"')
+    _train(run_cli, write_config(text))
+    run_dir = tmp_path / "runs" / "c"
+    (tmp_path / "new.csv").write_text("b,a\n0.5,1.0\n-1.0,0.0\n")  # columns by name, in any order
+    rc, _, err = run_cli("predict", run_dir, tmp_path / "new.csv", "-o", tmp_path / "p.csv")
+    assert rc == 0, err
+    rows = (tmp_path / "p.csv").read_text().splitlines()
+    run = rg.train.load_run(run_dir)
+    assert run.task == "regression" and run.classes is None and rows[0] == "id,prediction"
+    (tmp_path / "ordered.csv").write_text("a,b\n1.0,0.5\n0.0,-1.0\n")
+    x, ids = run.read_inputs(tmp_path / "new.csv")
+    assert np.array_equal(x, run.read_inputs(tmp_path / "ordered.csv")[0]) and ids == ["0", "1"]
+    assert np.allclose([float(r.split(",")[1]) for r in rows[1:]], run.outputs(x)[:, 0], rtol=1e-8)
+    rc, _, err = run_cli("evaluate", run_dir)
+    assert rc == 0, err
+    ev = json.loads((run_dir / "evaluate_best.json").read_text())
+    assert {"val_loss", "val_mae", "val_r2", "test_r2"} <= set(ev) and ev["val_r2"] > 0.5, ev
+    with pytest.raises(ValueError, match="gives no class probabilities"):
+        run.predict_proba(run.read_inputs(tmp_path / "new.csv")[0])

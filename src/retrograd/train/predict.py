@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from ..data.images import FASHION_MNIST_CLASSES
+from ..data.inputs import InputSpec
 from ..data.presets import PRESETS
 from ..engine import no_grad
 from ..io.checkpoint import CheckpointError, resolve_directory, verify_directory
@@ -34,8 +36,6 @@ __all__ = ["LoadedRun", "load_run", "read_array", "write_predictions", "PROBABIL
 
 # [train] loss -> how the model's outputs become class probabilities
 PROBABILITY_LOSSES = {"cross_entropy": "softmax", "nll": "softmax", "bce_with_logits": "sigmoid"}
-_FASHION_MNIST = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                  "Ankle boot")
 
 
 @dataclasses.dataclass
@@ -47,9 +47,10 @@ class LoadedRun:
     path asked for; ``epoch``: complete epochs trained at that checkpoint (``batch_in_epoch``
     batches more when it was saved mid-epoch) and ``step`` the optimizer steps; ``task``:
     ``"classification"``, ``"regression"`` or ``"language_model"``; ``classes``: the class names
-    of a classifier (the columns of ``predict_proba``), else None; ``inputs``: how to read new data
-    for the run (the InputSpec of its ``inputs.json``), or None for a built-in data set (then
-    inputs are arrays in the model's input shape)."""
+    of a classifier (the columns of ``predict_proba``), else None; ``inputs``: how raw inputs become
+    the model's inputs (the ``rg.data.inputs.InputSpec`` of the run's ``inputs.json``: columns,
+    one-hot maps, standardisation, pixel scaling, image size), or None for a run folder written
+    before retrograd recorded it (then inputs are arrays already in the model's input shape)."""
     model: Module
     config: dict
     run_dir: pathlib.Path
@@ -60,7 +61,7 @@ class LoadedRun:
     batch_in_epoch: int
     task: str
     classes: list[str] | None
-    inputs: Any = None
+    inputs: InputSpec | None = None
 
     def describe(self) -> str:
         """``"best checkpoint (after 2 epochs, step 82)"``."""
@@ -70,9 +71,13 @@ class LoadedRun:
 
     @property
     def input_features(self) -> int | tuple | None:
-        """What one input row must hold, from the config: an ``mlp``'s number of input values (any
-        shape with that many values is flattened), a ``cnn``'s ``(channels, height, width)``,
-        None when the config does not say (a model file of your own: its forward pass decides)."""
+        """What one model input must be: the shape the run's ``inputs`` give, else from the config
+        an ``mlp``'s number of input values (any shape with that many values is flattened), a
+        ``cnn``'s ``(channels, height, width)``; None when neither says (a model file of your own
+        in an old run folder: its forward pass decides)."""
+        if self.inputs is not None and self.inputs.kind != "text":
+            shape = tuple(self.inputs.shape)
+            return shape[0] if len(shape) == 1 else shape
         m = self.config["model"]
         if m["name"] == "mlp":
             return int(m["sizes"][0])
@@ -161,15 +166,23 @@ class LoadedRun:
         v = outputs.reshape(len(outputs), -1)
         return v[:, 0] if v.shape[1] == 1 else v
 
+    def value_names(self, k: int) -> list[str]:
+        """The CSV columns of ``k`` regression outputs: ``prediction``, or ``prediction_<target>`` each."""
+        names = list(self.inputs.outputs or []) if self.inputs is not None else []
+        if k == 1:
+            return ["prediction"]
+        return [f"prediction_{n}" for n in names] if len(names) == k else [f"prediction_{i}" for i in range(k)]
+
     def class_names(self, n: int) -> list[str]:
         """The names of ``n`` output columns: ``classes`` when it has ``n`` of them, else ``"0"``...``"n-1"``."""
         return list(self.classes) if self.classes is not None and len(self.classes) == n else \
             [str(i) for i in range(n)]
 
     def read_inputs(self, path: str | pathlib.Path) -> tuple[np.ndarray, list[str]]:
-        """``(x, ids)`` of an input file: read by the run's ``inputs`` (the formats it was trained
-        on) when it has one, else a ``.npy``/``.npz`` array (``read_array``) in the model's input
-        shape with ids ``"0"``, ``"1"``, ..."""
+        """``(x, ids)`` of an input file, ``x`` ready for the model: read by the run's ``inputs``
+        (``InputSpec.read``: raw data as the run was trained on, a table's rows, images, arrays,
+        preprocessed as the training data was) when it has one, else a ``.npy``/``.npz`` array
+        (``read_array``) already in the model's input shape, with ids ``"0"``, ``"1"``, ..."""
         path = pathlib.Path(path)
         if not path.is_file():
             raise ConfigError(f"input: file {str(path)!r} not found")
@@ -177,9 +190,10 @@ class LoadedRun:
             x, ids = self.inputs.read(path)
         else:
             if path.suffix.lower() not in (".npy", ".npz"):
-                raise ConfigError(f"input: {path}: this run was trained on the built-in data set "
-                                  f"{self.config['data']['name']!r}, so inputs are .npy or .npz arrays of shape "
-                                  f"{self._expected()} as the model sees them; got a {path.suffix or 'file'} file")
+                raise ConfigError(f"input: {path}: this run folder has no inputs.json (it was written before "
+                                  f"retrograd recorded how to read new data), so inputs are .npy or .npz arrays "
+                                  f"of shape {self._expected()} as the model sees them; got a "
+                                  f"{path.suffix or 'file'} file")
             x = read_array(path)
             ids = [str(i) for i in range(len(x))] if x.ndim else []
         return self.check_inputs(x, f"input {path}"), [str(i) for i in ids]
@@ -225,7 +239,7 @@ def _checkpoint_folder(run_dir: pathlib.Path, checkpoint: str | None) -> tuple[p
 
 
 def _task(run_dir: pathlib.Path, cfg: dict, inputs: Any) -> str:
-    if inputs is not None and getattr(inputs, "task", None):
+    if inputs is not None:
         return inputs.task
     preset = PRESETS.get(cfg["data"]["name"])
     if (run_dir / "vocab.json").is_file() or (preset is not None and preset.kind == "text"):
@@ -235,19 +249,14 @@ def _task(run_dir: pathlib.Path, cfg: dict, inputs: Any) -> str:
 
 def _classes(cfg: dict, inputs: Any) -> list[str] | None:
     if inputs is not None:
-        classes = getattr(inputs, "classes", None)
-        return [str(c) for c in classes] if classes is not None else None
-    return list(_FASHION_MNIST) if cfg["data"]["name"] == "fashion_mnist" else None
+        return [str(c) for c in inputs.classes] if inputs.classes is not None else None
+    return list(FASHION_MNIST_CLASSES) if cfg["data"].get("name") == "fashion_mnist" else None
 
 
-def _read_inputs_json(run_dir: pathlib.Path) -> Any:
-    """The run's InputSpec (``inputs.json``), or None when it has none (a built-in data set)."""
+def _read_inputs_json(run_dir: pathlib.Path) -> InputSpec | None:
+    """The run's InputSpec (``inputs.json``), or None for a run folder written before it was recorded."""
     path = run_dir / "inputs.json"
     if not path.is_file():
-        return None
-    try:
-        from ..data.inputs import InputSpec
-    except ImportError:
         return None
     try:
         return InputSpec.from_dict(json.loads(path.read_text()))
@@ -311,8 +320,8 @@ def write_predictions(run: LoadedRun, x: np.ndarray, ids: list[str], out: str | 
 
     - ``.csv``: a header, then one row per input: ``id``, for a classifier ``predicted`` (the class
       name) and one column per class, ``prob_<class>`` (``score_<class>`` when the loss gives no
-      probabilities, e.g. ``mse``); for a regression run ``prediction`` (``prediction_<k>`` for
-      several targets);
+      probabilities, e.g. ``mse``); for a regression run ``prediction`` (``prediction_<target>``
+      for several targets);
     - ``.npy``: the ``(N, C)`` probabilities (or scores), or the regression values, plus for a
       classifier ``<out>.labels.txt``, the predicted class name of each row, one a line;
     - ``.npz``: ``ids``, ``outputs`` (raw), and ``probabilities``/``scores``, ``predicted`` and
@@ -348,7 +357,7 @@ def write_predictions(run: LoadedRun, x: np.ndarray, ids: list[str], out: str | 
                      classes=np.asarray(names), **{"probabilities" if kind == "prob" else "scores": table})
     else:
         values = run.values(raw)
-        cols = ["prediction"] if values.ndim == 1 else [f"prediction_{k}" for k in range(values.shape[1])]
+        cols = run.value_names(1 if values.ndim == 1 else values.shape[1])
         columns = ["id"] + cols
         if fmt == ".csv":
             with open(out, "w", newline="") as f:
