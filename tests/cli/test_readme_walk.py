@@ -19,6 +19,8 @@ import time
 import numpy as np
 import pytest
 
+from cli_helpers import fruit_table
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
 README = ROOT / "README.md"
@@ -28,10 +30,11 @@ STEPS = ["train", "train", "resume", "predict", "evaluate", "compare", "plot", "
 # (command, config) -> options appended to make the README's run short; the rest runs as written
 SHORT = {
     ("train", "examples/fashion_mlp.toml"): ["data.train_samples=512", "data.val_samples=256", "train.epochs=1"],
-    ("train", "my_run.toml"): ["data.batch_size=4"],   # more batches per epoch: a Ctrl-C lands mid-epoch
-    ("compare", "my_run.toml"): ["train.epochs=1"],
-    ("tune", "tune_my_run.toml"): ["train.epochs=2"],
+    ("train", "fruit.toml"): ["data.batch_size=4"],   # more batches per epoch: a Ctrl-C lands mid-epoch
+    ("compare", "fruit.toml"): ["train.epochs=1"],
+    ("tune", "tune_fruit.toml"): ["train.epochs=2"],
 }
+FRUITS = 2000  # rows of fruit.csv (cli_helpers.fruit_table)
 TUNE_TRIALS = 3
 
 
@@ -122,15 +125,12 @@ def _summary(run_dir: pathlib.Path) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
 
 
-def _write_own_data(tmp_path: pathlib.Path) -> np.ndarray:
-    """The walkthrough's data files; returns the inputs predict is given."""
-    from retrograd.data.presets import build_data
-    from retrograd.train.config import validate
-
-    data = validate({"model": {"name": "mlp", "sizes": [64, 10]}, "data": {"name": "digits"}})["data"]
-    x = np.asarray(build_data(data, 0).test.tensors[0])[:25].astype(np.float32)
-    np.save(tmp_path / "new.npy", x)
-    return x
+def _write_own_data(tmp_path: pathlib.Path) -> list[str]:
+    """The walkthrough's data files, fruit.csv and new_fruit.csv; returns new_fruit.csv's fruits."""
+    (tmp_path / "fruit.csv").write_text(fruit_table(FRUITS))
+    new = fruit_table(40, seed=1)
+    (tmp_path / "new_fruit.csv").write_text(new)
+    return [line.rsplit(",", 1)[1] for line in new.splitlines()[1:]]
 
 
 def test_the_readme_walkthrough(shell, tmp_path):
@@ -140,7 +140,7 @@ def test_the_readme_walkthrough(shell, tmp_path):
         (tmp_path / name).write_text(body)
     (tmp_path / "examples").mkdir()
     (tmp_path / "examples" / "fashion_mlp.toml").write_text((ROOT / "examples" / "fashion_mlp.toml").read_text())
-    x_new = _write_own_data(tmp_path)
+    truth = _write_own_data(tmp_path)
     runs = tmp_path / "runs"
     lines = iter(commands)
 
@@ -154,9 +154,9 @@ def test_the_readme_walkthrough(shell, tmp_path):
     # 2. own data, Ctrl-C in the second epoch: a checkpoint where it stopped, and the command to continue
     line = next(lines)
     assert "Ctrl-C" in _split(line)[1], line
-    mine = runs / "my_run"
+    mine = runs / "fruit"
     rc, out, err = shell(line, interrupt_in_epoch=1, run_dir=mine)
-    assert rc == 130 and "saved a checkpoint there; continue with: retrograd resume runs/my_run" in err, (out, err)
+    assert rc == 130 and "saved a checkpoint there; continue with: retrograd resume runs/fruit" in err, (out, err)
     state = json.loads((mine / "checkpoints" / "last" / "trainer.json").read_text())["state"]
     epochs = _toml(mine / "config.toml")["train"]["epochs"]
     assert 1 <= state["epoch"] < epochs and state["batch_in_epoch"] > 0, state   # mid-epoch, not at its end
@@ -164,23 +164,23 @@ def test_the_readme_walkthrough(shell, tmp_path):
 
     # 3. resume: ends at the configured epoch count, with one log line per epoch
     rc, out, err = shell(next(lines))
-    assert rc == 0 and "resuming runs/my_run from" in out, err
+    assert rc == 0 and "resuming runs/fruit from" in out, err
     s = _summary(mine)
     assert s["status"] == "completed" and s["epochs"] == epochs >= 2, s
     assert [r["epoch"] for r in _jsonl(mine / "metrics.jsonl") if r["kind"] == "epoch"] == list(range(epochs))
 
     # 4. predict: one row per input, probabilities that sum to 1, the predicted class their argmax
     rc, out, err = shell(next(lines))
-    pred = mine / "predictions_new.csv"
+    pred = mine / "predictions_new_fruit.csv"
     assert rc == 0 and str(pred.relative_to(tmp_path)) in out, err
     with open(pred, newline="") as f:
         rows = list(csv.reader(f))
     header, rows = rows[0], rows[1:]
-    assert header[:2] == ["id", "predicted"] and len(rows) == len(x_new)
-    classes = [h[len("prob_"):] for h in header[2:]]
+    assert header == ["id", "predicted", "prob_apple", "prob_banana", "prob_cherry"] and len(rows) == len(truth)
     probs = np.array([[float(v) for v in r[2:]] for r in rows])
     assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-6)
-    assert [r[1] for r in rows] == [classes[i] for i in probs.argmax(axis=1)]
+    assert [r[1] for r in rows] == [["apple", "banana", "cherry"][i] for i in probs.argmax(axis=1)]
+    assert np.mean([r[1] == t for r, t in zip(rows, truth)]) >= 0.8, rows
 
     # 5. evaluate: the best checkpoint's validation loss is the best epoch's, as logged in training
     rc, out, err = shell(next(lines))
@@ -191,7 +191,7 @@ def test_the_readme_walkthrough(shell, tmp_path):
 
     # 6. compare: one row per optimizer, a plot
     rc, out, err = shell(next(lines))
-    cmp_dir = runs / "my_run-compare"
+    cmp_dir = runs / "fruit-compare"
     assert rc == 0, err
     table = json.loads((cmp_dir / "comparison.json").read_text())
     assert [r["optimizer"] for r in table["rows"]] == ["sgd", "adam"]
@@ -199,12 +199,12 @@ def test_the_readme_walkthrough(shell, tmp_path):
 
     # 7. plot
     rc, out, err = shell(next(lines))
-    assert rc == 0 and out.split() == ["runs/my_run/run.png"], (out, err)
+    assert rc == 0 and out.split() == ["runs/fruit/run.png"], (out, err)
     assert _png(mine / "run.png")
 
     # 8. tune (Optuna: in the test extra, so in CI)
     line = next(lines)
-    while not line.startswith("retrograd "):  # shell lines before it (cat ... > tune_my_run.toml)
+    while not line.startswith("retrograd "):  # shell lines before it (cat ... > tune_fruit.toml)
         rc, _, err = shell(line)
         assert rc == 0, err
         line = next(lines)
@@ -212,7 +212,7 @@ def test_the_readme_walkthrough(shell, tmp_path):
         pytest.skip("optuna is not installed: the walkthrough's tune and retrain steps were not walked "
                     "(pip install -e '.[tune]')")
     rc, out, err = shell(line)
-    study = runs / "tune_my_run-tune"
+    study = runs / "tune_fruit-tune"
     assert rc == 0, err
     with open(study / "trials.csv", newline="") as f:
         trials = list(csv.DictReader(f))
