@@ -185,7 +185,7 @@ def test_predict_errors_are_one_line(write_config, run_cli, tmp_path):
     rc, _, err = run_cli("predict", tmp_path / "nowhere", tmp_path / "ok.npy")
     assert rc == 2 and "not a run folder (no config.toml)" in _one_error(err)
     rc, _, err = run_cli("predict", run_dir, tmp_path / "missing.npy")
-    assert rc == 2 and "input: file" in _one_error(err)
+    assert rc == 2 and "missing.npy' not found" in _one_error(err)
 
 
 def test_a_run_folder_without_inputs_json_takes_arrays_in_the_models_input_shape(write_config, run_cli, tmp_path):
@@ -303,3 +303,31 @@ def test_own_csv_regression_predicts_values(write_config, run_cli, tmp_path):
     assert {"val_loss", "val_mae", "val_r2", "test_r2"} <= set(ev) and ev["val_r2"] > 0.5, ev
     with pytest.raises(ValueError, match="gives no class probabilities"):
         run.predict_proba(run.read_inputs(tmp_path / "new.csv")[0])
+
+
+def test_own_image_folder_predicts_a_folder_of_images(write_config, run_cli, tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls, level in (("dark", 40), ("light", 200)):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(20):
+            pixels = np.clip(rng.normal(level, 30, (8, 8)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "imgs" / cls / f"{i}.png")
+    (tmp_path / "new" / "sub").mkdir(parents=True)
+    Image.fromarray(np.full((8, 8), 30, np.uint8)).save(tmp_path / "new" / "a.png")
+    Image.fromarray(np.full((8, 8), 220, np.uint8)).save(tmp_path / "new" / "sub" / "b.png")
+    text = FRUIT.replace('name = "mlp"\nsizes = [5, 16, 3]', 'name = "cnn"\nchannels = [4]') \
+        .replace('path = "fruit.csv"\ntarget = "fruit"', 'path = "imgs"')
+    _train(run_cli, write_config(text))
+    run_dir = tmp_path / "runs" / "c"
+    rc, out, err = run_cli("predict", run_dir, tmp_path / "new")
+    assert rc == 0, err
+    rows = (run_dir / "predictions_new.csv").read_text().splitlines()
+    assert rows[0] == "id,predicted,prob_dark,prob_light" and [r.split(",")[0] for r in rows[1:]] == \
+        ["a.png", "sub/b.png"]
+    run = rg.train.load_run(run_dir)
+    x, _ = run.read_inputs(tmp_path / "new")
+    assert x.shape == (2, 1, 8, 8) and np.allclose(x[:, 0, 0, 0], [30 / 255, 220 / 255])
+    p = np.array([[float(v) for v in r.split(",")[2:]] for r in rows[1:]])
+    assert np.allclose(p, run.predict_proba(x), rtol=1e-8, atol=1e-12)

@@ -184,12 +184,12 @@ class LoadedRun:
         preprocessed as the training data was) when it has one, else a ``.npy``/``.npz`` array
         (``read_array``) already in the model's input shape, with ids ``"0"``, ``"1"``, ..."""
         path = pathlib.Path(path)
-        if not path.is_file():
-            raise ConfigError(f"input: file {str(path)!r} not found")
+        if not path.exists():
+            raise ConfigError(f"input: {str(path)!r} not found")
         if self.inputs is not None:
             x, ids = self.inputs.read(path)
         else:
-            if path.suffix.lower() not in (".npy", ".npz"):
+            if path.suffix.lower() not in (".npy", ".npz") or not path.is_file():
                 raise ConfigError(f"input: {path}: this run folder has no inputs.json (it was written before "
                                   f"retrograd recorded how to read new data), so inputs are .npy or .npz arrays "
                                   f"of shape {self._expected()} as the model sees them; got a "
