@@ -70,8 +70,12 @@ def subset_indices(n: int, k: int | None, rng: np.random.Generator) -> np.ndarra
     return None if k is None or k >= n else np.sort(rng.choice(n, k, replace=False))
 
 
+def _flat(x: np.ndarray) -> np.ndarray:
+    return x.reshape(len(x), int(np.prod(x.shape[1:])))
+
+
 def _flat_standardize(spec: Any, x: np.ndarray) -> np.ndarray:
-    return spec.standardize(x.reshape(len(x), -1)).reshape(x.shape)
+    return spec.standardize(_flat(x)).reshape(x.shape)
 
 
 def arrays_bundle(x: np.ndarray, y: np.ndarray, xt: np.ndarray | None, yt: np.ndarray | None, *, data: dict,
@@ -88,7 +92,7 @@ def arrays_bundle(x: np.ndarray, y: np.ndarray, xt: np.ndarray | None, yt: np.nd
         tr, te = split_indices(len(y), data["test_fraction"], rng)
         x, y, xt, yt = x[tr], y[tr], x[te], y[te]
     if standardize:  # statistics of the training part only
-        spec.fit_standardize(x.reshape(len(x), -1), std_columns)
+        spec.fit_standardize(_flat(x), std_columns)
         x, xt = _flat_standardize(spec, x), _flat_standardize(spec, xt)
     tr, va = split_indices(len(y), data["val_fraction"], rng)
     xv, yv, x, y = x[va], y[va], x[tr], y[tr]

@@ -238,7 +238,7 @@ class InputSpec:
                 raise DataFileError(f"{path}: no image files in the folder (looked for "
                                     f"{', '.join(IMG_EXTENSIONS)}, any depth)")
             x = np.stack([self.load_image(f) for f in files]).astype(np.float32, copy=False)
-            ids = [f.name] if fmt == "image" else [f.relative_to(path).as_posix() for f in files]
+            ids = [path.name] if fmt == "image" else [f.relative_to(path).as_posix() for f in files]
             return x, ids
         if fmt in ("npy", "npz"):
             raw = _read_array(path, fmt)

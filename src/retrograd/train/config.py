@@ -63,6 +63,23 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "data": {
         "name": Key("str", None, PRESETS, optional=True,
                     doc="a built-in data set (give data.name or data.path, not both)"),
+        "batch_size": Key("int", 64, doc="training batch size", range=POSITIVE),
+        "eval_batch_size": Key("int", None, optional=True, range=POSITIVE,
+                               doc="batch size for validation/test (default max(batch_size, 500))"),
+        "val_fraction": Key("float", 0.1, doc="share of the training set held out for validation", range=FRACTION_OPEN),
+        "test_fraction": Key("float", 0.2, doc="share held out for test when the set has no test split",
+                             range=FRACTION_OPEN),
+        "train_samples": Key("int", None, optional=True, doc="use a random subset of this many training samples",
+                             range=POSITIVE),
+        "val_samples": Key("int", None, optional=True, doc="use a random subset of this many validation samples",
+                           range=POSITIVE),
+        "augment": Key("bool", False, doc="random crops (and flips for fashion_mnist) of training images; own images: "
+                                          "random crops, padded by an eighth of their height"),
+        "standardize": Key("bool", None, optional=True,
+                           doc="zero-mean unit-variance features from training-split statistics (default: on for "
+                               "tables, feature arrays and the tabular presets; digits: off)"),
+        "images": Key("bool", False, doc="digits as (1, 8, 8) images instead of 64 features"),
+        "block_size": Key("int", 64, doc="text (shakespeare, a .txt data.path): characters per training window", range=POSITIVE),
         "path": Key("str", None, optional=True,
                     doc="your own data: a .csv, .tsv, .parquet, .npy, .npz or .txt file or an image folder "
                         "(relative to the config file's folder)"),
@@ -85,22 +102,6 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "root": Key("str", None, optional=True,
                     doc="fashion_mnist: the folder holding its IDX files (default /usr/share/datasets/fashion-mnist; "
                         "relative to the config's folder)"),
-        "batch_size": Key("int", 64, doc="training batch size", range=POSITIVE),
-        "eval_batch_size": Key("int", None, optional=True, range=POSITIVE,
-                               doc="batch size for validation/test (default max(batch_size, 500))"),
-        "val_fraction": Key("float", 0.1, doc="share of the training set held out for validation", range=FRACTION_OPEN),
-        "test_fraction": Key("float", 0.2, doc="share held out for test when the set has no test split",
-                             range=FRACTION_OPEN),
-        "train_samples": Key("int", None, optional=True, doc="use a random subset of this many training samples",
-                             range=POSITIVE),
-        "val_samples": Key("int", None, optional=True, doc="use a random subset of this many validation samples",
-                           range=POSITIVE),
-        "augment": Key("bool", False, doc="random crops (and flips for fashion_mnist) of training images"),
-        "standardize": Key("bool", None, optional=True,
-                           doc="zero-mean unit-variance features from training-split statistics (default: on for "
-                               "tables, feature arrays and the tabular presets; digits: off)"),
-        "images": Key("bool", False, doc="digits as (1, 8, 8) images instead of 64 features"),
-        "block_size": Key("int", 64, doc="shakespeare: characters per training window", range=POSITIVE),
     },
     "train": {
         "epochs": Key("int", 10, doc="passes over the training set", range=POSITIVE),
@@ -560,5 +561,5 @@ def dumps(cfg: dict) -> str:
     out = {section: cfg[section] for section in SECTIONS if section in cfg}
     if "data" in out:
         keys = data_keys(out["data"])
-        out["data"] = {k: v for k, v in out["data"].items() if k in keys}
+        out["data"] = {k: out["data"][k] for k in keys if k in out["data"]}
     return toml_dumps(out)
