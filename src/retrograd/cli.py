@@ -253,7 +253,7 @@ def _plot_comparison_folder(folder: pathlib.Path, tplots) -> str:
 
 def cmd_generate(args) -> str:
     run_dir = pathlib.Path(args.run_dir)
-    cfg = read_run_config(run_dir, trust_model_code=args.trust_model_code, command="generate")
+    cfg = read_run_config(run_dir, trust_model_code=args.trust_model_code, command="generate", data_files=False)
     vocab_path = run_dir / "vocab.json"
     if not vocab_path.is_file():
         raise ConfigError(f"{run_dir}: no vocab.json; generate needs a run of a language model on text "
@@ -281,8 +281,9 @@ def cmd_predict(args) -> dict:
     run_dir = pathlib.Path(args.run_dir)
     run = load_run(run_dir, args.checkpoint, trust_model_code=args.trust_model_code, command="predict")
     if run.task == "language_model":
+        d = run.config["data"]
         raise ConfigError(f"{run_dir} is a language model ({run.config['model']['name']} on "
-                          f"{run.config['data']['name']}); to sample text from it use: retrograd generate "
+                          f"{d['name'] or d['path']}); to sample text from it use: retrograd generate "
                           f"{run_dir} --prompt TEXT")
     if args.batch_size is not None and args.batch_size < 1:
         raise ConfigError(f"--batch-size: must be >= 1, got {args.batch_size}")

@@ -276,6 +276,12 @@ def test_own_csv_data_predict_and_evaluate(write_config, run_cli, tmp_path):
     epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     best = min((r for r in epochs if r["kind"] == "epoch"), key=lambda r: r["val_loss"])
     assert ev["val_accuracy"] == best["val_accuracy"] and 0.5 < ev["test_accuracy"] <= 1, ev
+    # predict needs neither the training data nor the folder where it was trained
+    before = (tmp_path / "p.csv").read_text()
+    (tmp_path / "fruit.csv").rename(tmp_path / "gone.csv")
+    run_dir.rename(tmp_path / "moved")
+    rc, _, err = run_cli("predict", tmp_path / "moved", tmp_path / "new.csv", "-o", tmp_path / "q.csv")
+    assert rc == 0 and (tmp_path / "q.csv").read_text() == before, err
 
 
 def test_own_csv_regression_predicts_values(write_config, run_cli, tmp_path):
@@ -331,3 +337,7 @@ def test_own_image_folder_predicts_a_folder_of_images(write_config, run_cli, tmp
     assert x.shape == (2, 1, 8, 8) and np.allclose(x[:, 0, 0, 0], [30 / 255, 220 / 255])
     p = np.array([[float(v) for v in r.split(",")[2:]] for r in rows[1:]])
     assert np.allclose(p, run.predict_proba(x), rtol=1e-8, atol=1e-12)
+    rc, _, err = run_cli("predict", run_dir, tmp_path / "new" / "a.png", "-o", tmp_path / "one.csv")  # one image
+    assert rc == 0, err
+    one = (tmp_path / "one.csv").read_text().splitlines()[1].split(",")
+    assert one[:2] == rows[1].split(",")[:2] and np.allclose([float(v) for v in one[2:]], p[0], rtol=1e-6)

@@ -271,7 +271,7 @@ def load_run(run_dir: str | pathlib.Path, checkpoint: str | None = None, *, trus
     ``checkpoint``: ``"best"``, ``"last"``, the name of another folder in ``run_dir/checkpoints``
     or the path of a checkpoint folder; None (the default) loads ``best`` when the run has one,
     else ``last`` (``LoadedRun.which`` says which). The model is built from the run's resolved
-    ``config.toml`` (no data is read) and the checkpoint is verified against its manifest before
+    ``config.toml`` (no data is read, and the training data need not exist any more) and the checkpoint is verified against its manifest before
     its weights are loaded. A model file of your own (``"m.py:MLP"``) is imported only when
     ``retrograd.train.model_code`` trusts it; ``trust_model_code=True`` is ``--trust-model-code``.
     Raises ``ConfigError`` (not a run folder, no such checkpoint, untrusted model code) or
@@ -283,7 +283,8 @@ def load_run(run_dir: str | pathlib.Path, checkpoint: str | None = None, *, trus
         logits = run.model(rg.tensor(x_new))          # the model itself
     """
     run_dir = pathlib.Path(run_dir)
-    cfg = read_run_config(run_dir, trust_model_code=trust_model_code, command=command or "load_run")
+    cfg = read_run_config(run_dir, trust_model_code=trust_model_code, command=command or "load_run",
+                          data_files=False)  # the training data need not be there: inputs.json says how to read
     folder, which = _checkpoint_folder(run_dir, checkpoint)
     manifest = verify_directory(folder)  # sizes and SHA-256 of every file, before anything is read
     if "model.safetensors" not in manifest.get("files", {}):
