@@ -88,9 +88,11 @@ class LoadedRun:
         return None
 
     def check_inputs(self, x: np.ndarray, where: str = "input") -> np.ndarray:
-        """``x`` as float32, refused with a ``ConfigError`` naming the expected and the given shape
-        when it cannot be the model's input."""
+        """``x`` as float32 (a language model's token ids as they are), refused with a ``ConfigError``
+        naming the expected and the given shape when it cannot be the model's input."""
         x = np.asarray(x)
+        if self.task == "language_model":  # token ids (InputSpec.read of a text file: the context)
+            return x
         if x.dtype.kind not in "fiub":
             raise ConfigError(f"{where}: expected a numeric array, got dtype {x.dtype}")
         want = self.input_features
