@@ -422,3 +422,55 @@ def test_data_root_is_where_fashion_mnist_is_read(tmp_path):
     with pytest.raises(rg.data.DataNotInstalledError, match=r"fm/train-images-idx3-ubyte\(.gz\) not found; .*or "
                                                            r"point data.root in a config, or root= in Python"):
         build_data(data, 0)
+
+
+def test_a_separate_test_table(tmp_path):
+    df = _table(80)
+    df[:60].to_csv(tmp_path / "train.csv", index=False)
+    test = df[60:].copy()
+    test.loc[test.index[0], "colour"] = "black"  # a category only the test file has
+    test.to_parquet(tmp_path / "test.parquet")
+    data = _data(tmp_path, path="train.csv", target="kind", test_path="test.parquet")
+    assert data["test_path"] == str(tmp_path / "test.parquet")
+    bundle = build_data(data, 0)
+    assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (54, 6, 20)
+    assert bundle.inputs.categorical["colour"] == ["black", "blue", "green", "red"]
+    x, _ = bundle.inputs.read(tmp_path / "test.parquet")
+    np.testing.assert_array_equal(x, bundle.test.arrays[0])
+    np.testing.assert_array_equal(bundle.test.arrays[1], (test["kind"] == "dog").to_numpy().astype(np.int64))
+    text = rgconfig.dumps({**BASE, "data": data})
+    assert "test_path = " in text and "test_fraction" not in text
+    test.drop(columns="kind").to_csv(tmp_path / "t2.csv", index=False)
+    with pytest.raises(DataFileError, match=r"data.test_path: .*t2.csv has no column 'kind'; it needs the columns "
+                                            r"of train.csv"):
+        build_data(_data(tmp_path, path="train.csv", target="kind", test_path="t2.csv"), 0)
+
+
+def test_input_spec_read_and_from_dict_errors(tmp_path):
+    df = _table()
+    df.to_csv(tmp_path / "t.csv", index=False)
+    spec = build_data(_data(tmp_path, path="t.csv", target="kind"), 0).inputs
+    (tmp_path / "x.xlsx").write_text("")
+    with pytest.raises(DataFileError, match=r"input: '.*x.xlsx': unknown suffix '.xlsx'; expected a folder of "
+                                            r"images, an image file \(.jpg"):
+        spec.read(tmp_path / "x.xlsx")
+    np.save(tmp_path / "x.npy", np.zeros((2, 6)))
+    with pytest.raises(DataFileError, match=r"x.npy: this run was trained on a table \(.*t.csv\); give a CSV file "
+                                            r"with columns id, size, colour, count$"):
+        spec.read(tmp_path / "x.npy")
+    with pytest.raises(DataFileError, match=r"nope.csv: no such file or folder"):
+        spec.read(tmp_path / "nope.csv")
+    images = InputSpec("images", shape=[1, 2, 2], source="mnist_5k")
+    with pytest.raises(DataFileError, match=r"t.csv: this run was trained on images of shape \(1, 2, 2\) "
+                                            r"\(mnist_5k\), not a table"):
+        images.read(tmp_path / "t.csv")
+    np.save(tmp_path / "i.npy", np.zeros((3, 3, 3), np.uint8))
+    with pytest.raises(DataFileError, match=r"i.npy: expected images of shape \(N, 1, 2, 2\) or \(N, 2, 2\), got "
+                                            r"\(3, 3, 3\)"):
+        images.read(tmp_path / "i.npy")
+    with pytest.raises(ValueError, match=r"InputSpec.from_dict: unknown keys \['colour'\]"):
+        InputSpec.from_dict({"kind": "table", "colour": 1})
+    with pytest.raises(ValueError, match=r"InputSpec.from_dict: version 2 is not supported"):
+        InputSpec.from_dict({"kind": "table", "version": 2})
+    with pytest.raises(ValueError, match=r"InputSpec: kind 'audio' is not one of: table, features, images, text"):
+        InputSpec.from_dict({"kind": "audio"})

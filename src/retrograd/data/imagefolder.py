@@ -3,7 +3,6 @@
 image folder and for predicting on new images alike."""
 from __future__ import annotations
 
-import importlib
 import os
 import pathlib
 from typing import Any, Callable, Sequence
@@ -12,7 +11,7 @@ import numpy as np
 
 from .bundle import DataFileError
 from .dataset import Dataset
-from .packaged import DataNotInstalledError
+from .packaged import optional_module
 
 __all__ = ["IMG_EXTENSIONS", "ImageFolder", "find_classes", "make_dataset", "pil_loader", "load_image",
            "image_files"]
@@ -22,11 +21,7 @@ PILLOW_INSTALL = "python3 -m pip install pillow  (or: python3 -m pip install 're
 
 
 def _pil_image() -> Any:
-    try:
-        return importlib.import_module("PIL.Image")
-    except ImportError:
-        raise DataNotInstalledError(f"reading images needs Pillow, which is not installed; install it with: "
-                                    f"{PILLOW_INSTALL}") from None
+    return optional_module("PIL.Image", needed_for="reading images", install=PILLOW_INSTALL)
 
 
 def find_classes(directory: str | os.PathLike) -> tuple[list[str], dict[str, int]]:

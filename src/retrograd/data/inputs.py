@@ -61,8 +61,10 @@ def format_of(path: str | os.PathLike, given: str | None = None, *, what: str = 
     if fmt is None and p.suffix.lower() in IMG_EXTENSIONS:
         return "image"
     if fmt is None:
-        raise DataFileError(f"{what}: {str(p)!r}: unknown suffix {p.suffix!r}; expected a folder of images or a "
-                            f"file ending in {', '.join(SUFFIX_FORMATS)} (or set data.format)")
+        images = "" if what == "data.path" else f", an image file ({', '.join(IMG_EXTENSIONS)})"
+        raise DataFileError(f"{what}: {str(p)!r}: unknown suffix {p.suffix!r}; expected a folder of images{images} or "
+                            f"a file ending in {', '.join(SUFFIX_FORMATS)}"
+                            + (" (or set data.format)" if what == "data.path" else ""))
     return fmt
 
 
@@ -135,14 +137,16 @@ class InputSpec:
         return cls(**d)
 
     # ------------------------------------------------------------------ the preprocessing training uses too
-    def encode_table(self, df: Any, where: str) -> np.ndarray:
+    def encode_table(self, df: Any, where: str, fmt: str | None = None) -> np.ndarray:
         """Table rows -> float32 features ``(N, len(feature_names))``, not yet standardised:
-        numeric columns as numbers, categorical ones one-hot in the order of their categories."""
+        numeric columns as numbers, categorical ones one-hot in the order of their categories.
+        ``fmt``: the format of the file they came from, for messages (default: the training data's)."""
+        fmt = fmt or self.format
         missing = [c for c in self.columns if c not in df.columns]
         if missing:
             raise DataFileError(f"{where}: no column {', '.join(map(repr, missing))}; the run was trained on "
                                 f"columns {', '.join(self.columns)} (columns here: {', '.join(df.columns)})")
-        check_no_missing(df, self.columns, where, self.format if self.format in TABLE_FORMATS else None)
+        check_no_missing(df, self.columns, where, fmt if fmt in TABLE_FORMATS else None)
         cats = self.categorical or {}
         parts = []
         for col in self.columns:
@@ -153,7 +157,7 @@ class InputSpec:
                 codes = np.fromiter((index.get(v, -1) for v in values), dtype=np.int64, count=len(values))
                 bad = np.flatnonzero(codes < 0)
                 if bad.size:
-                    raise DataFileError(f"{where}: column {col!r}, {row_name(int(bad[0]), self.format)}: unknown "
+                    raise DataFileError(f"{where}: column {col!r}, {row_name(int(bad[0]), fmt)}: unknown "
                                         f"category {values[bad[0]]!r}; the run knows: {', '.join(cats[col])}")
                 parts.append(np.eye(len(cats[col]), dtype=np.float64)[codes])
             else:
@@ -161,7 +165,7 @@ class InputSpec:
                     parts.append(s.to_numpy(dtype=np.float64)[:, None])
                 except (TypeError, ValueError):
                     bad = next(i for i, v in enumerate(s) if not _is_number(v))
-                    raise DataFileError(f"{where}: column {col!r}, {row_name(bad, self.format)}: {s.iloc[bad]!r} is "
+                    raise DataFileError(f"{where}: column {col!r}, {row_name(bad, fmt)}: {s.iloc[bad]!r} is "
                                         "not a number (the column was numeric in training; list it in "
                                         "data.categorical to one-hot encode it)") from None
         x = np.concatenate(parts, axis=1) if parts else np.zeros((len(df), 0))
@@ -202,13 +206,13 @@ class InputSpec:
 
     def encode_images(self, raw: np.ndarray, where: str) -> np.ndarray:
         """An array of images ``(N, H, W)`` or ``(N, C, H, W)`` -> float32 ``(N, C, H, W)``."""
-        a = np.asarray(raw)
+        raw = a = np.asarray(raw)
         if a.ndim == 3:
             a = a[:, None]
         if a.ndim != 4 or list(a.shape[1:]) != self.shape:
             raise DataFileError(f"{where}: expected images of shape (N, {', '.join(map(str, self.shape))})"
                                 f"{' or (N, ' + ', '.join(map(str, self.shape[1:])) + ')' if self.shape[0] == 1 else ''}"
-                                f", got {a.shape}")
+                                f", got {raw.shape}")
         try:
             return _pixels(a)
         except TypeError as e:
@@ -254,7 +258,7 @@ class InputSpec:
         if fmt in TABLE_FORMATS:
             df = read_table(path, fmt)
             if self.kind == "table":
-                x = self.standardize(self.encode_table(df, str(path)))
+                x = self.standardize(self.encode_table(df, str(path), fmt))
             elif self.kind == "features":
                 x = self.to_model_shape(self.standardize(self.encode_features(self._feature_columns(df, path),
                                                                                str(path))))

@@ -20,7 +20,7 @@ from . import transforms
 from .bundle import ConfigError, DataBundle, DataFileError, arrays_bundle, text_bundle
 from .imagefolder import IMG_EXTENSIONS, find_classes, make_dataset
 from .inputs import InputSpec, _read_array, format_of
-from .tables import TABLE_FORMATS, check_no_missing, read_table
+from .tables import TABLE_FORMATS, check_no_missing, concat_rows, read_table
 from .text import char_dataset
 from ..random import Generator
 
@@ -32,6 +32,7 @@ OWN_KEYS = {
     "path": OWN_FORMATS, "format": OWN_FORMATS,
     "target": TABLE_FORMATS, "features": TABLE_FORMATS, "categorical": TABLE_FORMATS,
     "task": ("csv", "tsv", "parquet", "npy", "npz"), "target_path": ("npy",),
+    "test_path": TABLE_FORMATS,
     "image_size": ("imagefolder",), "channels": ("imagefolder",),
 }
 _TABLE_CACHE: dict = {}  # (path, size, mtime) -> DataFrame: validation and loading read a table once
@@ -50,7 +51,7 @@ def _resolve(value: str | None, base_dir: pathlib.Path | None) -> str | None:
     if value is None:
         return None
     p = pathlib.Path(value).expanduser()
-    return str(p if p.is_absolute() or base_dir is None else (base_dir / p).resolve())
+    return str(p if p.is_absolute() else ((base_dir or pathlib.Path.cwd()) / p).resolve())
 
 
 def _folder_splits(root: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path | None]:
@@ -95,6 +96,7 @@ def own_data_keys(data: dict, common: tuple) -> list[str]:
     if fmt == "text":
         return keys + ["block_size"]
     ndim, has_test = _x_layout(data)
+    has_test = has_test or data.get("test_path") is not None
     return keys + ([] if has_test else ["test_fraction"]) + ["augment" if ndim >= 3 else "standardize"]
 
 
@@ -106,6 +108,7 @@ def check_own(data: dict, base_dir: pathlib.Path | None = None) -> dict:
     data = dict(data)
     data["path"] = _resolve(data["path"], base_dir)
     data["target_path"] = _resolve(data.get("target_path"), base_dir)
+    data["test_path"] = _resolve(data.get("test_path"), base_dir)
     path = pathlib.Path(data["path"])
     if not path.exists():
         raise ConfigError(f"data.path: {str(path)!r} not found"
@@ -129,8 +132,16 @@ def check_own(data: dict, base_dir: pathlib.Path | None = None) -> dict:
     if fmt == "npy" and data.get("target_path") is None:
         raise ConfigError("data.target_path: a value is required with a .npy data.path: the .npy file of the "
                           "targets (or put both in one .npz file with arrays x and y)")
-    if data["target_path"] is not None and not pathlib.Path(data["target_path"]).is_file():
-        raise ConfigError(f"data.target_path: {data['target_path']!r} not found")
+    for key in ("target_path", "test_path"):
+        if data[key] is not None and not pathlib.Path(data[key]).is_file():
+            raise ConfigError(f"data.{key}: {data[key]!r} not found")
+    if data["test_path"] is not None:
+        try:
+            test_fmt = format_of(data["test_path"], what="data.test_path")
+        except DataFileError as e:
+            raise ConfigError(str(e)) from None
+        if test_fmt not in TABLE_FORMATS:
+            raise ConfigError(f"data.test_path: {data['test_path']!r} is not a table (.csv, .tsv or .parquet)")
     if data.get("image_size") is not None and (len(data["image_size"]) != 2 or min(data["image_size"]) < 1):
         raise ConfigError(f"data.image_size: expected [height, width] of positive ints, got {data['image_size']}")
     if data.get("channels") not in (None, 1, 3):
@@ -186,6 +197,10 @@ def _encode_targets(y: np.ndarray, task: str, where: str, identity_ints: bool) -
 def _table_source(data: dict) -> tuple:
     path, fmt = pathlib.Path(data["path"]), data["format"]
     df, where, target = _table(path, fmt), str(path), data["target"]
+    test = test_where = None
+    if data.get("test_path") is not None:
+        test_where = data["test_path"]
+        test = read_table(test_where, format_of(test_where))
     cols = list(df.columns)
     features = data.get("features") or [c for c in cols if c != target]
     for key, names in (("features", features), ("categorical", data.get("categorical") or [])):
@@ -205,15 +220,29 @@ def _table_source(data: dict) -> tuple:
         raise ConfigError(f"data.categorical: {', '.join(map(repr, outside))} {'is' if len(outside) == 1 else 'are'}"
                           f" not among the features ({', '.join(features)})")
     check_no_missing(df, features + [target], where, fmt)
-    cats = {c: sorted(set(df[c].astype(str))) for c in features if c in categorical}
-    y, classes = _encode_targets(_raw_targets(data)[0], data["task"], f"{where}: column {target!r}", False)
+    if test is not None:
+        missing = [c for c in features + [target] if c not in test.columns]
+        if missing:
+            raise DataFileError(f"data.test_path: {test_where} has no column {', '.join(map(repr, missing))}; it "
+                                f"needs the columns of {path.name}")
+        check_no_missing(test, features + [target], test_where, format_of(test_where))
+    both = df if test is None else concat_rows(df[features + [target]], test[features + [target]])
+    cats = {c: sorted(set(both[c].astype(str))) for c in features if c in categorical}
+    raw = _raw_targets(data)[0]
+    if test is not None:
+        col = test[target]
+        raw = np.concatenate([raw, col.to_numpy() if col.dtype.kind in "iubf" else col.astype(str).to_numpy()])
+    y, classes = _encode_targets(raw, data["task"], f"{where}: column {target!r}", False)
     names = [n for c in features for n in ([f"{c}={v}" for v in cats[c]] if c in cats else [c])]
     spec = InputSpec("table", data["task"], [len(names)], classes, None if classes else [target], str(path), fmt,
                      target=target, columns=features, categorical=cats, feature_names=names)
     x = spec.encode_table(df, where)
+    xt = yt = None
+    if test is not None:
+        xt, yt, y = spec.encode_table(test, test_where, format_of(test_where)), y[len(df):], y[:len(df)]
     data["features"], data["categorical"] = features, [c for c in features if c in cats]
     numeric = np.array([c not in cats for c in features for _ in (cats[c] if c in cats else [0])])
-    return x, y, None, None, spec, numeric
+    return x, y, xt, yt, spec, numeric
 
 
 def _array_source(data: dict) -> tuple:

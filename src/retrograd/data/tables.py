@@ -1,7 +1,6 @@
 """Reading tables (CSV, TSV, Parquet) with pandas, imported only when a table is read."""
 from __future__ import annotations
 
-import importlib
 import os
 import pathlib
 from typing import Any
@@ -9,20 +8,16 @@ from typing import Any
 import numpy as np
 
 from .bundle import DataFileError
-from .packaged import DataNotInstalledError
+from .packaged import DataNotInstalledError, optional_module
 
-__all__ = ["TABLE_FORMATS", "read_table", "check_no_missing", "row_name"]
+__all__ = ["TABLE_FORMATS", "read_table", "concat_rows", "check_no_missing", "row_name"]
 
 TABLE_FORMATS = ("csv", "tsv", "parquet")
 PANDAS_INSTALL = "python3 -m pip install pandas pyarrow  (or: python3 -m pip install 'retrograd[data]')"
 
 
 def _pandas() -> Any:
-    try:
-        return importlib.import_module("pandas")
-    except ImportError:
-        raise DataNotInstalledError(f"reading tables needs pandas, which is not installed; install it with: "
-                                    f"{PANDAS_INSTALL}") from None
+    return optional_module("pandas", needed_for="reading tables", install=PANDAS_INSTALL)
 
 
 def read_table(path: str | os.PathLike, fmt: str) -> Any:
@@ -48,6 +43,11 @@ def read_table(path: str | os.PathLike, fmt: str) -> Any:
     if len(set(df.columns)) != len(df.columns):
         raise DataFileError(f"{path}: column names must be distinct, got {list(df.columns)}")
     return df
+
+
+def concat_rows(a: Any, b: Any) -> Any:
+    """The rows of DataFrame ``a`` then ``b`` (a new 0-based index)."""
+    return _pandas().concat([a, b], ignore_index=True)
 
 
 def row_name(i: int, fmt: str | None) -> str:

@@ -95,6 +95,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
                         "or regression (default for float targets: loss mse, metrics mae and r2)"),
         "target_path": Key("str", None, optional=True,
                            doc="a .npy data.path: the .npy file of its targets (relative to the config's folder)"),
+        "test_path": Key("str", None, optional=True,
+                         doc="tables: a second table with the same columns to test on (then test_fraction does "
+                             "not apply; relative to the config's folder)"),
         "image_size": Key("list[int]", None, optional=True, range=POSITIVE,
                           doc="image folders: resize every image to [height, width] (default: their common size)"),
         "channels": Key("int", None, optional=True,
@@ -457,7 +460,7 @@ def _data_section(cfg: dict, base: pathlib.Path | None, data_files: bool = True)
             raise ConfigError(f"data.root: only for {allowed} (the other built-in sets come with installed "
                               f"packages), not {data['name']!r}")
         root = pathlib.Path(data["root"]).expanduser()
-        data["root"] = str(root if root.is_absolute() or base is None else (base / root).resolve())
+        data["root"] = str(root if root.is_absolute() else ((base or pathlib.Path.cwd()) / root).resolve())
     if preset.kind == "text" and not 0 < data["val_fraction"] < 1:  # a text set splits validation itself
         raise ConfigError(f"data.val_fraction: {data['name']} needs a value in (0, 1), got {data['val_fraction']}")
     if data["images"] and not preset.images_option:

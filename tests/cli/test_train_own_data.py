@@ -3,6 +3,7 @@ each run trains, writes a tidy resolved config and an inputs.json that reads new
 training read its data; a realistic table (scikit-learn's wine with string class names and a
 categorical column) reaches a known accuracy."""
 import json
+import pathlib
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,7 @@ def _train(write_config, run_cli, text: str, name: str = "own") -> tuple:
     rc, out, err = run_cli("train", write_config(text, name), "--quiet")
     assert rc == 0, err
     run_dir = next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("run folder: "))
-    return rc, out, err, __import__("pathlib").Path(run_dir)
+    return rc, out, err, pathlib.Path(run_dir)
 
 
 def _spec(run_dir) -> InputSpec:
@@ -123,9 +124,10 @@ progress = false
 def test_image_folder_trains_and_npy_features_train(tmp_path, write_config, run_cli):
     rng = np.random.default_rng(0)
     for c, level in (("dark", 30), ("light", 200)):
+        (tmp_path / "imgs" / c).mkdir(parents=True)
         for i in range(12):
-            Image.fromarray(rng.integers(level - 30, level + 30, (6, 6, 3)).astype(np.uint8), "RGB").save(
-                (tmp_path / "imgs" / c).mkdir(parents=True, exist_ok=True) or tmp_path / "imgs" / c / f"{i}.png")
+            pixels = rng.integers(level - 30, level + 30, (6, 6, 3)).astype(np.uint8)
+            Image.fromarray(pixels, "RGB").save(tmp_path / "imgs" / c / f"{i}.png")
     _, _, _, run_dir = _train(write_config, run_cli, """
 [model]
 name = "cnn"
