@@ -417,8 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
     _trust_flag(g)
     pr = sub.add_parser("predict", help="predictions of a trained run on new data, to CSV or .npy")
     _run_dir_arg(pr, "predict with")
-    pr.add_argument("input", help="the new data: a file in the format the run was trained on (its inputs.json), "
-                    "or for a built-in data set a .npy/.npz array in the model's input shape, e.g. x_new.npy")
+    pr.add_argument("input", help="the new data, raw, as the run was trained on (read and preprocessed as its "
+                    "inputs.json says): a CSV/TSV/Parquet table, a .npy/.npz array, an image or a folder of "
+                    "images, e.g. new_rows.csv")
     pr.add_argument("-o", "--out", help="where to write: .csv (id, predicted class, one probability column per "
                     "class; a regression run's values), .npy (the (N, C) probabilities, and OUT.labels.txt) or "
                     ".npz (default: RUN/predictions_<input name>.csv)")
