@@ -71,16 +71,16 @@ class LoadedRun:
 
     @property
     def input_features(self) -> int | tuple | None:
-        """What one model input must be: the shape the run's ``inputs`` give, else from the config
-        an ``mlp``'s number of input values (any shape with that many values is flattened), a
-        ``cnn``'s ``(channels, height, width)``; None when neither says (a model file of your own
-        in an old run folder: its forward pass decides)."""
-        if self.inputs is not None and self.inputs.kind != "text":
-            shape = tuple(self.inputs.shape)
-            return shape[0] if len(shape) == 1 else shape
+        """What one model input must be: an ``mlp``'s number of input values (any shape with that
+        many values is flattened), else the shape the run's ``inputs`` give, else a ``cnn``'s
+        ``(channels, height, width)`` from the config; None when none says (a model file of your
+        own in an old run folder: its forward pass decides)."""
         m = self.config["model"]
         if m["name"] == "mlp":
             return int(m["sizes"][0])
+        if self.inputs is not None and self.inputs.kind != "text":
+            shape = tuple(self.inputs.shape)
+            return shape[0] if len(shape) == 1 else shape
         if m["name"] == "cnn":
             size = m.get("input_size", 28)
             hw = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
