@@ -341,3 +341,26 @@ def test_own_image_folder_predicts_a_folder_of_images(write_config, run_cli, tmp
     assert rc == 0, err
     one = (tmp_path / "one.csv").read_text().splitlines()[1].split(",")
     assert one[:2] == rows[1].split(",")[:2] and np.allclose([float(v) for v in one[2:]], p[0], rtol=1e-6)
+
+
+def test_fashion_mnist_run_names_its_classes_and_reads_raw_pixels(write_config, run_cli, tmp_path):
+    try:
+        images, _ = rg.data.fashion_mnist("test").arrays
+    except rg.data.DataNotInstalledError as e:
+        pytest.skip(f"Fashion-MNIST is not installed: {e}")
+    text = DIGITS_MLP.replace("sizes = [64, 64, 10]", "sizes = [784, 16, 10]") \
+        .replace('name = "digits"', 'name = "fashion_mnist"\ntrain_samples = 128\nval_samples = 64') \
+        .replace("epochs = 2", "epochs = 1")
+    _train(run_cli, write_config(text))
+    run_dir = tmp_path / "runs" / "c"
+    raw = np.rint(np.asarray(images[:3]) * 255).astype(np.uint8)   # pixels as a file holds them, 0-255
+    np.save(tmp_path / "x.npy", raw[:, 0])                          # (N, 28, 28)
+    rc, _, err = run_cli("predict", run_dir, tmp_path / "x.npy", "-o", tmp_path / "p.csv")
+    assert rc == 0, err
+    header = (tmp_path / "p.csv").read_text().splitlines()[0].split(",")
+    names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+    assert header == ["id", "predicted"] + [f"prob_{n}" for n in names]
+    run = rg.train.load_run(run_dir)
+    assert np.array_equal(run.read_inputs(tmp_path / "x.npy")[0], raw.astype(np.float32) / 255)
+    (run_dir / "inputs.json").unlink()  # a run folder from before inputs.json: the names still come
+    assert rg.train.load_run(run_dir).classes == names
