@@ -257,8 +257,9 @@ def cmd_generate(args) -> str:
     vocab_path = run_dir / "vocab.json"
     if not vocab_path.is_file():
         raise ConfigError(f"{run_dir}: no vocab.json; generate needs a run of a language model on text "
-                          f"(model gpt, data shakespeare), this one is {cfg['model']['name']} on {cfg['data']['name'] or cfg['data']['path']}"
-                          f"; for its predictions: retrograd predict {run_dir} INPUT")
+                          f"(model gpt, data shakespeare), this one is {cfg['model']['name']} on "
+                          f"{cfg['data']['name'] or cfg['data']['path']}; for its predictions: retrograd predict "
+                          f"{run_dir} INPUT")
     vocab = Vocabulary(json.loads(vocab_path.read_text()))
     model = load_run(run_dir, args.checkpoint, trust_model_code=args.trust_model_code, command="generate").model
     if not hasattr(model, "generate"):

@@ -186,6 +186,9 @@ def test_predict_errors_are_one_line(write_config, run_cli, tmp_path):
     assert rc == 2 and "not a run folder (no config.toml)" in _one_error(err)
     rc, _, err = run_cli("predict", run_dir, tmp_path / "missing.npy")
     assert rc == 2 and "missing.npy' not found" in _one_error(err)
+    rc, _, err = run_cli("generate", run_dir)  # generate on a classifier points to predict
+    assert rc == 2 and err.strip().endswith(f"this one is mlp on digits; for its predictions: retrograd predict "
+                                            f"{run_dir} INPUT"), err
 
 
 def test_a_run_folder_without_inputs_json_takes_arrays_in_the_models_input_shape(write_config, run_cli, tmp_path):

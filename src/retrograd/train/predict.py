@@ -273,16 +273,17 @@ def load_run(run_dir: str | pathlib.Path, checkpoint: str | None = None, *, trus
     ``checkpoint``: ``"best"``, ``"last"``, the name of another folder in ``run_dir/checkpoints``
     or the path of a checkpoint folder; None (the default) loads ``best`` when the run has one,
     else ``last`` (``LoadedRun.which`` says which). The model is built from the run's resolved
-    ``config.toml`` (no data is read, and the training data need not exist any more) and the checkpoint is verified against its manifest before
-    its weights are loaded. A model file of your own (``"m.py:MLP"``) is imported only when
-    ``retrograd.train.model_code`` trusts it; ``trust_model_code=True`` is ``--trust-model-code``.
-    Raises ``ConfigError`` (not a run folder, no such checkpoint, untrusted model code) or
-    ``CheckpointError`` (a corrupted checkpoint)::
+    ``config.toml`` (no data is read, and the training data need not exist any more) and the
+    checkpoint is verified against its manifest before its weights are loaded. A model file of your
+    own (``"m.py:MLP"``) is imported only when ``retrograd.train.model_code`` trusts it;
+    ``trust_model_code=True`` is ``--trust-model-code``. Raises ``ConfigError`` (not a run folder,
+    no such checkpoint, untrusted model code) or ``CheckpointError`` (a corrupted checkpoint)::
 
         run = rg.train.load_run("runs/fashion_mlp", "best")
         print(run.describe(), run.classes)
-        probs = run.predict_proba(x_new)              # x_new: (N, 1, 28, 28) or (N, 784) float32
-        logits = run.model(rg.tensor(x_new))          # the model itself
+        x, ids = run.read_inputs("new_images.npy")    # raw data, preprocessed as in training
+        probs = run.predict_proba(x)                  # (N, 10)
+        logits = run.model(rg.tensor(x))              # the model itself
     """
     run_dir = pathlib.Path(run_dir)
     cfg = read_run_config(run_dir, trust_model_code=trust_model_code, command=command or "load_run",
