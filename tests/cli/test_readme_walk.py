@@ -97,11 +97,12 @@ def shell(tmp_path):
         # of epoch `interrupt_in_epoch` (0-based)
         p = subprocess.Popen(["bash", "-c", "exec " + cmd], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, start_new_session=True)
-        log = run_dir / "metrics.jsonl"
+        log, read = run_dir / "metrics.jsonl", 0
         deadline = time.monotonic() + 120
         while p.poll() is None and time.monotonic() < deadline:
-            if log.is_file() and any(r.get("kind") == "step" and r["epoch"] >= interrupt_in_epoch
-                                     for r in _jsonl(log)):
+            rows = _jsonl(log, read) if log.is_file() else []
+            read += len(rows)
+            if any(r.get("kind") == "step" and r["epoch"] >= interrupt_in_epoch for r in rows):
                 os.killpg(p.pid, signal.SIGINT)
                 break
             time.sleep(0.01)
@@ -115,13 +116,13 @@ def shell(tmp_path):
     return run
 
 
-def _jsonl(path: pathlib.Path) -> list[dict]:
+def _jsonl(path: pathlib.Path, skip: int = 0) -> list[dict]:
+    """The complete lines of a metrics.jsonl after the first ``skip``."""
     rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            pass  # a line being written
+    for line in path.read_text().splitlines(keepends=True)[skip:]:
+        if not line.endswith("\n"):
+            break  # a line being written
+        rows.append(json.loads(line))
     return rows
 
 
