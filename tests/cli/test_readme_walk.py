@@ -39,15 +39,18 @@ TUNE_TRIALS = 3
 
 
 def walkthrough() -> tuple[dict, list[str]]:
-    """The README walkthrough's files (a ``toml`` block whose first line is ``# NAME``) and the
-    lines of its ``bash`` block (comments kept, continuations joined)."""
+    """The README walkthrough's files (a ``toml`` block whose first line is ``# NAME``; a block
+    without a language is the sample of fruit.csv, key ``"sample"``) and the lines of its ``bash``
+    block (comments kept, continuations joined)."""
     text = README.read_text()
     start = text.index("### Walkthrough")
     end = min(i for i in (text.find("\n## ", start + 1), text.find("\n### ", start + 1)) if i > 0)
     section = text[start:end]
     files, commands = {}, []
-    for lang, body in re.findall(r"```(\w+)\n(.*?)```", section, flags=re.S):
-        if lang == "toml":
+    for lang, body in re.findall(r"```(\w*)\n(.*?)```", section, flags=re.S):
+        if not lang:
+            files["sample"] = body
+        elif lang == "toml":
             first, _, _ = body.partition("\n")
             files[first.lstrip("# ").split(":")[0].strip()] = body
         elif lang == "bash":
@@ -147,6 +150,9 @@ def test_the_readme_walkthrough(shell, tmp_path):
         pytest.skip(f"the quickstart's Fashion-MNIST is not installed, so the walkthrough cannot start: {e}")
     files, commands = walkthrough()
     assert [_split(c)[0][1] for c in commands if c.startswith("retrograd ")] == STEPS, commands
+    sample = files.pop("sample").splitlines()  # the README's look at fruit.csv: the columns the test writes
+    assert sample[0] == fruit_table(1).splitlines()[0] and {r.rsplit(",", 1)[1] for r in sample[1:]} == \
+        {"apple", "banana", "cherry"}, sample
     for name, body in files.items():
         (tmp_path / name).write_text(body)
     (tmp_path / "examples").mkdir()
