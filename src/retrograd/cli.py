@@ -315,8 +315,6 @@ def cmd_predict(args) -> dict:
         raise ConfigError(f"{run_dir} is a language model ({run.config['model']['name']} on "
                           f"{d['name'] or d['path']}); to sample text from it use: retrograd generate "
                           f"{run_dir} --prompt TEXT")
-    if args.batch_size is not None and args.batch_size < 1:
-        raise ConfigError(f"--batch-size: must be >= 1, got {args.batch_size}")
     src = pathlib.Path(args.input)
     x, ids = run.read_inputs(src)
     out = pathlib.Path(args.out) if args.out else run_dir / f"predictions_{src.stem}.csv"
@@ -473,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
                     ".npz (default: RUN/predictions_<input name>.csv)")
     pr.add_argument("--checkpoint", default=None, help="best, last, or the name or path of a checkpoint folder "
                     "(default: best when the run has one, else last; the command says which it loaded)")
-    pr.add_argument("--batch-size", type=int, help="inputs per forward pass (default: the run's "
+    pr.add_argument("--batch-size", type=_POSITIVE_INT, help="inputs per forward pass (default: the run's "
                     "data.eval_batch_size, else max(data.batch_size, 500))")
     _trust_flag(pr)
     tu = sub.add_parser("tune", help="hyperparameter search over the config's [search] table (Optuna)")

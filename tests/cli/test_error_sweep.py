@@ -137,7 +137,6 @@ CASES = [
     ("predict", ["{run}", "{root}/not_an_array.npy"], "{root}/not_an_array.npy: cannot read it as npy"),
     ("predict", ["{gpt}", "{root}/x_ok.npy"], "{gpt} is a language model (gpt on shakespeare); to sample text"),
     ("predict", ["{run}", "{root}/x_ok.npy", "--checkpoint", "worst"], "checkpoint: 'worst' is neither a checkpoint"),
-    ("predict", ["{run}", "{root}/x_ok.npy", "--batch-size", "0"], "--batch-size: must be >= 1, got 0"),
     ("predict", ["{run}", "{root}/x_ok.npy", "-o", "{root}/p.txt"], "-o {root}/p.txt: expected a .csv, .npy or .npz"),
     ("predict", ["{run}", "{root}/x_ok.npy", "-o", "{cfg}/p.csv"], "{cfg}: File exists"),
     ("predict", ["{broken_manifest}", "{root}/x_ok.npy"], "{broken_manifest}/checkpoints/best/manifest.json: "
@@ -170,7 +169,8 @@ USAGE = [
     ("generate", ["{gpt}", "--temperature", "nan"], "argument --temperature: expected a finite number >= 0"),
     ("generate", ["{gpt}", "--top-k", "0"], "argument --top-k: expected an int >= 1, got '0'"),
     ("predict", ["{run}"], "the following arguments are required: input"),
-    ("predict", ["{run}", "{root}/x_ok.npy", "--batch-size", "x"], "argument --batch-size: invalid int value: 'x'"),
+    ("predict", ["{run}", "{root}/x_ok.npy", "--batch-size", "x"], "argument --batch-size: expected an int >= 1, got 'x'"),
+    ("predict", ["{run}", "{root}/x_ok.npy", "--batch-size", "0"], "argument --batch-size: expected an int >= 1, got '0'"),
     ("tune", ["{cfg}", "--workers", "0"], "argument --workers: expected an int >= 1, got '0'"),
     ("tune", ["{cfg}", "--n-trials", "-4"], "argument --n-trials: expected an int >= 1, got '-4'"),
 ]
