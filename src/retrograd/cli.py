@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import io
+import itertools
 import json
 import os
 import pathlib
@@ -41,8 +42,10 @@ from .tensor import Tensor
 from .io.checkpoint import CheckpointError, verify_directory
 from .train.config import (ConfigError, apply_overrides, default_lr, dumps, load_config, model_factory,
                            optimizer_class, optimizer_names, validate)
-from .train.formatting import format_value, markdown_table
+from .train.formatting import format_value, markdown_table, plural
 from .train.model_code import record_model_code
+from .train.model_summary import show_model
+from .train.step_timing import TimedRun, interleaved_step_times
 from .train.recipe import make_trainer, prepare
 from .train.runs import (check_schedule_length, checkpoint_dir, final_metrics, finish_run, finished_run, jsonable, new_run_dir,
                          prefixed_metrics, read_run_config)
@@ -71,6 +74,7 @@ def cmd_train(args, extra_callbacks: Sequence = ()) -> dict:
         (run_dir / "vocab.json").write_text(json.dumps(setup.data.vocab.itos))
     args.active_run_dir = run_dir  # for the message after Ctrl-C
     print(f"run folder: {run_dir}")
+    show_model(setup, quiet=args.quiet, run_dir=run_dir)
     trainer = args.active_trainer = make_trainer(setup, run_dir, quiet=args.quiet, extra_callbacks=extra_callbacks)
     history = trainer.fit(setup.train_loader, setup.val_loader, epochs=cfg["train"]["epochs"])
     return finish_run(setup, trainer, history, run_dir, time.perf_counter() - t0)
@@ -95,6 +99,7 @@ def cmd_resume(args, extra_callbacks: Sequence = ()) -> dict:
             print(f"retrograd resume: note: {note}", file=sys.stderr)
     args.active_run_dir = run_dir  # for the message after Ctrl-C
     print(f"resuming {run_dir} from {ckpt}")
+    show_model(setup, quiet=args.quiet)
     trainer = args.active_trainer = make_trainer(setup, run_dir, quiet=args.quiet, extra_callbacks=extra_callbacks)
     history = trainer.fit(setup.train_loader, setup.val_loader, epochs=cfg["train"]["epochs"],
                           resume_from=str(ckpt))
@@ -143,12 +148,14 @@ def cmd_compare(args) -> dict:
             raise ConfigError(f"--optimizers: {n!r} is not an optimizer in rg.optim; available: "
                               f"{', '.join(optimizer_names())}") from None
     lrs = _parse_lrs(args.lr)
+    if args.timed_steps < 0:
+        raise ConfigError(f"--timed-steps: must be >= 0 (0 skips the step timing), got {args.timed_steps}")
     seed = base["train"]["seed"]
     data = build_data(base["data"], seed)
     out_dir = new_run_dir(copy.deepcopy(base) | {"run": {**base["run"], "name": (base["run"]["name"] or
                                                    pathlib.Path(args.config).stem) + "-compare"}}, args.config)
-    histories, rows = {}, []
-    for n in names:
+    histories, rows, timed = {}, [], {}
+    for i, n in enumerate(names):
         cfg = copy.deepcopy(base)
         if n != base["optim"]["name"]:
             cfg["optim"] = {"name": n, "lr": lrs.get(n, COMPARE_LRS.get(n, default_lr(n)))}
@@ -158,6 +165,8 @@ def cmd_compare(args) -> dict:
         run_dir = out_dir / n
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.toml").write_text(dumps(cfg))
+        if i == 0:
+            show_model(setup, quiet=args.quiet, run_dir=out_dir)
         print(f"== {n} (lr {cfg['optim'].get('lr', default_lr(n))})")
         trainer = make_trainer(setup, run_dir, quiet=args.quiet, checkpoints=False)
         t0 = time.perf_counter()
@@ -167,17 +176,30 @@ def cmd_compare(args) -> dict:
         row = {"optimizer": n, "lr": cfg["optim"].get("lr", default_lr(n)), **final_metrics(history)}
         if setup.test_loader is not None:
             row.update(prefixed_metrics(trainer.evaluate(setup.test_loader), "test"))
-        row["time_s"] = round(elapsed, 2)
+        row["wall_time_s"] = round(elapsed, 2)
         rows.append(row)
+        timed[n] = TimedRun(setup.model, setup.optimizer, setup.loss_fn, cfg["train"]["grad_clip"])
+    legend = {"wall_time_s": "each optimizer's whole run (training, evaluation, logging), the runs one after "
+                             "another, so under whatever else loaded the machine at the time"}
+    if args.timed_steps:
+        batches = list(itertools.islice(iter(setup.train_loader), 5))
+        step_s = interleaved_step_times(timed, batches, rounds=args.timed_steps)
+        for row in rows:
+            row["step_ms"] = round(step_s[row["optimizer"]] * 1e3, 3)
+        legend["step_ms"] = (f"median time of one training step (forward, backward, optimizer step) after "
+                             f"training, on the same {plural(len(batches), 'batch', 'batches')} for every optimizer, "
+                             f"the optimizers taking turns ({plural(args.timed_steps, 'round')})")
     from .train import plots as tplots
 
     plot_path = out_dir / "comparison.png"
     tplots.plot_comparison(histories, str(plot_path))
     table = markdown_table(rows)
-    (out_dir / "comparison.md").write_text(table + "\n")
-    (out_dir / "comparison.json").write_text(json.dumps({"rows": rows, "histories": jsonable(histories)},
-                                                        indent=2) + "\n")
+    notes = "\n".join(f"{k}: {v}" for k, v in legend.items())
+    (out_dir / "comparison.md").write_text(table + "\n\n" + notes + "\n")
+    (out_dir / "comparison.json").write_text(json.dumps({"rows": rows, "columns": legend,
+                                                         "histories": jsonable(histories)}, indent=2) + "\n")
     print(table)
+    print(notes)
     print(f"plot: {plot_path}")
     return {"dir": str(out_dir), "rows": rows, "plot": str(plot_path)}
 
@@ -202,7 +224,7 @@ def cmd_lr_find(args) -> dict:
         plot = None
         print(f"(no plot: {e})")
     out.with_suffix(".json").write_text(json.dumps({"suggested_lr": lr, **finder.history}, indent=2) + "\n")
-    print(f"suggested lr: {lr:.3g} ({cfg['optim']['name']}, {len(finder.history['lr'])} iterations"
+    print(f"suggested lr: {lr:.3g} ({cfg['optim']['name']}, {plural(len(finder.history['lr']), 'iteration')}"
           f"{', stopped at divergence' if finder.diverged else ''})" + (f"; plot: {plot}" if plot else ""))
     return {"suggested_lr": lr, "plot": plot, "history": finder.history}
 
@@ -365,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "order; one plot, one table"))
     c.add_argument("--optimizers", required=True, help="comma-separated, e.g. sgd,momentum,adam,adamw,lion")
     c.add_argument("--lr", help="learning rates per optimizer, e.g. sgd=0.05,adam=0.001")
+    c.add_argument("--timed-steps", type=int, default=20, metavar="N",
+                   help="after training, time N rounds of one training step per optimizer on the same batches, "
+                        "taking turns, for the step_ms column: their median (default: 20; 0: skip)")
     f = with_config(sub.add_parser("lr-find", help="learning-rate range test: suggestion and plot"))
     f.add_argument("--start-lr", type=float, default=1e-6, help="learning rate of the first step (default: 1e-6)")
     f.add_argument("--end-lr", type=float, default=10.0, help="learning rate of the last step; the range test "

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["format_value", "markdown_table"]
+__all__ = ["format_value", "markdown_table", "plural"]
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``"1 epoch"``, ``"2 epochs"``, ``"1,000 epochs"``: ``n`` and ``word``, or its plural (``words``,
+    default ``word + "s"``) unless ``n`` is 1."""
+    return f"{n:,} {word if n == 1 else (words or word + 's')}"
 
 
 def format_value(v: Any, *, fixed: bool = False) -> str:

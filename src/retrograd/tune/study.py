@@ -18,6 +18,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from ..train.formatting import plural
 from .pruning import Reporter, TrialPruned
 from .recovery import (cancel_surplus_retries, counted, die_with_parent, interrupted_numbers, is_retry, over_budget,
                        recover_interrupted, slots_used, worker_identity)
@@ -164,7 +165,7 @@ def _optimize(job: dict, worker: int, share: int | None = None) -> None:
             if not over_budget(trials, trial.number, n_trials, interrupted_numbers(study, trials)):
                 return fn(trial)
             trial.set_user_attr("over_budget", True)
-            raise TrialPruned(f"tune: trial {trial.number} is over the budget of {n_trials} trials; not run")
+            raise TrialPruned(f"tune: trial {trial.number} is over the budget of {plural(n_trials, 'trial')}; not run")
         return fn(trial)
 
     deadline = None if job["timeout"] is None else time.monotonic() + job["timeout"]
@@ -264,8 +265,8 @@ def search(config: Mapping, space: Mapping | SearchSpace, *, train_fn: TrainFn, 
         recover_interrupted(study, out=out)
         cancelled = cancel_surplus_retries(study, n_trials)
         if cancelled:
-            print(f"tune: queued retries {', '.join(map(str, cancelled))} are beyond the budget of {n_trials} "
-                  "trials; not run", file=out)
+            print(f"tune: queued retries {', '.join(map(str, cancelled))} are beyond the budget of "
+                  f"{plural(n_trials, 'trial')}; not run", file=out)
     trials = study.get_trials(deepcopy=False)
     interrupted = interrupted_numbers(study, trials)
     done = sum(counted(t, interrupted) for t in trials)
@@ -273,7 +274,7 @@ def search(config: Mapping, space: Mapping | SearchSpace, *, train_fn: TrainFn, 
                                                   sum(t.state == TrialState.WAITING for t in trials
                                                       if "retry_of" in t.user_attrs))
     print(f"tune: study {study_name!r} ({method}, {pruner} pruner) in {mask_url(spec) if isinstance(spec, str) else spec}"
-          f"; {done} trials done" + (f", {remaining} to run" if remaining is not None else "")
+          f"; {plural(done, 'trial')} done" + (f", {remaining} to run" if remaining is not None else "")
           + (f" (grid of {grid_size})" if grid_size else "") + (f" on {workers} workers" if workers > 1 else ""),
           file=out)
     job = {"config": copy.deepcopy(dict(config)), "space": parsed, "train_fn": train_fn, "method": method,
