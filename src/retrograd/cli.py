@@ -195,11 +195,10 @@ def cmd_compare(args) -> dict:
     tplots.plot_comparison(histories, str(plot_path))
     table = markdown_table(rows)
     notes = "\n".join(f"{k}: {v}" for k, v in legend.items())
-    (out_dir / "comparison.md").write_text(table + "\n\n" + notes + "\n")
+    (out_dir / "comparison.md").write_text(f"{table}\n\n{notes}\n")
     (out_dir / "comparison.json").write_text(json.dumps({"rows": rows, "columns": legend,
                                                          "histories": jsonable(histories)}, indent=2) + "\n")
-    print(table)
-    print(notes)
+    print(f"{table}\n\n{notes}")
     print(f"plot: {plot_path}")
     return {"dir": str(out_dir), "rows": rows, "plot": str(plot_path)}
 
