@@ -1,12 +1,16 @@
 """What a user sees while training (issue 13 item 11): the model summary at the start, plain lines
 off a terminal with the time left for the whole run, the closing summary's lines, and the step
 time that `compare` measures on the same work."""
+import fcntl
 import json
 import os
 import pathlib
+import pty
 import re
+import struct
 import subprocess
 import sys
+import termios
 
 import numpy as np
 import pytest
@@ -56,6 +60,30 @@ def test_a_log_off_a_terminal_has_one_line_per_epoch(write_config, tmp_path):
     assert re.fullmatch(rf"run {run}: mlp on digits with adam, 4,810 parameters, 3 epochs in [0-9.]+ s "
                         r"\([0-9,]+ samples/s\)", lines[17])
     assert [x.split(":")[0] for x in lines[18:]] == ["  final", "  test"]
+
+
+def test_on_a_terminal_a_bar_shows_the_time_left_for_the_run(write_config, tmp_path):
+    cfg = write_config(DIGITS_MLP.replace("progress = false", "progress = true"))
+    leader, follower = pty.openpty()  # stderr is a terminal: tqdm draws its bar there
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 160, 0, 0))  # 160 columns wide
+    with open(tmp_path / "out.txt", "w") as out:
+        p = subprocess.Popen([sys.executable, "-m", "retrograd", "train", str(cfg)], stdout=out, stderr=follower,
+                             env={**os.environ, "PYTHONPATH": str(SRC)})
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the process closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert p.wait(timeout=300) == 0
+    bar = b"".join(chunks).decode()
+    assert "\r" in bar and "epoch 1/2:" in bar and "41/41" in bar and "run left=" in bar
+    assert re.search(r"epoch 1/2: train_loss=\S+ .* \| run \d+:\d\d elapsed, \d+:\d\d left", bar)
 
 
 def test_quiet_prints_neither_the_summary_nor_progress(write_config, run_cli, tmp_path):
