@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import retrograd as rg
+from retrograd import cli
 from retrograd.train.runs import summary_text
 from retrograd.train.step_timing import TimedRun, interleaved_step_times
 
@@ -122,7 +123,7 @@ def test_summary_text_lines():
         "    - layer 2 (net.2): 80% of its units are dead"]
 
 
-def test_compare_reports_wall_time_and_interleaved_step_time(write_config, run_cli, tmp_path):
+def test_compare_reports_wall_time_and_interleaved_step_time(write_config, run_cli, tmp_path, monkeypatch):
     rc, out, err = run_cli("compare", write_config(), "--optimizers", "sgd,adam", "--set", "train.epochs=1",
                            "--timed-steps", "3")
     assert rc == 0, err
@@ -139,6 +140,16 @@ def test_compare_reports_wall_time_and_interleaved_step_time(write_config, run_c
                            "--timed-steps", "0", "--quiet", "--set", "run.name=nostep")
     rows = json.loads((tmp_path / "runs" / "nostep-compare" / "comparison.json").read_text())["rows"]
     assert rc == 0 and "step_ms" not in rows[0] and "step_ms" not in out and "Layer (type)" not in out
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cli, "interleaved_step_times", boom)  # a failed timing loses none of the results
+    rc, out, err = run_cli("compare", write_config(), "--optimizers", "sgd", "--set", "train.epochs=1",
+                           "--quiet", "--set", "run.name=boom")
+    data = json.loads((tmp_path / "runs" / "boom-compare" / "comparison.json").read_text())
+    assert rc == 0 and "step_ms" not in data["rows"][0] and data["rows"][0]["test_accuracy"] > 0
+    assert data["columns"]["step_ms"] == "not measured: RuntimeError: boom" and \
+        "step_ms: not measured: RuntimeError: boom" in out
     rc, out, err = run_cli("compare", write_config(), "--optimizers", "sgd", "--timed-steps", "-1")
     assert rc == 2 and err == ("retrograd compare: error: --timed-steps: must be >= 0 (0 skips the step timing), "
                                "got -1\n")
