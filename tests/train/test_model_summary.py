@@ -109,7 +109,13 @@ def test_repeated_blocks_collapse_and_still_add_up():
     assert row.params == 3 * torch_like["blocks.0"]
     assert not any(r.path.startswith("blocks.2") for r in s.rows)
     assert sum(r.params for r in s.rows) == s.total_params == torch_like[""]
-    assert "│ └─Block x 3: 1-3" in str(s)
+    assert "│ └─Block x 3: 1-3 (same as 0)" in str(s)
+    # two blocks: the second is one row too
+    s = rg.train.summary(GPT(vocab_size=11, block_size=8, n_layer=2, n_head=2, d_model=16), (3, 8), dtypes=["int64"])
+    assert "│ └─Block: 1 (same as 0)         [3, 8, 16]      3,280" in str(s).splitlines()
+    # two plain layers stay two rows (collapsing would save none)
+    s = rg.train.summary(nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2)), (3, 2))
+    assert [r.name for r in s.rows] == ["", "0", "1"]
     # a repeated pattern of several layers (Linear, ReLU) collapses too
     deep = nn.Sequential(nn.Linear(2, 8), *[m for _ in range(5) for m in (nn.Linear(8, 8), nn.ReLU())],
                          nn.Linear(8, 1))
@@ -117,7 +123,7 @@ def test_repeated_blocks_collapse_and_still_add_up():
     assert [(r.name, r.type, r.params) for r in s.rows] == [
         ("", "Sequential", 0), ("0", "Linear", 24), ("1", "Linear", 72), ("2", "ReLU", 0),
         ("3-10", "(Linear, ReLU)", 4 * 72), ("11", "Linear", 9)]
-    assert "├─(Linear, ReLU) x 4: 3-10" in str(s)
+    assert "├─(Linear, ReLU) x 4: 3-10 (same as 1-2)" in str(s)
 
 
 def test_depth_and_no_forward_pass():

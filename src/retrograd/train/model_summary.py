@@ -48,8 +48,8 @@ class SummaryRow:
     run), ``path`` (the dotted name of ``named_modules``, ``""`` for the model; for a collapsed run
     its parent's, then ``a-b``), ``type`` (the class name, or the pattern of a collapsed run), ``output_shape`` (a list of
     ints; a list of them for a module returning several tensors; None when not run), ``params``
-    (see the module docstring) and ``repeats`` (for a collapsed row: how many times the pattern
-    repeats in it)."""
+    (see the module docstring), and for a collapsed row ``repeats`` (how many times the pattern
+    repeats in it) and ``same_as`` (the names of its first copy, shown above it)."""
     depth: int
     name: str
     path: str
@@ -57,6 +57,7 @@ class SummaryRow:
     output_shape: Any
     params: int
     repeats: int = 0
+    same_as: str = ""
 
 
 @dataclasses.dataclass
@@ -127,19 +128,26 @@ def _signature(node: _Node) -> Any:
     return node.sig
 
 
+def _size(node: _Node) -> int:
+    return 1 + sum(_size(c) for c in node.children)
+
+
 def _runs(children: list) -> list[tuple[int, int, int]]:
     """``(start, period, repeats)`` groups covering ``children`` in order: a run of ``repeats`` >= 2
-    copies of a ``period``-long pattern is collapsed when that hides at least two rows."""
+    copies of a ``period``-long pattern is collapsed into one row after its first copy when that
+    saves rows (the copies' subtrees included: two transformer blocks collapse, two Linears do not)."""
     sigs = [_signature(c) for c in children]
+    sizes = [_size(c) for c in children]
     out, i = [], 0
     while i < len(sigs):
-        best = (1, 1)
+        best, saved = (1, 1), 0
         for k in range(1, _MAX_PERIOD + 1):
             r = 1
             while i + (r + 1) * k <= len(sigs) and sigs[i + r * k:i + (r + 1) * k] == sigs[i:i + k]:
                 r += 1
-            if r >= 2 and (r - 1) * k >= 2 and (r - 1) * k > (best[1] - 1) * best[0]:
-                best = (k, r)
+            hidden = sum(sizes[i + k:i + k * r]) - 1
+            if r >= 2 and hidden >= 1 and hidden > saved:
+                best, saved = (k, r), hidden
         k, r = best
         out.append((i, k, r))
         i += k * r
@@ -171,10 +179,13 @@ def _rows(node: _Node, depth_limit: int | None, seen: set, out: list[SummaryRow]
         if r > 1:
             hidden = node.children[start + k:start + k * r]
             types = [type(c.module).__name__ for c in node.children[start:start + k]]
-            span = f"{hidden[0].name}-{hidden[-1].name}"
+            span = hidden[0].name if len(hidden) == 1 else f"{hidden[0].name}-{hidden[-1].name}"
+            first = node.children[start:start + k]
+            like = first[0].name if k == 1 else f"{first[0].name}-{first[-1].name}"
             out.append(SummaryRow(node.depth + 1, span, f"{node.path}.{span}" if node.path else span,
                                   types[0] if k == 1 else "(" + ", ".join(types) + ")", hidden[-1].shape,
-                                  sum(_count(c.module, seen, recurse=True) for c in hidden), repeats=r - 1))
+                                  sum(_count(c.module, seen, recurse=True) for c in hidden), repeats=r - 1,
+                                  same_as=like))
 
 
 # ---------------------------------------------------------------------- the forward pass
@@ -320,7 +331,8 @@ def format_summary(s: ModelSummary) -> str:
         nxt = next((x for x in s.rows[i + 1:] if x.depth <= r.depth), None)
         last = nxt is None or nxt.depth < r.depth
         bars = "".join("│ " if _open(s.rows, i, d) else "  " for d in range(1, r.depth))
-        label = f"{r.type} x {r.repeats}: {r.name}" if r.repeats else f"{r.type}: {r.name}"
+        label = f"{r.type}: {r.name}" if not r.repeats else \
+            f"{r.type}{f' x {r.repeats}' if r.repeats > 1 else ''}: {r.name} (same as {r.same_as})"
         names.append(bars + ("└─" if last else "├─") + label)
     shapes = [_shape_text(r.output_shape) for r in s.rows]
     params = [f"{r.params:,}" if r.params else "--" for r in s.rows]
