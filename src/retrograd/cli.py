@@ -42,7 +42,7 @@ from .tensor import Tensor
 from .io.checkpoint import CheckpointError, verify_directory
 from .train.config import (ConfigError, apply_overrides, default_lr, dumps, load_config, model_factory,
                            optimizer_class, optimizer_names, validate)
-from .train.formatting import format_value, markdown_table, plural
+from .train.formatting import format_duration, format_value, markdown_table, plural
 from .train.model_code import record_model_code
 from .train.model_summary import show_model
 from .train.step_timing import TimedRun, interleaved_step_times
@@ -171,6 +171,7 @@ def cmd_compare(args) -> dict:
     out_dir = new_run_dir(copy.deepcopy(base) | {"run": {**base["run"], "name": (base["run"]["name"] or
                                                    pathlib.Path(args.config).stem) + "-compare"}}, args.config)
     histories, rows, timed = {}, [], {}
+    t_start = time.perf_counter()
     for i, n in enumerate(names):
         cfg = copy.deepcopy(base)
         if n != base["optim"]["name"]:
@@ -183,7 +184,12 @@ def cmd_compare(args) -> dict:
         (run_dir / "config.toml").write_text(dumps(cfg))
         if i == 0:
             show_model(setup, quiet=args.quiet, run_dir=out_dir)
-        print(f"== {n} (lr {cfg['optim'].get('lr', default_lr(n))})")
+        progress = f", {i + 1} of {len(names)}" if len(names) > 1 else ""
+        if i:  # the time left for the whole comparison, at the mean time per optimizer so far
+            spent = time.perf_counter() - t_start
+            progress += (f" | compare {format_duration(spent)} elapsed, about "
+                         f"{format_duration(spent / i * (len(names) - i))} left")
+        print(f"== {n} (lr {cfg['optim'].get('lr', default_lr(n))}){progress}")
         trainer = make_trainer(setup, run_dir, quiet=args.quiet, checkpoints=False)
         t0 = time.perf_counter()
         history = trainer.fit(setup.train_loader, setup.val_loader, epochs=cfg["train"]["epochs"])

@@ -136,6 +136,10 @@ def test_compare_reports_wall_time_and_interleaved_step_time(write_config, run_c
                          "training, on the same 5 batches for every optimizer, the optimizers taking turns (3 rounds)")
     assert "\n".join(legend) in out and (d / "comparison.md").read_text().endswith("\n".join(legend) + "\n")
     assert out.splitlines()[:13] == SUMMARY and (d / "model_summary.txt").is_file()
+    # each optimizer's header says where the comparison stands
+    heads = [x for x in out.splitlines() if x.startswith("== ")]
+    assert heads[0] == "== sgd (lr 0.05), 1 of 2"
+    assert re.fullmatch(rf"== adam \(lr 0.003\), 2 of 2 \| compare {TIME} elapsed, about {TIME} left", heads[1])
     rc, out, err = run_cli("compare", write_config(), "--optimizers", "sgd", "--set", "train.epochs=1",
                            "--timed-steps", "0", "--quiet", "--set", "run.name=nostep")
     rows = json.loads((tmp_path / "runs" / "nostep-compare" / "comparison.json").read_text())["rows"]

@@ -10,8 +10,8 @@ import pytest
 import retrograd as rg
 from retrograd.train import Trainer
 from retrograd.train import callbacks as callbacks_module
-from retrograd.train.callbacks import (EarlyStopping, MetricLogger, ModelCheckpoint, NaNGuard, ProgressBar, RunClock,
-                                       format_duration)
+from retrograd.train.callbacks import EarlyStopping, MetricLogger, ModelCheckpoint, NaNGuard, ProgressBar, RunClock
+from retrograd.train.formatting import format_duration
 from retrograd.train.tensorboard import read_scalars
 
 from train_helpers import mlp

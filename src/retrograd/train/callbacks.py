@@ -24,11 +24,11 @@ from ..engine import AnomalyError, detect_anomaly
 from .. import random as rg_random
 from .callback import Callback
 from .diagnostics import GradientFlow
-from .formatting import format_value
+from .formatting import format_duration, format_value
 from .logfiles import read_jsonl
 from .step import forward_loss
 
-__all__ = ["Callback", "ProgressBar", "RunClock", "format_duration", "MetricLogger", "EarlyStopping", "ModelCheckpoint", "LRMonitor",
+__all__ = ["Callback", "ProgressBar", "RunClock", "MetricLogger", "EarlyStopping", "ModelCheckpoint", "LRMonitor",
            "NaNGuard", "GradientFlow"]
 
 
@@ -66,15 +66,6 @@ class RunClock:
         batches_left = max(n_batches - batch_in_epoch, 0) + n_batches * max(epochs - epoch - 1, 0)
         evals_left = max(epochs - epoch, 0)
         return batches_left * per_batch + evals_left * (self.eval_time / self.evals if self.evals else 0.0)
-
-
-def format_duration(seconds: float | None) -> str:
-    """``M:SS``, or ``H:MM:SS`` from an hour on; ``?`` for None."""
-    if seconds is None or seconds != seconds:
-        return "?"
-    s = int(round(seconds))
-    h, rest = divmod(s, 3600)
-    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
 
 class ProgressBar(Callback):

@@ -18,8 +18,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from ..train.callbacks import format_duration
-from ..train.formatting import plural
+from ..train.formatting import format_duration, plural
 from .pruning import Reporter, TrialPruned
 from .recovery import (cancel_surplus_retries, counted, die_with_parent, interrupted_numbers, is_retry, over_budget,
                        recover_interrupted, slots_used, worker_identity)
