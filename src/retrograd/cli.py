@@ -63,8 +63,20 @@ def _config_from_args(args) -> dict:
     return validate(raw, config_path=args.config)
 
 
+def _check_checkpoint_package(cfg: dict) -> None:
+    """Checkpoints need safetensors: say so before training, not at the end of the first epoch."""
+    if cfg["train"]["save_best"] or cfg["train"]["save_last"]:
+        try:
+            import safetensors.numpy  # noqa: F401
+        except ImportError:
+            raise ConfigError("checkpoints need the 'safetensors' package: pip install 'retrograd[train]' (or "
+                              "safetensors); or turn them off with train.save_best = false and "
+                              "train.save_last = false") from None
+
+
 def cmd_train(args, extra_callbacks: Sequence = ()) -> dict:
     cfg = _config_from_args(args)
+    _check_checkpoint_package(cfg)
     t0 = time.perf_counter()
     setup = prepare(cfg, config_path=args.config)
     run_dir = new_run_dir(cfg, args.config, command="train")
@@ -133,6 +145,8 @@ def _parse_lrs(text: str | None) -> dict[str, float]:
             out[k.strip().lower()] = float(v)
         except ValueError:
             raise ConfigError(f"--lr: {k}={v!r} is not a number") from None
+        if not 0 <= out[k.strip().lower()] < float("inf"):
+            raise ConfigError(f"--lr: {k}={v!r}: expected a finite number >= 0")
     return out
 
 
@@ -164,8 +178,9 @@ def cmd_compare(args) -> dict:
             raise ConfigError(f"--optimizers: {n!r} is not an optimizer in rg.optim; available: "
                               f"{', '.join(optimizer_names())}") from None
     lrs = _parse_lrs(args.lr)
-    if args.timed_steps < 0:
-        raise ConfigError(f"--timed-steps: must be >= 0 (0 skips the step timing), got {args.timed_steps}")
+    for n in lrs:
+        if n not in names:
+            raise ConfigError(f"--lr: {n!r} is not one of --optimizers ({', '.join(names)})")
     seed = base["train"]["seed"]
     data = build_data(base["data"], seed)
     out_dir = new_run_dir(copy.deepcopy(base) | {"run": {**base["run"], "name": (base["run"]["name"] or
@@ -222,16 +237,22 @@ def cmd_compare(args) -> dict:
 def cmd_lr_find(args) -> dict:
     from .train import LRFinder
 
+    if not args.start_lr < args.end_lr:
+        raise ConfigError(f"--start-lr {args.start_lr:g} must be below --end-lr {args.end_lr:g}")
     cfg = _config_from_args(args)
     cfg.pop("schedule", None)  # the range test sets the lr itself
+    out = pathlib.Path(args.out) if args.out else \
+        pathlib.Path(cfg["run"]["dir"]) / f"{cfg['run']['name'] or pathlib.Path(args.config).stem}-lr_finder.png"
+    try:  # before the range test: a path that cannot be written is said at once
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{'--out' if args.out else 'run.dir'}: cannot make the folder {out.parent} "
+                          f"({e.strerror}: {e.filename})") from None
     setup = prepare(cfg, config_path=args.config)
     finder = LRFinder(setup.model, setup.optimizer, setup.loss_fn)
     finder.range_test(setup.train_loader, start_lr=args.start_lr, end_lr=args.end_lr, num_iter=args.num_iter)
     skip_start = min(10, max(0, len(finder.history["lr"]) // 10))
     lr = finder.suggestion(skip_start=skip_start, skip_end=min(5, len(finder.history["lr"]) // 10))
-    out = pathlib.Path(args.out) if args.out else \
-        pathlib.Path(cfg["run"]["dir"]) / f"{cfg['run']['name'] or pathlib.Path(args.config).stem}-lr_finder.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
     try:
         finder.plot(path=str(out), skip_start=skip_start, skip_end=min(5, len(finder.history["lr"]) // 10))
         plot = str(out)
@@ -256,6 +277,8 @@ def cmd_plot(args) -> list:
         elif not (run_dir / "metrics.jsonl").is_file():
             raise ConfigError(f"{run_dir}: nothing to plot: neither a run folder (metrics.jsonl) nor a folder "
                               f"that retrograd compare wrote (comparison.json)")
+        elif not any(tplots.read_metrics(run_dir)):
+            raise ConfigError(f"{run_dir / 'metrics.jsonl'}: nothing to plot: no metrics recorded")
         else:
             made = tplots.plot_run(str(run_dir))
     except ImportError as e:  # matplotlib
@@ -284,7 +307,11 @@ def cmd_generate(args) -> str:
     if not vocab_path.is_file():
         raise ConfigError(f"{run_dir}: no vocab.json; generate needs a run of a language model on text "
                           f"(model gpt, data shakespeare), this one is {cfg['model']['name']} on {cfg['data']['name']}")
-    vocab = Vocabulary(json.loads(vocab_path.read_text()))
+    try:
+        vocab = Vocabulary(json.loads(vocab_path.read_text()))
+    except (ValueError, TypeError) as e:  # a torn or edited file
+        raise ConfigError(f"{vocab_path}: not a vocabulary written by retrograd train ({type(e).__name__}: {e})") \
+            from None
     kwargs = {k: v for k, v in cfg["model"].items() if k != "name"}
     manual_seed(cfg["train"]["seed"])
     model = model_factory(cfg["model"]["name"])(**kwargs)
@@ -354,6 +381,24 @@ def cmd_tune(args):
 
 
 # ---------------------------------------------------------------------- argument parsing
+def _number(kind: type, low: float, what: str, *, above: bool = False):
+    """An argparse type: a finite ``kind`` >= ``low`` (> ``low`` with ``above``); argparse's error names the flag."""
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if v != v or v in (float("inf"), float("-inf")) or v < low or (above and v == low):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return v
+    parse.__name__ = what  # argparse names the type by it
+    return parse
+
+
+_POSITIVE_INT = _number(int, 1, "an int >= 1")
+_POSITIVE_FLOAT = _number(float, 0, "a finite number > 0", above=True)
+
+
 def _trust_flag(sp) -> None:
     sp.add_argument("--trust-model-code", action="store_true",
                     help="import the run's model file (m.py:Class) even when it changed since training or the "
@@ -391,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(sub.add_parser("train", help="train from a config; writes a run folder"))
     r = sub.add_parser("resume", help="continue an interrupted run from its last checkpoint")
     _run_dir_arg(r, "continue")
-    r.add_argument("--epochs", type=int, help="train to this many epochs in total (default: the config's)")
+    r.add_argument("--epochs", type=_POSITIVE_INT, help="train to this many epochs in total (default: the config's)")
     _quiet_flag(r)
     e = sub.add_parser("evaluate", help="metrics of a run's checkpoint on its validation and test data")
     _run_dir_arg(e, "evaluate")
@@ -402,14 +447,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "order; one plot, one table"))
     c.add_argument("--optimizers", required=True, help="comma-separated, e.g. sgd,momentum,adam,adamw,lion")
     c.add_argument("--lr", help="learning rates per optimizer, e.g. sgd=0.05,adam=0.001")
-    c.add_argument("--timed-steps", type=int, default=20, metavar="N",
+    c.add_argument("--timed-steps", type=_number(int, 0, "an int >= 0"), default=20, metavar="N",
                    help="after training, time N rounds of one training step per optimizer on the same batches, "
                         "taking turns, for the step_ms column: their median (default: 20; 0: skip)")
     f = with_config(sub.add_parser("lr-find", help="learning-rate range test: suggestion and plot"))
-    f.add_argument("--start-lr", type=float, default=1e-6, help="learning rate of the first step (default: 1e-6)")
-    f.add_argument("--end-lr", type=float, default=10.0, help="learning rate of the last step; the range test "
+    f.add_argument("--start-lr", type=_POSITIVE_FLOAT, default=1e-6, help="learning rate of the first step (default: 1e-6)")
+    f.add_argument("--end-lr", type=_POSITIVE_FLOAT, default=10.0, help="learning rate of the last step; the range test "
                    "grows it exponentially and stops early when the loss diverges (default: 10)")
-    f.add_argument("--num-iter", type=int, default=100, help="number of training steps of the range test "
+    f.add_argument("--num-iter", type=_number(int, 2, "an int >= 2"), default=100, help="number of training steps of the range test "
                    "(default: 100)")
     f.add_argument("--out", help="plot path (default: RUN.dir/NAME-lr_finder.png)")
     pl = sub.add_parser("plot", help="plot a run's metrics")
@@ -419,10 +464,10 @@ def build_parser() -> argparse.ArgumentParser:
     _run_dir_arg(g, "sample from (a language model trained on text: it has vocab.json)", "runs/shakespeare_gpt")
     g.add_argument("--prompt", default="\n", help="text the sample starts with; every character must be in "
                    "the run's vocabulary (default: a newline)")
-    g.add_argument("--max-new-tokens", type=int, default=200, help="characters to generate (default: 200)")
-    g.add_argument("--temperature", type=float, default=0.8, help="divides the logits before sampling: lower "
+    g.add_argument("--max-new-tokens", type=_POSITIVE_INT, default=200, help="characters to generate (default: 200)")
+    g.add_argument("--temperature", type=_number(float, 0, "a finite number >= 0"), default=0.8, help="divides the logits before sampling: lower "
                    "is more conservative, higher more random (default: 0.8)")
-    g.add_argument("--top-k", type=int, default=None, help="sample only from the k most likely next "
+    g.add_argument("--top-k", type=_POSITIVE_INT, default=None, help="sample only from the k most likely next "
                    "characters (default: all)")
     g.add_argument("--seed", type=int, default=0, help="seed of the sampling generator (default: 0)")
     _checkpoint_arg(g, "sample from")
@@ -431,11 +476,12 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("config", nargs="?", help="a TOML config with a [search] table, e.g. examples/tune_fashion_mlp.toml")
     tu.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
     tu.add_argument("--resume", action="store_true", help="continue the study (interrupted trials are rerun)")
-    tu.add_argument("--workers", type=int, help="local worker processes sharing the study")
+    tu.add_argument("--workers", type=_POSITIVE_INT, help="local worker processes sharing the study")
     tu.add_argument("--storage", help="Optuna storage URL (default: SQLite in the study folder), e.g. "
                     "postgresql://user:pw@host/db, or 'journal'")
-    tu.add_argument("--n-trials", type=int, help="total trials (default: [search] n_trials; grid: the whole grid)")
+    tu.add_argument("--n-trials", type=_POSITIVE_INT, help="total trials (default: [search] n_trials; grid: the whole grid)")
     tu.add_argument("--show", metavar="STUDY_DIR", help="print a study's table and redraw its plots")
+    p.command_parsers = sub.choices  # for main: an unknown flag is reported by its command's parser
     return p
 
 
@@ -489,12 +535,16 @@ def _silence_stdout() -> None:
 
 def main(argv: Sequence[str] | None = None, *, extra_callbacks: Sequence = ()) -> int:
     """Run the command line ``argv``; returns the exit status: 0 done (early stopping included),
-    1 an unexpected error (a traceback), 2 a config, data or checkpoint error (the message names it),
+    1 an unexpected error (a traceback), 2 a usage, config, data or checkpoint error, a missing optional
+    package, or a path that is not the file or folder it should be (the message names it),
     3 training failed (non-finite loss or gradients: NaNGuard stopped the run; ``summary.json`` has
     ``"status": "failed"`` and the reason), 130 interrupted (Ctrl-C), 141 stdout closed by its reader
     (``retrograd generate ... | head``; quietly, as Unix tools end on SIGPIPE).
     ``extra_callbacks`` are appended to the Trainer's callbacks by ``train`` and ``resume``."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # `retrograd train c.toml --bogus`: the command's usage, `retrograd train: error: ...`
+        parser.command_parsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         if args.command in ("train", "resume"):
             result = COMMANDS[args.command](args, extra_callbacks=extra_callbacks)
@@ -503,6 +553,14 @@ def main(argv: Sequence[str] | None = None, *, extra_callbacks: Sequence = ()) -
         sys.stdout.flush()  # a closed pipe shows here, not in Python's flush at exit
     except (ConfigError, DataNotInstalledError, CheckpointError) as e:
         print(f"retrograd {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except ImportError as e:  # an optional package missing (its message names the install); not retrograd's own
+        if (e.name or "").split(".")[0] == "retrograd":
+            raise
+        print(f"retrograd {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as e:
+        print(f"retrograd {args.command}: error: {e.filename}: {e.strerror}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"retrograd {args.command}: {interrupt_message(args)}", file=sys.stderr)

@@ -25,6 +25,26 @@ seed = 0
 progress = false
 """
 
+# a character-level GPT small enough to train in a second (for generate)
+TINY_GPT = """
+[model]
+name = "gpt"
+n_layer = 1
+n_head = 2
+d_model = 16
+
+[data]
+name = "shakespeare"
+block_size = 8
+batch_size = 16
+train_samples = 64
+val_samples = 16
+
+[train]
+epochs = 1
+progress = false
+"""
+
 # a model file for `name = "m.py:Tiny"` configs on digits
 TINY_MODEL = ("import retrograd.nn as nn\n\n"
               "class Tiny(nn.Module):\n"

@@ -40,7 +40,8 @@ from .metrics import METRICS, get_metric
 
 __all__ = ["ConfigError", "SCHEMA", "SECTIONS", "OPTIM_ALIASES", "optimizer_names", "optimizer_class", "default_lr",
            "scheduler_names", "scheduler_factory", "is_schedule_function", "model_factory", "check_kwargs",
-           "required_args", "load_config", "parse_override", "apply_overrides", "validate", "dumps"]
+           "required_args", "load_config", "parse_override", "apply_overrides", "validate", "dumps",
+           "without_inapplicable"]
 
 SECTIONS = ("model", "data", "optim", "schedule", "train", "run")
 
@@ -79,9 +80,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "train": {
         "epochs": Key("int", 10, doc="passes over the training set", range=POSITIVE),
         "seed": Key("int", 0, doc="seeds the init, the data split and the batch order", range=Range(0, 2**64 - 1)),
-        "loss": Key("str", "cross_entropy", LOSSES),
+        "loss": Key("str", "cross_entropy", LOSSES, doc="the loss between the model's outputs and the targets"),
         "label_smoothing": Key("float", 0.0, doc="cross_entropy only", range=FRACTION),
-        "metrics": Key("list[str]", ["accuracy"]),
+        "metrics": Key("list[str]", ["accuracy"],
+                       doc="metrics of the validation and test data, logged as val_<name> and test_<name>"),
         "grad_clip": Key("float", None, optional=True, doc="clip the global gradient norm to this",
                          range=Range(0, F32_MAX, lo_open=True)),
         "accumulate": Key("int", 1, doc="batches per optimizer step", range=POSITIVE),
@@ -89,8 +91,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                               doc="patience in epochs (monitor: val_loss); 0 stops at the first epoch without "
                                   "improvement, leave it out for no early stopping"),
         "monitor": Key("str", "val_loss", doc="metric for the best checkpoint and early stopping"),
-        "save_best": Key("bool", True),
-        "save_last": Key("bool", True),
+        "save_best": Key("bool", True, doc="keep checkpoints/best, the epoch with the best train.monitor"),
+        "save_last": Key("bool", True, doc="keep checkpoints/last, where resume continues from"),
         "checkpoint_every_n_steps": Key("int", None, optional=True, range=POSITIVE,
                                         doc="also save checkpoints/last every N optimizer steps (mid-epoch resume)"),
         "progress": Key("bool", True, doc="progress bar"),
@@ -329,6 +331,8 @@ def required_args(fn: Callable, skip: set) -> list[str]:
 # ---------------------------------------------------------------------- loading and overrides
 def load_config(path: str | pathlib.Path) -> dict:
     path = pathlib.Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config: {str(path)!r} is a folder; expected a TOML file")
     if not path.is_file():
         raise ConfigError(f"config: file {str(path)!r} not found")
     raw = path.read_bytes()
@@ -467,6 +471,7 @@ def validate(cfg: dict, *, config_path: str | pathlib.Path | None = None) -> dic
     if train["monitor"].startswith("val_") and data["val_fraction"] == 0 and preset.kind != "text":
         raise ConfigError(f"train.monitor: {train['monitor']!r} needs validation data (data.val_fraction > 0); "
                           "use 'train_loss'")
+    _refuse_without_effect(train)
     out["train"] = train
     out["run"] = run = _fixed_section(cfg, "run")
     if run["name"] is not None:
@@ -476,7 +481,38 @@ def validate(cfg: dict, *, config_path: str | pathlib.Path | None = None) -> dic
     return out
 
 
+def _refuse_without_effect(train: dict) -> None:
+    """A ``[train]`` value the other keys make ineffective is refused (it would be ignored silently)."""
+    if train["label_smoothing"] and not LOSSES[train["loss"]].label_smoothing:
+        takes = ", ".join(n for n, v in LOSSES.items() if v.label_smoothing)
+        raise ConfigError(f"train.label_smoothing: only loss {takes} takes it, not {train['loss']!r}; "
+                          "leave it out")
+    if train["checkpoint_every_n_steps"] is not None and not train["save_last"]:
+        raise ConfigError("train.checkpoint_every_n_steps: saves checkpoints/last, which train.save_last = false "
+                          "turns off")
+
+
 # ---------------------------------------------------------------------- writing
+def without_inapplicable(cfg: dict) -> dict:
+    """A validated config without the non-data keys that have no effect given the others (they hold
+    their defaults, which validation fills back in): ``train.label_smoothing`` for a loss that takes
+    none, ``train.monitor`` with neither ``save_best`` nor ``early_stopping``, and ``schedule.interval``
+    of a schedule function (evaluated at every optimizer step)."""
+    out = {s: dict(v) if isinstance(v, dict) else v for s, v in cfg.items()}
+    t, default = out.get("train"), {k: spec.default for k, spec in SCHEMA["train"].items()}
+    if t is not None:
+        if t.get("label_smoothing") == default["label_smoothing"] and not LOSSES[t["loss"]].label_smoothing:
+            del t["label_smoothing"]
+        if t.get("monitor") == default["monitor"] and not t.get("save_best") and t.get("early_stopping") is None:
+            del t["monitor"]
+    s = out.get("schedule")
+    if s and "name" in s and s.get("interval") == "step" and is_schedule_function(scheduler_factory(s["name"])):
+        del s["interval"]
+    return out
+
+
 def dumps(cfg: dict) -> str:
-    """TOML text of a validated config (keys whose value is None are left out: None is the default)."""
+    """TOML text of a validated config (keys whose value is None are left out: None is the default; and
+    so are the keys ``without_inapplicable`` removes)."""
+    cfg = without_inapplicable(cfg)
     return toml_dumps({section: cfg[section] for section in SECTIONS if section in cfg})
