@@ -104,6 +104,18 @@ def test_quiet_prints_neither_the_summary_nor_progress(write_config, run_cli, tm
     assert [x.split(":")[0] for x in err.splitlines()] == ["epoch 2/2"]
 
 
+def test_the_summary_changes_nothing_about_the_training(write_config, run_cli, tmp_path):
+    from retrograd.train import config as rgconfig
+    from retrograd.train import recipe
+    cfg = write_config(DIGITS_MLP.replace("epochs = 2", "epochs = 1"))
+    rc, out, err = run_cli("train", cfg)
+    assert rc == 0 and "Layer (type)" in out
+    setup = recipe.prepare(rgconfig.validate(rgconfig.load_config(cfg)))  # the same run, without a summary
+    history = recipe.make_trainer(setup, None, quiet=True).fit(setup.train_loader, setup.val_loader, epochs=1)
+    final = json.loads((tmp_path / "runs" / "c" / "summary.json").read_text())["final"]
+    assert final == {k: history[k][-1] for k in ("train_loss", "val_loss", "val_accuracy")}
+
+
 def test_summary_text_lines():
     s = {"run_dir": "runs/x", "model": "mlp", "data": "digits", "optimizer": "sgd", "parameters": 1,
          "epochs": 1, "epochs_requested": 1, "time_s": 2.0, "samples_per_sec": 1000.0, "final": {"train_loss": 0.5},
