@@ -74,6 +74,12 @@ def _check_checkpoint_package(cfg: dict) -> None:
                               "train.save_last = false") from None
 
 
+def _write_inputs(run_dir: pathlib.Path, setup) -> None:
+    """``inputs.json``: how raw inputs become this run's model inputs (``rg.data.inputs.InputSpec``)."""
+    if setup.data.inputs is not None:
+        (run_dir / "inputs.json").write_text(json.dumps(setup.data.inputs.to_dict(), indent=1) + "\n")
+
+
 def cmd_train(args, extra_callbacks: Sequence = ()) -> dict:
     cfg = _config_from_args(args)
     _check_checkpoint_package(cfg)
@@ -81,6 +87,7 @@ def cmd_train(args, extra_callbacks: Sequence = ()) -> dict:
     setup = prepare(cfg, config_path=args.config)
     run_dir = new_run_dir(cfg, args.config, command="train")
     (run_dir / "config.toml").write_text(dumps(cfg))
+    _write_inputs(run_dir, setup)
     record_model_code(run_dir, cfg)
     if setup.data.vocab is not None:
         (run_dir / "vocab.json").write_text(json.dumps(setup.data.vocab.itos))
@@ -106,6 +113,8 @@ def cmd_resume(args, extra_callbacks: Sequence = ()) -> dict:
         return {"status": "complete", "run_dir": str(run_dir), "reason": done}
     t0 = time.perf_counter()
     setup = prepare(cfg)
+    if not (run_dir / "inputs.json").is_file():  # a run from before inputs.json existed
+        _write_inputs(run_dir, setup)
     if args.epochs is not None:
         for note in check_schedule_length(setup, args.epochs, "resume", planned):
             print(f"retrograd resume: note: {note}", file=sys.stderr)
@@ -306,7 +315,7 @@ def cmd_generate(args) -> str:
     vocab_path = run_dir / "vocab.json"
     if not vocab_path.is_file():
         raise ConfigError(f"{run_dir}: no vocab.json; generate needs a run of a language model on text "
-                          f"(model gpt, data shakespeare), this one is {cfg['model']['name']} on {cfg['data']['name']}")
+                          f"(model gpt, data shakespeare), this one is {cfg['model']['name']} on {cfg['data']['name'] or cfg['data']['path']}")
     try:
         vocab = Vocabulary(json.loads(vocab_path.read_text()))
     except (ValueError, TypeError) as e:  # a torn or edited file

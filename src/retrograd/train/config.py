@@ -29,7 +29,8 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 from .. import optim
-from ..data.presets import PRESETS, ConfigError
+from ..data.owndata import OWN_FORMATS, OWN_KEYS, check_own
+from ..data.presets import PRESETS, ConfigError, data_keys
 from ..io.toml_writer import toml_dumps
 from ..models import MODELS
 from ..optim import scheduling
@@ -61,7 +62,8 @@ class Key:
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "data": {
-        "name": Key("str", None, PRESETS, doc="which data set"),
+        "name": Key("str", None, PRESETS, optional=True,
+                    doc="a built-in data set (give data.name or data.path, not both)"),
         "batch_size": Key("int", 64, doc="training batch size", range=POSITIVE),
         "eval_batch_size": Key("int", None, optional=True, range=POSITIVE,
                                doc="batch size for validation/test (default max(batch_size, 500))"),
@@ -72,10 +74,38 @@ SCHEMA: dict[str, dict[str, Key]] = {
                              range=POSITIVE),
         "val_samples": Key("int", None, optional=True, doc="use a random subset of this many validation samples",
                            range=POSITIVE),
-        "augment": Key("bool", False, doc="random crops (and flips for fashion_mnist) of training images"),
-        "standardize": Key("bool", None, optional=True, doc="zero-mean unit-variance features (default: on for tabular sets)"),
+        "augment": Key("bool", False, doc="random crops (and flips for fashion_mnist) of training images; own images: "
+                                          "random crops, padded by an eighth of their height"),
+        "standardize": Key("bool", None, optional=True,
+                           doc="zero-mean unit-variance features from training-split statistics (default: on for "
+                               "tables, feature arrays and the tabular presets; digits: off)"),
         "images": Key("bool", False, doc="digits as (1, 8, 8) images instead of 64 features"),
-        "block_size": Key("int", 64, doc="shakespeare: characters per training window", range=POSITIVE),
+        "block_size": Key("int", 64, doc="text (shakespeare, a .txt data.path): characters per training window", range=POSITIVE),
+        "path": Key("str", None, optional=True,
+                    doc="your own data: a .csv, .tsv, .parquet, .npy, .npz or .txt file or an image folder "
+                        "(relative to the config file's folder)"),
+        "format": Key("str", None, OWN_FORMATS, optional=True,
+                      doc="the format of data.path (default: from its suffix; a folder is an imagefolder)"),
+        "target": Key("str", None, optional=True, doc="tables: the column to predict (required for a table)"),
+        "features": Key("list[str]", None, optional=True,
+                        doc="tables: the feature columns (default: every column but the target)"),
+        "categorical": Key("list[str]", None, optional=True,
+                           doc="tables: feature columns to one-hot encode (default: the non-numeric ones)"),
+        "task": Key("str", None, ("classification", "regression"), optional=True,
+                    doc="tables and arrays: classification (default for string, integer and boolean targets) "
+                        "or regression (default for float targets: loss mse, metrics mae and r2)"),
+        "target_path": Key("str", None, optional=True,
+                           doc="a .npy data.path: the .npy file of its targets (relative to the config's folder)"),
+        "test_path": Key("str", None, optional=True,
+                         doc="tables: a second table with the same columns to test on (then test_fraction does "
+                             "not apply; relative to the config's folder)"),
+        "image_size": Key("list[int]", None, optional=True, range=POSITIVE,
+                          doc="image folders: resize every image to [height, width] (default: their common size)"),
+        "channels": Key("int", None, optional=True,
+                        doc="image folders: 1 (grayscale) or 3 (RGB) (default: 1 when every image is grayscale)"),
+        "root": Key("str", None, optional=True,
+                    doc="fashion_mnist: the folder holding its IDX files (default /usr/share/datasets/fashion-mnist; "
+                        "relative to the config's folder)"),
     },
     "train": {
         "epochs": Key("int", 10, doc="passes over the training set", range=POSITIVE),
@@ -402,6 +432,63 @@ def _fixed_section(cfg: dict, section: str) -> dict:
     return out
 
 
+_CLASS_METRICS = ("accuracy", "acc", "f1", "f1_macro", "perplexity", "ppl", "top")
+
+
+def _data_section(cfg: dict, base: pathlib.Path | None) -> dict:
+    """``[data]`` checked: exactly one of ``name``/``path``; a path's keys by ``owndata.check_own``
+    (which makes paths absolute and finds the task), a preset's own options."""
+    data = _fixed_section(cfg, "data")
+    if data["name"] is not None and data["path"] is not None:
+        raise ConfigError(f"data: give data.name (a built-in data set) or data.path (your own data), not both "
+                          f"(got name = {data['name']!r} and path = {data['path']!r})")
+    if data["path"] is not None:
+        if data["images"]:
+            raise ConfigError("data.images: only for digits; own images come from an image folder or an array of "
+                              "shape (N, H, W) or (N, C, H, W)")
+        if data["root"] is not None:
+            raise ConfigError("data.root: the folder of a built-in data set's files (fashion_mnist); your own data "
+                              "is data.path")
+        return check_own(data, base)
+    if data["name"] is None:
+        raise ConfigError(f"data.name: a value is required; one of: {', '.join(PRESETS)}; or set data.path to "
+                          "your own data (a .csv, .tsv, .parquet, .npy, .npz or .txt file, or an image folder)")
+    preset = PRESETS[data["name"]]
+    for key in OWN_KEYS:
+        if data[key] is not None:
+            raise ConfigError(f"data.{key}: only for your own data (data.path), not for data.name = "
+                              f"{data['name']!r}")
+    if data["root"] is not None:
+        if not preset.root:
+            allowed = ", ".join(n for n, p in PRESETS.items() if p.root)
+            raise ConfigError(f"data.root: only for {allowed} (the other built-in sets come with installed "
+                              f"packages), not {data['name']!r}")
+        root = pathlib.Path(data["root"]).expanduser()
+        data["root"] = str(root if root.is_absolute() else ((base or pathlib.Path.cwd()) / root).resolve())
+    if preset.kind == "text" and not 0 < data["val_fraction"] < 1:  # a text set splits validation itself
+        raise ConfigError(f"data.val_fraction: {data['name']} needs a value in (0, 1), got {data['val_fraction']}")
+    if data["images"] and not preset.images_option:
+        allowed = ", ".join(n for n, p in PRESETS.items() if p.images_option)
+        raise ConfigError(f"data.images: only for {allowed}, not {data['name']!r}")
+    return data
+
+
+def _regression_defaults(train: dict, given: dict) -> None:
+    """A regression's loss and metrics: mse and mae, r2 unless the config gives them; a loss or
+    metric that needs class labels is refused."""
+    if "loss" not in given:
+        train["loss"] = "mse"
+    elif LOSSES[train["loss"]].class_targets:
+        raise ConfigError(f"train.loss: {train['loss']!r} needs class labels, but data.task is 'regression'; use "
+                          f"one of: {', '.join(n for n, l in LOSSES.items() if not l.class_targets)}")
+    if "metrics" not in given:
+        train["metrics"] = ["mae", "r2"]
+    for i, m in enumerate(train["metrics"]):
+        if isinstance(m, str) and m.startswith(_CLASS_METRICS):
+            raise ConfigError(f"train.metrics[{i}]: {m!r} needs class labels, but data.task is 'regression'; use "
+                              "mae, rmse or r2")
+
+
 def validate(cfg: dict, *, config_path: str | pathlib.Path | None = None) -> dict:
     """The config with every key checked and defaults filled (``[model]``/``[optim]``/``[schedule]``
     keep only the keys given, checked against the signatures of what they name)."""
@@ -429,16 +516,8 @@ def validate(cfg: dict, *, config_path: str | pathlib.Path | None = None) -> dic
     if name in MODELS:
         check_kwarg_ranges("model", out["model"])
 
-    data = _fixed_section(cfg, "data")
-    if data["name"] is None:
-        raise ConfigError(f"data.name: a value is required; one of: {', '.join(PRESETS)}")
-    preset = PRESETS[data["name"]]
-    if preset.kind == "text" and not 0 < data["val_fraction"] < 1:  # a text set splits validation itself
-        raise ConfigError(f"data.val_fraction: {data['name']} needs a value in (0, 1), got {data['val_fraction']}")
-    if data["images"] and not preset.images_option:
-        allowed = ", ".join(n for n, p in PRESETS.items() if p.images_option)
-        raise ConfigError(f"data.images: only for {allowed}, not {data['name']!r}")
-    out["data"] = data
+    out["data"] = data = _data_section(cfg, base)
+    text = data["format"] == "text" if data["path"] is not None else PRESETS[data["name"]].kind == "text"
 
     opt = _table(cfg, "optim")
     oname = _check("optim.name", opt.pop("name", "adam"), "str")
@@ -459,6 +538,8 @@ def validate(cfg: dict, *, config_path: str | pathlib.Path | None = None) -> dic
         check_kwarg_ranges("schedule", out["schedule"])
 
     train = _fixed_section(cfg, "train")
+    if data["task"] == "regression":
+        _regression_defaults(train, _table(cfg, "train"))
     for i, m in enumerate(train["metrics"]):
         try:
             get_metric(m)
@@ -468,7 +549,7 @@ def validate(cfg: dict, *, config_path: str | pathlib.Path | None = None) -> dic
     monitors = ["train_loss", "val_loss"] + [f"val_{get_metric(m).name}" for m in train["metrics"]]
     if train["monitor"] not in monitors:
         raise ConfigError(f"train.monitor: {train['monitor']!r} is not one of: {', '.join(monitors)}")
-    if train["monitor"].startswith("val_") and data["val_fraction"] == 0 and preset.kind != "text":
+    if train["monitor"].startswith("val_") and data["val_fraction"] == 0 and not text:
         raise ConfigError(f"train.monitor: {train['monitor']!r} needs validation data (data.val_fraction > 0); "
                           "use 'train_loss'")
     _refuse_without_effect(train)
@@ -513,6 +594,10 @@ def without_inapplicable(cfg: dict) -> dict:
 
 def dumps(cfg: dict) -> str:
     """TOML text of a validated config (keys whose value is None are left out: None is the default; and
-    so are the keys ``without_inapplicable`` removes)."""
-    cfg = without_inapplicable(cfg)
-    return toml_dumps({section: cfg[section] for section in SECTIONS if section in cfg})
+    so are the keys ``without_inapplicable`` removes; ``[data]`` keeps only the keys that apply to its
+    source, ``rg.data.presets.data_keys``)."""
+    out = without_inapplicable({section: cfg[section] for section in SECTIONS if section in cfg})
+    if "data" in out:
+        keys = data_keys(out["data"])
+        out["data"] = {k: out["data"][k] for k in keys if k in out["data"]}
+    return toml_dumps(out)

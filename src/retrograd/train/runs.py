@@ -165,7 +165,7 @@ def finish_run(setup: Setup, trainer, history: dict, run_dir: pathlib.Path, elap
     sps = history.get("samples_per_sec", [])
     summary = {
         "run_dir": str(run_dir),
-        "model": setup.cfg["model"]["name"], "data": setup.cfg["data"]["name"],
+        "model": setup.cfg["model"]["name"], "data": setup.cfg["data"]["name"] or setup.cfg["data"]["path"],
         "optimizer": setup.cfg["optim"]["name"],
         "parameters": int(sum(p.numel() for p in setup.model.parameters())),
         **run_outcome(trainer, setup.cfg["train"]["epochs"]),
