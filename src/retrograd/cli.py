@@ -8,6 +8,7 @@ learning rate, plot a run and sample text from a trained GPT, all from a TOML co
     retrograd lr-find examples/fashion_mlp.toml
     retrograd plot runs/fashion_mlp
     retrograd generate runs/shakespeare_gpt --prompt "ROMEO:" --max-new-tokens 200 --temperature 0.8
+    retrograd predict runs/fashion_mlp x_new.npy -o predictions.csv
 
 A run folder holds ``config.toml`` (the resolved config: every default and
 every value derived from the data written out, so ``resume`` and ``evaluate``
@@ -37,18 +38,19 @@ import numpy as np
 from .data import DataNotInstalledError
 from .data.presets import build_data
 from .data.text import Vocabulary
-from .random import Generator, manual_seed
+from .random import Generator
 from .tensor import Tensor
-from .io.checkpoint import CheckpointError, verify_directory
-from .train.config import (ConfigError, apply_overrides, default_lr, dumps, load_config, model_factory,
+from .io.checkpoint import CheckpointError
+from .train.config import (ConfigError, apply_overrides, default_lr, dumps, load_config,
                            optimizer_class, optimizer_names, validate)
 from .train.formatting import format_duration, format_value, markdown_table, plural
 from .train.model_code import record_model_code
 from .train.model_summary import show_model
-from .train.step_timing import TimedRun, interleaved_step_times
+from .train.predict import load_run, write_predictions
 from .train.recipe import make_trainer, prepare
 from .train.runs import (check_schedule_length, checkpoint_dir, final_metrics, finish_run, finished_run, jsonable, new_run_dir,
                          prefixed_metrics, read_run_config)
+from .train.step_timing import TimedRun, interleaved_step_times
 
 __all__ = ["main", "build_parser"]
 
@@ -311,26 +313,21 @@ def _plot_comparison_folder(folder: pathlib.Path, tplots) -> str:
 
 def cmd_generate(args) -> str:
     run_dir = pathlib.Path(args.run_dir)
-    cfg = read_run_config(run_dir, trust_model_code=args.trust_model_code, command="generate")
+    cfg = read_run_config(run_dir, trust_model_code=args.trust_model_code, command="generate", data_files=False)
     vocab_path = run_dir / "vocab.json"
     if not vocab_path.is_file():
         raise ConfigError(f"{run_dir}: no vocab.json; generate needs a run of a language model on text "
-                          f"(model gpt, data shakespeare), this one is {cfg['model']['name']} on {cfg['data']['name'] or cfg['data']['path']}")
+                          f"(model gpt, data shakespeare), this one is {cfg['model']['name']} on "
+                          f"{cfg['data']['name'] or cfg['data']['path']}; for its predictions: retrograd predict "
+                          f"{run_dir} INPUT")
     try:
         vocab = Vocabulary(json.loads(vocab_path.read_text()))
     except (ValueError, TypeError) as e:  # a torn or edited file
         raise ConfigError(f"{vocab_path}: not a vocabulary written by retrograd train ({type(e).__name__}: {e})") \
             from None
-    kwargs = {k: v for k, v in cfg["model"].items() if k != "name"}
-    manual_seed(cfg["train"]["seed"])
-    model = model_factory(cfg["model"]["name"])(**kwargs)
+    model = load_run(run_dir, args.checkpoint, trust_model_code=args.trust_model_code, command="generate").model
     if not hasattr(model, "generate"):
         raise ConfigError(f"{run_dir}: model {cfg['model']['name']} has no generate()")
-    from .io import load_safetensors
-
-    folder = checkpoint_dir(run_dir, args.checkpoint)
-    verify_directory(folder)  # sizes and SHA-256 of the manifest, as Trainer.load_checkpoint checks them
-    model.load_state_dict(load_safetensors(folder / "model.safetensors"))
     try:
         ids = vocab.encode(args.prompt)
     except KeyError as e:
@@ -343,6 +340,29 @@ def cmd_generate(args) -> str:
     text = vocab.decode(out[0])
     print(text)
     return text
+
+
+def cmd_predict(args) -> dict:
+    run_dir = pathlib.Path(args.run_dir)
+    run = load_run(run_dir, args.checkpoint, trust_model_code=args.trust_model_code, command="predict")
+    if run.task == "language_model":
+        d = run.config["data"]
+        raise ConfigError(f"{run_dir} is a language model ({run.config['model']['name']} on "
+                          f"{d['name'] or d['path']}); to sample text from it use: retrograd generate "
+                          f"{run_dir} --prompt TEXT")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ConfigError(f"--batch-size: must be >= 1, got {args.batch_size}")
+    src = pathlib.Path(args.input)
+    x, ids = run.read_inputs(src)
+    out = pathlib.Path(args.out) if args.out else run_dir / f"predictions_{src.stem}.csv"
+    if out.exists() and src.exists() and out.resolve() == src.resolve():
+        raise ConfigError(f"-o {out}: is the input file; choose another name")
+    d = run.config["data"]
+    result = write_predictions(run, x, ids, out, args.batch_size or d["eval_batch_size"] or max(d["batch_size"], 500))
+    print(f"{run_dir}: {run.describe()}")
+    print(f"wrote {result['rows']} predictions of {src} to {', '.join(result['files'])} "
+          f"(columns: {', '.join(result['columns'])})")
+    return result
 
 
 # ---------------------------------------------------------------------- tune
@@ -481,6 +501,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0, help="seed of the sampling generator (default: 0)")
     _checkpoint_arg(g, "sample from")
     _trust_flag(g)
+    pr = sub.add_parser("predict", help="predictions of a trained run on new data, to CSV or .npy")
+    _run_dir_arg(pr, "predict with")
+    pr.add_argument("input", help="the new data, raw, as the run was trained on (read and preprocessed as its "
+                    "inputs.json says): a CSV/TSV/Parquet table, a .npy/.npz array, an image or a folder of "
+                    "images, e.g. new_rows.csv")
+    pr.add_argument("-o", "--out", help="where to write: .csv (id, predicted class, one probability column per "
+                    "class; a regression run's values), .npy (the (N, C) probabilities, and OUT.labels.txt) or "
+                    ".npz (default: RUN/predictions_<input name>.csv)")
+    pr.add_argument("--checkpoint", default=None, help="best, last, or the name or path of a checkpoint folder "
+                    "(default: best when the run has one, else last; the command says which it loaded)")
+    pr.add_argument("--batch-size", type=int, help="inputs per forward pass (default: the run's "
+                    "data.eval_batch_size, else max(data.batch_size, 500))")
+    _trust_flag(pr)
     tu = sub.add_parser("tune", help="hyperparameter search over the config's [search] table (Optuna)")
     tu.add_argument("config", nargs="?", help="a TOML config with a [search] table, e.g. examples/tune_fashion_mlp.toml")
     tu.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
@@ -495,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"train": cmd_train, "resume": cmd_resume, "evaluate": cmd_evaluate, "compare": cmd_compare,
-            "lr-find": cmd_lr_find, "plot": cmd_plot, "generate": cmd_generate}
+            "lr-find": cmd_lr_find, "plot": cmd_plot, "generate": cmd_generate, "predict": cmd_predict}
 COMMANDS["tune"] = cmd_tune
 
 

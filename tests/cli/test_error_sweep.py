@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from cli_helpers import DIGITS_MLP, TINY_GPT
 
@@ -36,6 +37,9 @@ def world(tmp_path_factory):
     (root / "bad" / "folder.toml").mkdir()
     (root / "bad" / "no_search.toml").write_text((root / "digits.toml").read_text())
     (root / "empty").mkdir()
+    np.save(root / "x_ok.npy", np.zeros((3, 64), dtype=np.float32))       # digits: 64 features
+    np.save(root / "x_wide.npy", np.zeros((3, 5), dtype=np.float32))
+    (root / "not_an_array.npy").write_bytes(b"nope")
     (root / "compare_folder").mkdir()                    # what `compare` writes: no config.toml
     (root / "compare_folder" / "comparison.json").write_text("{")
     (root / "torn_metrics").mkdir()
@@ -125,6 +129,19 @@ CASES = [
     ("generate", ["{gpt}", "--prompt", "\u2603"], "--prompt: Vocabulary.encode: character '\u2603' is not in the"),
     ("generate", ["{gpt}", "--prompt", ""], "--prompt: must not be empty"),
     ("generate", ["{root}/nowhere"], "{root}/nowhere: not a run folder (no config.toml)"),
+    # predict
+    ("predict", ["{root}/nowhere", "{root}/x_ok.npy"], "{root}/nowhere: not a run folder (no config.toml)"),
+    ("predict", ["{run}", "{root}/nothing.npy"], "input: '{root}/nothing.npy' not found"),
+    ("predict", ["{run}", "{root}/x_wide.npy"], "{root}/x_wide.npy: expected 64 features per row (shape (64,)), "
+     "got an array of shape (3, 5)"),
+    ("predict", ["{run}", "{root}/not_an_array.npy"], "{root}/not_an_array.npy: cannot read it as npy"),
+    ("predict", ["{gpt}", "{root}/x_ok.npy"], "{gpt} is a language model (gpt on shakespeare); to sample text"),
+    ("predict", ["{run}", "{root}/x_ok.npy", "--checkpoint", "worst"], "checkpoint: 'worst' is neither a checkpoint"),
+    ("predict", ["{run}", "{root}/x_ok.npy", "--batch-size", "0"], "--batch-size: must be >= 1, got 0"),
+    ("predict", ["{run}", "{root}/x_ok.npy", "-o", "{root}/p.txt"], "-o {root}/p.txt: expected a .csv, .npy or .npz"),
+    ("predict", ["{run}", "{root}/x_ok.npy", "-o", "{cfg}/p.csv"], "{cfg}: File exists"),
+    ("predict", ["{broken_manifest}", "{root}/x_ok.npy"], "{broken_manifest}/checkpoints/best/manifest.json: "
+     "corrupted JSON"),
     # tune (without Optuna: test_journey.py)
     ("tune", [], "tune: give a config with a [search] table, or --show STUDY_DIR"),
     ("tune", ["{root}/bad/no_search.toml"], "[search]: {root}/bad/no_search.toml has no [search] table"),
@@ -154,6 +171,8 @@ USAGE = [
     ("generate", ["{gpt}", "--temperature", "-0.5"], "argument --temperature: expected a finite number >= 0"),
     ("generate", ["{gpt}", "--temperature", "nan"], "argument --temperature: expected a finite number >= 0"),
     ("generate", ["{gpt}", "--top-k", "0"], "argument --top-k: expected an int >= 1, got '0'"),
+    ("predict", ["{run}"], "the following arguments are required: input"),
+    ("predict", ["{run}", "{root}/x_ok.npy", "--batch-size", "x"], "argument --batch-size: invalid int value: 'x'"),
     ("tune", ["{cfg}", "--workers", "0"], "argument --workers: expected an int >= 1, got '0'"),
     ("tune", ["{cfg}", "--n-trials", "-4"], "argument --n-trials: expected an int >= 1, got '-4'"),
 ]

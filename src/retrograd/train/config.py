@@ -435,9 +435,9 @@ def _fixed_section(cfg: dict, section: str) -> dict:
 _CLASS_METRICS = ("accuracy", "acc", "f1", "f1_macro", "perplexity", "ppl", "top")
 
 
-def _data_section(cfg: dict, base: pathlib.Path | None) -> dict:
+def _data_section(cfg: dict, base: pathlib.Path | None, data_files: bool = True) -> dict:
     """``[data]`` checked: exactly one of ``name``/``path``; a path's keys by ``owndata.check_own``
-    (which makes paths absolute and finds the task), a preset's own options."""
+    (which makes paths absolute and finds the task; not with ``data_files=False``), a preset's own options."""
     data = _fixed_section(cfg, "data")
     if data["name"] is not None and data["path"] is not None:
         raise ConfigError(f"data: give data.name (a built-in data set) or data.path (your own data), not both "
@@ -449,7 +449,7 @@ def _data_section(cfg: dict, base: pathlib.Path | None) -> dict:
         if data["root"] is not None:
             raise ConfigError("data.root: the folder of a built-in data set's files (fashion_mnist); your own data "
                               "is data.path")
-        return check_own(data, base)
+        return check_own(data, base) if data_files else data
     if data["name"] is None:
         raise ConfigError(f"data.name: a value is required; one of: {', '.join(PRESETS)}; or set data.path to "
                           "your own data (a .csv, .tsv, .parquet, .npy, .npz or .txt file, or an image folder)")
@@ -489,9 +489,11 @@ def _regression_defaults(train: dict, given: dict) -> None:
                               "mae, rmse or r2")
 
 
-def validate(cfg: dict, *, config_path: str | pathlib.Path | None = None) -> dict:
+def validate(cfg: dict, *, config_path: str | pathlib.Path | None = None, data_files: bool = True) -> dict:
     """The config with every key checked and defaults filled (``[model]``/``[optim]``/``[schedule]``
-    keep only the keys given, checked against the signatures of what they name)."""
+    keep only the keys given, checked against the signatures of what they name). ``data_files=False``:
+    a run folder's resolved config read back without its data (``rg.train.load_run``, ``predict``):
+    ``data.path`` is neither read nor required to exist."""
     if not isinstance(cfg, dict):
         raise ConfigError("config: expected a table")
     for s in cfg:
@@ -516,7 +518,7 @@ def validate(cfg: dict, *, config_path: str | pathlib.Path | None = None) -> dic
     if name in MODELS:
         check_kwarg_ranges("model", out["model"])
 
-    out["data"] = data = _data_section(cfg, base)
+    out["data"] = data = _data_section(cfg, base, data_files)
     text = data["format"] == "text" if data["path"] is not None else PRESETS[data["name"]].kind == "text"
 
     opt = _table(cfg, "optim")

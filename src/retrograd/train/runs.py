@@ -66,15 +66,17 @@ def finished_run(run_dir: pathlib.Path, checkpoint: pathlib.Path, epochs: int, m
     return None
 
 
-def read_run_config(run_dir: pathlib.Path, *, trust_model_code: bool = False, command: str = "") -> dict:
+def read_run_config(run_dir: pathlib.Path, *, trust_model_code: bool = False, command: str = "",
+                    data_files: bool = True) -> dict:
     """The validated resolved config of a run folder. A model file it names (``m.py:MLP``) is
-    checked by ``model_code.check_model_code`` before validation imports it."""
+    checked by ``model_code.check_model_code`` before validation imports it. ``data_files=False``:
+    the run's own data (``data.path``) need not be there (``config.validate``)."""
     path = run_dir / "config.toml"
     if not path.is_file():
         raise ConfigError(f"{run_dir}: not a run folder (no config.toml)")
     raw = load_config(path)
     check_model_code(run_dir, raw, trust_model_code=trust_model_code, command=command)
-    return validate(raw, config_path=path)
+    return validate(raw, config_path=path, data_files=data_files)
 
 
 def checkpoint_dir(run_dir: pathlib.Path, which: str) -> pathlib.Path:
