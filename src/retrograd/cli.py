@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import copy
 import io
+import itertools
 import json
 import os
 import pathlib
@@ -42,12 +43,14 @@ from .tensor import Tensor
 from .io.checkpoint import CheckpointError
 from .train.config import (ConfigError, apply_overrides, default_lr, dumps, load_config,
                            optimizer_class, optimizer_names, validate)
-from .train.formatting import format_value, markdown_table
+from .train.formatting import format_duration, format_value, markdown_table, plural
 from .train.model_code import record_model_code
+from .train.model_summary import show_model
 from .train.predict import load_run, write_predictions
 from .train.recipe import make_trainer, prepare
 from .train.runs import (check_schedule_length, checkpoint_dir, final_metrics, finish_run, finished_run, jsonable, new_run_dir,
                          prefixed_metrics, read_run_config)
+from .train.step_timing import TimedRun, interleaved_step_times
 
 __all__ = ["main", "build_parser"]
 
@@ -92,6 +95,7 @@ def cmd_train(args, extra_callbacks: Sequence = ()) -> dict:
         (run_dir / "vocab.json").write_text(json.dumps(setup.data.vocab.itos))
     args.active_run_dir = run_dir  # for the message after Ctrl-C
     print(f"run folder: {run_dir}")
+    show_model(setup, quiet=args.quiet, run_dir=run_dir)
     trainer = args.active_trainer = make_trainer(setup, run_dir, quiet=args.quiet, extra_callbacks=extra_callbacks)
     history = trainer.fit(setup.train_loader, setup.val_loader, epochs=cfg["train"]["epochs"])
     return finish_run(setup, trainer, history, run_dir, time.perf_counter() - t0)
@@ -118,6 +122,7 @@ def cmd_resume(args, extra_callbacks: Sequence = ()) -> dict:
             print(f"retrograd resume: note: {note}", file=sys.stderr)
     args.active_run_dir = run_dir  # for the message after Ctrl-C
     print(f"resuming {run_dir} from {ckpt}")
+    show_model(setup, quiet=args.quiet)
     trainer = args.active_trainer = make_trainer(setup, run_dir, quiet=args.quiet, extra_callbacks=extra_callbacks)
     history = trainer.fit(setup.train_loader, setup.val_loader, epochs=cfg["train"]["epochs"],
                           resume_from=str(ckpt))
@@ -156,6 +161,22 @@ def _parse_lrs(text: str | None) -> dict[str, float]:
     return out
 
 
+def _time_steps(rows: list[dict], timed: dict, loader, rounds: int) -> str:
+    """``step_ms`` of each row (``rg.train.step_timing``: the optimizers take turns on the same 5
+    batches of ``loader``); returns what the column measured, or why it is missing (the runs'
+    results are kept whatever the timing does)."""
+    batches = list(itertools.islice(iter(loader), 5))
+    try:
+        step_s = interleaved_step_times(timed, batches, rounds=rounds)
+    except Exception as e:  # noqa: BLE001
+        return f"not measured: {type(e).__name__}: {e}"
+    for row in rows:
+        row["step_ms"] = round(step_s[row["optimizer"]] * 1e3, 3)
+    return (f"median time of one training step (forward, backward, optimizer step) after training, on the "
+            f"same {plural(len(batches), 'batch', 'batches')} for every optimizer, the optimizers taking turns "
+            f"({plural(rounds, 'round')})")
+
+
 def cmd_compare(args) -> dict:
     base = _config_from_args(args)
     names = [n.strip().lower() for n in args.optimizers.split(",") if n.strip()]
@@ -175,8 +196,9 @@ def cmd_compare(args) -> dict:
     data = build_data(base["data"], seed)
     out_dir = new_run_dir(copy.deepcopy(base) | {"run": {**base["run"], "name": (base["run"]["name"] or
                                                    pathlib.Path(args.config).stem) + "-compare"}}, args.config)
-    histories, rows = {}, []
-    for n in names:
+    histories, rows, timed = {}, [], {}
+    t_start = time.perf_counter()
+    for i, n in enumerate(names):
         cfg = copy.deepcopy(base)
         if n != base["optim"]["name"]:
             cfg["optim"] = {"name": n, "lr": lrs.get(n, COMPARE_LRS.get(n, default_lr(n)))}
@@ -186,7 +208,14 @@ def cmd_compare(args) -> dict:
         run_dir = out_dir / n
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.toml").write_text(dumps(cfg))
-        print(f"== {n} (lr {cfg['optim'].get('lr', default_lr(n))})")
+        if i == 0:
+            show_model(setup, quiet=args.quiet, run_dir=out_dir)
+        progress = f", {i + 1} of {len(names)}" if len(names) > 1 else ""
+        if i:  # the time left for the whole comparison, at the mean time per optimizer so far
+            spent = time.perf_counter() - t_start
+            progress += (f" | compare {format_duration(spent)} elapsed, about "
+                         f"{format_duration(spent / i * (len(names) - i))} left")
+        print(f"== {n} (lr {cfg['optim'].get('lr', default_lr(n))}){progress}")
         trainer = make_trainer(setup, run_dir, quiet=args.quiet, checkpoints=False)
         t0 = time.perf_counter()
         history = trainer.fit(setup.train_loader, setup.val_loader, epochs=cfg["train"]["epochs"])
@@ -195,17 +224,23 @@ def cmd_compare(args) -> dict:
         row = {"optimizer": n, "lr": cfg["optim"].get("lr", default_lr(n)), **final_metrics(history)}
         if setup.test_loader is not None:
             row.update(prefixed_metrics(trainer.evaluate(setup.test_loader), "test"))
-        row["time_s"] = round(elapsed, 2)
+        row["wall_time_s"] = round(elapsed, 2)
         rows.append(row)
+        timed[n] = TimedRun(setup.model, setup.optimizer, setup.loss_fn, cfg["train"]["grad_clip"])
+    legend = {"wall_time_s": "each optimizer's whole run (training, evaluation, logging), the runs one after "
+                             "another, so under whatever else loaded the machine at the time"}
+    if args.timed_steps:
+        legend["step_ms"] = _time_steps(rows, timed, setup.train_loader, args.timed_steps)
     from .train import plots as tplots
 
     plot_path = out_dir / "comparison.png"
     tplots.plot_comparison(histories, str(plot_path))
     table = markdown_table(rows)
-    (out_dir / "comparison.md").write_text(table + "\n")
-    (out_dir / "comparison.json").write_text(json.dumps({"rows": rows, "histories": jsonable(histories)},
-                                                        indent=2) + "\n")
-    print(table)
+    notes = "\n".join(f"{k}: {v}" for k, v in legend.items())
+    (out_dir / "comparison.md").write_text(f"{table}\n\n{notes}\n")
+    (out_dir / "comparison.json").write_text(json.dumps({"rows": rows, "columns": legend,
+                                                         "histories": jsonable(histories)}, indent=2) + "\n")
+    print(f"{table}\n\n{notes}")
     print(f"plot: {plot_path}")
     return {"dir": str(out_dir), "rows": rows, "plot": str(plot_path)}
 
@@ -236,7 +271,7 @@ def cmd_lr_find(args) -> dict:
         plot = None
         print(f"(no plot: {e})")
     out.with_suffix(".json").write_text(json.dumps({"suggested_lr": lr, **finder.history}, indent=2) + "\n")
-    print(f"suggested lr: {lr:.3g} ({cfg['optim']['name']}, {len(finder.history['lr'])} iterations"
+    print(f"suggested lr: {lr:.3g} ({cfg['optim']['name']}, {plural(len(finder.history['lr']), 'iteration')}"
           f"{', stopped at divergence' if finder.diverged else ''})" + (f"; plot: {plot}" if plot else ""))
     return {"suggested_lr": lr, "plot": plot, "history": finder.history}
 
@@ -439,6 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "order; one plot, one table"))
     c.add_argument("--optimizers", required=True, help="comma-separated, e.g. sgd,momentum,adam,adamw,lion")
     c.add_argument("--lr", help="learning rates per optimizer, e.g. sgd=0.05,adam=0.001")
+    c.add_argument("--timed-steps", type=_number(int, 0, "an int >= 0"), default=20, metavar="N",
+                   help="after training, time N rounds of one training step per optimizer on the same batches, "
+                        "taking turns, for the step_ms column: their median (default: 20; 0: skip)")
     f = with_config(sub.add_parser("lr-find", help="learning-rate range test: suggestion and plot"))
     f.add_argument("--start-lr", type=_POSITIVE_FLOAT, default=1e-6, help="learning rate of the first step (default: 1e-6)")
     f.add_argument("--end-lr", type=_POSITIVE_FLOAT, default=10.0, help="learning rate of the last step; the range test "

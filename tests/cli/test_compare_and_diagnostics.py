@@ -19,12 +19,14 @@ def test_compare_writes_plot_and_table(write_config, run_cli, tmp_path):
     assert (d / "comparison.png").stat().st_size > 10_000
     table = (d / "comparison.md").read_text().splitlines()
     assert table[0] == ("| optimizer | lr | train_loss | val_loss | val_accuracy | test_loss | test_accuracy "
-                        "| time_s |")
-    assert [r.split("|")[1].strip() for r in table[2:]] == ["sgd", "momentum", "adam"]
+                        "| wall_time_s | step_ms |")
+    assert [r.split("|")[1].strip() for r in table[2:5]] == ["sgd", "momentum", "adam"]
+    # then what each time column measures
+    assert table[5] == "" and [x.split(":")[0] for x in table[6:]] == ["wall_time_s", "step_ms"]
     assert "\n".join(table) in out
     rows = {r["optimizer"]: r for r in json.loads((d / "comparison.json").read_text())["rows"]}
     assert rows["sgd"]["lr"] == 0.1 and rows["momentum"]["lr"] == 0.01 and rows["adam"]["lr"] == 0.003
-    assert all(r["time_s"] > 0 for r in rows.values())
+    assert all(r["wall_time_s"] > 0 and r["step_ms"] > 0 for r in rows.values())
     # Adam (lr 3e-3) beats plain SGD over 2 epochs of digits; all learn something
     assert rows["adam"]["test_accuracy"] > rows["sgd"]["test_accuracy"] > 0.3
     histories = json.loads((d / "comparison.json").read_text())["histories"]
@@ -65,7 +67,14 @@ def _flow(run_cli, tmp_path, example):
     assert rc == 0, err
     run = tmp_path / example
     assert (run / "gradient_flow.txt").is_file() and (run / "gradient_flow.png").is_file()
-    return summary(run)["gradient_flow"], (run / "gradient_flow.txt").read_text()
+    # the closing summary lists the findings one a line (it printed a raw Python list)
+    verdicts = summary(run)["gradient_flow"]
+    lines = out.splitlines()
+    head = f"  gradient flow: {len(verdicts)} findings" if len(verdicts) > 1 else \
+        "  gradient flow: 1 finding" if verdicts else "  gradient flow: no problems found"
+    at = lines.index(f"{head} (report: {run / 'gradient_flow.txt'})")
+    assert lines[at + 1:] == [f"    - {v}" for v in verdicts]
+    return verdicts, (run / "gradient_flow.txt").read_text()
 
 
 def test_gradient_flow_flags_the_deep_sigmoid_net_and_not_relu_bn(run_cli, tmp_path):

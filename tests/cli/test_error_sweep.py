@@ -160,6 +160,8 @@ USAGE = [
     ("resume", ["{run}", "--checkpoint", "best"], "unrecognized arguments: --checkpoint best"),
     ("evaluate", ["{run}", "--checkpoint", "worst"], "argument --checkpoint: invalid choice: 'worst'"),
     ("compare", ["{cfg}"], "the following arguments are required: --optimizers"),
+    ("compare", ["{cfg}", "--optimizers", "sgd", "--timed-steps", "-1"],
+     "argument --timed-steps: expected an int >= 0, got '-1'"),
     ("lr-find", ["{cfg}", "--num-iter", "1"], "argument --num-iter: expected an int >= 2, got '1'"),
     ("lr-find", ["{cfg}", "--start-lr", "0"], "argument --start-lr: expected a finite number > 0, got '0'"),
     ("lr-find", ["{cfg}", "--end-lr", "inf"], "argument --end-lr: expected a finite number > 0, got 'inf'"),

@@ -2,13 +2,16 @@
 import csv
 import io
 import json
+import re
 
 import numpy as np
 import pytest
 
 import retrograd as rg
 from retrograd.train import Trainer
-from retrograd.train.callbacks import EarlyStopping, MetricLogger, ModelCheckpoint, NaNGuard, ProgressBar
+from retrograd.train import callbacks as callbacks_module
+from retrograd.train.callbacks import EarlyStopping, MetricLogger, ModelCheckpoint, NaNGuard, ProgressBar, RunClock
+from retrograd.train.formatting import format_duration
 from retrograd.train.tensorboard import read_scalars
 
 from train_helpers import mlp
@@ -20,11 +23,11 @@ def _loaders(ds, n=200, bs=50):
     return train, val
 
 
-def _fit(ds, callbacks, epochs=3, lr=1e-2, **kw):
+def _fit(ds, callbacks, epochs=3, lr=1e-2, bs=50, **kw):
     model = mlp(0)
     tr = Trainer(model, rg.optim.Adam(model.parameters(), lr=lr), rg.nn.CrossEntropyLoss(), callbacks=callbacks,
                  seed=0, **kw)
-    return tr, tr.fit(*_loaders(ds), epochs=epochs)
+    return tr, tr.fit(*_loaders(ds, bs=bs), epochs=epochs)
 
 
 def test_metric_logger_jsonl_csv_and_tensorboard(digits, tmp_path):
@@ -55,12 +58,75 @@ def test_metric_logger_jsonl_csv_and_tensorboard(digits, tmp_path):
     assert [s for s, _ in ours["train/loss"]] == list(range(1, 13))
 
 
-def test_progress_bar_output(digits):
+def test_progress_bar_on_a_terminal_draws_a_bar_with_the_run_eta(digits):
     buf = io.StringIO()
-    _fit(digits, [ProgressBar(file=buf)], epochs=2)
+    _fit(digits, [ProgressBar(file=buf, plain=False)], epochs=2)
     out = buf.getvalue()
-    assert "epoch 1" in out and "epoch 2" in out and "samples/s" in out and "4/4" in out
+    assert "epoch 1/2" in out and "epoch 2/2" in out and "samples/s" in out and "4/4" in out and "run left=" in out
     assert "val_loss=" in out and "train_loss=" in out
+
+
+def _mask(line: str) -> str:
+    """A progress line with its timings (which vary) replaced by T."""
+    line = re.sub(r"[0-9,]+ samples/s", "T samples/s", line)
+    line = re.sub(r"\d+\.\d\d s \|", "T s |", line)
+    return re.sub(r"\d+:\d\d", "T", line)
+
+
+def test_progress_bar_off_a_terminal_prints_plain_lines(digits):
+    buf = io.StringIO()  # not a terminal: no tqdm frames
+    tr, h = _fit(digits, [ProgressBar(file=buf, every_s=0)], epochs=2, bs=20)
+    lines = buf.getvalue().splitlines()
+    assert "\r" not in buf.getvalue() and len(lines) == 2 * 10
+    fmt = rg.train.formatting.format_value
+    for e in range(2):
+        mid, end = lines[10 * e:10 * e + 9], lines[10 * e + 9]
+        assert [_mask(x) for x in mid] == [
+            f"epoch {e + 1}/2: {10 * k}% ({k}/10 batches) loss {x.split(' loss ')[1][:6]}, T samples/s | run T "
+            f"elapsed, T left" for k, x in zip(range(1, 10), mid)]
+        assert _mask(end) == (f"epoch {e + 1}/2: train_loss={fmt(h['train_loss'][e])} val_loss={fmt(h['val_loss'][e])} "
+                              f"val_accuracy={fmt(h['val_accuracy'][e])} lr=0.01 | step {10 * (e + 1)}, T samples/s, "
+                              f"T s | run T elapsed" + (", T left" if e == 0 else ""))
+    # by default a line within an epoch comes at most every 30 s: these short epochs print one line each
+    buf = io.StringIO()
+    _fit(digits, [ProgressBar(file=buf)], epochs=3, bs=20)
+    assert [x.split(":")[0] for x in buf.getvalue().splitlines()] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    buf = io.StringIO()
+    _fit(digits, [ProgressBar(file=buf, disable=True)], epochs=1)
+    assert buf.getvalue() == ""
+
+
+def test_progress_bar_without_a_batch_count(digits):
+    class NoLen:  # a loader without len(): no percentages, a line every every_s seconds
+        def __init__(self, loader):
+            self.loader = loader
+
+        def __iter__(self):
+            return iter(self.loader)
+
+    buf = io.StringIO()
+    model = mlp(0)
+    train, val = _loaders(digits, bs=50)
+    Trainer(model, rg.optim.Adam(model.parameters()), rg.nn.CrossEntropyLoss(), seed=0,
+            callbacks=[ProgressBar(file=buf, every_s=0)]).fit(NoLen(train), val, epochs=1)
+    lines = [_mask(x) for x in buf.getvalue().splitlines()]
+    assert [x.split(", loss")[0] for x in lines[:4]] == [f"epoch 1/1: batch {k}" for k in range(1, 5)]
+    assert lines[0].endswith("T samples/s | run T elapsed") and lines[4].startswith("epoch 1/1: train_loss=")
+
+
+def test_run_clock_estimates_the_time_left(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(callbacks_module.time, "perf_counter", lambda: now[0])
+    clock = RunClock()
+    assert clock.remaining(3, 0, 0, 10) is None  # nothing timed yet
+    clock.batches, clock.eval_time, clock.evals = 10, 2.0, 1
+    now[0] = 122.0  # 20 s for 10 batches, 2 s for one validation pass
+    assert clock.elapsed() == 22.0
+    # 6 batches of epoch 2 and 10 of epoch 3 at 2 s, then two validation passes at 2 s
+    assert clock.remaining(3, 1, 4, 10) == 36.0
+    assert clock.remaining(3, 3, 0, 10) == 0.0 and clock.remaining(None, 1, 4, 10) is None
+    assert clock.remaining(3, 1, 4, None) is None
+    assert [format_duration(x) for x in (0, 36.4, 600, 3725, None)] == ["0:00", "0:36", "10:00", "1:02:05", "?"]
 
 
 def test_early_stopping(digits):

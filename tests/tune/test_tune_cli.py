@@ -1,4 +1,6 @@
 """`retrograd tune` end to end on digits (tiny), and its errors."""
+import re
+
 import pytest
 
 from retrograd.cli import main
@@ -30,13 +32,23 @@ def test_tune_command_runs_the_grid_and_shows_it(tmp_path, capsys):
     cfg.write_text(CONFIG.format(dir=tmp_path / "runs"))
     assert main(["tune", str(cfg)]) == 0
     study = tmp_path / "runs" / "digits_tune-tune"
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "2 trials: 2 COMPLETE" in out and (study / "best_config.toml").is_file()
+    # after each trial, the study's progress and the time left
+    assert [re.sub(r"\d+:\d\d", "T", x) for x in err.splitlines() if x.startswith("tune: ")] == [
+        "tune: 1 of 2 trials done; T elapsed, about T left", "tune: 2 of 2 trials done; T elapsed, about T left"]
     assert main(["train", str(study / "best_config.toml"), "--quiet"]) == 0  # the best config is ready to run
     assert main(["tune", "--show", str(study)]) == 0
     assert "2 trials: 2 COMPLETE" in capsys.readouterr().out
     assert main(["tune", str(cfg)]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_progress_line():
+    from retrograd.tune.study import progress_line
+    assert progress_line(3, 10, 3, 30.0) == "tune: 3 of 10 trials done; 0:30 elapsed, about 1:10 left"
+    assert progress_line(3, 10, 3, 30.0, workers=2) == "tune: 3 of 10 trials done; 0:30 elapsed, about 0:35 left"
+    assert progress_line(1, 1, 1, 4000.0) == "tune: 1 of 1 trial done; 1:06:40 elapsed, about 0:00 left"
 
 
 @pytest.mark.parametrize("search,message", [

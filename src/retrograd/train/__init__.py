@@ -1,5 +1,6 @@
 """Training: ``Trainer`` (the loop), ``callbacks``, ``metrics``, ``plots``, exact checkpoint/resume,
-``LRFinder`` (the learning-rate range test); both run the training step of ``step``.
+``LRFinder`` (the learning-rate range test); both run the training step of ``step``;
+``summary(model, input_size)`` (layers, output shapes, parameter counts).
 
     trainer = rg.train.Trainer(model, opt, rg.nn.CrossEntropyLoss(), scheduler=sched,
                                callbacks=[rg.train.callbacks.ProgressBar()], run_dir="runs/a")
@@ -16,6 +17,7 @@ from .callbacks import (Callback, EarlyStopping, GradientFlow, LRMonitor, Metric
                         NaNGuard, ProgressBar)
 from .checkpoint import CheckpointError
 from .lr_finder import LRFinder
+from .model_summary import ModelSummary, summary
 from .predict import LoadedRun, load_run
 from .trainer import Trainer, TrainerState
 from ..nn.utils import clip_grad_norm_  # the one clip_grad_norm_ (torch.nn.utils'), kept under rg.train too
@@ -31,4 +33,4 @@ def __getattr__(name: str):
 
 __all__ = ["Trainer", "TrainerState", "LRFinder", "clip_grad_norm_", "callbacks", "metrics", "plots", "Callback",
            "ProgressBar", "MetricLogger", "EarlyStopping", "ModelCheckpoint", "LRMonitor", "NaNGuard",
-           "GradientFlow", "CheckpointError", "load_run", "LoadedRun"]
+           "GradientFlow", "CheckpointError", "summary", "ModelSummary", "load_run", "LoadedRun"]

@@ -14,6 +14,8 @@ Hooks (override any; all receive the trainer first):
 - ``on_interrupt(trainer)``: after Ctrl-C, at the batch (or epoch) boundary where ``fit`` stops
   (``KeyboardInterrupt`` follows); ``ModelCheckpoint`` saves ``last`` here
 
+A callback may read ``trainer.state`` (where training stands) and ``trainer.epochs`` (the epochs
+``fit`` was asked for, counting those of a resumed checkpoint).
 Setting ``trainer.stop_training = True`` ends ``fit`` after the current batch
 (before the optimizer step when set in ``on_after_backward``/``on_before_step``).
 A callback with ``state_dict()``/``load_state_dict()`` has its state saved in checkpoints.

@@ -1,6 +1,6 @@
 """Callbacks: objects the ``Trainer`` calls at fixed points of the loop (base class: ``callback.Callback``).
 
-``ProgressBar``, ``MetricLogger``, ``EarlyStopping``, ``ModelCheckpoint``,
+``ProgressBar`` (with ``RunClock``, the time left for the whole run), ``MetricLogger``, ``EarlyStopping``, ``ModelCheckpoint``,
 ``LRMonitor``, ``NaNGuard``, and ``GradientFlow`` (from ``diagnostics``). The
 hooks a callback may override, and when the trainer calls them, are listed in
 ``callback``.
@@ -24,56 +24,154 @@ from ..engine import AnomalyError, detect_anomaly
 from .. import random as rg_random
 from .callback import Callback
 from .diagnostics import GradientFlow
-from .formatting import format_value
+from .formatting import format_duration, format_value
 from .logfiles import read_jsonl
 from .step import forward_loss
 
-__all__ = ["Callback", "ProgressBar", "MetricLogger", "EarlyStopping", "ModelCheckpoint", "LRMonitor",
+__all__ = ["Callback", "ProgressBar", "RunClock", "MetricLogger", "EarlyStopping", "ModelCheckpoint", "LRMonitor",
            "NaNGuard", "GradientFlow"]
 
 
 
 # --------------------------------------------------------------------------- progress
-class ProgressBar(Callback):
-    """A tqdm bar per epoch: epoch, step, loss (running mean), samples/s and ETA;
-    the epoch's summary line at its end. Falls back to plain lines without tqdm."""
+def _isatty(f: Any) -> bool:
+    try:
+        return bool(f.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
 
-    def __init__(self, *, file: Any = None, leave: bool = True, disable: bool = False) -> None:
+
+class RunClock:
+    """Elapsed time of a ``fit`` and an estimate of the time left for all its epochs: the batches
+    still to run at the mean time per batch so far, plus one validation pass per epoch still to end
+    at the mean time the passes so far took (0 before the first)."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.eval_time = 0.0
+        self.evals = 0
+        self.batches = 0
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def remaining(self, epochs: int | None, epoch: int, batch_in_epoch: int, n_batches: int | None) -> float | None:
+        """Seconds left with ``batch_in_epoch`` batches of epoch ``epoch`` (0-based) done, or None when
+        unknown (no batch timed yet, or no epoch count or batch count)."""
+        if epochs is not None and epoch >= epochs:
+            return 0.0
+        if epochs is None or not n_batches or not self.batches:
+            return None
+        per_batch = max(self.elapsed() - self.eval_time, 0.0) / self.batches
+        batches_left = max(n_batches - batch_in_epoch, 0) + n_batches * max(epochs - epoch - 1, 0)
+        evals_left = max(epochs - epoch, 0)
+        return batches_left * per_batch + evals_left * (self.eval_time / self.evals if self.evals else 0.0)
+
+
+class ProgressBar(Callback):
+    """What a user watches during ``fit``. On a terminal: a tqdm bar per epoch (step, running loss,
+    samples/s, the epoch's ETA and ``run``, the time left for the whole run). Off a terminal (output
+    redirected to a log file or a pipe; ``plain=True``), or without tqdm: no bar frames, only plain
+    lines: one at the end of each epoch, and within a long epoch one at each tenth of it that comes
+    at least ``every_s`` seconds after the previous line (for a loader without ``len``: a line every
+    ``every_s`` seconds). Every epoch ends with a line of its
+    metrics, its time and the run's elapsed time and time left. ``disable``: print nothing.
+    Output goes to ``file`` (default: stderr)."""
+
+    def __init__(self, *, file: Any = None, leave: bool = True, disable: bool = False, plain: bool | None = None,
+                 every_s: float = 30.0) -> None:
         self.file = file
         self.leave = leave
         self.disable = disable
+        self.plain = plain
+        self.every_s = float(every_s)
         self._bar = None
+        self._clock: RunClock | None = None
+        self._epochs: int | None = None
+        self._n_batches: int | None = None
+
+    @property
+    def out(self) -> Any:
+        return self.file or sys.stderr
+
+    def _print(self, line: str) -> None:
+        print(line, file=self.out, flush=True)
+
+    def on_fit_start(self, trainer: Any) -> None:
+        self._clock = RunClock()
+        self._epochs = getattr(trainer, "epochs", None)
+
+    def _epoch_name(self, epoch: int) -> str:
+        return f"epoch {epoch + 1}" + (f"/{self._epochs}" if self._epochs else "")
+
+    def _left(self, epoch: int, done: int) -> float | None:
+        return self._clock.remaining(self._epochs, epoch, done, self._n_batches) if self._clock else None
+
+    def _run_text(self, epoch: int, done: int) -> str:
+        left = None if self._epochs is not None and epoch >= self._epochs else self._left(epoch, done)
+        return f"run {format_duration(self._clock.elapsed())} elapsed" + \
+            (f", {format_duration(left)} left" if left is not None else "")
 
     def on_epoch_start(self, trainer: Any, epoch: int, logs: dict) -> None:
+        if self._clock is None:  # called without on_fit_start (a hand-driven loop)
+            self.on_fit_start(trainer)
         self._loss_sum, self._n = 0.0, 0
+        self._n_batches = logs.get("num_batches")
+        self._last_line = time.perf_counter()
+        self._last_batch_end: float | None = None
+        self._bar = None
+        if self.disable or self.plain or (self.plain is None and not _isatty(self.out)):
+            return
         try:
             from tqdm.auto import tqdm
         except ImportError:
-            self._bar = None
             return
-        self._bar = tqdm(total=logs.get("num_batches"), initial=logs.get("resumed_at_batch", 0),
-                         desc=f"epoch {epoch + 1}", file=self.file or sys.stderr, leave=self.leave,
-                         disable=self.disable, dynamic_ncols=True, unit="batch")
+        self._bar = tqdm(total=self._n_batches, initial=logs.get("resumed_at_batch", 0),
+                         desc=self._epoch_name(epoch), file=self.out, leave=self.leave,
+                         dynamic_ncols=True, unit="batch")
 
     def on_batch_end(self, trainer: Any, batch_idx: int, logs: dict) -> None:
         self._loss_sum += logs["loss"] * logs["batch_size"]
         self._n += logs["batch_size"]
-        post = {"step": logs["step"], "loss": f"{self._loss_sum / self._n:.4f}",
-                "samples/s": f"{logs['samples_per_sec']:.0f}"}
+        self._last_batch_end = time.perf_counter()
+        if self._clock is not None:
+            self._clock.batches += 1
+        if self.disable:
+            return
+        loss = self._loss_sum / self._n
         if self._bar is not None:
+            left = self._left(logs["epoch"], batch_idx + 1)
+            post = {"step": logs["step"], "loss": f"{loss:.4f}", "samples/s": f"{logs['samples_per_sec']:.0f}"}
+            if left is not None:
+                post["run left"] = format_duration(left)
             self._bar.set_postfix(post, refresh=False)
             self._bar.update(1)
+            return
+        n, done = self._n_batches, batch_idx + 1
+        now = time.perf_counter()
+        if n and done < n and done * 10 // n > batch_idx * 10 // n and now - self._last_line >= self.every_s:
+            self._last_line = now
+            self._print(f"{self._epoch_name(logs['epoch'])}: {done * 100 // n}% ({done}/{n} batches) loss "
+                        f"{loss:.4f}, {logs['samples_per_sec']:,.0f} samples/s | {self._run_text(logs['epoch'], done)}")
+        elif not n and now - self._last_line >= self.every_s:
+            self._last_line = now
+            self._print(f"{self._epoch_name(logs['epoch'])}: batch {done}, loss {loss:.4f}, "
+                        f"{logs['samples_per_sec']:,.0f} samples/s | {self._run_text(logs['epoch'], done)}")
 
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict) -> None:
-        skip = ("epoch", "step", "samples_per_sec", "epoch_time")
-        line = (f"epoch {epoch + 1}: " + " ".join(f"{k}={format_value(v)}" for k, v in logs.items() if k not in skip)
-                + f" | step {logs.get('step')}, {logs.get('samples_per_sec', 0):.0f} samples/s, "
-                f"{logs.get('epoch_time', 0):.2f}s")
+        if self._clock is not None and getattr(self, "_last_batch_end", None) is not None:
+            self._clock.eval_time += time.perf_counter() - self._last_batch_end
+            self._clock.evals += 1
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        if not self.disable:
-            print(line, file=self.file or sys.stderr)
+        if self.disable:
+            return
+        skip = ("epoch", "step", "samples_per_sec", "epoch_time")
+        self._print(f"{self._epoch_name(epoch)}: "
+                    + " ".join(f"{k}={format_value(v)}" for k, v in logs.items() if k not in skip)
+                    + f" | step {logs.get('step')}, {logs.get('samples_per_sec', 0):,.0f} samples/s, "
+                    f"{logs.get('epoch_time', 0):.2f} s | {self._run_text(epoch + 1, 0)}")
 
     def on_fit_end(self, trainer: Any) -> None:
         if self._bar is not None:

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from .callback import Callback
+from .formatting import plural
 
 __all__ = ["GradientFlow"]
 
@@ -218,7 +219,7 @@ class GradientFlow(Callback):
             return "GradientFlow: no steps recorded yet"
         s = self._summary()
         head = f"{'#':>3} {'layer':<24} {'grad norm':>10} {'update/w':>10} {'act mean':>10} {'act std':>10} {'dead':>6}"
-        lines = [f"GradientFlow: {len(self.records)} recorded steps (last at step {self.records[-1]['step']})",
+        lines = [f"GradientFlow: {plural(len(self.records), 'recorded step')} (last at step {self.records[-1]['step']})",
                  head]
         for i, n in enumerate(self.layers, 1):
             d = s.get(n, {})

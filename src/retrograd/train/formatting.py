@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["format_value", "markdown_table"]
+__all__ = ["format_value", "format_duration", "markdown_table", "plural"]
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``"1 epoch"``, ``"2 epochs"``, ``"1,000 epochs"``: ``n`` and ``word``, or its plural (``words``,
+    default ``word + "s"``) unless ``n`` is 1."""
+    return f"{n:,} {word if n == 1 else (words or word + 's')}"
 
 
 def format_value(v: Any, *, fixed: bool = False) -> str:
@@ -22,3 +28,12 @@ def markdown_table(rows: list[dict]) -> str:
     for r in rows:
         lines.append("| " + " | ".join(format_value(r.get(c, "")) for c in cols) + " |")
     return "\n".join(lines)
+
+
+def format_duration(seconds: float | None) -> str:
+    """``M:SS``, or ``H:MM:SS`` from an hour on; ``?`` for None."""
+    if seconds is None or seconds != seconds:
+        return "?"
+    s = int(round(seconds))
+    h, rest = divmod(s, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"

@@ -26,6 +26,7 @@ import numpy as np
 from ..optim.optimizer import Optimizer
 from ..optim.plotting import _require_matplotlib, plain_log_ticks, plain_number, plain_ticks
 from ..tensor import Tensor
+from .formatting import plural
 from .step import backward_batch, check_max_norm, optimizer_step, unpack_batch
 
 __all__ = ["LRFinder"]
@@ -111,7 +112,7 @@ class LRFinder:
         starts = [float(start_lr) if start_lr is not None else float(g["lr"]) for g in groups]
         ends = list(end_lr) if isinstance(end_lr, (list, tuple)) else [end_lr] * len(groups)
         if len(ends) != len(groups):
-            raise ValueError(f"LRFinder.range_test: got {len(ends)} end_lrs for {len(groups)} param groups")
+            raise ValueError(f"LRFinder.range_test: got {len(ends)} end_lrs for {plural(len(groups), 'param group')}")
         for s, e in zip(starts, ends):
             if not 0 < s < e:
                 raise ValueError(f"LRFinder.range_test: need 0 < start_lr < end_lr, got start_lr={s}, end_lr={e}")
@@ -170,7 +171,7 @@ class LRFinder:
         ok = np.isfinite(losses)
         lrs, losses = lrs[ok], losses[ok]
         if len(losses) < 2:
-            raise RuntimeError(f"LRFinder.suggestion: {len(losses)} points are left after skipping {skip_start} at "
+            raise RuntimeError(f"LRFinder.suggestion: {plural(len(losses), 'point')} {'is' if len(losses) == 1 else 'are'} left after skipping {skip_start} at "
                                f"the start and {skip_end} at the end of {len(self.history['lr'])}: run range_test "
                                "(longer), or lower skip_start/skip_end")
         return float(lrs[int(np.gradient(losses).argmin())])

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..io.checkpoint import CheckpointError, resolve_directory
 from .config import ConfigError, load_config, validate
-from .formatting import format_value
+from .formatting import format_value, plural
 from .model_code import check_model_code
 from .recipe import Setup
 
@@ -59,10 +59,10 @@ def finished_run(run_dir: pathlib.Path, checkpoint: pathlib.Path, epochs: int, m
     except (OSError, ValueError, KeyError, TypeError):
         return None  # not finished, or resume's loading says what is wrong
     if status == "completed" and s.get("epochs") == done and done >= epochs and batch == 0:
-        return f"complete: {done} of {epochs} epoch{'s' if epochs != 1 else ''} trained"
+        return f"complete: {done} of {plural(epochs, 'epoch')} trained"
     if not more_epochs and status == "stopped" and isinstance(at, dict) and \
             (at.get("epoch"), at.get("batch"), at.get("step")) == (done, batch, step):
-        return f"finished: stopped after {done} of {epochs} epochs ({s.get('reason')})"
+        return f"finished: stopped after {done} of {plural(epochs, 'epoch')} ({s.get('reason')})"
     return None
 
 
@@ -120,7 +120,7 @@ def check_schedule_length(setup: Setup, epochs: int, command: str, planned: int 
         fits = total // per_epoch if step_wise else total
         raise ConfigError(
             f"{command} --epochs {epochs}: the run's schedule {s['name']} ends after total_steps={total} {unit} "
-            f"({fits} epoch{'s' if fits != 1 else ''}) and cannot step past its end; {epochs} epochs need {needed}. Resume with --epochs "
+            f"({plural(fits, 'epoch')}) and cannot step past its end; {plural(epochs, 'epoch')} need {needed}. Resume with --epochs "
             f"{fits} or fewer, or train a new run with a one-cycle schedule as long as the run: retrograd train "
             f"CONFIG --set train.epochs={epochs} (a fresh config's total_steps follows train.epochs; in this "
             f"run's config.toml it is fixed: add --set schedule.total_steps={needed})")
@@ -230,15 +230,24 @@ def jsonable(v: Any) -> Any:
 def summary_text(s: dict) -> str:
     """The lines ``retrograd train`` prints for a ``finish_run`` summary."""
     lines = [f"run {s['run_dir']}: {s['model']} on {s['data']} with {s['optimizer']}, "
-             f"{s['parameters']:,} parameters, {s['epochs']} epochs in {s['time_s']:.1f} s"
+             f"{plural(s['parameters'], 'parameter')}, {plural(s['epochs'], 'epoch')} in {s['time_s']:.1f} s"
              + (f" ({s['samples_per_sec']:,.0f} samples/s)" if s.get("samples_per_sec") else "")]
     if s.get("status", "completed") != "completed":
-        lines.append(f"  {s['status'].upper()} after {s['epochs']} of {s.get('epochs_requested')} epochs: "
+        lines.append(f"  {s['status'].upper()} after {s['epochs']} of {plural(s.get('epochs_requested'), 'epoch')}: "
                      f"{s.get('reason')}")
     if s["final"]:
         lines.append("  final: " + "  ".join(f"{k} {format_value(v, fixed=True)}" for k, v in s["final"].items()))
     if s["test"]:
         lines.append("  test:  " + "  ".join(f"{k} {format_value(v, fixed=True)}" for k, v in s["test"].items()))
-    if isinstance(s.get("gradient_flow"), (dict, list)):
-        lines.append(f"  gradient flow: {json.dumps(s['gradient_flow'])}")
+    flow = s.get("gradient_flow")
+    if isinstance(flow, list):
+        report = pathlib.Path(s["run_dir"]) / "gradient_flow.txt"
+        where = f" (report: {report})" if report.is_file() else ""
+        if not flow:
+            lines.append(f"  gradient flow: no problems found{where}")
+        else:
+            lines.append(f"  gradient flow: {plural(len(flow), 'finding')}{where}")
+            lines += [f"    - {v}" for v in flow]
+    elif isinstance(flow, str):
+        lines.append(f"  gradient flow: {flow}")
     return "\n".join(lines)

@@ -114,6 +114,7 @@ class Trainer:
         self.last_loss: float | None = None
         self.last_grad_norm: float | None = None
         self.train_loader: Any = None
+        self.epochs: int | None = None  # the epochs the current (or last) fit was asked for
         # Ctrl-C: requested (the first press, handled at the next batch boundary), the checkpoint
         # on_interrupt saved (None: none) and why it could not save, when it failed
         self._interrupt_requested = False
@@ -222,6 +223,7 @@ class Trainer:
 
     def _fit(self, train_loader: Any, val_loader: Any, epochs: int, resume_from: Any) -> dict:
         self.train_loader = train_loader
+        self.epochs = epochs  # what callbacks see of the run's length (ProgressBar's time left)
         if resume_from is not None:
             self.load_checkpoint(resume_from)
         self._apply_pending_loader_state()

@@ -14,6 +14,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ..io.toml_writer import toml_dumps
+from ..train.formatting import plural
 from .plots import make_plots
 from .recovery import interrupted_numbers
 from .space import Param, SearchSpace, parse_space, set_dotted
@@ -119,7 +120,7 @@ def report(study: optuna.Study, study_dir: pathlib.Path, space: SearchSpace, con
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["state"]] = counts.get(r["state"], 0) + 1
-    print(f"{len(rows)} trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), file=out)
+    print(f"{plural(len(rows), 'trial')}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), file=out)
     best_trial = best_value = best_params = best_config = None
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     if complete:

@@ -18,6 +18,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from ..train.formatting import format_duration, plural
 from .pruning import Reporter, TrialPruned
 from .recovery import (cancel_surplus_retries, counted, die_with_parent, interrupted_numbers, is_retry, over_budget,
                        recover_interrupted, slots_used, worker_identity)
@@ -164,11 +165,11 @@ def _optimize(job: dict, worker: int, share: int | None = None) -> None:
             if not over_budget(trials, trial.number, n_trials, interrupted_numbers(study, trials)):
                 return fn(trial)
             trial.set_user_attr("over_budget", True)
-            raise TrialPruned(f"tune: trial {trial.number} is over the budget of {n_trials} trials; not run")
+            raise TrialPruned(f"tune: trial {trial.number} is over the budget of {plural(n_trials, 'trial')}; not run")
         return fn(trial)
 
     deadline = None if job["timeout"] is None else time.monotonic() + job["timeout"]
-    ran = 0
+    ran, start = 0, time.monotonic()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         while deadline is None or time.monotonic() < deadline:
@@ -179,8 +180,22 @@ def _optimize(job: dict, worker: int, share: int | None = None) -> None:
                 break
             study.optimize(budgeted, n_trials=1, catch=tuple(job["catch"]))
             ran += 1
+            if n_trials is not None:
+                trials = study.get_trials(deepcopy=False)
+                done = sum(counted(t, interrupted_numbers(study, trials)) for t in trials)
+                print(progress_line(done, n_trials, ran, time.monotonic() - start, job.get("workers", 1)),
+                      file=sys.stderr, flush=True)
             if study._stop_flag:  # a sampler (GridSampler, its grid done) stopped the study
                 break
+
+
+def progress_line(done: int, n_trials: int, ran: int, elapsed: float, workers: int = 1) -> str:
+    """The line a worker prints after each trial: the study's finished trials of ``n_trials``, this
+    worker's elapsed time and the time left at its mean time per trial (``ran`` trials in ``elapsed``
+    seconds), the trials left shared among ``workers``."""
+    left = max(n_trials - done, 0) * elapsed / max(ran, 1) / max(workers, 1)
+    return (f"tune: {done} of {plural(n_trials, 'trial')} done; {format_duration(elapsed)} elapsed, "
+            f"about {format_duration(left)} left")
 
 
 def _worker_main(job: dict, worker: int, share: int | None, parent: int) -> None:
@@ -264,8 +279,8 @@ def search(config: Mapping, space: Mapping | SearchSpace, *, train_fn: TrainFn, 
         recover_interrupted(study, out=out)
         cancelled = cancel_surplus_retries(study, n_trials)
         if cancelled:
-            print(f"tune: queued retries {', '.join(map(str, cancelled))} are beyond the budget of {n_trials} "
-                  "trials; not run", file=out)
+            print(f"tune: queued retries {', '.join(map(str, cancelled))} are beyond the budget of "
+                  f"{plural(n_trials, 'trial')}; not run", file=out)
     trials = study.get_trials(deepcopy=False)
     interrupted = interrupted_numbers(study, trials)
     done = sum(counted(t, interrupted) for t in trials)
@@ -273,13 +288,13 @@ def search(config: Mapping, space: Mapping | SearchSpace, *, train_fn: TrainFn, 
                                                   sum(t.state == TrialState.WAITING for t in trials
                                                       if "retry_of" in t.user_attrs))
     print(f"tune: study {study_name!r} ({method}, {pruner} pruner) in {mask_url(spec) if isinstance(spec, str) else spec}"
-          f"; {done} trials done" + (f", {remaining} to run" if remaining is not None else "")
+          f"; {plural(done, 'trial')} done" + (f", {remaining} to run" if remaining is not None else "")
           + (f" (grid of {grid_size})" if grid_size else "") + (f" on {workers} workers" if workers > 1 else ""),
           file=out)
     job = {"config": copy.deepcopy(dict(config)), "space": parsed, "train_fn": train_fn, "method": method,
            "metric": metric, "direction": direction, "pruner": pruner, "seed": seed, "timeout": timeout,
            "storage": spec, "study_name": study_name, "catch": tuple(catch), "n_trials": n_trials,
-           "heartbeat": heartbeat}
+           "heartbeat": heartbeat, "workers": workers}
     if remaining != 0:
         if workers == 1:
             _optimize(job, 0, remaining)
