@@ -32,7 +32,7 @@ __all__ = ["gelu_tanh", "gelu_tanh_backward", "layer_norm", "layer_norm_backward
 
 BLOCK_ROWS = 128  # rows per partial sum of layer norm's weight / bias gradients
 _CHUNK = 1 << 15  # elements per cache-sized piece of a kernel -> NumPy ufunc -> kernel chain
-_MIN_ELEMENTS = 1 << 17  # elements per thread below which one thread does the whole array (see bench/kernels.py)
+_MIN_ELEMENTS = 1 << 18  # elements per thread below which one thread does the whole array (see bench/kernels.py)
 _GELU_K = 0.044715
 _GELU_C = float(np.sqrt(2.0 / np.pi))
 

@@ -185,6 +185,39 @@ def layer_norm_bwd(x, g, w, mu, rstd, dx, dwp, dbp, block, d, zero, lo, hi):
 
 # ------------------------------------------------------------------ softmax over the last axis
 @njit
+def _row_max(b):
+    """``np.max(b)`` of a 1-D row: NaN if any item is NaN. (Where the largest value is a zero of
+    both signs, either may come back, as from NumPy; ``v - max`` differs only in the sign of a zero.)
+    Eight interleaved running maxima, so that the loop vectorises."""
+    n = b.shape[0]
+    nan = False
+    for j in range(n):
+        nan |= b[j] != b[j]
+    if nan:
+        return b[0] * np.nan
+    if n < 8:
+        m = b[0]
+        for j in range(1, n):
+            m = max(m, b[j])
+        return m
+    a0, a1, a2, a3, a4, a5, a6, a7 = b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]
+    for k in range(1, n // 8):
+        i = 8 * k
+        a0 = max(a0, b[i])
+        a1 = max(a1, b[i + 1])
+        a2 = max(a2, b[i + 2])
+        a3 = max(a3, b[i + 3])
+        a4 = max(a4, b[i + 4])
+        a5 = max(a5, b[i + 5])
+        a6 = max(a6, b[i + 6])
+        a7 = max(a7, b[i + 7])
+    m = max(max(max(a0, a1), max(a2, a3)), max(max(a4, a5), max(a6, a7)))
+    for j in range(n - n % 8, n):
+        m = max(m, b[j])
+    return m
+
+
+@njit
 def row_shift(s, out, scaled, scale, mask, safe, zero, lo, hi):
     """Rows ``lo:hi`` of ``s (rows, D)``: ``v = s [* scale] [+ mask[r % len(mask)]]`` (``mask`` of
     length 0: none), ``out = v - max(v)`` (a NaN in the row makes the max NaN, as ``np.max``).
@@ -194,21 +227,21 @@ def row_shift(s, out, scaled, scale, mask, safe, zero, lo, hi):
     for r in range(lo, hi):
         sr = s[r]
         orow = out[r]
-        if scaled:
+        if nm > 0:
+            mr = mask[r % nm]
+            if scaled:
+                for j in range(D):
+                    orow[j] = sr[j] * scale + mr[j]
+            else:
+                for j in range(D):
+                    orow[j] = sr[j] + mr[j]
+        elif scaled:
             for j in range(D):
                 orow[j] = sr[j] * scale
         else:
             for j in range(D):
                 orow[j] = sr[j]
-        if nm > 0:
-            mr = mask[r % nm]
-            for j in range(D):
-                orow[j] = orow[j] + mr[j]
-        m = orow[0]
-        for j in range(1, D):
-            v = orow[j]
-            if m == m and (v > m or v != v):
-                m = v
+        m = _row_max(orow)
         if safe and m == -np.inf:
             m = zero
         for j in range(D):
