@@ -6,7 +6,11 @@ the compiled kernel on 1 thread and on 2 threads (``rg.set_num_threads``), media
 runs. A second table runs the 2-thread kernels while OpenBLAS also has 2 threads and a matmul runs
 between calls (as in a training step), to show whether the two pools get in each other's way.
 
-Run: python bench/kernels.py [--repeat 200] [--blas-threads 2]
+``--step`` instead times the whole GPT step of bench/gpt.py with ``approximate="tanh"`` (forward and
+backward, 1 thread for the kernels and OpenBLAS) and prints one median: run it with one checkout's
+``src`` on PYTHONPATH, then another's, to compare before and after.
+
+Run: python bench/kernels.py [--repeat 200] [--blas-threads 2] | [--step]
 """
 from __future__ import annotations
 
@@ -54,7 +58,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=200)
     ap.add_argument("--blas-threads", type=int, default=2, help="OpenBLAS threads for the second table")
+    ap.add_argument("--step", action="store_true", help="time the GPT step (tanh GELU) on 1 thread instead")
     args = ap.parse_args()
+    if args.step:
+        gpt_step(args.repeat)
+        return
     import retrograd as rg
     from retrograd import accel
     from retrograd import kernels as K
@@ -64,7 +72,8 @@ def main() -> None:
     print(f"NumPy {np.__version__}, {accel.get_num_threads()} kernel threads by default, "
           f"{os.cpu_count()} CPUs; medians of {args.repeat} interleaved runs, ms")
     for dt in (np.float32, np.float64):
-        print(f"\n{np.dtype(dt).name:<44} {'twin':>8} {'1 thr':>8} {'2 thr':>8} {'x (1)':>6} {'x (2)':>6}")
+        print(f"\n{np.dtype(dt).name:<44} {'twin':>7} {'1 thr':>7} {'2 thr':>7} {'x (1)':>6} {'x (2)':>6}"
+              f" | CPU ms: {'twin':>7} {'1 thr':>7} {'x':>6}")
         for name, fn in cases(K, dt):
             def twin(fn=fn):
                 accel._state.enabled = False
@@ -78,10 +87,31 @@ def main() -> None:
                     rg.set_num_threads(n)
                     fn()
                 return run
-            r = interleaved({"twin": twin, "1": threads(1), "2": threads(2)}, args.repeat, warmup=3)
-            print(f"{name:<44} {r['twin'] * 1e3:8.3f} {r['1'] * 1e3:8.3f} {r['2'] * 1e3:8.3f} "
-                  f"{r['twin'] / r['1']:6.2f} {r['twin'] / r['2']:6.2f}")
+            w, c = timed({"twin": twin, "1": threads(1), "2": threads(2)}, args.repeat)
+            print(f"{name:<44} {w['twin'] * 1e3:7.3f} {w['1'] * 1e3:7.3f} {w['2'] * 1e3:7.3f} "
+                  f"{w['twin'] / w['1']:6.2f} {w['twin'] / w['2']:6.2f} |         "
+                  f"{c['twin'] * 1e3:7.3f} {c['1'] * 1e3:7.3f} {c['twin'] / c['1']:6.2f}")
     blas_vs_kernels(K, rg, args)
+
+
+def timed(fns: dict, repeat: int) -> tuple[dict, dict]:
+    """Medians of wall time and of CPU time per call, contenders interleaved. (On a shared machine
+    the CPU time of a one-thread contender counts its own work without the waits for a core.)"""
+    import statistics
+    import time
+
+    for fn in fns.values():
+        for _ in range(3):
+            fn()
+    wall: dict = {k: [] for k in fns}
+    cpu: dict = {k: [] for k in fns}
+    for _ in range(repeat):
+        for k, fn in fns.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.process_time() - c0)
+    return ({k: statistics.median(v) for k, v in wall.items()}, {k: statistics.median(v) for k, v in cpu.items()})
 
 
 def blas_vs_kernels(K, rg, args) -> None:
@@ -107,6 +137,37 @@ def blas_vs_kernels(K, rg, args) -> None:
             r = interleaved({"mm": lambda: a @ wm, "1": both(1), "2": both(2)}, args.repeat, warmup=3)
             print(f"{name:<44} {r['mm'] * 1e3:8.3f} {r['1'] * 1e3:8.3f} {r['2'] * 1e3:8.3f}")
     rg.set_num_threads(accel_default())
+
+
+def gpt_step(repeat: int) -> None:
+    import functools
+    import statistics
+    import time
+
+    from threadpoolctl import threadpool_limits
+
+    import gpt
+    import retrograd as rg
+
+    rg.set_num_threads(1)
+    F = rg.nn.functional
+    F.gelu, plain = functools.partial(F.gelu, approximate="tanh"), F.gelu
+    try:
+        rg_step = gpt.step_fns()[0]
+        with threadpool_limits(limits=1, user_api="blas"):
+            for _ in range(3):
+                rg_step()
+            times, cpu = [], []
+            for _ in range(repeat):
+                t0, c0 = time.perf_counter(), time.process_time()
+                rg_step()
+                times.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
+    finally:
+        F.gelu = plain
+    # CPU time: on a shared machine it counts the step's own work, not the waits for a core
+    print(f"GPT step, tanh GELU, 1 thread: median {statistics.median(times) * 1e3:.1f} ms wall, "
+          f"{statistics.median(cpu) * 1e3:.1f} ms CPU over {repeat} steps ({os.path.dirname(rg.__file__)})")
 
 
 def accel_default() -> int:
