@@ -12,9 +12,11 @@ where the NumPy path's order differs in the last bit). Without Numba, or with
 ``RETROGRAD_NO_JIT=1``, the NumPy path is the only one and nothing else changes.
 
 ``jit(func)`` wraps a kernel so that it is compiled at its first call (about a
-second, then cached on disk for later processes). ``run_split`` runs a kernel
-over contiguous pieces of 1-D arrays on a few threads (the kernels release the
-GIL); ``set_num_threads`` bounds them.
+second, then cached on disk for later processes); ``njit(func)`` is the Numba
+dispatcher itself, for modules imported only when Numba is (``retrograd.kernels.jit``,
+whose kernels call helper kernels). ``run_split`` runs a kernel over contiguous
+pieces of arrays, ``run_ranges`` over contiguous index ranges, on a few threads
+(the kernels release the GIL, as NumPy's ufuncs do); ``set_num_threads`` bounds them.
 """
 from __future__ import annotations
 
