@@ -211,7 +211,7 @@ def softmax(x: np.ndarray, scale: float | None = None, mask: np.ndarray | None =
             safe: bool = False) -> np.ndarray:
     """Softmax over the last axis of ``x [* scale] [+ mask]`` (``mask`` broadcasts against ``x``);
     ``safe``: rows that are all ``-inf`` (fully masked) give zeros rather than NaN (as torch's SDPA).
-    Writes into ``x`` when it is a C-contiguous float array it may own (attention's scores)."""
+    The kernel takes a mask of the last two dims' shape (a causal mask); others run the twin."""
     dt = x.dtype
     d = x.shape[-1] if x.ndim else 1
     m2 = None
