@@ -97,7 +97,8 @@ def test_layer_norm_kernels_equal_twin(dtype, monkeypatch):
         g = rng.standard_normal((rows, d)).astype(dtype)
         w, b = rng.standard_normal(d).astype(dtype), rng.standard_normal(d).astype(dtype)
         for wi, bi, needs in [(None, None, (True, False, False)), (w, None, (True, True, False)),
-                              (None, b, (False, False, True)), (w, b, (True, True, True)), (w, b, (False, True, False))]:
+                              (None, b, (False, False, True)), (w, b, (True, True, True)),
+                              (w, b, (False, True, False))]:
             def run(wi=wi, bi=bi, needs=needs, x=x, g=g):
                 y, mu, rstd = K.layer_norm(x, wi, bi, 1e-5)
                 return (y, mu, rstd) + K.layer_norm_backward(x, g, wi, mu, rstd, needs)

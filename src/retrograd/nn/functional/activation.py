@@ -2,8 +2,8 @@
 softmax and log-softmax.
 
 Most are compositions of Tensor methods; the hot or numerically delicate ones (leaky ReLU, the ELU
-family, GELU with its compiled kernels (``retrograd.kernels`` for the tanh form), SiLU, hardtanh) are ``Rule``s with their backward
-written next to their forward.
+family, GELU with its compiled kernels (those of the tanh form in ``retrograd.kernels``), SiLU,
+hardtanh) are ``Rule``s with their backward written next to their forward.
 """
 from __future__ import annotations
 
