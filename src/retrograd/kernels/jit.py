@@ -77,19 +77,6 @@ def _pairwise(a, lo, n, stack, vals):
     return vals[0]
 
 
-@njit
-def _scratch(a):
-    """``_pairwise``'s scratch for rows of ``a``'s dtype."""
-    return np.empty((2, 128), np.int64), np.empty(64, a.dtype)
-
-
-@njit
-def _row_sum(row, zero, stk, vals):
-    """``np.sum(row)`` as NumPy's reduction gives it: ``zero + pairwise sum`` (the ``zero`` start
-    makes a sum of ``-0.0`` values ``+0.0``, as NumPy's)."""
-    return zero + _pairwise(row, 0, row.shape[0], stk, vals)
-
-
 # ------------------------------------------------------------------ GELU, tanh form
 # (the elementwise loops index slices from 0: an index that might be negative, as ``range(lo, hi)``
 # gives, makes Numba wrap it around on every access, and the loop no longer vectorises)
@@ -128,17 +115,17 @@ def layer_norm_fwd(x, w, b, y, mu, rstd, d, eps, zero, one, lo, hi):
     """Rows ``lo:hi`` of ``x (rows, D)``: ``mu = sum(x) / d``, ``rstd = one / sqrt(sum((x - mu)^2) / d
     + eps)``, ``y = (x - mu) * rstd [* w] [+ b]`` (``w``/``b`` of length 0 when absent)."""
     D = x.shape[1]
-    stk, vals = _scratch(x)
+    stk, vals = np.empty((2, 128), np.int64), np.empty(64, x.dtype)  # _pairwise's scratch
     tmp = np.empty(D, x.dtype)
     has_w = w.shape[0] > 0
     has_b = b.shape[0] > 0
     for r in range(lo, hi):
         xr = x[r]
-        m = _row_sum(xr, zero, stk, vals) / d
+        m = (zero + _pairwise(xr, 0, D, stk, vals)) / d
         for j in range(D):
             c = xr[j] - m
             tmp[j] = c * c
-        q = one / np.sqrt(_row_sum(tmp, zero, stk, vals) / d + eps)
+        q = one / np.sqrt((zero + _pairwise(tmp, 0, D, stk, vals)) / d + eps)
         yr = y[r]
         if has_w and has_b:
             for j in range(D):
@@ -163,7 +150,7 @@ def layer_norm_bwd(x, g, w, mu, rstd, dx, dwp, dbp, block, d, zero, lo, hi):
     block`` of ``dwp`` / ``dbp`` (zeros on entry; length 0: not wanted) ``g * xhat`` / ``g`` added
     row after row."""
     D = x.shape[1]
-    stk, vals = _scratch(x)
+    stk, vals = np.empty((2, 128), np.int64), np.empty(64, x.dtype)  # _pairwise's scratch
     t1 = np.empty(D, x.dtype)
     t2 = np.empty(D, x.dtype)
     has_w = w.shape[0] > 0
@@ -189,8 +176,8 @@ def layer_norm_bwd(x, g, w, mu, rstd, dx, dwp, dbp, block, d, zero, lo, hi):
                 gx = gr[j] * w[j] if has_w else gr[j]
                 t1[j] = gx
                 t2[j] = gx * ((xr[j] - m) * q)
-            s1 = _row_sum(t1, zero, stk, vals) / d
-            s2 = _row_sum(t2, zero, stk, vals) / d
+            s1 = (zero + _pairwise(t1, 0, D, stk, vals)) / d
+            s2 = (zero + _pairwise(t2, 0, D, stk, vals)) / d
             dr = dx[r]
             for j in range(D):
                 dr[j] = ((t1[j] - s1) - ((xr[j] - m) * q) * s2) * q
@@ -265,10 +252,10 @@ def row_shift(s, out, scaled, scale, mask, safe, zero, lo, hi):
 def row_normalize(e, safe, zero, one, lo, hi):
     """Rows ``lo:hi`` of ``e`` divided by their sums (``safe``: a sum of 0, a fully masked row, divides by 1)."""
     D = e.shape[1]
-    stk, vals = _scratch(e)
+    stk, vals = np.empty((2, 128), np.int64), np.empty(64, e.dtype)  # _pairwise's scratch
     for r in range(lo, hi):
         er = e[r]
-        z = _row_sum(er, zero, stk, vals)
+        z = zero + _pairwise(er, 0, D, stk, vals)
         if safe and z == 0:
             z = one
         for j in range(D):
@@ -279,9 +266,9 @@ def row_normalize(e, safe, zero, one, lo, hi):
 def row_sums(e, out, zero, lo, hi):
     """``out[r] = zero + sum(e[r])`` in NumPy's order, rows ``lo:hi``."""
     D = e.shape[1]
-    stk, vals = _scratch(e)
+    stk, vals = np.empty((2, 128), np.int64), np.empty(64, e.dtype)  # _pairwise's scratch
     for r in range(lo, hi):
-        out[r] = _row_sum(e[r], zero, stk, vals)
+        out[r] = zero + _pairwise(e[r], 0, D, stk, vals)
 
 
 @njit
@@ -300,7 +287,7 @@ def softmax_bwd(y, g, out, attn, scale, zero, lo, hi):
     """Rows ``lo:hi``: ``gy = g * y``, ``out = gy - y * sum(gy)``; ``attn`` (attention's form):
     ``out = (y * (g - sum(g * y))) * scale``. ``out`` may be ``g``."""
     D = y.shape[1]
-    stk, vals = _scratch(y)
+    stk, vals = np.empty((2, 128), np.int64), np.empty(64, y.dtype)  # _pairwise's scratch
     t = np.empty(D, y.dtype)
     for r in range(lo, hi):
         yr = y[r]
@@ -308,7 +295,7 @@ def softmax_bwd(y, g, out, attn, scale, zero, lo, hi):
         orow = out[r]
         for j in range(D):
             t[j] = gr[j] * yr[j]
-        s = _row_sum(t, zero, stk, vals)
+        s = zero + _pairwise(t, 0, D, stk, vals)
         if attn:
             for j in range(D):
                 orow[j] = (yr[j] * (gr[j] - s)) * scale
@@ -321,11 +308,11 @@ def softmax_bwd(y, g, out, attn, scale, zero, lo, hi):
 def log_softmax_bwd(e, g, out, zero, lo, hi):
     """Rows ``lo:hi``: ``out = g - e * sum(g)`` (``e = exp(y)``, computed by NumPy). ``out`` may be ``e``."""
     D = e.shape[1]
-    stk, vals = _scratch(e)
+    stk, vals = np.empty((2, 128), np.int64), np.empty(64, e.dtype)  # _pairwise's scratch
     for r in range(lo, hi):
         gr = g[r]
         er = e[r]
         orow = out[r]
-        s = _row_sum(gr, zero, stk, vals)
+        s = zero + _pairwise(gr, 0, D, stk, vals)
         for j in range(D):
             orow[j] = gr[j] - er[j] * s
