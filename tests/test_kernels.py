@@ -24,11 +24,15 @@ BIG = 2 * K._MIN_ELEMENTS + 37  # elements: split over two threads
 
 
 def _both(monkeypatch, fn):
-    """``fn()`` with the kernels on two threads, on one thread, and with them off (the NumPy twins)."""
+    """``fn()`` with the kernels on two threads, on one thread, on one thread in small pieces (so the
+    kernel -> NumPy ufunc -> kernel chains take several), and with the kernels off (the NumPy twins)."""
     out = []
     with np.errstate(all="ignore"):
         for threads in (2, 1):
             monkeypatch.setattr(accel._state, "threads", threads)
+            out.append(fn())
+        with monkeypatch.context() as m:
+            m.setattr(K, "_CHUNK", 777)
             out.append(fn())
         monkeypatch.setattr(accel._state, "enabled", False)
         out.append(fn())
