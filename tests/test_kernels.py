@@ -235,3 +235,19 @@ grads = {f"{i}.{n}": p.grad.numpy() for i, m in enumerate(mods) for n, p in m.na
 np.savez(sys.argv[1], loss=loss.detach().numpy(), **grads)
 print("kernels:", accel.available())
 """
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_exact_gelu_split_over_threads_equals_numpy_path(dtype, monkeypatch):
+    """The erf form's kernels (tests/test_accel.py) split over two threads: still the NumPy path's bits."""
+    rng = np.random.default_rng(7)
+    x = _specials((rng.standard_normal(BIG) * 3).astype(dtype))
+    g = rng.standard_normal(BIG).astype(dtype)
+
+    def run():
+        rx = rg.tensor(x, requires_grad=True)
+        y = rg.nn.functional.gelu(rx)
+        y.backward(rg.tensor(g))
+        return y.detach().numpy().copy(), rx.grad.detach().numpy().copy()
+    _same(_both(monkeypatch, run), f"exact gelu {dtype.__name__}")

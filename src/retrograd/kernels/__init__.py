@@ -29,11 +29,11 @@ import numpy as np
 from .. import accel
 
 __all__ = ["gelu_tanh", "gelu_tanh_backward", "layer_norm", "layer_norm_backward", "softmax",
-           "softmax_backward", "log_softmax", "log_softmax_backward", "BLOCK_ROWS"]
+           "softmax_backward", "log_softmax", "log_softmax_backward", "BLOCK_ROWS", "MIN_PER_THREAD"]
 
 BLOCK_ROWS = 128  # rows per partial sum of layer norm's weight / bias gradients
 _CHUNK = 1 << 20  # elements per piece of a kernel -> NumPy ufunc -> kernel chain (a few MB: stays in L3)
-_MIN_ELEMENTS = 1 << 18  # elements per thread below which one thread does the whole array (see bench/kernels.py)
+MIN_PER_THREAD = _MIN_ELEMENTS = 1 << 18  # elements per thread below which one thread does it all (bench/kernels.py)
 _GELU_K = 0.044715
 _GELU_C = float(np.sqrt(2.0 / np.pi))
 

@@ -94,7 +94,8 @@ def _gelu_f(ins, kw):
         f = np.float32
         xf = x.reshape(-1)
         out, cdf = np.empty_like(xf), np.empty_like(xf)
-        _gelu32_kernel(xf, out, cdf, *special._ERF32_P, *special._ERF32_Q, f(1.0 / _SQRT2), f(-4.0), f(4.0), f(1.0), f(0.5))
+        accel.run_split(_gelu32_kernel, [xf, out, cdf], (*special._ERF32_P, *special._ERF32_Q, f(1.0 / _SQRT2),
+                                                          f(-4.0), f(4.0), f(1.0), f(0.5)), kernels.MIN_PER_THREAD)
         kw["cdf"] = cdf.reshape(x.shape)
         return out.reshape(x.shape)
     cdf = erf_array(x * x.dtype.type(1.0 / _SQRT2))
@@ -118,8 +119,9 @@ def _gelu_b(g, out, ins, kw, needs):
         if g.dtype == x.dtype and x.size and accel.handles(x, g):
             e = np.exp(x * x * xd(-0.5)).reshape(-1)  # NumPy's exp: the kernel fuses the other passes
             out = np.empty(x.shape, x.dtype)
-            _gelu_back_kernel(e, x.reshape(-1), kw["cdf"].reshape(-1), np.broadcast_to(g, x.shape).reshape(-1),
-                              out.reshape(-1), xd(_INV_SQRT_2PI))
+            accel.run_split(_gelu_back_kernel, [e, x.reshape(-1), kw["cdf"].reshape(-1),
+                                                np.broadcast_to(g, x.shape).reshape(-1), out.reshape(-1)],
+                            (xd(_INV_SQRT_2PI),), kernels.MIN_PER_THREAD)
             return (out,)
         pdf = np.exp(x * x * xd(-0.5))
         pdf *= x
