@@ -12,9 +12,11 @@ where the NumPy path's order differs in the last bit). Without Numba, or with
 ``RETROGRAD_NO_JIT=1``, the NumPy path is the only one and nothing else changes.
 
 ``jit(func)`` wraps a kernel so that it is compiled at its first call (about a
-second, then cached on disk for later processes). ``run_split`` runs a kernel
-over contiguous pieces of 1-D arrays on a few threads (the kernels release the
-GIL); ``set_num_threads`` bounds them.
+second, then cached on disk for later processes); ``njit(func)`` is the Numba
+dispatcher itself, for modules imported only when Numba is (``retrograd.kernels.jit``,
+whose kernels call helper kernels). ``run_split`` runs a kernel over contiguous
+pieces of arrays, ``run_ranges`` over contiguous index ranges, on a few threads
+(the kernels release the GIL, as NumPy's ufuncs do); ``set_num_threads`` bounds them.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["available", "handles", "get_num_threads", "set_num_threads", "jit", "run_split"]
+__all__ = ["available", "handles", "get_num_threads", "set_num_threads", "jit", "njit", "run_split", "run_ranges"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))  # what the kernels are compiled for
 MIN_PER_THREAD = 1 << 20  # elements (~1 ms of work); below this a second thread costs more than it saves
@@ -65,7 +67,7 @@ class _State:
         self.numba: bool | None = None  # whether Numba is installed, looked up once
         self.enabled = os.environ.get("RETROGRAD_NO_JIT", "") in ("", "0")
         self.pool = None
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.threads = _env_threads()
 
 
@@ -143,14 +145,22 @@ class _Lazy:
     def _compile(self) -> Callable:
         with _state.lock:
             if self.compiled is None:
-                import numba
-
-                opts = dict(nogil=True, fastmath=False, error_model="numpy", boundscheck=False)
-                try:
-                    self.compiled = numba.njit(cache=True, **opts)(self.func)
-                except RuntimeError:  # no writable cache directory: compile in every process
-                    self.compiled = numba.njit(**opts)(self.func)
+                self.compiled = njit(self.func)
         return self.compiled
+
+
+def njit(func: Callable) -> Callable:
+    """``func`` as a Numba dispatcher with the kernels' options (no fast-math, GIL released, cached
+    on disk where a cache directory is writable); it compiles at its first call. This imports
+    Numba: use it in modules that are imported only when ``available()``, where kernels call
+    helper kernels (a ``jit`` wrapper cannot be called from compiled code)."""
+    import numba
+
+    opts = dict(nogil=True, fastmath=False, error_model="numpy", boundscheck=False)
+    try:
+        return numba.njit(cache=True, **opts)(func)
+    except RuntimeError:  # no writable cache directory: compile in every process
+        return numba.njit(**opts)(func)
 
 
 def jit(func: Callable) -> _Lazy:
@@ -159,14 +169,29 @@ def jit(func: Callable) -> _Lazy:
     return _Lazy(func)
 
 
-def run_split(kernel: Callable, arrays: list, scalars: tuple) -> None:
-    """``kernel(*arrays, *scalars)`` over equal-length 1-D arrays, split into
-    contiguous pieces run side by side when they are large enough (a 0-length
-    array stands for an unused operand and is passed whole)."""
+def run_split(kernel: Callable, arrays: list, scalars: tuple, min_per_thread: int = MIN_PER_THREAD) -> None:
+    """``kernel(*arrays, *scalars)`` over arrays of equal length along their first axis, split into
+    contiguous pieces run side by side when each piece has at least ``min_per_thread`` of them (a
+    0-length array stands for an unused operand and is passed whole)."""
     n = arrays[0].shape[0]
-    parts = min(_state.threads, n // MIN_PER_THREAD)
+
+    def piece(lo: int, hi: int) -> None:
+        kernel(*[a[lo:hi] if a.shape[0] else a for a in arrays], *scalars)
+
+    _side_by_side(piece, n, min_per_thread, 1)
+
+
+def run_ranges(kernel: Callable, args: tuple, n: int, min_per_thread: int, align: int = 1) -> None:
+    """``kernel(*args, lo, hi)`` over contiguous ranges ``[lo, hi)`` that cover ``range(n)``, run side
+    by side on up to ``get_num_threads()`` threads when each gets at least ``min_per_thread`` items;
+    every inner boundary is a multiple of ``align`` (so blocks of ``align`` items stay whole)."""
+    _side_by_side(lambda lo, hi: kernel(*args, lo, hi), n, min_per_thread, align)
+
+
+def _side_by_side(piece: Callable, n: int, min_per_thread: int, align: int) -> None:
+    parts = min(_state.threads, n // max(1, min_per_thread), -(-n // align))
     if parts <= 1:
-        kernel(*arrays, *scalars)
+        piece(0, n)
         return
     pool = _state.pool
     if pool is None:
@@ -176,15 +201,10 @@ def run_split(kernel: Callable, arrays: list, scalars: tuple) -> None:
             pool = _state.pool
             if pool is None:  # threads start on demand, so a generous cap costs nothing
                 pool = _state.pool = ThreadPoolExecutor(63, thread_name_prefix="retrograd-kernel")
-    bounds = [n * k // parts for k in range(parts + 1)]
-
-    def piece(k: int) -> list:
-        lo, hi = bounds[k], bounds[k + 1]
-        return [a[lo:hi] if a.shape[0] else a for a in arrays]
-
-    futures = [pool.submit(kernel, *piece(k), *scalars) for k in range(1, parts)]
+    bounds = [0] + [min(n, (n * k // parts + align - 1) // align * align) for k in range(1, parts)] + [n]
+    futures = [pool.submit(piece, bounds[k], bounds[k + 1]) for k in range(1, parts) if bounds[k] < bounds[k + 1]]
     try:
-        kernel(*piece(0), *scalars)
+        piece(bounds[0], bounds[1])
     finally:
         for f in futures:
             f.result()

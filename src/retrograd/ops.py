@@ -21,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import backend as B
+from . import kernels
 from .engine import state
 from .special import erf_array
 
@@ -540,9 +541,16 @@ def _norm_b(g, out, ins, kw, needs):
 NORM = Rule("norm", _norm_f, _norm_b, save_out=True)
 
 
+def _last(x: Any, d: int) -> bool:
+    """Whether ``d`` is the last axis of array ``x`` (where ``retrograd.kernels`` has fused rows)."""
+    return isinstance(x, np.ndarray) and x.ndim > 0 and d in (-1, x.ndim - 1)
+
+
 def _softmax_f(ins, kw):
     x = ins[0]
     d = kw["dim"]
+    if _last(x, d):
+        return kernels.softmax(x)
     e = np.exp(x - np.max(x, axis=d, keepdims=True))
     e /= np.sum(e, axis=d, keepdims=True)
     return e
@@ -550,6 +558,8 @@ def _softmax_f(ins, kw):
 
 def _softmax_b(g, out, ins, kw, needs):
     y = out if out is not None else call(SOFTMAX, ins, kw)
+    if _last(y, kw["dim"]) and isinstance(g, np.ndarray):
+        return (kernels.softmax_backward(y, g),)
     gy = g * y
     return (gy - y * np.sum(gy, axis=kw["dim"], keepdims=True),)
 SOFTMAX = Rule("softmax", _softmax_f, _softmax_b, save_out=True, needs_inputs=False)
@@ -558,6 +568,8 @@ SOFTMAX = Rule("softmax", _softmax_f, _softmax_b, save_out=True, needs_inputs=Fa
 def _log_softmax_f(ins, kw):
     x = ins[0]
     d = kw["dim"]
+    if _last(x, d):
+        return kernels.log_softmax(x)
     s = x - np.max(x, axis=d, keepdims=True)
     s -= np.log(np.sum(np.exp(s), axis=d, keepdims=True))
     return s
@@ -565,6 +577,8 @@ def _log_softmax_f(ins, kw):
 
 def _log_softmax_b(g, out, ins, kw, needs):
     y = out if out is not None else call(LOG_SOFTMAX, ins, kw)
+    if _last(y, kw["dim"]) and isinstance(g, np.ndarray):
+        return (kernels.log_softmax_backward(y, g),)
     return (g - np.exp(y) * np.sum(g, axis=kw["dim"], keepdims=True),)
 LOG_SOFTMAX = Rule("log_softmax", _log_softmax_f, _log_softmax_b, save_out=True, needs_inputs=False)
 

@@ -2,8 +2,8 @@
 softmax and log-softmax.
 
 Most are compositions of Tensor methods; the hot or numerically delicate ones (leaky ReLU, the ELU
-family, GELU with its compiled float32 kernels, SiLU, hardtanh) are ``Rule``s with their backward
-written next to their forward.
+family, GELU with its compiled kernels (those of the tanh form in ``retrograd.kernels``), SiLU,
+hardtanh) are ``Rule``s with their backward written next to their forward.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ... import accel
+from ... import accel, kernels
 from ...amp.autocast_mode import lower_precision_op
 from ... import ops as O
 from ...ops import Rule, call
@@ -88,13 +88,14 @@ def _gelu_back_kernel(e, x, cdf, g, out, inv_sqrt_2pi):
 def _gelu_f(ins, kw):
     x = ins[0]
     if kw["approximate"] == "tanh":
-        inner = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
-        return (0.5 * x * (1.0 + np.tanh(inner))).astype(x.dtype, copy=False)
+        y, kw["t"] = kernels.gelu_tanh(x)  # the backward needs tanh(...) again: keep it
+        return y
     if x.dtype == np.float32 and x.size and accel.available():
         f = np.float32
         xf = x.reshape(-1)
         out, cdf = np.empty_like(xf), np.empty_like(xf)
-        _gelu32_kernel(xf, out, cdf, *special._ERF32_P, *special._ERF32_Q, f(1.0 / _SQRT2), f(-4.0), f(4.0), f(1.0), f(0.5))
+        accel.run_split(_gelu32_kernel, [xf, out, cdf], (*special._ERF32_P, *special._ERF32_Q, f(1.0 / _SQRT2),
+                                                          f(-4.0), f(4.0), f(1.0), f(0.5)), kernels.MIN_PER_THREAD)
         kw["cdf"] = cdf.reshape(x.shape)
         return out.reshape(x.shape)
     cdf = erf_array(x * x.dtype.type(1.0 / _SQRT2))
@@ -107,7 +108,9 @@ def _gelu_f(ins, kw):
 def _gelu_b(g, out, ins, kw, needs):
     x = ins[0]
     if kw["approximate"] == "tanh":
-        x2 = x * x
+        if isinstance(x, np.ndarray) and isinstance(g, np.ndarray) and "t" in kw:
+            return (kernels.gelu_tanh_backward(x, kw["t"], g),)
+        x2 = x * x  # create_graph: the same formula from recorded ops
         t = call(O.TANH, (_SQRT_2_OVER_PI * (x + 0.044715 * x2 * x),))
         dinner = _SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x2)
         return (g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dinner),)
@@ -116,8 +119,9 @@ def _gelu_b(g, out, ins, kw, needs):
         if g.dtype == x.dtype and x.size and accel.handles(x, g):
             e = np.exp(x * x * xd(-0.5)).reshape(-1)  # NumPy's exp: the kernel fuses the other passes
             out = np.empty(x.shape, x.dtype)
-            _gelu_back_kernel(e, x.reshape(-1), kw["cdf"].reshape(-1), np.broadcast_to(g, x.shape).reshape(-1),
-                              out.reshape(-1), xd(_INV_SQRT_2PI))
+            accel.run_split(_gelu_back_kernel, [e, x.reshape(-1), kw["cdf"].reshape(-1),
+                                                np.broadcast_to(g, x.shape).reshape(-1), out.reshape(-1)],
+                            (xd(_INV_SQRT_2PI),), kernels.MIN_PER_THREAD)
             return (out,)
         pdf = np.exp(x * x * xd(-0.5))
         pdf *= x

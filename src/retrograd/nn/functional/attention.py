@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ... import backend as B
+from ... import kernels
 from ... import ops as O
 from ...ops import Rule, call
 from ...random import Generator, resolve
@@ -24,22 +25,14 @@ def _attn_scores(q, k, kw):
     return s
 
 
-def _safe_softmax(s: np.ndarray) -> np.ndarray:
-    """Softmax over the last dim whose fully masked (all ``-inf``) rows are zero, as torch's SDPA."""
-    m = np.max(s, axis=-1, keepdims=True)
-    dead = m == -np.inf
-    e = np.exp(s - np.where(dead, 0, m))
-    z = np.sum(e, axis=-1, keepdims=True)
-    return e / np.where(dead, 1, z)
-
-
 def _attn_f(ins, kw):
     q, k, v = ins
     s = q @ np.swapaxes(k, -1, -2)
-    s *= np.asarray(kw["scale"], dtype=s.dtype)
-    if kw["mask"] is not None:
-        s += kw["mask"]
-    p = _safe_softmax(s) if kw["mask"] is not None else O._softmax_f((s,), {"dim": -1})
+    mask = kw["mask"]
+    if mask is not None and mask.dtype != s.dtype:
+        mask = mask.astype(s.dtype)
+    # scale, mask and softmax in one pass over each row (fully masked rows give zeros)
+    p = kernels.softmax(s, kw["scale"], mask, safe=mask is not None)
     kw["p"] = p
     if kw["drop"] is not None:
         p = p * kw["drop"]
@@ -68,8 +61,11 @@ def _attn_b(g, out, ins, kw, needs):
         gp = g @ np.swapaxes(v, -1, -2)
         if drop is not None:
             gp = gp * drop
-        gs = p * (gp - np.sum(gp * p, axis=-1, keepdims=True))
-        gs = gs * kw["scale"]
+        if isinstance(p, np.ndarray) and isinstance(gp, np.ndarray):
+            gs = kernels.softmax_backward(p, gp, kw["scale"])
+        else:
+            gs = p * (gp - np.sum(gp * p, axis=-1, keepdims=True))
+            gs = gs * kw["scale"]
         gq = gs @ k if needs[0] else None
         gk = np.swapaxes(gs, -1, -2) @ q if needs[1] else None
     return gq, gk, gv

@@ -11,6 +11,7 @@ import numpy as np
 
 from ...amp.autocast_mode import fp32_op
 from ... import backend as B
+from ... import kernels
 from ... import ops as O
 from ...ops import Rule, call
 from ...tensor import Tensor, _as_tensor, where, wrap_array
@@ -108,13 +109,12 @@ def _ce_f(ins, kw):
     ``(1-eps) w_i (-logp[i, t_i]) + eps/C m_i sum_c W_c (-logp[i, c])``, then reduced."""
     x = ins[0]
     t, wi, mi, W, eps = kw["target"], kw["w_i"], kw["m_i"], kw["W"], kw["eps"]
-    s = x - x.max(axis=1, keepdims=True)
-    lse = np.log(np.exp(s).sum(axis=1, keepdims=True))
     if kw.get("bfloat16"):  # PyTorch: log_softmax's bfloat16 kernel (see ops._log_softmax_bf16), then nll_loss
+        s = x - x.max(axis=1, keepdims=True)
         lse = B.round_bfloat16(np.log(B.round_bfloat16(np.exp(s).sum(axis=1, keepdims=True))))
         logp = B.round_bfloat16(s - lse)
     else:
-        logp = s - lse
+        logp = kernels.log_softmax(x)  # s - log(sum(exp(s))), s = x - max(x), row by row
     kw["p"] = np.exp(logp)
     picked = logp[np.arange(len(t)), t]
     loss = -(1.0 - eps) * picked if wi is None else -(1.0 - eps) * wi * picked

@@ -1,4 +1,5 @@
-"""Normalisation: layer norm (a fused ``Rule``), RMS norm, group norm and batch norm."""
+"""Normalisation: layer norm (a fused ``Rule``; its passes in ``retrograd.kernels``), RMS norm, group norm and
+batch norm."""
 from __future__ import annotations
 
 import math
@@ -6,6 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ... import kernels
 from ...ops import Rule
 from ...tensor import Tensor
 from ._args import _float_input
@@ -45,15 +47,10 @@ def _ln_stats(x2: Any, eps: float) -> tuple:
 
 def _layer_norm_f(ins, kw):
     x = ins[0]
-    xhat, rstd = _ln_stats(x.reshape(-1, kw["d"]), kw["eps"])
-    kw["xhat"], kw["rstd"] = xhat, rstd
-    y = xhat
     has_w, has_b = kw["affine"]
-    if has_w:
-        y = y * ins[1].reshape(-1)
-    if has_b:
-        b = ins[1 + has_w].reshape(-1)
-        y = y + b if y is xhat else np.add(y, b, out=y)
+    w = ins[1] if has_w else None
+    b = ins[1 + has_w] if has_b else None
+    y, kw["mu"], kw["rstd"] = kernels.layer_norm(x.reshape(-1, kw["d"]), w, b, kw["eps"])
     return y.reshape(x.shape)
 
 
@@ -62,10 +59,19 @@ def _layer_norm_b(g, out, ins, kw, needs):
     x = ins[0]
     d = kw["d"]
     has_w, has_b = kw["affine"]
-    if isinstance(x, np.ndarray) and "xhat" in kw:
-        xhat, rstd = kw["xhat"], kw["rstd"]
-    else:  # create_graph: recompute the statistics differentiably
-        xhat, rstd = _ln_stats(np.reshape(x, (-1, d)), kw["eps"])
+    if isinstance(x, np.ndarray) and isinstance(g, np.ndarray) and "mu" in kw:
+        w = ins[1] if has_w else None
+        want = (needs[0], has_w and needs[1], has_b and needs[-1])
+        dx, dw, db = kernels.layer_norm_backward(x.reshape(-1, d), np.broadcast_to(g, x.shape).reshape(-1, d), w,
+                                                 kw["mu"], kw["rstd"], want)
+        grads = [None if dx is None else dx.reshape(x.shape)]
+        if has_w:
+            grads.append(None if dw is None else dw.reshape(ins[1].shape))
+        if has_b:
+            grads.append(None if db is None else db.reshape(ins[-1].shape))
+        return tuple(grads)
+    # create_graph: recompute the statistics differentiably
+    xhat, rstd = _ln_stats(np.reshape(x, (-1, d)), kw["eps"])
     g2 = np.reshape(g, (-1, d))
     grads = []
     gxh = g2 * np.reshape(ins[1], (-1,)) if has_w else g2
