@@ -43,7 +43,7 @@ from .train.config import (ConfigError, apply_overrides, default_lr, dumps, load
                            optimizer_class, optimizer_names, validate)
 from .train.formatting import format_value, markdown_table
 from .train.model_code import record_model_code
-from .train.recipe import make_trainer, prepare
+from .train.recipe import data_seed, make_trainer, prepare
 from .train.runs import (check_schedule_length, checkpoint_dir, final_metrics, finish_run, finished_run, jsonable, new_run_dir,
                          prefixed_metrics, read_run_config)
 
@@ -143,8 +143,7 @@ def cmd_compare(args) -> dict:
             raise ConfigError(f"--optimizers: {n!r} is not an optimizer in rg.optim; available: "
                               f"{', '.join(optimizer_names())}") from None
     lrs = _parse_lrs(args.lr)
-    seed = base["train"]["seed"]
-    data = build_data(base["data"], seed)
+    data = build_data(base["data"], data_seed(base))
     out_dir = new_run_dir(copy.deepcopy(base) | {"run": {**base["run"], "name": (base["run"]["name"] or
                                                    pathlib.Path(args.config).stem) + "-compare"}}, args.config)
     histories, rows = {}, []
@@ -308,7 +307,8 @@ def cmd_tune(args):
         kwargs.setdefault("direction", "minimize" if "loss" in kwargs["metric"] else "maximize")
         if args.n_trials is not None:
             kwargs["n_trials"] = args.n_trials
-        return tune.search(base, space, train_fn=tune.TuneTrainFn(args.config, base["train"]["seed"], quiet=True),
+        base["data"]["seed"] = data_seed(base)  # every trial, and the best config, on the base config's split
+        return tune.search(base, space, train_fn=tune.TuneTrainFn(args.config, base["data"]["seed"], quiet=True),
                            storage=args.storage or settings.get("storage"), study_dir=study_dir,
                            study_name=settings.get("study_name") or stem,
                            workers=args.workers or settings.get("workers", 1), resume=args.resume, **kwargs)

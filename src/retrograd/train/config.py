@@ -75,10 +75,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "standardize": Key("bool", None, optional=True, doc="zero-mean unit-variance features (default: on for tabular sets)"),
         "images": Key("bool", False, doc="digits as (1, 8, 8) images instead of 64 features"),
         "block_size": Key("int", 64, doc="shakespeare: characters per training window", range=POSITIVE),
+        "seed": Key("int", None, optional=True, range=Range(0, 2**64 - 1),
+                    doc="seeds the data split, subsets and augmentation (default: train.seed); "
+                        "retrograd tune pins it so that every trial, and the best config, sees one split"),
     },
     "train": {
         "epochs": Key("int", 10, doc="passes over the training set", range=POSITIVE),
-        "seed": Key("int", 0, doc="seeds the init, the data split and the batch order", range=Range(0, 2**64 - 1)),
+        "seed": Key("int", 0, doc="seeds the init and the batch order, and the data split unless data.seed is set",
+                    range=Range(0, 2**64 - 1)),
         "loss": Key("str", "cross_entropy", LOSSES),
         "label_smoothing": Key("float", 0.0, doc="cross_entropy only", range=FRACTION),
         "metrics": Key("list[str]", ["accuracy"]),

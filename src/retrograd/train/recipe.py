@@ -30,7 +30,7 @@ from .config import (ConfigError, default_lr, is_schedule_function, model_factor
 from .losses import SequenceAwareLoss, make_loss
 from .trainer import Trainer
 
-__all__ = ["Setup", "prepare", "build_optimizer", "make_callbacks", "make_trainer", "DATA_DERIVED_KWARGS"]
+__all__ = ["Setup", "prepare", "data_seed", "build_optimizer", "make_callbacks", "make_trainer", "DATA_DERIVED_KWARGS"]
 
 
 @dataclasses.dataclass
@@ -175,15 +175,20 @@ def _limit_threads(threads: int | None) -> None:
     threadpool_limits(limits=threads, user_api="blas")
 
 
+def data_seed(cfg: dict) -> int:
+    """The seed of the data split, subsets and augmentation: ``data.seed``, else ``train.seed``."""
+    return cfg["train"]["seed"] if cfg["data"].get("seed") is None else cfg["data"]["seed"]
+
+
 def prepare(cfg: dict, data: DataBundle | None = None, *, config_path: str | None = None) -> Setup:
     """Everything a run needs from a validated config: data, model (initialised from
     ``train.seed``), optimizer, scheduler, loss and loaders. Fills in the values derived
     from the data (``cfg`` is updated in place; write it as the run's resolved config).
-    ``data``: an already loaded ``build_data(cfg["data"], seed)`` to share between runs."""
+    ``data``: an already loaded ``build_data(cfg["data"], data_seed(cfg))`` to share between runs."""
     seed = cfg["train"]["seed"]
     _limit_threads(cfg["train"]["threads"])
     if data is None:
-        data = build_data(cfg["data"], seed)
+        data = build_data(cfg["data"], data_seed(cfg))
     fill = DATA_DERIVED_KWARGS.get(cfg["model"]["name"])
     if fill is not None:
         fill(cfg, data)
