@@ -40,7 +40,7 @@ from .random import Generator, manual_seed
 from .tensor import Tensor
 from .io.checkpoint import CheckpointError, verify_directory
 from .train.config import (ConfigError, apply_overrides, default_lr, dumps, load_config, model_factory,
-                           optimizer_class, optimizer_names, validate)
+                           optim_lr, optimizer_class, optimizer_names, validate, validate_optim, with_lr)
 from .train.formatting import format_value, markdown_table
 from .train.model_code import record_model_code
 from .train.recipe import data_seed, make_trainer, prepare
@@ -150,20 +150,20 @@ def cmd_compare(args) -> dict:
     for n in names:
         cfg = copy.deepcopy(base)
         if n != base["optim"]["name"]:
-            cfg["optim"] = {"name": n, "lr": lrs.get(n, COMPARE_LRS.get(n, default_lr(n)))}
+            cfg["optim"] = validate_optim(with_lr({"name": n}, lrs.get(n, COMPARE_LRS.get(n, default_lr(n)))))
         elif n in lrs:
-            cfg["optim"]["lr"] = lrs[n]
+            cfg["optim"] = with_lr(cfg["optim"], lrs[n])
         setup = prepare(cfg, data, config_path=args.config)
         run_dir = out_dir / n
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.toml").write_text(dumps(cfg))
-        print(f"== {n} (lr {cfg['optim'].get('lr', default_lr(n))})")
+        print(f"== {n} (lr {optim_lr(cfg['optim'])})")
         trainer = make_trainer(setup, run_dir, quiet=args.quiet, checkpoints=False)
         t0 = time.perf_counter()
         history = trainer.fit(setup.train_loader, setup.val_loader, epochs=cfg["train"]["epochs"])
         elapsed = time.perf_counter() - t0
         histories[n] = history
-        row = {"optimizer": n, "lr": cfg["optim"].get("lr", default_lr(n)), **final_metrics(history)}
+        row = {"optimizer": n, "lr": optim_lr(cfg["optim"]), **final_metrics(history)}
         if setup.test_loader is not None:
             row.update(prefixed_metrics(trainer.evaluate(setup.test_loader), "test"))
         row["time_s"] = round(elapsed, 2)

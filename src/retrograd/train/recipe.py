@@ -25,8 +25,9 @@ from ..data.presets import PRESETS, DataBundle, build_data
 from ..optim import scheduling
 from ..random import Generator, manual_seed
 from . import callbacks as cb
-from .config import (ConfigError, default_lr, is_schedule_function, model_factory, optimizer_class, required_args,
-                     scheduler_factory)
+from ..optim import CombinedOptimizer, Lookahead, Muon, Optimizer, muon_param_groups
+from .config import (ConfigError, default_lr, is_schedule_function, model_factory, optim_lr, optimizer_class,
+                     required_args, scheduler_factory)
 from .losses import SequenceAwareLoss, make_loss
 from .trainer import Trainer
 
@@ -105,7 +106,7 @@ def _fill_schedule_kwargs(cfg: dict, n_train: int) -> None:
         return
     f = scheduler_factory(s["name"])
     s.update(scheduling.schedule_defaults(
-        s["name"], s, lr=cfg["optim"].get("lr", default_lr(cfg["optim"]["name"])),
+        s["name"], s, lr=optim_lr(cfg["optim"]),
         total_steps=_steps_per_epoch(cfg, n_train) * cfg["train"]["epochs"], epochs=cfg["train"]["epochs"],
         interval=s["interval"]))
     req = required_args(f, set() if is_schedule_function(f) else {"self", "optimizer"})
@@ -126,16 +127,17 @@ def _reason(e: Exception) -> str:
 def build_optimizer(cfg: dict, params) -> tuple[Any, Any, str]:
     """``(optimizer, scheduler or None, scheduler interval)`` from ``[optim]`` and ``[schedule]``
     through ``optim.scheduling.scheduled_optimizer``: a schedule function becomes the optimizer's
-    ``lr`` (stepped every step), a scheduler class wraps the optimizer."""
-    o = dict(cfg["optim"])
-    cls, preset = optimizer_class(o.pop("name"))
-    kwargs = {**preset, **{k: (tuple(v) if isinstance(v, list) else v) for k, v in o.items()}}
+    ``lr`` (stepped every step), a scheduler class wraps the optimizer. ``params``: the model (Muon
+    needs it to split its parameters, ``rg.optim.muon_param_groups``) or its parameters."""
+    params = params if hasattr(params, "parameters") else list(params)
 
     def make(**lr: Any):
         try:
-            return cls(params, **{**kwargs, **lr})
+            return _optimizer(cfg["optim"], params, lr.get("lr"))
+        except ConfigError:
+            raise
         except _BUILD_ERRORS as e:
-            raise ConfigError(f"optim: {cls.__name__}: {_reason(e)}") from None
+            raise ConfigError(f"optim: {_reason(e)}") from None
 
     s = cfg.get("schedule")
     if not s:
@@ -149,6 +151,50 @@ def build_optimizer(cfg: dict, params) -> tuple[Any, Any, str]:
     except _BUILD_ERRORS as e:
         raise ConfigError(f"schedule: {s['name']}: {_reason(e)}") from None
     return opt, scheduler, ("step" if scheduler is None else s["interval"])
+
+
+def _optimizer(o: dict, params: Any, lr: Any = None) -> Optimizer:
+    """The optimizer of a validated ``[optim]`` table on ``params`` (a model or a list of parameters);
+    ``lr`` (a schedule) replaces the table's. Muon takes the model's hidden 2-D weights and its
+    ``fallback`` the rest, whose lr follows the same schedule scaled by ``fallback.lr / lr``;
+    lookahead wraps the optimizer of its ``inner`` table."""
+    o = dict(o)
+    cls, preset = optimizer_class(o.pop("name"))
+    if cls is Lookahead:
+        inner = _optimizer(o.pop("inner"), params, lr)
+        return _named(cls.__name__, lambda: cls(inner, **o))
+    held = o.pop("fallback", None)
+    kwargs = {**preset, **{k: (tuple(v) if isinstance(v, list) else v) for k, v in o.items()}}
+    if lr is not None:
+        kwargs["lr"] = lr
+    if cls is not Muon:
+        return _named(cls.__name__, lambda: cls(params.parameters() if hasattr(params, "parameters") else params,
+                                                **kwargs))
+    if not hasattr(params, "parameters"):
+        raise ConfigError("optim.name: muon needs the model (to give its hidden 2-D weights to Muon and the rest "
+                          "to optim.fallback), not a list of parameters")
+    hidden, rest = _named("Muon", lambda: muon_param_groups(params))
+    muon = _named("Muon", lambda: cls(hidden, **kwargs))
+    if not rest:
+        return muon
+    held_lr = None
+    if callable(lr):  # the fallback's lr follows Muon's schedule, scaled
+        ratio = optim_lr(held) / o.get("lr", default_lr("muon"))
+        held_lr = _scaled(lr, ratio)
+    return CombinedOptimizer(muon, _optimizer(held, rest, held_lr))
+
+
+def _named(who: str, build: Callable) -> Any:
+    try:
+        return build()
+    except _BUILD_ERRORS as e:
+        raise ConfigError(f"optim: {who}: {_reason(e)}") from None
+
+
+def _scaled(schedule: Callable, ratio: float) -> Callable:
+    def scaled(step: int) -> float:
+        return schedule(step) * ratio
+    return scaled
 
 
 # ---------------------------------------------------------------------- loaders, threads, the whole setup
@@ -200,7 +246,7 @@ def prepare(cfg: dict, data: DataBundle | None = None, *, config_path: str | Non
         model = factory(**kwargs)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"model: {cfg['model']['name']}: {e}") from None
-    optimizer, scheduler, interval = build_optimizer(cfg, model.parameters())
+    optimizer, scheduler, interval = build_optimizer(cfg, model)
     train, val, test = _loaders(cfg, data)
     return Setup(cfg, data, model, optimizer, scheduler, interval, make_loss(cfg["train"]), train, val, test)
 
