@@ -164,3 +164,13 @@ def test_data_seed_splits_the_data_and_train_seed_the_rest(write_config):
     assert all(np.array_equal(x, np.asarray(y.data)) for x, y in zip(first, c.model.parameters()))  # init: seed 0
     with pytest.raises(rgconfig.ConfigError, match=r"data.seed: must be in \[0, 18446744073709551615\], got -1"):
         setup(-1, 0)
+
+
+def test_a_scheduler_s_max_lr_scales_for_the_fallback(write_config):
+    """OneCycleLR's max_lr (filled in from optim.lr) is Muon's; the fallback's peaks at its own lr, not
+    at Muon's, as it does under a schedule function."""
+    text = MUON + '\n[schedule]\nname = "OneCycleLR"\ninterval = "step"\n'
+    setup = prepare(rgconfig.validate(rgconfig.load_config(write_config(text))))
+    assert setup.cfg["schedule"]["max_lr"] == 0.02
+    assert [g["max_lr"] for g in setup.optimizer.param_groups] == [0.02, 0.02 * 0.003 / 0.02]
+    assert [g["lr"] for g in setup.optimizer.param_groups] == pytest.approx([0.02 / 25, 0.003 / 25], rel=1e-12)

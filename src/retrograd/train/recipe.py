@@ -145,7 +145,11 @@ def build_optimizer(cfg: dict, params) -> tuple[Any, Any, str]:
     args = {k: (tuple(v) if isinstance(v, list) and k != "milestones" else v)
             for k, v in s.items() if k not in ("name", "interval")}
     try:
-        opt, scheduler = scheduling.scheduled_optimizer(make, s["name"], **args)
+        if is_schedule_function(scheduler_factory(s["name"])):
+            opt, scheduler = scheduling.scheduled_optimizer(make, s["name"], **args)
+        else:
+            opt = make()
+            scheduler = scheduler_factory(s["name"])(opt, **_per_group_lrs(args, opt.param_groups))
     except ConfigError:
         raise
     except _BUILD_ERRORS as e:
@@ -182,6 +186,21 @@ def _optimizer(o: dict, params: Any, lr: Any = None) -> Optimizer:
         ratio = optim_lr(held) / o.get("lr", default_lr("muon"))
         held_lr = _scaled(lr, ratio)
     return CombinedOptimizer(muon, _optimizer(held, rest, held_lr))
+
+
+# a scheduler's absolute learning rates, which one value would set alike in every param group
+_LR_VALUED = ("max_lr", "base_lr", "min_lr")
+
+
+def _per_group_lrs(args: dict, groups: list[dict]) -> dict:
+    """With several param groups of different lrs (muon and its fallback), a scheduler's one
+    ``max_lr``/``base_lr``/``min_lr`` is the first group's, scaled by each group's lr relative to it:
+    the fallback follows the schedule as with a schedule function, instead of taking Muon's lr."""
+    first = float(groups[0]["lr"]) if groups else 0.0
+    if len(groups) < 2 or first <= 0 or len({float(g["lr"]) for g in groups}) < 2:
+        return args
+    return {k: ([v * float(g["lr"]) / first for g in groups] if k in _LR_VALUED and isinstance(v, (int, float))
+                else v) for k, v in args.items()}
 
 
 def _named(who: str, build: Callable) -> Any:
