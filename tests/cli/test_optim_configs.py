@@ -6,26 +6,17 @@ import numpy as np
 import pytest
 
 import retrograd as rg
-from retrograd.train import Callback
 from retrograd.train import config as rgconfig
 from retrograd.train.recipe import prepare
 
 from cli_helpers import DIGITS_MLP, FirstStep, summary
+from test_train_cli import _Interrupt
 
 MUON = DIGITS_MLP.replace('name = "adam"\nlr = 0.003', 'name = "muon"\nlr = 0.02\n\n[optim.fallback]\nlr = 0.003')
 LOOKAHEAD = DIGITS_MLP.replace('name = "adam"\nlr = 0.003', 'name = "lookahead"\nk = 3\n\n[optim.inner]\nname = "adam"'
                                                           '\nlr = 0.003')
 LOOKAHEAD_MUON = DIGITS_MLP.replace('name = "adam"\nlr = 0.003', 'name = "lookahead"\n\n[optim.inner]\nname = "muon"'
                                                                '\nlr = 0.02\nfallback = "adam"')
-
-
-class _Interrupt(Callback):
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def on_batch_end(self, trainer, batch_idx, logs):
-        if trainer.state.global_step == self.at:
-            raise KeyboardInterrupt
 
 
 def _weights(run_dir):
