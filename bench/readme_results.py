@@ -32,11 +32,14 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "readme_results.json"
 README = ROOT / "README.md"
 
-# name -> the command the README shows (run as ``python -m retrograd ...`` with run.dir in a temporary folder)
+# name -> the command the README shows (run as ``python -m retrograd ...`` with run.dir in a temporary folder);
+# "unrecorded": what the README said before runs were recorded (no commit known), shown until one is
 RUNS = {
     "fashion_mlp": {"kind": "train", "argv": ["train", "examples/fashion_mlp.toml"]},
-    "fashion_cnn": {"kind": "train", "argv": ["train", "examples/fashion_cnn.toml"]},
-    "shakespeare_gpt": {"kind": "train", "argv": ["train", "examples/shakespeare_gpt.toml"]},
+    "fashion_cnn": {"kind": "train", "argv": ["train", "examples/fashion_cnn.toml"],
+                    "unrecorded": "90.2 % test accuracy in 4.7 min"},
+    "shakespeare_gpt": {"kind": "train", "argv": ["train", "examples/shakespeare_gpt.toml"],
+                        "unrecorded": "validation loss 1.72 nats/char in 6 min"},
     "tune_fashion_mlp": {"kind": "tune", "argv": ["tune", "examples/tune_fashion_mlp.toml"]},
 }
 EXAMPLE_ROWS = ("fashion_mlp", "fashion_cnn", "shakespeare_gpt")
@@ -157,8 +160,10 @@ def render_examples(records: dict) -> str:
     for name in EXAMPLE_ROWS:
         r = records.get(name)
         if r is None:
-            rows.append(f"| `{name}.toml` | not recorded yet: `python bench/readme_results.py run {name}` "
-                        "| | | | | | |")
+            said = RUNS[name].get("unrecorded")
+            rows.append(f"| `{name}.toml` | not recorded yet" + (f" (an earlier README said {said}, commit unknown)"
+                                                                 if said else "")
+                        + f": `python bench/readme_results.py run {name}` | | | | | | |")
             continue
         res = r["results"]
         rows.append(f"| `{name}.toml` | {_result(r)} | {res['epochs']} | {_minutes(r['wall_s'])} | "
