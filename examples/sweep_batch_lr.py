@@ -1,12 +1,13 @@
 """A batch-size x learning-rate sweep over any training config, with the pieces
 the ``retrograd`` command is made of: every run starts from the same initial
-weights (``train.seed``), prints one table and draws one comparison plot.
+weights (``train.seed``), prints one table, draws the final metrics as batch-size
+x learning-rate heatmaps (annotated cells) and every run's curves.
 
     python examples/sweep_batch_lr.py examples/fashion_mlp.toml \
         --batch-sizes 32,128,512 --lrs 3e-4,1e-3,3e-3 --set train.epochs=3 --set data.train_samples=20000
 
-Writes RUN.dir/<config name>-sweep/{sweep.md, sweep.json, sweep.png} and one
-run folder per point (metrics, no checkpoints).
+Writes RUN.dir/<config name>-sweep/{sweep.md, sweep.json, sweep.png (heatmaps),
+sweep_curves.png} and one run folder per point (metrics, no checkpoints).
 """
 from __future__ import annotations
 
@@ -57,9 +58,10 @@ def main() -> None:
     table = markdown_table(rows)
     (out / "sweep.md").write_text(table + "\n")
     (out / "sweep.json").write_text(json.dumps(rows, indent=2) + "\n")
-    plots.plot_comparison(histories, out / "sweep.png")
+    plots.plot_sweep(rows, out / "sweep.png", row_key="batch_size", col_key="lr")
+    plots.plot_comparison(histories, out / "sweep_curves.png")
     print(table)
-    print(f"plot: {out / 'sweep.png'}")
+    print(f"plots: {out / 'sweep.png'} (final metrics, batch size x lr), {out / 'sweep_curves.png'} (curves)")
 
 
 if __name__ == "__main__":

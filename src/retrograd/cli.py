@@ -8,6 +8,7 @@ learning rate, plot a run and sample text from a trained GPT, all from a TOML co
     retrograd lr-find examples/fashion_mlp.toml
     retrograd plot runs/fashion_mlp
     retrograd generate runs/shakespeare_gpt --prompt "ROMEO:" --max-new-tokens 200 --temperature 0.8
+    retrograd predict runs/fashion_mlp x_new.npy -o predictions.csv
 
 A run folder holds ``config.toml`` (the resolved config: every default and
 every value derived from the data written out, so ``resume`` and ``evaluate``
@@ -36,13 +37,14 @@ import numpy as np
 from .data import DataNotInstalledError
 from .data.presets import build_data
 from .data.text import Vocabulary
-from .random import Generator, manual_seed
+from .random import Generator
 from .tensor import Tensor
-from .io.checkpoint import CheckpointError, verify_directory
-from .train.config import (ConfigError, apply_overrides, default_lr, dumps, load_config, model_factory,
-                           optim_lr, optimizer_class, optimizer_names, validate, validate_optim, with_lr)
+from .io.checkpoint import CheckpointError
+from .train.config import (ConfigError, apply_overrides, default_lr, dumps, load_config, optim_lr,
+                           optimizer_class, optimizer_names, validate, validate_optim, with_lr)
 from .train.formatting import format_value, markdown_table
 from .train.model_code import record_model_code
+from .train.predict import load_run, write_predictions
 from .train.recipe import data_seed, make_trainer, prepare
 from .train.runs import (check_schedule_length, checkpoint_dir, final_metrics, finish_run, finished_run, jsonable, new_run_dir,
                          prefixed_metrics, read_run_config)
@@ -60,12 +62,31 @@ def _config_from_args(args) -> dict:
     return validate(raw, config_path=args.config)
 
 
+def _check_checkpoint_package(cfg: dict) -> None:
+    """Checkpoints need safetensors: say so before training, not at the end of the first epoch."""
+    if cfg["train"]["save_best"] or cfg["train"]["save_last"]:
+        try:
+            import safetensors.numpy  # noqa: F401
+        except ImportError:
+            raise ConfigError("checkpoints need the 'safetensors' package: pip install 'retrograd[train]' (or "
+                              "safetensors); or turn them off with train.save_best = false and "
+                              "train.save_last = false") from None
+
+
+def _write_inputs(run_dir: pathlib.Path, setup) -> None:
+    """``inputs.json``: how raw inputs become this run's model inputs (``rg.data.inputs.InputSpec``)."""
+    if setup.data.inputs is not None:
+        (run_dir / "inputs.json").write_text(json.dumps(setup.data.inputs.to_dict(), indent=1) + "\n")
+
+
 def cmd_train(args, extra_callbacks: Sequence = ()) -> dict:
     cfg = _config_from_args(args)
+    _check_checkpoint_package(cfg)
     t0 = time.perf_counter()
     setup = prepare(cfg, config_path=args.config)
     run_dir = new_run_dir(cfg, args.config, command="train")
     (run_dir / "config.toml").write_text(dumps(cfg))
+    _write_inputs(run_dir, setup)
     record_model_code(run_dir, cfg)
     if setup.data.vocab is not None:
         (run_dir / "vocab.json").write_text(json.dumps(setup.data.vocab.itos))
@@ -90,6 +111,8 @@ def cmd_resume(args, extra_callbacks: Sequence = ()) -> dict:
         return {"status": "complete", "run_dir": str(run_dir), "reason": done}
     t0 = time.perf_counter()
     setup = prepare(cfg)
+    if not (run_dir / "inputs.json").is_file():  # a run from before inputs.json existed
+        _write_inputs(run_dir, setup)
     if args.epochs is not None:
         for note in check_schedule_length(setup, args.epochs, "resume", planned):
             print(f"retrograd resume: note: {note}", file=sys.stderr)
@@ -128,6 +151,8 @@ def _parse_lrs(text: str | None) -> dict[str, float]:
             out[k.strip().lower()] = float(v)
         except ValueError:
             raise ConfigError(f"--lr: {k}={v!r} is not a number") from None
+        if not 0 <= out[k.strip().lower()] < float("inf"):
+            raise ConfigError(f"--lr: {k}={v!r}: expected a finite number >= 0")
     return out
 
 
@@ -143,6 +168,9 @@ def cmd_compare(args) -> dict:
             raise ConfigError(f"--optimizers: {n!r} is not an optimizer in rg.optim; available: "
                               f"{', '.join(optimizer_names())}") from None
     lrs = _parse_lrs(args.lr)
+    for n in lrs:
+        if n not in names:
+            raise ConfigError(f"--lr: {n!r} is not one of --optimizers ({', '.join(names)})")
     data = build_data(base["data"], data_seed(base))
     out_dir = new_run_dir(copy.deepcopy(base) | {"run": {**base["run"], "name": (base["run"]["name"] or
                                                    pathlib.Path(args.config).stem) + "-compare"}}, args.config)
@@ -184,16 +212,22 @@ def cmd_compare(args) -> dict:
 def cmd_lr_find(args) -> dict:
     from .train import LRFinder
 
+    if not args.start_lr < args.end_lr:
+        raise ConfigError(f"--start-lr {args.start_lr:g} must be below --end-lr {args.end_lr:g}")
     cfg = _config_from_args(args)
     cfg.pop("schedule", None)  # the range test sets the lr itself
+    out = pathlib.Path(args.out) if args.out else \
+        pathlib.Path(cfg["run"]["dir"]) / f"{cfg['run']['name'] or pathlib.Path(args.config).stem}-lr_finder.png"
+    try:  # before the range test: a path that cannot be written is said at once
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{'--out' if args.out else 'run.dir'}: cannot make the folder {out.parent} "
+                          f"({e.strerror}: {e.filename})") from None
     setup = prepare(cfg, config_path=args.config)
     finder = LRFinder(setup.model, setup.optimizer, setup.loss_fn)
     finder.range_test(setup.train_loader, start_lr=args.start_lr, end_lr=args.end_lr, num_iter=args.num_iter)
     skip_start = min(10, max(0, len(finder.history["lr"]) // 10))
     lr = finder.suggestion(skip_start=skip_start, skip_end=min(5, len(finder.history["lr"]) // 10))
-    out = pathlib.Path(args.out) if args.out else \
-        pathlib.Path(cfg["run"]["dir"]) / f"{cfg['run']['name'] or pathlib.Path(args.config).stem}-lr_finder.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
     try:
         finder.plot(path=str(out), skip_start=skip_start, skip_end=min(5, len(finder.history["lr"]) // 10))
         plot = str(out)
@@ -218,6 +252,8 @@ def cmd_plot(args) -> list:
         elif not (run_dir / "metrics.jsonl").is_file():
             raise ConfigError(f"{run_dir}: nothing to plot: neither a run folder (metrics.jsonl) nor a folder "
                               f"that retrograd compare wrote (comparison.json)")
+        elif not any(tplots.read_metrics(run_dir)):
+            raise ConfigError(f"{run_dir / 'metrics.jsonl'}: nothing to plot: no metrics recorded")
         else:
             made = tplots.plot_run(str(run_dir))
     except ImportError as e:  # matplotlib
@@ -241,22 +277,21 @@ def _plot_comparison_folder(folder: pathlib.Path, tplots) -> str:
 
 def cmd_generate(args) -> str:
     run_dir = pathlib.Path(args.run_dir)
-    cfg = read_run_config(run_dir, trust_model_code=args.trust_model_code, command="generate")
+    cfg = read_run_config(run_dir, trust_model_code=args.trust_model_code, command="generate", data_files=False)
     vocab_path = run_dir / "vocab.json"
     if not vocab_path.is_file():
         raise ConfigError(f"{run_dir}: no vocab.json; generate needs a run of a language model on text "
-                          f"(model gpt, data shakespeare), this one is {cfg['model']['name']} on {cfg['data']['name']}")
-    vocab = Vocabulary(json.loads(vocab_path.read_text()))
-    kwargs = {k: v for k, v in cfg["model"].items() if k != "name"}
-    manual_seed(cfg["train"]["seed"])
-    model = model_factory(cfg["model"]["name"])(**kwargs)
+                          f"(model gpt, data shakespeare), this one is {cfg['model']['name']} on "
+                          f"{cfg['data']['name'] or cfg['data']['path']}; for its predictions: retrograd predict "
+                          f"{run_dir} INPUT")
+    try:
+        vocab = Vocabulary(json.loads(vocab_path.read_text()))
+    except (ValueError, TypeError) as e:  # a torn or edited file
+        raise ConfigError(f"{vocab_path}: not a vocabulary written by retrograd train ({type(e).__name__}: {e})") \
+            from None
+    model = load_run(run_dir, args.checkpoint, trust_model_code=args.trust_model_code, command="generate").model
     if not hasattr(model, "generate"):
         raise ConfigError(f"{run_dir}: model {cfg['model']['name']} has no generate()")
-    from .io import load_safetensors
-
-    folder = checkpoint_dir(run_dir, args.checkpoint)
-    verify_directory(folder)  # sizes and SHA-256 of the manifest, as Trainer.load_checkpoint checks them
-    model.load_state_dict(load_safetensors(folder / "model.safetensors"))
     try:
         ids = vocab.encode(args.prompt)
     except KeyError as e:
@@ -269,6 +304,29 @@ def cmd_generate(args) -> str:
     text = vocab.decode(out[0])
     print(text)
     return text
+
+
+def cmd_predict(args) -> dict:
+    run_dir = pathlib.Path(args.run_dir)
+    run = load_run(run_dir, args.checkpoint, trust_model_code=args.trust_model_code, command="predict")
+    if run.task == "language_model":
+        d = run.config["data"]
+        raise ConfigError(f"{run_dir} is a language model ({run.config['model']['name']} on "
+                          f"{d['name'] or d['path']}); to sample text from it use: retrograd generate "
+                          f"{run_dir} --prompt TEXT")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ConfigError(f"--batch-size: must be >= 1, got {args.batch_size}")
+    src = pathlib.Path(args.input)
+    x, ids = run.read_inputs(src)
+    out = pathlib.Path(args.out) if args.out else run_dir / f"predictions_{src.stem}.csv"
+    if out.exists() and src.exists() and out.resolve() == src.resolve():
+        raise ConfigError(f"-o {out}: is the input file; choose another name")
+    d = run.config["data"]
+    result = write_predictions(run, x, ids, out, args.batch_size or d["eval_batch_size"] or max(d["batch_size"], 500))
+    print(f"{run_dir}: {run.describe()}")
+    print(f"wrote {result['rows']} predictions of {src} to {', '.join(result['files'])} "
+          f"(columns: {', '.join(result['columns'])})")
+    return result
 
 
 # ---------------------------------------------------------------------- tune
@@ -317,6 +375,24 @@ def cmd_tune(args):
 
 
 # ---------------------------------------------------------------------- argument parsing
+def _number(kind: type, low: float, what: str, *, above: bool = False):
+    """An argparse type: a finite ``kind`` >= ``low`` (> ``low`` with ``above``); argparse's error names the flag."""
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if v != v or v in (float("inf"), float("-inf")) or v < low or (above and v == low):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return v
+    parse.__name__ = what  # argparse names the type by it
+    return parse
+
+
+_POSITIVE_INT = _number(int, 1, "an int >= 1")
+_POSITIVE_FLOAT = _number(float, 0, "a finite number > 0", above=True)
+
+
 def _trust_flag(sp) -> None:
     sp.add_argument("--trust-model-code", action="store_true",
                     help="import the run's model file (m.py:Class) even when it changed since training or the "
@@ -354,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(sub.add_parser("train", help="train from a config; writes a run folder"))
     r = sub.add_parser("resume", help="continue an interrupted run from its last checkpoint")
     _run_dir_arg(r, "continue")
-    r.add_argument("--epochs", type=int, help="train to this many epochs in total (default: the config's)")
+    r.add_argument("--epochs", type=_POSITIVE_INT, help="train to this many epochs in total (default: the config's)")
     _quiet_flag(r)
     e = sub.add_parser("evaluate", help="metrics of a run's checkpoint on its validation and test data")
     _run_dir_arg(e, "evaluate")
@@ -366,10 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--optimizers", required=True, help="comma-separated, e.g. sgd,momentum,adam,adamw,lion")
     c.add_argument("--lr", help="learning rates per optimizer, e.g. sgd=0.05,adam=0.001")
     f = with_config(sub.add_parser("lr-find", help="learning-rate range test: suggestion and plot"))
-    f.add_argument("--start-lr", type=float, default=1e-6, help="learning rate of the first step (default: 1e-6)")
-    f.add_argument("--end-lr", type=float, default=10.0, help="learning rate of the last step; the range test "
+    f.add_argument("--start-lr", type=_POSITIVE_FLOAT, default=1e-6, help="learning rate of the first step (default: 1e-6)")
+    f.add_argument("--end-lr", type=_POSITIVE_FLOAT, default=10.0, help="learning rate of the last step; the range test "
                    "grows it exponentially and stops early when the loss diverges (default: 10)")
-    f.add_argument("--num-iter", type=int, default=100, help="number of training steps of the range test "
+    f.add_argument("--num-iter", type=_number(int, 2, "an int >= 2"), default=100, help="number of training steps of the range test "
                    "(default: 100)")
     f.add_argument("--out", help="plot path (default: RUN.dir/NAME-lr_finder.png)")
     pl = sub.add_parser("plot", help="plot a run's metrics")
@@ -379,28 +455,42 @@ def build_parser() -> argparse.ArgumentParser:
     _run_dir_arg(g, "sample from (a language model trained on text: it has vocab.json)", "runs/shakespeare_gpt")
     g.add_argument("--prompt", default="\n", help="text the sample starts with; every character must be in "
                    "the run's vocabulary (default: a newline)")
-    g.add_argument("--max-new-tokens", type=int, default=200, help="characters to generate (default: 200)")
-    g.add_argument("--temperature", type=float, default=0.8, help="divides the logits before sampling: lower "
+    g.add_argument("--max-new-tokens", type=_POSITIVE_INT, default=200, help="characters to generate (default: 200)")
+    g.add_argument("--temperature", type=_number(float, 0, "a finite number >= 0"), default=0.8, help="divides the logits before sampling: lower "
                    "is more conservative, higher more random (default: 0.8)")
-    g.add_argument("--top-k", type=int, default=None, help="sample only from the k most likely next "
+    g.add_argument("--top-k", type=_POSITIVE_INT, default=None, help="sample only from the k most likely next "
                    "characters (default: all)")
     g.add_argument("--seed", type=int, default=0, help="seed of the sampling generator (default: 0)")
     _checkpoint_arg(g, "sample from")
     _trust_flag(g)
+    pr = sub.add_parser("predict", help="predictions of a trained run on new data, to CSV or .npy")
+    _run_dir_arg(pr, "predict with")
+    pr.add_argument("input", help="the new data, raw, as the run was trained on (read and preprocessed as its "
+                    "inputs.json says): a CSV/TSV/Parquet table, a .npy/.npz array, an image or a folder of "
+                    "images, e.g. new_rows.csv")
+    pr.add_argument("-o", "--out", help="where to write: .csv (id, predicted class, one probability column per "
+                    "class; a regression run's values), .npy (the (N, C) probabilities, and OUT.labels.txt) or "
+                    ".npz (default: RUN/predictions_<input name>.csv)")
+    pr.add_argument("--checkpoint", default=None, help="best, last, or the name or path of a checkpoint folder "
+                    "(default: best when the run has one, else last; the command says which it loaded)")
+    pr.add_argument("--batch-size", type=int, help="inputs per forward pass (default: the run's "
+                    "data.eval_batch_size, else max(data.batch_size, 500))")
+    _trust_flag(pr)
     tu = sub.add_parser("tune", help="hyperparameter search over the config's [search] table (Optuna)")
     tu.add_argument("config", nargs="?", help="a TOML config with a [search] table, e.g. examples/tune_fashion_mlp.toml")
     tu.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
     tu.add_argument("--resume", action="store_true", help="continue the study (interrupted trials are rerun)")
-    tu.add_argument("--workers", type=int, help="local worker processes sharing the study")
+    tu.add_argument("--workers", type=_POSITIVE_INT, help="local worker processes sharing the study")
     tu.add_argument("--storage", help="Optuna storage URL (default: SQLite in the study folder), e.g. "
                     "postgresql://user:pw@host/db, or 'journal'")
-    tu.add_argument("--n-trials", type=int, help="total trials (default: [search] n_trials; grid: the whole grid)")
+    tu.add_argument("--n-trials", type=_POSITIVE_INT, help="total trials (default: [search] n_trials; grid: the whole grid)")
     tu.add_argument("--show", metavar="STUDY_DIR", help="print a study's table and redraw its plots")
+    p.command_parsers = sub.choices  # for main: an unknown flag is reported by its command's parser
     return p
 
 
 COMMANDS = {"train": cmd_train, "resume": cmd_resume, "evaluate": cmd_evaluate, "compare": cmd_compare,
-            "lr-find": cmd_lr_find, "plot": cmd_plot, "generate": cmd_generate}
+            "lr-find": cmd_lr_find, "plot": cmd_plot, "generate": cmd_generate, "predict": cmd_predict}
 COMMANDS["tune"] = cmd_tune
 
 
@@ -449,12 +539,16 @@ def _silence_stdout() -> None:
 
 def main(argv: Sequence[str] | None = None, *, extra_callbacks: Sequence = ()) -> int:
     """Run the command line ``argv``; returns the exit status: 0 done (early stopping included),
-    1 an unexpected error (a traceback), 2 a config, data or checkpoint error (the message names it),
+    1 an unexpected error (a traceback), 2 a usage, config, data or checkpoint error, a missing optional
+    package, or a path that is not the file or folder it should be (the message names it),
     3 training failed (non-finite loss or gradients: NaNGuard stopped the run; ``summary.json`` has
     ``"status": "failed"`` and the reason), 130 interrupted (Ctrl-C), 141 stdout closed by its reader
     (``retrograd generate ... | head``; quietly, as Unix tools end on SIGPIPE).
     ``extra_callbacks`` are appended to the Trainer's callbacks by ``train`` and ``resume``."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # `retrograd train c.toml --bogus`: the command's usage, `retrograd train: error: ...`
+        parser.command_parsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         if args.command in ("train", "resume"):
             result = COMMANDS[args.command](args, extra_callbacks=extra_callbacks)
@@ -463,6 +557,14 @@ def main(argv: Sequence[str] | None = None, *, extra_callbacks: Sequence = ()) -
         sys.stdout.flush()  # a closed pipe shows here, not in Python's flush at exit
     except (ConfigError, DataNotInstalledError, CheckpointError) as e:
         print(f"retrograd {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except ImportError as e:  # an optional package missing (its message names the install); not retrograd's own
+        if (e.name or "").split(".")[0] == "retrograd":
+            raise
+        print(f"retrograd {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as e:
+        print(f"retrograd {args.command}: error: {e.filename}: {e.strerror}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"retrograd {args.command}: {interrupt_message(args)}", file=sys.stderr)

@@ -25,6 +25,26 @@ seed = 0
 progress = false
 """
 
+# a character-level GPT small enough to train in a second (for generate)
+TINY_GPT = """
+[model]
+name = "gpt"
+n_layer = 1
+n_head = 2
+d_model = 16
+
+[data]
+name = "shakespeare"
+block_size = 8
+batch_size = 16
+train_samples = 64
+val_samples = 16
+
+[train]
+epochs = 1
+progress = false
+"""
+
 # a model file for `name = "m.py:Tiny"` configs on digits
 TINY_MODEL = ("import retrograd.nn as nn\n\n"
               "class Tiny(nn.Module):\n"
@@ -62,3 +82,20 @@ class FirstStep(Callback):
     def on_batch_start(self, trainer, batch_idx, logs):
         if self.first is None:
             self.first = (trainer.state.epoch, batch_idx, trainer.state.global_step)
+
+
+def fruit_table(n: int, seed: int = 0) -> str:
+    """A CSV of ``n`` fruits: ``weight`` (g) and ``length`` (cm), numbers; ``color``, categories;
+    ``fruit`` (apple, banana or cherry), the class to predict. Seeded; about 1 row in 6 has the
+    color of another fruit, and apples and bananas overlap in weight and length."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    kinds = {"apple": (150, 30, 9, 2.0, ["red", "green"]), "banana": (135, 30, 12, 4.0, ["yellow"]),
+             "cherry": (8, 2, 2, 0.3, ["red"])}
+    rows = ["weight,length,color,fruit"]
+    for name in rng.choice(list(kinds), size=n):
+        w, sw, length, sl, colors = kinds[name]
+        color = rng.choice(colors) if rng.random() > 0.25 else rng.choice(["red", "green", "yellow"])
+        rows.append(f"{rng.normal(w, sw):.1f},{abs(rng.normal(length, sl)):.1f},{color},{name}")
+    return "\n".join(rows) + "\n"

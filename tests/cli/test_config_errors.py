@@ -65,9 +65,9 @@ def test_schedule_missing_required_argument(write_config, run_cli):
 
 def test_mlp_sizes_must_fit_the_data(write_config, run_cli):
     rc, _, err = run_cli("train", write_config(DIGITS_MLP.replace("[64, 64, 10]", "[784, 64, 10]")), "--quiet")
-    assert rc == 2 and "model.sizes: the first size must be the input size of digits (64), got 784" in err
+    assert rc == 2 and "model.sizes: the first size must be the input size of digits (64 features), got 784" in err
     rc, _, err = run_cli("train", write_config(DIGITS_MLP.replace("[64, 64, 10]", "[64, 64, 3]")), "--quiet")
-    assert rc == 2 and "model.sizes: the last size must be the number of classes of digits (10), got 3" in err
+    assert rc == 2 and "model.sizes: the last size must be the number of classes of digits (10 classes), got 3" in err
 
 
 def test_set_errors(write_config, run_cli):

@@ -4,7 +4,7 @@ import pathlib
 
 from retrograd.train import Callback
 
-from cli_helpers import DIGITS_MLP, summary
+from cli_helpers import DIGITS_MLP, TINY_GPT, summary
 
 ONE_EPOCH = DIGITS_MLP.replace("epochs = 2", "epochs = 1")
 
@@ -90,26 +90,6 @@ def test_plot_on_the_folder_compare_writes_redraws_the_comparison(write_config, 
     rc, out, err = run_cli("plot", empty)
     assert rc == 2 and "nothing to plot: neither a run folder (metrics.jsonl) nor a folder that retrograd " \
         "compare wrote (comparison.json)" in _one_error_line(err, "plot")
-
-
-TINY_GPT = """
-[model]
-name = "gpt"
-n_layer = 1
-n_head = 2
-d_model = 16
-
-[data]
-name = "shakespeare"
-block_size = 8
-batch_size = 16
-train_samples = 64
-val_samples = 16
-
-[train]
-epochs = 1
-progress = false
-"""
 
 
 def test_generate_into_a_closed_pipe_ends_quietly(write_config, run_cli, tmp_path):

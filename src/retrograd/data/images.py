@@ -35,7 +35,8 @@ def _find(root: pathlib.Path, name: str) -> pathlib.Path:
         if cand.is_file():
             return cand
     raise DataNotInstalledError(f"fashion_mnist: {root / name}(.gz) not found; install Fashion-MNIST with: "
-                                f"{FASHION_MNIST_INSTALL}  (or pass root= the folder holding the IDX files)")
+                                f"{FASHION_MNIST_INSTALL}  (or point data.root in a config, or root= in Python, at the folder "
+                                "holding the IDX files)")
 
 
 def fashion_mnist(split: str = "train", root: str | os.PathLike | None = None, *,

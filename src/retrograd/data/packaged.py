@@ -1,8 +1,10 @@
 """Finding data files that installed packages ship, without importing them."""
 from __future__ import annotations
 
+import importlib
 import importlib.metadata as md
 import pathlib
+from typing import Any
 
 
 class DataNotInstalledError(FileNotFoundError):
@@ -42,3 +44,13 @@ def package_files(distribution: str, prefix: str, suffix: str, *, what: str, ins
         raise DataNotInstalledError(f"{what}: no {prefix}*{suffix} files in the installed {distribution} "
                                     f"{dist.version}; reinstall it with: {install}")
     return paths
+
+
+def optional_module(name: str, *, needed_for: str, install: str) -> Any:
+    """The module ``name``, imported now; a ``DataNotInstalledError`` saying how to install it
+    when it is missing (``needed_for``: "reading tables", ...)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise DataNotInstalledError(f"{needed_for} needs {name.split('.')[0]}, which is not installed; install "
+                                    f"it with: {install}") from None

@@ -1,5 +1,6 @@
 """Data presets: the data sets a training config's ``[data] name`` can name, how each is
-loaded, and how every preset is split into train, validation and test.
+loaded, and how every preset is split into train, validation and test. ``build_data`` also
+builds a user's own data (``[data] path``: ``retrograd.data.owndata``).
 
 ``PRESETS`` is the one table of them: config validation takes its names and options from it
 and ``build_data`` loads from it, so a data set added here is available to the ``retrograd``
@@ -7,7 +8,7 @@ command, to ``rg.tune`` and to Python alike::
 
     from retrograd.data.presets import build_data
     bundle = build_data({"name": "digits", ...}, seed=0)   # a validated [data] table
-    bundle.train, bundle.val, bundle.test, bundle.in_shape, bundle.num_classes
+    bundle.train, bundle.val, bundle.test, bundle.in_shape, bundle.num_classes, bundle.inputs
 """
 from __future__ import annotations
 
@@ -18,35 +19,15 @@ from typing import Any, Callable
 import numpy as np
 
 from . import transforms
-from .dataset import Subset, TensorDataset
-from .images import fashion_mnist, mnist_5k
+from .bundle import ConfigError, DataBundle, arrays_bundle, text_bundle
+from .images import FASHION_MNIST_CLASSES, fashion_mnist, mnist_5k
+from .inputs import InputSpec
+from .owndata import load_own, own_data_keys
 from .tabular import sklearn_dataset
-from .text import Vocabulary, shakespeare
+from .text import shakespeare
 from ..random import Generator
 
-__all__ = ["ConfigError", "DataBundle", "DataPreset", "PRESETS", "build_data"]
-
-
-class ConfigError(ValueError):
-    """A config key is unknown, has the wrong type, or a value that is not allowed.
-
-    Defined here, at the lowest layer that reads a config table (``[data]``), so that
-    ``build_data`` can name a bad ``[data]`` option; ``retrograd.train.config`` re-exports it."""
-
-
-@dataclasses.dataclass
-class DataBundle:
-    """The three splits and what a model needs to know about them."""
-    train: Any
-    val: Any
-    test: Any
-    in_shape: tuple
-    num_classes: int
-    vocab: Vocabulary | None = None
-
-    @property
-    def in_features(self) -> int:
-        return int(np.prod(self.in_shape))
+__all__ = ["ConfigError", "DataBundle", "DataPreset", "PRESETS", "build_data", "data_keys"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +37,8 @@ class DataPreset:
     ``load(data)`` gives ``(x, y, x_test, y_test)`` arrays for the ``[data]`` table ``data``;
     ``x_test`` is None when the set has no test split (``data.test_fraction`` of it is held out).
     A ``"text"`` preset's ``load`` gives ``(train, val)`` datasets with a ``vocab`` instead.
+    ``inputs(data, x)`` gives the ``InputSpec`` of raw inputs (``x``: the training features as
+    loaded; None: a generic one from ``x``'s shape).
     """
     load: Callable[[dict], tuple]
     kind: str = "features"  # "images", "features" or "text"
@@ -63,10 +46,14 @@ class DataPreset:
     augment: Callable[[Generator], Callable] | None = None
     standardize: bool | None = None  # default of data.standardize; None: the option does not apply
     images_option: bool = False  # data.images = true gives the features as (1, H, W) images
+    test_split: bool = False  # the set has its own test split (data.test_fraction does not apply)
+    root: bool = False  # data.root: the folder where the set's files are
+    inputs: Callable[[dict, np.ndarray], InputSpec] | None = None
 
 
 def _fashion_mnist(data: dict) -> tuple:
-    return (*fashion_mnist("train").arrays, *fashion_mnist("test").arrays)
+    root = data.get("root")
+    return (*fashion_mnist("train", root).arrays, *fashion_mnist("test", root).arrays)
 
 
 def _mnist_5k(data: dict) -> tuple:
@@ -79,6 +66,17 @@ def _sklearn(name: str, data: dict) -> tuple:
 
 def _shakespeare(data: dict) -> tuple:
     return tuple(shakespeare(data["block_size"], split, data["val_fraction"]) for split in ("train", "val"))
+
+
+def _image_inputs(name: str, classes: tuple, data: dict, x: np.ndarray) -> InputSpec:
+    return InputSpec("images", shape=list(x.shape[1:]), classes=list(classes), source=name, format="npy",
+                     channels=1, image_size=list(x.shape[2:]))
+
+
+def _sklearn_inputs(name: str, data: dict, x: np.ndarray) -> InputSpec:
+    ds = sklearn_dataset(name)
+    return InputSpec("features", shape=list(x.shape[1:]), classes=list(ds.classes), source=name,
+                     columns=list(ds.feature_names), scale=16.0 if name == "digits" else None)
 
 
 def _crop_flip_28(g: Generator) -> Callable:
@@ -94,69 +92,75 @@ def _crop_8(g: Generator) -> Callable:
     return transforms.RandomCrop(8, padding=1, generator=g)
 
 
+def _sklearn_preset(name: str, **kwargs: Any) -> DataPreset:
+    return DataPreset(functools.partial(_sklearn, name), inputs=functools.partial(_sklearn_inputs, name), **kwargs)
+
+
 PRESETS: dict[str, DataPreset] = {
-    "fashion_mnist": DataPreset(_fashion_mnist, "images", augment=_crop_flip_28),
-    "mnist_5k": DataPreset(_mnist_5k, "images", augment=_crop_28),
-    "digits": DataPreset(functools.partial(_sklearn, "digits"), augment=_crop_8, standardize=False,
-                         images_option=True),
-    "iris": DataPreset(functools.partial(_sklearn, "iris"), standardize=True),
-    "breast_cancer": DataPreset(functools.partial(_sklearn, "breast_cancer"), standardize=True),
-    "wine": DataPreset(functools.partial(_sklearn, "wine"), standardize=True),
+    "fashion_mnist": DataPreset(_fashion_mnist, "images", augment=_crop_flip_28, test_split=True, root=True,
+                                inputs=functools.partial(_image_inputs, "fashion_mnist", FASHION_MNIST_CLASSES)),
+    "mnist_5k": DataPreset(_mnist_5k, "images", augment=_crop_28,
+                           inputs=functools.partial(_image_inputs, "mnist_5k", tuple(str(d) for d in range(10)))),
+    "digits": _sklearn_preset("digits", augment=_crop_8, standardize=False, images_option=True),
+    "iris": _sklearn_preset("iris", standardize=True),
+    "breast_cancer": _sklearn_preset("breast_cancer", standardize=True),
+    "wine": _sklearn_preset("wine", standardize=True),
     "shakespeare": DataPreset(_shakespeare, "text"),
 }
 
-
-def _split(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    perm = rng.permutation(n)
-    k = int(round(n * fraction))
-    return np.sort(perm[k:]), np.sort(perm[:k])
+# [data] keys every source uses; the others apply as data_keys says
+COMMON_KEYS = ("batch_size", "eval_batch_size", "val_fraction", "train_samples", "val_samples", "seed")
 
 
-def _subset(n: int, k: int | None, rng: np.random.Generator) -> np.ndarray | None:
-    return None if k is None or k >= n else np.sort(rng.choice(n, k, replace=False))
-
-
-def _text_bundle(preset: DataPreset, data: dict, rng: np.random.Generator) -> DataBundle:
-    train, val = preset.load(data)
-    vocab = val.vocab
-    sel = _subset(len(train), data["train_samples"], rng)
-    train = train if sel is None else Subset(train, sel)
-    sel = _subset(len(val), data["val_samples"], rng)
-    val = val if sel is None else Subset(val, sel)
-    return DataBundle(train, val, None, (data["block_size"],), len(vocab), vocab)
+def data_keys(data: dict) -> list[str]:
+    """The ``[data]`` keys that apply to the source ``data`` names (a validated ``[data]`` table):
+    what a resolved config keeps. A preset's: ``name``, the common keys, ``test_fraction`` unless it
+    has a test split, ``augment``/``standardize``/``images``/``root`` where it has them,
+    ``block_size`` for text. A path's: see ``owndata.own_data_keys``."""
+    if data.get("path") is not None:
+        return own_data_keys(data, COMMON_KEYS)
+    preset = PRESETS.get(data.get("name"))
+    keys = ["name", *COMMON_KEYS]
+    if preset is None:
+        return keys
+    if preset.kind == "text":
+        return [*keys, "block_size"]
+    keys += [] if preset.test_split else ["test_fraction"]
+    return keys + [k for k, applies in (("augment", preset.augment is not None),
+                                        ("standardize", preset.standardize is not None),
+                                        ("images", preset.images_option), ("root", preset.root)) if applies]
 
 
 def build_data(data: dict, seed: int) -> DataBundle:
     """Load ``[data]`` and split it: validation from the training set (``val_fraction``), test
-    from the set's own test split or ``test_fraction`` of it; all splits seeded by ``seed``."""
+    from the set's own test split or ``test_fraction`` of it; all splits seeded by ``seed``.
+    ``data["path"]`` (a user's own data, checked by ``owndata.check_own``) is read by
+    ``owndata.load_own``, which writes the values it derives from the data into ``data``."""
+    if data.get("path") is not None:
+        return load_own(data, seed)
     name = data["name"]
     preset = PRESETS[name]
     rng = np.random.default_rng(seed)
     if preset.kind == "text":
-        return _text_bundle(preset, data, rng)
+        train, val = preset.load(data)
+        spec = InputSpec("text", "language_model", [data["block_size"]], source=name,
+                         vocab=list(val.vocab.itos), block_size=data["block_size"])
+        return text_bundle(train, val, data, rng, spec, name)
     x, y, xt, yt = preset.load(data)
-    if xt is None:
-        tr, te = _split(len(y), data["test_fraction"], rng)
-        x, y, xt, yt = x[tr], y[tr], x[te], y[te]
-    standardize = data["standardize"] if data["standardize"] is not None else preset.standardize
-    if preset.standardize is not None and standardize:  # statistics of the training part only
-        mean, std = x.mean(axis=0), x.std(axis=0)
-        std = np.where(std == 0, 1, std)
-        x, xt = ((x - mean) / std).astype(np.float32), ((xt - mean) / std).astype(np.float32)
-    tr, va = _split(len(y), data["val_fraction"], rng)
-    xv, yv, x, y = x[va], y[va], x[tr], y[tr]
-    sel = _subset(len(y), data["train_samples"], rng)
-    if sel is not None:
-        x, y = x[sel], y[sel]
-    sel = _subset(len(yv), data["val_samples"], rng)
-    if sel is not None:
-        xv, yv = xv[sel], yv[sel]
+    spec = preset.inputs(data, x) if preset.inputs is not None else InputSpec(
+        "images" if x.ndim == 4 else "features", shape=list(x.shape[1:]), source=name)
+    standardize = data["standardize"] if data.get("standardize") is not None else preset.standardize
     aug = None
     if data["augment"]:
         if preset.augment is None or x.ndim != 4:
             raise ConfigError(f"data.augment: needs images; {name} gives features of shape {x.shape[1:]}"
                               + (" (set data.images = true)" if preset.images_option else ""))
-        aug = preset.augment(Generator(seed + 1))
-    num_classes = int(max(y.max(), yt.max()) + 1)
-    return DataBundle(TensorDataset(x, y, transform=aug), TensorDataset(xv, yv) if len(yv) else None,
-                      TensorDataset(xt, yt), tuple(x.shape[1:]), num_classes)
+        aug = preset.augment
+    bundle = arrays_bundle(x, y, xt, yt, data=data, rng=rng, seed=seed, spec=spec,
+                           standardize=bool(preset.standardize is not None and standardize), augment=aug,
+                           num_classes=0, source=name)
+    labels = [d.arrays[1] for d in (bundle.train, bundle.test) if d is not None]
+    bundle.num_classes = bundle.num_outputs = int(max(a.max() for a in labels) + 1)
+    if spec.classes is None:
+        spec.classes = [str(i) for i in range(bundle.num_classes)]
+    return bundle

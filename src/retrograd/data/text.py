@@ -103,7 +103,14 @@ def shakespeare(block_size: int, split: str = "train", val_fraction: float = 0.1
         raise ValueError(f"shakespeare: split must be 'train' or 'val', got {split!r}")
     if not 0 < val_fraction < 1:
         raise ValueError(f"shakespeare: val_fraction must be in (0, 1), got {val_fraction}")
-    text = shakespeare_text(raw=raw)
+    return char_dataset(shakespeare_text(raw=raw), block_size, split, val_fraction)
+
+
+def char_dataset(text: str, block_size: int, split: str = "train", val_fraction: float = 0.1,
+                 what: str = "char_dataset") -> CharDataset:
+    """Character windows over ``text``, split by position as ``shakespeare`` splits: the first
+    ``1 - val_fraction`` of the characters are 'train', the rest 'val'; the vocabulary is every
+    character of the text, sorted (so a model sees the same ids for both splits)."""
     vocab = Vocabulary(sorted(set(text)))
     codes = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
     # map code points to ids with one lookup (vocab is sorted, so searchsorted is the map)
@@ -111,4 +118,8 @@ def shakespeare(block_size: int, split: str = "train", val_fraction: float = 0.1
     dtype = np.uint8 if len(vocab) <= 256 else np.int32
     tokens = np.searchsorted(points, codes).astype(dtype)
     cut = int(len(tokens) * (1 - val_fraction))
-    return CharDataset(tokens[:cut] if split == "train" else tokens[cut:], block_size, vocab)
+    part = tokens[:cut] if split == "train" else tokens[cut:]
+    if len(part) <= block_size:
+        raise ValueError(f"{what}: the {split} part has {len(part)} characters, too few for block_size="
+                         f"{block_size} (the text has {len(tokens)}; val_fraction={val_fraction})")
+    return CharDataset(part, block_size, vocab)

@@ -14,6 +14,41 @@ def _require_matplotlib(who: str) -> Any:
     return matplotlib
 
 
+def plain_number(x: float, digits: int = 3) -> str:
+    """A tick label a reader reads at once: ``0.3``, ``2.28``, ``0.0005``, ``120``; ``1e-6`` or
+    ``3e+06`` only outside [1e-4, 1e6); never ``2.42×10^0``."""
+    import numpy as np
+
+    x = float(x)
+    if x == 0 or not np.isfinite(x):
+        return "0" if x == 0 else str(x)
+    if 1e-4 <= abs(x) < 1e6:
+        return np.format_float_positional(x, precision=digits, fractional=False, trim="-")
+    return f"{x:.{digits}g}".replace("e-0", "e-").replace("e+0", "e+")
+
+
+def plain_log_ticks(axis: Any) -> None:
+    """Label a log-scaled matplotlib ``axis`` (``ax.xaxis``/``ax.yaxis``) with plain numbers; minor
+    ticks get labels (the ones matplotlib would pick) only where the axis spans few decades."""
+    from matplotlib.ticker import LogFormatter
+
+    class PlainLogFormatter(LogFormatter):
+        def _num_to_string(self, x, vmin, vmax):
+            return plain_number(x)
+
+    axis.set_major_formatter(PlainLogFormatter(labelOnlyBase=False))
+    axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+
+
+def plain_ticks(axis: Any) -> None:
+    """Plain-number labels on a linear ``axis`` (``0.0005``): no offset (``+1e-3``) or ``×10^k`` above it."""
+    from matplotlib.ticker import ScalarFormatter
+
+    fmt = ScalarFormatter(useOffset=False)
+    fmt.set_scientific(False)
+    axis.set_major_formatter(fmt)
+
+
 def _momentum(group: dict) -> float | None:
     if "betas" in group:
         return float(group["betas"][0])
@@ -99,6 +134,9 @@ def plot_schedule(schedule_or_scheduler_factory: Callable, steps: int, ax: Any =
     ax.set_ylabel("learning rate")
     if log_scale:
         ax.set_yscale("log")
+        plain_log_ticks(ax.yaxis)
+    else:
+        plain_ticks(ax.yaxis)
     name = getattr(schedule_or_scheduler_factory, "__name__", "")
     if name and name != "<lambda>":
         ax.set_title(name)

@@ -29,7 +29,8 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 from .. import optim
-from ..data.presets import PRESETS, ConfigError
+from ..data.owndata import OWN_FORMATS, OWN_KEYS, check_own
+from ..data.presets import PRESETS, ConfigError, data_keys
 from ..io.toml_writer import toml_dumps
 from ..models import MODELS
 from ..optim import scheduling
@@ -41,7 +42,8 @@ from .metrics import METRICS, get_metric
 __all__ = ["ConfigError", "SCHEMA", "SECTIONS", "OPTIM_ALIASES", "optimizer_names", "optimizer_class", "default_lr",
            "OPTIM_WRAPPERS", "validate_optim", "optim_lr", "with_lr",
            "scheduler_names", "scheduler_factory", "is_schedule_function", "model_factory", "check_kwargs",
-           "required_args", "load_config", "parse_override", "apply_overrides", "validate", "dumps"]
+           "required_args", "load_config", "parse_override", "apply_overrides", "validate", "dumps",
+           "without_inapplicable"]
 
 SECTIONS = ("model", "data", "optim", "schedule", "train", "run")
 
@@ -61,7 +63,8 @@ class Key:
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "data": {
-        "name": Key("str", None, PRESETS, doc="which data set"),
+        "name": Key("str", None, PRESETS, optional=True,
+                    doc="a built-in data set (give data.name or data.path, not both)"),
         "batch_size": Key("int", 64, doc="training batch size", range=POSITIVE),
         "eval_batch_size": Key("int", None, optional=True, range=POSITIVE,
                                doc="batch size for validation/test (default max(batch_size, 500))"),
@@ -72,10 +75,38 @@ SCHEMA: dict[str, dict[str, Key]] = {
                              range=POSITIVE),
         "val_samples": Key("int", None, optional=True, doc="use a random subset of this many validation samples",
                            range=POSITIVE),
-        "augment": Key("bool", False, doc="random crops (and flips for fashion_mnist) of training images"),
-        "standardize": Key("bool", None, optional=True, doc="zero-mean unit-variance features (default: on for tabular sets)"),
+        "augment": Key("bool", False, doc="random crops (and flips for fashion_mnist) of training images; own images: "
+                                          "random crops, padded by an eighth of their height"),
+        "standardize": Key("bool", None, optional=True,
+                           doc="zero-mean unit-variance features from training-split statistics (default: on for "
+                               "tables, feature arrays and the tabular presets; digits: off)"),
         "images": Key("bool", False, doc="digits as (1, 8, 8) images instead of 64 features"),
-        "block_size": Key("int", 64, doc="shakespeare: characters per training window", range=POSITIVE),
+        "block_size": Key("int", 64, doc="text (shakespeare, a .txt data.path): characters per training window", range=POSITIVE),
+        "path": Key("str", None, optional=True,
+                    doc="your own data: a .csv, .tsv, .parquet, .npy, .npz or .txt file or an image folder "
+                        "(relative to the config file's folder)"),
+        "format": Key("str", None, OWN_FORMATS, optional=True,
+                      doc="the format of data.path (default: from its suffix; a folder is an imagefolder)"),
+        "target": Key("str", None, optional=True, doc="tables: the column to predict (required for a table)"),
+        "features": Key("list[str]", None, optional=True,
+                        doc="tables: the feature columns (default: every column but the target)"),
+        "categorical": Key("list[str]", None, optional=True,
+                           doc="tables: feature columns to one-hot encode (default: the non-numeric ones)"),
+        "task": Key("str", None, ("classification", "regression"), optional=True,
+                    doc="tables and arrays: classification (default for string, integer and boolean targets) "
+                        "or regression (default for float targets: loss mse, metrics mae and r2)"),
+        "target_path": Key("str", None, optional=True,
+                           doc="a .npy data.path: the .npy file of its targets (relative to the config's folder)"),
+        "test_path": Key("str", None, optional=True,
+                         doc="tables: a second table with the same columns to test on (then test_fraction does "
+                             "not apply; relative to the config's folder)"),
+        "image_size": Key("list[int]", None, optional=True, range=POSITIVE,
+                          doc="image folders: resize every image to [height, width] (default: their common size)"),
+        "channels": Key("int", None, optional=True,
+                        doc="image folders: 1 (grayscale) or 3 (RGB) (default: 1 when every image is grayscale)"),
+        "root": Key("str", None, optional=True,
+                    doc="fashion_mnist: the folder holding its IDX files (default /usr/share/datasets/fashion-mnist; "
+                        "relative to the config's folder)"),
         "seed": Key("int", None, optional=True, range=Range(0, 2**64 - 1),
                     doc="seeds the data split, subsets and augmentation (default: train.seed); "
                         "retrograd tune pins it so that every trial, and the best config, sees one split"),
@@ -84,9 +115,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "epochs": Key("int", 10, doc="passes over the training set", range=POSITIVE),
         "seed": Key("int", 0, doc="seeds the init and the batch order, and the data split unless data.seed is set",
                     range=Range(0, 2**64 - 1)),
-        "loss": Key("str", "cross_entropy", LOSSES),
+        "loss": Key("str", "cross_entropy", LOSSES, doc="the loss between the model's outputs and the targets"),
         "label_smoothing": Key("float", 0.0, doc="cross_entropy only", range=FRACTION),
-        "metrics": Key("list[str]", ["accuracy"]),
+        "metrics": Key("list[str]", ["accuracy"],
+                       doc="metrics of the validation and test data, logged as val_<name> and test_<name>"),
         "grad_clip": Key("float", None, optional=True, doc="clip the global gradient norm to this",
                          range=Range(0, F32_MAX, lo_open=True)),
         "accumulate": Key("int", 1, doc="batches per optimizer step", range=POSITIVE),
@@ -94,8 +126,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                               doc="patience in epochs (monitor: val_loss); 0 stops at the first epoch without "
                                   "improvement, leave it out for no early stopping"),
         "monitor": Key("str", "val_loss", doc="metric for the best checkpoint and early stopping"),
-        "save_best": Key("bool", True),
-        "save_last": Key("bool", True),
+        "save_best": Key("bool", True, doc="keep checkpoints/best, the epoch with the best train.monitor"),
+        "save_last": Key("bool", True, doc="keep checkpoints/last, where resume continues from"),
         "checkpoint_every_n_steps": Key("int", None, optional=True, range=POSITIVE,
                                         doc="also save checkpoints/last every N optimizer steps (mid-epoch resume)"),
         "progress": Key("bool", True, doc="progress bar"),
@@ -128,7 +160,7 @@ def _optimizer_classes() -> dict[str, type]:
     for n in dir(optim):
         c = getattr(optim, n)
         if isinstance(c, type) and issubclass(c, optim.Optimizer) and c is not optim.Optimizer:
-            if n.lower() not in _NO_CLOSURE_LOOP:
+            if n.lower() not in _NO_CLOSURE_LOOP and c is not optim.CombinedOptimizer:  # built from muon's tables
                 out[n.lower()] = c
     return out
 
@@ -392,6 +424,8 @@ def required_args(fn: Callable, skip: set) -> list[str]:
 # ---------------------------------------------------------------------- loading and overrides
 def load_config(path: str | pathlib.Path) -> dict:
     path = pathlib.Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config: {str(path)!r} is a folder; expected a TOML file")
     if not path.is_file():
         raise ConfigError(f"config: file {str(path)!r} not found")
     raw = path.read_bytes()
@@ -474,9 +508,68 @@ def _fixed_section(cfg: dict, section: str) -> dict:
     return out
 
 
-def validate(cfg: dict, *, config_path: str | pathlib.Path | None = None) -> dict:
+_CLASS_METRICS = ("accuracy", "acc", "f1", "f1_macro", "perplexity", "ppl", "top")
+
+
+def _data_section(cfg: dict, base: pathlib.Path | None, data_files: bool = True) -> dict:
+    """``[data]`` checked: exactly one of ``name``/``path``; a path's keys by ``owndata.check_own``
+    (which makes paths absolute and finds the task; not with ``data_files=False``), a preset's own options."""
+    data = _fixed_section(cfg, "data")
+    if data["name"] is not None and data["path"] is not None:
+        raise ConfigError(f"data: give data.name (a built-in data set) or data.path (your own data), not both "
+                          f"(got name = {data['name']!r} and path = {data['path']!r})")
+    if data["path"] is not None:
+        if data["images"]:
+            raise ConfigError("data.images: only for digits; own images come from an image folder or an array of "
+                              "shape (N, H, W) or (N, C, H, W)")
+        if data["root"] is not None:
+            raise ConfigError("data.root: the folder of a built-in data set's files (fashion_mnist); your own data "
+                              "is data.path")
+        return check_own(data, base) if data_files else data
+    if data["name"] is None:
+        raise ConfigError(f"data.name: a value is required; one of: {', '.join(PRESETS)}; or set data.path to "
+                          "your own data (a .csv, .tsv, .parquet, .npy, .npz or .txt file, or an image folder)")
+    preset = PRESETS[data["name"]]
+    for key in OWN_KEYS:
+        if data[key] is not None:
+            raise ConfigError(f"data.{key}: only for your own data (data.path), not for data.name = "
+                              f"{data['name']!r}")
+    if data["root"] is not None:
+        if not preset.root:
+            allowed = ", ".join(n for n, p in PRESETS.items() if p.root)
+            raise ConfigError(f"data.root: only for {allowed} (the other built-in sets come with installed "
+                              f"packages), not {data['name']!r}")
+        root = pathlib.Path(data["root"]).expanduser()
+        data["root"] = str(root if root.is_absolute() else ((base or pathlib.Path.cwd()) / root).resolve())
+    if preset.kind == "text" and not 0 < data["val_fraction"] < 1:  # a text set splits validation itself
+        raise ConfigError(f"data.val_fraction: {data['name']} needs a value in (0, 1), got {data['val_fraction']}")
+    if data["images"] and not preset.images_option:
+        allowed = ", ".join(n for n, p in PRESETS.items() if p.images_option)
+        raise ConfigError(f"data.images: only for {allowed}, not {data['name']!r}")
+    return data
+
+
+def _regression_defaults(train: dict, given: dict) -> None:
+    """A regression's loss and metrics: mse and mae, r2 unless the config gives them; a loss or
+    metric that needs class labels is refused."""
+    if "loss" not in given:
+        train["loss"] = "mse"
+    elif LOSSES[train["loss"]].class_targets:
+        raise ConfigError(f"train.loss: {train['loss']!r} needs class labels, but data.task is 'regression'; use "
+                          f"one of: {', '.join(n for n, l in LOSSES.items() if not l.class_targets)}")
+    if "metrics" not in given:
+        train["metrics"] = ["mae", "r2"]
+    for i, m in enumerate(train["metrics"]):
+        if isinstance(m, str) and m.startswith(_CLASS_METRICS):
+            raise ConfigError(f"train.metrics[{i}]: {m!r} needs class labels, but data.task is 'regression'; use "
+                              "mae, rmse or r2")
+
+
+def validate(cfg: dict, *, config_path: str | pathlib.Path | None = None, data_files: bool = True) -> dict:
     """The config with every key checked and defaults filled (``[model]``/``[optim]``/``[schedule]``
-    keep only the keys given, checked against the signatures of what they name)."""
+    keep only the keys given, checked against the signatures of what they name). ``data_files=False``:
+    a run folder's resolved config read back without its data (``rg.train.load_run``, ``predict``):
+    ``data.path`` is neither read nor required to exist."""
     if not isinstance(cfg, dict):
         raise ConfigError("config: expected a table")
     for s in cfg:
@@ -501,16 +594,8 @@ def validate(cfg: dict, *, config_path: str | pathlib.Path | None = None) -> dic
     if name in MODELS:
         check_kwarg_ranges("model", out["model"])
 
-    data = _fixed_section(cfg, "data")
-    if data["name"] is None:
-        raise ConfigError(f"data.name: a value is required; one of: {', '.join(PRESETS)}")
-    preset = PRESETS[data["name"]]
-    if preset.kind == "text" and not 0 < data["val_fraction"] < 1:  # a text set splits validation itself
-        raise ConfigError(f"data.val_fraction: {data['name']} needs a value in (0, 1), got {data['val_fraction']}")
-    if data["images"] and not preset.images_option:
-        allowed = ", ".join(n for n, p in PRESETS.items() if p.images_option)
-        raise ConfigError(f"data.images: only for {allowed}, not {data['name']!r}")
-    out["data"] = data
+    out["data"] = data = _data_section(cfg, base, data_files)
+    text = data["format"] == "text" if data["path"] is not None else PRESETS[data["name"]].kind == "text"
 
     out["optim"] = validate_optim(_table(cfg, "optim"))
 
@@ -526,6 +611,8 @@ def validate(cfg: dict, *, config_path: str | pathlib.Path | None = None) -> dic
         check_kwarg_ranges("schedule", out["schedule"])
 
     train = _fixed_section(cfg, "train")
+    if data["task"] == "regression":
+        _regression_defaults(train, _table(cfg, "train"))
     for i, m in enumerate(train["metrics"]):
         try:
             get_metric(m)
@@ -535,9 +622,10 @@ def validate(cfg: dict, *, config_path: str | pathlib.Path | None = None) -> dic
     monitors = ["train_loss", "val_loss"] + [f"val_{get_metric(m).name}" for m in train["metrics"]]
     if train["monitor"] not in monitors:
         raise ConfigError(f"train.monitor: {train['monitor']!r} is not one of: {', '.join(monitors)}")
-    if train["monitor"].startswith("val_") and data["val_fraction"] == 0 and preset.kind != "text":
+    if train["monitor"].startswith("val_") and data["val_fraction"] == 0 and not text:
         raise ConfigError(f"train.monitor: {train['monitor']!r} needs validation data (data.val_fraction > 0); "
                           "use 'train_loss'")
+    _refuse_without_effect(train)
     out["train"] = train
     out["run"] = run = _fixed_section(cfg, "run")
     if run["name"] is not None:
@@ -547,7 +635,42 @@ def validate(cfg: dict, *, config_path: str | pathlib.Path | None = None) -> dic
     return out
 
 
+def _refuse_without_effect(train: dict) -> None:
+    """A ``[train]`` value the other keys make ineffective is refused (it would be ignored silently)."""
+    if train["label_smoothing"] and not LOSSES[train["loss"]].label_smoothing:
+        takes = ", ".join(n for n, v in LOSSES.items() if v.label_smoothing)
+        raise ConfigError(f"train.label_smoothing: only loss {takes} takes it, not {train['loss']!r}; "
+                          "leave it out")
+    if train["checkpoint_every_n_steps"] is not None and not train["save_last"]:
+        raise ConfigError("train.checkpoint_every_n_steps: saves checkpoints/last, which train.save_last = false "
+                          "turns off")
+
+
 # ---------------------------------------------------------------------- writing
+def without_inapplicable(cfg: dict) -> dict:
+    """A validated config without the non-data keys that have no effect given the others (they hold
+    their defaults, which validation fills back in): ``train.label_smoothing`` for a loss that takes
+    none, ``train.monitor`` with neither ``save_best`` nor ``early_stopping``, and ``schedule.interval``
+    of a schedule function (evaluated at every optimizer step)."""
+    out = {s: dict(v) if isinstance(v, dict) else v for s, v in cfg.items()}
+    t, default = out.get("train"), {k: spec.default for k, spec in SCHEMA["train"].items()}
+    if t is not None:
+        if t.get("label_smoothing") == default["label_smoothing"] and not LOSSES[t["loss"]].label_smoothing:
+            del t["label_smoothing"]
+        if t.get("monitor") == default["monitor"] and not t.get("save_best") and t.get("early_stopping") is None:
+            del t["monitor"]
+    s = out.get("schedule")
+    if s and "name" in s and s.get("interval") == "step" and is_schedule_function(scheduler_factory(s["name"])):
+        del s["interval"]
+    return out
+
+
 def dumps(cfg: dict) -> str:
-    """TOML text of a validated config (keys whose value is None are left out: None is the default)."""
-    return toml_dumps({section: cfg[section] for section in SECTIONS if section in cfg})
+    """TOML text of a validated config (keys whose value is None are left out: None is the default; and
+    so are the keys ``without_inapplicable`` removes; ``[data]`` keeps only the keys that apply to its
+    source, ``rg.data.presets.data_keys``)."""
+    out = without_inapplicable({section: cfg[section] for section in SECTIONS if section in cfg})
+    if "data" in out:
+        keys = data_keys(out["data"])
+        out["data"] = {k: out["data"][k] for k in keys if k in out["data"]}
+    return toml_dumps(out)

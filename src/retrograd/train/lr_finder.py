@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from ..optim.optimizer import Optimizer
-from ..optim.plotting import _require_matplotlib
+from ..optim.plotting import _require_matplotlib, plain_log_ticks, plain_number, plain_ticks
 from ..tensor import Tensor
 from .step import backward_batch, check_max_norm, optimizer_step, unpack_batch
 
@@ -193,13 +193,17 @@ class LRFinder:
         ax.plot(lrs, losses, color="C0")
         if log_lr:
             ax.set_xscale("log")
+            plain_log_ticks(ax.xaxis)
+        else:
+            plain_ticks(ax.xaxis)
+        plain_ticks(ax.yaxis)
         ax.set_xlabel("learning rate")
         ax.set_ylabel("loss (smoothed)")
         if suggest and len(lrs) >= 2:
             lr = self.suggestion(skip_start, skip_end)
             i = int(np.flatnonzero(lrs == lr)[0])
             ax.scatter([lr], [losses[i]], s=75, marker="o", color="red", zorder=3,
-                       label=f"suggested lr {lr:.2e}")
+                       label=f"suggested lr {plain_number(lr)}")
             ax.legend()
         if path is not None:
             ax.figure.savefig(path, bbox_inches="tight")

@@ -3,7 +3,7 @@ give the exact value over a whole evaluation set.
 
 Classification functions take ``pred`` as scores/logits ``(N, C)`` (or
 ``(N, ..., C)``) and ``target`` as class indices ``(N,)`` (``(N, ...)``);
-``mae`` takes matching shapes; ``perplexity`` takes logits ``(..., C)`` and
+``mae``, ``rmse`` and ``r2`` take matching shapes; ``perplexity`` takes logits ``(..., C)`` and
 indices ``(...)`` and is ``exp`` of the mean cross-entropy (natural log).
 
 A metric accumulator (``Metric``) sums the statistics over batches
@@ -22,8 +22,8 @@ import numpy as np
 
 from ..tensor import Tensor
 
-__all__ = ["accuracy", "top_k_accuracy", "f1_macro", "mae", "perplexity", "Metric", "Accuracy", "TopKAccuracy",
-           "F1Macro", "MAE", "Perplexity", "CallableMetric", "get_metric", "METRICS"]
+__all__ = ["accuracy", "top_k_accuracy", "f1_macro", "mae", "rmse", "r2", "perplexity", "Metric", "Accuracy",
+           "TopKAccuracy", "F1Macro", "MAE", "RMSE", "R2", "Perplexity", "CallableMetric", "get_metric", "METRICS"]
 
 
 def _np(x: Any) -> np.ndarray:
@@ -149,6 +149,59 @@ class MAE(_Mean):
         self.count += np.broadcast(p, t).size
 
 
+def _regression_pair(pred: Any, target: Any) -> tuple[np.ndarray, np.ndarray]:
+    p, t = _np(pred).astype(np.float64), _np(target).astype(np.float64)
+    if p.shape != t.shape and p.size == t.size:
+        p = p.reshape(t.shape)
+    if p.shape != t.shape:
+        raise ValueError(f"metric: pred of shape {p.shape} does not match target of shape {t.shape}")
+    return p, t
+
+
+class RMSE(_Mean):
+    """Root of the mean squared error over every target value."""
+
+    name = "rmse"
+
+    def update(self, pred: Any, target: Any) -> None:
+        p, t = _regression_pair(pred, target)
+        self.sum += float(((p - t) ** 2).sum())
+        self.count += t.size
+
+    def compute(self) -> float:
+        return float(np.sqrt(super().compute()))
+
+
+class R2(Metric):
+    """Coefficient of determination ``1 - SS_res / SS_tot`` over the whole set, per target column
+    and averaged over columns (scikit-learn's ``r2_score``, ``multioutput="uniform_average"``); a
+    constant target column scores 1 when predicted exactly, else 0 (as scikit-learn)."""
+
+    name = "r2"
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.n, self.sum, self.sumsq, self.res = 0, 0.0, 0.0, 0.0
+
+    def update(self, pred: Any, target: Any) -> None:
+        p, t = _regression_pair(pred, target)
+        p, t = p.reshape(len(t), -1), t.reshape(len(t), -1)
+        self.n += len(t)
+        self.sum = self.sum + t.sum(0)
+        self.sumsq = self.sumsq + (t ** 2).sum(0)
+        self.res = self.res + ((t - p) ** 2).sum(0)
+
+    def compute(self) -> float:
+        if self.n < 2:
+            return float("nan")
+        tot = np.maximum(self.sumsq - self.sum ** 2 / self.n, 0.0)
+        res = np.asarray(self.res, dtype=np.float64)
+        scores = np.where(tot > 0, 1 - res / np.where(tot > 0, tot, 1), np.where(res == 0, 1.0, 0.0))
+        return float(np.mean(scores))
+
+
 class Perplexity(_Mean):
     """``exp(mean over tokens of -log softmax(logits)[target])``; targets equal to
     ``ignore_index`` are left out."""
@@ -219,6 +272,16 @@ def mae(pred: Any, target: Any) -> float:
     return _once(MAE(), pred, target)
 
 
+def rmse(pred: Any, target: Any) -> float:
+    """Root mean squared error."""
+    return _once(RMSE(), pred, target)
+
+
+def r2(pred: Any, target: Any) -> float:
+    """Coefficient of determination (scikit-learn's ``r2_score``)."""
+    return _once(R2(), pred, target)
+
+
 def perplexity(pred: Any, target: Any) -> float:
     """``exp`` of the mean token cross-entropy of logits ``(..., C)`` against indices ``(...)``."""
     return _once(Perplexity(), pred, target)
@@ -226,7 +289,7 @@ def perplexity(pred: Any, target: Any) -> float:
 
 METRICS: dict[str, Callable[[], Metric]] = {
     "accuracy": Accuracy, "acc": Accuracy, "f1": F1Macro, "f1_macro": F1Macro, "mae": MAE,
-    "perplexity": Perplexity, "ppl": Perplexity, "top_k_accuracy": TopKAccuracy,
+    "rmse": RMSE, "r2": R2, "perplexity": Perplexity, "ppl": Perplexity, "top_k_accuracy": TopKAccuracy,
 }
 
 

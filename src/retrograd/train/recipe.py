@@ -50,40 +50,63 @@ class Setup:
 
 
 # ---------------------------------------------------------------------- model arguments from the data
+def _data_name(cfg: dict) -> str:
+    d = cfg["data"]
+    return d["name"] if d.get("path") is None else f"your data {pathlib.Path(d['path']).name}"
+
+
 def _with_image_hint(cfg: dict) -> str:
-    return " (set data.images = true)" if PRESETS[cfg["data"]["name"]].images_option else ""
+    d = cfg["data"]
+    if d.get("path") is not None:
+        return " (images come from an image folder or an array of shape (N, H, W) or (N, C, H, W))"
+    return " (set data.images = true)" if PRESETS[d["name"]].images_option else ""
+
+
+def _inputs_text(data: DataBundle) -> str:
+    spec = data.inputs
+    if spec is not None and spec.feature_names and len(spec.feature_names) != len(spec.columns or ()):
+        return f"{data.in_features} features after one-hot encoding {', '.join(spec.categorical)}"
+    return f"{data.in_features} features"
+
+
+def _outputs_text(data: DataBundle) -> str:
+    if data.task == "regression":
+        return f"{data.num_outputs} regression target{'s' if data.num_outputs != 1 else ''}"
+    return f"{data.num_classes} classes"
 
 
 def _mlp_sizes(cfg: dict, data: DataBundle) -> None:
     m = cfg["model"]
     if "sizes" not in m:
         raise ConfigError(f"model.sizes: a value is required for mlp, e.g. sizes = [{data.in_features}, 256, "
-                          f"{data.num_classes}]")
+                          f"{data.num_outputs}] for {_data_name(cfg)} ({_inputs_text(data)}, {_outputs_text(data)})")
     sizes = m["sizes"]
     if not isinstance(sizes, list) or len(sizes) < 2 or not all(isinstance(s, int) for s in sizes):
         raise ConfigError(f"model.sizes: expected a list of at least two ints, got {sizes!r}")
     if sizes[0] != data.in_features:
-        raise ConfigError(f"model.sizes: the first size must be the input size of {cfg['data']['name']} "
-                          f"({data.in_features}), got {sizes[0]}")
-    if sizes[-1] != data.num_classes:
-        raise ConfigError(f"model.sizes: the last size must be the number of classes of "
-                          f"{cfg['data']['name']} ({data.num_classes}), got {sizes[-1]}")
+        raise ConfigError(f"model.sizes: the first size must be the input size of {_data_name(cfg)} "
+                          f"({_inputs_text(data)}), got {sizes[0]}")
+    if sizes[-1] != data.num_outputs:
+        raise ConfigError(f"model.sizes: the last size must be the number of "
+                          f"{'outputs' if data.task == 'regression' else 'classes'} of {_data_name(cfg)} "
+                          f"({_outputs_text(data)}), got {sizes[-1]}")
 
 
 def _cnn_shapes(cfg: dict, data: DataBundle) -> None:
     if len(data.in_shape) != 3:
-        raise ConfigError(f"model.name: cnn needs images, but {cfg['data']['name']} gives features of shape "
+        raise ConfigError(f"model.name: cnn needs images, but {_data_name(cfg)} gives features of shape "
                           f"{data.in_shape}" + _with_image_hint(cfg))
     m = cfg["model"]
     m.setdefault("in_channels", data.in_shape[0])
     m.setdefault("input_size", list(data.in_shape[1:]))
-    m.setdefault("num_classes", data.num_classes)
+    m.setdefault("num_classes", data.num_outputs)
 
 
 def _gpt_vocab(cfg: dict, data: DataBundle) -> None:
     if data.vocab is None:
         text = ", ".join(n for n, p in PRESETS.items() if p.kind == "text")
-        raise ConfigError(f"model.name: gpt needs a text data set ({text}), got {cfg['data']['name']!r}")
+        raise ConfigError(f"model.name: gpt needs text data ({text}, or data.path to a .txt file), got "
+                          f"{_data_name(cfg)}")
     cfg["model"].setdefault("vocab_size", len(data.vocab))
     cfg["model"].setdefault("block_size", cfg["data"]["block_size"])
 
@@ -272,7 +295,7 @@ def prepare(cfg: dict, data: DataBundle | None = None, *, config_path: str | Non
 
 # ---------------------------------------------------------------------- trainer
 def _monitor_mode(monitor: str) -> str:
-    return "min" if "loss" in monitor else "max"
+    return "min" if any(k in monitor for k in ("loss", "mae", "rmse", "perplexity", "ppl")) else "max"
 
 
 def make_callbacks(cfg: dict, run_dir: pathlib.Path | None, *, quiet: bool = False, checkpoints: bool = True

@@ -66,15 +66,17 @@ def finished_run(run_dir: pathlib.Path, checkpoint: pathlib.Path, epochs: int, m
     return None
 
 
-def read_run_config(run_dir: pathlib.Path, *, trust_model_code: bool = False, command: str = "") -> dict:
+def read_run_config(run_dir: pathlib.Path, *, trust_model_code: bool = False, command: str = "",
+                    data_files: bool = True) -> dict:
     """The validated resolved config of a run folder. A model file it names (``m.py:MLP``) is
-    checked by ``model_code.check_model_code`` before validation imports it."""
+    checked by ``model_code.check_model_code`` before validation imports it. ``data_files=False``:
+    the run's own data (``data.path``) need not be there (``config.validate``)."""
     path = run_dir / "config.toml"
     if not path.is_file():
         raise ConfigError(f"{run_dir}: not a run folder (no config.toml)")
     raw = load_config(path)
     check_model_code(run_dir, raw, trust_model_code=trust_model_code, command=command)
-    return validate(raw, config_path=path)
+    return validate(raw, config_path=path, data_files=data_files)
 
 
 def checkpoint_dir(run_dir: pathlib.Path, which: str) -> pathlib.Path:
@@ -165,7 +167,7 @@ def finish_run(setup: Setup, trainer, history: dict, run_dir: pathlib.Path, elap
     sps = history.get("samples_per_sec", [])
     summary = {
         "run_dir": str(run_dir),
-        "model": setup.cfg["model"]["name"], "data": setup.cfg["data"]["name"],
+        "model": setup.cfg["model"]["name"], "data": setup.cfg["data"]["name"] or setup.cfg["data"]["path"],
         "optimizer": setup.cfg["optim"]["name"],
         "parameters": int(sum(p.numel() for p in setup.model.parameters())),
         **run_outcome(trainer, setup.cfg["train"]["epochs"]),

@@ -1,6 +1,6 @@
 """A study's results: the trials table (printed and ``trials.csv``), the best config as a
-ready-to-run TOML (``<study>-best.toml``), plots (PNG) from ``optuna.visualization.matplotlib``,
-and ``show(study_dir)`` to print and draw them again."""
+ready-to-run TOML (``<study>-best.toml``), plots (PNG, ``tune.plots``), and ``show(study_dir)`` to
+print and draw them again."""
 from __future__ import annotations
 
 import csv
@@ -10,13 +10,13 @@ import pathlib
 import re
 import shlex
 import sys
-import warnings
 from typing import Any, Mapping
 
 import optuna
 from optuna.trial import TrialState
 
 from ..io.toml_writer import toml_dumps
+from .plots import make_plots
 from .recovery import interrupted_numbers
 from .space import Param, SearchSpace, parse_space, set_dotted
 from .storage import open_storage, storage_spec
@@ -106,51 +106,6 @@ def write_csv(rows: list[dict], path: pathlib.Path) -> None:
         for r in rows:
             w.writerow(["" if r.get(c) is None else json.dumps(r[c]) if isinstance(r.get(c), (list, dict))
                         else r[c] for c in cols])
-
-
-# ---------------------------------------------------------------------- plots
-def make_plots(study: optuna.Study, study_dir: pathlib.Path, metric: str) -> tuple[dict, dict]:
-    """PNG plots in ``study_dir``: ``({name: path}, {name: why it was skipped})``."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from optuna.visualization import matplotlib as ovm
-    except ImportError as e:
-        return {}, {"all": f"matplotlib is not installed ({e})"}
-    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
-    n_params = len({p for t in complete for p in t.params})
-    made, skipped = {}, {}
-    todo = {
-        "optimization_history": lambda: ovm.plot_optimization_history(study, target_name=metric),
-        "param_importances": lambda: ovm.plot_param_importances(study, target_name=metric),
-        "parallel_coordinate": lambda: ovm.plot_parallel_coordinate(study, target_name=metric),
-        "slice": lambda: ovm.plot_slice(study, target_name=metric),
-    }
-    for name, fn in todo.items():
-        if not complete:
-            skipped[name] = "no completed trials"
-            continue
-        if name == "param_importances" and (n_params < 2 or len(complete) < 4):
-            skipped[name] = f"needs >= 2 parameters and >= 4 completed trials (have {n_params} and {len(complete)})"
-            continue
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ax = fn()
-                first = ax.flat[0] if hasattr(ax, "flat") else ax
-                fig = first.figure
-                fig.set_size_inches(max(fig.get_size_inches()[0], 7), max(fig.get_size_inches()[1], 4.5))
-                fig.tight_layout()
-            path = study_dir / f"{name}.png"
-            fig.savefig(path, dpi=100)
-            plt.close(fig)
-            made[name] = str(path)
-        except Exception as e:  # noqa: BLE001 - one plot failing must not lose the others; the reason is shown
-            skipped[name] = f"{type(e).__name__}: {e}"
-            plt.close("all")
-    return made, skipped
 
 
 # ---------------------------------------------------------------------- report
