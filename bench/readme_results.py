@@ -51,7 +51,9 @@ def _git(*args: str) -> str:
 
 
 def commit() -> str:
-    dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+    """HEAD, ``+dirty`` when tracked files other than this script's outputs (README.md, the JSON) differ."""
+    changed = [line[3:] for line in _git("status", "--porcelain", "--untracked-files=no").splitlines()]
+    dirty = any(f not in ("README.md", "bench/readme_results.json") for f in changed)
     return _git("rev-parse", "--short=10", "HEAD") + ("+dirty" if dirty else "")
 
 
