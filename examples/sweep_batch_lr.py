@@ -32,7 +32,7 @@ def main() -> None:
     args = ap.parse_args()
     base = rgconfig.validate(rgconfig.apply_overrides(rgconfig.load_config(args.config), args.set),
                              config_path=args.config)
-    data = build_data(base["data"], base["train"]["seed"])   # loaded once, shared by every run
+    data = build_data(base["data"], recipe.data_seed(base))   # loaded once, shared by every run
     out = pathlib.Path(base["run"]["dir"]) / f"{base['run']['name'] or pathlib.Path(args.config).stem}-sweep"
     out.mkdir(parents=True, exist_ok=True)
     rows, histories = [], {}

@@ -41,13 +41,13 @@ from .data.text import Vocabulary
 from .random import Generator
 from .tensor import Tensor
 from .io.checkpoint import CheckpointError
-from .train.config import (ConfigError, apply_overrides, default_lr, dumps, load_config,
-                           optimizer_class, optimizer_names, validate)
+from .train.config import (ConfigError, apply_overrides, default_lr, dumps, load_config, optim_lr,
+                           optimizer_class, optimizer_names, validate, validate_optim, with_lr)
 from .train.formatting import format_duration, format_value, markdown_table, plural
 from .train.model_code import record_model_code
 from .train.model_summary import show_model
 from .train.predict import load_run, write_predictions
-from .train.recipe import make_trainer, prepare
+from .train.recipe import data_seed, make_trainer, prepare
 from .train.runs import (check_schedule_length, checkpoint_dir, final_metrics, finish_run, finished_run, jsonable, new_run_dir,
                          prefixed_metrics, read_run_config)
 from .train.step_timing import TimedRun, interleaved_step_times
@@ -192,8 +192,7 @@ def cmd_compare(args) -> dict:
     for n in lrs:
         if n not in names:
             raise ConfigError(f"--lr: {n!r} is not one of --optimizers ({', '.join(names)})")
-    seed = base["train"]["seed"]
-    data = build_data(base["data"], seed)
+    data = build_data(base["data"], data_seed(base))
     out_dir = new_run_dir(copy.deepcopy(base) | {"run": {**base["run"], "name": (base["run"]["name"] or
                                                    pathlib.Path(args.config).stem) + "-compare"}}, args.config)
     histories, rows, timed = {}, [], {}
@@ -201,9 +200,9 @@ def cmd_compare(args) -> dict:
     for i, n in enumerate(names):
         cfg = copy.deepcopy(base)
         if n != base["optim"]["name"]:
-            cfg["optim"] = {"name": n, "lr": lrs.get(n, COMPARE_LRS.get(n, default_lr(n)))}
+            cfg["optim"] = validate_optim(with_lr({"name": n}, lrs.get(n, COMPARE_LRS.get(n, default_lr(n)))))
         elif n in lrs:
-            cfg["optim"]["lr"] = lrs[n]
+            cfg["optim"] = with_lr(cfg["optim"], lrs[n])
         setup = prepare(cfg, data, config_path=args.config)
         run_dir = out_dir / n
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -215,13 +214,13 @@ def cmd_compare(args) -> dict:
             spent = time.perf_counter() - t_start
             progress += (f" | compare {format_duration(spent)} elapsed, about "
                          f"{format_duration(spent / i * (len(names) - i))} left")
-        print(f"== {n} (lr {cfg['optim'].get('lr', default_lr(n))}){progress}")
+        print(f"== {n} (lr {optim_lr(cfg['optim'])}){progress}")
         trainer = make_trainer(setup, run_dir, quiet=args.quiet, checkpoints=False)
         t0 = time.perf_counter()
         history = trainer.fit(setup.train_loader, setup.val_loader, epochs=cfg["train"]["epochs"])
         elapsed = time.perf_counter() - t0
         histories[n] = history
-        row = {"optimizer": n, "lr": cfg["optim"].get("lr", default_lr(n)), **final_metrics(history)}
+        row = {"optimizer": n, "lr": optim_lr(cfg["optim"]), **final_metrics(history)}
         if setup.test_loader is not None:
             row.update(prefixed_metrics(trainer.evaluate(setup.test_loader), "test"))
         row["wall_time_s"] = round(elapsed, 2)
@@ -399,7 +398,8 @@ def cmd_tune(args):
         kwargs.setdefault("direction", "minimize" if "loss" in kwargs["metric"] else "maximize")
         if args.n_trials is not None:
             kwargs["n_trials"] = args.n_trials
-        return tune.search(base, space, train_fn=tune.TuneTrainFn(args.config, base["train"]["seed"], quiet=True),
+        base["data"]["seed"] = data_seed(base)  # every trial, and the best config, on the base config's split
+        return tune.search(base, space, train_fn=tune.TuneTrainFn(args.config, base["data"]["seed"], quiet=True),
                            storage=args.storage or settings.get("storage"), study_dir=study_dir,
                            study_name=settings.get("study_name") or stem,
                            workers=args.workers or settings.get("workers", 1), resume=args.resume, **kwargs)

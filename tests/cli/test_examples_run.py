@@ -37,7 +37,7 @@ def _sets(path: pathlib.Path, run_dir: pathlib.Path) -> list[str]:
 def test_the_lists_cover_examples():
     names = {p.relative_to(EXAMPLES).as_posix() for p in CONFIGS + SCRIPTS}
     assert {"fashion_mlp.toml", "fashion_cnn.toml", "shakespeare_gpt.toml", "tune_fashion_mlp.toml",
-            "tune_fashion_mlp/best_config.toml", "vanishing_gradients_sigmoid.toml",
+            "tune_fashion_mlp/tune_fashion_mlp-best.toml", "vanishing_gradients_sigmoid.toml",
             "vanishing_gradients_relu_bn.toml", "sweep_batch_lr.py", "train_mlp.py"} <= names
     assert set(EXTRA) <= {p.name for p in CONFIGS}
 
@@ -66,7 +66,7 @@ def test_example_search_config_tunes(path, run_cli, tmp_path):
     metric = tomllib.loads(path.read_text())["search"]["metric"]
     values = [float(r[metric]) for r in rows if r["state"] == "COMPLETE"]
     assert values and all(math.isfinite(v) for v in values), rows
-    assert (study / "best_config.toml").is_file()
+    assert (study / f"{path.stem}-best.toml").is_file()
 
 
 def test_sweep_batch_lr_script(tmp_path):

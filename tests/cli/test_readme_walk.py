@@ -247,8 +247,8 @@ def test_the_readme_walkthrough(shell, tmp_path):
     assert cfg["data"]["batch_size"] == int(best["data.batch_size"])
     s = _summary(retrained)
     assert s["status"] == "completed" and s["epochs"] == int(best["epochs"]), s
-    # issue 13 item 8 asks for the retrained run to reproduce the trial's val_accuracy exactly; today it
-    # need not (reported, not asserted): s["final"]["val_accuracy"] vs float(best["val_accuracy"])
+    # the best config repeats its trial exactly (the same data split, data.seed, and the trial's train.seed)
+    assert s["final"]["val_accuracy"] == float(best["val_accuracy"]), (s["final"], best)
     assert next(lines, None) is None
 
 

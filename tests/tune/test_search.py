@@ -49,7 +49,7 @@ def test_grid_search_visits_exactly_the_grid(tmp_path, capsys):
     assert {float(x["optim.lr"]) for x in rows} == {0.1, 0.5}
     best = max(r.study.trials, key=lambda t: t.value)
     assert r.best_trial == best.number and r.best_value == pytest.approx(best.value)
-    cfg = tomllib.loads((tmp_path / "best_config.toml").read_text())
+    cfg = tomllib.loads((tmp_path / "study-best.toml").read_text())  # named after the study
     assert cfg["optim"]["lr"] == best.params["optim.lr"] and cfg["model"]["hidden"] == best.params["model.hidden"]
     assert cfg["train"]["seed"] == tune.trial_seed(0, best.number)
     for name in ("optimization_history", "param_importances", "parallel_coordinate", "slice"):

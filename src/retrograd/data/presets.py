@@ -109,7 +109,7 @@ PRESETS: dict[str, DataPreset] = {
 }
 
 # [data] keys every source uses; the others apply as data_keys says
-COMMON_KEYS = ("batch_size", "eval_batch_size", "val_fraction", "train_samples", "val_samples")
+COMMON_KEYS = ("batch_size", "eval_batch_size", "val_fraction", "train_samples", "val_samples", "seed")
 
 
 def data_keys(data: dict) -> list[str]:

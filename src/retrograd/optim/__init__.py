@@ -19,6 +19,7 @@ from .adafactor import Adafactor
 from .muon import Muon
 from .lion import Lion
 from .lookahead import Lookahead
+from .combined import CombinedOptimizer, muon_param_groups
 from .lamb import LAMB
 from .lars import LARS
 from . import swa_utils
@@ -29,6 +30,6 @@ from .sophia import Sophia
 __all__ = ["Optimizer", "StepArrays", "required", "register_optimizer_step_pre_hook",
            "register_optimizer_step_post_hook", "SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "Adagrad",
            "Adadelta", "RMSprop", "Rprop", "ASGD", "LBFGS", "Adafactor", "Muon",
-           "Lion", "Lookahead", "LAMB", "LARS", "swa_utils", "AveragedModel",
+           "Lion", "Lookahead", "CombinedOptimizer", "muon_param_groups", "LAMB", "LARS", "swa_utils", "AveragedModel",
            "ScheduleFreeAdamW", "ScheduleFreeSGD", "Sophia",
            "fused", "lr_scheduler", "schedules", "scheduling", "plot_schedule"]

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import accel
 from ..backend import round_bfloat16  # noqa: F401  (also imported from here by tests)
-from .optimizer import Optimizer, StepArrays, _check, weight_decay
+from .optimizer import Optimizer, StepArrays, _check, _finite_nonneg, weight_decay
 
 __all__ = ["Muon"]
 
@@ -287,7 +287,7 @@ class Muon(Optimizer):
     def __init__(self, params: Any, lr: float = 1e-3, weight_decay: float = 0.1, momentum: float = 0.95,
                  nesterov: bool = True, ns_coefficients: tuple = (DEFAULT_A, DEFAULT_B, DEFAULT_C), eps: float = EPS,
                  ns_steps: int = DEFAULT_NS_STEPS, adjust_lr_fn: str | None = None) -> None:
-        _check(0.0 <= lr, f"Learning rate should be >= 0 but is: {lr}")
+        _check(_finite_nonneg(lr), f"Learning rate should be >= 0 but is: {lr}")  # lr may be a schedule
         _check(0.0 <= momentum, f"momentum should be >= 0 but is: {momentum}")
         _check(0.0 <= weight_decay, f"weight decay should be >= 0 but is: {weight_decay}")
         if adjust_lr_fn is not None and adjust_lr_fn not in ("original", "match_rms_adamw"):

@@ -40,6 +40,7 @@ from .losses import LOSSES
 from .metrics import METRICS, get_metric
 
 __all__ = ["ConfigError", "SCHEMA", "SECTIONS", "OPTIM_ALIASES", "optimizer_names", "optimizer_class", "default_lr",
+           "OPTIM_WRAPPERS", "validate_optim", "optim_lr", "with_lr",
            "scheduler_names", "scheduler_factory", "is_schedule_function", "model_factory", "check_kwargs",
            "required_args", "load_config", "parse_override", "apply_overrides", "validate", "dumps",
            "without_inapplicable"]
@@ -106,10 +107,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "root": Key("str", None, optional=True,
                     doc="fashion_mnist: the folder holding its IDX files (default /usr/share/datasets/fashion-mnist; "
                         "relative to the config's folder)"),
+        "seed": Key("int", None, optional=True, range=Range(0, 2**64 - 1),
+                    doc="seeds the data split, subsets and augmentation (default: train.seed); "
+                        "retrograd tune pins it so that every trial, and the best config, sees one split"),
     },
     "train": {
         "epochs": Key("int", 10, doc="passes over the training set", range=POSITIVE),
-        "seed": Key("int", 0, doc="seeds the init, the data split and the batch order", range=Range(0, 2**64 - 1)),
+        "seed": Key("int", 0, doc="seeds the init and the batch order, and the data split unless data.seed is set",
+                    range=Range(0, 2**64 - 1)),
         "loss": Key("str", "cross_entropy", LOSSES, doc="the loss between the model's outputs and the targets"),
         "label_smoothing": Key("float", 0.0, doc="cross_entropy only", range=FRACTION),
         "metrics": Key("list[str]", ["accuracy"],
@@ -155,7 +160,7 @@ def _optimizer_classes() -> dict[str, type]:
     for n in dir(optim):
         c = getattr(optim, n)
         if isinstance(c, type) and issubclass(c, optim.Optimizer) and c is not optim.Optimizer:
-            if n.lower() not in _NO_CLOSURE_LOOP:
+            if n.lower() not in _NO_CLOSURE_LOOP and c is not optim.CombinedOptimizer:  # built from muon's tables
                 out[n.lower()] = c
     return out
 
@@ -167,7 +172,7 @@ def optimizer_names() -> list[str]:
     return first + sorted(n for n in classes if n not in first)
 
 
-def optimizer_class(name: str) -> tuple[type, dict]:
+def optimizer_class(name: str, where: str = "optim") -> tuple[type, dict]:
     """``(class, preset kwargs)`` for an ``[optim] name`` (case-insensitive)."""
     key = name.lower()
     preset: dict = {}
@@ -175,14 +180,72 @@ def optimizer_class(name: str) -> tuple[type, dict]:
         key, preset = OPTIM_ALIASES[key]
     classes = _optimizer_classes()
     if key not in classes:
-        raise ConfigError(f"optim.name: {name!r} is not one of: {', '.join(optimizer_names())}")
+        raise ConfigError(f"{where}.name: {name!r} is not one of: {', '.join(optimizer_names())}")
     return classes[key], dict(preset)
 
 
 def default_lr(name: str) -> float:
-    """The learning rate an ``[optim] name`` gets when the config sets none (its preset's or its default)."""
+    """The learning rate an ``[optim] name`` gets when the config sets none (its preset's or its default;
+    for ``lookahead``, that of the optimizer it wraps by default)."""
+    if name.lower() == "lookahead":
+        return default_lr(OPTIM_WRAPPERS["lookahead"][1])
     cls, preset = optimizer_class(name)
     return preset.get("lr", inspect.signature(cls.__init__).parameters["lr"].default)
+
+
+# optimizers that hold another: name -> (the key of its table, the default name there, names it may not hold).
+# Muon takes the hidden 2-D weights and the fallback the rest (rg.optim.muon_param_groups); Lookahead wraps inner.
+OPTIM_WRAPPERS = {"muon": ("fallback", "adamw", ("muon", "lookahead")),
+                  "lookahead": ("inner", "adam", ("lookahead",))}
+
+
+def validate_optim(table: Any, where: str = "optim", default: str = "adam") -> dict:
+    """An ``[optim]`` table (or one nested in it: ``optim.fallback``, ``optim.inner``, also given as a bare
+    name) checked against the signature of the optimizer it names; ``muon`` gets ``fallback`` (default
+    ``{name = "adamw"}``) and ``lookahead`` gets ``inner`` (default ``{name = "adam"}``), checked the same way.
+    ``default``: the name of a table without one."""
+    if isinstance(table, str):
+        table = {"name": table}
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table of keys or an optimizer name, got {_describe(table)}")
+    opt = dict(table)
+    name = _check(f"{where}.name", opt.pop("name", default), "str")
+    cls, _ = optimizer_class(name, where)
+    out = {"name": name.lower()}
+    wrapper = OPTIM_WRAPPERS.get(out["name"])
+    held = None
+    if wrapper is not None:
+        sub, default, refused = wrapper
+        held = validate_optim(opt.pop(sub, default), f"{where}.{sub}", default)
+        if held["name"] in refused:
+            raise ConfigError(f"{where}.{sub}.name: {out['name']} cannot hold {held['name']!r}; expected another "
+                              f"optimizer, e.g. {default!r}")
+    if out["name"] == "lookahead":
+        if "lr" in opt:
+            raise ConfigError(f"{where}.lr: lookahead has no lr of its own; set {where}.inner.lr (the optimizer "
+                              "it wraps)")
+        out.update(check_kwargs(where, cls, opt, skip={"self", "optimizer"}, what="lookahead (keys: name, k, "
+                                "alpha and the table inner)"))
+    else:
+        out.update(check_kwargs(where, cls, opt, skip=_SKIP_OPTIM, what=f"optimizer {cls.__name__}"))
+        check_kwarg_ranges(where, out, "optim")
+    if held is not None:
+        out[wrapper[0]] = held
+    return out
+
+
+def optim_lr(table: dict) -> Any:
+    """The lr of a validated ``[optim]`` table (a schedule's peak): its ``lr``, or ``inner``'s for lookahead."""
+    if table["name"] == "lookahead":
+        return optim_lr(table["inner"])
+    return table.get("lr", default_lr(table["name"]))
+
+
+def with_lr(table: dict, lr: float) -> dict:
+    """A copy of an ``[optim]`` table with its lr (``optim_lr``'s) set to ``lr``."""
+    if table["name"] == "lookahead":
+        return {**table, "inner": with_lr(table.get("inner", {"name": OPTIM_WRAPPERS["lookahead"][1]}), lr)}
+    return {**table, "lr": lr}
 
 
 def scheduler_names() -> list[str]:
@@ -385,9 +448,9 @@ def parse_override(text: str) -> tuple[str, str, Any]:
         raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. optim.lr=0.01")
     lhs, raw = text.split("=", 1)
     lhs = lhs.strip()
-    if lhs.count(".") != 1 or not all(lhs.split(".")):
+    if lhs.count(".") < 1 or not all(lhs.split(".")):
         raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. optim.lr=0.01")
-    section, key = lhs.split(".")
+    section, key = lhs.split(".", 1)  # key: "lr", or "inner.lr" for a table inside the section
     raw = raw.strip()
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
@@ -402,9 +465,22 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
         section, key, value = parse_override(text)
         if section not in SECTIONS:
             raise ConfigError(f"--set {text!r}: unknown section [{section}]; known sections: {', '.join(SECTIONS)}")
-        _table(cfg, section)
-        cfg.setdefault(section, {})[key] = value
+        node = cfg.setdefault(section, _table(cfg, section))
+        *path, last = key.split(".")
+        for i, part in enumerate(path):  # optim.inner.lr: into (or a new) table optim.inner
+            if isinstance(node.get(part), str) and section == "optim":
+                node[part] = {"name": node[part]}  # fallback = "adamw" written as a bare name
+            node[part] = dict(node[part]) if isinstance(node.get(part), dict) else \
+                _nested_table(text, ".".join([section, *path[:i + 1]]), node.get(part))
+            node = node[part]
+        node[last] = value
     return cfg
+
+
+def _nested_table(text: str, where: str, value: Any) -> dict:
+    if value is not None:
+        raise ConfigError(f"--set {text!r}: {where} is {_describe(value)}, not a table")
+    return {}
 
 
 # ---------------------------------------------------------------------- validation
@@ -521,12 +597,7 @@ def validate(cfg: dict, *, config_path: str | pathlib.Path | None = None, data_f
     out["data"] = data = _data_section(cfg, base, data_files)
     text = data["format"] == "text" if data["path"] is not None else PRESETS[data["name"]].kind == "text"
 
-    opt = _table(cfg, "optim")
-    oname = _check("optim.name", opt.pop("name", "adam"), "str")
-    cls, _ = optimizer_class(oname)
-    out["optim"] = {"name": oname.lower(), **check_kwargs("optim", cls, opt, skip=_SKIP_OPTIM,
-                                                          what=f"optimizer {cls.__name__}")}
-    check_kwarg_ranges("optim", out["optim"])
+    out["optim"] = validate_optim(_table(cfg, "optim"))
 
     sched = _table(cfg, "schedule")
     if sched:

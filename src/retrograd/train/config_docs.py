@@ -129,13 +129,25 @@ def _model_section() -> list[str]:
     return lines
 
 
+# what the table of an optimizer that holds another (config.OPTIM_WRAPPERS) is for
+HELD_DOC = {"muon": "the optimizer of the parameters Muon does not take (`rg.optim.muon_param_groups`: embeddings, "
+                    "the output layer, biases, norm gains, convolution kernels); under a schedule its lr follows "
+                    "Muon's, scaled by its `lr` / `optim.lr`",
+            "lookahead": "the optimizer Lookahead wraps (`optim.inner.lr` is the run's lr; `optim.lr` is refused)"}
+
+
 def _optim_section() -> list[str]:
     lines = [SECTION_INTRO["optim"], "", "| `name` | class | arguments (type, default) |", "|---|---|---|"]
     for name in config.optimizer_names():
         cls, preset = config.optimizer_class(name)
         where = f"`rg.optim.{cls.__name__}`" + (f" with {', '.join(f'`{k} = {_toml_value(v, k)}`' for k, v in preset.items())}"
                                                 if preset else "")
-        lines.append(f"| `{name}` | {where} | {_cell(_arguments(cls, config._SKIP_OPTIM, preset=preset))} |")
+        args = _arguments(cls, config._SKIP_OPTIM | {"optimizer"}, preset=preset)
+        if name in config.OPTIM_WRAPPERS:  # the table of the optimizer it holds
+            key, default, _ = config.OPTIM_WRAPPERS[name]
+            args += f", `{key}` (a table with `name` and its arguments, or a name; `{{name = \"{default}\"}}`): " + \
+                HELD_DOC[name]
+        lines.append(f"| `{name}` | {where} | {_cell(args)} |")
     lines += ["", "Not configurable here: the arguments no training loop sets (`params`, "
               f"{', '.join(f'`{s}`' for s in sorted(config._SKIP_OPTIM - {'self', 'params'}))}) and optimizers "
               f"that need a closure per step ({', '.join(sorted(config._NO_CLOSURE_LOOP))})."]

@@ -25,12 +25,13 @@ from ..data.presets import PRESETS, DataBundle, build_data
 from ..optim import scheduling
 from ..random import Generator, manual_seed
 from . import callbacks as cb
-from .config import (ConfigError, default_lr, is_schedule_function, model_factory, optimizer_class, required_args,
-                     scheduler_factory)
+from ..optim import CombinedOptimizer, Lookahead, Muon, Optimizer, muon_param_groups
+from .config import (ConfigError, default_lr, is_schedule_function, model_factory, optim_lr, optimizer_class,
+                     required_args, scheduler_factory)
 from .losses import SequenceAwareLoss, make_loss
 from .trainer import Trainer
 
-__all__ = ["Setup", "prepare", "build_optimizer", "make_callbacks", "make_trainer", "DATA_DERIVED_KWARGS"]
+__all__ = ["Setup", "prepare", "data_seed", "build_optimizer", "make_callbacks", "make_trainer", "DATA_DERIVED_KWARGS"]
 
 
 @dataclasses.dataclass
@@ -128,7 +129,7 @@ def _fill_schedule_kwargs(cfg: dict, n_train: int) -> None:
         return
     f = scheduler_factory(s["name"])
     s.update(scheduling.schedule_defaults(
-        s["name"], s, lr=cfg["optim"].get("lr", default_lr(cfg["optim"]["name"])),
+        s["name"], s, lr=optim_lr(cfg["optim"]),
         total_steps=_steps_per_epoch(cfg, n_train) * cfg["train"]["epochs"], epochs=cfg["train"]["epochs"],
         interval=s["interval"]))
     req = required_args(f, set() if is_schedule_function(f) else {"self", "optimizer"})
@@ -149,16 +150,17 @@ def _reason(e: Exception) -> str:
 def build_optimizer(cfg: dict, params) -> tuple[Any, Any, str]:
     """``(optimizer, scheduler or None, scheduler interval)`` from ``[optim]`` and ``[schedule]``
     through ``optim.scheduling.scheduled_optimizer``: a schedule function becomes the optimizer's
-    ``lr`` (stepped every step), a scheduler class wraps the optimizer."""
-    o = dict(cfg["optim"])
-    cls, preset = optimizer_class(o.pop("name"))
-    kwargs = {**preset, **{k: (tuple(v) if isinstance(v, list) else v) for k, v in o.items()}}
+    ``lr`` (stepped every step), a scheduler class wraps the optimizer. ``params``: the model (Muon
+    needs it to split its parameters, ``rg.optim.muon_param_groups``) or its parameters."""
+    params = params if hasattr(params, "parameters") else list(params)
 
     def make(**lr: Any):
         try:
-            return cls(params, **{**kwargs, **lr})
+            return _optimizer(cfg["optim"], params, lr.get("lr"))
+        except ConfigError:
+            raise
         except _BUILD_ERRORS as e:
-            raise ConfigError(f"optim: {cls.__name__}: {_reason(e)}") from None
+            raise ConfigError(f"optim: {_reason(e)}") from None
 
     s = cfg.get("schedule")
     if not s:
@@ -166,12 +168,75 @@ def build_optimizer(cfg: dict, params) -> tuple[Any, Any, str]:
     args = {k: (tuple(v) if isinstance(v, list) and k != "milestones" else v)
             for k, v in s.items() if k not in ("name", "interval")}
     try:
-        opt, scheduler = scheduling.scheduled_optimizer(make, s["name"], **args)
+        if is_schedule_function(scheduler_factory(s["name"])):
+            opt, scheduler = scheduling.scheduled_optimizer(make, s["name"], **args)
+        else:
+            opt = make()
+            scheduler = scheduler_factory(s["name"])(opt, **_per_group_lrs(args, opt.param_groups))
     except ConfigError:
         raise
     except _BUILD_ERRORS as e:
         raise ConfigError(f"schedule: {s['name']}: {_reason(e)}") from None
     return opt, scheduler, ("step" if scheduler is None else s["interval"])
+
+
+def _optimizer(o: dict, params: Any, lr: Any = None) -> Optimizer:
+    """The optimizer of a validated ``[optim]`` table on ``params`` (a model or a list of parameters);
+    ``lr`` (a schedule) replaces the table's. Muon takes the model's hidden 2-D weights and its
+    ``fallback`` the rest, whose lr follows the same schedule scaled by ``fallback.lr / lr``;
+    lookahead wraps the optimizer of its ``inner`` table."""
+    o = dict(o)
+    cls, preset = optimizer_class(o.pop("name"))
+    if cls is Lookahead:
+        inner = _optimizer(o.pop("inner"), params, lr)
+        return _named(cls.__name__, lambda: cls(inner, **o))
+    held = o.pop("fallback", None)
+    kwargs = {**preset, **{k: (tuple(v) if isinstance(v, list) else v) for k, v in o.items()}}
+    if lr is not None:
+        kwargs["lr"] = lr
+    if cls is not Muon:
+        return _named(cls.__name__, lambda: cls(params.parameters() if hasattr(params, "parameters") else params,
+                                                **kwargs))
+    if not hasattr(params, "parameters"):
+        raise ConfigError("optim.name: muon needs the model (to give its hidden 2-D weights to Muon and the rest "
+                          "to optim.fallback), not a list of parameters")
+    hidden, rest = _named("Muon", lambda: muon_param_groups(params))
+    muon = _named("Muon", lambda: cls(hidden, **kwargs))
+    if not rest:
+        return muon
+    held_lr = None
+    if callable(lr):  # the fallback's lr follows Muon's schedule, scaled
+        ratio = optim_lr(held) / o.get("lr", default_lr("muon"))
+        held_lr = _scaled(lr, ratio)
+    return CombinedOptimizer(muon, _optimizer(held, rest, held_lr))
+
+
+# a scheduler's absolute learning rates, which one value would set alike in every param group
+_LR_VALUED = ("max_lr", "base_lr", "min_lr")
+
+
+def _per_group_lrs(args: dict, groups: list[dict]) -> dict:
+    """With several param groups of different lrs (muon and its fallback), a scheduler's one
+    ``max_lr``/``base_lr``/``min_lr`` is the first group's, scaled by each group's lr relative to it:
+    the fallback follows the schedule as with a schedule function, instead of taking Muon's lr."""
+    first = float(groups[0]["lr"]) if groups else 0.0
+    if len(groups) < 2 or first <= 0 or len({float(g["lr"]) for g in groups}) < 2:
+        return args
+    return {k: ([v * float(g["lr"]) / first for g in groups] if k in _LR_VALUED and isinstance(v, (int, float))
+                else v) for k, v in args.items()}
+
+
+def _named(who: str, build: Callable) -> Any:
+    try:
+        return build()
+    except _BUILD_ERRORS as e:
+        raise ConfigError(f"optim: {who}: {_reason(e)}") from None
+
+
+def _scaled(schedule: Callable, ratio: float) -> Callable:
+    def scaled(step: int) -> float:
+        return schedule(step) * ratio
+    return scaled
 
 
 # ---------------------------------------------------------------------- loaders, threads, the whole setup
@@ -198,15 +263,20 @@ def _limit_threads(threads: int | None) -> None:
     threadpool_limits(limits=threads, user_api="blas")
 
 
+def data_seed(cfg: dict) -> int:
+    """The seed of the data split, subsets and augmentation: ``data.seed``, else ``train.seed``."""
+    return cfg["train"]["seed"] if cfg["data"].get("seed") is None else cfg["data"]["seed"]
+
+
 def prepare(cfg: dict, data: DataBundle | None = None, *, config_path: str | None = None) -> Setup:
     """Everything a run needs from a validated config: data, model (initialised from
     ``train.seed``), optimizer, scheduler, loss and loaders. Fills in the values derived
     from the data (``cfg`` is updated in place; write it as the run's resolved config).
-    ``data``: an already loaded ``build_data(cfg["data"], seed)`` to share between runs."""
+    ``data``: an already loaded ``build_data(cfg["data"], data_seed(cfg))`` to share between runs."""
     seed = cfg["train"]["seed"]
     _limit_threads(cfg["train"]["threads"])
     if data is None:
-        data = build_data(cfg["data"], seed)
+        data = build_data(cfg["data"], data_seed(cfg))
     fill = DATA_DERIVED_KWARGS.get(cfg["model"]["name"])
     if fill is not None:
         fill(cfg, data)
@@ -218,7 +288,7 @@ def prepare(cfg: dict, data: DataBundle | None = None, *, config_path: str | Non
         model = factory(**kwargs)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"model: {cfg['model']['name']}: {e}") from None
-    optimizer, scheduler, interval = build_optimizer(cfg, model.parameters())
+    optimizer, scheduler, interval = build_optimizer(cfg, model)
     train, val, test = _loaders(cfg, data)
     return Setup(cfg, data, model, optimizer, scheduler, interval, make_loss(cfg["train"]), train, val, test)
 

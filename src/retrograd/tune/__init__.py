@@ -11,8 +11,9 @@ pruning, SQLite/journal/PostgreSQL storage, local worker processes and crash-saf
 
     result = tune.search(cfg, {"optim.lr": {"log_uniform": [1e-4, 1e-1]},
                                "data.batch_size": {"choice": [32, 64, 128]}},
-                         train_fn=train_fn, method="tpe", n_trials=30, study_dir="studies/mlp")
-    result.best_config                      # also written to studies/mlp/best_config.toml
+                         train_fn=train_fn, method="tpe", n_trials=30, study_dir="studies/mlp",
+                         study_name="mlp")
+    result.best_config                      # also written to studies/mlp/mlp-best.toml
 
 ``tune`` is generic: the training is the injected ``train_fn``; ``TuneTrainFn`` trains a trial's
 config through ``retrograd.train.recipe`` as ``retrograd train`` does (the ``retrograd tune`` command

@@ -1,5 +1,5 @@
 """A study's results: the trials table (printed and ``trials.csv``), the best config as a
-ready-to-run TOML (``best_config.toml``), plots (PNG, ``tune.plots``), and ``show(study_dir)`` to
+ready-to-run TOML (``<study>-best.toml``), plots (PNG, ``tune.plots``), and ``show(study_dir)`` to
 print and draw them again."""
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import csv
 import dataclasses
 import json
 import pathlib
+import re
+import shlex
 import sys
 from typing import Any, Mapping
 
@@ -20,7 +22,8 @@ from .recovery import interrupted_numbers
 from .space import Param, SearchSpace, parse_space, set_dotted
 from .storage import open_storage, storage_spec
 
-__all__ = ["TuneResult", "trial_rows", "format_table", "write_csv", "toml_dumps", "make_plots", "report", "show"]
+__all__ = ["TuneResult", "best_config_name", "trial_rows", "format_table", "write_csv", "toml_dumps", "make_plots",
+           "report", "show"]
 
 
 @dataclasses.dataclass
@@ -107,9 +110,16 @@ def write_csv(rows: list[dict], path: pathlib.Path) -> None:
 
 
 # ---------------------------------------------------------------------- report
+def best_config_name(study_name: str) -> str:
+    """The file name of a study's best config, ``<study>-best.toml``: training it makes the run
+    folder ``<study>-best`` (a run's default name is its config file's)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", study_name).strip(".") + "-best.toml"
+
+
 def report(study: optuna.Study, study_dir: pathlib.Path, space: SearchSpace, config: Mapping, *, metric: str,
            direction: str, plots: bool = True, out=None) -> TuneResult:
-    """Print the trials table and the best trial; write ``trials.csv``, ``best_config.toml`` and plots."""
+    """Print the trials table and the best trial; write ``trials.csv``, the best config
+    (``best_config_name(study_name)``) and plots."""
     out = out or sys.stdout
     study_dir = pathlib.Path(study_dir)
     rows = trial_rows(study, space, metric)
@@ -133,11 +143,13 @@ def report(study: optuna.Study, study_dir: pathlib.Path, space: SearchSpace, con
         best_config.pop("search", None)
         header = (f"best trial {best.number} of study {study.study_name!r}: {metric} = {best.value:.6g} "
                   f"({direction})\nparameters: " + ", ".join(f"{k} = {_cell(v)}" for k, v in best_params.items()))
-        (study_dir / "best_config.toml").write_text(toml_dumps(best_config, header))
-        files["best_config"] = str(study_dir / "best_config.toml")
+        path = study_dir / best_config_name(study.study_name)
+        path.write_text(toml_dumps(best_config, header))
+        files["best_config"] = str(path)
         print(f"best: trial {best.number}, {metric} {best.value:.4g} with "
               + ", ".join(f"{k}={_cell(v)}" for k, v in best_params.items()), file=out)
-        print(f"best config: {files['best_config']}", file=out)
+        print(f"best config: {path}\ntrain it (the same {metric} as trial {best.number}): "
+              f"retrograd train {shlex.quote(str(path))}", file=out)
     else:
         print("best: none (no trial completed)", file=out)
     skipped: dict = {}

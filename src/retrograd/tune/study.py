@@ -232,7 +232,7 @@ def search(config: Mapping, space: Mapping | SearchSpace, *, train_fn: TrainFn, 
     ``heartbeat_interval`` seconds; one silent for ``grace_period`` seconds (a dead process on any
     machine) is failed and queued again by whichever process of the study looks next
     (``heartbeat_interval=None``: no heartbeat; the journal storage has none). Returns a ``TuneResult`` and writes the trials
-    table (``trials.csv``), ``best_config.toml``, ``study.json`` and plots into ``study_dir``."""
+    table (``trials.csv``), the best config (``<study_name>-best.toml``), ``study.json`` and plots into ``study_dir``."""
     out = out or sys.stdout
 
     if method not in METHODS:
