@@ -41,6 +41,8 @@ RUNS = {
     "shakespeare_gpt": {"kind": "train", "argv": ["train", "examples/shakespeare_gpt.toml"],
                         "unrecorded": "validation loss 1.72 nats/char in 6 min"},
     "tune_fashion_mlp": {"kind": "tune", "argv": ["tune", "examples/tune_fashion_mlp.toml"]},
+    "vanishing_gradients_sigmoid": {"kind": "train", "argv": ["train", "examples/vanishing_gradients_sigmoid.toml"],
+                                    "unrecorded": "~6e-8"},
 }
 EXAMPLE_ROWS = ("fashion_mlp", "fashion_cnn", "shakespeare_gpt")
 
@@ -100,6 +102,10 @@ def record(name: str) -> dict:
             out["results"] = {k: s[k] for k in ("epochs", "parameters", "train_time_s", "samples_per_sec")}
             out["results"].update(s["final"])
             out["results"].update(s["test"])
+            report = tmp / stem / "gradient_flow.txt"
+            if report.is_file():  # GradientFlow's verdict on the first layer's gradient, if it has one
+                m = re.search(r"layer 1 \(.*?\) gradient is (\S+) of layer", report.read_text())
+                out["results"]["first_layer_gradient_ratio"] = float(m.group(1)) if m else None
         else:
             out["results"] = _tune_results(proc.stdout, tmp, name)
         return out
@@ -186,7 +192,16 @@ def render_quickstart(records: dict) -> str:
     return "about 89 % test accuracy" if r is None else _result(r)
 
 
-BLOCKS = {"quickstart": render_quickstart, "examples": render_examples, "tune": render_tune}
+def render_vanishing(records: dict) -> str:
+    r = records.get("vanishing_gradients_sigmoid")
+    if r is None or r["results"].get("first_layer_gradient_ratio") is None:
+        return f"{RUNS['vanishing_gradients_sigmoid']['unrecorded']} (not recorded yet)"
+    return (f"~{r['results']['first_layer_gradient_ratio']:.1e} (`{r['command']}`, commit `{r['commit']}`, "
+            f"seed 0)")
+
+
+BLOCKS = {"quickstart": render_quickstart, "examples": render_examples, "tune": render_tune,
+          "vanishing": render_vanishing}
 _BLOCK = re.compile(r"(<!-- readme-results:(\w+) -->)(.*?)(<!-- /readme-results:\2 -->)", re.S)
 
 
