@@ -49,7 +49,7 @@ EXAMPLE_ROWS = ("fashion_mlp", "fashion_cnn", "shakespeare_gpt")
 
 # ---------------------------------------------------------------------- recording
 def _git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.rstrip()  # porcelain lines start with a space
 
 
 def commit() -> str:
