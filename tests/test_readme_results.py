@@ -25,7 +25,8 @@ def test_the_readme_tables_are_the_recorded_runs():
 def test_render_writes_the_numbers_of_the_records():
     text = ("to <!-- readme-results:quickstart -->x<!-- /readme-results:quickstart -->.\n"
             "<!-- readme-results:examples -->\nold\n<!-- /readme-results:examples -->\n"
-            "<!-- readme-results:tune -->\n<!-- /readme-results:tune -->\n")
+            "<!-- readme-results:tune -->\n<!-- /readme-results:tune -->\n"
+            "getting <!-- readme-results:vanishing -->x<!-- /readme-results:vanishing --> of\n")
     rec = {"command": "retrograd train examples/fashion_mlp.toml", "commit": "abc", "wall_s": 125.4,
            "started": "2026-01-02T03:04:05+00:00", "load_before": 3.5, "load_after": 4.0,
            "machine": {"cores": 2, "cpu": "CPU"},
@@ -37,4 +38,9 @@ def test_render_writes_the_numbers_of_the_records():
     assert ("| `fashion_cnn.toml` | not recorded yet (an earlier README said 90.2 % test accuracy in 4.7 min, commit "
             "unknown): `python bench/readme_results.py run fashion_cnn`") in out
     assert "(not recorded yet: `python bench/readme_results.py run tune_fashion_mlp`)" in out
+    assert "vanishing -->~6e-8 (not recorded yet)<!--" in out
+    vanishing = {**rec, "command": "retrograd train examples/vanishing_gradients_sigmoid.toml",
+                 "results": {"first_layer_gradient_ratio": 5.8e-08}}
+    assert ("vanishing -->~5.8e-08 (`retrograd train examples/vanishing_gradients_sigmoid.toml`, commit `abc`, seed 0)<!--"
+            in readme_results.render(text, {"vanishing_gradients_sigmoid": vanishing}))
     assert readme_results.render(out, {"fashion_mlp": rec}) == out
