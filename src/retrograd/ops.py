@@ -613,9 +613,18 @@ def _matmul_b(g, out, ins, kw, needs):
 MATMUL = Rule("matmul", lambda ins, kw: ins[0] @ ins[1], _matmul_b)
 
 
+def _folded_matmul(a, b):
+    """``a @ b`` for a C-contiguous (..., k) array ``a`` and a 2-D ``b`` as one (N, k) @ (k, n) product:
+    NumPy's matmul runs a stacked ``a`` as one small GEMM per leading index (1.4x slower for a GPT's
+    (32, 64, 128) activations); other inputs (Tensors under create_graph, views) go to ``@`` as given."""
+    if isinstance(a, np.ndarray) and a.ndim > 2 and a.flags.c_contiguous and isinstance(b, np.ndarray):
+        return (a.reshape(-1, a.shape[-1]) @ b).reshape(*a.shape[:-1], b.shape[-1])
+    return a @ b
+
+
 def _linear_f(ins, kw):
     x, w = ins[0], ins[1]
-    out = x @ w.T
+    out = _folded_matmul(x, w.T)
     if len(ins) == 3:
         out += ins[2]  # in place on the fresh product: no second (batch, out) temporary
     return out
@@ -624,7 +633,7 @@ def _linear_f(ins, kw):
 def _linear_b(g, out, ins, kw, needs):
     # y = x W^T + b in one node, so the graph never holds the bare product x W^T
     x, w = ins[0], ins[1]
-    gx = g @ w if needs[0] else None
+    gx = _folded_matmul(g, w) if needs[0] else None
     gw = gb = None
     if needs[1] or (len(ins) == 3 and needs[2]):
         # methods, not np.* functions: no dispatch cost, and Tensors (create_graph) have them too
