@@ -178,7 +178,16 @@ def _optimize(job: dict, worker: int, share: int | None = None) -> None:
             if not waiting_retry and ((share is not None and ran >= share) or (
                     n_trials is not None and slots_used(trials, interrupted_numbers(study, trials)) >= n_trials)):
                 break
-            study.optimize(budgeted, n_trials=1, catch=tuple(job["catch"]))
+            try:
+                study.optimize(budgeted, n_trials=1, catch=tuple(job["catch"]))
+            except ValueError as e:  # optuna's "Cannot tell a COMPLETE trial."
+                if not str(e).startswith("Cannot tell a "):
+                    raise
+                # SQLite has no row lock: two workers can take the same queued retry at once (optuna's
+                # pop of a WAITING trial reads, then writes); the first result was recorded, this
+                # duplicate run of the same parameters is dropped
+                print(f"tune: {e} Another worker ran the same queued trial at the same time; its result "
+                      "counts once", file=sys.stderr, flush=True)
             ran += 1
             if n_trials is not None:
                 trials = study.get_trials(deepcopy=False)
