@@ -584,6 +584,16 @@ LOG_SOFTMAX = Rule("log_softmax", _log_softmax_f, _log_softmax_b, save_out=True,
 
 
 # ============================================================== linear algebra
+def _folded_matmul(a, b):
+    """``a @ b``, for a C-contiguous (..., k) array ``a`` and a 2-D ``b`` as one (N, k) @ (k, n) product:
+    NumPy's matmul runs a stacked ``a`` as one small GEMM per leading index (1.4x slower for a GPT's
+    (32, 64, 128) activations); other inputs (Tensors under create_graph, views) go to ``@`` as given."""
+    if isinstance(a, np.ndarray) and a.ndim > 2 and a.flags.c_contiguous and isinstance(b, np.ndarray) \
+            and b.ndim == 2:
+        return (a.reshape(-1, a.shape[-1]) @ b).reshape(*a.shape[:-1], b.shape[-1])
+    return a @ b
+
+
 def _matmul_b(g, out, ins, kw, needs):
     a, b = ins
     a1, b1 = a.ndim == 1, b.ndim == 1
@@ -597,7 +607,7 @@ def _matmul_b(g, out, ins, kw, needs):
         g = np.expand_dims(g, -1)
     ga = gb = None
     if needs[0]:
-        ga = g @ np.swapaxes(b2, -1, -2)
+        ga = _folded_matmul(g, np.swapaxes(b2, -1, -2))
         if a1:
             ga = np.squeeze(ga, -2)
     if needs[1]:
@@ -610,16 +620,7 @@ def _matmul_b(g, out, ins, kw, needs):
         if b1:
             gb = np.squeeze(gb, -1)
     return ga, gb
-MATMUL = Rule("matmul", lambda ins, kw: ins[0] @ ins[1], _matmul_b)
-
-
-def _folded_matmul(a, b):
-    """``a @ b`` for a C-contiguous (..., k) array ``a`` and a 2-D ``b`` as one (N, k) @ (k, n) product:
-    NumPy's matmul runs a stacked ``a`` as one small GEMM per leading index (1.4x slower for a GPT's
-    (32, 64, 128) activations); other inputs (Tensors under create_graph, views) go to ``@`` as given."""
-    if isinstance(a, np.ndarray) and a.ndim > 2 and a.flags.c_contiguous and isinstance(b, np.ndarray):
-        return (a.reshape(-1, a.shape[-1]) @ b).reshape(*a.shape[:-1], b.shape[-1])
-    return a @ b
+MATMUL = Rule("matmul", lambda ins, kw: _folded_matmul(ins[0], ins[1]), _matmul_b)
 
 
 def _linear_f(ins, kw):
