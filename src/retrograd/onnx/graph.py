@@ -200,7 +200,7 @@ class Graph:
 
     # ------------------------------------------------------------------ opset-dependent helpers
     def reduce(self, op: str, x: str, axes: list[int], keepdims: bool) -> str:
-        if op == "ReduceSum" or self.opset >= 18:
+        if op == "ReduceSum" or self.opset >= 18:  # axes became an input (ReduceSum: opset 13)
             return self.node(op, [x, self.const(np.array(axes, np.int64))], keepdims=int(keepdims))
         return self.node(op, [x], axes=list(axes), keepdims=int(keepdims))
 

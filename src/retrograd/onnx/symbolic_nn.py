@@ -128,6 +128,16 @@ def _layer_norm(g: Graph, out: Tensor, input: Tensor, normalized_shape: Any, wei
     g.emit(out, "LayerNormalization", [g.name(input), scale, b], axis=-len(shape), epsilon=float(eps))
 
 
+def _normalize(g: Graph, out: Tensor, input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12,  # noqa: A002
+               out_: Any = None) -> None:
+    if p not in (1, 2, 1.0, 2.0):
+        raise ExportError(f"rg.onnx.export: cannot export normalize with p={p} (p=1 or 2)")
+    x = g.name(input)
+    d = dim + input.ndim if dim < 0 else dim
+    norm = g.reduce("ReduceL2" if p == 2 else "ReduceL1", x, [d], True)
+    g.emit(out, "Div", [x, g.node("Max", [norm, _f32(g, eps, input)])])
+
+
 def _batch_norm(g: Graph, out: Tensor, input: Tensor, running_mean: Any, running_var: Any,  # noqa: A002
                 weight: Any = None, bias: Any = None, training: bool = False, momentum: float = 0.1,
                 eps: float = 1e-5) -> None:
@@ -322,7 +332,7 @@ def register() -> None:
         F.selu: _simple("Selu", alpha=1.6732632423543772, gamma=1.0507009873554805), F.softplus: _softplus,
         F.mish: _mish, F.hardtanh: _hardtanh, F.relu6: _relu6, F.softmax: _softmax_f("softmax"),
         F.log_softmax: _softmax_f("log_softmax"), F.dropout: _dropout, F.layer_norm: _layer_norm,
-        F.batch_norm: _batch_norm, F.conv1d: _conv(1), F.conv2d: _conv(2), F.max_pool1d: _max_pool(1),
+        F.batch_norm: _batch_norm, F.normalize: _normalize, F.conv1d: _conv(1), F.conv2d: _conv(2), F.max_pool1d: _max_pool(1),
         F.max_pool2d: _max_pool(2), F.avg_pool1d: _avg_pool(1), F.avg_pool2d: _avg_pool(2),
         F.adaptive_avg_pool2d: _adaptive_avg_pool2d, F.scaled_dot_product_attention: _sdpa,
     }
