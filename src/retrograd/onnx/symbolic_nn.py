@@ -332,7 +332,8 @@ def register() -> None:
         F.selu: _simple("Selu", alpha=1.6732632423543772, gamma=1.0507009873554805), F.softplus: _softplus,
         F.mish: _mish, F.hardtanh: _hardtanh, F.relu6: _relu6, F.softmax: _softmax_f("softmax"),
         F.log_softmax: _softmax_f("log_softmax"), F.dropout: _dropout, F.layer_norm: _layer_norm,
-        F.batch_norm: _batch_norm, F.normalize: _normalize, F.conv1d: _conv(1), F.conv2d: _conv(2), F.max_pool1d: _max_pool(1),
+        F.batch_norm: _batch_norm, F.normalize: _normalize, F.conv1d: _conv(1), F.conv2d: _conv(2),
+        F.max_pool1d: _max_pool(1),
         F.max_pool2d: _max_pool(2), F.avg_pool1d: _avg_pool(1), F.avg_pool2d: _avg_pool(2),
         F.adaptive_avg_pool2d: _adaptive_avg_pool2d, F.scaled_dot_product_attention: _sdpa,
     }

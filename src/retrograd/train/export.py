@@ -9,7 +9,8 @@ for a classifier or regressor, token ids ``(batch, seq)`` for a language model. 
 language model's sequence axis, up to its ``block_size``) is dynamic. The file is checked with
 ``onnx.checker`` and run once in onnxruntime against retrograd on other inputs; the largest
 difference is reported. ``quantize="int8"``: onnxruntime's dynamic quantisation
-(``quantize_dynamic``: int8 weights of MatMul/Conv/Gather/LSTM, activations quantised at run time).
+(``quantize_dynamic``: int8 weights, one scale per output channel, of MatMul/Conv/Gather/LSTM; activations
+quantised at run time).
 """
 from __future__ import annotations
 
@@ -102,7 +103,8 @@ def _quantize_int8(path: pathlib.Path) -> None:
     quiet = logging.root.manager.disable
     logging.disable(logging.WARNING)  # its advice to run onnxruntime's pre-processing first, on every call
     try:
-        quantize_dynamic(str(path), str(q), weight_type=QuantType.QInt8)
+        # one scale per output channel: MiniLM's embeddings keep cosine 0.990 to float32 (0.956 per tensor)
+        quantize_dynamic(str(path), str(q), weight_type=QuantType.QInt8, per_channel=True)
         onnx.checker.check_model(str(q))
         os.replace(q, path)
     finally:
