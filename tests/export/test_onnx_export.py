@@ -254,3 +254,25 @@ def test_supported_lists_the_mappings():
     assert {"LSTM", "GRU", "RNN"} <= set(s["modules"])
     assert {"F.linear", "F.conv2d", "F.layer_norm", "F.scaled_dot_product_attention", "F.gelu"} <= set(s["functions"])
     assert {"reshape", "__getitem__", "transpose", "__matmul__"} <= set(s["tensor_methods"])
+
+
+def test_verify_catches_values_the_tracer_cannot_see(tmp_path):
+    """A forward pass that computes with the raw array (or caches by size) exports constants; verify=True
+    runs the file on other inputs and refuses it; a traceable model passes."""
+    class Sneaky(nn.Module):
+        def forward(self, x):
+            offset = rg.tensor(x._array.mean(axis=0))  # NumPy on the input: invisible to the tracer
+            return x - offset
+
+    p = tmp_path / "s.onnx"
+    rg.onnx.export(Sneaky(), (rg.randn(4, 3),), p, dynamic_axes={"input": [0]})  # written: nothing to see here
+    p.unlink()
+    with pytest.raises(ExportError, match="verify: onnxruntime's 'output' differs from retrograd's on other inputs"):
+        rg.onnx.export(Sneaky(), (rg.randn(4, 3),), p, dynamic_axes={"input": [0]}, verify=True)
+    assert not p.exists()
+    rg.manual_seed(0)
+    gpt = GPT(20, block_size=8, n_layer=1, n_head=2, d_model=8)
+    rg.onnx.export(gpt, (rg.tensor(_ids(20, 2, 6)),), p, dynamic_axes={"input": [0, 1]}, verify=True)
+    lm = WordLM("LSTM")
+    rg.onnx.export(lm, (rg.tensor(_ids(30, 5, 3)), rg.zeros(2, 3, 12), rg.zeros(2, 3, 12)), p,
+                   input_names=["x", "h0", "c0"], dynamic_axes={"x": [0, 1], "h0": [1], "c0": [1]}, verify=True)

@@ -105,7 +105,7 @@ def export(model: Any, args: Any, f: Any, *, input_names: Sequence[str] | None =
            output_names: Sequence[str] | None = None,
            dynamic_axes: Mapping[str, Any] | None = None, opset_version: int | None = None,
            export_params: bool = True, verbose: bool = False, do_constant_folding: bool = True,
-           keep_initializers_as_inputs: bool = False, training: Any = None) -> None:
+           keep_initializers_as_inputs: bool = False, training: Any = None, verify: bool = False) -> None:
     """Write ``model`` as ONNX to ``f`` (a path or a binary file object).
 
     ``args``: the example inputs, a Tensor or a tuple of them (``None`` entries pass through as
@@ -117,7 +117,10 @@ def export(model: Any, args: Any, f: Any, *, input_names: Sequence[str] | None =
     (default) to 21; 20 and up write GELU as one Gelu node. ``do_constant_folding`` is accepted for
     PyTorch's signature (the exporter writes no foldable constants; onnxruntime folds at load);
     ``export_params`` must be True and ``keep_initializers_as_inputs`` False; ``training`` must be
-    None or eval (the export runs in eval mode). Raises ``ExportError`` naming what it cannot export.
+    None or eval (the export runs in eval mode). ``verify``: run the file in onnxruntime on other
+    inputs (each dynamic axis one shorter, values permuted) against the model before writing it
+    (``verify.py``: catches values the tracer could not see). Raises ``ExportError`` naming what it
+    cannot export (and then writes nothing).
     """
     onnx = _onnx()
     from ..engine import no_grad
@@ -200,6 +203,14 @@ def export(model: Any, args: Any, f: Any, *, input_names: Sequence[str] | None =
     _simplify_identities(m, set(out_names))
     _prune(m, out_names)
     onnx.checker.check_model(m)
+    if verify:
+        from .verify import verify as check_other_inputs
+        in_axes = {n: _axes(dyn[n], n, t.ndim) for n, t in zip(in_names, inputs) if n in dyn}
+        model.eval()
+        try:
+            check_other_inputs(model, args, m, in_names, out_names, in_axes, _flatten)
+        finally:
+            model.train(was_training)
     if verbose:
         print(helper.printable_graph(m.graph))
     if isinstance(f, (str, os.PathLike)):

@@ -6,9 +6,9 @@
 The model comes back with ``load_run`` (best checkpoint if any, else last); example inputs are
 made from the run's config: a batch of the input shape the run records (``LoadedRun.input_features``)
 for a classifier or regressor, token ids ``(batch, seq)`` for a language model. The batch axis (and a
-language model's sequence axis, up to its ``block_size``) is dynamic. The file is checked with
-``onnx.checker`` and run once in onnxruntime against retrograd on other inputs; the largest
-difference is reported. ``quantize="int8"``: onnxruntime's dynamic quantisation
+language model's sequence axis, up to its ``block_size``) is dynamic. The float32 graph is checked
+with ``onnx.checker`` and verified in onnxruntime on other inputs (``rg.onnx.export(verify=True)``);
+the written file's largest difference from retrograd on a third input is reported. ``quantize="int8"``: onnxruntime's dynamic quantisation
 (``quantize_dynamic``: int8 weights, one scale per output channel, of MatMul/Conv/Gather/LSTM; activations
 quantised at run time).
 """
@@ -79,7 +79,7 @@ def export_run(run_dir: str | pathlib.Path, output: str | pathlib.Path | None = 
     try:
         try:
             export(run.model, (Tensor(x),), tmp, input_names=["input"], output_names=["output"],
-                   dynamic_axes=dyn, opset_version=opset_version)
+                   dynamic_axes=dyn, opset_version=opset_version, verify=True)
         except ExportError as e:
             raise ConfigError(f"{run_dir}: {e}") from None
         if quantize:
