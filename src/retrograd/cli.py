@@ -9,6 +9,7 @@ learning rate, plot a run and sample text from a trained GPT, all from a TOML co
     retrograd plot runs/fashion_mlp
     retrograd generate runs/shakespeare_gpt --prompt "ROMEO:" --max-new-tokens 200 --temperature 0.8
     retrograd predict runs/fashion_mlp x_new.npy -o predictions.csv
+    retrograd export runs/fashion_cnn --format onnx --quantize int8
 
 A run folder holds ``config.toml`` (the resolved config: every default and
 every value derived from the data written out, so ``resume`` and ``evaluate``
@@ -362,6 +363,20 @@ def cmd_predict(args) -> dict:
     return result
 
 
+def cmd_export(args) -> dict:
+    from .train.export import export_run  # loads onnx only when asked
+    result = export_run(args.run_dir, args.output, fmt=args.format, quantize=args.quantize,
+                        checkpoint=args.checkpoint, opset_version=args.opset,
+                        trust_model_code=args.trust_model_code)
+    diff, kind = result["max_abs_diff"], "int8 weights" if args.quantize else "float32"
+    axes = "batch and sequence axes" if result["task"] == "language_model" else "batch axis"
+    print(f"{args.run_dir}: {result['checkpoint']}")
+    print(f"wrote {result['path']} ({result['bytes'] / 1e6:.2f} MB, {kind}; input 'input' {result['inputs']} "
+          f"with a dynamic {axes}, output 'output')"
+          + ("" if diff is None else f"; onnxruntime vs retrograd on other inputs: max |diff| {diff:.3g}"))
+    return result
+
+
 # ---------------------------------------------------------------------- tune
 def cmd_tune(args):
     """``retrograd tune CONFIG`` (the config's ``[search]`` table declares the space and the settings;
@@ -521,6 +536,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "postgresql://user:pw@host/db, or 'journal'")
     tu.add_argument("--n-trials", type=_POSITIVE_INT, help="total trials (default: [search] n_trials; grid: the whole grid)")
     tu.add_argument("--show", metavar="STUDY_DIR", help="print a study's table and redraw its plots")
+    ex = sub.add_parser("export", help="a run's model as an ONNX file (onnxruntime, edge runtimes), optionally int8")
+    _run_dir_arg(ex, "export", "runs/fashion_cnn")
+    ex.add_argument("--format", choices=("onnx",), default="onnx", help="file format (default: onnx)")
+    ex.add_argument("--quantize", choices=("int8",), help="int8 weights by onnxruntime's dynamic quantisation")
+    ex.add_argument("--output", "-o", help="the .onnx file to write (default: RUN/model.onnx, RUN/model.int8.onnx)")
+    ex.add_argument("--opset", type=_number(int, 17, "an int >= 17"), default=None,
+                    help="ONNX opset, 17 to 21 (default: 17)")
+    ex.add_argument("--checkpoint", default=None, help="best, last, or the name or path of a checkpoint folder "
+                    "(default: best when the run has one, else last)")
+    _trust_flag(ex)
     p.command_parsers = sub.choices  # for main: an unknown flag is reported by its command's parser
     return p
 
@@ -528,6 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS = {"train": cmd_train, "resume": cmd_resume, "evaluate": cmd_evaluate, "compare": cmd_compare,
             "lr-find": cmd_lr_find, "plot": cmd_plot, "generate": cmd_generate, "predict": cmd_predict}
 COMMANDS["tune"] = cmd_tune
+COMMANDS["export"] = cmd_export
 
 
 def _where(state: dict) -> str:
