@@ -54,7 +54,7 @@ def _forward(ins: tuple, kw: dict) -> np.ndarray:
     p = np.empty((N, G), dtype=dt)
     h = h0
     if lstm:
-        gates = np.empty((T if save else 1, N, G), dtype=dt)
+        gates = gi if save else np.empty((1, N, G), dtype=dt)  # step t turns gi[t] into its gates in place
         cs = np.empty((T if save else 2, N, H), dtype=dt)
         tcs = np.empty((T if save else 1, N, H), dtype=dt)
         e = np.empty((N, G), dtype=dt)
