@@ -11,9 +11,10 @@ from ..accel import njit
 
 
 @njit
-def lstm_pre(p, gi, e):
-    """``p += gi``; ``e = -|p|`` (the argument of the sigmoids' ``exp``)."""
-    n, m = p.shape
+def add_neg_abs(p, gi, e):
+    """``p[:, :m] += gi[:, :m]``; ``e = -|p[:, :m]|`` (the argument of the sigmoids' ``exp``), for
+    ``e`` of shape ``(N, m)`` (LSTM: all four gates; GRU: r and z)."""
+    n, m = e.shape
     for r in range(n):
         for j in range(m):
             x = p[r, j] + gi[r, j]
@@ -57,17 +58,6 @@ def lstm_cell_backward(dy, dhr, dc, gates, c_prev, tc, dg, dc_prev, one):
             dg[r, h + j] = dcc * c_prev[r, j] * f * (one - f)
             dg[r, 2 * h + j] = dcc * i * (one - g * g)
             dc_prev[r, j] = dcc * f
-
-
-@njit
-def gru_pre(p, gi, e):
-    """``p[:, :2H] += gi[:, :2H]``; ``e = -|p[:, :2H]|``."""
-    n, m = e.shape
-    for r in range(n):
-        for j in range(m):
-            x = p[r, j] + gi[r, j]
-            p[r, j] = x
-            e[r, j] = -abs(x)
 
 
 @njit

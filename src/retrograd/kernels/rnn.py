@@ -45,7 +45,7 @@ def lstm_step(p: np.ndarray, gi: np.ndarray, c_prev: np.ndarray, gates: np.ndarr
     one = p.dtype.type(1)
     fast = accel.handles(p, gi, c_prev, gates, c, tc, h, e)
     if fast:
-        _jit().lstm_pre(p, gi, e)
+        _jit().add_neg_abs(p, gi, e)
     else:
         np.add(p, gi, out=p)
         np.abs(p, out=e)
@@ -95,7 +95,7 @@ def gru_step(p: np.ndarray, gi: np.ndarray, h_prev: np.ndarray, gates: np.ndarra
     one = p.dtype.type(1)
     fast = accel.handles(p, gi, h_prev, gates, h, e)
     if fast:
-        _jit().gru_pre(p, gi, e)
+        _jit().add_neg_abs(p, gi, e)
     else:
         np.add(p[:, :2 * H], gi[:, :2 * H], out=p[:, :2 * H])
         np.abs(p[:, :2 * H], out=e)
