@@ -589,7 +589,9 @@ def gather(self, dim: int, index: "Tensor") -> "Tensor":
         raise IndexError(f"gather: index {int(idx.max() if idx.max() >= n else idx.min())} is out of "
                          f"bounds for dimension {d} with size {n}")
     idx = idx % n if n else idx
-    if idx.shape != self.shape:  # torch reads only the index's extent of the input
+    if any(si != sx for i, (si, sx) in enumerate(zip(idx.shape, self.shape)) if i != d):
+        # torch reads only the index's extent of the input (a slice only where it is smaller: a full
+        # slice would cost its backward a zero-filled input-sized accumulator)
         x = self[tuple(slice(0, s) if i != d else slice(None) for i, s in enumerate(idx.shape))]
     else:
         x = self
