@@ -28,7 +28,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["available", "handles", "get_num_threads", "set_num_threads", "jit", "njit", "run_split", "run_ranges"]
+__all__ = ["available", "handles", "get_num_threads", "set_num_threads", "jit", "njit", "run_split", "run_ranges",
+           "blas_threads", "single_threaded_blas"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))  # what the kernels are compiled for
 MIN_PER_THREAD = 1 << 20  # elements (~1 ms of work); below this a second thread costs more than it saves
@@ -61,7 +62,7 @@ def _env_threads() -> int:
 class _State:
     """Process-wide settings and the worker threads, in one object rather than loose globals."""
 
-    __slots__ = ("numba", "enabled", "pool", "threads", "lock")
+    __slots__ = ("numba", "enabled", "pool", "threads", "lock", "blas", "blas_depth", "blas_saved")
 
     def __init__(self) -> None:
         self.numba: bool | None = None  # whether Numba is installed, looked up once
@@ -69,6 +70,9 @@ class _State:
         self.pool = None
         self.lock = threading.RLock()
         self.threads = _env_threads()
+        self.blas: tuple | None = None  # (get, set) of NumPy's OpenBLAS thread count, looked up once; () if none
+        self.blas_depth = 0  # callers inside single_threaded_blas()
+        self.blas_saved = 0  # OpenBLAS's thread count when the first of them came in
 
 
 _state = _State()
@@ -118,12 +122,87 @@ def get_num_threads() -> int:
 
 
 def set_num_threads(n: int) -> None:
-    """Let compiled kernels use ``n`` threads. The BLAS library's threads are separate
-    (``OPENBLAS_NUM_THREADS`` or threadpoolctl); ``RETROGRAD_NUM_THREADS`` sets the
-    starting value."""
+    """Let retrograd use ``n`` threads: its compiled kernels, the GEMMs it splits over its own
+    threads (``kernels.matmul``), and NumPy's OpenBLAS (set to ``n`` too where it is found, as
+    ``torch.set_num_threads`` sets PyTorch's BLAS). ``RETROGRAD_NUM_THREADS`` sets the starting
+    value of retrograd's own threads and leaves OpenBLAS's (``OPENBLAS_NUM_THREADS``) alone."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"set_num_threads: expected an integer >= 1, got {n!r}")
     _state.threads = int(n)
+    funcs = _blas_funcs()
+    if funcs:
+        with _state.lock:
+            if _state.blas_depth:  # restored to n when the last split GEMM is done
+                _state.blas_saved = int(n)
+            else:
+                funcs[1](int(n))
+
+
+def _blas_funcs() -> tuple:
+    """``(get, set)`` for the thread count of the OpenBLAS that NumPy loaded (ctypes functions
+    found through ``/proc/self/maps``, as threadpoolctl does), or ``()`` where there is none (another
+    BLAS, or not on Linux)."""
+    if _state.blas is None:
+        _state.blas = _find_openblas()
+    return _state.blas
+
+
+def _find_openblas() -> tuple:
+    import ctypes
+
+    np_dir = os.path.dirname(os.path.dirname(os.path.abspath(np.__file__)))  # site-packages
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split(None, 5)[5].strip() for line in f if line.count(" ") >= 5 and "openblas" in line}
+    except OSError:
+        return ()
+    # NumPy's own copy first (numpy.libs/), then any other OpenBLAS (a system NumPy's)
+    for path in sorted(paths, key=lambda p: not p.startswith(os.path.join(np_dir, "numpy"))):
+        try:
+            lib = ctypes.CDLL(path, mode=getattr(ctypes, "RTLD_NOLOAD", 0) | ctypes.RTLD_GLOBAL)
+        except OSError:
+            continue
+        for prefix in ("scipy_openblas", "openblas"):
+            for suffix in ("64_", "", "_64"):
+                get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+                put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+                if get is not None and put is not None:
+                    get.restype, get.argtypes = ctypes.c_int, []
+                    put.restype, put.argtypes = None, [ctypes.c_int]
+                    return get, put
+    return ()
+
+
+def blas_threads() -> int | None:
+    """NumPy's OpenBLAS thread count, or ``None`` where no OpenBLAS was found."""
+    funcs = _blas_funcs()
+    return funcs[0]() if funcs else None
+
+
+class single_threaded_blas:
+    """Context: NumPy's OpenBLAS on one thread while retrograd's own threads run GEMMs side by side
+    (each on its own rows), so that OpenBLAS's workers do not spin against them; the previous count
+    comes back when the last such caller leaves. Does nothing where no OpenBLAS was found."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        funcs = _blas_funcs()
+        if funcs:
+            with _state.lock:
+                if not _state.blas_depth:
+                    _state.blas_saved = funcs[0]()
+                    if _state.blas_saved != 1:
+                        funcs[1](1)
+                _state.blas_depth += 1
+
+    def __exit__(self, *exc: Any) -> None:
+        funcs = _blas_funcs()
+        if funcs:
+            with _state.lock:
+                _state.blas_depth -= 1
+                if not _state.blas_depth and _state.blas_saved != 1:
+                    funcs[1](_state.blas_saved)
 
 
 class _Lazy:

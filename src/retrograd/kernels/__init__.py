@@ -29,11 +29,13 @@ import numpy as np
 from .. import accel
 
 __all__ = ["gelu_tanh", "gelu_tanh_backward", "layer_norm", "layer_norm_backward", "softmax",
-           "softmax_backward", "log_softmax", "log_softmax_backward", "BLOCK_ROWS", "MIN_PER_THREAD"]
+           "softmax_backward", "log_softmax", "log_softmax_backward", "matmul", "bmm", "column_sums",
+           "BLOCK_ROWS", "MIN_PER_THREAD", "MIN_GEMM_PER_THREAD"]
 
 BLOCK_ROWS = 128  # rows per partial sum of layer norm's weight / bias gradients
 _CHUNK = 1 << 20  # elements per piece of a kernel -> NumPy ufunc -> kernel chain (a few MB: stays in L3)
 MIN_PER_THREAD = _MIN_ELEMENTS = 1 << 18  # elements per thread below which one thread does it all (bench/kernels.py)
+MIN_GEMM_PER_THREAD = 1 << 22  # multiply-adds per thread below which a GEMM stays one BLAS call
 _GELU_K = 0.044715
 _GELU_C = float(np.sqrt(2.0 / np.pi))
 
@@ -321,3 +323,89 @@ def log_softmax_backward(y: np.ndarray, g: np.ndarray) -> np.ndarray:
     g2 = _rows_view(g)
     s = np.sum(g2, axis=1, keepdims=True).reshape(g.shape[:-1] + (1,))
     return g - np.exp(y) * s
+
+
+# ====================================================================== GEMMs on retrograd's threads
+# float32 GEMMs run as row (or column) blocks, one single-threaded OpenBLAS call per block, on
+# retrograd's threads, with OpenBLAS held to one thread meanwhile: one pool of workers on the
+# cores (OpenBLAS's own workers spin for a while after each GEMM and take the second core from the
+# kernels that follow and, on a busy machine, from everything). The blocks give the bits of one
+# single-threaded call (tests/test_kernels_gemm.py: hundreds of shapes, any number of blocks), so a
+# float32 product no longer depends on the number of threads; OpenBLAS's own threading does not
+# promise that (its 2-thread result differs in the last bits from its 1-thread one for ~40% of
+# random shapes here). float64 keeps one call: there OpenBLAS's blocks of rows do not always give
+# the single call's bits.
+def _gemm_parts(m: int, n: int, k: int) -> int:
+    threads = accel.get_num_threads()
+    if threads <= 1 or min(m, n) < 16:
+        return 1
+    return min(threads, m * n * k // MIN_GEMM_PER_THREAD, max(m, n) // 16)
+
+
+def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+    """``a @ b`` for 2-D ``a (m, k)`` and ``b (k, n)`` (any strides), plus ``bias (n,)`` added in
+    place when given (the twin: ``out = a @ b; out += bias``); float32 split into row blocks (or
+    column blocks where ``n > m``) on ``accel.get_num_threads()`` threads when large enough."""
+    m, k = a.shape
+    n = b.shape[1]
+    parts = _gemm_parts(m, n, k) if a.dtype == b.dtype == np.float32 and _fast(a, b) else 1
+    if parts <= 1:
+        out = a @ b
+        if bias is not None:
+            out += bias
+        return out
+    out = np.empty((m, n), a.dtype)
+    if n > m:
+        def piece(lo: int, hi: int) -> None:
+            np.matmul(a, b[:, lo:hi], out=out[:, lo:hi])
+            if bias is not None:
+                out[:, lo:hi] += bias[lo:hi]
+        size = n
+    else:
+        def piece(lo: int, hi: int) -> None:
+            np.matmul(a[lo:hi], b, out=out[lo:hi])
+            if bias is not None:
+                out[lo:hi] += bias
+        size = m
+    with accel.single_threaded_blas():
+        accel.run_ranges(piece, (), size, -(-size // parts), 16)
+    return out
+
+
+def bmm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for float32 stacks of matrices with the same leading dims (``(..., m, k) @ (..., k,
+    n)``, any strides): the stack split into blocks of whole matrices on ``accel.get_num_threads()``
+    threads, OpenBLAS on one thread (one call per matrix either way); other inputs go to ``@``."""
+    lead = a.shape[:-2]
+    if a.ndim < 3 or b.shape[:-2] != lead or not a.dtype == b.dtype == np.float32 or not _fast(a, b):
+        return a @ b
+    m, k = a.shape[-2:]
+    n = b.shape[-1]
+    count = a.size // max(m * k, 1)
+    if count < 2 or accel.get_num_threads() <= 1 or count * m * n * k < 2 * MIN_GEMM_PER_THREAD // 4:
+        return a @ b
+    a3, b3 = a.reshape(count, m, k), b.reshape(count, k, n)
+    out = np.empty((count, m, n), a.dtype)
+
+    def piece(lo: int, hi: int) -> None:
+        np.matmul(a3[lo:hi], b3[lo:hi], out=out[lo:hi])
+
+    with accel.single_threaded_blas():
+        accel.run_ranges(piece, (), count, 1)
+    return out.reshape(lead + (m, n))
+
+
+def column_sums(g: np.ndarray) -> np.ndarray:
+    """``np.sum(g, axis=0)`` of a C-contiguous 2-D ``g`` (rows added one after another, as NumPy does
+    over a leading axis), the columns split into blocks on ``accel.get_num_threads()`` threads."""
+    rows, d = g.shape
+    if not (g.flags.c_contiguous and d >= 32 and _fast(g)) or accel.get_num_threads() <= 1 \
+            or g.size < 2 * _MIN_ELEMENTS:
+        return g.sum(axis=0)
+    out = np.empty(d, g.dtype)
+
+    def piece(lo: int, hi: int) -> None:
+        np.sum(g[:, lo:hi], axis=0, out=out[lo:hi])
+
+    accel.run_ranges(piece, (), d, 16, 16)
+    return out
