@@ -11,6 +11,10 @@ max-pool backward adds the gradients of overlapping windows in PyTorch's order,
 where the NumPy path's order differs in the last bit). Without Numba, or with
 ``RETROGRAD_NO_JIT=1``, the NumPy path is the only one and nothing else changes.
 
+Importing this module also keeps glibc's malloc from unmapping large freed blocks (see
+``_tune_malloc``; ``RETROGRAD_MALLOC=0`` opts out): without it, a training step's page faults cost
+more than its elementwise passes.
+
 ``jit(func)`` wraps a kernel so that it is compiled at its first call (about a
 second, then cached on disk for later processes); ``njit(func)`` is the Numba
 dispatcher itself, for modules imported only when Numba is (``retrograd.kernels.jit``,
@@ -76,6 +80,35 @@ class _State:
 
 
 _state = _State()
+
+# glibc's malloc returns a large freed block to the kernel (munmap, or trimming the heap's top) and
+# maps fresh zeroed pages for the next one: a transformer step that allocates and frees the same
+# few-MB activations over and over then spends a quarter of its time in page faults (11,000 a step,
+# 27 ms of system time in the GPT step of bench/programs/gpt.py; PyTorch's: 400 faults, 4 ms).
+# Blocks up to 32 MB therefore come from malloc's heap, and up to 512 MB of freed heap stays mapped
+# for the next step (the process keeps its peak, which it reached anyway). RETROGRAD_MALLOC=0 leaves
+# malloc's defaults alone; nothing happens outside glibc.
+_MMAP_THRESHOLD = 32 << 20  # glibc's largest allowed value (HEAP_MAX_SIZE / 2 on 64-bit)
+_TRIM_THRESHOLD = 512 << 20
+
+
+def _tune_malloc() -> bool:
+    """Set glibc's ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` (above); whether it was done."""
+    if os.environ.get("RETROGRAD_MALLOC", "") not in ("", "1"):
+        return False
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION"):
+            return False
+        import ctypes
+
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, ValueError, OSError):  # not glibc, or no mallopt
+        return False
+    mallopt.restype, mallopt.argtypes = ctypes.c_int, [ctypes.c_int, ctypes.c_int]
+    return bool(mallopt(-3, _MMAP_THRESHOLD)) and bool(mallopt(-1, _TRIM_THRESHOLD))  # M_MMAP_, M_TRIM_THRESHOLD
+
+
+malloc_tuned = _tune_malloc()
 
 
 def _forget_pool() -> None:
