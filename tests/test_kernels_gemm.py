@@ -1,9 +1,12 @@
-"""GEMMs, stacks of GEMMs and column sums on retrograd's threads (``kernels.matmul``, ``kernels.bmm``,
-``kernels.column_sums``): the bits of NumPy's one call with OpenBLAS on one thread (row and column
+"""GEMMs and stacks of GEMMs on retrograd's threads (``kernels.matmul``, ``kernels.bmm``): the bits of NumPy's one call with OpenBLAS on one thread (row and column
 blocks, transposed and strided operands, a bias, the shapes of a transformer step, random shapes),
 OpenBLAS held to one thread only while they run, ``rg.set_num_threads`` setting OpenBLAS's threads
-too, and the ops built on them (linear, attention) matching PyTorch."""
+too, the ops built on them (linear, attention) matching PyTorch, and malloc keeping freed blocks."""
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,6 +18,13 @@ from retrograd import kernels as K
 
 needs_numba = pytest.mark.skipif(not accel.available(), reason="Numba is not installed (the 'fast' extra)")
 DTYPES = [np.float32, np.float64]
+
+
+def _glibc() -> bool:
+    try:
+        return bool(os.confstr("CS_GNU_LIBC_VERSION"))
+    except (ValueError, OSError):
+        return False
 
 
 def _runs(monkeypatch, fn):
@@ -129,16 +139,6 @@ def test_bmm_in_blocks_equals_one_call(monkeypatch):
 
 
 @needs_numba
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_column_sums_in_blocks_equal_numpy(dtype, monkeypatch):
-    rng = np.random.default_rng(2)
-    for shape in [(2048, 512), (2048, 65), (300, 33), (3, 40), (1000, 7)]:
-        g = (rng.standard_normal(shape) * 10.0 ** rng.integers(-4, 4, shape)).astype(dtype)
-        _same(_runs(monkeypatch, lambda: K.column_sums(g)), f"column sums {shape} {dtype.__name__}")
-        assert np.array_equal(K.column_sums(g), g.sum(axis=0))
-
-
-@needs_numba
 def test_openblas_is_one_thread_only_while_blocks_run(monkeypatch):
     if accel.blas_threads() is None:
         pytest.skip("NumPy's BLAS here is not OpenBLAS: nothing to hold")
@@ -205,3 +205,33 @@ def test_linear_and_attention_on_threads_match_torch(threads, monkeypatch):
     np.testing.assert_allclose(ro.item(), to.item(), rtol=2e-5)
     for r, t in zip(rt, tt):
         np.testing.assert_allclose(r.grad.numpy(), t.grad.numpy(), rtol=2e-4, atol=2e-5 * np.abs(t.grad.numpy()).max())
+
+
+_FAULTS = """
+import resource, sys
+import numpy as np
+import retrograd as rg
+a = [np.ones(1 << 20, np.float32) for _ in range(3)]  # 4 MB blocks, as a transformer step's activations
+del a
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    a = [np.ones(1 << 20, np.float32) for _ in range(3)]
+    del a
+print(rg.accel.malloc_tuned, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "confstr") or not _glibc(), reason="malloc tuning is for glibc only")
+def test_freed_blocks_stay_mapped_unless_opted_out():
+    """With glibc, 4 MB arrays allocated and freed 20 times fault in their pages once (not 20 times);
+    RETROGRAD_MALLOC=0 leaves malloc's defaults (a fresh mapping each time: ~1000 page faults per
+    array, fewer with transparent huge pages)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    env.pop("RETROGRAD_MALLOC", None)
+    tuned, kept = subprocess.run([sys.executable, "-c", _FAULTS], env=env, capture_output=True, text=True,
+                                 check=True).stdout.split()
+    assert tuned == "True" and int(kept) < 200
+    env["RETROGRAD_MALLOC"] = "0"
+    tuned, fresh = subprocess.run([sys.executable, "-c", _FAULTS], env=env, capture_output=True, text=True,
+                                  check=True).stdout.split()
+    assert tuned == "False" and int(fresh) > max(int(kept), 50)

@@ -29,7 +29,7 @@ import numpy as np
 from .. import accel
 
 __all__ = ["gelu_tanh", "gelu_tanh_backward", "layer_norm", "layer_norm_backward", "softmax",
-           "softmax_backward", "log_softmax", "log_softmax_backward", "matmul", "bmm", "column_sums",
+           "softmax_backward", "log_softmax", "log_softmax_backward", "matmul", "bmm",
            "BLOCK_ROWS", "MIN_PER_THREAD", "MIN_GEMM_PER_THREAD"]
 
 BLOCK_ROWS = 128  # rows per partial sum of layer norm's weight / bias gradients
@@ -382,30 +382,13 @@ def bmm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     m, k = a.shape[-2:]
     n = b.shape[-1]
     count = a.size // max(m * k, 1)
-    if count < 2 or accel.get_num_threads() <= 1 or count * m * n * k < 2 * MIN_GEMM_PER_THREAD // 4:
+    if a.shape[0] < 2 or accel.get_num_threads() <= 1 or count * m * n * k < MIN_GEMM_PER_THREAD // 2:
         return a @ b
-    a3, b3 = a.reshape(count, m, k), b.reshape(count, k, n)
-    out = np.empty((count, m, n), a.dtype)
+    out = np.empty(lead + (m, n), a.dtype)
 
-    def piece(lo: int, hi: int) -> None:
-        np.matmul(a3[lo:hi], b3[lo:hi], out=out[lo:hi])
+    def piece(lo: int, hi: int) -> None:  # blocks along the first axis: views, whatever the strides
+        np.matmul(a[lo:hi], b[lo:hi], out=out[lo:hi])
 
     with accel.single_threaded_blas():
-        accel.run_ranges(piece, (), count, 1)
-    return out.reshape(lead + (m, n))
-
-
-def column_sums(g: np.ndarray) -> np.ndarray:
-    """``np.sum(g, axis=0)`` of a C-contiguous 2-D ``g`` (rows added one after another, as NumPy does
-    over a leading axis), the columns split into blocks on ``accel.get_num_threads()`` threads."""
-    rows, d = g.shape
-    if not (g.flags.c_contiguous and d >= 32 and _fast(g)) or accel.get_num_threads() <= 1 \
-            or g.size < 2 * _MIN_ELEMENTS:
-        return g.sum(axis=0)
-    out = np.empty(d, g.dtype)
-
-    def piece(lo: int, hi: int) -> None:
-        np.sum(g[:, lo:hi], axis=0, out=out[lo:hi])
-
-    accel.run_ranges(piece, (), d, 16, 16)
+        accel.run_ranges(piece, (), a.shape[0], 1)
     return out
