@@ -139,6 +139,24 @@ def test_bmm_in_blocks_equals_one_call(monkeypatch):
 
 
 @needs_numba
+def test_blas_split_off_leaves_gemms_to_openblas(monkeypatch):
+    env = dict(os.environ, RETROGRAD_BLAS_SPLIT="0", PYTHONPATH=os.pathsep.join(sys.path))
+    out = subprocess.run([sys.executable, "-c", "from retrograd import kernels; print(kernels._SPLIT_GEMMS)"],
+                         env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"
+    monkeypatch.setattr(K, "_SPLIT_GEMMS", False)
+    monkeypatch.setattr(K, "MIN_GEMM_PER_THREAD", 1)
+    monkeypatch.setattr(accel._state, "threads", 2)
+    calls = []
+    real = np.matmul
+    monkeypatch.setattr(np, "matmul", lambda *args, **kw: calls.append(1) or real(*args, **kw))
+    a = np.ones((256, 64), np.float32)
+    assert np.array_equal(K.matmul(a, a.T), a @ a.T)
+    assert np.array_equal(K.bmm(a.reshape(4, 64, 64), a.reshape(4, 64, 64)), a.reshape(4, 64, 64) @ a.reshape(4, 64, 64))
+    assert calls == []
+
+
+@needs_numba
 def test_openblas_is_one_thread_only_while_blocks_run(monkeypatch):
     if accel.blas_threads() is None:
         pytest.skip("NumPy's BLAS here is not OpenBLAS: nothing to hold")

@@ -22,6 +22,7 @@ Large arrays are cut into pieces (elements, or whole rows) that run side by side
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ BLOCK_ROWS = 128  # rows per partial sum of layer norm's weight / bias gradients
 _CHUNK = 1 << 20  # elements per piece of a kernel -> NumPy ufunc -> kernel chain (a few MB: stays in L3)
 MIN_PER_THREAD = _MIN_ELEMENTS = 1 << 18  # elements per thread below which one thread does it all (bench/kernels.py)
 MIN_GEMM_PER_THREAD = 1 << 22  # multiply-adds per thread below which a GEMM stays one BLAS call
+_SPLIT_GEMMS = os.environ.get("RETROGRAD_BLAS_SPLIT", "") != "0"  # 0: GEMMs on OpenBLAS's own threads
 _GELU_K = 0.044715
 _GELU_C = float(np.sqrt(2.0 / np.pi))
 
@@ -334,10 +336,12 @@ def log_softmax_backward(y: np.ndarray, g: np.ndarray) -> np.ndarray:
 # float32 product no longer depends on the number of threads; OpenBLAS's own threading does not
 # promise that (its 2-thread result differs in the last bits from its 1-thread one for ~40% of
 # random shapes here). float64 keeps one call: there OpenBLAS's blocks of rows do not always give
-# the single call's bits.
+# the single call's bits. RETROGRAD_BLAS_SPLIT=0 leaves every GEMM to OpenBLAS's own threads (the
+# previous behaviour; for comparisons on a quiet machine, where the two differ by less than this
+# busy VM's noise).
 def _gemm_parts(m: int, n: int, k: int) -> int:
     threads = accel.get_num_threads()
-    if threads <= 1 or min(m, n) < 16:
+    if threads <= 1 or min(m, n) < 16 or not _SPLIT_GEMMS:
         return 1
     return min(threads, m * n * k // MIN_GEMM_PER_THREAD, max(m, n) // 16)
 
@@ -382,7 +386,8 @@ def bmm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     m, k = a.shape[-2:]
     n = b.shape[-1]
     count = a.size // max(m * k, 1)
-    if a.shape[0] < 2 or accel.get_num_threads() <= 1 or count * m * n * k < MIN_GEMM_PER_THREAD // 2:
+    if a.shape[0] < 2 or accel.get_num_threads() <= 1 or count * m * n * k < MIN_GEMM_PER_THREAD // 2 \
+            or not _SPLIT_GEMMS:
         return a @ b
     out = np.empty(lead + (m, n), a.dtype)
 
