@@ -592,8 +592,8 @@ def _folded_matmul(a, b, bias=None):
     if isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and b.ndim == 2:
         if a.ndim > 2 and a.flags.c_contiguous:
             return kernels.matmul(a.reshape(-1, a.shape[-1]), b, bias).reshape(*a.shape[:-1], b.shape[-1])
-        if a.ndim == 2:
-            return kernels.matmul(a, b, bias)
+        if a.ndim == 2 and a.shape[0] * a.shape[1] * b.shape[1] >= 2 * kernels.MIN_GEMM_PER_THREAD:
+            return kernels.matmul(a, b, bias)  # (smaller ones would stay one call there too)
     out = a @ b
     if bias is not None:
         out += bias

@@ -352,7 +352,9 @@ def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.n
     column blocks where ``n > m``) on ``accel.get_num_threads()`` threads when large enough."""
     m, k = a.shape
     n = b.shape[1]
-    parts = _gemm_parts(m, n, k) if a.dtype == b.dtype == np.float32 and _fast(a, b) else 1
+    parts = 1
+    if m * n * k >= 2 * MIN_GEMM_PER_THREAD and a.dtype == b.dtype == np.float32 and _fast(a, b):
+        parts = _gemm_parts(m, n, k)
     if parts <= 1:
         out = a @ b
         if bias is not None:
