@@ -68,8 +68,8 @@ def test_nn_parallel_imports_and_raises_a_clear_error_when_used():
     import retrograd.nn.parallel as parallel
     from retrograd.nn.parallel import DataParallel, DistributedDataParallel as DDP, data_parallel
     assert parallel is nn.parallel
-    with pytest.raises(RuntimeError, match="DistributedDataParallel is not available yet"):
-        DDP(nn.Linear(2, 2), device_ids=[0])
+    with pytest.raises(ValueError, match="Default process group has not been initialized"):
+        DDP(nn.Linear(2, 2), device_ids=[0])  # as PyTorch's before init_process_group
     with pytest.raises(RuntimeError, match="DataParallel is not available: .*call the module directly"):
         DataParallel(nn.Linear(2, 2))
     with pytest.raises(RuntimeError, match="data_parallel is not available"):
