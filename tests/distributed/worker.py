@@ -174,7 +174,109 @@ def unused_parameters() -> dict:
             "unused|used_grad": np.array(model.used.weight.grad._array)}
 
 
-MODES = {"train": train, "suite": suite}
+DTYPES = ["float16", "bfloat16", "float32", "float64", "complex64", "complex128", "int8", "int16", "int32", "int64",
+          "uint8", "uint16", "uint32", "uint64", "bool"]
+NUMPY_OPS = {"SUM": np.add, "PRODUCT": np.multiply, "MIN": np.minimum, "MAX": np.maximum, "BAND": np.bitwise_and,
+             "BOR": np.bitwise_or, "BXOR": np.bitwise_xor}
+
+
+def _valid(op: str, dt: np.dtype) -> bool:
+    k = dt.kind if dt.name != "bfloat16" else "f"
+    return not (op == "AVG" and k not in "fc" or op in ("BAND", "BOR", "BXOR") and k not in "iub"
+                or op in ("MIN", "MAX") and k == "c")
+
+
+def rank_values(r: int, dt: np.dtype, shape=(3, 4)) -> np.ndarray:
+    """Small integers (exact in every dtype; products of 3 ranks stay below 128)."""
+    v = np.random.default_rng(r).integers(1, 5, shape)
+    return (v % 2).astype(bool) if dt == np.bool_ else v.astype(dt)
+
+
+def collectives(kw: dict) -> dict:
+    """Every ReduceOp on every dtype against NumPy's reduction of all ranks' values, on Tensors and
+    NumPy arrays (also non-contiguous and async); the other collectives; an op/dtype that does not fit
+    raises ValueError. Raises AssertionError on any difference."""
+    import ml_dtypes
+    n, r = dist.get_world_size(), dist.get_rank()
+    checks = 0
+    for name in DTYPES:
+        dt = np.dtype(ml_dtypes.bfloat16) if name == "bfloat16" else np.dtype(name)
+        allv = [rank_values(k, dt) for k in range(n)]
+        for op in dist.ReduceOp:
+            if not _valid(op.name, dt):
+                try:
+                    dist.all_reduce(allv[r].copy(), op)
+                except ValueError as e:
+                    assert op.name in str(e) or "AVG" in str(e), str(e)
+                    checks += 1
+                    continue
+                raise AssertionError(f"all_reduce {op} on {name} did not raise")
+            if op.name == "AVG":
+                want = (np.sum([a.astype(np.complex128 if dt.kind == "c" else np.float64) for a in allv], 0) / n)
+            else:
+                f = NUMPY_OPS[op.name]
+                if dt == np.bool_ and op.name in ("SUM", "PRODUCT", "MIN", "MAX"):
+                    f = np.logical_or if op.name in ("SUM", "MAX") else np.logical_and
+                want = allv[0]
+                for a in allv[1:]:
+                    want = f(want, a)
+            want = np.asarray(want).astype(dt)
+            mine = allv[r].copy()
+            dist.all_reduce(mine, op)
+            tol = float(np.finfo(np.float32 if name == "bfloat16" else dt).eps) * 4 if dt.kind in "fcV" \
+                or name == "bfloat16" else 0.0
+            ok = np.allclose(mine.astype(np.complex128 if dt.kind == "c" else np.float64),
+                             want.astype(np.complex128 if dt.kind == "c" else np.float64), rtol=tol, atol=0)
+            assert ok and mine.dtype == dt, f"all_reduce {op} {name}: {mine} != {want}"
+            # a non-contiguous view, asynchronously
+            big = np.zeros((3, 8), dt)
+            big[:, ::2] = allv[r][:, :4]
+            view = big[:, ::2]
+            work = dist.all_reduce(view, op, async_op=True)
+            work.wait()
+            assert work.is_completed() and np.array_equal(view.astype(np.float64 if dt.kind != "c" else complex),
+                                                           mine.astype(np.float64 if dt.kind != "c" else complex))
+            assert not big[:, 1::2].any()
+            checks += 2
+    # on Tensors: in place, version counter bumped
+    t = rg.tensor(rank_values(r, np.dtype("float64")))
+    v0 = t._vc[0]
+    dist.all_reduce(t, dist.ReduceOp.SUM)
+    assert np.array_equal(t.numpy(), np.sum([rank_values(k, np.dtype("float64")) for k in range(n)], 0))
+    assert t._vc[0] > v0
+    for name in ("float32", "int64", "bfloat16"):
+        dt = np.dtype(ml_dtypes.bfloat16) if name == "bfloat16" else np.dtype(name)
+        allv = [rank_values(k, dt) for k in range(n)]
+        b = allv[r].copy()
+        dist.broadcast(b, src=n - 1)
+        assert np.array_equal(b, allv[n - 1]), "broadcast"
+        outs = [np.zeros_like(allv[0]) for _ in range(n)]
+        dist.all_gather(outs, allv[r])
+        assert all(np.array_equal(o, a) for o, a in zip(outs, allv)), "all_gather"
+        stacked = np.zeros((n,) + allv[0].shape, dt)
+        dist.all_gather_into_tensor(stacked, allv[r])
+        assert np.array_equal(stacked, np.stack(allv)), "all_gather_into_tensor"
+        red = allv[r].copy()
+        dist.reduce(red, dst=1 % n, op=dist.ReduceOp.MAX)
+        assert np.array_equal(red, np.max(np.stack(allv), 0) if r == 1 % n else allv[r]), "reduce"
+        got = [np.zeros_like(allv[0]) for _ in range(n)] if r == 0 else None
+        dist.gather(allv[r], got, dst=0)
+        assert r != 0 or all(np.array_equal(o, a) for o, a in zip(got, allv)), "gather"
+        mine = np.zeros_like(allv[0])
+        dist.scatter(mine, [a * 1 for a in allv] if r == n - 1 else None, src=n - 1)
+        assert np.array_equal(mine, allv[r]), "scatter"
+        checks += 6
+    objs = [None] * n
+    dist.all_gather_object(objs, {"rank": r, "text": "x" * r})
+    assert objs == [{"rank": k, "text": "x" * k} for k in range(n)]
+    lst = [r, "only rank 0's"] if r == 0 else [None, None]
+    dist.broadcast_object_list(lst, src=0)
+    assert lst == [0, "only rank 0's"]
+    dist.barrier()
+    return {"checks": np.array(checks + 2), "world": np.array(n)}
+
+
+MODES = {"train": train, "suite": suite, "collectives": collectives}
 
 if __name__ == "__main__":
     main()

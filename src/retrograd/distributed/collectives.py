@@ -39,17 +39,23 @@ def _touched(x: Any) -> None:
         vc[0] += 1
 
 
-def _mpi_op(op: Any, dtype: np.dtype, what: str) -> Any:
-    from mpi4py import MPI
+def _check_op(op: Any, dtype: np.dtype, what: str) -> str:
+    """Raise for an op that does not fit ``dtype``; return the dtype's kind (bfloat16/float16: 'f')."""
     if not isinstance(op, ReduceOp):
         raise TypeError(f"{what}: op must be a ReduceOp (SUM, AVG, PRODUCT, MIN, MAX, BAND, BOR, BXOR), got {op!r}")
-    kind = dtype.kind
+    kind = "f" if dtype.name in _UPCAST else dtype.kind
     if op is ReduceOp.AVG and kind not in "fc":
         raise ValueError(f"{what}: ReduceOp.AVG needs a floating dtype, got {dtype}")
     if op in (ReduceOp.BAND, ReduceOp.BOR, ReduceOp.BXOR) and kind not in "iub":
         raise ValueError(f"{what}: {op!r} needs an integer or bool dtype, got {dtype}")
     if op in (ReduceOp.MIN, ReduceOp.MAX) and kind == "c":
         raise ValueError(f"{what}: {op!r} is not defined for complex dtype {dtype}")
+    return kind
+
+
+def _mpi_op(op: Any, dtype: np.dtype, what: str) -> Any:
+    from mpi4py import MPI
+    kind = _check_op(op, dtype, what)
     if kind == "b":  # MPI reduces bools only logically: SUM/MAX/BOR = or, PRODUCT/MIN/BAND = and
         return {ReduceOp.SUM: MPI.LOR, ReduceOp.MAX: MPI.LOR, ReduceOp.BOR: MPI.LOR, ReduceOp.PRODUCT: MPI.LAND,
                 ReduceOp.MIN: MPI.LAND, ReduceOp.BAND: MPI.LAND, ReduceOp.BXOR: MPI.LXOR}[op]
@@ -116,7 +122,8 @@ def all_reduce(tensor: Any, op: ReduceOp = ReduceOp.SUM, group: Any = None, asyn
     g = default_group(group)
     a = _array(tensor, "all_reduce")
     if g.comm is None:
-        _mpi_op_check_only(op, a.dtype, "all_reduce")
+        _check_op(op, a.dtype, "all_reduce")
+        _touched(tensor)
         return _done(Work([], None, None, "all_reduce"), async_op)
     mop = _mpi_op(op, a.dtype, "all_reduce")
     w = _work_buffer(a)
@@ -124,14 +131,6 @@ def all_reduce(tensor: Any, op: ReduceOp = ReduceOp.SUM, group: Any = None, asyn
     req = g.comm.Iallreduce(MPI.IN_PLACE, _buf(w), mop)
     div = g.size if op is ReduceOp.AVG else 1
     return _done(Work([req], _finish_into(tensor, a, w, div), g.timeout, "all_reduce"), async_op)
-
-
-def _mpi_op_check_only(op: Any, dtype: np.dtype, what: str) -> None:
-    """The checks ``_mpi_op`` makes, without MPI (the single-process group)."""
-    if not isinstance(op, ReduceOp):
-        raise TypeError(f"{what}: op must be a ReduceOp (SUM, AVG, PRODUCT, MIN, MAX, BAND, BOR, BXOR), got {op!r}")
-    if op is ReduceOp.AVG and dtype.kind not in "fc":
-        raise ValueError(f"{what}: ReduceOp.AVG needs a floating dtype, got {dtype}")
 
 
 def flat_all_reduce(buffer: np.ndarray, op: ReduceOp = ReduceOp.SUM, group: Any = None) -> Any:
@@ -151,6 +150,7 @@ def broadcast(tensor: Any, src: int | None = None, group: Any = None, async_op: 
     src = _check_rank(g, src, "src", "broadcast")
     a = _array(tensor, "broadcast")
     if g.comm is None:
+        _touched(tensor)
         return _done(Work([], None, None, "broadcast"), async_op)
     w = _raw(a)
     req = g.comm.Ibcast(_buf(w), root=src)
@@ -225,7 +225,8 @@ def reduce(tensor: Any, dst: int | None = None, op: ReduceOp = ReduceOp.SUM, gro
     dst = _check_rank(g, dst, "dst", "reduce")
     a = _array(tensor, "reduce")
     if g.comm is None:
-        _mpi_op_check_only(op, a.dtype, "reduce")
+        _check_op(op, a.dtype, "reduce")
+        _touched(tensor)
         return _done(Work([], None, None, "reduce"), async_op)
     mop = _mpi_op(op, a.dtype, "reduce")
     from mpi4py import MPI
