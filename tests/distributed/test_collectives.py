@@ -11,10 +11,10 @@ import retrograd as rg
 import retrograd.distributed as dist
 from retrograd import nn
 from retrograd.distributed import group as group_module
-from conftest import HERE, run_ranks
+from mpi_launch import HERE, run_ranks
 
 sys.path.insert(0, str(HERE))
-import worker  # noqa: E402
+import mpi_worker as worker  # noqa: E402
 
 
 @pytest.mark.parametrize("n", [2, 3])

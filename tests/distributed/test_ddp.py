@@ -11,10 +11,10 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import HERE, run_ranks
+from mpi_launch import HERE, run_ranks
 
 sys.path.insert(0, str(HERE))
-import worker  # noqa: E402
+import mpi_worker as worker  # noqa: E402
 
 RESULTS: dict = {}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import run_ranks
+from mpi_launch import run_ranks
 
 
 def test_a_rank_that_never_joins_times_out_and_aborts_all(tmp_path):

@@ -1,6 +1,6 @@
-"""Run under mpiexec by tests/distributed (also with plain python as the one-process reference).
+"""Run under mpiexec by tests/distributed (mpi_launch.run_ranks) (also with plain python as the one-process reference).
 
-``python worker.py MODE OUT [key=value ...]``: trains or checks, writes rank 0's result to OUT
+``python mpi_worker.py MODE OUT [key=value ...]``: trains or checks, writes rank 0's result to OUT
 (.npz), raises (exit code != 0) on a failed check."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Launching tests/distributed/worker.py on N local ranks through the installed MPI's launcher."""
+"""Launching tests/distributed/mpi_worker.py on N local ranks through the installed MPI's launcher."""
 from __future__ import annotations
 
 import os
@@ -16,13 +16,13 @@ SRC = HERE.parents[1] / "src"
 
 
 def run_ranks(n: int, *args: str, timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess:
-    """``mpiexec -n n python worker.py *args``; with ``check`` fails the test (with the output) when a
+    """``mpiexec -n n python mpi_worker.py *args``; with ``check`` fails the test (with the output) when a
     rank fails."""
     if not dist.is_mpi_available():
         pytest.fail("mpi4py is not installed: pip install -e '.[test]' brings mpi4py and MPICH")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
                OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", RETROGRAD_NUM_THREADS="1")
-    cmd = dist.mpiexec_command(n, [sys.executable, str(HERE / "worker.py"), *args])
+    cmd = dist.mpiexec_command(n, [sys.executable, str(HERE / "mpi_worker.py"), *args])
     # a session of its own: on a timeout the launcher and every rank are ended together
     with subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True, start_new_session=True) as p:
