@@ -53,6 +53,7 @@ from .train.runs import (check_schedule_length, checkpoint_dir, final_metrics, f
 from .train.step_timing import TimedRun, interleaved_step_times
 from .train.ranks import EXIT_RANK_LOST, RankMismatchError, effective_batch_text, env_world_size, from_environment
 from .train.ranks import start as start_ranks
+from .train.launch import note_rank
 
 __all__ = ["main", "build_parser"]
 
@@ -91,6 +92,8 @@ def _join_ranks(args, cfg: dict):
         cfg["train"]["rank_timeout"] = args.rank_timeout
     ranks = from_environment(cfg["train"]["rank_timeout"], args.command)
     args.ranks = ranks
+    if ranks.size > 1:
+        note_rank(ranks.rank, "pid", os.getpid())  # for --nproc's launcher: who died, if one does
     if args.nproc is not None and args.nproc != ranks.size:
         raise ConfigError(f"--nproc {args.nproc}: this process is one of {ranks.size} ranks started by mpiexec; "
                           f"leave --nproc out under mpiexec (or give --nproc {ranks.size})")
@@ -646,6 +649,8 @@ def main(argv: Sequence[str] | None = None, *, extra_callbacks: Sequence = ()) -
         ranks.abort(f"rank {ranks.rank}: {type(e).__name__}: {e} (traceback above)", 1)
         raise
     ranks = getattr(args, "ranks", None)
+    if ranks is not None and ranks.size > 1:
+        note_rank(ranks.rank, "exit", code)
     if ranks is not None and ranks.size > 1 and code not in (0, 130) and not getattr(args, "agreed", False):
         sys.stderr.flush()
         ranks.comm.Abort(code)  # an error of this rank alone: stop the others now

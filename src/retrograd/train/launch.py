@@ -20,11 +20,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import time
 from typing import Sequence
 
 from .config import ConfigError
 
-__all__ = ["find_mpiexec", "mpiexec_command", "launch"]
+__all__ = ["find_mpiexec", "mpiexec_command", "launch", "note_rank", "RankWatch"]
 
 
 def find_mpiexec() -> str:
@@ -79,8 +81,88 @@ def launch(nproc: int, argv: Sequence[str], command: str = "train") -> int:
     print(f"retrograd {command}: starting {nproc} ranks: {' '.join(cmd)}", file=sys.stderr, flush=True)
     sys.stdout.flush()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # mpiexec gets it from the terminal too
+    with tempfile.TemporaryDirectory(prefix="retrograd-ranks-") as folder:
+        watch = RankWatch(pathlib.Path(folder), nproc)
+        try:
+            proc = subprocess.Popen(cmd, env={**os.environ, RANK_DIR: folder})
+            while proc.poll() is None:
+                watch.poll()
+                time.sleep(0.01)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        rc = proc.returncode
+        lost = watch.lost()
+        if rc not in (0, 2, 3, 4, 130) and lost:
+            print(f"retrograd {command}: error: {lost}; mpiexec stopped the other ranks (exit status {rc})",
+                  file=sys.stderr, flush=True)
+        return rc
+
+
+RANK_DIR = "RETROGRAD_RANK_DIR"  # where each rank started by launch() writes RANK.pid, and RANK.exit at its end
+
+
+def note_rank(rank: int, what: str, value: int) -> None:
+    """``RANK.pid`` (at start-up) or ``RANK.exit`` (exit status, at a normal end), for ``launch``'s watch."""
+    folder = os.environ.get(RANK_DIR)
+    if folder:
+        try:
+            (pathlib.Path(folder) / f"{rank}.{what}").write_text(str(value))
+        except OSError:
+            pass
+
+
+class RankWatch:
+    """Which ranks disappeared first without a normal end: polled while mpiexec runs."""
+
+    def __init__(self, folder: pathlib.Path, nproc: int) -> None:
+        self.folder, self.nproc = folder, nproc
+        self.first_gone: dict[int, int] | None = None
+
+    def _read(self, what: str) -> dict[int, int]:
+        out = {}
+        for r in range(self.nproc):
+            try:
+                out[r] = int((self.folder / f"{r}.{what}").read_text())
+            except (OSError, ValueError):
+                pass
+        return out
+
+    def poll(self) -> None:
+        if self.first_gone is not None:
+            return
+        ended = self._read("exit")
+        gone = {}
+        for r, pid in self._read("pid").items():
+            if r in ended:
+                continue
+            if not _alive(pid):
+                gone[r] = pid
+        if gone:
+            self.first_gone = gone
+
+    def lost(self) -> str | None:
+        self.poll()
+        gone = self.first_gone
+        if not gone:
+            return None
+        who = ", ".join(f"rank {r} (pid {pid})" for r, pid in sorted(gone.items()))
+        if len(gone) == 1:
+            return f"{who} ended without finishing (killed, or crashed outside Python)"
+        return (f"{who} ended without finishing (killed, or crashed outside Python; mpiexec's message above "
+                "names the pid that ended first)")
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, ended but not yet reaped by its parent, does not)."""
     try:
-        proc = subprocess.Popen(cmd)
-        return proc.wait()
-    finally:
-        signal.signal(signal.SIGINT, previous)
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

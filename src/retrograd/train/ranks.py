@@ -237,8 +237,9 @@ def check_same_run(group: Any, fingerprint: dict, what: str = "start-up check") 
         return
     p = prints[bad[0]]
     diff = next((k for k in ref if ref.get(k) != p.get(k)), None) or next(k for k in p if k not in ref)
-    detail = _first_difference(ref.get(diff), p.get(diff))
-    raise RankMismatchError(f"the ranks do not build the same run: {_ranks(bad)} differ from rank 0 in "
+    detail = _first_difference(ref.get(diff), p.get(diff), f"rank {bad[0]}")
+    raise RankMismatchError(f"the ranks do not build the same run: {_ranks(bad)} "
+                            f"{'differs' if len(bad) == 1 else 'differ'} from rank 0 in "
                             f"{_FIELDS.get(diff, diff)} ({detail}); every rank must read the same config, "
                             "data and model code with the same retrograd version")
 
@@ -247,19 +248,19 @@ _FIELDS = {"config": "the resolved config", "params": "the model's parameters", 
            "the number of training samples", "version": "the retrograd version", "world": "the world size"}
 
 
-def _first_difference(a: Any, b: Any) -> str:
+def _first_difference(a: Any, b: Any, other: str) -> str:
     if isinstance(a, str) and isinstance(b, str):
         la, lb = a.splitlines(), b.splitlines()
         for i, (x, y) in enumerate(zip(la, lb)):
             if x != y:
-                return f"rank 0 has {x!r}, the other {y!r}"
-        return f"rank 0 has {len(la)} lines, the other {len(lb)}"
+                return f"rank 0 has {x!r}, {other} {y!r}"
+        return f"rank 0 has {len(la)} lines, {other} {len(lb)}"
     if isinstance(a, list) and isinstance(b, list):
         for x, y in zip(a, b):
             if x != y:
-                return f"rank 0 has {_param_text(x)}, the other {_param_text(y)}"
-        return f"rank 0 has {len(a)} parameters, the other {len(b)}"
-    return f"rank 0 has {a!r}, the other {b!r}"
+                return f"rank 0 has {_param_text(x)}, {other} {_param_text(y)}"
+        return f"rank 0 has {len(a)} parameters, {other} {len(b)}"
+    return f"rank 0 has {a!r}, {other} {b!r}"
 
 
 def _param_text(p: Any) -> str:
