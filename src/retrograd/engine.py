@@ -39,7 +39,7 @@ from .hooks import RemovableHandle, add_hook
 class _State:
     """Grad mode and anomaly mode: one object instead of module globals."""
 
-    __slots__ = ("enabled", "anomaly", "tensor_type", "view_history")
+    __slots__ = ("enabled", "anomaly", "tensor_type", "view_history", "grad_observers", "final_callbacks")
 
     def __init__(self) -> None:
         self.enabled = True
@@ -48,6 +48,11 @@ class _State:
         # set by tensor_inplace.py: (input, gradient, consumer seq) -> (node, gradient), for inputs
         # whose storage's history changed in place (a view whose base was rebased)
         self.view_history: Any = None
+        # data-parallel training (nn.parallel): id(leaf) -> callable(leaf), called each time backward has
+        # accumulated a gradient into that leaf's .grad; and callables run once when the backward that
+        # queued them (``queue_callback``) has finished. None/empty costs nothing.
+        self.grad_observers: dict | None = None
+        self.final_callbacks: list = []
 
 
 state = _State()
@@ -413,11 +418,22 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                                    f"gradient of shape {gi.shape}")
             np.add(gd, gi, out=gd, casting="unsafe")
 
+    observers = state.grad_observers if accumulate and only is None else None
+    if observers:
+        accumulate_into = to_leaf
+
+        def to_leaf(t: Any, gi: Any, fresh: bool) -> None:  # noqa: F811  the observed variant
+            accumulate_into(t, gi, fresh)
+            seen = observers.get(id(t))
+            if seen is not None:
+                seen(t)
+
     for r, g in leaf_seeds:
         to_leaf(r, g, False)
 
     prev_mode = state.enabled
     state.enabled = create_graph
+    done: Sequence = ()
     heappop, heappush = heapq.heappop, heapq.heappush
     try:
         # nodes in decreasing creation order: each is reached only after all its consumers
@@ -528,6 +544,10 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                         grads[child] = _accumulate(prev, gi, owned)
     finally:
         state.enabled = prev_mode
+        if state.final_callbacks:
+            done, state.final_callbacks = state.final_callbacks, []
+    for cb in done:  # only after a backward that finished
+        cb()
 
     if capture is None:
         return None
@@ -647,6 +667,13 @@ def _grad_seed(out: Any, g: Any, create_graph: bool, what: str) -> Any:
     if gt.dtype != out.dtype:
         gt = gt._cast(out.dtype)
     return gt if create_graph else gt._array
+
+
+def queue_callback(fn: Callable[[], None]) -> None:
+    """Run ``fn()`` once the backward now running has finished (PyTorch's
+    ``Variable._execution_engine.queue_callback``); data-parallel training waits
+    for its gradient all-reduces there."""
+    state.final_callbacks.append(fn)
 
 
 def backward(tensors: Any, grad_tensors: Any = None, retain_graph: bool | None = None,
