@@ -70,21 +70,25 @@ def _max_diff(a, b):
 
 
 # ---------------------------------------------------------------------- the same numbers
-def test_ranks_take_the_steps_of_one_process_float64(tmp_path):
-    """98 samples in global batches of 16: 3 ranks get parts of 6, 5, 5 (weighted) and the last batch
-    of 2 leaves one rank empty (it runs one sample with weight 0)."""
-    one = _driver(tmp_path, 1, "full")
-    assert int(one["n_train"]) == 98 and int(one["steps"]) == 21
-    for n in (2, 3):
-        many = _driver(tmp_path, n, "full")
-        assert bool(many["every_rank_equal"]), f"{n} ranks hold different parameters"
-        assert int(many["steps"]) == 21
-        assert _max_diff(one, many) <= 1e-12, n
-        np.testing.assert_allclose(many["history"], one["history"], rtol=0, atol=1e-12)
+@pytest.fixture(scope="module")
+def one(tmp_path_factory):
+    """The driver's run in one process: 98 samples, global batches of 16, 3 epochs."""
+    out = _driver(tmp_path_factory.mktemp("one"), 1, "full")
+    assert int(out["n_train"]) == 98 and int(out["steps"]) == 21
+    return out
 
 
-def test_resume_on_2_ranks_from_a_checkpoint_of_3_ranks_continues_exactly(tmp_path):
-    one = _driver(tmp_path, 1, "full")
+def test_3_ranks_take_the_steps_of_one_process_float64(tmp_path, one):
+    """3 ranks get parts of 6, 5, 5 of each batch of 16 (weighted), and the last batch of 2 leaves one
+    rank empty (it runs one sample with weight 0)."""
+    many = _driver(tmp_path, 3, "full")
+    assert bool(many["every_rank_equal"]), "the ranks hold different parameters"
+    assert int(many["steps"]) == 21
+    assert _max_diff(one, many) <= 1e-12
+    np.testing.assert_allclose(many["history"], one["history"], rtol=0, atol=1e-12)
+
+
+def test_resume_on_2_ranks_from_a_checkpoint_of_3_ranks_continues_exactly(tmp_path, one):
     ckpt = tmp_path / "ckpt"
     part = _driver(tmp_path, 3, "part", ckpt, 10)          # stops in epoch 2, at its 4th batch
     assert int(part["steps"]) == 10
@@ -116,39 +120,45 @@ def _params(run):
     return load_safetensors(run / "checkpoints" / "last" / "model.safetensors")
 
 
-def test_nproc_2_trains_as_one_process_and_rank_0_alone_writes(tmp_path):
-    cfg = _config(tmp_path)
-    one = _cli("train", cfg, "--quiet", "--set", "run.name=one")
-    assert one.returncode == 0, one.stderr
+@pytest.fixture(scope="module")
+def one_run(tmp_path_factory):
+    """The small digits config and its run in one process (runs/one)."""
+    tmp = tmp_path_factory.mktemp("cli")
+    cfg = _config(tmp)
+    r = _cli("train", cfg, "--quiet", "--set", "run.name=one")
+    assert r.returncode == 0, r.stderr
+    return cfg, tmp / "runs" / "one"
+
+
+def test_nproc_2_trains_as_one_process_and_rank_0_alone_writes(one_run):
+    cfg, one = one_run
     two = _cli("train", cfg, "--quiet", "--nproc", "2", "--set", "run.name=two")
     assert two.returncode == 0, two.stderr
     assert "effective batch 32 = 2 x 16 per rank" in two.stdout
     assert two.stdout.count("run folder:") == 1 and two.stdout.count("final:") == 1  # rank 0 speaks alone
-    runs = tmp_path / "runs"
-    assert sorted(p.name for p in runs.iterdir()) == ["one", "two"]
-    assert _files(runs / "two") == _files(runs / "one")
-    a, b = _params(runs / "one"), _params(runs / "two")
+    runs = one.parent
+    assert sorted(p.name for p in runs.iterdir() if p.name in ("one", "two") or "two" in p.name) == ["one", "two"]
+    assert _files(runs / "two") == _files(one)
+    a, b = _params(one), _params(runs / "two")
     for k in a:
         np.testing.assert_allclose(b[k], a[k], rtol=0, atol=1e-6)
     s1, s2 = (json.loads((runs / n / "summary.json").read_text()) for n in ("one", "two"))
     for k, v in s1["final"].items():
         assert abs(s2["final"][k] - v) < 1e-5, k
     rows = [json.loads(line) for line in (runs / "two" / "metrics.jsonl").read_text().splitlines()]
-    assert len(rows) == len((runs / "one" / "metrics.jsonl").read_text().splitlines())  # one writer
+    assert len(rows) == len((one / "metrics.jsonl").read_text().splitlines())  # one writer
 
 
-def test_resume_with_nproc_2_from_a_run_of_3_ranks_ends_as_one_process(tmp_path):
-    cfg = _config(tmp_path)
-    one = _cli("train", cfg, "--quiet", "--set", "run.name=one")
-    assert one.returncode == 0, one.stderr
+def test_resume_with_nproc_2_from_a_run_of_3_ranks_ends_as_one_process(one_run):
+    cfg, one = one_run
     three = _cli("train", cfg, "--quiet", "--nproc", "3", "--set", "run.name=three", "--set", "train.epochs=1")
     assert three.returncode == 0, three.stderr
     assert "effective batch 32 = 11 + 11 + 10 per rank" in three.stdout
-    run = tmp_path / "runs" / "three"
+    run = one.parent / "three"
     resumed = _cli("resume", run, "--quiet", "--nproc", "2", "--epochs", "2")
     assert resumed.returncode == 0, resumed.stderr
     assert "effective batch 32 = 2 x 16 per rank" in resumed.stdout
-    a, b = _params(tmp_path / "runs" / "one"), _params(run)
+    a, b = _params(one), _params(run)
     for k in a:
         np.testing.assert_allclose(b[k], a[k], rtol=0, atol=1e-6)
 

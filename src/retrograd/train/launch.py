@@ -2,11 +2,11 @@
 
 The command becomes ``mpiexec -n N PYTHON -m retrograd train CONFIG ...`` (the same arguments, less
 ``--nproc``), run with this process's Python and environment; its exit status is the command's. The
-launcher is the ``mpiexec`` beside the Python executable (what ``pip install 'retrograd[distributed]'``
-puts there with the ``mpich`` wheel), else the first on ``PATH``, else ``$RETROGRAD_MPIEXEC``
-first when set. Open MPI's launcher refuses to start more processes than cores and to run as root
-unless told: ``--oversubscribe`` and ``--allow-run-as-root`` are added when needed (MPICH's Hydra
-needs neither).
+launcher and its flags (Open MPI's ``--oversubscribe``, ``--allow-run-as-root``) come from
+``rg.distributed.launch`` (``$RETROGRAD_MPIEXEC``, else the ``mpiexec`` beside the Python executable,
+where ``pip install 'retrograd[distributed]'`` puts MPICH's, else ``PATH``). While it runs, each rank
+notes its pid in a temporary folder (``note_rank``), so that when one dies the line after mpiexec's
+own report names its rank (``RankWatch``).
 
 On several machines, call ``mpiexec`` yourself: ``mpiexec -n 32 --hostfile hosts retrograd train
 CONFIG`` (each rank finds its rank and the world size in the launcher's environment,
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,48 +23,10 @@ import tempfile
 import time
 from typing import Sequence
 
+from ..distributed.launch import mpiexec_command
 from .config import ConfigError
 
-__all__ = ["find_mpiexec", "mpiexec_command", "launch", "note_rank", "RankWatch"]
-
-
-def find_mpiexec() -> str:
-    """The ``mpiexec`` to start ranks with (see the module docstring); a ``ConfigError`` saying how to
-    install one when there is none."""
-    given = os.environ.get("RETROGRAD_MPIEXEC")
-    if given:
-        found = shutil.which(given)
-        if found is None:
-            raise ConfigError(f"--nproc: RETROGRAD_MPIEXEC={given!r} is not an executable")
-        return found
-    beside = pathlib.Path(sys.executable).parent / "mpiexec"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    found = shutil.which("mpiexec")
-    if found is None:
-        raise ConfigError("--nproc: no MPI launcher (mpiexec) beside this Python or on PATH; install MPI with: "
-                          "python3 -m pip install 'retrograd[distributed]' (mpi4py and MPICH), or a system MPI")
-    return found
-
-
-def _is_open_mpi(mpiexec: str) -> bool:
-    try:
-        out = subprocess.run([mpiexec, "--version"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return "open mpi" in (out.stdout + out.stderr).lower() or "open-mpi" in (out.stdout + out.stderr).lower()
-
-
-def mpiexec_command(nproc: int, argv: Sequence[str], mpiexec: str | None = None) -> list[str]:
-    """``[mpiexec, -n, N, (Open MPI's flags), python, -m, retrograd, *argv]``."""
-    mpiexec = mpiexec or find_mpiexec()
-    cmd = [mpiexec, "-n", str(nproc)]
-    if _is_open_mpi(mpiexec):
-        if nproc > (os.cpu_count() or 1):
-            cmd.append("--oversubscribe")
-        if hasattr(os, "geteuid") and os.geteuid() == 0:
-            cmd.append("--allow-run-as-root")
-    return cmd + [sys.executable, "-m", "retrograd", *argv]
+__all__ = ["launch", "note_rank", "RankWatch"]
 
 
 def launch(nproc: int, argv: Sequence[str], command: str = "train") -> int:
@@ -77,7 +38,10 @@ def launch(nproc: int, argv: Sequence[str], command: str = "train") -> int:
     except ImportError:
         raise ConfigError("--nproc: needs mpi4py; install it with: python3 -m pip install "
                           "'retrograd[distributed]' (mpi4py and MPICH)") from None
-    cmd = mpiexec_command(nproc, argv)
+    try:
+        cmd = mpiexec_command(nproc, [sys.executable, "-m", "retrograd", *argv])
+    except FileNotFoundError as e:
+        raise ConfigError(f"--nproc: {e}") from None
     print(f"retrograd {command}: starting {nproc} ranks: {' '.join(cmd)}", file=sys.stderr, flush=True)
     sys.stdout.flush()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # mpiexec gets it from the terminal too

@@ -3,10 +3,10 @@ runs on, with a time limit on every collective, and the start-up check that ever
 same run.
 
 Under ``mpiexec`` (``retrograd train CONFIG --nproc N`` starts one, see ``retrograd.train.launch``)
-``from_environment`` sees the launcher's variables (MPICH/Hydra's ``PMI_SIZE``, Open MPI's
-``OMPI_COMM_WORLD_SIZE``, PMIx's ``PMIX_RANK``, MVAPICH's ``MV2_COMM_WORLD_SIZE``) and joins
-``MPI.COMM_WORLD`` through mpi4py; without them (or with one rank) the run is one process and mpi4py
-is not imported at all.
+``from_environment`` sees the launcher's variables (``rg.distributed.launched_world_size``) and joins
+``rg.distributed``'s default process group (its private copy of ``MPI.COMM_WORLD``), so a model's own
+code can call ``rg.distributed.get_rank()``; without them (or with one rank) the run is one process
+and mpi4py is not imported at all.
 
 **No silent hang.** Every collective of ``RankGroup`` is non-blocking (``Iallreduce``, ``Iallgather``)
 and waited on by polling ``Test``. While it waits, a rank answers the other ranks' "are you there"
@@ -23,7 +23,6 @@ checkpoints, logs and plots while the others wait for the next step's all-reduce
 """
 from __future__ import annotations
 
-import os
 import pickle
 import sys
 import time
@@ -38,21 +37,12 @@ DEFAULT_TIMEOUT = 60.0
 EXIT_RANK_LOST = 4  # a rank hung or died: the others were stopped (MPI_Abort)
 _PING, _PONG = 7301, 7302  # message tags of the "are you there" exchange
 
-# (size, rank) variables of the launchers: Open MPI, MPICH/Hydra and Intel MPI, MVAPICH, PMIx (Slurm's srun)
-_ENV = (("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"), ("PMI_SIZE", "PMI_RANK"),
-        ("MV2_COMM_WORLD_SIZE", "MV2_COMM_WORLD_RANK"), ("PMIX_SIZE", "PMIX_RANK"))
-
-
 def env_world_size() -> int | None:
     """The number of ranks the MPI launcher that started this process says it started (None: not
-    started by one)."""
-    for size, _ in _ENV:
-        v = os.environ.get(size)
-        if v is not None and v.strip().isdigit():
-            return int(v)
-    if os.environ.get("PMIX_RANK") is not None:  # PMIx names the rank but not always the size
-        return 0
-    return None
+    started by one; ``rg.distributed.launched_world_size``)."""
+    from ..distributed import launched_world_size
+
+    return launched_world_size()
 
 
 class RankMismatchError(RuntimeError):
@@ -198,21 +188,23 @@ def _ranks(ranks: list[int]) -> str:
 
 
 def from_environment(timeout: float = DEFAULT_TIMEOUT, command: str = "train") -> RankGroup | SingleProcess:
-    """The ranks this process belongs to: a ``RankGroup`` on ``MPI.COMM_WORLD`` under an MPI launcher
-    that started several processes, else ``SingleProcess`` (mpi4py is not imported)."""
+    """The ranks this process belongs to: under an MPI launcher that started several processes, the
+    default process group of ``rg.distributed`` (initialised here when the program has not) as a
+    ``RankGroup``; else ``SingleProcess`` (mpi4py is not imported)."""
     size = env_world_size()
     if size is None or size == 1:
         return SingleProcess()
-    try:
-        from mpi4py import MPI
-    except ImportError as e:
-        raise ImportError(f"this process was started by an MPI launcher ({size or 'several'} processes) but "
-                          f"mpi4py is missing ({e}); install it with: python3 -m pip install "
-                          "'retrograd[distributed]'") from None
-    group = RankGroup(MPI.COMM_WORLD, timeout, command)
+    from .. import distributed as dist
+
+    if not dist.is_mpi_available():
+        raise ImportError(f"this process was started by an MPI launcher ({size} processes) but mpi4py is "
+                          "missing; install it with: python3 -m pip install 'retrograd[distributed]'")
+    if not dist.is_initialized():
+        dist.init_process_group(backend="mpi")
+    group = dist.default_group()
     if group.size == 1:
         return SingleProcess()
-    return group
+    return RankGroup(group.comm, timeout, command)
 
 
 # ---------------------------------------------------------------------- the start-up check
