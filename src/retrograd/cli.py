@@ -51,7 +51,8 @@ from .train.recipe import data_seed, make_trainer, prepare
 from .train.runs import (check_schedule_length, checkpoint_dir, final_metrics, finish_run, finished_run, jsonable, new_run_dir,
                          prefixed_metrics, read_run_config)
 from .train.step_timing import TimedRun, interleaved_step_times
-from .train.ranks import EXIT_RANK_LOST, RankMismatchError, effective_batch_text, env_world_size, from_environment
+from .train.rank_data import effective_batch_text
+from .train.ranks import RankMismatchError, env_world_size, from_environment
 from .train.ranks import start as start_ranks
 from .train.launch import note_rank
 

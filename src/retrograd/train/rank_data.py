@@ -33,7 +33,15 @@ from ..data.sampler import BatchSampler, RandomSampler
 from ..io.checkpoint import CheckpointError
 from ..random import Generator
 
-__all__ = ["RankBatchSampler", "GlobalOrderLoader", "RankLoss", "RankSync", "rank_sizes"]
+__all__ = ["RankBatchSampler", "GlobalOrderLoader", "RankLoss", "RankSync", "rank_sizes", "global_batch",
+           "effective_batch_text"]
+
+
+def global_batch(cfg: dict, world: int = 1) -> int:
+    """The samples of one training batch over all ``world`` ranks: ``data.batch_size``, times ``world``
+    with ``train.batch_scope = "rank"``."""
+    b = cfg["data"]["batch_size"]
+    return b * world if cfg["train"].get("batch_scope") == "rank" else b
 
 
 def rank_sizes(total: int, world: int) -> list[int]:
@@ -177,3 +185,13 @@ class RankSync:
         for g in buffers:
             self.group.allreduce_(g, what)
             g /= self.group.size
+
+
+def effective_batch_text(group: Any, cfg: dict) -> str:
+    """``data parallel: 3 ranks, global batch 64 = 22 + 21 + 21 per rank (train.batch_scope = "global")``."""
+    b = global_batch(cfg, group.size)
+    sizes = rank_sizes(b, group.size)
+    parts = f"{group.size} x {sizes[0]}" if len(set(sizes)) == 1 else " + ".join(map(str, sizes))
+    return (f"data parallel: {group.size} ranks (MPI), effective batch {b} = {parts} per rank "
+            f"(train.batch_scope = \"{cfg['train'].get('batch_scope', 'global')}\", data.batch_size = "
+            f"{cfg['data']['batch_size']})")

@@ -274,15 +274,3 @@ def start(group: Any, setup: Any, version: str, *, fresh: bool) -> None:
             if arr.flags.c_contiguous and arr.size:
                 group.bcast_array_(arr, f"the start-up copy of {name}")
 
-
-def effective_batch_text(group: Any, cfg: dict) -> str:
-    """``data parallel: 3 ranks, global batch 64 = 22 + 21 + 21 per rank (train.batch_scope = "global")``."""
-    from .recipe import global_batch
-    from .rank_data import rank_sizes
-
-    b = global_batch(cfg, group.size)
-    sizes = rank_sizes(b, group.size)
-    parts = f"{group.size} x {sizes[0]}" if len(set(sizes)) == 1 else " + ".join(map(str, sizes))
-    return (f"data parallel: {group.size} ranks (MPI), effective batch {b} = {parts} per rank "
-            f"(train.batch_scope = \"{cfg['train'].get('batch_scope', 'global')}\", data.batch_size = "
-            f"{cfg['data']['batch_size']})")

@@ -30,7 +30,7 @@ from ..optim import CombinedOptimizer, Lookahead, Muon, Optimizer, muon_param_gr
 from .config import (ConfigError, default_lr, is_schedule_function, model_factory, optim_lr, optimizer_class,
                      required_args, scheduler_factory)
 from .losses import SequenceAwareLoss, make_loss
-from .rank_data import GlobalOrderLoader, RankLoss, RankSync
+from .rank_data import GlobalOrderLoader, RankLoss, RankSync, global_batch
 from .ranks import SingleProcess
 from .trainer import Trainer
 
@@ -122,13 +122,6 @@ DATA_DERIVED_KWARGS: dict[str, Callable[[dict, DataBundle], None]] = {
 
 
 # ---------------------------------------------------------------------- optimizer and schedule
-def global_batch(cfg: dict, world: int = 1) -> int:
-    """The samples of one training batch over all ``world`` ranks: ``data.batch_size``, times ``world``
-    with ``train.batch_scope = "rank"``."""
-    b = cfg["data"]["batch_size"]
-    return b * world if cfg["train"].get("batch_scope") == "rank" else b
-
-
 def _steps_per_epoch(cfg: dict, n_train: int, world: int = 1) -> int:
     batches = math.ceil(n_train / global_batch(cfg, world))
     return max(1, math.ceil(batches / cfg["train"]["accumulate"]))
