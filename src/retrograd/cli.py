@@ -654,6 +654,7 @@ def main(argv: Sequence[str] | None = None, *, extra_callbacks: Sequence = ()) -
         note_rank(ranks.rank, "exit", code)
     if ranks is not None and ranks.size > 1 and code not in (0, 130) and not getattr(args, "agreed", False):
         sys.stderr.flush()
+        note_rank(ranks.rank, "exit", code)
         ranks.comm.Abort(code)  # an error of this rank alone: stop the others now
     return code
 

@@ -55,8 +55,11 @@ def launch(nproc: int, argv: Sequence[str], command: str = "train") -> int:
         finally:
             signal.signal(signal.SIGINT, previous)
         rc = proc.returncode
+        noted = [c for c in watch.exits().values() if c != 0]
+        if noted:  # a rank said why it stopped (and stopped the others): its status, not MPI's kill of them
+            return max(noted)
         lost = watch.lost()
-        if rc not in (0, 2, 3, 4, 130) and lost:
+        if rc != 0 and lost:
             print(f"retrograd {command}: error: {lost}; mpiexec stopped the other ranks (exit status {rc})",
                   file=sys.stderr, flush=True)
         return rc
@@ -90,6 +93,10 @@ class RankWatch:
             except (OSError, ValueError):
                 pass
         return out
+
+    def exits(self) -> dict[int, int]:
+        """The exit statuses the ranks noted (a normal end, or the status of an MPI_Abort they called)."""
+        return self._read("exit")
 
     def poll(self) -> None:
         if self.first_gone is not None:

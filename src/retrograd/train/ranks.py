@@ -178,8 +178,11 @@ class RankGroup:
 
     def abort(self, message: str, code: int = EXIT_RANK_LOST) -> None:
         """Print ``message`` as the command's error line and end every rank (``MPI_Abort``)."""
+        from .launch import note_rank
+
         print(f"retrograd {self.command}: error: {message}", file=self.err or sys.stderr, flush=True)
         sys.stdout.flush()
+        note_rank(self.rank, "exit", code)
         self.comm.Abort(code)
 
 
