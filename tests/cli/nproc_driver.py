@@ -46,8 +46,9 @@ def main():
     gathered = ranks.allgather(params, "the parameters of every rank")
     if ranks.rank == 0:
         same = all(all(np.array_equal(g[n], params[n]) for n in params) for g in gathered)
+        history = trainer.history["train_loss"] + trainer.history["val_loss"]
         np.savez(out, **params, every_rank_equal=np.array(same), steps=np.array(trainer.state.global_step),
-                 history=np.array(trainer.history["train_loss"]), n_train=np.array(len(setup.data.train)))
+                 history=np.array(history), n_train=np.array(len(setup.data.train)))
 
 
 if __name__ == "__main__":

@@ -125,8 +125,9 @@ class GlobalOrderLoader(DataLoader):
 
 class RankLoss:
     """The recipe's loss on a rank: ``loss_fn``'s value, scaled by ``N * n_r / L`` for a training batch
-    (``part.current``, taken once by ``RankSync``) so that the mean over the ranks is the global
-    batch's mean. ``last``: the unscaled value of the last call, a float."""
+    (``part.current``, which ``RankSync.after_backward`` clears, so validation losses are not scaled)
+    so that the mean over the ranks is the global batch's mean. ``last``: the unscaled value of the
+    last call, a float."""
 
     def __init__(self, loss_fn: Any, part: RankBatchSampler) -> None:
         self.loss_fn, self.part = loss_fn, part
@@ -158,6 +159,7 @@ class RankSync:
 
     def after_backward(self, trainer: Any, value: float, n: int) -> tuple[float, int]:
         mine = self.part.current[0] if self.part.current is not None else n
+        self.part.current = None  # taken: evaluation and re-runs of the batch compute unweighted losses
         local = self.loss.last if self.loss.last is not None else value
         buf = np.array([local * mine if mine else 0.0, float(mine),
                         1.0 if getattr(trainer, "_interrupt_requested", False) else 0.0])
