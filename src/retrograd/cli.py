@@ -2,6 +2,7 @@
 learning rate, plot a run and sample text from a trained GPT, all from a TOML config.
 
     retrograd train examples/fashion_mlp.toml --set optim.lr=0.002
+    retrograd train examples/fashion_mlp.toml --nproc 4      # 4 data-parallel ranks (MPI; or under mpiexec)
     retrograd resume runs/fashion_mlp
     retrograd evaluate runs/fashion_mlp --checkpoint best
     retrograd compare examples/fashion_mlp.toml --optimizers sgd,momentum,adam,adamw
