@@ -113,7 +113,7 @@ def main() -> None:
     if kw.get("ref"):
         result = train(kw)
     else:
-        dist.init_process_group("mpi")
+        dist.init_process_group("mpi", timeout=float(kw["timeout"]) if "timeout" in kw else None)
         result = MODES[mode](kw)
     if kw.get("ref") or dist.get_rank() == 0:
         np.savez(out, **result)
@@ -276,7 +276,27 @@ def collectives(kw: dict) -> dict:
     return {"checks": np.array(checks + 2), "world": np.array(n)}
 
 
-MODES = {"train": train, "suite": suite, "collectives": collectives}
+def timeout(kw: dict) -> dict:
+    """Rank 1 never joins the all-reduce: rank 0, whose group has a 2 s timeout, must raise."""
+    import time
+    if dist.get_rank() == 1:
+        time.sleep(float(kw.get("sleep", 20)))
+        return {}
+    dist.all_reduce(np.ones(3))
+    raise AssertionError("all_reduce returned without rank 1")
+
+
+def killed(kw: dict) -> dict:
+    """Rank 1 is killed (SIGKILL) while rank 0 waits for it in an all-reduce without a timeout."""
+    import os
+    import signal
+    if dist.get_rank() == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    dist.all_reduce(np.ones(3))
+    raise AssertionError("all_reduce returned without rank 1")
+
+
+MODES = {"train": train, "suite": suite, "collectives": collectives, "timeout": timeout, "killed": killed}
 
 if __name__ == "__main__":
     main()

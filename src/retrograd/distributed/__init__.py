@@ -11,7 +11,7 @@ Launch N processes with the MPI launcher and start the group in each::
     dist.all_reduce(x, op=dist.ReduceOp.SUM)
 
 - ``group``: ``init_process_group``, ``is_initialized``, ``get_rank``, ``get_world_size``,
-  ``destroy_process_group``, ``ReduceOp``, ``Work`` (what ``async_op=True`` returns).
+  ``destroy_process_group``, ``abort``, ``ReduceOp``, ``Work`` (what ``async_op=True`` returns).
 - ``collectives``: ``all_reduce``, ``broadcast``, ``all_gather``, ``all_gather_into_tensor``,
   ``reduce``, ``gather``, ``scatter``, ``barrier``, ``all_gather_object``,
   ``broadcast_object_list`` on Tensors and NumPy arrays, in place.
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from .collectives import (all_gather, all_gather_into_tensor, all_gather_object, all_reduce, barrier, broadcast,
                           broadcast_object_list, flat_all_reduce, gather, reduce, scatter)
-from .group import (DistError, DistTimeoutError, ProcessGroup, ReduceOp, Work, default_group, destroy_process_group,
+from .group import (DistError, abort, DistTimeoutError, ProcessGroup, ReduceOp, Work, default_group, destroy_process_group,
                     get_backend, get_rank, get_world_size, init_process_group, is_available, is_initialized,
                     is_mpi_available, launched_world_size)
 from .launch import find_mpiexec, mpi_implementation, mpiexec_command
@@ -35,4 +35,4 @@ __all__ = ["is_available", "is_mpi_available", "is_initialized", "init_process_g
            "get_rank", "get_world_size", "get_backend", "barrier", "ReduceOp", "ProcessGroup", "Work", "DistError",
            "DistTimeoutError", "all_reduce", "broadcast", "all_gather", "all_gather_into_tensor", "reduce", "gather",
            "scatter", "all_gather_object", "broadcast_object_list", "flat_all_reduce", "default_group",
-           "launched_world_size", "find_mpiexec", "mpi_implementation", "mpiexec_command"]
+           "launched_world_size", "abort", "find_mpiexec", "mpi_implementation", "mpiexec_command"]

@@ -117,16 +117,23 @@ def _check_rank(g: ProcessGroup, r: Any, name: str, what: str) -> int:
     return int(r)
 
 
+def _reduction(tensor: Any, op: Any, g: ProcessGroup, what: str) -> tuple:
+    """``(array, MPI op, work buffer)`` for a reduction; the op None in a group without MPI (where
+    the reduction is the identity, already done)."""
+    a = _array(tensor, what)
+    if g.comm is None:
+        _check_op(op, a.dtype, what)
+        _touched(tensor)
+        return a, None, None
+    return a, _mpi_op(op, a.dtype, what), _work_buffer(a)
+
+
 def all_reduce(tensor: Any, op: ReduceOp = ReduceOp.SUM, group: Any = None, async_op: bool = False) -> Work | None:
     """Combine ``tensor`` over all ranks with ``op``; every rank gets the result, in place."""
     g = default_group(group)
-    a = _array(tensor, "all_reduce")
-    if g.comm is None:
-        _check_op(op, a.dtype, "all_reduce")
-        _touched(tensor)
+    a, mop, w = _reduction(tensor, op, g, "all_reduce")
+    if mop is None:
         return _done(Work([], None, None, "all_reduce"), async_op)
-    mop = _mpi_op(op, a.dtype, "all_reduce")
-    w = _work_buffer(a)
     from mpi4py import MPI
     req = g.comm.Iallreduce(MPI.IN_PLACE, _buf(w), mop)
     div = g.size if op is ReduceOp.AVG else 1
@@ -171,6 +178,30 @@ def _same_shapes(arrays: Sequence[np.ndarray], a: np.ndarray, n: int, what: str,
             raise ValueError(f"{what}: {name}[{i}] has shape {b.shape} {b.dtype}, expected {a.shape} {a.dtype}")
 
 
+def _root_list(g: ProcessGroup, root: int, lst: list | None, a: np.ndarray, what: str, role: str,
+               name: str) -> list | None:
+    """The arrays of ``lst`` on the root rank (checked: one per rank, shaped like ``a``); None elsewhere,
+    where ``lst`` must be empty."""
+    if g.rank != root:
+        if lst:
+            raise ValueError(f"{what}: only rank {root} ({role}) takes a {name}; rank {g.rank} got one")
+        return None
+    if lst is None:
+        raise ValueError(f"{what}: rank {root} ({role}) needs a {name} of {g.size} tensors")
+    arrays = [_array(t, what) for t in lst]
+    _same_shapes(arrays, a, g.size, what, name)
+    return arrays
+
+
+def _split_into(tensors: list, outs: list, recv: np.ndarray, a: np.ndarray) -> Any:
+    """A finishing step that copies ``recv``'s equal parts into ``outs`` (of ``tensors``)."""
+    def finish() -> None:
+        for t, o, part in zip(tensors, outs, np.split(recv, len(outs))):
+            np.copyto(o, part.view(a.dtype).reshape(a.shape))
+            _touched(t)
+    return finish
+
+
 def all_gather(tensor_list: list, tensor: Any, group: Any = None, async_op: bool = False) -> Work | None:
     """Every rank's ``tensor`` into ``tensor_list`` (one per rank, in rank order), on every rank."""
     g = default_group(group)
@@ -184,12 +215,7 @@ def all_gather(tensor_list: list, tensor: Any, group: Any = None, async_op: bool
     send = _raw(a)
     recv = np.empty(g.size * send.size, send.dtype)
     req = g.comm.Iallgather(_buf(send), _buf_n(recv, send.size))
-
-    def finish() -> None:
-        for t, o, part in zip(tensor_list, outs, np.split(recv, g.size)):
-            np.copyto(o, part.view(a.dtype).reshape(a.shape))
-            _touched(t)
-    return _done(Work([req], finish, g.timeout, "all_gather"), async_op)
+    return _done(Work([req], _split_into(tensor_list, outs, recv, a), g.timeout, "all_gather"), async_op)
 
 
 def _buf_n(a: np.ndarray, count: int) -> Any:
@@ -223,14 +249,10 @@ def reduce(tensor: Any, dst: int | None = None, op: ReduceOp = ReduceOp.SUM, gro
     """Combine ``tensor`` over all ranks into rank ``dst``'s ``tensor``; the others keep theirs."""
     g = default_group(group)
     dst = _check_rank(g, dst, "dst", "reduce")
-    a = _array(tensor, "reduce")
-    if g.comm is None:
-        _check_op(op, a.dtype, "reduce")
-        _touched(tensor)
+    a, mop, w = _reduction(tensor, op, g, "reduce")
+    if mop is None:
         return _done(Work([], None, None, "reduce"), async_op)
-    mop = _mpi_op(op, a.dtype, "reduce")
     from mpi4py import MPI
-    w = _work_buffer(a)
     if g.rank == dst:
         req = g.comm.Ireduce(MPI.IN_PLACE, _buf(w), mop, root=dst)
         finish = _finish_into(tensor, a, w, g.size if op is ReduceOp.AVG else 1)
@@ -247,13 +269,7 @@ def gather(tensor: Any, gather_list: list | None = None, dst: int | None = None,
     g = default_group(group)
     dst = _check_rank(g, dst, "dst", "gather")
     a = _array(tensor, "gather")
-    if g.rank == dst:
-        if gather_list is None:
-            raise ValueError(f"gather: rank {dst} (dst) needs a gather_list of {g.size} tensors")
-        outs = [_array(t, "gather") for t in gather_list]
-        _same_shapes(outs, a, g.size, "gather", "gather_list")
-    elif gather_list:
-        raise ValueError(f"gather: only rank {dst} (dst) takes a gather_list; rank {g.rank} got one")
+    outs = _root_list(g, dst, gather_list, a, "gather", "dst", "gather_list")
     if g.comm is None:
         np.copyto(outs[0], a)
         _touched(gather_list[0])
@@ -264,12 +280,7 @@ def gather(tensor: Any, gather_list: list | None = None, dst: int | None = None,
         return _done(Work([req], None, g.timeout, "gather"), async_op)
     recv = np.empty(g.size * send.size, send.dtype)
     req = g.comm.Igather(_buf(send), _buf_n(recv, send.size), root=dst)
-
-    def finish() -> None:
-        for t, o, part in zip(gather_list, outs, np.split(recv, g.size)):
-            np.copyto(o, part.view(a.dtype).reshape(a.shape))
-            _touched(t)
-    return _done(Work([req], finish, g.timeout, "gather"), async_op)
+    return _done(Work([req], _split_into(gather_list, outs, recv, a), g.timeout, "gather"), async_op)
 
 
 def scatter(tensor: Any, scatter_list: list | None = None, src: int | None = None, group: Any = None,
@@ -278,13 +289,7 @@ def scatter(tensor: Any, scatter_list: list | None = None, src: int | None = Non
     g = default_group(group)
     src = _check_rank(g, src, "src", "scatter")
     a = _array(tensor, "scatter")
-    if g.rank == src:
-        if scatter_list is None:
-            raise ValueError(f"scatter: rank {src} (src) needs a scatter_list of {g.size} tensors")
-        ins = [_array(t, "scatter") for t in scatter_list]
-        _same_shapes(ins, a, g.size, "scatter", "scatter_list")
-    elif scatter_list:
-        raise ValueError(f"scatter: only rank {src} (src) takes a scatter_list; rank {g.rank} got one")
+    ins = _root_list(g, src, scatter_list, a, "scatter", "src", "scatter_list")
     if g.comm is None:
         np.copyto(a, ins[0])
         _touched(tensor)

@@ -9,7 +9,9 @@ identity: single-process scripts run unchanged.
 
 A ``timeout`` makes every wait poll its request and raise ``DistTimeoutError`` once it is over, so
 a rank that died or hangs cannot leave the others waiting for ever (without one, waits block in
-MPI as PyTorch's MPI backend does).
+MPI as PyTorch's MPI backend does). With more than one rank, an exception that no one catches
+prints its traceback and then aborts every rank (``abort``, ``MPI_Abort``), so the launcher exits
+non-zero instead of the job hanging.
 """
 from __future__ import annotations
 
@@ -17,12 +19,13 @@ import datetime
 import enum
 import importlib.util
 import os
+import sys
 import time
 from typing import Any, Callable
 
 __all__ = ["ReduceOp", "ProcessGroup", "Work", "DistError", "DistTimeoutError", "is_available",
            "is_mpi_available", "is_initialized", "init_process_group", "destroy_process_group", "get_rank",
-           "get_world_size", "get_backend", "default_group", "launched_world_size"]
+           "get_world_size", "get_backend", "default_group", "launched_world_size", "abort"]
 
 _NO_GROUP = "Default process group has not been initialized, please make sure to call init_process_group."
 
@@ -101,8 +104,10 @@ class ProcessGroup:
 
 
 class _State:
-    """The one default group of this process (as PyTorch's ``WORLD``)."""
+    """The one default group of this process (as PyTorch's ``WORLD``), and the exception hook that
+    was in place before ``init_process_group`` installed its own."""
     group: ProcessGroup | None = None
+    excepthook: Any = None
 
 
 _STATE = _State()
@@ -157,6 +162,29 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
                 comm.Free()
             raise ValueError(f"init_process_group: {name}={given} was given but MPI says {actual}")
     _STATE.group = group
+    if group.size > 1:
+        _STATE.excepthook = sys.excepthook
+        sys.excepthook = _abort_on_uncaught
+
+
+def _abort_on_uncaught(kind: type, value: BaseException, tb: Any) -> None:
+    """An exception nobody caught ends every rank (as ``python -m mpi4py``), after its traceback:
+    otherwise the others would wait for this rank for ever, and this one in MPI's finalisation."""
+    (_STATE.excepthook or sys.__excepthook__)(kind, value, tb)
+    g = _STATE.group
+    if g is not None and g.comm is not None:
+        sys.stderr.write(f"retrograd.distributed: rank {g.rank} of {g.size} stopped by {kind.__name__}; "
+                         "aborting all ranks\n")
+        sys.stderr.flush()
+        abort(1)
+
+
+def abort(errorcode: int = 1) -> None:
+    """End every rank of the job now (``MPI_Abort``); in a single process without MPI, exit."""
+    g = _STATE.group
+    if g is not None and g.comm is not None:
+        g.comm.Abort(errorcode)
+    raise SystemExit(errorcode)
 
 
 def is_initialized() -> bool:
@@ -182,6 +210,8 @@ def destroy_process_group(group: Any = None) -> None:
         g.comm.Free()
     if g is _STATE.group:
         _STATE.group = None
+        if _STATE.excepthook is not None:
+            sys.excepthook, _STATE.excepthook = _STATE.excepthook, None
 
 
 def get_rank(group: Any = None) -> int:
