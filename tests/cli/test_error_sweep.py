@@ -156,6 +156,9 @@ CASES = [
     ("tune", [], "tune: give a config with a [search] table, or --show STUDY_DIR"),
     ("tune", ["{root}/bad/no_search.toml"], "[search]: {root}/bad/no_search.toml has no [search] table"),
     ("tune", ["{root}/missing.toml"], "config: file '{root}/missing.toml' not found"),
+    # --nproc: the config or run folder is checked once, before any rank starts
+    ("train", ["{root}/missing.toml", "--nproc", "2"], "config: file '{root}/missing.toml' not found"),
+    ("resume", ["{root}/empty", "--nproc", "2"], "{root}/empty: not a run folder (no config.toml)"),
     ("tune", ["--show", "{root}/empty"], "tune: {root}/empty is not a study folder (no study.json)"),
 ]
 
@@ -169,6 +172,8 @@ USAGE = [
     ("resume", ["{run}", "--epochs", "x"], "argument --epochs: expected an int >= 1, got 'x'"),
     ("resume", ["{run}", "--epochs", "0"], "argument --epochs: expected an int >= 1, got '0'"),
     ("resume", ["{run}", "--checkpoint", "best"], "unrecognized arguments: --checkpoint best"),
+    ("train", ["{cfg}", "--nproc", "0"], "argument --nproc: expected an int >= 1, got '0'"),
+    ("resume", ["{run}", "--rank-timeout", "0"], "argument --rank-timeout: expected a finite number > 0, got '0'"),
     ("evaluate", ["{run}", "--checkpoint", "worst"], "argument --checkpoint: invalid choice: 'worst'"),
     ("compare", ["{cfg}"], "the following arguments are required: --optimizers"),
     ("compare", ["{cfg}", "--optimizers", "sgd", "--timed-steps", "-1"],
