@@ -242,6 +242,42 @@ def test_memory_returns_to_baseline_without_gc():
     assert current - base < 20_000  # ...and all of it comes back
 
 
+def test_nll_loss_backward_holds_two_class_sized_gradients_at_most():
+    # a language model's loss: log_softmax over (rows, vocab), then nll_loss, which gathers one entry per
+    # row with a (rows, 1) index. Its backward needs the dense gradient of the gather and that of
+    # log_softmax, as PyTorch's; the gather once took a full-size slice first, whose backward added a
+    # third (rows, vocab) copy at the peak, and x.grad was a copy of log_softmax's gradient (a reshaped view)
+    rows, vocab = 128, 4096
+    size = rows * vocab * 4
+    x = rg.tensor(np.random.default_rng(0).standard_normal((rows, vocab)).astype(np.float32), requires_grad=True)
+    t = rg.tensor(np.random.default_rng(1).integers(0, vocab, rows))
+    loss = rg.nn.functional.nll_loss(rg.nn.functional.log_softmax(x, dim=1), t)
+    assert loss._node is not None
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    loss.backward()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert 1.9 * size < peak - base < 2.5 * size  # the two gradients (the second one becomes x.grad, not a copy)
+    xt = torch.tensor(x.detach().numpy(), requires_grad=True)
+    torch.nn.functional.nll_loss(torch.log_softmax(xt, dim=1), torch.tensor(t.numpy())).backward()
+    np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), rtol=1e-6, atol=1e-9)
+
+
+def test_gather_with_a_column_index_reads_the_input_itself():
+    x = rg.randn(5, 7, requires_grad=True)
+    picked = x.gather(1, rg.tensor([[0], [6], [3], [2], [1]]))
+    assert picked._node.inputs[0] is x  # no slice node in between (the index spans dim 0 whole)
+    narrow = x.gather(1, rg.tensor([[0], [6]]))  # reads rows 0-1 only: the slice stays
+    assert narrow._node.inputs[0] is not x
+    (picked.sum() + 2 * narrow.sum()).backward()
+    want = np.zeros((5, 7), np.float32)
+    want[[0, 1, 2, 3, 4], [0, 6, 3, 2, 1]] += 1
+    want[[0, 1], [0, 6]] += 2
+    np.testing.assert_array_equal(x.grad.numpy(), want)
+
+
 # ------------------------------------------------------------------ in place
 def test_in_place_ops_on_leaves_under_no_grad():
     w = rg.tensor([1.0, 2.0, 3.0], requires_grad=True)

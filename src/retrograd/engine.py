@@ -27,6 +27,7 @@ import functools
 import heapq
 import itertools
 import os
+import sys
 import traceback
 from typing import Any, Callable, Sequence
 
@@ -516,7 +517,7 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                     if child is None:
                         continue
                 if child is None:
-                    to_leaf(t, gi, not create_graph and gi is not g and gi.base is None and gi.flags.writeable)
+                    to_leaf(t, gi, not create_graph and gi is not g and gi.flags.writeable and _sole(gi))
                 else:
                     prev = grads.get(child)
                     if prev is None:
@@ -526,6 +527,9 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                         grads[child] = prev + gi
                     else:
                         grads[child] = _accumulate(prev, gi, owned)
+            # drop this node's gradients before the next rule runs: one summed into an accumulator
+            # (or added out of place) is garbage now, and the locals would keep it alive through it
+            g = prev = gi = pairs = ga = gb = gin = None
     finally:
         state.enabled = prev_mode
 
@@ -614,6 +618,28 @@ def _accumulate(prev: Any, gi: Any, owned: set) -> Any:
     if type(out) is np.ndarray:  # 0-d sums come back as NumPy scalars: not updatable
         owned.add(id(out))
     return out
+
+
+def _base_refs(a: np.ndarray) -> int:
+    b = a.base
+    return sys.getrefcount(b)
+
+
+# what _base_refs reports for the base of a view that nothing else references (measured, not assumed:
+# the count getrefcount sees for a local differs between Python versions)
+_SOLE_BASE_REFS = _base_refs(np.empty(2).reshape(1, 2))
+
+
+def _sole(gi: np.ndarray) -> bool:
+    """Whether ``gi``'s memory can become a leaf's ``.grad`` without a copy: ``gi`` owns it, or ``gi``
+    is a view of all of an array that nothing else references (a rule's ``out.reshape(shape)``)."""
+    b = gi.base
+    if b is None:
+        return True
+    if type(b) is not np.ndarray or b.base is not None or b.nbytes != gi.nbytes:
+        return False
+    del b  # counted otherwise
+    return _base_refs(gi) == _SOLE_BASE_REFS
 
 
 def _raise_modified(rule: Any, ins: Sequence) -> None:
