@@ -265,6 +265,37 @@ def test_nll_loss_backward_holds_two_class_sized_gradients_at_most():
     np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), rtol=1e-6, atol=1e-9)
 
 
+def test_a_node_that_reads_no_input_value_keeps_edges_not_arrays():
+    # PyTorch's add/view/log_softmax keep no input: the projection's output a residual add takes, or the
+    # logits view reshaped, are freed at once; retrograd's node keeps a stand-in (edges)
+    x = rg.randn(256, 256, dtype=rg.float64, requires_grad=True)
+    h = x * 3.0  # 512 KiB, has a history
+    ref = weakref.ref(h._array)
+    y = (h + 1.0).view(-1)
+    z = rg.nn.functional.log_softmax(y.view(256, 256) * 2.0, dim=1)
+    del h
+    gc.collect()
+    assert ref() is None  # nothing holds h's values: add's backward does not read them
+    (z * rg.arange(256.0, dtype=rg.float64)).sum().backward()
+    xt = torch.tensor(x.detach().numpy(), requires_grad=True)
+    zt = torch.log_softmax(((xt * 3.0 + 1.0).view(-1)).view(256, 256) * 2.0, dim=1)
+    (zt * torch.arange(256.0, dtype=torch.float64)).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), rtol=1e-10, atol=1e-10)
+
+
+def test_second_order_through_a_node_that_kept_edges():
+    # log_softmax keeps its output, not its input: the differentiable backward (create_graph) uses the
+    # saved output as a tensor whose history is that node, as PyTorch's saved result, instead of
+    # recomputing it from the input
+    a = np.random.default_rng(3).standard_normal((64, 300))
+    x, xt = rg.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+    for lib, v in ((rg, x), (torch, xt)):
+        z = lib.log_softmax(v * 1.5, dim=1)
+        (g,) = lib.autograd.grad((z[:, :7] ** 2).sum(), v, create_graph=True)
+        (g ** 2).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
 def test_gather_with_a_column_index_reads_the_input_itself():
     x = rg.randn(5, 7, requires_grad=True)
     picked = x.gather(1, rg.tensor([[0], [6], [3], [2], [1]]))
