@@ -1,13 +1,17 @@
-"""Reference models built from ``rg.nn``: ``MLP``, ``CNN`` and a character-level ``GPT``.
+"""Reference models built from ``rg.nn``: ``MLP``, ``CNN``, a character-level ``GPT``, and the pretrained
+``BertModel`` / ``SentenceEncoder`` (Hugging Face folders; ``retrograd[pretrained]``).
 
 Each is a plain ``nn.Module`` (``state_dict`` keys are stable, so checkpoints
 and PyTorch ports line up). ``MODELS`` maps the names the ``retrograd`` CLI
 accepts in ``[model] name`` to the classes.
 """
+from .bert import BertConfig, BertModel, BertModelOutput
 from .cnn import CNN
 from .gpt import GPT, Block, CausalSelfAttention
 from .mlp import ACTIVATIONS, INITS, MLP
+from .sentence import Pooling, SentenceEncoder
 
 MODELS = {"mlp": MLP, "cnn": CNN, "gpt": GPT}
 
-__all__ = ["MLP", "CNN", "GPT", "Block", "CausalSelfAttention", "MODELS", "ACTIVATIONS", "INITS"]
+__all__ = ["MLP", "CNN", "GPT", "Block", "CausalSelfAttention", "MODELS", "ACTIVATIONS", "INITS",
+           "BertConfig", "BertModel", "BertModelOutput", "SentenceEncoder", "Pooling"]
