@@ -126,9 +126,11 @@ class BertSelfAttention(nn.Module):
 
 
 class BertSelfOutput(nn.Module):
-    def __init__(self, c: BertConfig) -> None:
+    """``LN(dropout(dense(y)) + x)``: the residual step after attention (and, as ``BertOutput``, after the MLP)."""
+
+    def __init__(self, c: BertConfig, in_features: int | None = None) -> None:
         super().__init__()
-        self.dense = nn.Linear(c.hidden_size, c.hidden_size)
+        self.dense = nn.Linear(in_features or c.hidden_size, c.hidden_size)
         self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
         self.dropout = nn.Dropout(c.hidden_dropout_prob)
 
@@ -156,15 +158,9 @@ class BertIntermediate(nn.Module):
         return HIDDEN_ACTS[self.hidden_act](self.dense(x))
 
 
-class BertOutput(nn.Module):
+class BertOutput(BertSelfOutput):
     def __init__(self, c: BertConfig) -> None:
-        super().__init__()
-        self.dense = nn.Linear(c.intermediate_size, c.hidden_size)
-        self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
-        self.dropout = nn.Dropout(c.hidden_dropout_prob)
-
-    def forward(self, y: Tensor, x: Tensor) -> Tensor:
-        return self.LayerNorm(self.dropout(self.dense(y)) + x)
+        super().__init__(c, c.intermediate_size)
 
 
 class BertLayer(nn.Module):
