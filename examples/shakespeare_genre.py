@@ -48,7 +48,7 @@ def default_model() -> pathlib.Path | None:
 
 def encoder(folder: pathlib.Path, max_len: int) -> SentenceEncoder:
     enc = SentenceEncoder.from_pretrained(folder)
-    enc.tokenizer.enable_truncation(max_length=max_len)
+    enc.max_seq_length = max_len
     return enc
 
 

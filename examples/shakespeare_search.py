@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"unknown play(s): {', '.join(sorted(unknown))}")
         speeches = [s for s in speeches if s.play in wanted]
     enc = SentenceEncoder.from_pretrained(folder)
-    enc.tokenizer.enable_truncation(max_length=a.max_len)
+    enc.max_seq_length = a.max_len
     emb = embed(enc, [s.text for s in speeches], a.cache)
     q = enc.encode(a.queries, normalize_embeddings=True)
     for query, sims in zip(a.queries, q @ emb.T):

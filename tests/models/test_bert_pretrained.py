@@ -97,6 +97,10 @@ def test_sentence_encoder_matches_sentence_transformers():
     assert one.shape == (384,) and np.abs(one - ref[2]).max() < 1e-5
     lens = enc.tokenize(SENTENCES)["attention_mask"].sum(1)
     assert lens.max() == 256 and lens[0] == 4  # [CLS] hi . [SEP]; the long one truncated
+    enc.max_seq_length = 8
+    assert enc.tokenize(SENTENCES)["attention_mask"].sum(1).tolist() == [4, 8, 8, 8, 8]
+    with pytest.raises(ValueError, match=r"max_seq_length must be an int in \[1, 512\]"):
+        enc.max_seq_length = 513
 
 
 def _tiny_folder(tmp_path, seed=0, config=None, drop=(), extra=None):

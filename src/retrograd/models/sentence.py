@@ -112,8 +112,24 @@ class SentenceEncoder(nn.Module):
         self.pooling = pooling if pooling is not None else Pooling(("mean",))
         self.normalize = normalize
         self.tokenizer = tokenizer
+        self._max_seq_length = 0
         self.max_seq_length = max_seq_length or bert.config.max_position_embeddings
         self.folder: str | None = None
+
+    @property
+    def max_seq_length(self) -> int:
+        """Tokens per text after truncation, [CLS] and [SEP] included (settable, as in sentence-transformers)."""
+        return self._max_seq_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, n: int) -> None:
+        limit = self.bert.config.max_position_embeddings
+        if not isinstance(n, int) or isinstance(n, bool) or not 0 < n <= limit:
+            raise ValueError(f"SentenceEncoder: max_seq_length must be an int in [1, {limit}] "
+                             f"(max_position_embeddings), got {n!r}")
+        self._max_seq_length = n
+        if self.tokenizer is not None:
+            self.tokenizer.enable_truncation(max_length=n)
 
     @property
     def dim(self) -> int:
