@@ -253,12 +253,12 @@ class BertModel(nn.Module):
             pos = self._positions[t] = Tensor(np.arange(t, dtype=np.int64)[None, :])
         mask = None
         if attention_mask is not None:
-            m = attention_mask._array if isinstance(attention_mask, Tensor) else np.asarray(attention_mask)
-            if m.shape != (b, t):
+            # made with Tensor ops (an exporter that records ops sees the mask input's path)
+            m = attention_mask if isinstance(attention_mask, Tensor) else Tensor(np.asarray(attention_mask))
+            if tuple(m.shape) != (b, t):
                 raise ValueError(f"BertModel: attention_mask must have shape {(b, t)} like input_ids, "
                                  f"got {tuple(m.shape)}")
-            if not m.all():
-                mask = Tensor(m.astype(bool)[:, None, None, :])
+            mask = (m != 0).reshape(b, 1, 1, t)
         x = self.encoder(self.embeddings(ids, tt, pos), mask)
         return BertModelOutput(x, self.pooler(x) if self.pooler is not None else None)
 
