@@ -12,10 +12,11 @@ from .finetune import SequenceClassifier, SequenceRegressor
 from .gpt import GPT, Block, CausalSelfAttention
 from .lora import LoRALinear, apply_lora
 from .mlp import ACTIVATIONS, INITS, MLP
+from .pretrained_task import PretrainedTask
 from .sentence import Pooling, SentenceEncoder
 
-MODELS = {"mlp": MLP, "cnn": CNN, "gpt": GPT}
+MODELS = {"mlp": MLP, "cnn": CNN, "gpt": GPT, "pretrained": PretrainedTask}
 
 __all__ = ["MLP", "CNN", "GPT", "Block", "CausalSelfAttention", "MODELS", "ACTIVATIONS", "INITS",
            "BertConfig", "BertModel", "BertModelOutput", "SentenceEncoder", "Pooling",
-           "SequenceClassifier", "SequenceRegressor", "LoRALinear", "apply_lora"]
+           "SequenceClassifier", "SequenceRegressor", "LoRALinear", "apply_lora", "PretrainedTask"]

@@ -114,7 +114,8 @@ class SentenceEncoder(nn.Module):
         self.tokenizer = tokenizer
         self._max_seq_length = 0
         self.max_seq_length = max_seq_length or bert.config.max_position_embeddings
-        self.folder: str | None = None
+        self.folder: str | None = None       # the sentence-transformers folder, and its transformer's
+        self.bert_folder: str | None = None
 
     @property
     def max_seq_length(self) -> int:
@@ -229,6 +230,6 @@ class SentenceEncoder(nn.Module):
         if pooling is None:
             raise PretrainedError(f"{who}: {root / 'modules.json'} has no Pooling module")
         enc = cls(bert, pooling, normalize, tokenizer=load_tokenizer(tdir, max_len, who), max_seq_length=max_len)
-        enc.folder = str(root)
+        enc.folder, enc.bert_folder = str(root), str(tdir)
         enc.eval()
         return enc

@@ -590,6 +590,9 @@ def validate(cfg: dict, *, config_path: str | pathlib.Path | None = None, data_f
         name = f"{(base / p) if base is not None and not p.is_absolute() else p}:{cls}"
     else:
         name = name.lower()
+    if name == "pretrained" and isinstance(model.get("path"), str):  # the base folder, as the data path
+        p = pathlib.Path(model["path"]).expanduser()
+        model["path"] = str((base / p) if base is not None and not p.is_absolute() else p.absolute())
     out["model"] = {"name": name, **check_kwargs("model", factory, model, skip={"self"}, what=f"model {name!r}")}
     if name in MODELS:
         check_kwarg_ranges("model", out["model"])
