@@ -264,7 +264,7 @@ is_schedule_function = scheduling.is_schedule_function
 
 
 def model_factory(name: str, base_dir: pathlib.Path | None = None) -> Callable:
-    """The class for ``[model] name``: a built-in (mlp, cnn, gpt) or ``"path/to/file.py:ClassName"``."""
+    """The class for ``[model] name``: a built-in (mlp, cnn, gpt, pretrained) or ``"path/to/file.py:ClassName"``."""
     if name.lower() in MODELS:
         return MODELS[name.lower()]
     if ":" in name and name.split(":", 1)[0].endswith(".py"):
