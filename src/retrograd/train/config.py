@@ -271,7 +271,7 @@ is_schedule_function = scheduling.is_schedule_function
 
 
 def model_factory(name: str, base_dir: pathlib.Path | None = None) -> Callable:
-    """The class for ``[model] name``: a built-in (mlp, cnn, gpt) or ``"path/to/file.py:ClassName"``."""
+    """The class for ``[model] name``: a built-in (mlp, cnn, gpt, pretrained) or ``"path/to/file.py:ClassName"``."""
     if name.lower() in MODELS:
         return MODELS[name.lower()]
     if ":" in name and name.split(":", 1)[0].endswith(".py"):
@@ -597,6 +597,9 @@ def validate(cfg: dict, *, config_path: str | pathlib.Path | None = None, data_f
         name = f"{(base / p) if base is not None and not p.is_absolute() else p}:{cls}"
     else:
         name = name.lower()
+    if name == "pretrained" and isinstance(model.get("path"), str):  # the base folder, as the data path
+        p = pathlib.Path(model["path"]).expanduser()
+        model["path"] = str((base / p) if base is not None and not p.is_absolute() else p.absolute())
     out["model"] = {"name": name, **check_kwargs("model", factory, model, skip={"self"}, what=f"model {name!r}")}
     if name in MODELS:
         check_kwarg_ranges("model", out["model"])

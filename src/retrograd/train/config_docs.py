@@ -114,6 +114,7 @@ MODEL_FILLED = {
     "cnn": {"in_channels": "the data's channels", "input_size": "the data's image size",
             "num_classes": "the data's classes"},
     "gpt": {"vocab_size": "the text's vocabulary size", "block_size": "`data.block_size`"},
+    "pretrained": {"num_labels": "the data's classes or targets", "task": "the data's task"},
 }
 
 
@@ -125,7 +126,10 @@ def _model_section() -> list[str]:
     lines += ["", "`mlp`'s `sizes` must start with the data's number of input features and end with its number "
               "of classes; the error says which numbers. `name` may also be `\"path/to/file.py:ClassName\"` "
               "(relative to the config file): a model of your own, whose constructor's arguments are the other "
-              "keys. `help(rg.models.MLP)` (or CNN, GPT) says what each argument does."]
+              "keys. `help(rg.models.MLP)` (or CNN, GPT) says what each argument does. `pretrained` fine-tunes a "
+              "Hugging Face BERT or sentence-transformers folder (`path`) on token ids (a .npz of ids, 0 = padding, "
+              "with `data.standardize = false`); its checkpoints hold only what training changes and the base "
+              "weights' SHA-256 (`help(rg.models.PretrainedTask)`)."]
     return lines
 
 

@@ -115,10 +115,15 @@ def _gpt_vocab(cfg: dict, data: DataBundle) -> None:
     cfg["model"].setdefault("block_size", cfg["data"]["block_size"])
 
 
+def _pretrained_labels(cfg: dict, data: DataBundle) -> None:
+    cfg["model"].setdefault("task", "regression" if data.task == "regression" else "classification")
+    cfg["model"].setdefault("num_labels", data.num_outputs)
+
+
 # [model] name -> fn(cfg, data) that checks the model's arguments against the data and fills in
 # the ones derived from it (cfg["model"] updated in place); models not listed take theirs as given
 DATA_DERIVED_KWARGS: dict[str, Callable[[dict, DataBundle], None]] = {
-    "mlp": _mlp_sizes, "cnn": _cnn_shapes, "gpt": _gpt_vocab}
+    "mlp": _mlp_sizes, "cnn": _cnn_shapes, "gpt": _gpt_vocab, "pretrained": _pretrained_labels}
 
 
 # ---------------------------------------------------------------------- optimizer and schedule
@@ -190,7 +195,8 @@ def _optimizer(o: dict, params: Any, lr: Any = None) -> Optimizer:
     ``fallback`` the rest, whose lr follows the same schedule scaled by ``fallback.lr / lr``;
     lookahead wraps the optimizer of its ``inner`` table."""
     o = dict(o)
-    cls, preset = optimizer_class(o.pop("name"))
+    name = o.pop("name")
+    cls, preset = optimizer_class(name)
     if cls is Lookahead:
         inner = _optimizer(o.pop("inner"), params, lr)
         return _named(cls.__name__, lambda: cls(inner, **o))
@@ -199,8 +205,14 @@ def _optimizer(o: dict, params: Any, lr: Any = None) -> Optimizer:
     if lr is not None:
         kwargs["lr"] = lr
     if cls is not Muon:
-        return _named(cls.__name__, lambda: cls(params.parameters() if hasattr(params, "parameters") else params,
-                                                **kwargs))
+        # a model may ask for parameter groups of its own (PretrainedTask's layer-wise LR decay)
+        groups = params.optimizer_param_groups(kwargs.get("lr", default_lr(name))) \
+            if hasattr(params, "optimizer_param_groups") and not callable(lr) else None
+        if groups is None and callable(lr) and getattr(params, "layer_lr_decay", 1.0) != 1.0:
+            raise ConfigError("model.layer_lr_decay: needs a fixed optim.lr or a scheduler class, not a schedule "
+                              "function as lr")
+        return _named(cls.__name__, lambda: cls(groups if groups is not None else params.parameters()
+                                                if hasattr(params, "parameters") else params, **kwargs))
     if not hasattr(params, "parameters"):
         raise ConfigError("optim.name: muon needs the model (to give its hidden 2-D weights to Muon and the rest "
                           "to optim.fallback), not a list of parameters")
