@@ -34,6 +34,7 @@ def cases(KC, dt):
     c2 = KC.im2col(x2, (3, 3), (1, 1), z, (1, 1), (11, 11))
     gc2 = rng.standard_normal(c2.shape).astype(dt)
     y1, b1 = rng.standard_normal((64 * 676, 32)).astype(dt), rng.standard_normal(32).astype(dt)
+    yc1 = np.ascontiguousarray(y1.T)
     a1 = rng.standard_normal((64, 32, 26, 26)).astype(dt)
     r1 = KC.relu(a1)
     p1, i1 = KC.max_pool2d(r1, (2, 2), (2, 2), (0, 0), (1, 1), (13, 13))
@@ -43,6 +44,7 @@ def cases(KC, dt):
         ("im2col conv2 (64x32x13x13, 3x3)", lambda: KC.im2col(x2, (3, 3), (1, 1), z, (1, 1), (11, 11))),
         ("col2im conv2", lambda: KC.col2im(gc2, x2.shape, (3, 3), (1, 1), z, (1, 1), (11, 11))),
         ("GEMM rows -> NCHW + bias, conv1 (64x32x26x26)", lambda: KC.rows_to_nchw(y1, 64, (26, 26), b1)),
+        ("GEMM channels -> NCHW + bias, conv1", lambda: KC.channels_to_nchw(yc1, 64, (26, 26), b1)),
         ("NCHW -> channel rows, conv1", lambda: KC.nchw_to_channels(a1)),
         ("relu forward (64x32x26x26)", lambda: KC.relu(a1)),
         ("relu backward", lambda: KC.relu_backward(a1, r1)),

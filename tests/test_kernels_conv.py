@@ -80,6 +80,9 @@ def test_im2col_col2im_and_layouts_give_the_twins_bits(monkeypatch, geom, dtype)
     _same(_runs(monkeypatch, lambda: (KC.col2im(gcols, shape, k, s, p, d, (oh, ow)),)), "col2im")
     _same(_runs(monkeypatch, lambda: (KC.rows_to_nchw(y, shape[0], (oh, ow), bias),
                                       KC.rows_to_nchw(y, shape[0], (oh, ow), None))), "rows_to_nchw")
+    yc = np.ascontiguousarray(y.T)
+    _same(_runs(monkeypatch, lambda: (KC.channels_to_nchw(yc, shape[0], (oh, ow), bias),
+                                      KC.channels_to_nchw(yc, shape[0], (oh, ow), None))), "channels_to_nchw")
     _same(_runs(monkeypatch, lambda: (KC.nchw_to_channels(g), KC.nchw_to_channels(g[:, ::-1]))), "nchw_to_channels")
 
 

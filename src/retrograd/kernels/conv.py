@@ -6,7 +6,8 @@ values ordered ``(i, j, c)`` (channels last: building a row copies runs of ``kw*
 channels-last image instead of gathering single elements). Around the GEMMs:
 
 - ``im2col``: the columns (zeros where a window reaches into the padding);
-- ``rows_to_nchw``: the forward GEMM's ``(N*OH*OW, O)`` result as ``(N, O, OH, OW)``, plus the bias;
+- ``rows_to_nchw`` / ``channels_to_nchw``: the forward GEMM's ``(N*OH*OW, O)`` (or ``(O, N*OH*OW)``)
+  result as ``(N, O, OH, OW)``, plus the bias;
 - ``nchw_to_channels``: the output gradient ``(N, O, OH, OW)`` as ``(O, N*OH*OW)`` for the backward GEMMs;
 - ``col2im``: the column gradient back onto the input (the input gradient): every input element
   gets the sum of the entries read from it, added window offset ``(i, j)`` by offset in row-major
@@ -32,7 +33,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from .. import accel
 
-__all__ = ["im2col", "col2im", "rows_to_nchw", "nchw_to_channels", "max_pool2d", "max_pool2d_backward", "relu",
+__all__ = ["im2col", "col2im", "rows_to_nchw", "channels_to_nchw", "nchw_to_channels", "max_pool2d", "max_pool2d_backward", "relu",
            "relu_backward", "MIN_PER_THREAD"]
 
 MIN_PER_THREAD = 1 << 16  # elements written per thread below which one thread does it all (bench/conv_parts.py)
@@ -106,7 +107,23 @@ def rows_to_nchw(y: np.ndarray, n: int, out_hw: tuple, bias: np.ndarray | None) 
         accel.run_ranges(_jit().rows_to_nchw, (np.ascontiguousarray(y), out, b, bias is not None), n,
                          _per_thread(o * p))
         return out.reshape(n, o, *out_hw)
-    out = np.ascontiguousarray(y.reshape(n, p, o).transpose(0, 2, 1))
+    out = np.array(y.reshape(n, p, o).transpose(0, 2, 1), order="C")  # a copy: the bias is added in place
+    if bias is not None:
+        out += bias.reshape(1, o, 1)
+    return out.reshape(n, o, *out_hw)
+
+
+def channels_to_nchw(y: np.ndarray, n: int, out_hw: tuple, bias: np.ndarray | None) -> np.ndarray:
+    """``y (O, N*OH*OW)`` as ``(N, O, OH, OW)``, plus ``bias (O,)`` on every channel when given."""
+    o = y.shape[0]
+    p = out_hw[0] * out_hw[1]
+    if y.size and accel.handles(y) and (bias is None or (isinstance(bias, np.ndarray) and bias.dtype == y.dtype)):
+        out = np.empty((n, o, p), y.dtype)
+        b = np.ascontiguousarray(bias) if bias is not None else np.empty(1, y.dtype)
+        accel.run_ranges(_jit().channels_to_nchw, (np.ascontiguousarray(y), out, b, bias is not None), n,
+                         _per_thread(o * p))
+        return out.reshape(n, o, *out_hw)
+    out = np.array(y.reshape(o, n, p).transpose(1, 0, 2), order="C")  # a copy: the bias is added in place
     if bias is not None:
         out += bias.reshape(1, o, 1)
     return out.reshape(n, o, *out_hw)

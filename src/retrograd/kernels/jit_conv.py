@@ -125,6 +125,24 @@ def rows_to_nchw(y, out, bias, has_bias, lo, hi):
 
 
 @njit
+def channels_to_nchw(y, out, bias, has_bias, lo, hi):
+    """``out[n, o, p] = y[o, n*P + p]`` (``+ bias[o]``) for images ``n`` in ``[lo, hi)``; ``out``
+    is ``(N, O, P)``: runs of ``P`` values."""
+    o_n, p_n = out.shape[1], out.shape[2]
+    for n in range(lo, hi):
+        for o in range(o_n):
+            dst = out[n, o]
+            src = y[o, n * p_n:(n + 1) * p_n]
+            if has_bias:
+                bo = bias[o]
+                for p in range(p_n):
+                    dst[p] = src[p] + bo
+            else:
+                for p in range(p_n):
+                    dst[p] = src[p]
+
+
+@njit
 def nchw_to_channels(g, g2, lo, hi):
     """``g2[o, n*P + p] = g[n, o, p]`` for images ``n`` in ``[lo, hi)``; ``g`` is ``(N, O, P)``."""
     o_n, p_n = g.shape[1], g.shape[2]

@@ -47,15 +47,20 @@ def _conv2d_f(ins, kw):
     oh, ow = _conv_out(h, kh, sh, pad[0], dh), _conv_out(wd, kww, sw, pad[1], dw)
     og = o // groups
     cols = _cols(x, (kh, kww), kw, oh, ow)
+    bias = ins[2] if len(ins) == 3 else None
+    if cols.nbytes <= KEEP_COLS_BYTES:
+        kw["cols"] = cols  # for the weight gradient (read-only; a graph run twice reads it twice)
+    if groups == 1 and cols.shape[1] < o:
+        # few columns (a first layer): the GEMM mostly writes its result, so write it channel-major,
+        # which reaches NCHW by copying runs of OH*OW (bench/conv_parts.py: 3x less than a transpose)
+        return KC.channels_to_nchw(_wmat(w) @ cols.T, n, (oh, ow), bias)
     # (N*OH*OW, K) @ (K, O): measured faster than (O, K) @ (K, N*OH*OW) on OpenBLAS, 1 and 2 threads
     if groups == 1:
         y = cols @ _wmat(w).T
     else:
         y = np.concatenate([_group_cols(cols, (kh, kww), groups, gi, cg) @ _wmat(w[gi * og:(gi + 1) * og]).T
                             for gi in range(groups)], axis=1)
-    if cols.nbytes <= KEEP_COLS_BYTES:
-        kw["cols"] = cols  # for the weight gradient (read-only; a graph run twice reads it twice)
-    return KC.rows_to_nchw(y, n, (oh, ow), ins[2] if len(ins) == 3 else None)
+    return KC.rows_to_nchw(y, n, (oh, ow), bias)
 
 
 def _conv_dx(g2: np.ndarray, w: np.ndarray, n: int, oh: int, ow: int, in_hw: tuple, kw: dict) -> np.ndarray:
