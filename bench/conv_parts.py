@@ -24,6 +24,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import numpy as np  # noqa: E402
 
+from kernels import timed  # noqa: E402  (bench/kernels.py: wall and CPU medians, interleaved)
+
 
 def cases(KC, dt):
     """(name, zero-argument function) for each part at the CNN step's sizes."""
@@ -51,22 +53,6 @@ def cases(KC, dt):
         ("max_pool2d 2x2 forward (64x32x26x26)", lambda: KC.max_pool2d(r1, (2, 2), (2, 2), (0, 0), (1, 1), (13, 13))),
         ("max_pool2d 2x2 backward", lambda: KC.max_pool2d_backward(gp1, i1, (26, 26), (2, 2), (2, 2), (0, 0), (1, 1))),
     ]
-
-
-def timed(fns: dict, repeat: int) -> tuple[dict, dict]:
-    """Medians of wall and CPU time per call, contenders interleaved."""
-    for fn in fns.values():
-        for _ in range(3):
-            fn()
-    wall: dict = {k: [] for k in fns}
-    cpu: dict = {k: [] for k in fns}
-    for _ in range(repeat):
-        for k, fn in fns.items():
-            t0, c0 = time.perf_counter(), time.process_time()
-            fn()
-            wall[k].append(time.perf_counter() - t0)
-            cpu[k].append(time.process_time() - c0)
-    return ({k: statistics.median(v) for k, v in wall.items()}, {k: statistics.median(v) for k, v in cpu.items()})
 
 
 def parts(repeat: int) -> None:

@@ -33,8 +33,8 @@ from numpy.lib.stride_tricks import as_strided
 
 from .. import accel
 
-__all__ = ["im2col", "col2im", "rows_to_nchw", "channels_to_nchw", "nchw_to_channels", "max_pool2d", "max_pool2d_backward", "relu",
-           "relu_backward", "MIN_PER_THREAD"]
+__all__ = ["im2col", "col2im", "rows_to_nchw", "channels_to_nchw", "nchw_to_channels", "max_pool2d",
+           "max_pool2d_backward", "relu", "relu_backward", "MIN_PER_THREAD"]
 
 MIN_PER_THREAD = 1 << 16  # elements written per thread below which one thread does it all (bench/conv_parts.py)
 
@@ -99,31 +99,24 @@ def col2im(cols: np.ndarray, x_shape: tuple, k_hw: tuple, stride: tuple, padding
 # ====================================================================== layouts around the GEMMs
 def rows_to_nchw(y: np.ndarray, n: int, out_hw: tuple, bias: np.ndarray | None) -> np.ndarray:
     """``y (N*OH*OW, O)`` as ``(N, O, OH, OW)``, plus ``bias (O,)`` on every channel when given."""
-    o = y.shape[1]
-    p = out_hw[0] * out_hw[1]
-    if y.size and accel.handles(y) and (bias is None or (isinstance(bias, np.ndarray) and bias.dtype == y.dtype)):
-        out = np.empty((n, o, p), y.dtype)
-        b = np.ascontiguousarray(bias) if bias is not None else np.empty(1, y.dtype)
-        accel.run_ranges(_jit().rows_to_nchw, (np.ascontiguousarray(y), out, b, bias is not None), n,
-                         _per_thread(o * p))
-        return out.reshape(n, o, *out_hw)
-    out = np.array(y.reshape(n, p, o).transpose(0, 2, 1), order="C")  # a copy: the bias is added in place
-    if bias is not None:
-        out += bias.reshape(1, o, 1)
-    return out.reshape(n, o, *out_hw)
+    return _to_nchw("rows_to_nchw", y, y.shape[1], n, out_hw, bias)
 
 
 def channels_to_nchw(y: np.ndarray, n: int, out_hw: tuple, bias: np.ndarray | None) -> np.ndarray:
     """``y (O, N*OH*OW)`` as ``(N, O, OH, OW)``, plus ``bias (O,)`` on every channel when given."""
-    o = y.shape[0]
+    return _to_nchw("channels_to_nchw", y, y.shape[0], n, out_hw, bias)
+
+
+def _to_nchw(kernel: str, y: np.ndarray, o: int, n: int, out_hw: tuple, bias: np.ndarray | None) -> np.ndarray:
     p = out_hw[0] * out_hw[1]
     if y.size and accel.handles(y) and (bias is None or (isinstance(bias, np.ndarray) and bias.dtype == y.dtype)):
         out = np.empty((n, o, p), y.dtype)
         b = np.ascontiguousarray(bias) if bias is not None else np.empty(1, y.dtype)
-        accel.run_ranges(_jit().channels_to_nchw, (np.ascontiguousarray(y), out, b, bias is not None), n,
+        accel.run_ranges(getattr(_jit(), kernel), (np.ascontiguousarray(y), out, b, bias is not None), n,
                          _per_thread(o * p))
         return out.reshape(n, o, *out_hw)
-    out = np.array(y.reshape(o, n, p).transpose(1, 0, 2), order="C")  # a copy: the bias is added in place
+    view = y.reshape(n, p, o).transpose(0, 2, 1) if kernel == "rows_to_nchw" else y.reshape(o, n, p).transpose(1, 0, 2)
+    out = np.array(view, order="C")  # a copy: the bias is added in place
     if bias is not None:
         out += bias.reshape(1, o, 1)
     return out.reshape(n, o, *out_hw)
