@@ -68,8 +68,8 @@ def test_nn_parallel_imports_and_raises_a_clear_error_when_used():
     import retrograd.nn.parallel as parallel
     from retrograd.nn.parallel import DataParallel, DistributedDataParallel as DDP, data_parallel
     assert parallel is nn.parallel
-    with pytest.raises(RuntimeError, match="DistributedDataParallel is not available yet"):
-        DDP(nn.Linear(2, 2), device_ids=[0])
+    with pytest.raises(ValueError, match="Default process group has not been initialized"):
+        DDP(nn.Linear(2, 2), device_ids=[0])  # as PyTorch's before init_process_group
     with pytest.raises(RuntimeError, match="DataParallel is not available: .*call the module directly"):
         DataParallel(nn.Linear(2, 2))
     with pytest.raises(RuntimeError, match="data_parallel is not available"):
@@ -85,11 +85,9 @@ def test_distributed_answers_as_a_single_process():
     from retrograd.distributed import destroy_process_group, init_process_group
     assert dist is rg.distributed
     assert dist.is_initialized() is tdist.is_initialized() is False
-    assert dist.is_available() is False  # as a PyTorch build without distributed support
-    with pytest.raises(RuntimeError, match="init_process_group: multi-process training is not available yet"):
-        init_process_group(backend="gloo")
-    with pytest.raises(RuntimeError, match="destroy_process_group"):
-        destroy_process_group()
+    assert dist.is_available() is True
+    with pytest.raises(ValueError, match="backend 'nccl' is not available; retrograd runs its collectives on MPI"):
+        init_process_group(backend="nccl")
     for name in ("get_rank", "get_world_size", "barrier"):
         with pytest.raises(ValueError) as theirs:
             getattr(tdist, name)()

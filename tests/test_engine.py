@@ -242,6 +242,73 @@ def test_memory_returns_to_baseline_without_gc():
     assert current - base < 20_000  # ...and all of it comes back
 
 
+def test_nll_loss_backward_holds_two_class_sized_gradients_at_most():
+    # a language model's loss: log_softmax over (rows, vocab), then nll_loss, which gathers one entry per
+    # row with a (rows, 1) index. Its backward needs the dense gradient of the gather and that of
+    # log_softmax, as PyTorch's; the gather once took a full-size slice first, whose backward added a
+    # third (rows, vocab) copy at the peak, and x.grad was a copy of log_softmax's gradient (a reshaped view)
+    rows, vocab = 128, 4096
+    size = rows * vocab * 4
+    x = rg.tensor(np.random.default_rng(0).standard_normal((rows, vocab)).astype(np.float32), requires_grad=True)
+    t = rg.tensor(np.random.default_rng(1).integers(0, vocab, rows))
+    loss = rg.nn.functional.nll_loss(rg.nn.functional.log_softmax(x, dim=1), t)
+    assert loss._node is not None
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    loss.backward()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert 1.9 * size < peak - base < 2.5 * size  # the two gradients (the second one becomes x.grad, not a copy)
+    xt = torch.tensor(x.detach().numpy(), requires_grad=True)
+    torch.nn.functional.nll_loss(torch.log_softmax(xt, dim=1), torch.tensor(t.numpy())).backward()
+    np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), rtol=1e-6, atol=1e-9)
+
+
+def test_a_node_that_reads_no_input_value_keeps_edges_not_arrays():
+    # PyTorch's add/view/log_softmax keep no input: the projection's output a residual add takes, or the
+    # logits view reshaped, are freed at once; retrograd's node keeps a stand-in (edges)
+    x = rg.randn(256, 256, dtype=rg.float64, requires_grad=True)
+    h = x * 3.0  # 512 KiB, has a history
+    ref = weakref.ref(h._array)
+    y = (h + 1.0).view(-1)
+    z = rg.nn.functional.log_softmax(y.view(256, 256) * 2.0, dim=1)
+    del h
+    gc.collect()
+    assert ref() is None  # nothing holds h's values: add's backward does not read them
+    (z * rg.arange(256.0, dtype=rg.float64)).sum().backward()
+    xt = torch.tensor(x.detach().numpy(), requires_grad=True)
+    zt = torch.log_softmax(((xt * 3.0 + 1.0).view(-1)).view(256, 256) * 2.0, dim=1)
+    (zt * torch.arange(256.0, dtype=torch.float64)).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), rtol=1e-10, atol=1e-10)
+
+
+def test_second_order_through_a_node_that_kept_edges():
+    # log_softmax keeps its output, not its input: the differentiable backward (create_graph) uses the
+    # saved output as a tensor whose history is that node, as PyTorch's saved result, instead of
+    # recomputing it from the input
+    a = np.random.default_rng(3).standard_normal((64, 300))
+    x, xt = rg.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+    for lib, v in ((rg, x), (torch, xt)):
+        z = lib.log_softmax(v * 1.5, dim=1)
+        (g,) = lib.autograd.grad((z[:, :7] ** 2).sum(), v, create_graph=True)
+        (g ** 2).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_gather_with_a_column_index_reads_the_input_itself():
+    x = rg.randn(5, 7, requires_grad=True)
+    picked = x.gather(1, rg.tensor([[0], [6], [3], [2], [1]]))
+    assert picked._node.inputs[0] is x  # no slice node in between (the index spans dim 0 whole)
+    narrow = x.gather(1, rg.tensor([[0], [6]]))  # reads rows 0-1 only: the slice stays
+    assert narrow._node.inputs[0] is not x
+    (picked.sum() + 2 * narrow.sum()).backward()
+    want = np.zeros((5, 7), np.float32)
+    want[[0, 1, 2, 3, 4], [0, 6, 3, 2, 1]] += 1
+    want[[0, 1], [0, 6]] += 2
+    np.testing.assert_array_equal(x.grad.numpy(), want)
+
+
 # ------------------------------------------------------------------ in place
 def test_in_place_ops_on_leaves_under_no_grad():
     w = rg.tensor([1.0, 2.0, 3.0], requires_grad=True)

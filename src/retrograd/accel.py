@@ -11,6 +11,10 @@ max-pool backward adds the gradients of overlapping windows in PyTorch's order,
 where the NumPy path's order differs in the last bit). Without Numba, or with
 ``RETROGRAD_NO_JIT=1``, the NumPy path is the only one and nothing else changes.
 
+Importing this module also keeps glibc's malloc from unmapping large freed blocks (see
+``_tune_malloc``; ``RETROGRAD_MALLOC=0`` opts out): without it, a training step's page faults cost
+more than its elementwise passes.
+
 ``jit(func)`` wraps a kernel so that it is compiled at its first call (about a
 second, then cached on disk for later processes); ``njit(func)`` is the Numba
 dispatcher itself, for modules imported only when Numba is (``retrograd.kernels.jit``,
@@ -28,7 +32,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["available", "handles", "get_num_threads", "set_num_threads", "jit", "njit", "run_split", "run_ranges"]
+__all__ = ["available", "handles", "get_num_threads", "set_num_threads", "jit", "njit", "run_split", "run_ranges",
+           "blas_threads", "single_threaded_blas"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))  # what the kernels are compiled for
 MIN_PER_THREAD = 1 << 20  # elements (~1 ms of work); below this a second thread costs more than it saves
@@ -61,7 +66,7 @@ def _env_threads() -> int:
 class _State:
     """Process-wide settings and the worker threads, in one object rather than loose globals."""
 
-    __slots__ = ("numba", "enabled", "pool", "threads", "lock")
+    __slots__ = ("numba", "enabled", "pool", "threads", "lock", "blas", "blas_depth", "blas_saved")
 
     def __init__(self) -> None:
         self.numba: bool | None = None  # whether Numba is installed, looked up once
@@ -69,9 +74,41 @@ class _State:
         self.pool = None
         self.lock = threading.RLock()
         self.threads = _env_threads()
+        self.blas: tuple | None = None  # (get, set) of NumPy's OpenBLAS thread count, looked up once; () if none
+        self.blas_depth = 0  # callers inside single_threaded_blas()
+        self.blas_saved = 0  # OpenBLAS's thread count when the first of them came in
 
 
 _state = _State()
+
+# glibc's malloc returns a large freed block to the kernel (munmap, or trimming the heap's top) and
+# maps fresh zeroed pages for the next one: a transformer step that allocates and frees the same
+# few-MB activations over and over then spends a quarter of its time in page faults (11,000 a step,
+# 27 ms of system time in the GPT step of bench/programs/gpt.py; PyTorch's: 400 faults, 4 ms).
+# Blocks up to 32 MB therefore come from malloc's heap, and up to 512 MB of freed heap stays mapped
+# for the next step (the process keeps its peak, which it reached anyway). RETROGRAD_MALLOC=0 leaves
+# malloc's defaults alone; nothing happens outside glibc.
+_MMAP_THRESHOLD = 32 << 20  # glibc's largest allowed value (HEAP_MAX_SIZE / 2 on 64-bit)
+_TRIM_THRESHOLD = 512 << 20
+
+
+def _tune_malloc() -> bool:
+    """Set glibc's ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` (above); whether it was done."""
+    if os.environ.get("RETROGRAD_MALLOC", "") not in ("", "1"):
+        return False
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION"):
+            return False
+        import ctypes
+
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, ValueError, OSError):  # not glibc, or no mallopt
+        return False
+    mallopt.restype, mallopt.argtypes = ctypes.c_int, [ctypes.c_int, ctypes.c_int]
+    return bool(mallopt(-3, _MMAP_THRESHOLD)) and bool(mallopt(-1, _TRIM_THRESHOLD))  # M_MMAP_, M_TRIM_THRESHOLD
+
+
+malloc_tuned = _tune_malloc()
 
 
 def _forget_pool() -> None:
@@ -118,12 +155,87 @@ def get_num_threads() -> int:
 
 
 def set_num_threads(n: int) -> None:
-    """Let compiled kernels use ``n`` threads. The BLAS library's threads are separate
-    (``OPENBLAS_NUM_THREADS`` or threadpoolctl); ``RETROGRAD_NUM_THREADS`` sets the
-    starting value."""
+    """Let retrograd use ``n`` threads: its compiled kernels, the GEMMs it splits over its own
+    threads (``kernels.matmul``), and NumPy's OpenBLAS (set to ``n`` too where it is found, as
+    ``torch.set_num_threads`` sets PyTorch's BLAS). ``RETROGRAD_NUM_THREADS`` sets the starting
+    value of retrograd's own threads and leaves OpenBLAS's (``OPENBLAS_NUM_THREADS``) alone."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"set_num_threads: expected an integer >= 1, got {n!r}")
     _state.threads = int(n)
+    funcs = _blas_funcs()
+    if funcs:
+        with _state.lock:
+            if _state.blas_depth:  # restored to n when the last split GEMM is done
+                _state.blas_saved = int(n)
+            else:
+                funcs[1](int(n))
+
+
+def _blas_funcs() -> tuple:
+    """``(get, set)`` for the thread count of the OpenBLAS that NumPy loaded (ctypes functions
+    found through ``/proc/self/maps``, as threadpoolctl does), or ``()`` where there is none (another
+    BLAS, or not on Linux)."""
+    if _state.blas is None:
+        _state.blas = _find_openblas()
+    return _state.blas
+
+
+def _find_openblas() -> tuple:
+    import ctypes
+
+    np_dir = os.path.dirname(os.path.dirname(os.path.abspath(np.__file__)))  # site-packages
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split(None, 5)[5].strip() for line in f if line.count(" ") >= 5 and "openblas" in line}
+    except OSError:
+        return ()
+    # NumPy's own copy first (numpy.libs/), then any other OpenBLAS (a system NumPy's)
+    for path in sorted(paths, key=lambda p: not p.startswith(os.path.join(np_dir, "numpy"))):
+        try:
+            lib = ctypes.CDLL(path, mode=getattr(ctypes, "RTLD_NOLOAD", 0) | ctypes.RTLD_GLOBAL)
+        except OSError:
+            continue
+        for prefix in ("scipy_openblas", "openblas"):
+            for suffix in ("64_", "", "_64"):
+                get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+                put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+                if get is not None and put is not None:
+                    get.restype, get.argtypes = ctypes.c_int, []
+                    put.restype, put.argtypes = None, [ctypes.c_int]
+                    return get, put
+    return ()
+
+
+def blas_threads() -> int | None:
+    """NumPy's OpenBLAS thread count, or ``None`` where no OpenBLAS was found."""
+    funcs = _blas_funcs()
+    return funcs[0]() if funcs else None
+
+
+class single_threaded_blas:
+    """Context: NumPy's OpenBLAS on one thread while retrograd's own threads run GEMMs side by side
+    (each on its own rows), so that OpenBLAS's workers do not spin against them; the previous count
+    comes back when the last such caller leaves. Does nothing where no OpenBLAS was found."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        funcs = _blas_funcs()
+        if funcs:
+            with _state.lock:
+                if not _state.blas_depth:
+                    _state.blas_saved = funcs[0]()
+                    if _state.blas_saved != 1:
+                        funcs[1](1)
+                _state.blas_depth += 1
+
+    def __exit__(self, *exc: Any) -> None:
+        funcs = _blas_funcs()
+        if funcs:
+            with _state.lock:
+                _state.blas_depth -= 1
+                if not _state.blas_depth and _state.blas_saved != 1:
+                    funcs[1](_state.blas_saved)
 
 
 class _Lazy:

@@ -2,6 +2,7 @@
 learning rate, plot a run and sample text from a trained GPT, all from a TOML config.
 
     retrograd train examples/fashion_mlp.toml --set optim.lr=0.002
+    retrograd train examples/fashion_mlp.toml --nproc 4      # 4 data-parallel ranks (MPI; or under mpiexec)
     retrograd resume runs/fashion_mlp
     retrograd evaluate runs/fashion_mlp --checkpoint best
     retrograd compare examples/fashion_mlp.toml --optimizers sgd,momentum,adam,adamw
@@ -9,6 +10,7 @@ learning rate, plot a run and sample text from a trained GPT, all from a TOML co
     retrograd plot runs/fashion_mlp
     retrograd generate runs/shakespeare_gpt --prompt "ROMEO:" --max-new-tokens 200 --temperature 0.8
     retrograd predict runs/fashion_mlp x_new.npy -o predictions.csv
+    retrograd export runs/fashion_cnn --format onnx --quantize int8
 
 A run folder holds ``config.toml`` (the resolved config: every default and
 every value derived from the data written out, so ``resume`` and ``evaluate``
@@ -51,6 +53,10 @@ from .train.recipe import data_seed, make_trainer, prepare
 from .train.runs import (check_schedule_length, checkpoint_dir, final_metrics, finish_run, finished_run, jsonable, new_run_dir,
                          prefixed_metrics, read_run_config)
 from .train.step_timing import TimedRun, interleaved_step_times
+from .train.rank_data import effective_batch_text
+from .train.ranks import RankMismatchError, env_world_size, from_environment
+from .train.ranks import start as start_ranks
+from .train.launch import note_rank
 
 __all__ = ["main", "build_parser"]
 
@@ -82,22 +88,47 @@ def _write_inputs(run_dir: pathlib.Path, setup) -> None:
         (run_dir / "inputs.json").write_text(json.dumps(setup.data.inputs.to_dict(), indent=1) + "\n")
 
 
+def _join_ranks(args, cfg: dict):
+    """The data-parallel ranks this process is one of (``retrograd.train.ranks``; one process when
+    not started by mpiexec), with the time limit of ``--rank-timeout`` or ``train.rank_timeout``."""
+    if args.rank_timeout is not None:
+        cfg["train"]["rank_timeout"] = args.rank_timeout
+    ranks = from_environment(cfg["train"]["rank_timeout"], args.command)
+    args.ranks = ranks
+    if ranks.size > 1:
+        note_rank(ranks.rank, "pid", os.getpid())  # for --nproc's launcher: who died, if one does
+    if args.nproc is not None and args.nproc != ranks.size:
+        raise ConfigError(f"--nproc {args.nproc}: this process is one of {ranks.size} ranks started by mpiexec; "
+                          f"leave --nproc out under mpiexec (or give --nproc {ranks.size})")
+    return ranks
+
+
 def cmd_train(args, extra_callbacks: Sequence = ()) -> dict:
     cfg = _config_from_args(args)
     _check_checkpoint_package(cfg)
     t0 = time.perf_counter()
-    setup = prepare(cfg, config_path=args.config)
-    run_dir = new_run_dir(cfg, args.config, command="train")
-    (run_dir / "config.toml").write_text(dumps(cfg))
-    _write_inputs(run_dir, setup)
-    record_model_code(run_dir, cfg)
-    if setup.data.vocab is not None:
-        (run_dir / "vocab.json").write_text(json.dumps(setup.data.vocab.itos))
+    ranks = _join_ranks(args, cfg)
+    lead = ranks.rank == 0
+    setup = prepare(cfg, config_path=args.config, ranks=ranks)
+    start_ranks(ranks, setup, build_parser.version, fresh=True)
+    run_dir = new_run_dir(cfg, args.config, command="train") if lead else None
+    run_dir = pathlib.Path(ranks.bcast(str(run_dir), "the run folder's name"))
+    cfg["run"]["name"] = run_dir.name
     args.active_run_dir = run_dir  # for the message after Ctrl-C
-    print(f"run folder: {run_dir}")
-    show_model(setup, quiet=args.quiet, run_dir=run_dir)
+    if lead:
+        (run_dir / "config.toml").write_text(dumps(cfg))
+        _write_inputs(run_dir, setup)
+        record_model_code(run_dir, cfg)
+        if setup.data.vocab is not None:
+            (run_dir / "vocab.json").write_text(json.dumps(setup.data.vocab.itos))
+        print(f"run folder: {run_dir}")
+        if ranks.size > 1:
+            print(effective_batch_text(ranks, cfg))
+        show_model(setup, quiet=args.quiet, run_dir=run_dir)
     trainer = args.active_trainer = make_trainer(setup, run_dir, quiet=args.quiet, extra_callbacks=extra_callbacks)
     history = trainer.fit(setup.train_loader, setup.val_loader, epochs=cfg["train"]["epochs"])
+    if not lead:
+        return {"status": "rank", "rank": ranks.rank}
     return finish_run(setup, trainer, history, run_dir, time.perf_counter() - t0)
 
 
@@ -114,18 +145,26 @@ def cmd_resume(args, extra_callbacks: Sequence = ()) -> dict:
               f"retrograd resume {run_dir} --epochs N)")
         return {"status": "complete", "run_dir": str(run_dir), "reason": done}
     t0 = time.perf_counter()
-    setup = prepare(cfg)
-    if not (run_dir / "inputs.json").is_file():  # a run from before inputs.json existed
+    ranks = _join_ranks(args, cfg)
+    lead = ranks.rank == 0
+    setup = prepare(cfg, ranks=ranks)
+    start_ranks(ranks, setup, build_parser.version, fresh=False)  # every rank loads the same checkpoint
+    if lead and not (run_dir / "inputs.json").is_file():  # a run from before inputs.json existed
         _write_inputs(run_dir, setup)
-    if args.epochs is not None:
+    if args.epochs is not None and lead:
         for note in check_schedule_length(setup, args.epochs, "resume", planned):
             print(f"retrograd resume: note: {note}", file=sys.stderr)
     args.active_run_dir = run_dir  # for the message after Ctrl-C
-    print(f"resuming {run_dir} from {ckpt}")
-    show_model(setup, quiet=args.quiet)
+    if lead:
+        print(f"resuming {run_dir} from {ckpt}")
+        if ranks.size > 1:
+            print(effective_batch_text(ranks, cfg))
+        show_model(setup, quiet=args.quiet)
     trainer = args.active_trainer = make_trainer(setup, run_dir, quiet=args.quiet, extra_callbacks=extra_callbacks)
     history = trainer.fit(setup.train_loader, setup.val_loader, epochs=cfg["train"]["epochs"],
                           resume_from=str(ckpt))
+    if not lead:
+        return {"status": "rank", "rank": ranks.rank}
     (run_dir / "config.toml").write_text(dumps(cfg))
     return finish_run(setup, trainer, history, run_dir, time.perf_counter() - t0)
 
@@ -362,6 +401,20 @@ def cmd_predict(args) -> dict:
     return result
 
 
+def cmd_export(args) -> dict:
+    from .train.export import export_run  # loads onnx only when asked
+    result = export_run(args.run_dir, args.output, fmt=args.format, quantize=args.quantize,
+                        checkpoint=args.checkpoint, opset_version=args.opset,
+                        trust_model_code=args.trust_model_code)
+    diff, kind = result["max_abs_diff"], "int8 weights" if args.quantize else "float32"
+    axes = "batch and sequence axes" if result["task"] == "language_model" else "batch axis"
+    print(f"{args.run_dir}: {result['checkpoint']}")
+    print(f"wrote {result['path']} ({result['bytes'] / 1e6:.2f} MB, {kind}; input 'input' {result['inputs']} "
+          f"with a dynamic {axes}, output 'output')"
+          + ("" if diff is None else f"; onnxruntime vs retrograd on other inputs: max |diff| {diff:.3g}"))
+    return result
+
+
 # ---------------------------------------------------------------------- tune
 def cmd_tune(args):
     """``retrograd tune CONFIG`` (the config's ``[search]`` table declares the space and the settings;
@@ -445,8 +498,19 @@ def _checkpoint_arg(sp, what: str) -> None:
                     help=f"which checkpoint to {what}: best (by train.monitor) or last (default: best)")
 
 
+def _rank_flags(sp) -> None:
+    sp.add_argument("--nproc", type=_POSITIVE_INT, metavar="N",
+                    help="data-parallel: start N local ranks through the installed MPI's mpiexec (on several "
+                         "machines, run mpiexec -n N --hostfile H retrograd ... yourself); see the README's "
+                         "'Training on several processes and machines'")
+    sp.add_argument("--rank-timeout", type=_POSITIVE_FLOAT, metavar="SECONDS",
+                    help="data-parallel: seconds a rank waits for the others in one collective before it "
+                         "names the ranks that hung or died and stops all of them (default: train.rank_timeout, 60)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     version = sys.modules[__package__].__version__  # the package's own (an import of it would go up a layer)
+    build_parser.version = version
     p = argparse.ArgumentParser(prog="retrograd", description="Train and inspect retrograd models from TOML "
                                 "configs (see examples/*.toml).")
     p.add_argument("--version", action="version", version=f"retrograd {version}",
@@ -460,11 +524,13 @@ def build_parser() -> argparse.ArgumentParser:
         _quiet_flag(sp)
         return sp
 
-    with_config(sub.add_parser("train", help="train from a config; writes a run folder"))
+    t = with_config(sub.add_parser("train", help="train from a config; writes a run folder"))
     r = sub.add_parser("resume", help="continue an interrupted run from its last checkpoint")
     _run_dir_arg(r, "continue")
     r.add_argument("--epochs", type=_POSITIVE_INT, help="train to this many epochs in total (default: the config's)")
     _quiet_flag(r)
+    for sp in (t, r):
+        _rank_flags(sp)
     e = sub.add_parser("evaluate", help="metrics of a run's checkpoint on its validation and test data")
     _run_dir_arg(e, "evaluate")
     _checkpoint_arg(e, "evaluate")
@@ -521,6 +587,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "postgresql://user:pw@host/db, or 'journal'")
     tu.add_argument("--n-trials", type=_POSITIVE_INT, help="total trials (default: [search] n_trials; grid: the whole grid)")
     tu.add_argument("--show", metavar="STUDY_DIR", help="print a study's table and redraw its plots")
+    ex = sub.add_parser("export", help="a run's model as an ONNX file (onnxruntime, edge runtimes), optionally int8")
+    _run_dir_arg(ex, "export", "runs/fashion_cnn")
+    ex.add_argument("--format", choices=("onnx",), default="onnx", help="file format (default: onnx)")
+    ex.add_argument("--quantize", choices=("int8",), help="int8 weights by onnxruntime's dynamic quantisation")
+    ex.add_argument("--output", "-o", help="the .onnx file to write (default: RUN/model.onnx, RUN/model.int8.onnx)")
+    ex.add_argument("--opset", type=_number(int, 17, "an int >= 17"), default=None,
+                    help="ONNX opset, 17 to 21 (default: 17)")
+    ex.add_argument("--checkpoint", default=None, help="best, last, or the name or path of a checkpoint folder "
+                    "(default: best when the run has one, else last)")
+    _trust_flag(ex)
     p.command_parsers = sub.choices  # for main: an unknown flag is reported by its command's parser
     return p
 
@@ -528,6 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS = {"train": cmd_train, "resume": cmd_resume, "evaluate": cmd_evaluate, "compare": cmd_compare,
             "lr-find": cmd_lr_find, "plot": cmd_plot, "generate": cmd_generate, "predict": cmd_predict}
 COMMANDS["tune"] = cmd_tune
+COMMANDS["export"] = cmd_export
 
 
 def _where(state: dict) -> str:
@@ -579,31 +656,102 @@ def main(argv: Sequence[str] | None = None, *, extra_callbacks: Sequence = ()) -
     package, or a path that is not the file or folder it should be (the message names it),
     3 training failed (non-finite loss or gradients: NaNGuard stopped the run; ``summary.json`` has
     ``"status": "failed"`` and the reason), 130 interrupted (Ctrl-C), 141 stdout closed by its reader
-    (``retrograd generate ... | head``; quietly, as Unix tools end on SIGPIPE).
+    (``retrograd generate ... | head``; quietly, as Unix tools end on SIGPIPE); with several ranks
+    (``--nproc``, mpiexec), 4 a rank hung or died and the others were stopped
+    (``retrograd.train.ranks.EXIT_RANK_LOST``).
     ``extra_callbacks`` are appended to the Trainer's callbacks by ``train`` and ``resume``."""
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # `retrograd train c.toml --bogus`: the command's usage, `retrograd train: error: ...`
         parser.command_parsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    if getattr(args, "nproc", None) not in (None, 1) and env_world_size() is None:
+        return _launch(args, sys.argv[1:] if argv is None else list(argv))
+    try:
+        code = _run(args, extra_callbacks)
+    except BaseException as e:  # one rank failing alone must not leave the others waiting
+        ranks = getattr(args, "ranks", None)
+        if ranks is None or ranks.size == 1 or isinstance(e, SystemExit):
+            raise
+        import traceback
+        traceback.print_exc()
+        ranks.abort(f"rank {ranks.rank}: {type(e).__name__}: {e} (traceback above)", 1)
+        raise
+    ranks = getattr(args, "ranks", None)
+    if ranks is not None and ranks.size > 1:
+        note_rank(ranks.rank, "exit", code)
+    if ranks is not None and ranks.size > 1 and code not in (0, 130) and not getattr(args, "agreed", False):
+        sys.stderr.flush()
+        note_rank(ranks.rank, "exit", code)
+        ranks.comm.Abort(code)  # an error of this rank alone: stop the others now
+    return code
+
+
+def _error(args, text: str) -> None:
+    """``retrograd CMD: error: TEXT`` on stderr; ``rank R:`` before TEXT on a rank of several."""
+    ranks = getattr(args, "ranks", None)
+    who = f"rank {ranks.rank}: " if ranks is not None and ranks.size > 1 else ""
+    print(f"retrograd {args.command}: error: {who}{text}", file=sys.stderr, flush=True)
+
+
+def _launch(args, argv: list[str]) -> int:
+    """``--nproc N`` outside mpiexec: the config (or run folder) checked once here, then N ranks."""
+    from .train.launch import launch
+
+    try:
+        if args.command == "train":
+            _config_from_args(args)
+        else:
+            read_run_config(pathlib.Path(args.run_dir), trust_model_code=args.trust_model_code, command="resume")
+        return launch(args.nproc, _without_nproc(argv), args.command)
+    except (ConfigError, CheckpointError) as e:
+        _error(args, str(e))
+        return 2
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """``argv`` less ``--nproc N`` / ``--nproc=N`` (and argparse's abbreviations of it)."""
+    out, skip = [], False
+    for tok in argv:
+        if skip:
+            skip = False
+        elif tok.startswith("--np") and "--nproc".startswith(tok):
+            skip = True
+        elif tok.startswith("--np") and "=" in tok and "--nproc".startswith(tok.split("=", 1)[0]):
+            pass
+        else:
+            out.append(tok)
+    return out
+
+
+def _run(args, extra_callbacks: Sequence) -> int:
+    """``main``'s command, its errors turned into messages and exit statuses."""
     try:
         if args.command in ("train", "resume"):
             result = COMMANDS[args.command](args, extra_callbacks=extra_callbacks)
         else:
             result = COMMANDS[args.command](args)
         sys.stdout.flush()  # a closed pipe shows here, not in Python's flush at exit
+    except RankMismatchError as e:  # every rank found it: rank 0 says it, all exit 2
+        args.agreed = True
+        if args.ranks.rank == 0:
+            print(f"retrograd {args.command}: error: {e}", file=sys.stderr)
+        return 2
     except (ConfigError, DataNotInstalledError, CheckpointError) as e:
-        print(f"retrograd {args.command}: error: {e}", file=sys.stderr)
+        _error(args, str(e))
         return 2
     except ImportError as e:  # an optional package missing (its message names the install); not retrograd's own
         if (e.name or "").split(".")[0] == "retrograd":
             raise
-        print(f"retrograd {args.command}: error: {e}", file=sys.stderr)
+        _error(args, str(e))
         return 2
     except (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as e:
-        print(f"retrograd {args.command}: error: {e.filename}: {e.strerror}", file=sys.stderr)
+        _error(args, f"{e.filename}: {e.strerror}")
         return 2
     except KeyboardInterrupt:
-        print(f"retrograd {args.command}: {interrupt_message(args)}", file=sys.stderr)
+        ranks = getattr(args, "ranks", None)
+        if ranks is None or ranks.rank == 0:  # the ranks stop at the same batch; rank 0 saved and says so
+            print(f"retrograd {args.command}: {interrupt_message(args)}", file=sys.stderr)
+        args.agreed = True
         return 130
     except BrokenPipeError:  # `retrograd generate ... | head`: the reader has gone; stop quietly
         _silence_stdout()

@@ -27,6 +27,7 @@ import functools
 import heapq
 import itertools
 import os
+import sys
 import traceback
 from typing import Any, Callable, Sequence
 
@@ -39,7 +40,7 @@ from .hooks import RemovableHandle, add_hook
 class _State:
     """Grad mode and anomaly mode: one object instead of module globals."""
 
-    __slots__ = ("enabled", "anomaly", "tensor_type", "view_history")
+    __slots__ = ("enabled", "anomaly", "tensor_type", "view_history", "grad_observers", "final_callbacks")
 
     def __init__(self) -> None:
         self.enabled = True
@@ -48,6 +49,11 @@ class _State:
         # set by tensor_inplace.py: (input, gradient, consumer seq) -> (node, gradient), for inputs
         # whose storage's history changed in place (a view whose base was rebased)
         self.view_history: Any = None
+        # data-parallel training (nn.parallel): id(leaf) -> callable(leaf), called each time backward has
+        # accumulated a gradient into that leaf's .grad; and callables run once when the backward that
+        # queued them (``queue_callback``) has finished. None/empty costs nothing.
+        self.grad_observers: dict | None = None
+        self.final_callbacks: list = []
 
 
 state = _State()
@@ -413,11 +419,22 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                                    f"gradient of shape {gi.shape}")
             np.add(gd, gi, out=gd, casting="unsafe")
 
+    observers = state.grad_observers if accumulate and only is None else None
+    if observers:
+        accumulate_into = to_leaf
+
+        def to_leaf(t: Any, gi: Any, fresh: bool) -> None:  # noqa: F811  the observed variant
+            accumulate_into(t, gi, fresh)
+            seen = observers.get(id(t))
+            if seen is not None:
+                seen(t)
+
     for r, g in leaf_seeds:
         to_leaf(r, g, False)
 
     prev_mode = state.enabled
     state.enabled = create_graph
+    done: Sequence = ()
     heappop, heappush = heapq.heappop, heapq.heappush
     try:
         # nodes in decreasing creation order: each is reached only after all its consumers
@@ -516,7 +533,7 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                     if child is None:
                         continue
                 if child is None:
-                    to_leaf(t, gi, not create_graph and gi is not g and gi.base is None and gi.flags.writeable)
+                    to_leaf(t, gi, not create_graph and gi is not g and gi.flags.writeable and _sole(gi))
                 else:
                     prev = grads.get(child)
                     if prev is None:
@@ -526,8 +543,15 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                         grads[child] = prev + gi
                     else:
                         grads[child] = _accumulate(prev, gi, owned)
+            # drop this node's gradients before the next rule runs: one summed into an accumulator
+            # (or added out of place) is garbage now, and the locals would keep it alive through it
+            g = prev = gi = pairs = ga = gb = gin = None
     finally:
         state.enabled = prev_mode
+        if state.final_callbacks:
+            done, state.final_callbacks = state.final_callbacks, []
+    for cb in done:  # only after a backward that finished
+        cb()
 
     if capture is None:
         return None
@@ -539,6 +563,57 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
 
 
 _NEED1 = (True,)
+# the ``_gslot`` of an edge: the stand-in a node keeps for an input whose values its backward never reads
+EDGE_ONLY = np.empty(0)
+EDGE_MIN_BYTES = 1 << 16  # smaller inputs are kept as they are (a stand-in costs more than it frees)
+_NAN: dict = {}
+
+
+def edges(ins: tuple) -> tuple:
+    """The inputs a node keeps when its rule's backward reads none of their values (``needs_inputs``
+    false; PyTorch's graph keeps only edges there, not the tensors). An input with a history (not a
+    leaf) whose storage has had no in-place change is replaced by a stand-in Tensor that has what
+    the engine reads (its node at this moment, its version counter, ``requires_grad``, and an array
+    of its shape and dtype that occupies no memory: a broadcast NaN, so that a rule that did read it
+    would show). The input's own array is then freed as soon as nothing else uses it (the
+    projection's output a residual ``add`` took, the logits a ``view`` reshaped), not only at
+    backward. Leaves, small arrays and bfloat16 are kept: the stand-in would save little there.
+
+    The stand-in's node is the input's history as this node read it, which is what the engine
+    would look up later (``_history``); an in-place change before this moment would make it read
+    a newer history (``view_history``), so such inputs are kept."""
+    out = None
+    for i, t in enumerate(ins):
+        if t is None or t._node is None or len(t._vc) > 1:
+            continue
+        a = t._array
+        if a.nbytes < EDGE_MIN_BYTES or a.dtype.kind not in "fc":
+            continue
+        nan = _NAN.get(a.dtype)
+        if nan is None:
+            nan = _NAN[a.dtype] = np.full((), np.nan, dtype=a.dtype)
+        e = object.__new__(state.tensor_type)
+        e._array = np.broadcast_to(nan, a.shape)
+        e.grad = None
+        e.requires_grad = t.requires_grad
+        e._node = t._node
+        e._vc = t._vc
+        e._hooks = None
+        e._gslot = EDGE_ONLY
+        if out is None:
+            out = list(ins)
+        out[i] = e
+    return ins if out is None else tuple(out)
+
+
+def _saved_output(node: Node, Tensor: Any) -> Any:
+    """The node's saved output as a Tensor whose history is the node itself (PyTorch's saved
+    ``result``): a differentiable backward (create_graph) of a node whose inputs are edges
+    (``edges``) uses it instead of recomputing the output from the inputs' values."""
+    t = Tensor._wrap(node.out)
+    t.requires_grad = True
+    t._node = node
+    return t
 # the ``_gslot`` of a view made under no_grad of a tensor that requires grad: it requires grad but,
 # as in PyTorch, never accumulates a ``.grad``
 NO_GRAD_SLOT = np.empty(0)
@@ -595,7 +670,10 @@ def _general_step(node: Node, g: Any, create_graph: bool, wrap: Callable, Tensor
         vals = ins
         out = None
         if rule.save_out:
-            out = Tensor._apply(rule, ins, node.kw)  # differentiable recomputation
+            if any(t is not None and getattr(t, "_gslot", None) is EDGE_ONLY for t in ins):
+                out = _saved_output(node, Tensor)  # the inputs' values are gone: the output's history
+            else:
+                out = Tensor._apply(rule, ins, node.kw)  # differentiable recomputation
         if not isinstance(g, Tensor):
             g = wrap(g)
     else:
@@ -614,6 +692,28 @@ def _accumulate(prev: Any, gi: Any, owned: set) -> Any:
     if type(out) is np.ndarray:  # 0-d sums come back as NumPy scalars: not updatable
         owned.add(id(out))
     return out
+
+
+def _base_refs(a: np.ndarray) -> int:
+    b = a.base
+    return sys.getrefcount(b)
+
+
+# what _base_refs reports for the base of a view that nothing else references (measured, not assumed:
+# the count getrefcount sees for a local differs between Python versions)
+_SOLE_BASE_REFS = _base_refs(np.empty(2).reshape(1, 2))
+
+
+def _sole(gi: np.ndarray) -> bool:
+    """Whether ``gi``'s memory can become a leaf's ``.grad`` without a copy: ``gi`` owns it, or ``gi``
+    is a view of all of an array that nothing else references (a rule's ``out.reshape(shape)``)."""
+    b = gi.base
+    if b is None:
+        return True
+    if type(b) is not np.ndarray or b.base is not None or b.nbytes != gi.nbytes:
+        return False
+    del b  # counted otherwise
+    return _base_refs(gi) == _SOLE_BASE_REFS
 
 
 def _raise_modified(rule: Any, ins: Sequence) -> None:
@@ -647,6 +747,13 @@ def _grad_seed(out: Any, g: Any, create_graph: bool, what: str) -> Any:
     if gt.dtype != out.dtype:
         gt = gt._cast(out.dtype)
     return gt if create_graph else gt._array
+
+
+def queue_callback(fn: Callable[[], None]) -> None:
+    """Run ``fn()`` once the backward now running has finished (PyTorch's
+    ``Variable._execution_engine.queue_callback``); data-parallel training waits
+    for its gradient all-reduces there."""
+    state.final_callbacks.append(fn)
 
 
 def backward(tensors: Any, grad_tensors: Any = None, retain_graph: bool | None = None,

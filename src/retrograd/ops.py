@@ -585,14 +585,17 @@ LOG_SOFTMAX = Rule("log_softmax", _log_softmax_f, _log_softmax_b, save_out=True,
 
 
 # ============================================================== linear algebra
-def _folded_matmul(a, b):
-    """``a @ b``, for a C-contiguous (..., k) array ``a`` and a 2-D ``b`` as one (N, k) @ (k, n) product:
-    NumPy's matmul runs a stacked ``a`` as one small GEMM per leading index (1.4x slower for a GPT's
-    (32, 64, 128) activations); other inputs (Tensors under create_graph, views) go to ``@`` as given."""
-    if isinstance(a, np.ndarray) and a.ndim > 2 and a.flags.c_contiguous and isinstance(b, np.ndarray) \
-            and b.ndim == 2:
-        return (a.reshape(-1, a.shape[-1]) @ b).reshape(*a.shape[:-1], b.shape[-1])
-    return a @ b
+def _folded_matmul(a, b, bias=None):
+    """``a @ b [+ bias]``, a C-contiguous (..., k) ``a`` and a 2-D ``b`` as one (N, k) @ (k, n) product (NumPy
+    runs a stacked ``a`` as one small GEMM per leading index), large ones on retrograd's threads
+    (``kernels.matmul``); other inputs (Tensors under create_graph, views) go to ``@`` as given."""
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and b.ndim == 2:
+        if a.ndim > 2 and a.flags.c_contiguous:
+            return kernels.matmul(a.reshape(-1, a.shape[-1]), b, bias).reshape(*a.shape[:-1], b.shape[-1])
+        if a.ndim == 2 and a.shape[0] * a.shape[1] * b.shape[1] >= 2 * kernels.MIN_GEMM_PER_THREAD:
+            return kernels.matmul(a, b, bias)  # (smaller ones would stay one call there too)
+    out = a @ b
+    return out if bias is None else out.__iadd__(bias)
 
 
 def _matmul_b(g, out, ins, kw, needs):
@@ -625,11 +628,8 @@ MATMUL = Rule("matmul", lambda ins, kw: _folded_matmul(ins[0], ins[1]), _matmul_
 
 
 def _linear_f(ins, kw):
-    x, w = ins[0], ins[1]
-    out = _folded_matmul(x, w.T)
-    if len(ins) == 3:
-        out += ins[2]  # in place on the fresh product: no second (batch, out) temporary
-    return out
+    # the bias added in place on the fresh product: no second (batch, out) temporary
+    return _folded_matmul(ins[0], ins[1].T, ins[2] if len(ins) == 3 else None)
 
 
 def _linear_b(g, out, ins, kw, needs):
@@ -641,7 +641,7 @@ def _linear_b(g, out, ins, kw, needs):
         # methods, not np.* functions: no dispatch cost, and Tensors (create_graph) have them too
         g2 = g if g.ndim == 2 else g.reshape(-1, g.shape[-1])
         if needs[1]:
-            gw = g2.T @ (x if x.ndim == 2 else x.reshape(-1, x.shape[-1]))
+            gw = _folded_matmul(g2.T, x if x.ndim == 2 else x.reshape(-1, x.shape[-1]))
         if len(ins) == 3 and needs[2]:
             gb = g2.sum(axis=0)
     return (gx, gw, gb) if len(ins) == 3 else (gx, gw)

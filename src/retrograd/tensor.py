@@ -23,7 +23,7 @@ import numpy as np
 from . import backend as B
 from . import ops as O
 from .amp.autocast_mode import cast_rule_inputs, state as _autocast
-from .engine import Node, _check_finite, backward, creation_site, state
+from .engine import Node, _check_finite, backward, creation_site, edges, state
 from .hooks import RemovableHandle, add_hook
 from . import tensor_compat, tensor_inplace, tensor_math, tensor_reduce, tensor_shape
 from .tensor_convert import _as_tensor, _coerce, _to_array
@@ -94,20 +94,21 @@ def _apply(rule: O.Rule, ins: tuple, kw: Any = None) -> Tensor:
             raise RuntimeError(f"{rule.name}: this op is not differentiable")
         if not rule.needs_inputs:
             version = 0
+            kept = edges(ins)  # the backward reads no input value: keep edges, not arrays
         elif n == 1:
             version = x._vc[0]
         elif n == 2:
             version = x._vc[0] + y._vc[0]
         else:
             version = sum([t._vc[0] for t in ins])
-        node = Node(rule, ins, out if rule.save_out else None, kw, version)
+        node = Node(rule, kept if not rule.needs_inputs else ins, out if rule.save_out else None, kw, version)
         if rule.save_out:
             node.out_vc = (t._vc, 0)
         t.requires_grad = True
         t._node = node
         if state.anomaly:
             node.site = creation_site()
-            _check_finite(out, "forward", node)
+            _check_finite(out, "forward", node, ins)
     else:
         t.requires_grad = False
         t._node = None

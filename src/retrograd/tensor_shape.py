@@ -589,7 +589,9 @@ def gather(self, dim: int, index: "Tensor") -> "Tensor":
         raise IndexError(f"gather: index {int(idx.max() if idx.max() >= n else idx.min())} is out of "
                          f"bounds for dimension {d} with size {n}")
     idx = idx % n if n else idx
-    if idx.shape != self.shape:  # torch reads only the index's extent of the input
+    if any(si != sx for i, (si, sx) in enumerate(zip(idx.shape, self.shape)) if i != d):
+        # torch reads only the index's extent of the input (along dim d the index reaches anywhere:
+        # no slice there, so a (N, 1) index into (N, C), as nll_loss's, takes no full-size copy)
         x = self[tuple(slice(0, s) if i != d else slice(None) for i, s in enumerate(idx.shape))]
     else:
         x = self

@@ -37,6 +37,7 @@ def world(tmp_path_factory):
     (root / "bad" / "folder.toml").mkdir()
     (root / "bad" / "no_search.toml").write_text((root / "digits.toml").read_text())
     (root / "empty").mkdir()
+    (root / "folder.onnx").mkdir()
     np.save(root / "x_ok.npy", np.zeros((3, 64), dtype=np.float32))       # digits: 64 features
     np.save(root / "x_wide.npy", np.zeros((3, 5), dtype=np.float32))
     (root / "not_an_array.npy").write_bytes(b"nope")
@@ -141,10 +142,23 @@ CASES = [
     ("predict", ["{run}", "{root}/x_ok.npy", "-o", "{cfg}/p.csv"], "{cfg}: File exists"),
     ("predict", ["{broken_manifest}", "{root}/x_ok.npy"], "{broken_manifest}/checkpoints/best/manifest.json: "
      "corrupted JSON"),
+    # export (without onnx: test_export_without_onnx below)
+    ("export", ["{root}/nowhere"], "{root}/nowhere: not a run folder (no config.toml)"),
+    ("export", ["{run}", "--output", "{root}/m.txt"], "--output {root}/m.txt: expected a .onnx path"),
+    ("export", ["{run}", "--output", "{root}/folder.onnx"], "--output {root}/folder.onnx: is a folder; expected a "
+     ".onnx file"),
+    ("export", ["{run}", "--output", "{cfg}/m.onnx"], "{cfg}: File exists"),
+    ("export", ["{run}", "--opset", "99"], "{run}: rg.onnx.export: opset_version must be in 17..21, got 99"),
+    ("export", ["{run}", "--checkpoint", "worst"], "checkpoint: 'worst' is neither a checkpoint"),
+    ("export", ["{broken_manifest}"], "{broken_manifest}/checkpoints/best/manifest.json: corrupted JSON"),
+    ("export", ["{broken_weights}"], "{broken_weights}/checkpoints/best/model.safetensors: truncated or corrupted"),
     # tune (without Optuna: test_journey.py)
     ("tune", [], "tune: give a config with a [search] table, or --show STUDY_DIR"),
     ("tune", ["{root}/bad/no_search.toml"], "[search]: {root}/bad/no_search.toml has no [search] table"),
     ("tune", ["{root}/missing.toml"], "config: file '{root}/missing.toml' not found"),
+    # --nproc: the config or run folder is checked once, before any rank starts
+    ("train", ["{root}/missing.toml", "--nproc", "2"], "config: file '{root}/missing.toml' not found"),
+    ("resume", ["{root}/empty", "--nproc", "2"], "{root}/empty: not a run folder (no config.toml)"),
     ("tune", ["--show", "{root}/empty"], "tune: {root}/empty is not a study folder (no study.json)"),
 ]
 
@@ -158,6 +172,8 @@ USAGE = [
     ("resume", ["{run}", "--epochs", "x"], "argument --epochs: expected an int >= 1, got 'x'"),
     ("resume", ["{run}", "--epochs", "0"], "argument --epochs: expected an int >= 1, got '0'"),
     ("resume", ["{run}", "--checkpoint", "best"], "unrecognized arguments: --checkpoint best"),
+    ("train", ["{cfg}", "--nproc", "0"], "argument --nproc: expected an int >= 1, got '0'"),
+    ("resume", ["{run}", "--rank-timeout", "0"], "argument --rank-timeout: expected a finite number > 0, got '0'"),
     ("evaluate", ["{run}", "--checkpoint", "worst"], "argument --checkpoint: invalid choice: 'worst'"),
     ("compare", ["{cfg}"], "the following arguments are required: --optimizers"),
     ("compare", ["{cfg}", "--optimizers", "sgd", "--timed-steps", "-1"],
@@ -173,6 +189,10 @@ USAGE = [
     ("predict", ["{run}"], "the following arguments are required: input"),
     ("predict", ["{run}", "{root}/x_ok.npy", "--batch-size", "x"], "argument --batch-size: expected an int >= 1, got 'x'"),
     ("predict", ["{run}", "{root}/x_ok.npy", "--batch-size", "0"], "argument --batch-size: expected an int >= 1, got '0'"),
+    ("export", [], "the following arguments are required: run_dir"),
+    ("export", ["{run}", "--format", "tflite"], "argument --format: invalid choice: 'tflite'"),
+    ("export", ["{run}", "--quantize", "int4"], "argument --quantize: invalid choice: 'int4'"),
+    ("export", ["{run}", "--opset", "13"], "argument --opset: expected an int >= 17, got '13'"),
     ("tune", ["{cfg}", "--workers", "0"], "argument --workers: expected an int >= 1, got '0'"),
     ("tune", ["{cfg}", "--n-trials", "-4"], "argument --n-trials: expected an int >= 1, got '-4'"),
 ]
@@ -241,6 +261,13 @@ def test_train_without_safetensors_says_so_before_training(world, without, tmp_p
     rc, _, err = run_main(["train", world["cfg"], "--quiet", "--set", f"run.dir={tmp_path}",
                            "--set", "train.save_best=false", "--set", "train.save_last=false"])
     assert rc == 0, err
+
+
+def test_export_without_onnx(world, without, tmp_path):
+    without("onnx")
+    rc, _, err = run_main(["export", world["run"], "--output", tmp_path / "m.onnx"])
+    assert_one_error("export", rc, err, "rg.onnx.export needs the onnx package: pip install 'retrograd[export]'")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_evaluate_resume_and_compare_without_the_data(world, without, tmp_path):

@@ -14,6 +14,7 @@ from .imagefolder import IMG_EXTENSIONS, ImageFolder, load_image
 from .images import FASHION_MNIST_CLASSES, fashion_mnist, mnist_5k
 from .inputs import InputSpec
 from .packaged import DataNotInstalledError
+from .distributed import DistributedSampler
 from .sampler import (BatchSampler, RandomSampler, Sampler, SequentialSampler, SubsetRandomSampler,
                       WeightedRandomSampler)
 from .tabular import SKLEARN_DATASETS, sklearn_dataset
@@ -21,7 +22,7 @@ from .text import CharDataset, Vocabulary, char_dataset, shakespeare, shakespear
 from .workers import WorkerInfo, get_worker_info
 
 __all__ = [
-    "BatchSampler", "CharDataset", "ConcatDataset", "DataFileError", "DataLoader", "DataNotInstalledError", "Dataset",
+    "BatchSampler", "CharDataset", "ConcatDataset", "DataFileError", "DataLoader", "DataNotInstalledError", "Dataset", "DistributedSampler",
     "FASHION_MNIST_CLASSES", "IDXError", "IMG_EXTENSIONS", "ImageFolder", "InputSpec", "IterableDataset", "RandomSampler", "SKLEARN_DATASETS", "Sampler",
     "SequentialSampler", "Subset", "SubsetRandomSampler", "TensorDataset", "Vocabulary",
     "WeightedRandomSampler", "char_dataset", "default_collate", "default_convert", "fashion_mnist", "load_image", "mnist_5k",

@@ -22,6 +22,7 @@ Large arrays are cut into pieces (elements, or whole rows) that run side by side
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -29,11 +30,14 @@ import numpy as np
 from .. import accel
 
 __all__ = ["gelu_tanh", "gelu_tanh_backward", "layer_norm", "layer_norm_backward", "softmax",
-           "softmax_backward", "log_softmax", "log_softmax_backward", "BLOCK_ROWS", "MIN_PER_THREAD"]
+           "softmax_backward", "log_softmax", "log_softmax_backward", "matmul", "bmm",
+           "BLOCK_ROWS", "MIN_PER_THREAD", "MIN_GEMM_PER_THREAD"]
 
 BLOCK_ROWS = 128  # rows per partial sum of layer norm's weight / bias gradients
 _CHUNK = 1 << 20  # elements per piece of a kernel -> NumPy ufunc -> kernel chain (a few MB: stays in L3)
 MIN_PER_THREAD = _MIN_ELEMENTS = 1 << 18  # elements per thread below which one thread does it all (bench/kernels.py)
+MIN_GEMM_PER_THREAD = 1 << 22  # multiply-adds per thread below which a GEMM stays one BLAS call
+_SPLIT_GEMMS = os.environ.get("RETROGRAD_BLAS_SPLIT", "") != "0"  # 0: GEMMs on OpenBLAS's own threads
 _GELU_K = 0.044715
 _GELU_C = float(np.sqrt(2.0 / np.pi))
 
@@ -321,3 +325,77 @@ def log_softmax_backward(y: np.ndarray, g: np.ndarray) -> np.ndarray:
     g2 = _rows_view(g)
     s = np.sum(g2, axis=1, keepdims=True).reshape(g.shape[:-1] + (1,))
     return g - np.exp(y) * s
+
+
+# ====================================================================== GEMMs on retrograd's threads
+# float32 GEMMs run as row (or column) blocks, one single-threaded OpenBLAS call per block, on
+# retrograd's threads, with OpenBLAS held to one thread meanwhile: one pool of workers on the
+# cores (OpenBLAS's own workers spin for a while after each GEMM and take the second core from the
+# kernels that follow and, on a busy machine, from everything). The blocks give the bits of one
+# single-threaded call (tests/test_kernels_gemm.py: hundreds of shapes, any number of blocks), so a
+# float32 product no longer depends on the number of threads; OpenBLAS's own threading does not
+# promise that (its 2-thread result differs in the last bits from its 1-thread one for ~40% of
+# random shapes here). float64 keeps one call: there OpenBLAS's blocks of rows do not always give
+# the single call's bits. RETROGRAD_BLAS_SPLIT=0 leaves every GEMM to OpenBLAS's own threads (the
+# previous behaviour; for comparisons on a quiet machine, where the two differ by less than this
+# busy VM's noise).
+def _gemm_parts(m: int, n: int, k: int) -> int:
+    threads = accel.get_num_threads()
+    if threads <= 1 or min(m, n) < 16 or not _SPLIT_GEMMS:
+        return 1
+    return min(threads, m * n * k // MIN_GEMM_PER_THREAD, max(m, n) // 16)
+
+
+def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+    """``a @ b`` for 2-D ``a (m, k)`` and ``b (k, n)`` (any strides), plus ``bias (n,)`` added in
+    place when given (the twin: ``out = a @ b; out += bias``); float32 split into row blocks (or
+    column blocks where ``n > m``) on ``accel.get_num_threads()`` threads when large enough."""
+    m, k = a.shape
+    n = b.shape[1]
+    parts = 1
+    if m * n * k >= 2 * MIN_GEMM_PER_THREAD and a.dtype == b.dtype == np.float32 and _fast(a, b):
+        parts = _gemm_parts(m, n, k)
+    if parts <= 1:
+        out = a @ b
+        if bias is not None:
+            out += bias
+        return out
+    out = np.empty((m, n), a.dtype)
+    if n > m:
+        def piece(lo: int, hi: int) -> None:
+            np.matmul(a, b[:, lo:hi], out=out[:, lo:hi])
+            if bias is not None:
+                out[:, lo:hi] += bias[lo:hi]
+        size = n
+    else:
+        def piece(lo: int, hi: int) -> None:
+            np.matmul(a[lo:hi], b, out=out[lo:hi])
+            if bias is not None:
+                out[lo:hi] += bias
+        size = m
+    with accel.single_threaded_blas():
+        accel.run_ranges(piece, (), size, -(-size // parts), 16)
+    return out
+
+
+def bmm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for float32 stacks of matrices with the same leading dims (``(..., m, k) @ (..., k,
+    n)``, any strides): the stack split into blocks of whole matrices on ``accel.get_num_threads()``
+    threads, OpenBLAS on one thread (one call per matrix either way); other inputs go to ``@``."""
+    lead = a.shape[:-2]
+    if a.ndim < 3 or b.shape[:-2] != lead or not a.dtype == b.dtype == np.float32 or not _fast(a, b):
+        return a @ b
+    m, k = a.shape[-2:]
+    n = b.shape[-1]
+    count = a.size // max(m * k, 1)
+    if a.shape[0] < 2 or accel.get_num_threads() <= 1 or count * m * n * k < MIN_GEMM_PER_THREAD // 2 \
+            or not _SPLIT_GEMMS:
+        return a @ b
+    out = np.empty(lead + (m, n), a.dtype)
+
+    def piece(lo: int, hi: int) -> None:  # blocks along the first axis: views, whatever the strides
+        np.matmul(a[lo:hi], b[lo:hi], out=out[lo:hi])
+
+    with accel.single_threaded_blas():
+        accel.run_ranges(piece, (), a.shape[0], 1)
+    return out

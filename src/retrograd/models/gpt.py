@@ -8,7 +8,7 @@ import math
 from ..nn import functional as F
 from .. import nn
 from ..engine import no_grad
-from ..creation import multinomial
+from ..creation import arange, multinomial
 from ..nn import init as nn_init
 from ..random import Generator
 from ..tensor import Tensor
@@ -83,16 +83,13 @@ class GPT(nn.Module):
             elif p.ndim == 2:
                 std = residual_std if name.endswith(("attn.proj.weight", "out.weight")) else 0.02
                 nn_init.normal_(p, 0.0, std)
-        self._positions = {}
 
     def forward(self, idx: Tensor) -> Tensor:
         b, t = idx.shape
         if t > self.block_size:
             raise ValueError(f"GPT: sequence length {t} exceeds block_size {self.block_size}")
-        pos = self._positions.get(t)
-        if pos is None:
-            pos = self._positions[t] = Tensor(list(range(t))).long()
-        x = self.drop(self.tok(idx) + self.pos(pos))
+        # made per call (a microsecond): under rg.onnx.export, t is a traced size and arange a Range node
+        x = self.drop(self.tok(idx) + self.pos(arange(t)))
         for blk in self.blocks:
             x = blk(x)
         return self.head(self.ln(x))

@@ -23,6 +23,7 @@ from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBas
 from .transformer import (MultiheadAttention, Transformer, TransformerDecoder, TransformerDecoderLayer,
                           TransformerEncoder, TransformerEncoderLayer)
 from .module import Module, Parameter, RemovableHandle
+from .sync_batchnorm import SyncBatchNorm
 from . import modules  # PyTorch's import paths: retrograd.nn.modules.<sub>
 from . import parallel
 
@@ -31,7 +32,7 @@ __all__ = [
     "Sequential", "ModuleList", "ModuleDict", "ParameterList", "Identity", "Flatten", "Unflatten",
     "Linear", "Bilinear", "Embedding", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "LayerNorm", "RMSNorm",
     "GroupNorm", "BatchNorm1d",
-    "BatchNorm2d",
+    "BatchNorm2d", "SyncBatchNorm",
     "Hardsigmoid", "Hardswish", "Threshold", "LogSigmoid",
     "ReLU", "ReLU6", "LeakyReLU", "PReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish", "Sigmoid", "Tanh",
     "Hardtanh", "Softplus", "Softsign", "Softmax", "LogSoftmax",

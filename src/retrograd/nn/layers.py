@@ -343,9 +343,12 @@ class _BatchNorm(Module):
             factor = 1.0 / float(self.num_batches_tracked.item()) if self.momentum is None else self.momentum
         bn_training = True if self.training else (self.running_mean is None and self.running_var is None)
         use_running = not self.training or self.track_running_stats
-        return F.batch_norm(input, self.running_mean if use_running else None,
-                            self.running_var if use_running else None, self.weight, self.bias,
-                            bn_training, factor, self.eps)
+        return self._batch_norm(input, self.running_mean if use_running else None,
+                                self.running_var if use_running else None, self.weight, self.bias,
+                                bn_training, factor, self.eps)
+
+    def _batch_norm(self, *args: Any) -> Tensor:  # SyncBatchNorm takes the statistics over all ranks
+        return F.batch_norm(*args)
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "

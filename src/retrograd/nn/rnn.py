@@ -2,8 +2,10 @@
 between the two: ``RNN`` (tanh/relu), ``LSTM`` (gates i, f, g, o), ``GRU`` (gates r, z, n with
 ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``) and the single-step cells.
 
-A layer projects the whole input sequence through ``weight_ih`` in one GEMM, then loops over
-time for the recurrent ``weight_hh`` product only."""
+Each layer and direction runs as one graph node (``nn.functional.rnn.rnn_layer``: the input
+projection of all time steps in one GEMM, then a loop over time with one GEMM and one fused
+elementwise step each, forward and backward). With ``proj_size``, or inputs of other or mixed
+dtypes, a layer is recorded op by op (``_cell``), as are the single-step cells."""
 from __future__ import annotations
 
 import math
@@ -12,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import functional as F
+from .functional.rnn import rnn_layer
 from ..creation import empty
 from ..tensor import Tensor, wrap_array
 from ..tensor_functions import cat, stack
@@ -111,6 +114,13 @@ class RNNBase(Module):
         names = self._flat_weights_names
         return [[getattr(self, n) for n in names[i * per:(i + 1) * per]] for i in range(self.num_layers * dirs)]
 
+    def _fused(self, x: Tensor, h: Tensor, c: Tensor | None, ws: list) -> bool:
+        """Whether one layer and direction runs as one graph node (``F.rnn.rnn_layer``): no
+        ``proj_size``, every array float32 or every array float64, a non-empty sequence."""
+        if self.proj_size or x.shape[0] == 0 or x.dtype not in (np.float32, np.float64):
+            return False
+        return all(t.dtype == x.dtype for t in (h, *ws) + ((c,) if c is not None else ()))
+
     def _run(self, input: Tensor, hx: Any) -> tuple:  # noqa: A002
         name = type(self).__name__
         if not isinstance(input, Tensor) or input.ndim not in (2, 3):
@@ -152,8 +162,15 @@ class RNNBase(Module):
                 w_ih, w_hh = ws[0], ws[1]
                 b_ih, b_hh = (ws[2], ws[3]) if self.bias else (None, None)
                 w_hr = ws[-1] if self.proj_size else None
-                gi = F.linear(layer_in, w_ih, b_ih)  # (T, N, G*H): all time steps in one GEMM
                 h, c = h0[k], (c0[k] if lstm else None)
+                if self._fused(layer_in, h, c, ws):
+                    seq_out, h, c = rnn_layer(self.mode, layer_in, h, c, w_ih, w_hh, b_ih, b_hh, reverse=bool(d))
+                    outs.append(seq_out)
+                    hs.append(h)
+                    if lstm:
+                        cs.append(c)
+                    continue
+                gi = F.linear(layer_in, w_ih, b_ih)  # (T, N, G*H): all time steps in one GEMM
                 seq = [None] * T
                 for t in (range(T - 1, -1, -1) if d else range(T)):
                     h, c = _cell(self.mode, gi[t], h, c, w_hh, b_hh, w_hr)

@@ -133,6 +133,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "progress": Key("bool", True, doc="progress bar"),
         "nan_guard": Key("bool", True, doc="stop on a NaN/inf loss"),
         "gradient_flow": Key("int", 0, doc="record gradient statistics every N steps (0: off)", range=NON_NEGATIVE),
+        "batch_scope": Key("str", "global", ("global", "rank"),
+                           doc="data-parallel runs (--nproc N, mpiexec): 'global': data.batch_size is the batch of "
+                               "one optimizer step over all ranks, each rank taking its part, so N ranks train as one "
+                               "process; 'rank': it is each rank's batch (the step's batch is N times larger)"),
+        "rank_timeout": Key("float", 60.0, range=Range(0, 86400, lo_open=True),
+                            doc="data-parallel runs: seconds a rank waits for the others in one collective before "
+                                "it names the ranks that hung or died and stops every rank (--rank-timeout)"),
         "threads": Key("int", None, optional=True, range=POSITIVE,
                        doc="BLAS and fused-optimizer threads for the run (needs threadpoolctl); "
                            "1 is faster for small models on a busy machine"),

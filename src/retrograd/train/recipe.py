@@ -25,13 +25,16 @@ from ..data.presets import PRESETS, DataBundle, build_data
 from ..optim import scheduling
 from ..random import Generator, manual_seed
 from . import callbacks as cb
+from .callback import Callback
 from ..optim import CombinedOptimizer, Lookahead, Muon, Optimizer, muon_param_groups
 from .config import (ConfigError, default_lr, is_schedule_function, model_factory, optim_lr, optimizer_class,
                      required_args, scheduler_factory)
 from .losses import SequenceAwareLoss, make_loss
+from .rank_data import GlobalOrderLoader, RankLoss, RankSync, global_batch
+from .ranks import SingleProcess
 from .trainer import Trainer
 
-__all__ = ["Setup", "prepare", "data_seed", "build_optimizer", "make_callbacks", "make_trainer", "DATA_DERIVED_KWARGS"]
+__all__ = ["Setup", "prepare", "data_seed", "global_batch", "build_optimizer", "make_callbacks", "make_trainer", "DATA_DERIVED_KWARGS"]
 
 
 @dataclasses.dataclass
@@ -47,6 +50,7 @@ class Setup:
     train_loader: DataLoader
     val_loader: DataLoader | None
     test_loader: DataLoader | None
+    ranks: Any = None  # the data-parallel ranks (retrograd.train.ranks.RankGroup) when there are several
 
 
 # ---------------------------------------------------------------------- model arguments from the data
@@ -118,19 +122,19 @@ DATA_DERIVED_KWARGS: dict[str, Callable[[dict, DataBundle], None]] = {
 
 
 # ---------------------------------------------------------------------- optimizer and schedule
-def _steps_per_epoch(cfg: dict, n_train: int) -> int:
-    batches = math.ceil(n_train / cfg["data"]["batch_size"])
+def _steps_per_epoch(cfg: dict, n_train: int, world: int = 1) -> int:
+    batches = math.ceil(n_train / global_batch(cfg, world))
     return max(1, math.ceil(batches / cfg["train"]["accumulate"]))
 
 
-def _fill_schedule_kwargs(cfg: dict, n_train: int) -> None:
+def _fill_schedule_kwargs(cfg: dict, n_train: int, world: int = 1) -> None:
     s = cfg.get("schedule")
     if not s:
         return
     f = scheduler_factory(s["name"])
     s.update(scheduling.schedule_defaults(
         s["name"], s, lr=optim_lr(cfg["optim"]),
-        total_steps=_steps_per_epoch(cfg, n_train) * cfg["train"]["epochs"], epochs=cfg["train"]["epochs"],
+        total_steps=_steps_per_epoch(cfg, n_train, world) * cfg["train"]["epochs"], epochs=cfg["train"]["epochs"],
         interval=s["interval"]))
     req = required_args(f, set() if is_schedule_function(f) else {"self", "optimizer"})
     missing = [a for a in req if a not in s]
@@ -240,10 +244,13 @@ def _scaled(schedule: Callable, ratio: float) -> Callable:
 
 
 # ---------------------------------------------------------------------- loaders, threads, the whole setup
-def _loaders(cfg: dict, data: DataBundle) -> tuple:
+def _loaders(cfg: dict, data: DataBundle, ranks: Any) -> tuple:
+    """The training loader (``rank_data.GlobalOrderLoader``: this rank's part of each global batch, in
+    the order of a shuffled ``DataLoader`` of that batch size), validation and test loaders (every
+    rank evaluates the whole sets: the same numbers on each, no metric to merge)."""
     d, seed = cfg["data"], cfg["train"]["seed"]
     eval_bs = d["eval_batch_size"] or max(d["batch_size"], 500)
-    train = DataLoader(data.train, batch_size=d["batch_size"], shuffle=True, generator=Generator(seed))
+    train = GlobalOrderLoader(data.train, global_batch(cfg, ranks.size), Generator(seed), ranks.rank, ranks.size)
     val = DataLoader(data.val, batch_size=eval_bs) if data.val is not None else None
     test = DataLoader(data.test, batch_size=eval_bs) if data.test is not None else None
     return train, val, test
@@ -268,11 +275,16 @@ def data_seed(cfg: dict) -> int:
     return cfg["train"]["seed"] if cfg["data"].get("seed") is None else cfg["data"]["seed"]
 
 
-def prepare(cfg: dict, data: DataBundle | None = None, *, config_path: str | None = None) -> Setup:
+def prepare(cfg: dict, data: DataBundle | None = None, *, config_path: str | None = None, ranks: Any = None
+            ) -> Setup:
     """Everything a run needs from a validated config: data, model (initialised from
     ``train.seed``), optimizer, scheduler, loss and loaders. Fills in the values derived
     from the data (``cfg`` is updated in place; write it as the run's resolved config).
-    ``data``: an already loaded ``build_data(cfg["data"], data_seed(cfg))`` to share between runs."""
+    ``data``: an already loaded ``build_data(cfg["data"], data_seed(cfg))`` to share between runs.
+    ``ranks``: the data-parallel ranks (``retrograd.train.ranks``; default one process): the training
+    loader gives this rank its part of each global batch and the loss is weighted for it
+    (``rank_data``); ``make_trainer`` then averages the gradients over the ranks."""
+    ranks = ranks if ranks is not None else SingleProcess()
     seed = cfg["train"]["seed"]
     _limit_threads(cfg["train"]["threads"])
     if data is None:
@@ -280,7 +292,7 @@ def prepare(cfg: dict, data: DataBundle | None = None, *, config_path: str | Non
     fill = DATA_DERIVED_KWARGS.get(cfg["model"]["name"])
     if fill is not None:
         fill(cfg, data)
-    _fill_schedule_kwargs(cfg, len(data.train))
+    _fill_schedule_kwargs(cfg, len(data.train), ranks.size)
     kwargs = {k: v for k, v in cfg["model"].items() if k != "name"}
     factory = model_factory(cfg["model"]["name"], pathlib.Path(config_path).parent if config_path else None)
     manual_seed(seed)
@@ -289,8 +301,13 @@ def prepare(cfg: dict, data: DataBundle | None = None, *, config_path: str | Non
     except (TypeError, ValueError) as e:
         raise ConfigError(f"model: {cfg['model']['name']}: {e}") from None
     optimizer, scheduler, interval = build_optimizer(cfg, model)
-    train, val, test = _loaders(cfg, data)
-    return Setup(cfg, data, model, optimizer, scheduler, interval, make_loss(cfg["train"]), train, val, test)
+    train, val, test = _loaders(cfg, data, ranks)
+    loss = make_loss(cfg["train"])
+    setup = Setup(cfg, data, model, optimizer, scheduler, interval, loss, train, val, test)
+    if ranks.size > 1:
+        setup.loss_fn = RankLoss(loss, train.part)
+        setup.ranks = ranks
+    return setup
 
 
 # ---------------------------------------------------------------------- trainer
@@ -298,39 +315,48 @@ def _monitor_mode(monitor: str) -> str:
     return "min" if any(k in monitor for k in ("loss", "mae", "rmse", "perplexity", "ppl")) else "max"
 
 
-def make_callbacks(cfg: dict, run_dir: pathlib.Path | None, *, quiet: bool = False, checkpoints: bool = True
-                   ) -> list:
+def make_callbacks(cfg: dict, run_dir: pathlib.Path | None, *, quiet: bool = False, checkpoints: bool = True,
+                   writes: bool = True) -> list:
     """The callbacks ``[train]`` asks for; with a ``run_dir``, a metrics log and (``checkpoints``)
-    best/last checkpoints there."""
+    best/last checkpoints there. ``writes=False`` (a data-parallel rank other than 0): the same list
+    with an inert ``Callback`` in place of each one that writes into ``run_dir`` and no progress bar,
+    so that every rank keys the callback states of a checkpoint by the same positions."""
     t = cfg["train"]
     out: list = []
     # the same callbacks in the same order for train and resume: checkpoints key callback state by position
-    out.append(cb.ProgressBar(disable=quiet or not t["progress"]))
+    out.append(cb.ProgressBar(disable=quiet or not t["progress"] or not writes))
     if run_dir is not None:
-        out.append(cb.MetricLogger(str(run_dir)))
-        if checkpoints and (t["save_best"] or t["save_last"]):
+        out.append(cb.MetricLogger(str(run_dir)) if writes else Callback())
+        if checkpoints and (t["save_best"] or t["save_last"]) and not writes:
+            out.append(Callback())
+        elif checkpoints and (t["save_best"] or t["save_last"]):
             out.append(cb.ModelCheckpoint(str(run_dir), monitor=t["monitor"], mode=_monitor_mode(t["monitor"]),
                                           save_best=t["save_best"], save_last=t["save_last"],
                                           every_n_steps=t["checkpoint_every_n_steps"]))
     out.append(cb.LRMonitor())
     if t["nan_guard"]:
-        out.append(cb.NaNGuard(str(run_dir) if run_dir is not None else None))
+        out.append(cb.NaNGuard(str(run_dir) if run_dir is not None and writes else None))
     if t["early_stopping"] is not None:
         out.append(cb.EarlyStopping(monitor=t["monitor"], mode=_monitor_mode(t["monitor"]),
                                     patience=t["early_stopping"]))
     if t["gradient_flow"]:
         out.append(cb.GradientFlow(every_n_steps=t["gradient_flow"],
-                                   run_dir=str(run_dir) if run_dir is not None else None))
+                                   run_dir=str(run_dir) if run_dir is not None and writes else None))
     return out
 
 
 def make_trainer(setup: Setup, run_dir: pathlib.Path | None, *, quiet: bool = False, checkpoints: bool = True,
                  extra_callbacks: Sequence = ()) -> Trainer:
-    """The ``Trainer`` of a ``Setup``: its callbacks (``make_callbacks``) then ``extra_callbacks``."""
+    """The ``Trainer`` of a ``Setup``: its callbacks (``make_callbacks``) then ``extra_callbacks``. With
+    several ranks (``setup.ranks``) only rank 0 writes into ``run_dir`` (the others get the same
+    callbacks, inert where they would write: ``make_callbacks(writes=False)``), and the Trainer
+    averages the gradients over the ranks (``rank_data.RankSync``)."""
     t = setup.cfg["train"]
+    writes = setup.ranks is None or setup.ranks.rank == 0
     return Trainer(setup.model, setup.optimizer, setup.loss_fn, scheduler=setup.scheduler,
                    scheduler_interval=setup.interval, metrics=tuple(t["metrics"]),
-                   callbacks=make_callbacks(setup.cfg, run_dir, quiet=quiet, checkpoints=checkpoints)
+                   callbacks=make_callbacks(setup.cfg, run_dir, quiet=quiet, checkpoints=checkpoints, writes=writes)
                    + list(extra_callbacks),
                    grad_clip=t["grad_clip"], accumulate=t["accumulate"],
-                   run_dir=str(run_dir) if run_dir is not None else None, seed=t["seed"], config=setup.cfg)
+                   run_dir=str(run_dir) if run_dir is not None and writes else None, seed=t["seed"], config=setup.cfg,
+                   sync=RankSync(setup.ranks, setup.train_loader, setup.loss_fn) if setup.ranks is not None else None)

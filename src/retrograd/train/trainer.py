@@ -72,7 +72,10 @@ class Trainer:
     float``, computed by ``evaluate`` on the validation set. ``grad_clip``:
     maximum global gradient norm. ``accumulate``: batches per optimizer step.
     ``seed`` seeds rg's default generator, NumPy's legacy one and Python's
-    ``random``. ``config`` (a JSON-able dict) is saved with every checkpoint.
+    ``random``. ``config`` (a JSON-able dict) is saved with every checkpoint. ``sync``: data-parallel
+    ranks (``rg.train.rank_data.RankSync``): ``sync.after_backward(trainer, loss, n)`` after each
+    batch's backward returns the global batch's loss and size, ``sync.before_step(trainer)`` averages
+    the gradients over the ranks before clipping and the step.
 
     A batch is ``(input, target)``, ``(input1, ..., target)``, ``((inputs...),
     target)`` or a dict with ``input``/``x`` and ``target``/``y``/``label``
@@ -83,7 +86,7 @@ class Trainer:
                  scheduler_interval: str = "epoch", metrics: Sequence[Any] = ("accuracy",),
                  callbacks: Sequence[Callback] = (), grad_clip: float | None = None, accumulate: int = 1,
                  run_dir: str | os.PathLike | None = None, seed: int | None = None,
-                 config: dict | None = None) -> None:
+                 config: dict | None = None, sync: Any = None) -> None:
         if scheduler_interval not in ("epoch", "step"):
             raise ValueError(f"Trainer: scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
         if not isinstance(accumulate, int) or isinstance(accumulate, bool) or accumulate < 1:
@@ -103,6 +106,7 @@ class Trainer:
         self.run_dir = pathlib.Path(run_dir) if run_dir is not None else None
         self.seed = seed
         self.config = dict(config) if config else {}
+        self.sync = sync
         self.state = TrainerState()
         self.history: dict[str, list] = {}
         self.stop_training = False
@@ -183,6 +187,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ training
     def _optimizer_step(self) -> None:
+        if self.sync is not None:
+            self.sync.before_step(self)
         if not optimizer_step(self.optimizer, max_norm=self.grad_clip, before_step=self._before_step):
             return
         self.state.global_step += 1
@@ -203,6 +209,8 @@ class Trainer:
         group = min(k, n_batches - start) if n_batches else k
         value, n = backward_batch(self.model, self.loss_fn, *self.unpack_batch(batch), accumulate=group)
         self._pending = idx + 1 - start
+        if self.sync is not None:
+            value, n = self.sync.after_backward(self, value, n)
         self.last_loss = value
         self._call("on_after_backward", idx)
         if self.stop_training:

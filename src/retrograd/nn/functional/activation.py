@@ -78,11 +78,42 @@ def _gelu32_kernel(x, out, cdf, p0, p1, p2, p3, p4, p5, p6, q0, q1, q2, q3, q4, 
 
 
 @accel.jit
-def _gelu_back_kernel(e, x, cdf, g, out, inv_sqrt_2pi):
-    """``out = g * (cdf + x * e / sqrt(2 pi))`` from ``e = exp(-x^2 / 2)``, rounded as the
-    NumPy path (``pdf = e; pdf *= x; pdf *= c; pdf += cdf; pdf *= g``)."""
-    for i in range(x.shape[0]):
-        out[i] = ((e[i] * x[i]) * inv_sqrt_2pi + cdf[i]) * g[i]
+def _gelu_back_arg_kernel(x, e, m_half, lo, hi):
+    """``e[:hi - lo] = (x * x) * -0.5`` for ``x[lo:hi]``: the argument of the exp (NumPy's follows in place)."""
+    xs = x[lo:hi]
+    for i in range(xs.shape[0]):
+        e[i] = (xs[i] * xs[i]) * m_half
+
+
+@accel.jit
+def _gelu_back_kernel(e, x, cdf, g, out, inv_sqrt_2pi, lo, hi):
+    """``out = g * (cdf + x * e / sqrt(2 pi))`` from ``e = exp(-x^2 / 2)`` (``e[:hi - lo]`` for
+    items ``lo:hi``), rounded as the NumPy path (``pdf = e; pdf *= x; pdf *= c; pdf += cdf; pdf *= g``)."""
+    xs, cs, gs, os = x[lo:hi], cdf[lo:hi], g[lo:hi], out[lo:hi]
+    for i in range(xs.shape[0]):
+        os[i] = ((e[i] * xs[i]) * inv_sqrt_2pi + cs[i]) * gs[i]
+
+
+def _gelu_backward_fast(x: np.ndarray, cdf: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """The exact GELU's input gradient by ``_gelu_back_arg_kernel``, NumPy's exp and
+    ``_gelu_back_kernel`` on pieces of at most ``kernels._CHUNK`` items, side by side on threads."""
+    xd = x.dtype.type
+    xf, cf = np.ascontiguousarray(x).reshape(-1), np.ascontiguousarray(cdf).reshape(-1)
+    gf = np.ascontiguousarray(np.broadcast_to(g, x.shape)).reshape(-1)
+    out = np.empty_like(xf)
+    m_half, c = xd(-0.5), xd(_INV_SQRT_2PI)
+
+    def piece(lo: int, hi: int) -> None:
+        e = np.empty(min(kernels._CHUNK, hi - lo), x.dtype)
+        for a in range(lo, hi, kernels._CHUNK):
+            b = min(a + kernels._CHUNK, hi)
+            ea = e[:b - a]
+            _gelu_back_arg_kernel(xf, ea, m_half, a, b)
+            np.exp(ea, out=ea)
+            _gelu_back_kernel(ea, xf, cf, gf, out, c, a, b)
+
+    accel.run_ranges(piece, (), xf.shape[0], kernels.MIN_PER_THREAD)
+    return out.reshape(x.shape)
 
 
 def _gelu_f(ins, kw):
@@ -116,13 +147,8 @@ def _gelu_b(g, out, ins, kw, needs):
         return (g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dinner),)
     if isinstance(x, np.ndarray) and "cdf" in kw:
         xd = x.dtype.type
-        if g.dtype == x.dtype and x.size and accel.handles(x, g):
-            e = np.exp(x * x * xd(-0.5)).reshape(-1)  # NumPy's exp: the kernel fuses the other passes
-            out = np.empty(x.shape, x.dtype)
-            accel.run_split(_gelu_back_kernel, [e, x.reshape(-1), kw["cdf"].reshape(-1),
-                                                np.broadcast_to(g, x.shape).reshape(-1), out.reshape(-1)],
-                            (xd(_INV_SQRT_2PI),), kernels.MIN_PER_THREAD)
-            return (out,)
+        if g.dtype == x.dtype and x.size and accel.handles(x, g, kw["cdf"]):
+            return (_gelu_backward_fast(x, kw["cdf"], g),)
         pdf = np.exp(x * x * xd(-0.5))
         pdf *= x
         pdf *= xd(_INV_SQRT_2PI)

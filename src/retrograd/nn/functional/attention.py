@@ -27,7 +27,7 @@ def _attn_scores(q, k, kw):
 
 def _attn_f(ins, kw):
     q, k, v = ins
-    s = q @ np.swapaxes(k, -1, -2)
+    s = kernels.bmm(q, np.swapaxes(k, -1, -2))  # the stack of heads' GEMMs on retrograd's threads
     mask = kw["mask"]
     if mask is not None and mask.dtype != s.dtype:
         mask = mask.astype(s.dtype)
@@ -36,7 +36,7 @@ def _attn_f(ins, kw):
     kw["p"] = p
     if kw["drop"] is not None:
         p = p * kw["drop"]
-    return p @ v
+    return kernels.bmm(p, v)
 
 
 def _attn_b(g, out, ins, kw, needs):
@@ -55,10 +55,11 @@ def _attn_b(g, out, ins, kw, needs):
             p = p * live
     drop = kw["drop"]
     pd = p if drop is None else p * drop
-    gv = np.swapaxes(pd, -1, -2) @ g if needs[2] else None
+    mm = kernels.bmm  # the stacks of GEMMs on retrograd's threads (Tensors, under create_graph: ``@``)
+    gv = mm(np.swapaxes(pd, -1, -2), g) if needs[2] else None
     gq = gk = None
     if needs[0] or needs[1]:
-        gp = g @ np.swapaxes(v, -1, -2)
+        gp = mm(g, np.swapaxes(v, -1, -2))
         if drop is not None:
             gp = gp * drop
         if isinstance(p, np.ndarray) and isinstance(gp, np.ndarray):
@@ -66,8 +67,8 @@ def _attn_b(g, out, ins, kw, needs):
         else:
             gs = p * (gp - np.sum(gp * p, axis=-1, keepdims=True))
             gs = gs * kw["scale"]
-        gq = gs @ k if needs[0] else None
-        gk = np.swapaxes(gs, -1, -2) @ q if needs[1] else None
+        gq = mm(gs, k) if needs[0] else None
+        gk = mm(np.swapaxes(gs, -1, -2), q) if needs[1] else None
     return gq, gk, gv
 ATTENTION = Rule("scaled_dot_product_attention", _attn_f, _attn_b)
 

@@ -1,0 +1,189 @@
+"""Recurrent layers as one graph node per layer and direction: ``rnn_layer`` runs a whole sequence of
+an LSTM, GRU or Elman RNN (tanh / relu) layer in one ``Rule`` that loops over time in its forward
+and in its backward.
+
+Forward: the input projection ``x W_ih^T + b`` of all time steps in one GEMM, then per step one
+GEMM ``h W_hh^T`` and one fused elementwise step (``kernels.rnn``: gates, cell, new ``h``).
+Backward: per step (in reverse) one fused step for the gates' gradient and one GEMM for the
+recurrent ``dh``; then the weight gradients of the whole sequence in one GEMM each (``dG^T X``,
+``dG^T H_prev``), the input's gradient ``dG W_ih`` and the biases' as one row sum. What the
+backward reads is saved by the forward (LSTM: the activated gates, ``c`` and ``tanh(c)``; GRU: r,
+z, n and ``W_hn h + b_hn``; RNN: nothing but the outputs) and nothing else.
+
+The node's output packs the layer's outputs ``h_1 .. h_T`` (time order) and, for an LSTM, the last
+cell state as row ``T``: ``(T [+1], N, H)``; ``rnn_layer`` returns views of it, so gradients reach
+the rule through one accumulator. Second-order gradients (``create_graph=True``) through these
+nodes raise a ``RuntimeError``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ...engine import state
+from ...kernels import rnn as K
+from ...ops import Rule
+from ...tensor import Tensor
+
+__all__ = ["rnn_layer"]
+
+_GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
+
+
+def _order(T: int, reverse: bool) -> range:
+    return range(T - 1, -1, -1) if reverse else range(T)
+
+
+def _forward(ins: tuple, kw: dict) -> np.ndarray:
+    mode, reverse, save = kw["mode"], kw["reverse"], kw["save"]
+    lstm, gru = mode == "LSTM", mode == "GRU"
+    x, h0 = ins[0], ins[1]
+    c0 = ins[2] if lstm else None
+    w_ih, w_hh, *bias = ins[3:] if lstm else ins[2:]
+    T, N = x.shape[0], x.shape[1]
+    H = w_hh.shape[1]
+    G = _GATES[mode] * H
+    dt = x.dtype
+    gi = x.reshape(T * N, x.shape[2]) @ w_ih.T  # all time steps' input projections in one GEMM
+    if bias:
+        gi += bias[0] if gru else bias[0] + bias[1]  # GRU keeps b_hh in the recurrent part (n gate)
+    gi = gi.reshape(T, N, G)
+    out = np.empty((T + 1 if lstm else T, N, H), dtype=dt)
+    whT = np.ascontiguousarray(w_hh.T)  # the small per-step GEMMs run ~1.7x faster on a copy than on a view
+    p = np.empty((N, G), dtype=dt)
+    h = h0
+    if lstm:
+        gates = gi if save else np.empty((1, N, G), dtype=dt)  # step t turns gi[t] into its gates in place
+        cs = np.empty((T if save else 2, N, H), dtype=dt)
+        tcs = np.empty((T if save else 1, N, H), dtype=dt)
+        e = np.empty((N, G), dtype=dt)
+        c = c0
+        for k, t in enumerate(_order(T, reverse)):
+            s = t if save else 0
+            cs_t = cs[t] if save else cs[k % 2]
+            np.matmul(h, whT, out=p)
+            K.lstm_step(p, gi[t], c, gates[s], cs_t, tcs[s], out[t], e)
+            h, c = out[t], cs_t
+        out[T] = c
+        if save:
+            kw["saved"] = (gates, cs, tcs)
+    elif gru:
+        gates = np.empty((T if save else 1, N, 4 * H), dtype=dt)
+        e = np.empty((N, 2 * H), dtype=dt)
+        for t in _order(T, reverse):
+            np.matmul(h, whT, out=p)
+            if bias:
+                p += bias[1]
+            K.gru_step(p, gi[t], h, gates[t if save else 0], out[t], e)
+            h = out[t]
+        if save:
+            kw["saved"] = (gates,)
+    else:
+        for t in _order(T, reverse):
+            o = out[t]
+            np.matmul(h, whT, out=o)
+            o += gi[t]
+            if mode == "RNN_TANH":
+                np.tanh(o, out=o)
+            else:
+                np.maximum(o, 0, out=o)
+            h = o
+        kw["saved"] = ()
+    return out
+
+
+def _backward(g: Any, out: Any, ins: tuple, kw: dict, needs: tuple) -> tuple:
+    if not isinstance(g, np.ndarray) or "saved" not in kw:
+        raise RuntimeError(f"{kw['name']}: double backward (create_graph=True) through a recurrent layer is not "
+                           "supported: its fused rule has no differentiable backward")
+    mode, reverse = kw["mode"], kw["reverse"]
+    lstm, gru = mode == "LSTM", mode == "GRU"
+    x, h0 = ins[0], ins[1]
+    c0 = ins[2] if lstm else None
+    w_ih, w_hh, *bias = ins[3:] if lstm else ins[2:]
+    T, N, I = x.shape
+    H = w_hh.shape[1]
+    G = _GATES[mode] * H
+    dt = out.dtype
+    g = np.ascontiguousarray(g, dtype=dt)
+    saved = kw["saved"]
+    dgi = np.empty((T, N, G), dtype=dt)  # pre-activation gradients, input side
+    dgh = np.empty((T, N, G), dtype=dt) if gru else dgi  # hidden side (GRU: n gate differs)
+    dhr = np.zeros((N, H), dtype=dt)  # dh reaching step t from step t+1 through W_hh
+    order = _order(T, not reverse)  # the forward's steps, last first
+    if lstm:
+        gates, cs, tcs = saved
+        dc = np.array(g[T], copy=True)
+        for t in order:
+            cp = c0 if t == (T - 1 if reverse else 0) else cs[t + 1 if reverse else t - 1]
+            K.lstm_step_backward(g[t], dhr, dc, gates[t], cp, tcs[t], dgi[t], dc)
+            np.matmul(dgi[t], w_hh, out=dhr)
+    elif gru:
+        (gates,) = saved
+        direct = np.empty((N, H), dtype=dt)
+        for t in order:
+            hp = h0 if t == (T - 1 if reverse else 0) else out[t + 1 if reverse else t - 1]
+            K.gru_step_backward(g[t], dhr, gates[t], hp, dgi[t], dgh[t], direct)
+            np.matmul(dgh[t], w_hh, out=dhr)
+            dhr += direct
+    else:
+        relu = mode == "RNN_RELU"
+        for t in order:
+            K.rnn_step_backward(g[t], dhr, out[t], relu, dgi[t])
+            np.matmul(dgi[t], w_hh, out=dhr)
+    dgi2 = dgi.reshape(T * N, G)
+    dgh2 = dgh.reshape(T * N, G)
+    gx = (dgi2 @ w_ih).reshape(T, N, I) if needs[0] else None
+    n_state = 2 if lstm else 1
+    w_at = 1 + n_state
+    gw_ih = dgi2.T @ x.reshape(T * N, I) if needs[w_at] else None
+    gw_hh = None
+    if needs[w_at + 1]:
+        hs = out[:T]
+        hprev = np.concatenate([hs[1:], h0[None]] if reverse else [h0[None], hs[:T - 1]], axis=0)
+        gw_hh = dgh2.T @ hprev.reshape(T * N, H)
+    grads = [gx, dhr] + ([dc] if lstm else []) + [gw_ih, gw_hh]
+    if bias:
+        b_ih = dgi2.sum(axis=0) if needs[w_at + 2] else None
+        b_hh = None
+        if needs[w_at + 3]:
+            b_hh = dgh2.sum(axis=0) if gru or b_ih is None else b_ih.copy()
+        grads += [b_ih, b_hh]
+    return tuple(grads)
+
+
+RNN_LAYER = Rule("rnn_layer", _forward, _backward, save_out=True)
+
+
+def rnn_layer(mode: str, x: Tensor, h0: Tensor, c0: Tensor | None, w_ih: Tensor, w_hh: Tensor,
+              b_ih: Tensor | None = None, b_hh: Tensor | None = None, reverse: bool = False) -> tuple:
+    """One direction of one recurrent layer over a whole time-major sequence ``x`` ``(T, N, I)``
+    from ``h0`` (and an LSTM's ``c0``) ``(N, H)``, in one graph node. ``mode``: ``"LSTM"``,
+    ``"GRU"``, ``"RNN_TANH"`` or ``"RNN_RELU"`` (weights in PyTorch's gate order and shapes);
+    ``reverse`` runs from the last step to the first. Returns ``(output (T, N, H), h_n, c_n)``
+    (``c_n`` None but for an LSTM); every input must have ``x``'s dtype (float32 or float64)."""
+    if mode not in _GATES:
+        raise ValueError(f"rnn_layer: mode must be one of {sorted(_GATES)}, got {mode!r}")
+    lstm = mode == "LSTM"
+    if (b_ih is None) != (b_hh is None):
+        raise ValueError("rnn_layer: pass both b_ih and b_hh, or neither")
+    states = (h0, c0) if lstm else (h0,)
+    ts = (x, *states, w_ih, w_hh) + ((b_ih, b_hh) if b_ih is not None else ())
+    dts = {t.dtype for t in ts}
+    if len(dts) != 1 or x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"rnn_layer: expected every input of one dtype, float32 or float64, got "
+                        f"{sorted(str(d) for d in dts)}")
+    T, N = x.shape[0], x.shape[1]
+    H = w_hh.shape[1]
+    if x.ndim != 3 or h0.shape != (N, H) or w_hh.shape != (_GATES[mode] * H, H) \
+            or w_ih.shape != (_GATES[mode] * H, x.shape[2]) or (lstm and c0.shape != (N, H)):
+        raise RuntimeError(f"rnn_layer: shapes do not fit: x {tuple(x.shape)}, h0 {tuple(h0.shape)}, "
+                           f"w_ih {tuple(w_ih.shape)}, w_hh {tuple(w_hh.shape)}")
+    save = state.enabled and any(t.requires_grad for t in ts)
+    name = {"LSTM": "lstm", "GRU": "gru"}.get(mode, "rnn")
+    y = Tensor._apply(RNN_LAYER, ts, {"mode": mode, "reverse": reverse, "save": save, "name": name})
+    outputs = y[:T] if lstm else y
+    h_n = y[0] if reverse else y[T - 1]
+    return outputs, h_n, (y[T] if lstm else None)
+

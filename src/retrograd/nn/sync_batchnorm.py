@@ -1,0 +1,115 @@
+"""``SyncBatchNorm``: batch normalisation whose batch statistics cover the batches of all ranks.
+
+In training, with a process group of more than one rank, the per-channel sums (and the sample
+count) are all-reduced to the global mean, then the centred squares to the global (biased)
+variance: two all-reduces, the same formulas as one process holding every rank's batch. The
+all-reduce is a differentiable op whose backward all-reduces the incoming gradient, so the input
+gradient carries every rank's share, as PyTorch's. Otherwise (eval, one rank, no group) it is
+``BatchNorm``. ``SyncBatchNorm.convert_sync_batchnorm(module)`` swaps every BatchNorm in a model.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import distributed as dist
+from ..autograd import Function
+from ..creation import tensor
+from ..tensor_functions import cat
+from ..tensor import Tensor, wrap_array
+from .layers import _BatchNorm
+from .module import Module
+
+__all__ = ["SyncBatchNorm"]
+
+
+class _AllReduceSum(Function):
+    """``sum over ranks of x``; its gradient is the sum over ranks of the incoming gradient."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, group: Any) -> Tensor:
+        ctx.group = group
+        out = x._array.copy()
+        dist.all_reduce(out, dist.ReduceOp.SUM, group=group)
+        return wrap_array(out)
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple:
+        out = np.array(g._array, copy=True)
+        dist.all_reduce(out, dist.ReduceOp.SUM, group=ctx.group)
+        return wrap_array(out), None
+
+
+def sync_batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | None, weight: Tensor | None,
+                    bias: Tensor | None, momentum: float, eps: float, group: Any) -> Tensor:
+    """Training-mode batch norm over the union of all ranks' batches (input ``(N, C, *)``)."""
+    c = x.shape[1]
+    bshape = (1, c) + (1,) * (x.ndim - 2)
+    dims = (0,) + tuple(range(2, x.ndim))
+    local = x.numel() // c
+    packed = _AllReduceSum.apply(cat([x.sum(dims), tensor([float(local)], dtype=x.dtype)]), group)
+    count = int(round(float(packed._array[-1])))
+    if count <= 1:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input size {tuple(x.shape)} "
+                         f"on each rank ({count} values per channel over all ranks)")
+    mu = (packed[:c] / count).reshape(bshape)
+    xc = x - mu
+    var = (_AllReduceSum.apply((xc * xc).sum(dims), group) / count).reshape(bshape)
+    y = xc * (var + eps).rsqrt()
+    if running_mean is not None:
+        rm = running_mean._array
+        rm *= (1 - momentum)
+        rm += momentum * mu._array.reshape(c).astype(rm.dtype)
+        running_mean._vc[0] += 1
+    if running_var is not None:
+        rv = running_var._array
+        rv *= (1 - momentum)
+        rv += momentum * (var._array.reshape(c) * (count / (count - 1))).astype(rv.dtype)
+        running_var._vc[0] += 1
+    if weight is not None:
+        y = y * weight.reshape(bshape)
+    if bias is not None:
+        y = y + bias.reshape(bshape)
+    return y
+
+
+class SyncBatchNorm(_BatchNorm):
+    """``BatchNorm`` for inputs ``(N, C, *)`` (at least 2-D) whose training statistics are taken over
+    every rank's batch (``torch.nn.SyncBatchNorm``)."""
+
+    _ranks = (2, 3, 4, 5, 6)
+    _shape_text = "(N, C, *)"
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, process_group: Any = None, device: Any = None,
+                 dtype: Any = None) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+        self.process_group = process_group
+
+    def _batch_norm(self, x: Tensor, rm: Tensor | None, rv: Tensor | None, w: Tensor | None, b: Tensor | None,
+                    training: bool, momentum: float, eps: float) -> Tensor:
+        if training and dist.is_initialized() and dist.get_world_size(self.process_group) > 1:
+            return sync_batch_norm(x, rm, rv, w, b, momentum, eps, dist.default_group(self.process_group))
+        return super()._batch_norm(x, rm, rv, w, b, training, momentum, eps)
+
+    @classmethod
+    def convert_sync_batchnorm(cls, module: Module, process_group: Any = None) -> Module:
+        """``module`` with every BatchNorm (1d/2d) replaced by a SyncBatchNorm holding the same
+        parameters and statistics (the same Tensors); a BatchNorm given itself comes back converted."""
+        out = module
+        if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNorm):
+            out = cls.__new__(cls)
+            Module.__init__(out)
+            for k in ("num_features", "eps", "momentum", "affine", "track_running_stats"):
+                setattr(out, k, getattr(module, k))
+            out.process_group = process_group
+            for name, p in module._parameters.items():
+                out.register_parameter(name, p)
+            for name, b in module._buffers.items():
+                out.register_buffer(name, b)
+            out.training = module.training
+        for name, child in list(module._modules.items()):
+            if child is not None:
+                out.add_module(name, cls.convert_sync_batchnorm(child, process_group))
+        return out

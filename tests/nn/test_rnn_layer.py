@@ -1,0 +1,244 @@
+"""The fused recurrent layers (``nn.functional.rnn.rnn_layer``, kernels in ``kernels.rnn``): the
+compiled steps give their NumPy twins' bits; LSTM, GRU and RNN layers give PyTorch's outputs, last
+states and every gradient (input, h0, c0, weights, biases) in float32 and float64, batch-first,
+bidirectional, several layers, without bias, unbatched; one graph node per layer and direction;
+hooks, retain_graph, in-place checks and dropout as before; double backward raises."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import retrograd as rg
+from retrograd import accel
+from retrograd.kernels import rnn as KR
+from retrograd.nn import rnn as rnn_mod
+
+needs_numba = pytest.mark.skipif(not accel.available(), reason="compiled kernels are off (Numba not installed, or RETROGRAD_NO_JIT set)")
+DTYPES = [np.float32, np.float64]
+TOL = {np.float32: dict(rtol=2e-4, atol=2e-5), np.float64: dict(rtol=1e-9, atol=1e-11)}  # test_reference.py
+
+
+def _twin_and_kernel(monkeypatch, fn):
+    out = [fn()]
+    monkeypatch.setattr(accel._state, "enabled", False)
+    out.append(fn())
+    monkeypatch.setattr(accel._state, "enabled", True)
+    return out
+
+
+def _same(results, what):
+    kernel, twin = results
+    assert all(a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True) for a, b in zip(kernel, twin)), \
+        f"{what}: kernel and NumPy twin differ"
+
+
+def _specials(x):
+    """``x`` with NaN, infinities, signed zeros and a large value in its first elements."""
+    k = min(6, x.size)
+    np.put(x, np.arange(k), np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 40.0])[:k])
+    return x
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_step_kernels_equal_twin(dtype, monkeypatch):
+    rng = np.random.default_rng(0)
+    for n, h in [(1, 1), (3, 5), (20, 200), (7, 33)]:
+        def r(*shape):
+            return (rng.standard_normal(shape) * 3).astype(dtype)
+        p4, gi4, cp, dy, dhr, dc = _specials(r(n, 4 * h)), r(n, 4 * h), r(n, h), r(n, h), r(n, h), r(n, h)
+        p3, gi3, hp = _specials(r(n, 3 * h)), r(n, 3 * h), r(n, h)
+        cp_strided = r(n, 2 * h)[:, ::2]
+
+        def run(p4=p4, gi4=gi4, cp=cp, dy=dy, dhr=dhr, dc=dc, p3=p3, gi3=gi3, hp=hp, cs=cp_strided, n=n, h=h):
+            res = []
+            for c_prev in (cp, cs):
+                p = p4.copy()
+                gates, c, tc, hh, e = (np.empty((n, 4 * h), dtype), np.empty((n, h), dtype), np.empty((n, h), dtype),
+                                       np.empty((n, h), dtype), np.empty((n, 4 * h), dtype))
+                KR.lstm_step(p, gi4, c_prev, gates, c, tc, hh, e)
+                dg, dcp = np.empty((n, 4 * h), dtype), dc.copy()
+                KR.lstm_step_backward(dy, dhr, dcp, gates, c_prev, tc, dg, dcp)  # dc_prev in place of dc
+                res += [p, gates, c, tc, hh, dg, dcp]
+            p = p3.copy()
+            gates, hh, e = np.empty((n, 4 * h), dtype), np.empty((n, h), dtype), np.empty((n, 2 * h), dtype)
+            KR.gru_step(p, gi3, hp, gates, hh, e)
+            dgi, dgh, direct = np.empty((n, 3 * h), dtype), np.empty((n, 3 * h), dtype), np.empty((n, h), dtype)
+            KR.gru_step_backward(dy, dhr, gates, hp, dgi, dgh, direct)
+            res += [p, gates, hh, dgi, dgh, direct]
+            for relu in (False, True):
+                dg = np.empty((n, h), dtype)
+                KR.rnn_step_backward(dy, dhr, np.tanh(hp) if not relu else np.maximum(hp, 0), relu, dg)
+                res.append(dg)
+            return res
+        with np.errstate(all="ignore"):
+            _same(_twin_and_kernel(monkeypatch, run), f"rnn steps {n}x{h} {dtype.__name__}")
+
+
+def _pair(cls, dtype, kw, seed=0):
+    torch.manual_seed(seed)
+    tdt = torch.float64 if dtype == np.float64 else torch.float32
+    tm = getattr(torch.nn, cls)(4, 6, **kw).to(tdt)
+    rm = getattr(rg.nn, cls)(4, 6, dtype=rg.float64 if dtype == np.float64 else rg.float32, **kw)
+    rm.load_state_dict({k: rg.tensor(v.detach().numpy()) for k, v in tm.state_dict().items()})
+    return tm, rm
+
+
+CASES = [
+    ("LSTM", {}), ("LSTM", {"num_layers": 2, "bidirectional": True, "batch_first": True}), ("LSTM", {"bias": False}),
+    ("GRU", {}), ("GRU", {"num_layers": 2, "bidirectional": True, "batch_first": True}), ("GRU", {"bias": False}),
+    ("RNN", {"num_layers": 2, "bidirectional": True}), ("RNN", {"nonlinearity": "relu", "num_layers": 2}),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cls,kw", CASES, ids=[f"{c}-{'-'.join(map(str, k.values())) or 'plain'}" for c, k in CASES])
+def test_layers_match_torch_with_every_gradient(cls, kw, dtype):
+    """Outputs, h_n, c_n, and the gradients of a loss that reads all three, to the input, h0, c0 and
+    every parameter."""
+    tm, rm = _pair(cls, dtype, kw)
+    D = (2 if kw.get("bidirectional") else 1) * kw.get("num_layers", 1)
+    rng = np.random.default_rng(1)
+    T, N = 5, 3
+    x = rng.standard_normal((N, T, 4) if kw.get("batch_first") else (T, N, 4)).astype(dtype)
+    h0, c0 = rng.standard_normal((D, N, 6)).astype(dtype), rng.standard_normal((D, N, 6)).astype(dtype)
+    lstm = cls == "LSTM"
+    res = {}
+    for lib, m in (("torch", tm), ("rg", rm)):
+        L = torch if lib == "torch" else rg
+        xs = [L.tensor(a, requires_grad=True) for a in (x, h0, c0)]
+        out, st = m(xs[0], (xs[1], xs[2]) if lstm else xs[1])
+        w = L.tensor(np.linspace(-1, 1, out.numel()).reshape(tuple(out.shape)).astype(dtype))
+        hn, cn = st if lstm else (st, None)
+        loss = (out * w).sum() + (hn ** 2).sum() + ((cn * 3).sum() if lstm else 0)
+        loss.backward()
+        res[lib] = [out, hn] + ([cn] if lstm else []) + [xs[0].grad, xs[1].grad] + ([xs[2].grad] if lstm else []) \
+            + [p.grad for _, p in sorted(m.named_parameters())]
+    for a, b in zip(res["torch"], res["rg"]):
+        np.testing.assert_allclose(b.detach().numpy(), a.detach().numpy(), **TOL[dtype])
+
+
+def test_unbatched_input_and_no_initial_state():
+    tm, rm = _pair("LSTM", np.float32, {"num_layers": 2})
+    x = np.random.default_rng(2).standard_normal((7, 4)).astype(np.float32)
+    xt, xr = torch.tensor(x, requires_grad=True), rg.tensor(x, requires_grad=True)
+    (ot, (ht, ct)), (orr, (hr, cr)) = tm(xt), rm(xr)
+    assert tuple(orr.shape) == (7, 6) and tuple(hr.shape) == tuple(cr.shape) == (2, 6)
+    (ot.sum() + ct.sum()).backward()
+    (orr.sum() + cr.sum()).backward()
+    for a, b in [(ot, orr), (ht, hr), (ct, cr), (xt.grad, xr.grad), (tm.weight_hh_l1.grad, rm.weight_hh_l1.grad)]:
+        np.testing.assert_allclose(b.detach().numpy(), a.detach().numpy(), **TOL[np.float32])
+
+
+def _all_nodes(t):
+    seen, stack, out = set(), [t._node], []
+    while stack:
+        n = stack.pop()
+        if n is None or id(n) in seen:
+            continue
+        seen.add(id(n))
+        out.append(n)
+        stack += [i._node for i in n.inputs if i is not None]
+    return out
+
+
+def test_one_graph_node_per_layer_and_direction():
+    """A 2-layer bidirectional LSTM over 30 steps records a few dozen nodes (one rule per layer and
+    direction, and their views), not one per op per step."""
+    m = rg.nn.LSTM(4, 6, num_layers=2, bidirectional=True)
+    out, (h, c) = m(rg.randn(30, 2, 4))
+    names = [n.rule.name for n in _all_nodes(out.sum() + h.sum() + c.sum())]
+    assert names.count("rnn_layer") == 4
+    assert len(names) < 40, names
+
+
+def test_double_backward_raises_a_clear_error():
+    m = rg.nn.LSTM(3, 4)
+    x = rg.randn(5, 2, 3, requires_grad=True)
+    out, _ = m(x)
+    (gx,) = rg.autograd.grad(out.sum(), x, create_graph=False)
+    assert tuple(gx.shape) == (5, 2, 3)
+    out, _ = m(x)
+    with pytest.raises(RuntimeError, match="lstm: double backward \\(create_graph=True\\) through a recurrent layer "
+                                           "is not supported"):
+        rg.autograd.grad(out.sum(), x, create_graph=True)
+
+
+def test_parameter_hooks_retain_graph_and_in_place_checks():
+    m = rg.nn.GRU(3, 4, num_layers=2)
+    seen = []
+    m.weight_hh_l0.register_hook(lambda g: seen.append(g.shape) or g * 2)
+    x = rg.randn(6, 2, 3)
+    out, _ = m(x)
+    out.sum().backward(retain_graph=True)
+    once = m.weight_hh_l0.grad.numpy().copy()
+    out.sum().backward()
+    assert seen == [(12, 4), (12, 4)]
+    np.testing.assert_allclose(m.weight_hh_l0.grad.numpy(), 2 * once, rtol=1e-6)
+    out, _ = rg.nn.LSTM(3, 4)(x)
+    out.mul_(2)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.sum().backward()
+
+
+def test_dropout_between_layers_draws_as_the_op_by_op_path(monkeypatch):
+    """The fused layers leave dropout where it was: the same seed gives the same masks and numbers
+    as the layer recorded op by op."""
+    m = rg.nn.LSTM(4, 5, num_layers=3, dropout=0.5)
+    x = rg.randn(6, 2, 4)
+    res = []
+    for fused in (True, False):
+        if not fused:
+            monkeypatch.setattr(rnn_mod.RNNBase, "_fused", lambda *a: False)
+        rg.manual_seed(7)
+        out, (h, c) = m(x)
+        out.sum().backward()
+        res.append((out.detach().numpy(), c.detach().numpy(), m.weight_ih_l2.grad.numpy().copy()))
+        m.zero_grad()
+    for a, b in zip(*res):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert not np.array_equal(res[0][0], m.eval()(x)[0].detach().numpy())  # dropout did act in training
+
+
+@pytest.mark.parametrize("cls", ["LSTM", "GRU", "RNN"])
+def test_no_grad_gives_the_same_bits(cls):
+    m = getattr(rg.nn, cls)(4, 5, num_layers=2, bidirectional=True)
+    x = rg.randn(9, 3, 4)
+    out, st = m(x)
+    with rg.no_grad():
+        out2, st2 = m(x)
+    assert out2._node is None
+    for a, b in [(out, out2)] + list(zip(st, st2) if cls == "LSTM" else [(st, st2)]):
+        assert np.array_equal(a.detach().numpy(), b.numpy())
+
+
+def test_proj_size_and_mixed_dtypes_use_the_op_by_op_path():
+    m = rg.nn.LSTM(4, 5, proj_size=2)
+    out, _ = m(rg.randn(3, 2, 4))
+    assert "rnn_layer" not in [n.rule.name for n in _all_nodes(out.sum())]
+    m = rg.nn.GRU(4, 5)
+    out, _ = m(rg.randn(3, 2, 4, dtype=rg.float64))
+    assert out.dtype == rg.float64 and "rnn_layer" not in [n.rule.name for n in _all_nodes(out.sum())]
+    with pytest.raises(TypeError, match="rnn_layer: expected every input of one dtype"):
+        rg.nn.functional.rnn.rnn_layer("GRU", rg.randn(3, 2, 4, dtype=rg.float64), rg.zeros(2, 5), None,
+                                       m.weight_ih_l0, m.weight_hh_l0)
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU", "RNN_TANH", "RNN_RELU"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_rnn_layer_passes_gradcheck(mode, reverse):
+    """The rule alone, float64, against finite differences: the output, h_n and c_n weighted apart."""
+    from retrograd.nn.functional.rnn import rnn_layer
+
+    rng = np.random.default_rng(3)
+    G = {"LSTM": 4, "GRU": 3}.get(mode, 1)
+
+    def t(*s):
+        return rg.tensor(rng.standard_normal(s) * 0.7, dtype=rg.float64, requires_grad=True)
+    ins = (t(4, 2, 3), t(2, 5), t(2, 5), t(G * 5, 3), t(G * 5, 5), t(G * 5), t(G * 5))
+
+    def f(x, h0, c0, wi, wh, bi, bh):
+        outs = rnn_layer(mode, x, h0, c0 if mode == "LSTM" else None, wi, wh, bi, bh, reverse=reverse)
+        return sum((o * (k + 1)).sum() for k, o in enumerate(outs) if o is not None)
+    assert rg.autograd.gradcheck(f, ins)
