@@ -1,5 +1,6 @@
 """The shipped real data sets: shapes, dtypes, ranges, label counts, and the
 install command in the error when one is missing."""
+import dataclasses
 import importlib.metadata as md
 
 import numpy as np
@@ -34,6 +35,29 @@ def test_fashion_mnist(fashion):
     assert tr.arrays[1][:3].tolist() == [9, 0, 0] and te.arrays[1][:3].tolist() == [9, 2, 1]
     bx, by = next(iter(rg.data.DataLoader(tr, batch_size=256, shuffle=True, generator=rg.Generator(0))))
     assert bx.shape == (256, 1, 28, 28) and by.dtype == rg.int64
+
+
+def test_fashion_preset_converts_only_the_images_it_keeps(fashion, monkeypatch):
+    """The ``fashion_mnist`` preset splits and subsets the uint8 pixels and converts only what it
+    keeps to float32: the same images as subsetting the float32 set, without the 188 MB copy."""
+    from retrograd.data import bundle as bundle_mod
+    from retrograd.data import presets
+
+    data = {"name": "fashion_mnist", "batch_size": 64, "val_fraction": 0.1, "train_samples": 640,
+            "val_samples": 128, "augment": False, "standardize": None, "root": None, "test_fraction": None}
+    converted = []
+    preset = presets.PRESETS["fashion_mnist"]
+    monkeypatch.setitem(presets.PRESETS, "fashion_mnist", dataclasses.replace(
+        preset, convert=lambda a: converted.append(a.shape[0]) or preset.convert(a)))
+    new = presets.build_data(dict(data), seed=3)
+    assert converted == [640, 128, 10000]
+    # the same split from the float32 arrays, converted first
+    rng = np.random.default_rng(3)
+    old = bundle_mod.arrays_bundle(*fashion["train"].arrays, *fashion["test"].arrays, data=dict(data), rng=rng,
+                                   seed=3, spec=new.inputs, standardize=False, num_classes=10)
+    for a, b in ((new.train, old.train), (new.val, old.val), (new.test, old.test)):
+        for u, v in zip(a.arrays, b.arrays):
+            assert u.dtype == v.dtype and np.array_equal(u, v)
 
 
 def test_mnist_5k():

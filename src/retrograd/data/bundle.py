@@ -81,13 +81,18 @@ def _flat_standardize(spec: Any, x: np.ndarray) -> np.ndarray:
 def arrays_bundle(x: np.ndarray, y: np.ndarray, xt: np.ndarray | None, yt: np.ndarray | None, *, data: dict,
                   rng: np.random.Generator, seed: int, spec: Any, standardize: bool,
                   std_columns: np.ndarray | None = None, augment: Callable | None = None, num_classes: int,
-                  num_outputs: int | None = None, source: str = "") -> DataBundle:
+                  num_outputs: int | None = None, source: str = "", convert: Callable | None = None) -> DataBundle:
     """Split arrays as every source of a config is split, all from ``rng``: test (when ``xt`` is
     None) is ``data["test_fraction"]`` of the samples; then (``standardize``) the statistics of
     what is left are fitted into ``spec`` (``InputSpec.fit_standardize``) and applied to every
     split; then validation is ``data["val_fraction"]`` of the rest; then the optional random
     subsets ``train_samples``/``val_samples``. ``augment(Generator(seed + 1))`` is the training
-    transform."""
+    transform. ``convert`` (e.g. uint8 pixels -> float32 images) is applied to each split's features
+    once they are split and subset (before the statistics when ``standardize``), so that a set stored
+    compactly is converted only where it is used."""
+    if convert is not None and standardize:
+        x, xt = convert(x), (None if xt is None else convert(xt))
+        convert = None
     if xt is None:
         tr, te = split_indices(len(y), data["test_fraction"], rng)
         x, y, xt, yt = x[tr], y[tr], x[te], y[te]
@@ -102,6 +107,8 @@ def arrays_bundle(x: np.ndarray, y: np.ndarray, xt: np.ndarray | None, yt: np.nd
     sel = subset_indices(len(yv), data.get("val_samples"), rng)
     if sel is not None:
         xv, yv = xv[sel], yv[sel]
+    if convert is not None:
+        x, xv, xt = convert(x), convert(xv), convert(xt)
     aug = augment(Generator(seed + 1)) if augment is not None else None
     return DataBundle(TensorDataset(x, y, transform=aug), TensorDataset(xv, yv) if len(yv) else None,
                       TensorDataset(xt, yt) if len(yt) else None, tuple(x.shape[1:]), num_classes, inputs=spec,

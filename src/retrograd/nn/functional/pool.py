@@ -1,13 +1,13 @@
-"""Pooling: max pooling (compiled kernels where Numba is available), average pooling and adaptive
-average pooling, in 1-D and 2-D. Each pooling ``Rule``'s backward is a ``Rule`` too."""
+"""Pooling: max pooling (its loops in ``retrograd.kernels.conv``: compiled kernels where Numba is
+available), average pooling and adaptive average pooling, in 1-D and 2-D. Each pooling ``Rule``'s backward is a ``Rule`` too."""
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
 
-from ... import accel
 from ...amp.autocast_mode import outside_autocast
+from ...kernels import conv as KC
 from ...ops import Rule, call
 from ...tensor import Tensor, wrap_array
 from ._args import _float_input, _tuple
@@ -30,103 +30,9 @@ def _pool_out(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int
     return num // s + 1
 
 
-@accel.jit
-def _maxpool2x2_kernel(x, out, idx):
-    """The common pooling, 2x2 windows with stride 2 inside ``x (N, C, H, W)``, in one
-    pass: ``out``/``idx (N, C, OH, OW)``, the first maximum winning ties as in
-    ``_maxpool2d_f``. Returns whether ``x`` held a NaN (then the caller redoes the
-    windows with PyTorch's NaN rule); the window's four compares stay branch-free."""
-    n, c = x.shape[0], x.shape[1]
-    oh, ow = out.shape[2], out.shape[3]
-    nan = False
-    for b in range(n):
-        for ch in range(c):
-            for i in range(oh):
-                for j in range(ow):
-                    a0 = x[b, ch, 2 * i, 2 * j]
-                    a1 = x[b, ch, 2 * i, 2 * j + 1]
-                    a2 = x[b, ch, 2 * i + 1, 2 * j]
-                    a3 = x[b, ch, 2 * i + 1, 2 * j + 1]
-                    nan |= (a0 != a0) | (a1 != a1) | (a2 != a2) | (a3 != a3)
-                    best = a0
-                    arg = 0
-                    if a1 > best:
-                        best = a1
-                        arg = 1
-                    if a2 > best:
-                        best = a2
-                        arg = 2
-                    if a3 > best:
-                        best = a3
-                        arg = 3
-                    out[b, ch, i, j] = best
-                    idx[b, ch, i, j] = arg
-    return nan
-
-
-@accel.jit
-def _maxpool2d_back_kernel(g, idx, gx, kw, sh, sw, ph, pw, dh, dw):
-    """``gx (N, C, H, W)`` (zeros) += ``g`` at each window's argmax, window by window
-    in row-major order (PyTorch's kernel adds overlapping windows' gradients in
-    this order)."""
-    n, c, oh, ow = g.shape
-    h, w = gx.shape[2], gx.shape[3]
-    for b in range(n):
-        for ch in range(c):
-            for i in range(oh):
-                for j in range(ow):
-                    k = idx[b, ch, i, j]
-                    r = i * sh - ph + (k // kw) * dh
-                    q = j * sw - pw + (k % kw) * dw
-                    if 0 <= r < h and 0 <= q < w:
-                        gx[b, ch, r, q] += g[b, ch, i, j]
-
-
 def _maxpool2d_f(ins, kw):
-    x = ins[0]
-    (kh, kww), (sh, sw), (ph, pw), (dh, dw) = kw["kernel"], kw["stride"], kw["padding"], kw["dilation"]
-    n, c, h, wd = x.shape
-    oh, ow = kw["out_hw"]
-    if ((kh, kww, sh, sw, ph, pw, dh, dw) == (2, 2, 2, 2, 0, 0, 1, 1) and 2 * oh <= h and 2 * ow <= wd
-            and x.size and accel.handles(x)):
-        out = np.empty((n, c, oh, ow), x.dtype)
-        idx = np.empty((n, c, oh, ow), np.int32)
-        if not _maxpool2x2_kernel(x, out, idx):
-            kw["idx"] = idx
-            return out
-    # pad with -inf; extra right/bottom room for ceil_mode windows
-    eh = max((oh - 1) * sh + dh * (kh - 1) + 1 - (h + 2 * ph), 0)
-    ew = max((ow - 1) * sw + dw * (kww - 1) + 1 - (wd + 2 * pw), 0)
-    xp = _pad_hw(x, ((ph, ph + eh), (pw, pw + ew)), -np.inf)
-    views = [xp[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw]
-             for i in range(kh) for j in range(kww)]
-    if not np.isnan(x).any():
-        # max by pairwise maxima of the kh*kw strided views (no window copy); the
-        # index of the first maximum by writing candidates from the last to the first
-        best = views[0]
-        for v in views[1:]:
-            best = np.maximum(best, v)
-        idx = np.empty(best.shape, np.int32)
-        idx.fill(len(views) - 1)
-        for k in range(len(views) - 2, -1, -1):
-            np.copyto(idx, k, where=views[k] == best)
-        kw["idx"] = idx
-        return np.array(best, copy=True) if best is views[0] else best
-    # with NaNs: a running max where, as in torch's kernel, a NaN always takes over
-    best = idx = None
-    for i in range(kh):
-        for j in range(kww):
-            v = xp[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw]
-            if best is None:
-                best = v.copy()
-                idx = np.zeros(best.shape, np.int32)
-                continue
-            upd = v > best
-            upd |= np.isnan(v)  # as torch's kernel: a NaN always takes over
-            np.copyto(best, v, where=upd)
-            np.copyto(idx, i * kww + j, where=upd)
-    kw["idx"] = idx
-    return best
+    out, kw["idx"] = KC.max_pool2d(ins[0], kw["kernel"], kw["stride"], kw["padding"], kw["dilation"], kw["out_hw"])
+    return out
 
 
 def _maxpool_flat_index(kw: dict, in_hw: tuple) -> np.ndarray:
@@ -146,27 +52,8 @@ MAXPOOL2D = Rule("max_pool2d", _maxpool2d_f, _maxpool2d_b, needs_inputs=False)  
 
 
 def _maxpool2d_bf(ins, kw):
-    g = ins[0]
-    (kh, kww), (sh, sw), (ph, pw), (dh, dw) = kw["kernel"], kw["stride"], kw["padding"], kw["dilation"]
-    idx = kw["idx"]
-    h, wd = kw["in_hw"]
-    n, c, oh, ow = idx.shape
-    if g.size and accel.handles(g):
-        gx = np.zeros((n, c, h, wd), g.dtype)
-        _maxpool2d_back_kernel(g, idx, gx, kww, sh, sw, ph, pw, dh, dw)
-        return gx
-    H = max((oh - 1) * sh + dh * (kh - 1) + 1, h + 2 * ph)
-    W = max((ow - 1) * sw + dw * (kww - 1) + 1, wd + 2 * pw)
-    gxp = np.zeros((n, c, H, W), dtype=g.dtype)
-    disjoint = sh >= dh * (kh - 1) + 1 and sw >= dw * (kww - 1) + 1  # each input in one window at most
-    for i in range(kh):
-        for j in range(kww):
-            dst = gxp[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw]
-            if disjoint:
-                np.copyto(dst, g, where=idx == i * kww + j)
-            else:
-                dst += np.where(idx == i * kww + j, g, 0)
-    return gxp[:, :, ph:ph + h, pw:pw + wd]
+    return KC.max_pool2d_backward(ins[0], kw["idx"], kw["in_hw"], kw["kernel"], kw["stride"], kw["padding"],
+                                  kw["dilation"])
 
 
 def _maxpool2d_bb(gg, out, ins, kw, needs):

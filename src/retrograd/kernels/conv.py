@@ -1,0 +1,236 @@
+"""The data movement around a convolution's GEMMs, and max-pooling: each a NumPy twin and a compiled kernel.
+
+A 2-D convolution (``nn/functional/conv.py``) is one GEMM over im2col columns ``cols (N*OH*OW,
+kh*kw*C)``: row ``(n, a, b)`` holds the window of output position ``(a, b)`` of image ``n``, its
+values ordered ``(i, j, c)`` (channels last: building a row copies runs of ``kw*C`` values of a
+channels-last image instead of gathering single elements). Around the GEMMs:
+
+- ``im2col``: the columns (zeros where a window reaches into the padding);
+- ``rows_to_nchw`` / ``channels_to_nchw``: the forward GEMM's ``(N*OH*OW, O)`` (or ``(O, N*OH*OW)``)
+  result as ``(N, O, OH, OW)``, plus the bias;
+- ``nchw_to_channels``: the output gradient ``(N, O, OH, OW)`` as ``(O, N*OH*OW)`` for the backward GEMMs;
+- ``col2im``: the column gradient back onto the input (the input gradient): every input element
+  gets the sum of the entries read from it, added window offset ``(i, j)`` by offset in row-major
+  order (the twin's strided adds), starting from 0;
+- ``max_pool2d`` (with the window-local index of each maximum) and ``max_pool2d_backward``;
+- ``relu`` and ``relu_backward`` (the rule of ``ops.RELU``): one pass each instead of NumPy's two.
+
+Each runs the loops of ``retrograd.kernels.jit_conv`` when ``accel.handles`` the arrays (Numba
+installed, ``RETROGRAD_NO_JIT`` unset, float32 or float64), on ``accel.get_num_threads()`` threads
+with whole images (or ``(n, c)`` planes) per thread, and its NumPy twin otherwise. The kernels give
+the twins' bits (tests/test_kernels_conv.py), whatever the number of threads. Two exceptions, both in
+the max-pool, where the kernels follow PyTorch and the twins may not: the backward adds the
+gradients of overlapping windows window by window (the twin offset by offset), and a window whose
+every input is ``-inf`` points at its first input (the twin: at its first position, which may be
+padding).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from .. import accel
+
+__all__ = ["im2col", "col2im", "rows_to_nchw", "channels_to_nchw", "nchw_to_channels", "max_pool2d",
+           "max_pool2d_backward", "relu", "relu_backward", "MIN_PER_THREAD"]
+
+MIN_PER_THREAD = 1 << 16  # elements written per thread below which one thread does it all (bench/conv_parts.py)
+
+
+def _jit() -> Any:
+    from . import jit_conv
+    return jit_conv
+
+
+def _per_thread(items_each: int) -> int:
+    """Images (or planes) per thread for pieces of at least ``MIN_PER_THREAD`` elements."""
+    return max(1, -(-MIN_PER_THREAD // max(items_each, 1)))
+
+
+# ====================================================================== im2col / col2im
+def _padded_nhwc(x: np.ndarray, pad: tuple) -> np.ndarray:
+    """``(N, C, H, W)`` -> zero-padded channels-last ``(N, Hp, Wp, C)``."""
+    (pt, pb), (pl, pr) = pad
+    n, c, h, w = x.shape
+    xh = np.zeros((n, h + pt + pb, w + pl + pr, c), x.dtype)
+    xh[:, pt:pt + h, pl:pl + w, :] = x.transpose(0, 2, 3, 1)
+    return xh
+
+
+def im2col(x: np.ndarray, k_hw: tuple, stride: tuple, padding: tuple, dilation: tuple,
+           out_hw: tuple) -> np.ndarray:
+    """Columns ``(N*OH*OW, kh*kw*C)`` of ``x (N, C, H, W)``; ``padding`` is ``((top, bottom),
+    (left, right))``."""
+    (kh, kw), (sh, sw), ((pt, pb), (pl, pr)), (dh, dw), (oh, ow) = k_hw, stride, padding, dilation, out_hw
+    n, c, h, w = x.shape
+    if x.size and accel.handles(x):
+        cols = np.empty((n * oh * ow, kh * kw * c), x.dtype)
+        accel.run_ranges(_jit().im2col, (np.ascontiguousarray(x), cols, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow,
+                                         h + pt + pb, w + pl + pr), n, _per_thread(oh * ow * c * kh * kw))
+        return cols
+    xh = _padded_nhwc(x, padding)
+    s = xh.strides
+    win = as_strided(xh, (n, oh, ow, kh, kw, c), (s[0], s[1] * sh, s[2] * sw, s[1] * dh, s[2] * dw, s[3]),
+                     writeable=False)
+    return win.reshape(n * oh * ow, kh * kw * c)
+
+
+def col2im(cols: np.ndarray, x_shape: tuple, k_hw: tuple, stride: tuple, padding: tuple, dilation: tuple,
+           out_hw: tuple) -> np.ndarray:
+    """The adjoint of ``im2col``: ``(N, C, H, W)`` of ``x_shape`` from column gradients ``cols
+    (N*OH*OW, kh*kw*C)``."""
+    (kh, kw), (sh, sw), ((pt, pb), (pl, pr)), (dh, dw), (oh, ow) = k_hw, stride, padding, dilation, out_hw
+    n, c, h, w = x_shape
+    if cols.size and accel.handles(cols):
+        gx = np.empty((n, c, h, w), cols.dtype)
+        accel.run_ranges(_jit().col2im, (np.ascontiguousarray(cols), gx, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow,
+                                         h + pt + pb, w + pl + pr), n, _per_thread(oh * ow * c * kh * kw))
+        return gx
+    gxh = np.zeros((n, h + pt + pb, w + pl + pr, c), cols.dtype)
+    g6 = cols.reshape(n, oh, ow, kh, kw, c)
+    for i in range(kh):
+        for j in range(kw):
+            gxh[:, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw] += g6[:, :, :, i, j]
+    return np.ascontiguousarray(gxh[:, pt:pt + h, pl:pl + w].transpose(0, 3, 1, 2))
+
+
+# ====================================================================== layouts around the GEMMs
+def rows_to_nchw(y: np.ndarray, n: int, out_hw: tuple, bias: np.ndarray | None) -> np.ndarray:
+    """``y (N*OH*OW, O)`` as ``(N, O, OH, OW)``, plus ``bias (O,)`` on every channel when given."""
+    return _to_nchw("rows_to_nchw", y, y.shape[1], n, out_hw, bias)
+
+
+def channels_to_nchw(y: np.ndarray, n: int, out_hw: tuple, bias: np.ndarray | None) -> np.ndarray:
+    """``y (O, N*OH*OW)`` as ``(N, O, OH, OW)``, plus ``bias (O,)`` on every channel when given."""
+    return _to_nchw("channels_to_nchw", y, y.shape[0], n, out_hw, bias)
+
+
+def _to_nchw(kernel: str, y: np.ndarray, o: int, n: int, out_hw: tuple, bias: np.ndarray | None) -> np.ndarray:
+    p = out_hw[0] * out_hw[1]
+    if y.size and accel.handles(y) and (bias is None or (isinstance(bias, np.ndarray) and bias.dtype == y.dtype)):
+        out = np.empty((n, o, p), y.dtype)
+        b = np.ascontiguousarray(bias) if bias is not None else np.empty(1, y.dtype)
+        accel.run_ranges(getattr(_jit(), kernel), (np.ascontiguousarray(y), out, b, bias is not None), n,
+                         _per_thread(o * p))
+        return out.reshape(n, o, *out_hw)
+    view = y.reshape(n, p, o).transpose(0, 2, 1) if kernel == "rows_to_nchw" else y.reshape(o, n, p).transpose(1, 0, 2)
+    out = np.array(view, order="C")  # a copy: the bias is added in place
+    if bias is not None:
+        out += bias.reshape(1, o, 1)
+    return out.reshape(n, o, *out_hw)
+
+
+def nchw_to_channels(g: np.ndarray) -> np.ndarray:
+    """``g (N, O, OH, OW)`` as ``(O, N*OH*OW)`` (a copy)."""
+    n, o = g.shape[:2]
+    p = g.shape[2] * g.shape[3]
+    if g.size and accel.handles(g):
+        g2 = np.empty((o, n * p), g.dtype)
+        accel.run_ranges(_jit().nchw_to_channels, (np.ascontiguousarray(g).reshape(n, o, p), g2), n,
+                         _per_thread(o * p))
+        return g2
+    return g.transpose(1, 0, 2, 3).reshape(o, n * p)
+
+
+# ====================================================================== max pooling
+def _pad_hw(x: np.ndarray, pad: tuple, value: float) -> np.ndarray:
+    (pt, pb), (pl, pr) = pad
+    if pt or pb or pl or pr:
+        return np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=value)
+    return x
+
+
+def max_pool2d(x: np.ndarray, kernel: tuple, stride: tuple, padding: tuple, dilation: tuple,
+               out_hw: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """``(out, idx)`` over the windows of ``x (N, C, H, W)`` (``padding`` one int per side pair, as
+    pooling's): the maximum (a NaN wins, as in PyTorch; else the first maximum) and its window-local
+    index ``i*kw + j`` (int32). Windows that ``ceil_mode`` lets run past the input are cut there."""
+    (kh, kww), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = kernel, stride, padding, dilation, out_hw
+    n, c, h, wd = x.shape
+    if x.size and accel.handles(x):
+        xp = np.ascontiguousarray(x).reshape(n * c, h, wd)
+        out = np.empty((n * c, oh, ow), x.dtype)
+        idx = np.empty((n * c, oh, ow), np.int32)
+        J = _jit()
+        per = _per_thread(h * wd)
+        if (kh, kww, sh, sw, ph, pw, dh, dw) == (2, 2, 2, 2, 0, 0, 1, 1) and 2 * oh <= h and 2 * ow <= wd:
+            accel.run_ranges(J.max_pool_2x2, (xp, out, idx), n * c, per)
+        else:
+            accel.run_ranges(J.max_pool, (xp, out, idx, kh, kww, sh, sw, ph, pw, dh, dw), n * c, per)
+        return out.reshape(n, c, oh, ow), idx.reshape(n, c, oh, ow)
+    # pad with -inf; extra right/bottom room for ceil_mode windows
+    eh = max((oh - 1) * sh + dh * (kh - 1) + 1 - (h + 2 * ph), 0)
+    ew = max((ow - 1) * sw + dw * (kww - 1) + 1 - (wd + 2 * pw), 0)
+    xp = _pad_hw(x, ((ph, ph + eh), (pw, pw + ew)), -np.inf)
+    views = [xp[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw]
+             for i in range(kh) for j in range(kww)]
+    if not np.isnan(x).any():
+        # max by pairwise maxima of the kh*kw strided views (no window copy); the
+        # index of the first maximum by writing candidates from the last to the first
+        best = views[0]
+        for v in views[1:]:
+            best = np.maximum(best, v)
+        idx = np.empty(best.shape, np.int32)
+        idx.fill(len(views) - 1)
+        for k in range(len(views) - 2, -1, -1):
+            np.copyto(idx, k, where=views[k] == best)
+        return (np.array(best, copy=True) if best is views[0] else best), idx
+    # with NaNs: a running max where, as in torch's kernel, a NaN always takes over
+    best = views[0].copy()
+    idx = np.zeros(best.shape, np.int32)
+    for k, v in enumerate(views[1:], 1):
+        upd = v > best
+        upd |= np.isnan(v)
+        np.copyto(best, v, where=upd)
+        np.copyto(idx, k, where=upd)
+    return best, idx
+
+
+def max_pool2d_backward(g: np.ndarray, idx: np.ndarray, in_hw: tuple, kernel: tuple, stride: tuple,
+                        padding: tuple, dilation: tuple) -> np.ndarray:
+    """``(N, C, H, W)`` zeros plus ``g`` at each window's maximum (``idx`` from ``max_pool2d``)."""
+    (kh, kww), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    h, wd = in_hw
+    n, c, oh, ow = idx.shape
+    if g.size and accel.handles(g):
+        gx = np.empty((n * c, h, wd), g.dtype)
+        accel.run_ranges(_jit().max_pool_backward,
+                         (np.ascontiguousarray(g).reshape(n * c, oh, ow), idx.reshape(n * c, oh, ow), gx, kh, kww, sh,
+                          sw, ph, pw, dh, dw), n * c, _per_thread(h * wd))
+        return gx.reshape(n, c, h, wd)
+    H = max((oh - 1) * sh + dh * (kh - 1) + 1, h + 2 * ph)
+    W = max((ow - 1) * sw + dw * (kww - 1) + 1, wd + 2 * pw)
+    gxp = np.zeros((n, c, H, W), dtype=g.dtype)
+    disjoint = sh >= dh * (kh - 1) + 1 and sw >= dw * (kww - 1) + 1  # each input in one window at most
+    for i in range(kh):
+        for j in range(kww):
+            dst = gxp[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw]
+            if disjoint:
+                np.copyto(dst, g, where=idx == i * kww + j)
+            else:
+                dst += np.where(idx == i * kww + j, g, 0)
+    return gxp[:, :, ph:ph + h, pw:pw + wd]
+
+
+# ====================================================================== ReLU
+def relu(x: np.ndarray) -> np.ndarray:
+    """``np.maximum(x, 0)``."""
+    if x.size and accel.handles(x):
+        xf = np.ascontiguousarray(x).reshape(-1)
+        out = np.empty_like(xf)
+        accel.run_ranges(_jit().relu, (xf, out), xf.shape[0], MIN_PER_THREAD)
+        return out.reshape(x.shape)
+    return np.maximum(x, 0)
+
+
+def relu_backward(g: Any, out: np.ndarray) -> Any:
+    """``g * (out > 0)``; ``g`` an array of ``out``'s shape and dtype takes the kernel."""
+    if (isinstance(g, np.ndarray) and g.shape == out.shape and g.dtype == out.dtype and g.size
+            and accel.handles(g, out)):
+        gf, of = np.ascontiguousarray(g).reshape(-1), np.ascontiguousarray(out).reshape(-1)
+        gx = np.empty_like(gf)
+        accel.run_ranges(_jit().relu_backward, (gf, of, gx), gf.shape[0], MIN_PER_THREAD)
+        return gx.reshape(out.shape)
+    return g * (out > 0)

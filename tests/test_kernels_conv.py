@@ -1,0 +1,212 @@
+"""The convolution, pooling and ReLU kernels of ``retrograd.kernels.conv``: the compiled loops give their
+NumPy twins' bits (float32 and float64, strides, asymmetric padding, dilation, one channel and many,
+NaN and infinities, one thread or two, pieces split finer than the default), and conv2d built on them
+gives PyTorch's outputs and gradients, with the forward's im2col columns kept for the weight gradient
+or rebuilt."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import retrograd as rg
+from retrograd import accel
+from retrograd.kernels import conv as KC
+from retrograd.nn.functional import conv as conv_mod
+
+needs_numba = pytest.mark.skipif(not accel.available(), reason="Numba is not installed (the 'fast' extra)")
+DTYPES = [np.float32, np.float64]
+
+# (x shape, kernel, stride, ((top, bottom), (left, right)) padding, dilation)
+GEOMS = [((3, 4, 9, 9), (3, 3), (1, 1), ((0, 0), (0, 0)), (1, 1)),
+         ((2, 1, 12, 11), (3, 3), (1, 1), ((0, 0), (0, 0)), (1, 1)),
+         ((2, 3, 10, 11), (3, 2), (2, 1), ((1, 2), (0, 1)), (1, 1)),
+         ((2, 5, 13, 12), (3, 3), (2, 3), ((2, 2), (1, 1)), (2, 3)),
+         ((1, 6, 7, 8), (1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1)),
+         ((2, 2, 6, 6), (5, 4), (1, 2), ((3, 3), (3, 2)), (1, 1))]
+
+
+def _out_hw(shape, k, s, p, d):
+    return tuple((shape[2 + a] + p[a][0] + p[a][1] - d[a] * (k[a] - 1) - 1) // s[a] + 1 for a in range(2))
+
+
+def _runs(monkeypatch, fn):
+    """``fn()`` with the kernels on two threads in small pieces, on one thread, and off (the twins)."""
+    out = []
+    with np.errstate(all="ignore"):
+        with monkeypatch.context() as m:
+            m.setattr(accel._state, "threads", 2)
+            m.setattr(KC, "MIN_PER_THREAD", 1)
+            out.append(fn())
+        with monkeypatch.context() as m:
+            m.setattr(accel._state, "threads", 1)
+            out.append(fn())
+        with monkeypatch.context() as m:
+            m.setattr(accel._state, "enabled", False)
+            out.append(fn())
+    return out
+
+
+def _same(results, what):
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert a.shape == b.shape and a.dtype == b.dtype, what
+            assert np.array_equal(a, b, equal_nan=True), f"{what}: kernel and NumPy twin differ"
+            assert np.array_equal(np.signbit(a), np.signbit(b)), f"{what}: signs of zeros differ"
+
+
+def _specials(x):
+    flat = x.reshape(-1)
+    flat[:6] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 40.0]
+    return x
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("geom", GEOMS, ids=lambda g: "x".join(map(str, g[0])) + f"-k{g[1]}-s{g[2]}-d{g[4]}")
+def test_im2col_col2im_and_layouts_give_the_twins_bits(monkeypatch, geom, dtype):
+    shape, k, s, p, d = geom
+    rng = np.random.default_rng(0)
+    x = _specials(rng.standard_normal(shape).astype(dtype))
+    oh, ow = _out_hw(shape, k, s, p, d)
+    m, kk = shape[0] * oh * ow, k[0] * k[1] * shape[1]
+    gcols = _specials(rng.standard_normal((m, kk)).astype(dtype))
+    y = _specials(rng.standard_normal((m, 5)).astype(dtype))
+    bias = rng.standard_normal(5).astype(dtype)
+    g = _specials(rng.standard_normal((shape[0], 5, oh, ow)).astype(dtype))
+    _same(_runs(monkeypatch, lambda: (KC.im2col(x, k, s, p, d, (oh, ow)),
+                                      KC.im2col(x.transpose(0, 1, 3, 2)[:, :, :, :shape[2]].transpose(0, 1, 3, 2),
+                                                k, s, p, d, (oh, ow)))), "im2col")
+    _same(_runs(monkeypatch, lambda: (KC.col2im(gcols, shape, k, s, p, d, (oh, ow)),)), "col2im")
+    _same(_runs(monkeypatch, lambda: (KC.rows_to_nchw(y, shape[0], (oh, ow), bias),
+                                      KC.rows_to_nchw(y, shape[0], (oh, ow), None))), "rows_to_nchw")
+    yc = np.ascontiguousarray(y.T)
+    _same(_runs(monkeypatch, lambda: (KC.channels_to_nchw(yc, shape[0], (oh, ow), bias),
+                                      KC.channels_to_nchw(yc, shape[0], (oh, ow), None))), "channels_to_nchw")
+    _same(_runs(monkeypatch, lambda: (KC.nchw_to_channels(g), KC.nchw_to_channels(g[:, ::-1]))), "nchw_to_channels")
+
+
+@needs_numba
+def test_col2im_is_the_adjoint_of_im2col():
+    shape, k, s, p, d = GEOMS[3]
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape)
+    oh, ow = _out_hw(shape, k, s, p, d)
+    c = rng.standard_normal((shape[0] * oh * ow, k[0] * k[1] * shape[1]))
+    lhs = np.sum(KC.im2col(x, k, s, p, d, (oh, ow)) * c)
+    rhs = np.sum(x * KC.col2im(c, shape, k, s, p, d, (oh, ow)))
+    assert lhs == pytest.approx(rhs, rel=1e-12)
+
+
+POOLS = [((2, 3, 10, 10), (2, 2), (2, 2), (0, 0), (1, 1), (5, 5)),
+         ((2, 3, 9, 9), (2, 2), (2, 2), (0, 0), (1, 1), (5, 5)),  # ceil_mode: last window cut
+         ((2, 3, 11, 10), (3, 2), (2, 1), (1, 1), (1, 2), (6, 9)),
+         ((2, 4, 8, 8), (3, 3), (1, 1), (1, 1), (2, 2), (6, 6))]
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cfg", POOLS, ids=lambda c: "x".join(map(str, c[0])) + f"-k{c[1]}-s{c[2]}")
+def test_max_pool_gives_the_twins_bits(monkeypatch, cfg, dtype):
+    shape, k, s, p, d, out_hw = cfg
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(shape).astype(dtype)
+    x[:, :, 1, :] = 0  # ties, as after a ReLU
+    x[0, 0, 0, :3] = np.nan
+    x[1, 1, 2, 2] = np.inf
+    _same(_runs(monkeypatch, lambda: KC.max_pool2d(x, k, s, p, d, out_hw)), "max_pool2d")
+    out, idx = KC.max_pool2d(x, k, s, p, d, out_hw)
+    g = rng.standard_normal(out.shape).astype(dtype)
+    disjoint = all(s[a] >= d[a] * (k[a] - 1) + 1 for a in range(2))
+    if disjoint:  # the twin adds overlapping windows in another order (module docstring)
+        _same(_runs(monkeypatch, lambda: (KC.max_pool2d_backward(g, idx, shape[2:], k, s, p, d),)),
+              "max_pool2d_backward")
+    else:
+        a, b, c = _runs(monkeypatch, lambda: (KC.max_pool2d_backward(g, idx, shape[2:], k, s, p, d),))
+        _same([a, b], "max_pool2d_backward on 1 and 2 threads")
+        np.testing.assert_allclose(a[0], c[0], rtol=1e-6, atol=1e-6)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_kernels_give_numpys_bits(monkeypatch, dtype):
+    rng = np.random.default_rng(2)
+    x = _specials(rng.standard_normal((3, 70001)).astype(dtype))
+    g = rng.standard_normal(x.shape).astype(dtype)
+    g.reshape(-1)[6:12] = [np.nan, np.inf, -np.inf, 0.0, -0.0, -3.0]
+    out = np.maximum(x, 0)
+    _same(_runs(monkeypatch, lambda: (KC.relu(x), KC.relu(x[:, ::2]), KC.relu_backward(g, out))), "relu")
+    with np.errstate(all="ignore"):
+        assert np.array_equal(KC.relu(x), np.maximum(x, 0), equal_nan=True)
+        assert np.array_equal(KC.relu_backward(g, out), g * (out > 0), equal_nan=True)
+
+
+# (x shape, weight shape, stride, padding, dilation, groups)
+CONVS = [((2, 3, 9, 9), (4, 3, 3, 3), 1, 0, 1, 1),
+         ((2, 4, 10, 11), (6, 2, 3, 2), 2, 1, 1, 2),
+         ((3, 4, 12, 12), (4, 1, 3, 3), 1, 2, 2, 4),
+         ((4, 1, 28, 28), (8, 1, 3, 3), 1, 0, 1, 1),
+         ((2, 6, 7, 8), (3, 6, 1, 1), 1, 0, 1, 1),
+         ((1, 2, 9, 9), (2, 2, 4, 4), 3, (2, 1), (1, 2), 1),
+         ((2, 3, 8, 8), (4, 3, 3, 3), 1, "same", 1, 1),
+         ((2, 3, 8, 8), (4, 3, 2, 2), 1, "same", 2, 1)]
+
+
+@pytest.mark.parametrize("kernels", [True, False], ids=["kernels", "numpy"])
+@pytest.mark.parametrize("cfg", CONVS, ids=lambda c: "x".join(map(str, c[0])) + f"-w{'x'.join(map(str, c[1]))}")
+def test_conv2d_matches_torch(monkeypatch, cfg, kernels):
+    if kernels and not accel.available():
+        pytest.skip("Numba is not installed (the 'fast' extra)")
+    monkeypatch.setattr(accel._state, "enabled", kernels)
+    xs, ws, s, p, d, groups = cfg
+    rng = np.random.default_rng(4)
+    x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
+    rx, rw, rb = (rg.tensor(a, requires_grad=True) for a in (x, w, b))
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ro = rg.nn.functional.conv2d(rx, rw, rb, s, p, d, groups)
+    to = torch.nn.functional.conv2d(tx, tw, tb, s, p, d, groups)
+    g = rng.standard_normal(tuple(to.shape))
+    ro.backward(rg.tensor(g))
+    to.backward(torch.tensor(g))
+    for mine, ref in ((ro, to), (rx.grad, tx.grad), (rw.grad, tw.grad), (rb.grad, tb.grad)):
+        np.testing.assert_allclose(mine.detach().numpy(), ref.detach().numpy(), rtol=1e-10, atol=1e-10)
+
+
+@needs_numba
+def test_conv2d_float32_matches_torch_and_the_numpy_path(monkeypatch):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((8, 3, 14, 14)).astype(np.float32)
+    w = rng.standard_normal((16, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(16).astype(np.float32)
+
+    def run():
+        rx, rw, rb = (rg.tensor(a, requires_grad=True) for a in (x, w, b))
+        out = rg.nn.functional.max_pool2d(rg.relu(rg.nn.functional.conv2d(rx, rw, rb, 1, 1)), 2)
+        out.sum().backward()
+        return out.detach().numpy(), rx.grad.numpy(), rw.grad.numpy(), rb.grad.numpy()
+
+    results = _runs(monkeypatch, run)
+    _same(results, "conv2d + relu + max_pool2d")
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    tout = torch.nn.functional.max_pool2d(torch.relu(torch.nn.functional.conv2d(tx, tw, tb, 1, 1)), 2)
+    tout.sum().backward()
+    for mine, ref in zip(results[0], (tout, tx.grad, tw.grad, tb.grad)):
+        np.testing.assert_allclose(mine, ref.detach().numpy(), rtol=2e-4, atol=2e-4)
+
+
+def test_weight_gradient_from_kept_columns_equals_rebuilt_columns(monkeypatch):
+    """The forward keeps its im2col columns for the weight gradient up to ``KEEP_COLS_BYTES``; above,
+    the backward rebuilds them: the same bits either way, and nothing kept after the backward."""
+    rng = np.random.default_rng(6)
+    x, w = rng.standard_normal((2, 3, 9, 9)).astype(np.float32), rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    grads = []
+    for limit in (conv_mod.KEEP_COLS_BYTES, 0):
+        monkeypatch.setattr(conv_mod, "KEEP_COLS_BYTES", limit)
+        rw = rg.tensor(w, requires_grad=True)
+        out = rg.nn.functional.conv2d(rg.tensor(x), rw)
+        kept = out._node.kw.get("cols")
+        assert (kept is not None) == (limit > 0)
+        out.sum().backward()
+        assert out._node.kw is None  # the engine dropped the kept columns with the graph
+        grads.append(rw.grad.numpy())
+    assert np.array_equal(grads[0], grads[1])
