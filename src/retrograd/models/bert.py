@@ -19,6 +19,7 @@ from .. import nn
 from ..io.pretrained import PretrainedError, check_state_dict, model_folder, read_config, read_weights
 from ..nn import functional as F
 from ..nn import init as nn_init
+from ..creation import arange
 from ..tensor import Tensor
 
 __all__ = ["BertConfig", "BertModel", "BertModelOutput", "HIDDEN_ACTS"]
@@ -238,7 +239,6 @@ class BertModel(nn.Module):
                 nn_init.normal_(p, 0.0, initializer_range)
         emb = self.embeddings.word_embeddings.weight
         emb._array[config.pad_token_id] = 0.0
-        self._positions: dict = {}
 
     def forward(self, input_ids: Any, attention_mask: Any = None, token_type_ids: Any = None) -> BertModelOutput:
         ids = _as_ids(input_ids, "input_ids")
@@ -246,11 +246,10 @@ class BertModel(nn.Module):
         if t > self.config.max_position_embeddings:
             raise ValueError(f"BertModel: sequence length {t} exceeds max_position_embeddings "
                              f"{self.config.max_position_embeddings}")
-        tt = (Tensor(np.zeros((b, t), dtype=np.int64)) if token_type_ids is None
-              else _as_ids(token_type_ids, "token_type_ids", (b, t)))
-        pos = self._positions.get(t)
-        if pos is None:
-            pos = self._positions[t] = Tensor(np.arange(t, dtype=np.int64)[None, :])
+        # token types and positions made with Tensor ops from the input, not cached constants, so
+        # that an exporter recording ops (rg.onnx) keeps the batch and sequence axes dynamic
+        tt = ids * 0 if token_type_ids is None else _as_ids(token_type_ids, "token_type_ids", (b, t))
+        pos = arange(t).unsqueeze(0)
         mask = None
         if attention_mask is not None:
             # made with Tensor ops (an exporter that records ops sees the mask input's path)
