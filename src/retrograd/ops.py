@@ -585,15 +585,19 @@ LOG_SOFTMAX = Rule("log_softmax", _log_softmax_f, _log_softmax_b, save_out=True,
 
 
 # ============================================================== linear algebra
+_SPLIT_GEMM = 2 * kernels.MIN_GEMM_PER_THREAD  # multiply-adds of a 2-D product worth kernels.matmul's test
+
+
 def _folded_matmul(a, b, bias=None):
     """``a @ b [+ bias]``, a C-contiguous (..., k) ``a`` and a 2-D ``b`` as one (N, k) @ (k, n) product (NumPy
     runs a stacked ``a`` as one small GEMM per leading index), large ones on retrograd's threads
     (``kernels.matmul``); other inputs (Tensors under create_graph, views) go to ``@`` as given."""
-    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and b.ndim == 2:
-        if a.ndim > 2 and a.flags.c_contiguous:
+    if type(a) is np.ndarray and type(b) is np.ndarray and b.ndim == 2:
+        if a.ndim == 2:
+            if a.shape[0] * a.shape[1] * b.shape[1] >= _SPLIT_GEMM:
+                return kernels.matmul(a, b, bias)  # (smaller ones would stay one call there too)
+        elif a.ndim > 2 and a.flags.c_contiguous:
             return kernels.matmul(a.reshape(-1, a.shape[-1]), b, bias).reshape(*a.shape[:-1], b.shape[-1])
-        if a.ndim == 2 and a.shape[0] * a.shape[1] * b.shape[1] >= 2 * kernels.MIN_GEMM_PER_THREAD:
-            return kernels.matmul(a, b, bias)  # (smaller ones would stay one call there too)
     out = a @ b
     return out if bias is None else out.__iadd__(bias)
 
