@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import numpy as np  # noqa: E402
 
-from kernels import timed  # noqa: E402  (bench/kernels.py: wall and CPU medians, interleaved)
+from kernels import contenders, timed  # noqa: E402  (bench/kernels.py: twin/1/2-thread runs; medians, interleaved)
 
 
 def cases(KC, dt):
@@ -67,19 +67,7 @@ def parts(repeat: int) -> None:
           f"{os.getloadavg()[0]:.1f}; medians of {repeat} interleaved runs, ms (CPU: summed over threads)")
     print(f"\n{'float32':<48} {'twin':>7} {'1 thr':>7} {'2 thr':>7} | CPU: {'twin':>7} {'1 thr':>7} {'2 thr':>7}")
     for name, fn in cases(KC, np.float32):
-        def twin(fn=fn):
-            accel._state.enabled = False
-            try:
-                fn()
-            finally:
-                accel._state.enabled = True
-
-        def threads(n, fn=fn):
-            def run():
-                rg.set_num_threads(n)
-                fn()
-            return run
-        w, c = timed({"twin": twin, "1": threads(1), "2": threads(2)}, repeat)
+        w, c = timed(contenders(fn), repeat)
         print(f"{name:<48} {w['twin'] * 1e3:7.3f} {w['1'] * 1e3:7.3f} {w['2'] * 1e3:7.3f} |      "
               f"{c['twin'] * 1e3:7.3f} {c['1'] * 1e3:7.3f} {c['2'] * 1e3:7.3f}")
     rg.set_num_threads(default)

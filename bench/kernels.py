@@ -75,23 +75,31 @@ def main() -> None:
         print(f"\n{np.dtype(dt).name:<44} {'twin':>7} {'1 thr':>7} {'2 thr':>7} {'x (1)':>6} {'x (2)':>6}"
               f" | CPU ms: {'twin':>7} {'1 thr':>7} {'x':>6}")
         for name, fn in cases(K, dt):
-            def twin(fn=fn):
-                accel._state.enabled = False
-                try:
-                    fn()
-                finally:
-                    accel._state.enabled = True
-
-            def threads(n, fn=fn):
-                def run():
-                    rg.set_num_threads(n)
-                    fn()
-                return run
-            w, c = timed({"twin": twin, "1": threads(1), "2": threads(2)}, args.repeat)
+            w, c = timed(contenders(fn), args.repeat)
             print(f"{name:<44} {w['twin'] * 1e3:7.3f} {w['1'] * 1e3:7.3f} {w['2'] * 1e3:7.3f} "
                   f"{w['twin'] / w['1']:6.2f} {w['twin'] / w['2']:6.2f} |         "
                   f"{c['twin'] * 1e3:7.3f} {c['1'] * 1e3:7.3f} {c['twin'] / c['1']:6.2f}")
     blas_vs_kernels(K, rg, args)
+
+
+def contenders(fn) -> dict:
+    """``fn`` three ways for ``timed``: its NumPy twin (kernels off), and the kernels on 1 and 2 threads."""
+    import retrograd as rg
+    from retrograd import accel
+
+    def twin():
+        accel._state.enabled = False
+        try:
+            fn()
+        finally:
+            accel._state.enabled = True
+
+    def threads(n):
+        def run():
+            rg.set_num_threads(n)
+            fn()
+        return run
+    return {"twin": twin, "1": threads(1), "2": threads(2)}
 
 
 def timed(fns: dict, repeat: int) -> tuple[dict, dict]:

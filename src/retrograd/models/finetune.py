@@ -17,7 +17,6 @@ import numpy as np
 from .. import nn
 from ..io.pretrained import PretrainedError, sha256_of
 from ..io.serialization import _load_with_meta, save_safetensors
-from ..nn import functional as F
 from ..tensor import Tensor
 from .bert import BertModel
 from .lora import apply_lora, lora_layers
