@@ -135,3 +135,30 @@ def test_errors():
     loss.backward()
     with pytest.raises(RuntimeError, match="freed by an earlier backward"):
         draw_graph(loss)
+
+
+def test_in_place_ops_and_custom_functions_draw_with_their_gradients():
+    a = rg.tensor(np.array([1.0, -2.0, 3.0, 0.5]), requires_grad=True)
+    b = a * 2
+    b.add_(1)
+    b.mul_(3)
+    src = draw_graph(b.sum(), {"a": a}, show_grads=True).source
+    # d(sum)/d(b after mul_) = 1, d/d(b after add_) = 3, d/d(a*2) = 3, d/da = 6: norms over 4 elements
+    assert src.count("MulBackward") == 2 and "AddBackward" in src
+    assert src.count("|grad|=2\"") == 1 and src.count("|grad|=6\"") == 2 and src.count("|grad|=12\"") == 2
+
+    class Square(rg.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x * x
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return 2 * x * g
+
+    x = rg.tensor(np.array([3.0, 4.0]), requires_grad=True)
+    src = draw_graph(Square.apply(x).sum(), {"x": x}, show_grads=True).source
+    assert "x\n(2,) float64\n|grad|=10\"" in src  # |2x| = |(6, 8)| = 10
+    assert src.count("->") == 3
