@@ -88,14 +88,15 @@ def forward(p, X):
     Z1 = X @ p["W1"].T + p["b1"]
     A1 = np.tanh(Z1)
     Z2 = A1 @ p["W2"].T + p["b2"]
-    Z2s = Z2 - Z2.max(axis=1, keepdims=True)  # subtracting the row max changes nothing but avoids overflow
+    Z2s = Z2 - Z2.max(axis=1, keepdims=True)  # the same softmax, without overflow
     P = np.exp(Z2s) / np.exp(Z2s).sum(axis=1, keepdims=True)
     loss = -np.mean(np.sum(Y * np.log(P), axis=1))
     return loss, (Z1, A1, Z2, P)
 
 
 loss_np, cache = forward(params0, X)
-print(f"loss at initialisation: {loss_np:.6f}  (a uniform guess over 3 classes would give log 3 = {np.log(3):.6f})")
+print(f"loss at initialisation: {loss_np:.6f}")
+print(f"(a uniform guess over 3 classes would give log 3 = {np.log(3):.6f})")
 
 # %% [markdown]
 # ## The backward pass, one line per rule
@@ -106,8 +107,8 @@ print(f"loss at initialisation: {loss_np:.6f}  (a uniform guess over 3 classes w
 #
 # $$
 # \begin{aligned}
-# \bar{Z}_2 &= \tfrac{1}{N}(P - Y) &&\text{softmax + cross-entropy (derived in tutorial 2)}\\
-# \bar{W}_2 &= \bar{Z}_2^\top A_1, \qquad \bar{b}_2 = \textstyle\sum_n \bar{Z}_{2,n} &&\text{a linear layer: outer products, summed over the batch}\\
+# \bar{Z}_2 &= \tfrac{1}{N}(P - Y) &&\text{softmax + cross-entropy (tutorial 2)}\\
+# \bar{W}_2 &= \bar{Z}_2^\top A_1, \qquad \bar{b}_2 = \textstyle\sum_n \bar{Z}_{2,n} &&\text{linear layer: summed over the batch}\\
 # \bar{A}_1 &= \bar{Z}_2 W_2 &&\text{back through the weights}\\
 # \bar{Z}_1 &= \bar{A}_1 \odot (1 - A_1^2) &&\tanh'(z) = 1-\tanh^2(z)\text{, elementwise}\\
 # \bar{W}_1 &= \bar{Z}_1^\top X, \qquad \bar{b}_1 = \textstyle\sum_n \bar{Z}_{1,n}
@@ -210,8 +211,9 @@ numeric = (forward(plus, X)[0] - forward(minus, X)[0]) / (2 * eps)
 print(f"dL/dW1[{i},{j}]: central difference {numeric:.10f}, backprop {grads_np['W1'][i, j]:.10f}, "
       f"difference {abs(numeric - grads_np['W1'][i, j]):.1e}")
 
-ok = rg.autograd.gradcheck(lambda a, b, c, d: forward_rg(a, b, c, d, Xt),
-                           tuple(rg.tensor(v, requires_grad=True) for v in params0.values()), eps=1e-6, atol=1e-7)
+inputs = tuple(rg.tensor(v, requires_grad=True) for v in params0.values())
+ok = rg.autograd.gradcheck(lambda a, b, c, d: forward_rg(a, b, c, d, Xt), inputs,
+                           eps=1e-6, atol=1e-7)
 print("gradcheck over all", sum(v.size for v in params0.values()), "parameters:", ok)
 
 # %% [markdown]
@@ -254,7 +256,8 @@ ax1.set_xlabel("gradient-descent step (log scale)")
 ax1.set_ylabel("mean cross-entropy (nats)")
 ax1.set_title(f"Training loss, Iris, lr = {LR}")
 ax1.legend()
-ax2.plot(steps, np.abs(np.array(hist_np) - hist_rg), color="C3", label="|NumPy loss - retrograd loss|")
+gap = np.abs(np.array(hist_np) - hist_rg)
+ax2.plot(steps, gap, color="C3", label="|NumPy loss - retrograd loss|")
 ax2.set_yscale("symlog", linthresh=1e-17)
 ax2.set_xscale("log")
 ax2.set_xlabel("gradient-descent step (log scale)")
@@ -277,5 +280,6 @@ plt.show()
 #    $10^{-3}$: why is the smaller step worse?
 
 # %%
-print(f"this page ran in {time.perf_counter() - T_START:.1f} s ({'short' if SHORT else 'full'} form, "
+form = "short" if SHORT else "full"
+print(f"this page ran in {time.perf_counter() - T_START:.1f} s ({form} form, "
       f"load average {os.getloadavg()[0]:.1f})")

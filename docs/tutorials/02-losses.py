@@ -112,7 +112,8 @@ plt.show()
 
 # %%
 diab = load_diabetes()
-bmi = (diab.data[:, 2] - diab.data[:, 2].mean()) / diab.data[:, 2].std()  # BMI in standard deviations
+bmi = diab.data[:, 2]
+bmi = (bmi - bmi.mean()) / bmi.std()  # BMI in standard deviations from the mean
 target = diab.target.copy()
 corrupt = target.copy()
 lightest = np.argsort(bmi)[:15]
@@ -132,15 +133,21 @@ def fit_line(x, y, loss_fn, steps=3000, lr=0.05):
 
 
 fits = {}
-for name, fn in (("MSE", F.mse_loss), ("Huber, $\\delta$ = 20", lambda a, b: F.huber_loss(a, b, delta=20.0))):
+def huber20(a, b):
+    return F.huber_loss(a, b, delta=20.0)
+
+
+for name, fn in (("MSE", F.mse_loss), ("Huber, $\\delta$ = 20", huber20)):
     fits[name, "clean"] = fit_line(bmi, target, fn)
     fits[name, "corrupt"] = fit_line(bmi, corrupt, fn)
     plain = name.replace("$\\delta$", "delta")
-    print(f"{plain:>16}: slope clean {fits[name, 'clean'][0]:6.1f}, with outliers {fits[name, 'corrupt'][0]:6.1f}")
+    clean, dirty = fits[name, "clean"][0], fits[name, "corrupt"][0]
+    print(f"{plain:>16}: slope clean {clean:6.1f}, with outliers {dirty:6.1f}")
 
 fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
 ax.scatter(bmi, corrupt, s=8, color="grey", alpha=0.5, label="patients")
-ax.scatter(bmi[lightest], corrupt[lightest], s=18, color="C3", marker="x", label="corrupted targets (set to 340)")
+ax.scatter(bmi[lightest], corrupt[lightest], s=18, color="C3", marker="x",
+           label="corrupted targets (set to 340)")
 xs = np.linspace(bmi.min(), bmi.max(), 2)
 for (name, data), (w, b) in fits.items():
     style = "-" if data == "corrupt" else ":"
@@ -177,8 +184,9 @@ labels = rng.integers(0, 5, 6)
 F.cross_entropy(logits, rg.tensor(labels), reduction="sum").backward()
 p = F.softmax(logits.detach(), dim=1).numpy()
 print("max |backward() - (p - y)| =", np.abs(logits.grad.numpy() - (p - np.eye(5)[labels])).max())
-print("gradcheck of cross_entropy:",
-      rg.autograd.gradcheck(lambda z: F.cross_entropy(z, rg.tensor(labels)), (logits.detach().requires_grad_(),)))
+z0 = logits.detach().requires_grad_()
+ok = rg.autograd.gradcheck(lambda z: F.cross_entropy(z, rg.tensor(labels)), (z0,))
+print("gradcheck of cross_entropy:", ok)
 
 # %% [markdown]
 # **Why not MSE on the probabilities?** $\lVert p - y\rVert^2$ is a legal loss too, but its gradient carries the
@@ -232,7 +240,8 @@ plt.show()
 # %%
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
 for i, eps in enumerate((0.0, 0.1, 0.2)):
-    p_, v, g = true_logit_sweep(lambda z: F.cross_entropy(z, target0, reduction="none", label_smoothing=eps))
+    p_, v, g = true_logit_sweep(
+        lambda z: F.cross_entropy(z, target0, reduction="none", label_smoothing=eps))
     label = "plain cross-entropy" if eps == 0 else f"label smoothing $\\varepsilon$ = {eps}"
     ax1.plot(zc, v, color=f"C{i}", label=label)
     ax2.plot(p_, g, color=f"C{i}", label=label)
@@ -336,18 +345,20 @@ for name, fn in LOSSES.items():
     conf, pred = probs.max(1), probs.argmax(1)
     right = pred == np.tile(yd[test_idx], len(SEEDS))
     which = np.clip(np.digitize(conf, BINS) - 1, 0, len(BINS) - 2)
-    acc_bin = np.array([right[which == i].mean() if np.any(which == i) else np.nan for i in range(len(BINS) - 1)])
     count = np.bincount(which, minlength=len(BINS) - 1)
-    conf_bin = np.array([conf[which == i].mean() if count[i] else np.nan for i in range(len(BINS) - 1)])
+    acc_bin = np.array([right[which == i].mean() if n else np.nan for i, n in enumerate(count)])
+    conf_bin = np.array([conf[which == i].mean() if n else np.nan for i, n in enumerate(count)])
     ece = np.nansum(np.abs(acc_bin - conf_bin) * count) / len(conf)
     results[name] = dict(conf=conf, acc_bin=acc_bin, count=count)
     plain = name.replace("$\\gamma$", "gamma")
-    print(f"{plain:>20}: test accuracy {right.mean():.1%}, mean confidence {conf.mean():.1%}, ECE {ece:.3f}")
+    print(f"{plain:>20}: test accuracy {right.mean():.1%}, mean confidence {conf.mean():.1%}, "
+          f"ECE {ece:.3f}")
 
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
 centers = (BINS[:-1] + BINS[1:]) / 2
 for i, (name, res) in enumerate(results.items()):
-    ax1.hist(res["conf"], bins=np.linspace(0.1, 1, 37), histtype="step", lw=1.5, color=f"C{i}", label=name)
+    ax1.hist(res["conf"], bins=np.linspace(0.1, 1, 37), histtype="step", lw=1.5, color=f"C{i}",
+             label=name)
     ok = res["count"] >= 5
     ax2.plot(centers[ok], res["acc_bin"][ok], "o-", color=f"C{i}", label=name)
 ax1.set_yscale("log")
@@ -382,5 +393,6 @@ plt.show()
 #    corrupt? (`reduction="none"` and a weighted mean.)
 
 # %%
-print(f"this page ran in {time.perf_counter() - T_START:.1f} s ({'short' if SHORT else 'full'} form, "
+form = "short" if SHORT else "full"
+print(f"this page ran in {time.perf_counter() - T_START:.1f} s ({form} form, "
       f"load average {os.getloadavg()[0]:.1f})")

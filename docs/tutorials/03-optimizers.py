@@ -202,7 +202,8 @@ dir = "{workdir / 'runs'}"
 """)
 cmd = [sys.executable, "-m", "retrograd", "compare", str(workdir / "fashion.toml"),
        "--optimizers", "sgd,momentum,nesterov,adam,adamw", "--quiet", "--timed-steps", "0"]
-print("$ retrograd compare fashion.toml --optimizers sgd,momentum,nesterov,adam,adamw --quiet --timed-steps 0")
+print("$ retrograd compare fashion.toml --optimizers sgd,momentum,nesterov,adam,adamw \\\n"
+      "      --quiet --timed-steps 0")
 done = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
 print(done.stdout[-3000:])
 if done.returncode:
@@ -219,7 +220,8 @@ panels = (("train_loss", "training loss (mean cross-entropy, nats)"),
 for ax, (key, label) in zip(axes, panels):
     for i, (name, h) in enumerate(histories.items()):
         lr = next(r["lr"] for r in result["rows"] if r["optimizer"] == name)
-        ax.plot(np.arange(1, len(h[key]) + 1), h[key], "o-", color=f"C{i}", label=f"{name} (lr {lr:g})")
+        epochs = np.arange(1, len(h[key]) + 1)
+        ax.plot(epochs, h[key], "o-", color=f"C{i}", label=f"{name} (lr {lr:g})")
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(label)
@@ -248,5 +250,6 @@ plt.show()
 # 5. Add `rmsprop` and `lion` to `--optimizers` (see `retrograd compare --help`).
 
 # %%
-print(f"this page ran in {time.perf_counter() - T_START:.1f} s ({'short' if SHORT else 'full'} form, "
+form = "short" if SHORT else "full"
+print(f"this page ran in {time.perf_counter() - T_START:.1f} s ({form} form, "
       f"load average {os.getloadavg()[0]:.1f})")

@@ -83,16 +83,18 @@ print(f"{N_TRAIN} training and {N_VAL} validation images of 28x28 pixels, 10 cla
 
 # %%
 class DeepNet(nn.Module):
-    """784 -> WIDTH -> (DEPTH hidden layers of WIDTH) -> 10. ``kind`` picks the activation, init and wiring."""
+    """784 -> WIDTH -> (DEPTH hidden layers of WIDTH) -> 10; ``kind``: activation, init, wiring."""
 
     def __init__(self, kind: str):
         super().__init__()
         self.kind = kind
         self.inp = nn.Linear(784, WIDTH)
         self.layers = nn.ModuleList([nn.Linear(WIDTH, WIDTH) for _ in range(DEPTH)])
-        # BatchNorm without its scale and shift: no parameters, so GradientFlow's rows stay the Linear layers
+        # BatchNorm without its scale and shift: no parameters, so GradientFlow's rows stay the
+        # Linear layers
         bn = kind in ("ReLU + He + BatchNorm", "residual + BatchNorm")
-        self.norms = nn.ModuleList([nn.BatchNorm1d(WIDTH, affine=False) for _ in range(DEPTH)]) if bn else None
+        norms = [nn.BatchNorm1d(WIDTH, affine=False) for _ in range(DEPTH)]
+        self.norms = nn.ModuleList(norms) if bn else None
         self.out = nn.Linear(WIDTH, 10)
         self.act = rg.sigmoid if kind.startswith("sigmoid") else rg.relu
         if "He" in kind or kind.startswith("residual"):
@@ -129,16 +131,18 @@ for kind in KINDS:
     rg.manual_seed(0)
     model = DeepNet(kind)
     acts = []
-    hooks = [layer.register_forward_hook(lambda m, a, out: acts.append(float(out.detach().numpy().std())))
-             for layer in model.layers]
+    def record_std(module, args, out):
+        acts.append(float(out.detach().numpy().std()))
+
+    hooks = [layer.register_forward_hook(record_std) for layer in model.layers]
     loss = nn.functional.cross_entropy(model(xb), yb)
     loss.backward()
     for h in hooks:
         h.remove()
     grads = [float(np.linalg.norm(layer.weight.grad.numpy())) for layer in model.layers]
     at_init[kind] = (grads, acts)
-    print(f"{kind:<24} loss {loss.item():10.4g}   |grad W| layer 1: {grads[0]:9.2e}   layer {DEPTH}: "
-          f"{grads[-1]:9.2e}   ratio first/last: {grads[0] / grads[-1]:9.2e}")
+    print(f"{kind:<22} loss {loss.item():9.4g}  |grad W| layer 1: {grads[0]:8.2e}, "
+          f"layer {DEPTH}: {grads[-1]:8.2e}, first/last: {grads[0] / grads[-1]:8.2e}")
 
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.5), layout="constrained")
 depth = np.arange(1, DEPTH + 1)
@@ -180,8 +184,8 @@ plt.show()
 # initial weights for the same kind, and the same batches.
 
 # %%
-TRAIN_KINDS = ["sigmoid, default init", "ReLU + He init", "ReLU + 2x He init", "ReLU + He + BatchNorm",
-               "residual + BatchNorm"]
+TRAIN_KINDS = ["sigmoid, default init", "ReLU + He init", "ReLU + 2x He init",
+               "ReLU + He + BatchNorm", "residual + BatchNorm"]
 train_ds = rg.data.TensorDataset(rg.tensor(X[:N_TRAIN]), rg.tensor(Y[:N_TRAIN]))
 val_ds = rg.data.TensorDataset(rg.tensor(X[N_TRAIN:]), rg.tensor(Y[N_TRAIN:]))
 flows, histories = {}, {}
@@ -189,12 +193,13 @@ for kind in TRAIN_KINDS:
     rg.manual_seed(0)
     model = DeepNet(kind)
     flow = GradientFlow(every_n_steps=4)
-    trainer = Trainer(model, rg.optim.SGD(model.parameters(), lr=0.02, momentum=0.9), nn.CrossEntropyLoss(),
-                      callbacks=[flow], seed=0)
+    sgd = rg.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
+    trainer = Trainer(model, sgd, nn.CrossEntropyLoss(), callbacks=[flow], seed=0)
     train_loader = rg.data.DataLoader(train_ds, batch_size=100, shuffle=True,
                                       generator=rg.Generator().manual_seed(0))
-    with np.errstate(over="ignore", invalid="ignore"):  # 2x He overflows: GradientFlow reports it below
-        histories[kind] = trainer.fit(train_loader, rg.data.DataLoader(val_ds, batch_size=500), epochs=EPOCHS)
+    val_loader = rg.data.DataLoader(val_ds, batch_size=500)
+    with np.errstate(over="ignore", invalid="ignore"):  # 2x He overflows: GradientFlow says so
+        histories[kind] = trainer.fit(train_loader, val_loader, epochs=EPOCHS)
     flows[kind] = flow
     verdicts = flow.verdicts()
     print(f"== {kind}: validation accuracy per epoch "
@@ -265,5 +270,6 @@ plt.show()
 #    does that rescue the first layers? Look at the `update/w` column of the report.
 
 # %%
-print(f"this page ran in {time.perf_counter() - T_START:.1f} s ({'short' if SHORT else 'full'} form, "
+form = "short" if SHORT else "full"
+print(f"this page ran in {time.perf_counter() - T_START:.1f} s ({form} form, "
       f"load average {os.getloadavg()[0]:.1f})")
