@@ -147,18 +147,17 @@ def test_in_place_ops_and_custom_functions_draw_with_their_gradients():
     assert src.count("MulBackward") == 2 and "AddBackward" in src
     assert src.count("|grad|=2\"") == 1 and src.count("|grad|=6\"") == 2 and src.count("|grad|=12\"") == 2
 
-    class Square(rg.autograd.Function):
+    class Scale(rg.autograd.Function):  # a user-defined op: its node is drawn like the built-in ones
         @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return x * x
+        def forward(ctx, x, k):
+            ctx.k = k
+            return x * k
 
         @staticmethod
         def backward(ctx, g):
-            (x,) = ctx.saved_tensors
-            return 2 * x * g
+            return g * ctx.k, None
 
-    x = rg.tensor(np.array([3.0, 4.0]), requires_grad=True)
-    src = draw_graph(Square.apply(x).sum(), {"x": x}, show_grads=True).source
-    assert "x\n(2,) float64\n|grad|=10\"" in src  # |2x| = |(6, 8)| = 10
+    x = rg.tensor(np.array([3.0, 4.0, 0.0, 1.0]), requires_grad=True)
+    src = draw_graph(Scale.apply(x, 3.0).sum(), {"x": x}, show_grads=True).source
+    assert "x\n(4,) float64\n|grad|=6\"" in src  # |(3, 3, 3, 3)| = 6
     assert src.count("->") == 3
