@@ -60,22 +60,22 @@ class ReduceOp(enum.Enum):
         return f"ReduceOp.{self.name}"
 
 
-def launched_world_size() -> int | None:
-    """The number of ranks an MPI launcher said it started (its environment), or None outside one."""
-    for var in _SIZE_VARS:
+def _launcher_int(names: tuple) -> int | None:
+    for var in names:
         v = os.environ.get(var)
         if v and v.isdigit():
             return int(v)
     return None
+
+
+def launched_world_size() -> int | None:
+    """The number of ranks an MPI launcher said it started (its environment), or None outside one."""
+    return _launcher_int(_SIZE_VARS)
 
 
 def launched_rank() -> int | None:
     """This process's rank as the MPI launcher's environment gives it, or None outside one (no MPI call)."""
-    for var in _RANK_VARS:
-        v = os.environ.get(var)
-        if v and v.isdigit():
-            return int(v)
-    return None
+    return _launcher_int(_RANK_VARS)
 
 
 def set_wait_hook(hook: Callable[[list, str], None] | None) -> Callable | None:
