@@ -169,7 +169,7 @@ class RankSync:
       epoch, batch): dropout draws a stream of its own on each rank, deterministic, and the same after a
       resume (a checkpoint holds rank 0's generator only).
     - ``after_backward``: the global batch's loss and whether any rank was interrupted (one small
-      all-reduce). ``before_step``: averages the gradients only when the last backward did not (an
+      all-reduce); ``interrupted``: whether the ranks agreed to stop at this batch or epoch boundary. ``before_step``: averages the gradients only when the last backward did not (an
       interrupt in the middle of an accumulation group), so that a checkpoint holds global gradients.
     - ``evaluate``: each rank evaluates every N-th batch of a loader, the per-batch sums are gathered
       and added in the batch order of one process, so every rank gets one process's numbers.
@@ -185,6 +185,7 @@ class RankSync:
             from ..nn.parallel import DistributedDataParallel
             self.ddp = DistributedDataParallel(model, bucket_cap_mb=bucket_cap_mb, find_unused_parameters=True)
         self._synced = True  # the last backward averaged the gradients over the ranks
+        self._stop = False  # the last batch's all-reduce carried a Ctrl-C of some rank
 
     # ------------------------------------------------------------------ training
     def before_batch(self, trainer: Any) -> None:
@@ -208,11 +209,25 @@ class RankSync:
                         1.0 if getattr(trainer, "_interrupt_requested", False) else 0.0])
         st = trainer.state
         self.group.allreduce_(buf, f"the loss of epoch {st.epoch + 1}, batch {st.batch_in_epoch + 1}")
-        if buf[2] > 0:  # some rank got Ctrl-C: every rank stops after this batch, gradients made global
+        self._stop = buf[2] > 0
+        if self._stop:  # some rank got Ctrl-C: every rank stops after this batch, gradients made global
             trainer._interrupt_requested = True
             if getattr(trainer, "_pending", 0):
                 self.before_step(trainer)
         return float(buf[0] / buf[1]), int(buf[1])
+
+    def interrupted(self, trainer: Any, boundary: str) -> bool:
+        """Whether every rank stops here after a Ctrl-C: after a batch, what that batch's all-reduce
+        agreed (a Ctrl-C that reaches a rank later waits for the next batch's); at an epoch's end, one
+        more small all-reduce of the ranks' requests. A rank never stops alone."""
+        if boundary == "batch":
+            stop, self._stop = self._stop, False
+            return stop
+        flag = np.array([1.0 if getattr(trainer, "_interrupt_requested", False) else 0.0])
+        self.group.allreduce_(flag, f"the end of epoch {trainer.state.epoch}")
+        if flag[0] > 0:
+            trainer._interrupt_requested = True
+        return bool(flag[0] > 0)
 
     def before_step(self, trainer: Any) -> None:
         if self._synced:

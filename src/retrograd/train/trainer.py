@@ -171,10 +171,14 @@ class Trainer:
         finally:
             signal.signal(signal.SIGINT, previous)
 
-    def _check_interrupt(self) -> None:
+    def _check_interrupt(self, boundary: str = "batch") -> None:
         """At a batch or epoch boundary after a Ctrl-C: ``on_interrupt`` (a checkpoint), then
-        ``KeyboardInterrupt``. A save that fails is recorded in ``interrupt_error``, not raised."""
-        if not self._interrupt_requested:
+        ``KeyboardInterrupt``. A save that fails is recorded in ``interrupt_error``, not raised.
+        Data-parallel (``sync``): only where every rank agrees to stop (``sync.interrupted``)."""
+        if self.sync is not None and hasattr(self.sync, "interrupted"):
+            if not self.sync.interrupted(self, boundary):
+                return
+        elif not self._interrupt_requested:
             return
         self._interrupt_requested = False
         try:
@@ -286,7 +290,7 @@ class Trainer:
             self.state.train_time += time.perf_counter() - t_mark
             logs = self._end_epoch(val_loader, t_mark)
             self._call("on_epoch_end", epoch, logs)
-            self._check_interrupt()
+            self._check_interrupt("epoch")
         self._call("on_fit_end")
         return self.history
 
