@@ -201,3 +201,31 @@ def test_each_rank_draws_its_own_deterministic_dropout_stream():
     assert np.array_equal(a, draws(0, 1, 4))
     for other in (draws(1, 1, 4), draws(0, 1, 5), draws(0, 2, 4), draws(0, 1, 4, seed=4)):
         assert not np.array_equal(a, other)
+
+
+def test_a_rank_stops_after_ctrl_c_only_where_every_rank_agreed():
+    """A Ctrl-C that reached this rank after the batch's all-reduce waits for the next batch (the others
+    do not know yet); at an epoch's end one more all-reduce makes a request of any rank everyone's."""
+    from retrograd.train.rank_data import RankSync
+    from retrograd.train.trainer import TrainerState
+
+    class Others:
+        rank, size = 0, 2
+
+        def __init__(self, theirs):
+            self.theirs = theirs
+
+        def allreduce_(self, array, what):
+            array += self.theirs
+            return array
+
+    trainer = type("T", (), {"state": TrainerState(epoch=1), "_interrupt_requested": True})()
+    sync = RankSync.__new__(RankSync)
+    sync.group, sync._stop = Others(np.array([0.0])), False
+    assert not sync.interrupted(trainer, "batch")  # only this rank asked, after the batch's agreement
+    sync._stop = True
+    assert sync.interrupted(trainer, "batch") and not sync._stop
+    trainer._interrupt_requested = False
+    assert not sync.interrupted(trainer, "epoch")  # nobody asked
+    sync.group = Others(np.array([1.0]))  # the other rank asked
+    assert sync.interrupted(trainer, "epoch") and trainer._interrupt_requested
