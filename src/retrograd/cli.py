@@ -127,9 +127,18 @@ def cmd_train(args, extra_callbacks: Sequence = ()) -> dict:
         show_model(setup, quiet=args.quiet, run_dir=run_dir)
     trainer = args.active_trainer = make_trainer(setup, run_dir, quiet=args.quiet, extra_callbacks=extra_callbacks)
     history = trainer.fit(setup.train_loader, setup.val_loader, epochs=cfg["train"]["epochs"])
+    test = _rank_test_metrics(setup, trainer)
     if not lead:
-        return {"status": "rank", "rank": ranks.rank}
-    return finish_run(setup, trainer, history, run_dir, time.perf_counter() - t0)
+        return {"status": "rank", "rank": ranks.rank, "failed": trainer.failure is not None}
+    return finish_run(setup, trainer, history, run_dir, time.perf_counter() - t0, test=test)
+
+
+def _rank_test_metrics(setup, trainer) -> dict | None:
+    """With several ranks, the test set's metrics, evaluated by every rank together (split over them);
+    None in one process (``finish_run`` evaluates)."""
+    if setup.ranks is None or setup.test_loader is None:
+        return None
+    return prefixed_metrics(trainer.evaluate(setup.test_loader), "test")
 
 
 def cmd_resume(args, extra_callbacks: Sequence = ()) -> dict:
@@ -163,10 +172,11 @@ def cmd_resume(args, extra_callbacks: Sequence = ()) -> dict:
     trainer = args.active_trainer = make_trainer(setup, run_dir, quiet=args.quiet, extra_callbacks=extra_callbacks)
     history = trainer.fit(setup.train_loader, setup.val_loader, epochs=cfg["train"]["epochs"],
                           resume_from=str(ckpt))
+    test = _rank_test_metrics(setup, trainer)
     if not lead:
-        return {"status": "rank", "rank": ranks.rank}
+        return {"status": "rank", "rank": ranks.rank, "failed": trainer.failure is not None}
     (run_dir / "config.toml").write_text(dumps(cfg))
-    return finish_run(setup, trainer, history, run_dir, time.perf_counter() - t0)
+    return finish_run(setup, trainer, history, run_dir, time.perf_counter() - t0, test=test)
 
 
 def cmd_evaluate(args) -> dict:
@@ -666,6 +676,8 @@ def main(argv: Sequence[str] | None = None, *, extra_callbacks: Sequence = ()) -
         parser.command_parsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     if getattr(args, "nproc", None) not in (None, 1) and env_world_size() is None:
         return _launch(args, sys.argv[1:] if argv is None else list(argv))
+    if args.command == "tune" and (env_world_size() or 1) > 1:
+        return _tune_under_mpiexec(args)
     try:
         code = _run(args, extra_callbacks)
     except BaseException as e:  # one rank failing alone must not leave the others waiting
@@ -684,6 +696,20 @@ def main(argv: Sequence[str] | None = None, *, extra_callbacks: Sequence = ()) -
         note_rank(ranks.rank, "exit", code)
         ranks.comm.Abort(code)  # an error of this rank alone: stop the others now
     return code
+
+
+def _tune_under_mpiexec(args) -> int:
+    """``mpiexec -n N retrograd tune ...``: refused, with what to run instead (rank 0 says it; all exit 2).
+    A trial trains in one process, and N copies of one study started at once would race to create it."""
+    from .distributed import launched_rank
+
+    if (launched_rank() or 0) == 0:
+        _error(args, f"started by mpiexec as {env_world_size()} ranks; tune does not run under mpiexec (its "
+                     "trials train in one process each). Run trials in parallel with --workers N on one machine; "
+                     "on several machines, start `retrograd tune CONFIG --storage postgresql://USER:PW@HOST/DB` "
+                     "on one and the same command with --resume on each of the others (README: "
+                     "\"Training on several processes and machines\")")
+    return 2
 
 
 def _error(args, text: str) -> None:
@@ -756,7 +782,12 @@ def _run(args, extra_callbacks: Sequence) -> int:
     except BrokenPipeError:  # `retrograd generate ... | head`: the reader has gone; stop quietly
         _silence_stdout()
         return EXIT_BROKEN_PIPE
+    if isinstance(result, dict) and result.get("status") == "rank" and result.get("failed"):
+        args.agreed = True  # every rank's NaNGuard stopped at the same batch; rank 0 says why
+        return EXIT_FAILED
     if isinstance(result, dict) and result.get("status") == "failed":
+        if getattr(args, "ranks", None) is not None:
+            args.agreed = True
         report = pathlib.Path(result["run_dir"]) / "nan_report.txt"
         print(f"retrograd {args.command}: error: training failed: {result['reason']}"
               + (f"; see {report}" if report.is_file() else ""), file=sys.stderr)

@@ -5,7 +5,10 @@ saved to OUT.npz.
     python nproc_driver.py OUT full                  # train every epoch
     python nproc_driver.py OUT part CKPT STEP        # stop after optimizer step STEP, checkpoint to CKPT
     python nproc_driver.py OUT resume CKPT           # continue CKPT to the end
+
+With NPROC_DRIVER_DROPOUT=P in the environment the MLP has dropout P.
 """
+import os
 import sys
 
 import numpy as np
@@ -32,7 +35,10 @@ class StopAt(Callback):
 def main():
     out, mode = sys.argv[1], sys.argv[2]
     rg.set_default_dtype(rg.float64)
-    cfg = config.validate(CONFIG)
+    raw = {k: dict(v) for k, v in CONFIG.items()}
+    if os.environ.get("NPROC_DRIVER_DROPOUT"):  # a model that draws random numbers in training
+        raw["model"]["dropout"] = float(os.environ["NPROC_DRIVER_DROPOUT"])
+    cfg = config.validate(raw)
     ranks = from_environment(timeout=60)
     setup = recipe.prepare(cfg, ranks=ranks)
     start(ranks, setup, rg.__version__, fresh=mode != "resume")

@@ -46,9 +46,9 @@ def _env():
     return env
 
 
-def _mpiexec(n, *argv, timeout=120):
+def _mpiexec(n, *argv, timeout=120, env=None):
     cmd = [str(MPIEXEC), "-n", str(n), sys.executable, *map(str, argv)] if n > 1 else [sys.executable, *map(str, argv)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_env())
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**_env(), **(env or {})})
 
 
 def _cli(*argv, timeout=180):
@@ -56,9 +56,9 @@ def _cli(*argv, timeout=180):
                           timeout=timeout, env=_env())
 
 
-def _driver(tmp_path, n, mode, *extra):
+def _driver(tmp_path, n, mode, *extra, env=None):
     out = tmp_path / f"{mode}{n}.npz"
-    r = _mpiexec(n, DRIVER, out, mode, *extra)
+    r = _mpiexec(n, DRIVER, out, mode, *extra, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     return dict(np.load(out))
 
@@ -98,6 +98,24 @@ def test_resume_on_2_ranks_from_a_checkpoint_of_3_ranks_continues_exactly(tmp_pa
     assert bool(resumed["every_rank_equal"]) and int(resumed["steps"]) == 21
     assert _max_diff(one, resumed) <= 1e-12
     np.testing.assert_allclose(resumed["history"], one["history"], rtol=0, atol=1e-12)
+
+
+def test_dropout_draws_a_stream_per_rank_that_resumes_exactly(tmp_path):
+    """With dropout each rank draws its own stream (seeded by train.seed, rank, epoch and batch): 2 ranks
+    differ from one process with the same dropout, yet stopping after step 10 and resuming on 2 ranks ends
+    bitwise where the uninterrupted 2-rank run ends, and every rank holds the same parameters."""
+    env = {"NPROC_DRIVER_DROPOUT": "0.3"}
+    one_process = _driver(tmp_path, 1, "full", env=env)
+    full = _driver(tmp_path, 2, "full", env=env)
+    assert bool(full["every_rank_equal"]) and int(full["steps"]) == 21
+    assert _max_diff(one_process, full) > 1e-3
+    ckpt = tmp_path / "ckpt"
+    _driver(tmp_path, 2, "part", ckpt, 10, env=env)
+    resumed = _driver(tmp_path, 2, "resume", ckpt, env=env)
+    assert bool(resumed["every_rank_equal"]) and int(resumed["steps"]) == 21
+    for k in full:
+        if k.startswith("net."):
+            assert full[k].tobytes() == resumed[k].tobytes(), k
 
 
 # ---------------------------------------------------------------------- the command line
@@ -252,3 +270,107 @@ def test_ranks_that_build_different_runs_stop_at_start_up(tmp_path):
     assert lines[0].startswith("retrograd train: error: the ranks do not build the same run: rank 1 differs from "
                                "rank 0 in the resolved config (rank 0 has 'sizes = [64, 64, 10]', rank 1 'sizes = [64, 32, 10]')"), lines[0]
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # no run folder made
+
+
+# ---------------------------------------------------------------------- BatchNorm, NaN on one rank, tune
+BN_CNN = """
+[model]
+name = "cnn"
+channels = [4]
+hidden = []
+batchnorm = true
+
+[data]
+name = "digits"
+images = true
+batch_size = 30
+train_samples = 92
+
+[optim]
+name = "momentum"
+lr = 0.05
+
+[train]
+epochs = 2
+seed = 0
+progress = false
+metrics = ["accuracy", "f1"]
+"""
+
+
+def _all_close(a, b, tol):
+    return max(float(np.abs(a[k].astype(np.float64) - b[k]).max()) for k in a) <= tol
+
+
+def test_batchnorm_model_on_3_ranks_equals_one_process_and_without_sync_batchnorm_it_does_not(tmp_path):
+    """A float32 CNN with BatchNorm (SyncBatchNorm on the ranks: statistics over the global batch), SGD
+    momentum, 2 epochs of 4 steps; batches of 30 = 10 + 10 + 10, the last of 2 = 1 + 1 + 0 (rank 2 runs a
+    stand-in sample that adds nothing to the statistics). Parameters and running statistics equal one
+    process to 1e-6, so do the validation and test metrics (evaluated split over the ranks)."""
+    cfg = _config(tmp_path, "bn", BN_CNN)
+    runs = tmp_path / "runs"
+    one = _cli("train", cfg, "--quiet", "--set", "run.name=one")
+    assert one.returncode == 0, one.stderr
+    three = _cli("train", cfg, "--quiet", "--nproc", "3", "--set", "run.name=three")
+    assert three.returncode == 0, three.stderr
+    assert "effective batch 30 = 3 x 10 per rank" in three.stdout
+    a, b = _params(runs / "one"), _params(runs / "three")
+    assert "net.1.running_var" in a and int(a["net.1.num_batches_tracked"]) == 8
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], rtol=0, atol=1e-6, err_msg=k)
+    s1, s3 = (json.loads((runs / n / "summary.json").read_text()) for n in ("one", "three"))
+    for part in ("final", "test"):
+        assert sorted(s1[part]) == sorted(s3[part])
+        for k, v in s1[part].items():
+            assert abs(s3[part][k] - v) < 1e-6, (part, k, s3[part][k], v)
+    plain = _cli("train", cfg, "--quiet", "--nproc", "3", "--set", "run.name=plain",
+                 "--set", "train.sync_batchnorm=false")
+    assert plain.returncode == 0, plain.stderr
+    assert not _all_close(a, _params(runs / "plain"), 1e-4)  # each rank normalising its own part differs
+
+
+SPIKY = ("import retrograd as rg\nimport retrograd.distributed as dist\nimport retrograd.nn as nn\n\n"
+         "class Spiky(nn.Module):\n"
+         "    \"\"\"From its 3rd training forward on, on rank 1 only: a finite output whose weight gradient is NaN.\"\"\"\n"
+         "    def __init__(self):\n"
+         "        super().__init__()\n"
+         "        self.body = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))\n"
+         "        self.calls = 0\n\n"
+         "    def forward(self, x):\n"
+         "        out = self.body(x)\n"
+         "        if self.training:\n"
+         "            self.calls += 1\n"
+         "            if self.calls >= 3 and dist.is_initialized() and dist.get_rank() == 1:\n"
+         "                zero = self.body[0].weight.sum() * 0.0\n"
+         "                out = out + rg.sqrt(zero) * 0.0  # value 0; gradient 0 * inf = nan\n"
+         "        return out\n")
+
+
+def test_a_nan_gradient_on_one_rank_stops_every_rank_at_once_and_names_it(tmp_path):
+    (tmp_path / "m.py").write_text(SPIKY)
+    cfg = _config(tmp_path, "nan", SMALL.replace('name = "mlp"\nsizes = [64, 64, 10]', 'name = "m.py:Spiky"'))
+    t0 = time.monotonic()
+    r = _cli("train", cfg, "--quiet", "--nproc", "2", "--rank-timeout", "60", "--set", "run.name=spiky")
+    took = time.monotonic() - t0
+    assert r.returncode == 3, r.stderr[-3000:]
+    assert took < 50, took  # well under the 60 s rank timeout: no rank waited for another
+    line = r.stderr.strip().splitlines()[-1]
+    assert line.startswith("retrograd train: error: training failed: NaNGuard: non-finite values on rank 1 of 2 "
+                           "at epoch 0, batch 2 (optimizer step 2): gradient of body.0.weight (16, 64) has nan"), line
+    report = (tmp_path / "runs" / "spiky" / "nan_report.txt").read_text()
+    assert "rank 0: Re-running the batch under rg.detect_anomaly() produced no NaN/inf" in report
+    assert "rank 1: First op producing NaN/inf" in report and "zero = self.body[0].weight.sum() * 0.0" in report, report
+    summary = json.loads((tmp_path / "runs" / "spiky" / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["stopped_at"] == {"epoch": 0, "batch": 2, "step": 2}
+    assert r.stderr.count("NaNGuard: non-finite values") == 2  # rank 0's report and the error line, once each
+
+
+def test_tune_under_mpiexec_is_refused_with_what_to_run_instead(tmp_path):
+    cfg = _config(tmp_path, "t", SMALL + '\n[search]\nn_trials = 2\n"optim.lr" = {log_uniform = [1e-4, 1e-1]}\n')
+    r = _mpiexec(2, "-m", "retrograd", "tune", cfg, timeout=120)
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("retrograd tune: error: started by mpiexec as 2 ranks; tune "
+                                                   "does not run under mpiexec"), r.stderr
+    assert "--workers N" in lines[0] and "--storage postgresql://" in lines[0] and "--resume" in lines[0]
+    assert not (tmp_path / "runs").exists()  # no study folder made

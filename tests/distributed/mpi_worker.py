@@ -170,8 +170,21 @@ def unused_parameters() -> dict:
         p.grad = None
     ddp = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
     (ddp(x) * (dist.get_rank() + 1)).sum().backward()
-    return {"unused|message": np.array(msg), "unused|idle_grad_is_none": np.array(model.idle.weight.grad is None),
-            "unused|used_grad": np.array(model.used.weight.grad._array)}
+    out = {"unused|message": np.array(msg), "unused|idle_grad_is_none": np.array(model.idle.weight.grad is None),
+           "unused|used_grad": np.array(model.used.weight.grad._array)}
+    # the idle layer used by the last rank alone: the others find it unused, that rank does not; every
+    # rank still takes part in the same collectives, and the average counts the others' zeros
+    for p in model.parameters():
+        p.grad = None
+    last = dist.get_rank() == dist.get_world_size() - 1
+    for _ in range(2):
+        for p in model.parameters():
+            p.grad = None
+        y = ddp(x)
+        loss = y.sum() + (model.idle(x).sum() if last else 0.0)
+        loss.backward()
+    out["unused|idle_grad_one_rank"] = np.array(model.idle.weight.grad._array)
+    return out
 
 
 DTYPES = ["float16", "bfloat16", "float32", "float64", "complex64", "complex128", "int8", "int16", "int32", "int64",

@@ -63,3 +63,11 @@ def test_unused_parameters(n, tmp_path_factory):
     assert bool(got["unused|idle_grad_is_none"])
     # d/dW of sum((rank + 1) * (x W^T + b)) with x = ones(4, 3): 4 * (rank + 1), averaged over ranks
     np.testing.assert_array_equal(got["unused|used_grad"], np.full((2, 3), 4 * (n + 1) / 2))
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_a_parameter_used_on_one_rank_only_with_find_unused_parameters(n, tmp_path_factory):
+    """The ranks disagree on which parameters are unused; each still takes part in the same collectives
+    (no hang), and the idle layer's gradient is the last rank's 4 per entry averaged with zeros."""
+    got = suite(n, tmp_path_factory)
+    np.testing.assert_array_equal(got["unused|idle_grad_one_rank"], np.full((2, 3), 4 / n))

@@ -104,3 +104,128 @@ def test_nproc_is_taken_out_of_the_command_line_the_ranks_get():
     assert _without_nproc(["train", "c.toml", "--nproc", "2", "--quiet"]) == ["train", "c.toml", "--quiet"]
     assert _without_nproc(["train", "c.toml", "--nproc=3"]) == ["train", "c.toml"]
     assert _without_nproc(["resume", "r", "--npr", "2", "--epochs", "4"]) == ["resume", "r", "--epochs", "4"]
+
+
+# ---------------------------------------------------------------------- evaluation split over ranks, dropout streams
+class _FakeRanks:
+    """Rank ``rank`` of ``size`` in one process: ``allgather`` files this rank's part in ``parts`` and
+    returns every part filed so far (run ranks 1.. first, rank 0 last to get the whole list)."""
+
+    def __init__(self, rank, size, parts):
+        self.rank, self.size, self.parts = rank, size, parts
+
+    def allgather(self, obj, what):
+        self.parts[self.rank] = obj
+        return [self.parts.get(r, []) for r in range(self.size)]
+
+
+def _split_evaluate(make_trainer, loader, world):
+    from retrograd.train.rank_data import RankSync
+
+    parts = {}
+    result = None
+    for r in [*range(1, world), 0]:
+        trainer = make_trainer()
+        sync = RankSync.__new__(RankSync)
+        sync.group = _FakeRanks(r, world, parts)
+        result = sync.evaluate(trainer, loader)
+    return result
+
+
+@pytest.mark.parametrize("world", [2, 3, 5])
+@pytest.mark.parametrize("task", ["classes", "regression", "tokens"])
+def test_evaluation_split_over_ranks_gives_one_process_numbers_bitwise(world, task):
+    """Each rank evaluates every N-th batch; the per-batch sums merged in batch order equal one process's
+    Trainer.evaluate exactly (7 batches of a set of 101, the last one short)."""
+    import retrograd as rg
+    from retrograd import nn
+    from retrograd.train import Trainer
+
+    rg.manual_seed(0)
+    rng = np.random.default_rng(1)
+    if task == "classes":
+        model, loss = nn.Linear(5, 4), nn.CrossEntropyLoss()
+        x, y = rng.normal(size=(101, 5)), rng.integers(0, 4, 101)
+        metrics = ("accuracy", "f1", "top2_accuracy", lambda p, t: float(p.numpy().max()))
+    elif task == "regression":
+        model, loss = nn.Linear(5, 2), nn.MSELoss()
+        x, y = rng.normal(size=(101, 5)), rng.normal(size=(101, 2))
+        metrics = ("mae", "rmse", "r2")
+    else:
+        model, loss = nn.Linear(5, 3), nn.CrossEntropyLoss()
+        x, y = rng.normal(size=(101, 5)), rng.integers(0, 3, 101)
+        metrics = ("perplexity",)
+    data = TensorDataset(Tensor(x.astype(np.float32)), Tensor(y.astype(np.float32 if task == "regression" else np.int64)))
+    loader = DataLoader(data, batch_size=16)
+
+    def make():
+        return Trainer(model, rg.optim.SGD(model.parameters(), lr=0.1), loss, metrics=metrics)
+
+    one = make().evaluate(loader)
+    split = _split_evaluate(make, loader, world)
+    assert sorted(split) == sorted(one)
+    for k, v in one.items():
+        assert split[k] == v, (k, split[k], v)
+
+
+def test_evaluation_with_a_metric_that_cannot_be_merged_runs_whole_on_every_rank():
+    from retrograd.train.metrics import Metric
+    from retrograd.train.rank_data import RankSync
+
+    class Odd(Metric):
+        name = "odd"
+
+    class T:
+        def _metrics(self):
+            return [Odd()]
+    sync = RankSync.__new__(RankSync)
+    sync.group = _FakeRanks(0, 2, {})
+    assert sync.evaluate(T(), []) is None  # the Trainer then evaluates the whole loader itself
+
+
+def test_each_rank_draws_its_own_deterministic_dropout_stream():
+    """RankSync.before_batch reseeds the default generator from (seed, rank, epoch, batch): ranks differ,
+    the same position gives the same draws (so a resumed run continues the same streams)."""
+    import retrograd as rg
+    from retrograd.train.rank_data import RankSync
+    from retrograd.train.trainer import TrainerState
+
+    def draws(rank, epoch, batch, seed=3):
+        sync = RankSync.__new__(RankSync)
+        sync.group, sync.seed = _FakeRanks(rank, 2, {}), seed
+        trainer = type("T", (), {"state": TrainerState(epoch=epoch, batch_in_epoch=batch)})()
+        sync.before_batch(trainer)
+        return rg.rand(6).numpy()
+
+    a = draws(0, 1, 4)
+    assert np.array_equal(a, draws(0, 1, 4))
+    for other in (draws(1, 1, 4), draws(0, 1, 5), draws(0, 2, 4), draws(0, 1, 4, seed=4)):
+        assert not np.array_equal(a, other)
+
+
+def test_a_rank_stops_after_ctrl_c_only_where_every_rank_agreed():
+    """A Ctrl-C that reached this rank after the batch's all-reduce waits for the next batch (the others
+    do not know yet); at an epoch's end one more all-reduce makes a request of any rank everyone's."""
+    from retrograd.train.rank_data import RankSync
+    from retrograd.train.trainer import TrainerState
+
+    class Others:
+        rank, size = 0, 2
+
+        def __init__(self, theirs):
+            self.theirs = theirs
+
+        def allreduce_(self, array, what):
+            array += self.theirs
+            return array
+
+    trainer = type("T", (), {"state": TrainerState(epoch=1), "_interrupt_requested": True})()
+    sync = RankSync.__new__(RankSync)
+    sync.group, sync._stop = Others(np.array([0.0])), False
+    assert not sync.interrupted(trainer, "batch")  # only this rank asked, after the batch's agreement
+    sync._stop = True
+    assert sync.interrupted(trainer, "batch") and not sync._stop
+    trainer._interrupt_requested = False
+    assert not sync.interrupted(trainer, "epoch")  # nobody asked
+    sync.group = Others(np.array([1.0]))  # the other rank asked
+    assert sync.interrupted(trainer, "epoch") and trainer._interrupt_requested

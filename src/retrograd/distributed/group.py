@@ -25,12 +25,14 @@ from typing import Any, Callable
 
 __all__ = ["ReduceOp", "ProcessGroup", "Work", "DistError", "DistTimeoutError", "is_available",
            "is_mpi_available", "is_initialized", "init_process_group", "destroy_process_group", "get_rank",
-           "get_world_size", "get_backend", "default_group", "launched_world_size", "abort"]
+           "get_world_size", "get_backend", "default_group", "launched_world_size", "launched_rank", "abort",
+           "set_wait_hook"]
 
 _NO_GROUP = "Default process group has not been initialized, please make sure to call init_process_group."
 
 # environment variables MPI launchers set: hydra (MPICH, Intel MPI) and Open MPI / PMIx, MVAPICH
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+_RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
 
 
 class DistError(RuntimeError):
@@ -58,13 +60,31 @@ class ReduceOp(enum.Enum):
         return f"ReduceOp.{self.name}"
 
 
-def launched_world_size() -> int | None:
-    """The number of ranks an MPI launcher said it started (its environment), or None outside one."""
-    for var in _SIZE_VARS:
+def _launcher_int(names: tuple) -> int | None:
+    for var in names:
         v = os.environ.get(var)
         if v and v.isdigit():
             return int(v)
     return None
+
+
+def launched_world_size() -> int | None:
+    """The number of ranks an MPI launcher said it started (its environment), or None outside one."""
+    return _launcher_int(_SIZE_VARS)
+
+
+def launched_rank() -> int | None:
+    """This process's rank as the MPI launcher's environment gives it, or None outside one (no MPI call)."""
+    return _launcher_int(_RANK_VARS)
+
+
+def set_wait_hook(hook: Callable[[list, str], None] | None) -> Callable | None:
+    """Make every ``Work.wait()`` without its own timeout call ``hook(requests, what)``, which must
+    return once every request completed (or end the job); returns the previous hook. The training
+    command line installs ``retrograd.train.ranks.RankGroup``'s waiting, which names a rank that hung
+    or died, so that DistributedDataParallel's and SyncBatchNorm's collectives are bounded the same way."""
+    old, _STATE.wait_hook = _STATE.wait_hook, hook
+    return old
 
 
 def is_available() -> bool:
@@ -104,10 +124,11 @@ class ProcessGroup:
 
 
 class _State:
-    """The one default group of this process (as PyTorch's ``WORLD``), and the exception hook that
-    was in place before ``init_process_group`` installed its own."""
+    """The one default group of this process (as PyTorch's ``WORLD``), the exception hook that
+    was in place before ``init_process_group`` installed its own, and the wait hook (``set_wait_hook``)."""
     group: ProcessGroup | None = None
     excepthook: Any = None
+    wait_hook: Any = None
 
 
 _STATE = _State()
@@ -256,7 +277,9 @@ class Work:
         if self._done:
             return True
         secs = _seconds(timeout) if timeout is not None else self._timeout
-        if secs is None:
+        if timeout is None and _STATE.wait_hook is not None:
+            _STATE.wait_hook(self._requests, self._what)
+        elif secs is None:
             for r in self._requests:
                 r.Wait()
         else:

@@ -6,10 +6,17 @@ variance: two all-reduces, the same formulas as one process holding every rank's
 all-reduce is a differentiable op whose backward all-reduces the incoming gradient, so the input
 gradient carries every rank's share, as PyTorch's. Otherwise (eval, one rank, no group) it is
 ``BatchNorm``. ``SyncBatchNorm.convert_sync_batchnorm(module)`` swaps every BatchNorm in a model.
+
+Two switches for a training loop (``retrograd.train.rank_data``): inside ``placeholder_batch()``
+this rank's batch is a stand-in (a rank whose part of a short last batch is empty runs one sample
+with loss weight 0) and adds nothing to the statistics (its sums and count are multiplied by 0);
+inside ``local_statistics()`` every SyncBatchNorm normalises with this rank's batch alone and makes
+no collective call (a re-run of one rank's batch, as ``NaNGuard`` does to find a NaN).
 """
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -21,7 +28,32 @@ from ..tensor import Tensor, wrap_array
 from .layers import _BatchNorm
 from .module import Module
 
-__all__ = ["SyncBatchNorm"]
+__all__ = ["SyncBatchNorm", "placeholder_batch", "local_statistics"]
+
+
+class _Mode:
+    placeholder = False  # this rank's batch adds nothing to the statistics
+    local = False  # no collectives: BatchNorm over this rank's batch
+
+
+@contextlib.contextmanager
+def placeholder_batch(active: bool = True) -> Iterator[None]:
+    """While active, this rank's SyncBatchNorm batches count zero samples in the global statistics."""
+    old, _Mode.placeholder = _Mode.placeholder, bool(active)
+    try:
+        yield
+    finally:
+        _Mode.placeholder = old
+
+
+@contextlib.contextmanager
+def local_statistics() -> Iterator[None]:
+    """SyncBatchNorm as BatchNorm over this rank's batch, with no collective call."""
+    old, _Mode.local = _Mode.local, True
+    try:
+        yield
+    finally:
+        _Mode.local = old
 
 
 class _AllReduceSum(Function):
@@ -48,14 +80,20 @@ def sync_batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor 
     bshape = (1, c) + (1,) * (x.ndim - 2)
     dims = (0,) + tuple(range(2, x.ndim))
     local = x.numel() // c
-    packed = _AllReduceSum.apply(cat([x.sum(dims), tensor([float(local)], dtype=x.dtype)]), group)
+    sums = x.sum(dims)
+    if _Mode.placeholder:
+        sums, local = sums * 0.0, 0
+    packed = _AllReduceSum.apply(cat([sums, tensor([float(local)], dtype=x.dtype)]), group)
     count = int(round(float(packed._array[-1])))
     if count <= 1:
         raise ValueError(f"Expected more than 1 value per channel when training, got input size {tuple(x.shape)} "
                          f"on each rank ({count} values per channel over all ranks)")
     mu = (packed[:c] / count).reshape(bshape)
     xc = x - mu
-    var = (_AllReduceSum.apply((xc * xc).sum(dims), group) / count).reshape(bshape)
+    squares = (xc * xc).sum(dims)
+    if _Mode.placeholder:
+        squares = squares * 0.0
+    var = (_AllReduceSum.apply(squares, group) / count).reshape(bshape)
     y = xc * (var + eps).rsqrt()
     if running_mean is not None:
         rm = running_mean._array
@@ -89,7 +127,7 @@ class SyncBatchNorm(_BatchNorm):
 
     def _batch_norm(self, x: Tensor, rm: Tensor | None, rv: Tensor | None, w: Tensor | None, b: Tensor | None,
                     training: bool, momentum: float, eps: float) -> Tensor:
-        if training and dist.is_initialized() and dist.get_world_size(self.process_group) > 1:
+        if training and not _Mode.local and dist.is_initialized() and dist.get_world_size(self.process_group) > 1:
             return sync_batch_norm(x, rm, rv, w, b, momentum, eps, dist.default_group(self.process_group))
         return super()._batch_norm(x, rm, rv, w, b, training, momentum, eps)
 

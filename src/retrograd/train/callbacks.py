@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..engine import AnomalyError, detect_anomaly
+from ..nn.sync_batchnorm import local_statistics
 from .. import random as rg_random
 from .callback import Callback
 from .diagnostics import GradientFlow
@@ -450,20 +451,32 @@ class NaNGuard(Callback):
         self.triggered = True
         trainer.stop_training = True
         st = trainer.state
+        located = self._locate(trainer)
+        # data-parallel: the averaged gradients (and the global loss) are the same on every rank, so
+        # every rank stops here; each re-ran its own part, and rank 0 reports which ones found the op
+        group = getattr(getattr(trainer, "sync", None), "group", None)
+        where = ""
+        if group is not None and group.size > 1:
+            found = group.allgather(located, "NaNGuard's re-run of each rank's part of the batch")
+            culprits = [r for r, t in enumerate(found) if t.startswith(_FOUND)]
+            where = (f" on {'rank' if len(culprits) == 1 else 'ranks'} {', '.join(map(str, culprits))} of "
+                     f"{group.size}" if culprits else f" (averaged over {group.size} ranks)")
+            located = "\n".join(f"rank {r}: {t}" for r, t in enumerate(found))
         trainer.stop_reason = trainer.failure = (
-            f"NaNGuard: non-finite values at epoch {st.epoch}, batch {batch_idx} "
+            f"NaNGuard: non-finite values{where} at epoch {st.epoch}, batch {batch_idx} "
             f"(optimizer step {st.global_step}): {bad[0]}")
-        lines = [f"NaNGuard: non-finite values at epoch {st.epoch}, batch {batch_idx} "
+        lines = [f"NaNGuard: non-finite values{where} at epoch {st.epoch}, batch {batch_idx} "
                  f"(optimizer step {st.global_step}); training stopped before the step.",
                  *("  - " + b for b in bad[:20])]
         if len(bad) > 20:
             lines.append(f"  ... and {len(bad) - 20} more")
-        lines.append(self._locate(trainer))
+        lines.append(located)
         self.report = "\n".join(lines)
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "nan_report.txt").write_text(self.report + "\n")
-        print(self.report, file=sys.stderr)
+        if group is None or group.rank == 0:
+            print(self.report, file=sys.stderr)
 
     def _locate(self, trainer: Any) -> str:
         batch = trainer.current_batch
@@ -473,14 +486,14 @@ class NaNGuard(Callback):
         grads = {id(p): p.grad for p in trainer.params}
         if self._rng is not None:
             rg_random.default_generator.set_state(self._rng)
-        try:
-            with detect_anomaly(), np.errstate(all="ignore"):
+        try:  # this rank's part alone (SyncBatchNorm without collectives: the other ranks do not re-run in step)
+            with detect_anomaly(), np.errstate(all="ignore"), local_statistics():
                 _, loss = forward_loss(trainer.model, trainer.loss_fn, *trainer.unpack_batch(batch))
                 for p in trainer.params:
                     p.grad = None
                 loss.backward()
         except AnomalyError as e:
-            return "First op producing NaN/inf (re-run under rg.detect_anomaly()):\n  " + str(e).replace("\n", "\n  ")
+            return _FOUND + " (re-run under rg.detect_anomaly()):\n  " + str(e).replace("\n", "\n  ")
         except Exception as e:  # noqa: BLE001 - report, don't mask the NaN
             return (f"Re-running the batch under rg.detect_anomaly() failed: {type(e).__name__}: {e}\n"
                     + "".join(traceback.format_exception_only(type(e), e)))
@@ -490,6 +503,9 @@ class NaNGuard(Callback):
                 p.grad = grads[id(p)]
         return ("Re-running the batch under rg.detect_anomaly() produced no NaN/inf: the non-finite values "
                 "come from outside the recorded graph (the data, or parameters already non-finite).")
+
+
+_FOUND = "First op producing NaN/inf"
 
 
 def _param_names(trainer: Any) -> dict[int, str]:

@@ -137,6 +137,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
                            doc="data-parallel runs (--nproc N, mpiexec): 'global': data.batch_size is the batch of "
                                "one optimizer step over all ranks, each rank taking its part, so N ranks train as one "
                                "process; 'rank': it is each rank's batch (the step's batch is N times larger)"),
+        "sync_batchnorm": Key("bool", True,
+                              doc="data-parallel runs: BatchNorm layers become SyncBatchNorm, whose batch statistics "
+                                  "cover every rank's part, so N ranks train as one process; false: each rank "
+                                  "normalises its own part"),
+        "bucket_cap_mb": Key("float", 25.0, range=Range(0, 1e6, lo_open=True),
+                             doc="data-parallel runs: size in MiB of DistributedDataParallel's gradient buckets, "
+                                 "each all-reduced while backward goes on"),
         "rank_timeout": Key("float", 60.0, range=Range(0, 86400, lo_open=True),
                             doc="data-parallel runs: seconds a rank waits for the others in one collective before "
                                 "it names the ranks that hung or died and stops every rank (--rank-timeout)"),

@@ -9,12 +9,16 @@ This is not ``rg.data.DistributedSampler``'s order (rank ``r`` takes every ``N``
 epoch, padded), whose steps depend on ``N``; here the steps do not.
 
 **The same numbers.** Each rank's loss is its part's mean, scaled by ``N * n_r / L`` (1 when ``N``
-divides the batch), and the gradients are summed over the ranks and divided by ``N``
-(``RankSync.before_step``): the mean over the ranks is the mean over the global batch, as one process
-computes it (to rounding). A rank whose part of a short last batch is empty (``L < N``) runs one
-sample with weight 0. The batch loss each rank reports is the global batch's mean (one small
-all-reduce per batch, which also carries a Ctrl-C that any rank received, so every rank stops at
-the same batch).
+divides the batch), and ``DistributedDataParallel`` averages the gradients over the ranks during
+backward (``RankSync``): the mean over the ranks is the mean over the global batch, as one process
+computes it (to rounding). BatchNorm layers become ``SyncBatchNorm`` (``train.sync_batchnorm``, the
+recipe), whose statistics cover the whole global batch. A rank whose part of a short last batch is
+empty (``L < N``) runs one sample with weight 0 (and adds nothing to SyncBatchNorm's statistics).
+The batch loss each rank reports is the global batch's mean (one small all-reduce per batch, which
+also carries a Ctrl-C that any rank received, so every rank stops at the same batch). Validation and
+test sets are split by batches over the ranks and merged in one process's order (``RankSync.evaluate``).
+A gradient that is NaN or inf on one rank is NaN or inf in every rank's average, so every rank's
+``NaNGuard`` stops at the same batch.
 
 **Resume on another number of ranks.** ``GlobalOrderLoader.state_dict`` records the epoch, the
 global batches served and the position in the epoch's global order (``sample``), with the sampler's
@@ -24,11 +28,16 @@ ranks resumes on 2 (or 1) with the same global order. The global batch may diffe
 """
 from __future__ import annotations
 
+import contextlib
+import copy
 from typing import Any, Iterator
 
 import numpy as np
 
 from ..data import DataLoader
+from ..engine import no_grad
+from ..random import default_generator
+from . import metrics as metrics_mod
 from ..data.sampler import BatchSampler, RandomSampler
 from ..io.checkpoint import CheckpointError
 from ..random import Generator
@@ -149,13 +158,48 @@ class RankLoss:
 
 
 class RankSync:
-    """The Trainer's ``sync``: after each batch's backward, the global batch's loss and whether any rank
-    was interrupted (``after_backward``); before each optimizer step, the gradients averaged over the
-    ranks (``before_step``). ``group``: a ``retrograd.train.ranks.RankGroup``."""
+    """The Trainer's ``sync`` on several ranks (``group``: a ``retrograd.train.ranks.RankGroup``):
 
-    def __init__(self, group: Any, loader: GlobalOrderLoader, loss: RankLoss) -> None:
+    - ``train_model(sync)``: what trains this rank's part of a batch: ``model`` wrapped in
+      ``rg.nn.parallel.DistributedDataParallel`` (``bucket_cap_mb``), whose backward averages the
+      gradients over the ranks in buckets that overlap the rest of backward; ``sync=False`` (a batch
+      before the last of an accumulation group) runs under ``no_sync()``. A rank whose part is empty
+      runs its stand-in sample inside ``SyncBatchNorm``'s ``placeholder_batch()``.
+    - ``before_batch``: with ``seed`` given, this rank's default generator is reseeded from (seed, rank,
+      epoch, batch): dropout draws a stream of its own on each rank, deterministic, and the same after a
+      resume (a checkpoint holds rank 0's generator only).
+    - ``after_backward``: the global batch's loss and whether any rank was interrupted (one small
+      all-reduce); ``interrupted``: whether the ranks agreed to stop at this batch or epoch boundary. ``before_step``: averages the gradients only when the last backward did not (an
+      interrupt in the middle of an accumulation group), so that a checkpoint holds global gradients.
+    - ``evaluate``: each rank evaluates every N-th batch of a loader, the per-batch sums are gathered
+      and added in the batch order of one process, so every rank gets one process's numbers.
+    """
+
+    def __init__(self, group: Any, loader: GlobalOrderLoader, loss: RankLoss, model: Any = None,
+                 bucket_cap_mb: float = 25.0, seed: int | None = None) -> None:
         self.group, self.part, self.loss = group, loader.part, loss
         loss.weighting = True
+        self.seed = seed
+        self.ddp = None
+        if model is not None:
+            from ..nn.parallel import DistributedDataParallel
+            self.ddp = DistributedDataParallel(model, bucket_cap_mb=bucket_cap_mb, find_unused_parameters=True)
+        self._synced = True  # the last backward averaged the gradients over the ranks
+        self._stop = False  # the last batch's all-reduce carried a Ctrl-C of some rank
+
+    # ------------------------------------------------------------------ training
+    def before_batch(self, trainer: Any) -> None:
+        if self.seed is None:
+            return
+        st = trainer.state
+        key = np.random.SeedSequence(self.seed, spawn_key=(self.group.rank, st.epoch, st.batch_in_epoch))
+        default_generator.manual_seed(int(key.generate_state(1, np.uint64)[0] >> np.uint64(1)))
+
+    def train_model(self, sync: bool = True) -> Any:
+        """The callable the Trainer runs this rank's part of a training batch through; None without DDP
+        (the Trainer's model, and ``before_step`` averages the gradients)."""
+        self._synced = sync and self.ddp is not None
+        return _Forward(self.ddp, sync, self.part) if self.ddp is not None else None
 
     def after_backward(self, trainer: Any, value: float, n: int) -> tuple[float, int]:
         mine = self.part.current[0] if self.part.current is not None else n
@@ -165,13 +209,29 @@ class RankSync:
                         1.0 if getattr(trainer, "_interrupt_requested", False) else 0.0])
         st = trainer.state
         self.group.allreduce_(buf, f"the loss of epoch {st.epoch + 1}, batch {st.batch_in_epoch + 1}")
-        if buf[2] > 0:  # some rank got Ctrl-C: every rank stops after this batch, gradients made global
+        self._stop = buf[2] > 0
+        if self._stop:  # some rank got Ctrl-C: every rank stops after this batch, gradients made global
             trainer._interrupt_requested = True
             if getattr(trainer, "_pending", 0):
                 self.before_step(trainer)
         return float(buf[0] / buf[1]), int(buf[1])
 
+    def interrupted(self, trainer: Any, boundary: str) -> bool:
+        """Whether every rank stops here after a Ctrl-C: after a batch, what that batch's all-reduce
+        agreed (a Ctrl-C that reaches a rank later waits for the next batch's); at an epoch's end, one
+        more small all-reduce of the ranks' requests. A rank never stops alone."""
+        if boundary == "batch":
+            stop, self._stop = self._stop, False
+            return stop
+        flag = np.array([1.0 if getattr(trainer, "_interrupt_requested", False) else 0.0])
+        self.group.allreduce_(flag, f"the end of epoch {trainer.state.epoch}")
+        if flag[0] > 0:
+            trainer._interrupt_requested = True
+        return bool(flag[0] > 0)
+
     def before_step(self, trainer: Any) -> None:
+        if self._synced:
+            return
         opt = trainer.optimizer
         st = trainer.state
         what = f"the gradients of optimizer step {st.global_step + 1}"
@@ -187,6 +247,94 @@ class RankSync:
         for g in buffers:
             self.group.allreduce_(g, what)
             g /= self.group.size
+        self._synced = True
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, trainer: Any, loader: Any) -> dict | None:
+        """``Trainer.evaluate`` split over the ranks (see the class docstring); None when a metric is not
+        one whose sums can be merged (the Trainer then evaluates the whole loader on every rank)."""
+        metrics = trainer._metrics()
+        if not all(_mergeable(m) for m in metrics):
+            return None
+        from .step import batch_size, forward_loss
+
+        rank, world = self.group.rank, self.group.size
+        mine: list = []
+        was_training = getattr(trainer.model, "training", True)
+        trainer.model.eval()
+        try:
+            with no_grad():
+                for k, batch in enumerate(loader):
+                    if k % world != rank:
+                        continue
+                    inputs, target = trainer.unpack_batch(batch)
+                    out, loss = forward_loss(trainer.model, trainer.loss_fn, inputs, target)
+                    n = batch_size(inputs, target)
+                    states = []
+                    if target is not None:
+                        for m in metrics:
+                            fresh = copy.deepcopy(m)
+                            fresh.reset()
+                            fresh.update(out, target)
+                            states.append(_sums(fresh))
+                    mine.append((k, float(loss.item()) * n, n, states))
+        finally:
+            trainer.model.train(was_training)
+        parts = self.group.allgather(mine, "the evaluation's per-batch sums")
+        rows = sorted((row for part in parts for row in part), key=lambda row: row[0])
+        total, count = 0.0, 0
+        for m in metrics:
+            m.reset()
+        for _, loss_n, n, states in rows:
+            total += loss_n
+            count += n
+            for m, st in zip(metrics, states):
+                _add_sums(m, st)
+        result = {"loss": total / count if count else float("nan")}
+        for m in metrics:
+            result[m.name] = m.compute()
+        return result
+
+
+class _Forward:
+    """This rank's forward through DDP: synchronised or under ``no_sync()``; a stand-in part (empty
+    share of a short batch) inside SyncBatchNorm's ``placeholder_batch()``."""
+
+    def __init__(self, ddp: Any, sync: bool, part: RankBatchSampler) -> None:
+        self.ddp, self.sync, self.part = ddp, sync, part
+
+    def __call__(self, *inputs: Any) -> Any:
+        from ..nn.sync_batchnorm import placeholder_batch
+
+        empty = self.part.current is not None and self.part.current[0] == 0
+        with placeholder_batch(empty), (contextlib.nullcontext() if self.sync else self.ddp.no_sync()):
+            return self.ddp(*inputs)
+
+
+_MERGEABLE = (metrics_mod.Accuracy, metrics_mod.TopKAccuracy, metrics_mod.F1Macro, metrics_mod.MAE,
+              metrics_mod.RMSE, metrics_mod.R2, metrics_mod.Perplexity, metrics_mod.CallableMetric)
+
+
+def _mergeable(metric: Any) -> bool:
+    return type(metric) in _MERGEABLE
+
+
+def _sums(metric: Any) -> dict:
+    """The additive state of a built-in metric after one batch: its numbers, arrays and count dicts."""
+    return {k: v for k, v in vars(metric).items()
+            if isinstance(v, (int, float, np.ndarray, np.number, dict)) and not isinstance(v, bool)
+            and k not in ("k", "num_classes", "ignore_index")}
+
+
+def _add_sums(metric: Any, sums: dict) -> None:
+    """``metric``'s state plus one batch's ``sums``, added as its own ``update`` adds them."""
+    for k, v in sums.items():
+        cur = getattr(metric, k)
+        if isinstance(v, dict):
+            for c, x in v.items():
+                cur[c] = cur.get(c, 0) + x
+        else:
+            setattr(metric, k, cur + v)
 
 
 def effective_batch_text(group: Any, cfg: dict) -> str:

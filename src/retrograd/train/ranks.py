@@ -6,7 +6,8 @@ Under ``mpiexec`` (``retrograd train CONFIG --nproc N`` starts one, see ``retrog
 ``from_environment`` sees the launcher's variables (``rg.distributed.launched_world_size``) and joins
 ``rg.distributed``'s default process group (its private copy of ``MPI.COMM_WORLD``), so a model's own
 code can call ``rg.distributed.get_rank()``; without them (or with one rank) the run is one process
-and mpi4py is not imported at all.
+and mpi4py is not imported at all. It also installs ``RankGroup.wait_all`` as ``rg.distributed``'s
+wait hook, so that the collectives of DistributedDataParallel and SyncBatchNorm are waited on below.
 
 **No silent hang.** Every collective of ``RankGroup`` is non-blocking (``Iallreduce``, ``Iallgather``)
 and waited on by polling ``Test``. While it waits, a rank answers the other ranks' "are you there"
@@ -110,6 +111,13 @@ class RankGroup:
         return array
 
     # ------------------------------------------------------------------ waiting with a limit
+    def wait_all(self, requests: list, what: str) -> None:
+        """Wait for MPI ``requests`` as for this group's own collectives: ``rg.distributed``'s wait hook
+        (``set_wait_hook``), so that DistributedDataParallel's and SyncBatchNorm's collectives are
+        bounded by ``timeout`` and a stall names the ranks, too."""
+        for req in requests:
+            self._wait(req, what)
+
     def _wait(self, req: Any, what: str) -> None:
         self.count += 1
         self.what = what
@@ -207,7 +215,9 @@ def from_environment(timeout: float = DEFAULT_TIMEOUT, command: str = "train") -
     group = dist.default_group()
     if group.size == 1:
         return SingleProcess()
-    return RankGroup(group.comm, timeout, command)
+    ranks = RankGroup(group.comm, timeout, command)
+    dist.set_wait_hook(ranks.wait_all)
+    return ranks
 
 
 # ---------------------------------------------------------------------- the start-up check

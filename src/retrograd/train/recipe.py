@@ -295,7 +295,8 @@ def prepare(cfg: dict, data: DataBundle | None = None, *, config_path: str | Non
     ``data``: an already loaded ``build_data(cfg["data"], data_seed(cfg))`` to share between runs.
     ``ranks``: the data-parallel ranks (``retrograd.train.ranks``; default one process): the training
     loader gives this rank its part of each global batch and the loss is weighted for it
-    (``rank_data``); ``make_trainer`` then averages the gradients over the ranks."""
+    (``rank_data``), BatchNorm layers become SyncBatchNorm (``train.sync_batchnorm``); ``make_trainer``
+    then averages the gradients over the ranks."""
     ranks = ranks if ranks is not None else SingleProcess()
     seed = cfg["train"]["seed"]
     _limit_threads(cfg["train"]["threads"])
@@ -312,6 +313,8 @@ def prepare(cfg: dict, data: DataBundle | None = None, *, config_path: str | Non
         model = factory(**kwargs)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"model: {cfg['model']['name']}: {e}") from None
+    if ranks.size > 1 and cfg["train"]["sync_batchnorm"]:  # batch statistics over every rank's part
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer, scheduler, interval = build_optimizer(cfg, model)
     train, val, test = _loaders(cfg, data, ranks)
     loss = make_loss(cfg["train"])
@@ -362,7 +365,8 @@ def make_trainer(setup: Setup, run_dir: pathlib.Path | None, *, quiet: bool = Fa
     """The ``Trainer`` of a ``Setup``: its callbacks (``make_callbacks``) then ``extra_callbacks``. With
     several ranks (``setup.ranks``) only rank 0 writes into ``run_dir`` (the others get the same
     callbacks, inert where they would write: ``make_callbacks(writes=False)``), and the Trainer
-    averages the gradients over the ranks (``rank_data.RankSync``)."""
+    trains the model wrapped in ``DistributedDataParallel`` (``rank_data.RankSync``; call it after
+    ``ranks.start``, whose start-up check must come before DDP's first collective)."""
     t = setup.cfg["train"]
     writes = setup.ranks is None or setup.ranks.rank == 0
     return Trainer(setup.model, setup.optimizer, setup.loss_fn, scheduler=setup.scheduler,
@@ -371,4 +375,5 @@ def make_trainer(setup: Setup, run_dir: pathlib.Path | None, *, quiet: bool = Fa
                    + list(extra_callbacks),
                    grad_clip=t["grad_clip"], accumulate=t["accumulate"],
                    run_dir=str(run_dir) if run_dir is not None and writes else None, seed=t["seed"], config=setup.cfg,
-                   sync=RankSync(setup.ranks, setup.train_loader, setup.loss_fn) if setup.ranks is not None else None)
+                   sync=RankSync(setup.ranks, setup.train_loader, setup.loss_fn, setup.model,
+                                 bucket_cap_mb=t["bucket_cap_mb"], seed=t["seed"]) if setup.ranks is not None else None)

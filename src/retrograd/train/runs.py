@@ -158,10 +158,13 @@ def _gradient_flow(trainer) -> Any:
     return None
 
 
-def finish_run(setup: Setup, trainer, history: dict, run_dir: pathlib.Path, elapsed: float) -> dict:
-    """After ``fit``: test metrics, plots and ``summary.json`` in ``run_dir``; prints the summary."""
-    test = {}
-    if setup.test_loader is not None:
+def finish_run(setup: Setup, trainer, history: dict, run_dir: pathlib.Path, elapsed: float,
+               test: dict | None = None) -> dict:
+    """After ``fit``: test metrics, plots and ``summary.json`` in ``run_dir``; prints the summary.
+    ``test``: the test metrics when already evaluated (by every data-parallel rank together)."""
+    if test is None:
+        test = {}
+    if not test and setup.test_loader is not None:
         test = prefixed_metrics(trainer.evaluate(setup.test_loader), "test")
     times = history.get("epoch_time", [])
     sps = history.get("samples_per_sec", [])

@@ -73,9 +73,11 @@ class Trainer:
     maximum global gradient norm. ``accumulate``: batches per optimizer step.
     ``seed`` seeds rg's default generator, NumPy's legacy one and Python's
     ``random``. ``config`` (a JSON-able dict) is saved with every checkpoint. ``sync``: data-parallel
-    ranks (``rg.train.rank_data.RankSync``): ``sync.after_backward(trainer, loss, n)`` after each
-    batch's backward returns the global batch's loss and size, ``sync.before_step(trainer)`` averages
-    the gradients over the ranks before clipping and the step.
+    ranks (``rg.train.rank_data.RankSync``): ``sync.before_batch(trainer)`` before each batch,
+    ``sync.train_model(last_of_group)`` the callable a batch's forward runs through (DDP; None: the
+    model), ``sync.after_backward(trainer, loss, n)`` after each batch's backward returns the global
+    batch's loss and size, ``sync.before_step(trainer)`` averages gradients not yet averaged before
+    clipping and the step, ``sync.evaluate(trainer, loader)`` evaluates split over the ranks.
 
     A batch is ``(input, target)``, ``(input1, ..., target)``, ``((inputs...),
     target)`` or a dict with ``input``/``x`` and ``target``/``y``/``label``
@@ -169,10 +171,14 @@ class Trainer:
         finally:
             signal.signal(signal.SIGINT, previous)
 
-    def _check_interrupt(self) -> None:
+    def _check_interrupt(self, boundary: str = "batch") -> None:
         """At a batch or epoch boundary after a Ctrl-C: ``on_interrupt`` (a checkpoint), then
-        ``KeyboardInterrupt``. A save that fails is recorded in ``interrupt_error``, not raised."""
-        if not self._interrupt_requested:
+        ``KeyboardInterrupt``. A save that fails is recorded in ``interrupt_error``, not raised.
+        Data-parallel (``sync``): only where every rank agrees to stop (``sync.interrupted``)."""
+        if self.sync is not None and hasattr(self.sync, "interrupted"):
+            if not self.sync.interrupted(self, boundary):
+                return
+        elif not self._interrupt_requested:
             return
         self._interrupt_requested = False
         try:
@@ -207,7 +213,11 @@ class Trainer:
         k = self.accumulate
         start = idx // k * k
         group = min(k, n_batches - start) if n_batches else k
-        value, n = backward_batch(self.model, self.loss_fn, *self.unpack_batch(batch), accumulate=group)
+        model = self.model
+        if self.sync is not None:  # data-parallel: the ranks' forward (DDP), synchronised at a group's last batch
+            model = self.sync.train_model(idx + 1 - start == group)
+            model = self.model if model is None else model
+        value, n = backward_batch(model, self.loss_fn, *self.unpack_batch(batch), accumulate=group)
         self._pending = idx + 1 - start
         if self.sync is not None:
             value, n = self.sync.after_backward(self, value, n)
@@ -253,6 +263,8 @@ class Trainer:
             for batch in train_loader:
                 idx = self.state.batch_in_epoch
                 self.current_batch = batch
+                if self.sync is not None:
+                    self.sync.before_batch(self)
                 self._call("on_batch_start", idx, {"epoch": epoch})
                 logs = self._train_batch(batch, n_batches)
                 if self.stop_training and self._pending:
@@ -278,7 +290,7 @@ class Trainer:
             self.state.train_time += time.perf_counter() - t_mark
             logs = self._end_epoch(val_loader, t_mark)
             self._call("on_epoch_end", epoch, logs)
-            self._check_interrupt()
+            self._check_interrupt("epoch")
         self._call("on_fit_end")
         return self.history
 
@@ -308,7 +320,12 @@ class Trainer:
         return [get_metric(m) for m in self.metric_specs]
 
     def evaluate(self, loader: Any) -> dict:
-        """``{"loss": mean loss over samples, "<metric>": value}`` on ``loader``, in eval mode without grad."""
+        """``{"loss": mean loss over samples, "<metric>": value}`` on ``loader``, in eval mode without grad.
+        Data-parallel (``sync``): split over the ranks, with one process's numbers."""
+        if self.sync is not None and hasattr(self.sync, "evaluate"):
+            result = self.sync.evaluate(self, loader)
+            if result is not None:
+                return result
         metrics = self._metrics()
         for m in metrics:
             m.reset()

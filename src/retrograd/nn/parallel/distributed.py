@@ -17,7 +17,8 @@ world size. So ``.grad`` holds the average over the ranks when ``backward`` retu
   followed by a synchronised backward (``broadcast_buffers=True``), as PyTorch does.
 - A parameter that got no gradient raises PyTorch's kind of error at the end of backward, unless
   ``find_unused_parameters=True``: then it reads as zeros in the reduction, and a parameter unused on
-  every rank keeps ``.grad`` None (as in PyTorch, so optimizers skip it).
+  every rank keeps ``.grad`` None (as in PyTorch, so optimizers skip it); which parameters got a
+  gradient on some rank takes one small all-reduce after every synchronised backward.
 - ``state_dict()`` keys carry the ``module.`` prefix, as PyTorch's.
 """
 from __future__ import annotations
@@ -267,12 +268,13 @@ class DistributedDataParallel(Module):
             raise RuntimeError(f"DistributedDataParallel: parameters {names} got more gradient contributions in "
                                "this backward than in the first one, after their bucket's all-reduce had started; "
                                "the graph changed between iterations, so their averaged gradients are wrong")
-        if unused:
-            if not self.find_unused_parameters:
-                idx = " ".join(str(i) for i in unused)
-                names = ", ".join(self._names[i] for i in unused)
-                raise RuntimeError(f"{_UNUSED} Parameter indices which did not receive grad for rank "
-                                   f"{self.process_group.rank}: {idx}. Parameters: {names}")
+        if unused and not self.find_unused_parameters:
+            idx = " ".join(str(i) for i in unused)
+            names = ", ".join(self._names[i] for i in unused)
+            raise RuntimeError(f"{_UNUSED} Parameter indices which did not receive grad for rank "
+                               f"{self.process_group.rank}: {idx}. Parameters: {names}")
+        if self.find_unused_parameters and (unused or n > 1):
+            # every rank takes part, whether it found unused parameters or not (the ranks may differ)
             used = np.array([c > 0 for c in self._counts], dtype=np.uint8)
             dist.all_reduce(used, dist.ReduceOp.MAX, group=self.process_group)
             for i in unused:
