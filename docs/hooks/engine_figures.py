@@ -25,7 +25,7 @@ def _mlp_forward():
     loss = F.cross_entropy(model(x), y)
     params = dict(model.named_parameters())
     before = draw_graph(loss, params=params)                   # ops, shapes, saved tensors
-    loss.backward()
+    loss.backward(retain_graph=True)                           # keep the graph alive to draw it again
     after = draw_graph(loss, params=params, show_grads=True)   # + the gradient norm on each edge
     # --8<-- [end:mlp]
     return before, after
