@@ -7,7 +7,8 @@
   page (cli_reference.py, from ``retrograd.cli.build_parser()``).
 - The engine page's graph pictures are drawn by ``rg.viz.draw_graph`` (engine_figures.py).
 - Tutorial pages execute through mkdocs-jupyter; the time each took goes to the build log and, when
-  ``RETROGRAD_DOCS_TIMES`` names a file, to that JSON file.
+  ``RETROGRAD_DOCS_TIMES`` names a file, to that JSON file. Their formulas are typeset by a MathJax
+  copied into the site (``assets/mathjax``), so the site needs no network.
 
 The checkout's ``src/`` goes first on ``sys.path`` and ``PYTHONPATH`` (so the notebook kernels get it
 too): the site documents and runs the code next to this mkdocs.yml, whatever else is installed.
@@ -151,6 +152,19 @@ def on_files(files, config):
     return files
 
 
+def _copy_mathjax(dest: pathlib.Path) -> None:
+    """MathJax 2.7 (from the jupyter-server-mathjax package) into the site, for the notebook pages'
+    formulas (mkdocs.yml: custom_mathjax_url), without its translations of MathJax's own messages."""
+    import shutil
+    try:
+        import jupyter_server_mathjax
+    except ImportError:
+        raise PluginError("the tutorials' formulas need MathJax: pip install jupyter-server-mathjax "
+                          "(it is in retrograd's docs and test extras)") from None
+    src = pathlib.Path(jupyter_server_mathjax.__file__).parent / "static"
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("localization"), dirs_exist_ok=True)
+
+
 def on_page_markdown(markdown, page, config, files):
     if page.file.src_uri.startswith("tutorials/") and page.file.src_uri.endswith(".py"):
         _state["times"][page.file.src_uri] = time.perf_counter()
@@ -167,6 +181,8 @@ def on_page_content(html, page, config, files):
 
 
 def on_post_build(config):
+    if TUTORIALS_INDEX in _state["wanted"]:
+        _copy_mathjax(pathlib.Path(config.site_dir) / "assets" / "mathjax")
     out = os.environ.get("RETROGRAD_DOCS_TIMES")
     if out:
         pathlib.Path(out).write_text(json.dumps(_state.get("times", {}), indent=1) + "\n")

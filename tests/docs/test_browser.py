@@ -10,6 +10,7 @@ import http.server
 import os
 import pathlib
 import posixpath
+import re
 import threading
 import urllib.parse
 
@@ -75,7 +76,8 @@ def _open(driver, url: str) -> None:
     WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
-def test_each_tutorial_page_shows_its_figures(served, browser):
+def test_each_tutorial_page_shows_its_figures_and_formulas(served, browser):
+    from selenium.webdriver.support.ui import WebDriverWait
     urls = _tutorial_urls()
     if not urls:
         print("docs/tutorials has no NN-*.py tutorial yet: no tutorial page to open")
@@ -86,6 +88,15 @@ def test_each_tutorial_page_shows_its_figures(served, browser):
         bad = [i for i in images if not i["complete"] or i["width"] == 0]
         assert not bad, f"{url}: figures that did not load: {bad}"
         assert "Traceback" not in browser.find_element("css selector", "article").text, url
+        source = (ROOT / "docs" / "tutorials" / (url.split("/")[1] + ".py")).read_text(encoding="utf-8")
+        if re.search(r"^# .*\$[^$\s][^$]*\$", source, re.M):  # formulas in its text: MathJax typesets them
+            WebDriverWait(browser, 60).until(lambda d: d.execute_script(
+                "return document.querySelectorAll('article .MathJax, article .MathJax_Display, "
+                "article .MathJax_CHTML, article .MathJax_SVG').length"), f"{url}: no formula typeset")
+            raw = browser.execute_script(
+                "return Array.from(document.querySelectorAll('.jp-RenderedMarkdown p'))"
+                ".filter(p => /\\$[^$\\s][^$]*\\$/.test(p.innerText)).length")
+            assert raw == 0, f"{url}: {raw} paragraphs still show raw $...$ TeX"
 
 
 def test_the_engine_page_shows_its_graph_pictures(served, browser):
