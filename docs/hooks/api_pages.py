@@ -41,6 +41,7 @@ class Page:
     path: str      # e.g. "api/nn/Linear.md"
     title: str     # navigation title
     content: str   # markdown: a heading and ::: directives
+    kind: str = "class"  # "class", "functions" (a family) or "more" (names rendered from the objects)
 
 
 def _public(module: types.ModuleType) -> list[str]:
@@ -103,10 +104,11 @@ def pages(log=print) -> list[Page]:
                 body = [f"# `{mod_name}`: {label}", "",
                         f"Defined in `{home}`; use them as `{mod_name}.NAME`.", ""]
                 body += [f"::: {mod_name}.{n}\n    options:\n      heading_level: 2\n" for n in names]
-                group_pages.append(Page(title, f"api/{folder}/{stem}.md", label, "\n".join(body)))
+                group_pages.append(Page(title, f"api/{folder}/{stem}.md", label, "\n".join(body), "functions"))
             if loose:
                 group_pages.append(_loose_page(title, folder, mod_name, module, loose, used))
-        out += sorted(group_pages, key=lambda p: (p.title.endswith("functions"), p.title.lower()))
+        kind = {"class": 0, "functions": 1, "more": 2}
+        out += sorted(group_pages, key=lambda p: (kind[p.kind], p.title.lower()))
     return out
 
 
@@ -205,7 +207,7 @@ def _loose_page(title, folder, mod_name, module, names, used) -> Page:
             f"Names of `{mod_name}` that are not classes or functions defined in a module (constants, "
             "objects made at import time).", "",
             "| name | kind | what it is |", "|---|---|---|", *rows, ""]
-    return Page(title, f"api/{folder}/{stem}.md", "more names", "\n".join(body))
+    return Page(title, f"api/{folder}/{stem}.md", f"more names of {mod_name}", "\n".join(body), "more")
 
 
 def index(pages_: list[Page]) -> str:

@@ -163,6 +163,13 @@ def _copy_mathjax(dest: pathlib.Path) -> None:
                           "(it is in retrograd's docs and test extras)") from None
     src = pathlib.Path(jupyter_server_mathjax.__file__).parent / "static"
     shutil.copytree(src, dest, ignore=shutil.ignore_patterns("localization"), dirs_exist_ok=True)
+    # the package ships the STIX-Web fonts only: without this (config=...,local/retrograd in mkdocs.yml)
+    # MathJax looks for its TeX fonts and some formulas end as "[Math Processing Error]"
+    (dest / "config" / "local").mkdir(parents=True, exist_ok=True)
+    (dest / "config" / "local" / "retrograd.js").write_text(
+        'MathJax.Hub.Config({"HTML-CSS": {availableFonts: ["STIX-Web"], preferredFont: "STIX-Web", '
+        'webFont: "STIX-Web", imageFont: null}});\n'
+        'MathJax.Ajax.loadComplete("[MathJax]/config/local/retrograd.js");\n')
 
 
 def on_page_markdown(markdown, page, config, files):

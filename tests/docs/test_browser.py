@@ -97,6 +97,8 @@ def test_each_tutorial_page_shows_its_figures_and_formulas(served, browser):
                 "return Array.from(document.querySelectorAll('.jp-RenderedMarkdown p'))"
                 ".filter(p => /\\$[^$\\s][^$]*\\$/.test(p.innerText)).length")
             assert raw == 0, f"{url}: {raw} paragraphs still show raw $...$ TeX"
+            text = browser.find_element("css selector", "article").text
+            assert "Math Processing Error" not in text and "Math input error" not in text, url
 
 
 def test_the_engine_page_shows_its_graph_pictures(served, browser):
