@@ -45,6 +45,46 @@ INTERVAL_DOC = ('`interval` (str, default `"epoch"`, one of `epoch`, `step`): st
                 '(it is the optimizer\'s `lr`), so `interval` does not apply to it.')
 
 
+# an example value of each fixed key, as written in its section of a config (TOML); a key left out
+# here is shown with its default. tests/docs/test_site.py checks that each example passes validation.
+EXAMPLES = {
+    "data.name": '"fashion_mnist"', "data.batch_size": "128", "data.eval_batch_size": "1000",
+    "data.val_fraction": "0.2", "data.test_fraction": "0.25", "data.train_samples": "5000",
+    "data.val_samples": "1000", "data.augment": "true", "data.standardize": "false", "data.images": "true",
+    "data.block_size": "128", "data.path": '"wine.csv"', "data.format": '"csv"', "data.target": '"cultivar"',
+    "data.features": '["alcohol", "region"]', "data.categorical": '["region"]', "data.task": '"regression"',
+    "data.target_path": '"labels.npy"', "data.test_path": '"wine_test.csv"', "data.image_size": "[32, 32]",
+    "data.channels": "3", "data.root": '"data/fashion"', "data.seed": "1",
+    "train.epochs": "20", "train.seed": "42", "train.loss": '"mse"', "train.label_smoothing": "0.1",
+    "train.metrics": '["accuracy", "f1_macro"]', "train.grad_clip": "1.0", "train.accumulate": "4",
+    "train.early_stopping": "3", "train.monitor": '"val_accuracy"', "train.save_best": "false",
+    "train.save_last": "false", "train.checkpoint_every_n_steps": "500", "train.progress": "false",
+    "train.nan_guard": "false", "train.gradient_flow": "50", "train.batch_scope": '"rank"',
+    "train.rank_timeout": "300.0", "train.threads": "1",
+    "run.dir": '"experiments"', "run.name": '"mlp-lr3e-3"', "run.overwrite": "true",
+}
+
+
+# the sections whose keys are a class's arguments: an example of each (tests/docs checks they validate)
+SECTION_EXAMPLES = {
+    "model": '[model]\nname = "mlp"\nsizes = [784, 256, 10]\nactivation = "gelu"\ndropout = 0.1',
+    "optim": '[optim]\nname = "adamw"\nlr = 0.0003\nweight_decay = 0.05\nbetas = [0.9, 0.95]',
+    "schedule": '[schedule]\nname = "warmup_cosine"\nwarmup_steps = 200',
+}
+
+
+def example(section: str, key: str) -> str:
+    """``key = value``: an example of the key in its section (EXAMPLES, else its default; unset
+    without an example: an empty string)."""
+    value = EXAMPLES.get(f"{section}.{key}")
+    if value is None:
+        default = config.SCHEMA[section][key].default
+        if default is None:
+            return ""
+        value = _value(default).strip("`")
+    return f"{key} = {value}"
+
+
 def undocumented_keys() -> list[str]:
     """``section.key`` of every fixed key without a meaning (an empty ``Key.doc``)."""
     return [f"{s}.{k}" for s, keys in config.SCHEMA.items() for k, spec in keys.items() if not spec.doc.strip()]
@@ -64,7 +104,7 @@ def _cell(text: str) -> str:
 
 
 def _fixed_table(section: str) -> list[str]:
-    rows = ["| key | type | default | allowed | meaning |", "|---|---|---|---|---|"]
+    rows = ["| key | type | default | allowed | meaning | example |", "|---|---|---|---|---|---|"]
     for k, spec in config.SCHEMA[section].items():
         default = "unset" if spec.default is None else _value(spec.default)
         allowed = []
@@ -74,7 +114,9 @@ def _fixed_table(section: str) -> list[str]:
             allowed.append(f"{'each ' if spec.type.startswith('list') else ''}{spec.range}")
         if spec.optional:
             allowed.append("or unset")
-        rows.append(f"| `{k}` | {spec.type} | {default} | {_cell('; '.join(allowed))} | {_cell(spec.doc.strip())} |")
+        ex = example(section, k)
+        rows.append(f"| `{k}` | {spec.type} | {default} | {_cell('; '.join(allowed))} | {_cell(spec.doc.strip())} | "
+                    f"{_cell(f'`{ex}`') if ex else ''} |")
     return rows
 
 
@@ -224,6 +266,8 @@ def reference() -> str:
     assert tuple(sections) == config.SECTIONS, "a section without a part in the reference"
     for s, make in sections.items():
         parts += [f"## [{s}]", "", *make(), ""]
+        if s in SECTION_EXAMPLES:
+            parts += ["For example:", "", "```toml", SECTION_EXAMPLES[s], "```", ""]
     parts += ["## [search]", "", "Only for `retrograd tune`: the search space and its settings; see the README's "
               "\"Hyperparameter search\".", ""]
     return "\n".join(parts)
