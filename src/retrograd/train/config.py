@@ -38,6 +38,7 @@ from .config_ranges import (F32_MAX, FRACTION, FRACTION_OPEN, NON_NEGATIVE, POSI
                             check_kwarg_ranges, check_range, check_run_name)
 from .losses import LOSSES
 from .metrics import METRICS, get_metric
+from .transfer import check_transfer_keys, split_transfer_keys
 
 __all__ = ["ConfigError", "SCHEMA", "SECTIONS", "OPTIM_ALIASES", "optimizer_names", "optimizer_class", "default_lr",
            "OPTIM_WRAPPERS", "validate_optim", "optim_lr", "with_lr",
@@ -600,7 +601,9 @@ def validate(cfg: dict, *, config_path: str | pathlib.Path | None = None, data_f
     if name == "pretrained" and isinstance(model.get("path"), str):  # the base folder, as the data path
         p = pathlib.Path(model["path"]).expanduser()
         model["path"] = str((base / p) if base is not None and not p.is_absolute() else p.absolute())
-    out["model"] = {"name": name, **check_kwargs("model", factory, model, skip={"self"}, what=f"model {name!r}")}
+    model, transfer = split_transfer_keys(model, factory)  # init_from, trainable_layers, ...: any model's
+    out["model"] = {"name": name, **check_kwargs("model", factory, model, skip={"self"}, what=f"model {name!r}"),
+                    **check_transfer_keys(transfer, model, base, data_files)}
     if name in MODELS:
         check_kwarg_ranges("model", out["model"])
 

@@ -31,6 +31,7 @@ from ..nn import Module
 from ..tensor import Tensor
 from .config import ConfigError, model_factory
 from .runs import checkpoint_dir, read_run_config
+from .transfer import model_kwargs
 
 __all__ = ["LoadedRun", "load_run", "read_array", "write_predictions", "PROBABILITY_LOSSES"]
 
@@ -296,9 +297,10 @@ def load_run(run_dir: str | pathlib.Path, checkpoint: str | None = None, *, trus
         state = json.loads((folder / "trainer.json").read_text())["state"]
     except (OSError, ValueError, KeyError, TypeError):
         state = {}
-    kwargs = {k: v for k, v in cfg["model"].items() if k != "name"}
+    factory = model_factory(cfg["model"]["name"])
+    kwargs, _ = model_kwargs(cfg["model"], factory)  # init_from etc.: the checkpoint holds every weight
     try:
-        model = model_factory(cfg["model"]["name"])(**kwargs)
+        model = factory(**kwargs)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"model: {cfg['model']['name']}: {e}") from None
     try:
