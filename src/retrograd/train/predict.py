@@ -94,6 +94,10 @@ class LoadedRun:
         x = np.asarray(x)
         if self.task == "language_model":  # token ids (InputSpec.read of a text file: the context)
             return x
+        if self.inputs is not None and self.inputs.kind == "tokens":  # token ids of a text column, any length
+            if x.ndim != 2 or x.dtype.kind not in "iu":
+                raise ConfigError(f"{where}: expected token ids of shape (N, T), got {x.dtype} of shape {x.shape}")
+            return x.astype(np.int64, copy=False)
         if x.dtype.kind not in "fiub":
             raise ConfigError(f"{where}: expected a numeric array, got dtype {x.dtype}")
         want = self.input_features
