@@ -140,3 +140,28 @@ def test_text_column_missing_or_without_a_tokenizer(folder, run_cli):
     (folder / "o.toml").write_text(mlp.replace('text = "review"\n', 'max_tokens = 8\n'))
     rc, out, err = run_cli("train", "o.toml", "--quiet")
     assert rc == 2 and "data.max_tokens: only with data.text" in err, err
+
+
+def test_unfreeze_every_on_a_pretrained_encoder_saves_the_unfrozen_layers(folder, run_cli):
+    cfg = _write(folder, "u", extra="", model="unfreeze_every = 1\nlayer_lr_decay = 0.9")
+    text = (folder / cfg).read_text().replace("trainable_layers = 1", "trainable_layers = 0").replace(
+        "epochs = 8", "epochs = 3")
+    (folder / cfg).write_text(text)
+    rc, out, err = run_cli("train", cfg, "--quiet")
+    assert rc == 0, err
+    saved = rg.io.load_safetensors(folder / "runs" / "u" / "checkpoints" / "last" / "model.safetensors")
+    layers = {k.split(".")[3] for k in saved if k.startswith("encoder.encoder.layer.")}
+    # epoch 0: the head; epoch 1: + the top block (layer 1); epoch 2: + layer 0; the embeddings never
+    assert layers == {"0", "1"} and "head.weight" in saved and "base_sha256" in saved
+    assert not any(k.startswith("encoder.embeddings.") for k in saved)
+    base = rg.io.load_safetensors(folder / "base" / "model.safetensors")
+    assert not np.array_equal(saved["encoder.encoder.layer.0.output.dense.weight"],
+                              base["encoder.layer.0.output.dense.weight"])
+    run = rg.train.load_run(folder / "runs" / "u", "last")
+    params = dict(run.model.named_parameters())
+    for k, v in saved.items():
+        if k != "base_sha256":
+            np.testing.assert_array_equal(params[k].detach().numpy(), v, err_msg=k)
+    (folder / "l.toml").write_text(text.replace("layer_lr_decay = 0.9", "lora_r = 2"))
+    rc, out, err = run_cli("train", "l.toml", "--quiet")
+    assert rc == 2 and "model.unfreeze_every: not with LoRA" in err, err
