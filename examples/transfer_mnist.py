@@ -77,7 +77,7 @@ def labelled(pool_y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
 
 
 def finetune_run(method: str, source: str, data: tuple, per_class: int, seed: int, steps: int,
-                 batch: int, lr: float) -> dict:
+                 batch: int, lr: float, threads: int | None = None) -> dict:
     """One run through the recipe, on a ``DataBundle`` of the labelled images (no validation split:
     every run trains for the same number of optimizer steps)."""
     px, py, tx, ty = data
@@ -92,7 +92,7 @@ def finetune_run(method: str, source: str, data: tuple, per_class: int, seed: in
     cfg = config.validate({"model": model, "data": {"name": "mnist_5k", "batch_size": batch, "val_fraction": 0.0},
                            "optim": {"name": "adam", "lr": lr},
                            "train": {"epochs": epochs, "seed": seed, "progress": False, "monitor": "train_loss",
-                                     "save_best": False, "save_last": False}})
+                                     "save_best": False, "save_last": False, "threads": threads}})
     t0 = time.perf_counter()
     setup = recipe.prepare(cfg, bundle)
     trainer = recipe.make_trainer(setup, None, quiet=True, checkpoints=False)
@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=400, help="optimizer steps of every fine-tuning run")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--threads", type=int, default=None, help="train.threads of every run (default: all cores)")
     ap.add_argument("--pretrain-epochs", type=int, default=3)
     ap.add_argument("--pretrain-samples", type=int, default=None,
                     help="Fashion-MNIST training images to pretrain on (default: all 54,000 after validation)")
@@ -170,7 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     a.out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if a.pretrained is not None:
-        pre = {"run": str(a.pretrained), "test_accuracy": float("nan"), "seconds": 0.0}
+        done = a.pretrained / "summary.json"
+        summary = json.loads(done.read_text()) if done.is_file() else {}
+        pre = {"run": str(a.pretrained), "seconds": 0.0, "summary": summary,
+               "test_accuracy": summary.get("test", {}).get("test_accuracy", float("nan"))}
     else:
         pre = pretrain(a.out_dir / "runs" / "fashion_cnn", a.pretrain_epochs, a.pretrain_samples)
         print(f"pretrained on Fashion-MNIST: {pre['epochs']} epochs, test accuracy "
@@ -180,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     for k in labels:
         for seed in seeds:
             for m in methods:
-                r = finetune_run(m, pre["run"], data, k, seed, a.steps, a.batch_size, a.lr)
+                r = finetune_run(m, pre["run"], data, k, seed, a.steps, a.batch_size, a.lr, a.threads)
                 rows.append(r)
                 print(f"{k:4d} labels/class  seed {seed}  {m:8s}  test accuracy {r['test_accuracy']:.3f}  "
                       f"({r['train_images']} images, {r['steps']} steps, {r['seconds']:.1f} s)", flush=True)

@@ -9,6 +9,7 @@ import pytest
 import retrograd as rg
 from retrograd.data.tokens import text_token_ids
 from retrograd.models import BertModel
+from test_pretrained_config import CONFIG as PRETRAINED_CONFIG
 
 tokenizers = pytest.importorskip("tokenizers", reason="the pretrained extra's tokenizers is not installed")
 
@@ -17,33 +18,11 @@ TINY = {"architectures": ["BertModel"], "model_type": "bert", "vocab_size": 40, 
         "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0, "max_position_embeddings": 16,
         "type_vocab_size": 2, "layer_norm_eps": 1e-12, "pad_token_id": 0}
 WORDS = ["good", "bad", "film", "plot", "actor", "great", "awful", "the", "a", "was", "very", "not", "it", "is"]
-CONFIG = """
-[model]
-name = "pretrained"
-path = "base"
-dropout = 0.0
-trainable_layers = 1
-
-[data]
-path = "{data}"
-target = "label"
-text = "review"
-batch_size = 16
-{extra}
-
-[optim]
-name = "adamw"
-lr = 0.01
-
-[train]
-epochs = 8
-seed = 0
-progress = false
-
-[run]
-dir = "runs"
-name = "{name}"
-"""
+# test_pretrained_config's config, on a table of raw text instead of a .npz of ids
+CONFIG = PRETRAINED_CONFIG.replace("{model}", "trainable_layers = 1").replace(
+    'path = "toy.npz"\ntask = "classification"\nstandardize = false\nbatch_size = 16\n',
+    'path = "{data}"\ntarget = "label"\ntext = "review"\nbatch_size = 16\n{extra}\n').replace(
+    "lr = 0.003", "lr = 0.01").replace("epochs = 2", "epochs = 8")
 
 
 @pytest.fixture
