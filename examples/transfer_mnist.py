@@ -1,7 +1,7 @@
 """Image transfer: a CNN pretrained on Fashion-MNIST, fine-tuned on handwritten digits with few labels.
 
 1. Pretrain ``rg.models.CNN`` (conv32-pool-conv64-pool-linear) on Fashion-MNIST (54,000 training images,
-   6,000 for validation) with ``retrograd train examples/fashion_cnn.toml --set train.epochs=3`` into a run
+   6,000 for validation) with ``retrograd train examples/fashion_cnn.toml --set train.epochs=1`` into a run
    folder (or start from one: ``--pretrained RUN``).
 2. The MNIST subset (``mnist_5k``: 5,000 digits, 500 per class) is split once: 100 digits per class are
    the fixed test set, the other 400 per class the pool the labelled training images come from.
@@ -15,6 +15,8 @@
    the seeds; ``results.json``: every run's accuracy and time.
 
     python examples/transfer_mnist.py                       # the README's figures (minutes on 2 cores)
+    python examples/transfer_mnist.py --pretrained RUN --seeds 1 --out-dir /tmp/s1   # one seed of them
+    python examples/transfer_mnist.py --merge /tmp/s0 /tmp/s1 /tmp/s2   # join seeds run apart, and plot
     python examples/transfer_mnist.py --labels 10 --seeds 0 --steps 20 --pretrain-samples 2000 \\
         --out-dir /tmp/quick                                 # a quick look
 
@@ -104,6 +106,18 @@ def finetune_run(method: str, source: str, data: tuple, per_class: int, seed: in
             "trainable_parameters": sum(p.numel() for p in setup.model.parameters() if p.requires_grad)}
 
 
+def summarize(rows: list[dict]) -> dict:
+    """``{"method/labels": {mean, std, min, max, seeds}}`` of the test accuracies."""
+    out = {}
+    for m in METHODS:
+        for k in sorted({r["labels_per_class"] for r in rows}):
+            accs = [r["test_accuracy"] for r in rows if r["method"] == m and r["labels_per_class"] == k]
+            if accs:
+                out[f"{m}/{k}"] = {"mean": float(np.mean(accs)), "std": float(np.std(accs)), "min": min(accs),
+                                   "max": max(accs), "seeds": len(accs)}
+    return out
+
+
 def plot(rows: list[dict], path: pathlib.Path, pretrained: dict) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -145,18 +159,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--labels", default="10,100,400", help="labelled digits per class (400: the whole pool)")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--methods", default=",".join(METHODS))
-    ap.add_argument("--steps", type=int, default=400, help="optimizer steps of every fine-tuning run")
+    ap.add_argument("--steps", type=int, default=100, help="optimizer steps of every run (at least one epoch)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=None, help="train.threads of every run (default: all cores)")
-    ap.add_argument("--pretrain-epochs", type=int, default=3)
+    ap.add_argument("--pretrain-epochs", type=int, default=1)
     ap.add_argument("--pretrain-samples", type=int, default=None,
                     help="Fashion-MNIST training images to pretrain on (default: all 54,000 after validation)")
     ap.add_argument("--pretrained", type=pathlib.Path, default=None,
                     help="an existing Fashion-MNIST CNN run folder to start from (skips pretraining)")
     ap.add_argument("--out-dir", type=pathlib.Path, default=HERE / "transfer_mnist")
     ap.add_argument("--replot", action="store_true", help="only redraw the plot from OUT_DIR/results.json")
+    ap.add_argument("--merge", type=pathlib.Path, nargs="+", default=None,
+                    help="join the results.json of these folders (runs of other seeds) into OUT_DIR, and plot")
     a = ap.parse_args(argv)
+    if a.merge:
+        parts = [json.loads((d / "results.json").read_text()) for d in a.merge]
+        rows = [r for part in parts for r in part["runs"]]
+        a.out_dir.mkdir(parents=True, exist_ok=True)
+        merged = {"settings": [part["settings"] for part in parts], "pretrained": parts[0]["pretrained"],
+                  "runs": rows, "summary": summarize(rows), "seconds": [part["seconds"] for part in parts]}
+        (a.out_dir / "results.json").write_text(json.dumps(merged, indent=1) + "\n")
+        a.replot = True
     if a.replot:
         saved = json.loads((a.out_dir / "results.json").read_text())
         plot(saved["runs"], a.out_dir / "accuracy_vs_labels.png", saved["pretrained"])
@@ -188,12 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(r)
                 print(f"{k:4d} labels/class  seed {seed}  {m:8s}  test accuracy {r['test_accuracy']:.3f}  "
                       f"({r['train_images']} images, {r['steps']} steps, {r['seconds']:.1f} s)", flush=True)
-    summary = {}
-    for m in methods:
-        for k in labels:
-            accs = [r["test_accuracy"] for r in rows if r["method"] == m and r["labels_per_class"] == k]
-            summary[f"{m}/{k}"] = {"mean": float(np.mean(accs)), "std": float(np.std(accs)), "min": min(accs),
-                                   "max": max(accs), "seeds": len(accs)}
+    summary = summarize(rows)
     out = {"settings": {k: (str(v) if isinstance(v, pathlib.Path) else v) for k, v in vars(a).items()},
            "pretrained": pre, "runs": rows, "summary": summary, "seconds": time.perf_counter() - t0}
     (a.out_dir / "results.json").write_text(json.dumps(out, indent=1) + "\n")
