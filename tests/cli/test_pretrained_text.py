@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import retrograd as rg
+from retrograd.data.bundle import DataFileError
 from retrograd.data.tokens import text_token_ids
 from retrograd.models import BertModel
 from test_pretrained_config import CONFIG as PRETRAINED_CONFIG
@@ -66,6 +67,15 @@ def test_token_ids_are_the_tokenizers_with_padding_and_truncation(folder):
     ids = text_token_ids(["the film was good", "awful"], folder / "base")
     assert ids.tolist() == [[2, 11, 6, 13, 4, 3], [2, 10, 3, 0, 0, 0]]
     assert text_token_ids(["the film was very good"], folder / "base", max_tokens=4).tolist() == [[2, 11, 6, 3]]
+    bad = folder / "bad"
+    bad.mkdir()
+    (bad / "tokenizer.json").write_text("{not json")
+    with pytest.raises(DataFileError, match=r"data.tokenizer: .*tokenizer.json is not a readable tokenizer file"):
+        text_token_ids(["x"], bad)
+    (bad / "tokenizer.json").write_text((folder / "base" / "tokenizer.json").read_text())
+    (bad / "config.json").write_text("[1, 2")
+    with pytest.raises(DataFileError, match=r"config.json: cannot read it as JSON"):
+        text_token_ids(["x"], bad)
 
 
 @pytest.mark.parametrize("data", ["reviews.csv", "reviews.jsonl"])
