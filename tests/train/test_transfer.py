@@ -1,6 +1,8 @@
 """Transfer learning in configs (retrograd.train.transfer): [model] init_from starts from another run's
 weights with a new head, trainable_layers freezes the layers below the top ones of any model, and
 unfreeze_every schedules GradualUnfreezing; every bad value is refused naming the key."""
+import shutil
+
 import numpy as np
 import pytest
 
@@ -88,13 +90,13 @@ def test_init_from_takes_a_checkpoint_folder_or_a_safetensors_file(source, tmp_p
 def test_init_from_errors_name_what_does_not_fit(source, tmp_path):
     _, run_dir = source
     with pytest.raises(ConfigError, match=r"model.init_from: .*nowhere' not found"):
-        _cfg(tmp_path, "x", {"init_from": "nowhere"})
+        recipe.prepare(_cfg(tmp_path, "x", {"init_from": "nowhere"}))
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="is neither a run folder with checkpoints/best or checkpoints/last"):
-        _cfg(tmp_path, "x", {"init_from": "empty"})
+        recipe.prepare(_cfg(tmp_path, "x", {"init_from": "empty"}))
     (tmp_path / "w.npz").write_bytes(b"x")
     with pytest.raises(ConfigError, match="is a file but not a .safetensors file"):
-        _cfg(tmp_path, "x", {"init_from": "w.npz"})
+        recipe.prepare(_cfg(tmp_path, "x", {"init_from": "w.npz"}))
     with pytest.raises(ConfigError, match=r"init_from: .* does not fit CNN: another shape: net.0.weight "
                                           r"\(4, 1, 3, 3\) \(the model's: \(6, 1, 3, 3\)\)"):
         recipe.prepare(_cfg(tmp_path, "x", {"init_from": "runs/src", "channels": [6, 8]}))
@@ -107,7 +109,7 @@ def test_init_from_errors_name_what_does_not_fit(source, tmp_path):
     # a checkpoint whose files changed is refused before it is read
     (run_dir / "checkpoints" / "best" / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(ConfigError, match=r"model.init_from: .*model.safetensors"):
-        _cfg(tmp_path, "x", {"init_from": "runs/src"})
+        recipe.prepare(_cfg(tmp_path, "x", {"init_from": "runs/src"}))
 
 
 @pytest.mark.parametrize("model, message", [
@@ -158,6 +160,7 @@ def test_unfreeze_every_unfreezes_one_layer_per_period_and_resumes_bit_identical
     # stopped after 3 epochs and resumed to 5: the same weights, bit for bit
     cfg = _cfg(tmp_path, "part", keys, epochs=3)
     _, run_dir = _train(cfg, tmp_path)
+    shutil.rmtree(tmp_path / "runs" / "src")  # resume does not read init_from again
     cfg5 = _cfg(tmp_path, "part", keys, epochs=5)
     setup = recipe.prepare(cfg5, init_weights=False)
     trainer = recipe.make_trainer(setup, run_dir, quiet=True)

@@ -611,7 +611,7 @@ def validate(cfg: dict, *, config_path: str | pathlib.Path | None = None, data_f
         model["path"] = str((base / p) if base is not None and not p.is_absolute() else p.absolute())
     model, transfer = split_transfer_keys(model, factory)  # init_from, trainable_layers, ...: any model's
     out["model"] = {"name": name, **check_kwargs("model", factory, model, skip={"self"}, what=f"model {name!r}"),
-                    **check_transfer_keys(transfer, model, base, data_files)}
+                    **check_transfer_keys(transfer, model, base)}
     if name in MODELS:
         check_kwarg_ranges("model", out["model"])
 

@@ -76,9 +76,9 @@ def _int(where: str, v: Any, low: int) -> int:
     return v
 
 
-def check_transfer_keys(keys: dict, model: dict, base: pathlib.Path | None, files: bool = True) -> dict:
+def check_transfer_keys(keys: dict, model: dict, base: pathlib.Path | None) -> dict:
     """The transfer keys checked (``ConfigError`` naming the key); ``init_from`` made absolute (relative to
-    ``base``, the config's folder) and, with ``files``, required to exist. ``model``: the model's own keys
+    ``base``, the config's folder; ``apply_transfer`` reads it). ``model``: the model's own keys
     (``pretrained`` takes ``trainable_layers`` and ``lora_r`` itself)."""
     out = dict(keys)
     if "init_from" in out:
@@ -88,9 +88,7 @@ def check_transfer_keys(keys: dict, model: dict, base: pathlib.Path | None, file
                               f".safetensors file), got {v!r}")
         p = pathlib.Path(v).expanduser()
         p = (base / p) if base is not None and not p.is_absolute() else p.absolute()
-        out["init_from"] = str(p)
-        if files:
-            resolve_source(p)
+        out["init_from"] = str(p)  # read (and checked) when the model is built: resume and evaluate never read it
     if "init_head" in out:
         if out["init_head"] not in ("new", "keep"):
             raise ConfigError(f"model.init_head: expected 'new' or 'keep', got {out['init_head']!r}")
