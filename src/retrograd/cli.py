@@ -156,7 +156,7 @@ def cmd_resume(args, extra_callbacks: Sequence = ()) -> dict:
     t0 = time.perf_counter()
     ranks = _join_ranks(args, cfg)
     lead = ranks.rank == 0
-    setup = prepare(cfg, ranks=ranks)
+    setup = prepare(cfg, ranks=ranks, init_weights=False)  # the checkpoint has every weight
     start_ranks(ranks, setup, build_parser.version, fresh=False)  # every rank loads the same checkpoint
     if lead and not (run_dir / "inputs.json").is_file():  # a run from before inputs.json existed
         _write_inputs(run_dir, setup)
@@ -182,7 +182,7 @@ def cmd_resume(args, extra_callbacks: Sequence = ()) -> dict:
 def cmd_evaluate(args) -> dict:
     run_dir = pathlib.Path(args.run_dir)
     cfg = read_run_config(run_dir, trust_model_code=args.trust_model_code, command="evaluate")
-    setup = prepare(cfg)
+    setup = prepare(cfg, init_weights=False)
     trainer = make_trainer(setup, None, quiet=True, checkpoints=False)
     trainer.load_checkpoint(str(checkpoint_dir(run_dir, args.checkpoint)))
     result = {"checkpoint": args.checkpoint}

@@ -151,7 +151,7 @@ TABLE_ERRORS = [
     ("npy key on a table", {"target_path": "y.npy"}, r"data.target_path: does not apply to csv data \(only to: "
                                                      r"npy\)"),
     ("image key on a table", {"image_size": [8, 8]}, r"data.image_size: does not apply to csv data"),
-    ("unknown format", {"format": "xlsx"}, r"data.format: 'xlsx' is not one of: csv, tsv, parquet, npy, npz, "
+    ("unknown format", {"format": "xlsx"}, r"data.format: 'xlsx' is not one of: csv, tsv, parquet, jsonl, npy, npz, "
                                            r"imagefolder, text"),
 ]
 

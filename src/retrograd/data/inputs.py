@@ -23,6 +23,8 @@ Kinds of inputs (``spec.kind``):
   (integer pixels are divided by 255, floats taken as they are), one image file, or a folder of
   image files (any depth; ids are their paths relative to the folder), read with Pillow in
   ``channels`` and resized to ``image_size``.
+- ``"tokens"``: a text column (``columns[0]``) of a table, as token ids of the pretrained model's
+  tokenizer (``tokenizer``: its folder; ``max_tokens``; ``retrograd.data.tokens``).
 - ``"text"``: a UTF-8 text file, encoded with the character vocabulary ``vocab``; ``read`` gives
   its last ``block_size`` characters as int64 ids ``(1, T)``, the context for the next character.
 """
@@ -38,15 +40,16 @@ import numpy as np
 from .bundle import DataFileError
 from .imagefolder import IMG_EXTENSIONS, image_files, load_image
 from .tables import TABLE_FORMATS, check_no_missing, read_table, row_name
+from .tokens import text_token_ids
 
 __all__ = ["InputSpec", "KINDS", "TASKS", "SUFFIX_FORMATS", "format_of"]
 
-KINDS = ("table", "features", "images", "text")
+KINDS = ("table", "features", "images", "text", "tokens")
 TASKS = ("classification", "regression", "language_model")
 SPEC_VERSION = 1
 # file suffix -> data.format
 SUFFIX_FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".pq": "parquet",
-                  ".npy": "npy", ".npz": "npz", ".txt": "text"}
+                  ".jsonl": "jsonl", ".npy": "npy", ".npz": "npz", ".txt": "text"}
 
 
 def format_of(path: str | os.PathLike, given: str | None = None, *, what: str = "data.path") -> str:
@@ -106,6 +109,8 @@ class InputSpec:
     image_size: list[int] | None = None  # images read from files: [H, W]
     vocab: list[str] | None = None  # text: the characters, in id order
     block_size: int | None = None  # text: the model's context length
+    tokenizer: str | None = None  # tokens: the model folder whose tokenizer.json encodes the text
+    max_tokens: int | None = None  # tokens: truncation length (None: the model's)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -170,6 +175,20 @@ class InputSpec:
                                         "data.categorical to one-hot encode it)") from None
         x = np.concatenate(parts, axis=1) if parts else np.zeros((len(df), 0))
         return x.astype(np.float32)
+
+    def encode_text_table(self, df: Any, where: str, fmt: str | None = None) -> np.ndarray:
+        """The text column ``columns[0]`` of ``df`` as int64 token ids ``(N, T)`` (kind ``"tokens"``)."""
+        col = self.columns[0]
+        if col not in df.columns:
+            raise DataFileError(f"{where}: no column {col!r} (the text column of {self.source}); its columns: "
+                                f"{', '.join(df.columns)}")
+        check_no_missing(df, [col], where, fmt)
+        values = df[col].tolist()
+        bad = next((i for i, v in enumerate(values) if not isinstance(v, str)), None)
+        if bad is not None:
+            raise DataFileError(f"{where}: column {col!r}, {row_name(bad, fmt)}: expected text, got "
+                                f"{values[bad]!r}")
+        return text_token_ids(values, self.tokenizer, self.max_tokens)
 
     def encode_features(self, raw: np.ndarray, where: str) -> np.ndarray:
         """Raw feature rows ``(N, F)`` (or ``(N, *shape)``) -> float32, divided by ``scale``, not yet
@@ -259,6 +278,8 @@ class InputSpec:
             df = read_table(path, fmt)
             if self.kind == "table":
                 x = self.standardize(self.encode_table(df, str(path), fmt))
+            elif self.kind == "tokens":
+                x = self.encode_text_table(df, str(path), fmt)
             elif self.kind == "features":
                 x = self.to_model_shape(self.standardize(self.encode_features(self._feature_columns(df, path),
                                                                                str(path))))
@@ -296,7 +317,8 @@ class InputSpec:
 
     def _kind_text(self) -> str:
         return {"table": f"a table ({self.source})", "features": f"features of {self._shape_text()} ({self.source})",
-                "images": f"images of {self._shape_text()} ({self.source})", "text": f"text ({self.source})"}[self.kind]
+                "images": f"images of {self._shape_text()} ({self.source})", "text": f"text ({self.source})",
+                "tokens": f"a text column of a table ({self.source})"}[self.kind]
 
 
 def _is_number(v: Any) -> bool:

@@ -1,6 +1,7 @@
-"""A user's own data as a training config's ``[data] path``: tables (CSV, TSV, Parquet), NumPy
-arrays (``.npy``, ``.npz``), image folders in torchvision's ``ImageFolder`` layout, and plain
-text for a character-level language model.
+"""A user's own data as a training config's ``[data] path``: tables (CSV, TSV, Parquet, JSON Lines),
+NumPy arrays (``.npy``, ``.npz``), image folders in torchvision's ``ImageFolder`` layout, and plain
+text for a character-level language model. A table's ``data.text`` column is raw text, turned into
+token ids by a pretrained model's tokenizer (``data.tokenizer``, ``retrograd.data.tokens``).
 
 ``check_own(data, base_dir)`` checks a ``[data]`` table that names a path (and finds the task
 when the config does not say it); ``load_own(data, seed)`` reads the data, fills the values it
@@ -22,11 +23,12 @@ from .imagefolder import IMG_EXTENSIONS, find_classes, make_dataset
 from .inputs import InputSpec, _read_array, format_of
 from .tables import TABLE_FORMATS, check_no_missing, concat_rows, read_table
 from .text import char_dataset
+from .tokens import tokenizer_folder, tokenizer_limits
 from ..random import Generator
 
 __all__ = ["OWN_FORMATS", "OWN_KEYS", "check_own", "own_data_keys", "load_own", "infer_task"]
 
-OWN_FORMATS = ("csv", "tsv", "parquet", "npy", "npz", "imagefolder", "text")
+OWN_FORMATS = ("csv", "tsv", "parquet", "jsonl", "npy", "npz", "imagefolder", "text")
 # [data] keys that only data.path uses, and the formats each applies to
 OWN_KEYS = {
     "path": OWN_FORMATS, "format": OWN_FORMATS,
@@ -34,6 +36,7 @@ OWN_KEYS = {
     "task": ("csv", "tsv", "parquet", "npy", "npz"), "target_path": ("npy",),
     "test_path": TABLE_FORMATS,
     "image_size": ("imagefolder",), "channels": ("imagefolder",),
+    "text": TABLE_FORMATS, "tokenizer": TABLE_FORMATS, "max_tokens": TABLE_FORMATS,
 }
 _TABLE_CACHE: dict = {}  # (path, size, mtime) -> DataFrame: validation and loading read a table once
 
@@ -109,6 +112,7 @@ def check_own(data: dict, base_dir: pathlib.Path | None = None) -> dict:
     data["path"] = _resolve(data["path"], base_dir)
     data["target_path"] = _resolve(data.get("target_path"), base_dir)
     data["test_path"] = _resolve(data.get("test_path"), base_dir)
+    data["tokenizer"] = _resolve(data.get("tokenizer"), base_dir)
     path = pathlib.Path(data["path"])
     if not path.exists():
         raise ConfigError(f"data.path: {str(path)!r} not found"
@@ -142,6 +146,11 @@ def check_own(data: dict, base_dir: pathlib.Path | None = None) -> dict:
             raise ConfigError(str(e)) from None
         if test_fmt not in TABLE_FORMATS:
             raise ConfigError(f"data.test_path: {data['test_path']!r} is not a table (.csv, .tsv or .parquet)")
+    if data.get("text") is not None:
+        _check_text_keys(data)
+    elif data.get("tokenizer") is not None or data.get("max_tokens") is not None:
+        key = "tokenizer" if data.get("tokenizer") is not None else "max_tokens"
+        raise ConfigError(f"data.{key}: only with data.text (the column of raw text to tokenise)")
     if data.get("image_size") is not None and (len(data["image_size"]) != 2 or min(data["image_size"]) < 1):
         raise ConfigError(f"data.image_size: expected [height, width] of positive ints, got {data['image_size']}")
     if data.get("channels") not in (None, 1, 3):
@@ -151,6 +160,22 @@ def check_own(data: dict, base_dir: pathlib.Path | None = None) -> dict:
     if data.get("task") is None and fmt not in ("imagefolder", "text"):
         data["task"] = infer_task(data)
     return data
+
+
+def _check_text_keys(data: dict) -> None:
+    if data.get("tokenizer") is None:
+        raise ConfigError(f"data.text: needs a tokenizer: data.tokenizer = a model folder with tokenizer.json, or "
+                          f"[model] name = \"pretrained\" (whose path gives it); got neither for column "
+                          f"{data['text']!r}")
+    for key in ("features", "categorical"):
+        if data.get(key):
+            raise ConfigError(f"data.{key}: not with data.text (the text column is the only input)")
+    if data.get("target") == data["text"]:
+        raise ConfigError(f"data.text: the target column {data['target']!r} cannot be the text too")
+    try:
+        tokenizer_folder(data["tokenizer"])
+    except DataFileError as e:
+        raise ConfigError(str(e)) from None
 
 
 # ---------------------------------------------------------------------- targets
@@ -201,6 +226,8 @@ def _table_source(data: dict) -> tuple:
     if data.get("test_path") is not None:
         test_where = data["test_path"]
         test = read_table(test_where, format_of(test_where))
+    if data.get("text") is not None:
+        return _text_table_source(data, df, test, test_where)
     cols = list(df.columns)
     features = data.get("features") or [c for c in cols if c != target]
     for key, names in (("features", features), ("categorical", data.get("categorical") or [])):
@@ -243,6 +270,31 @@ def _table_source(data: dict) -> tuple:
     data["features"], data["categorical"] = features, [c for c in features if c in cats]
     numeric = np.array([c not in cats for c in features for _ in (cats[c] if c in cats else [0])])
     return x, y, xt, yt, spec, numeric
+
+
+def _text_table_source(data: dict, df: Any, test: Any, test_where: str | None) -> tuple:
+    """A table whose ``data.text`` column is raw text: token ids (kind ``"tokens"``) and the targets."""
+    path, fmt, text, target = pathlib.Path(data["path"]), data["format"], data["text"], data["target"]
+    if text not in df.columns:
+        raise ConfigError(f"data.text: {path.name} has no column {text!r}; its columns: {', '.join(df.columns)}")
+    raw = _raw_targets(data)[0]
+    if test is not None:
+        if target not in test.columns:
+            raise DataFileError(f"data.test_path: {test_where} has no column {target!r}")
+        col = test[target]
+        raw = np.concatenate([raw, col.to_numpy() if col.dtype.kind in "iubf" else col.astype(str).to_numpy()])
+    y, classes = _encode_targets(raw, data["task"], f"{path}: column {target!r}", False)
+    spec = InputSpec("tokens", data["task"], [0], classes, None if classes else [target], str(path), fmt,
+                     target=target, columns=[text], tokenizer=data["tokenizer"], max_tokens=data.get("max_tokens"))
+    x = spec.encode_text_table(df, str(path), fmt)
+    xt = yt = None
+    if test is not None:
+        test_fmt = format_of(test_where)
+        xt, yt, y = spec.encode_text_table(test, test_where, test_fmt), y[len(df):], y[:len(df)]
+        width, pad = max(x.shape[1], xt.shape[1]), tokenizer_limits(pathlib.Path(data["tokenizer"]))[2]
+        x, xt = (np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=pad) for a in (x, xt))
+    spec.shape = [x.shape[1]]  # one width for every split (the model cuts each batch's padding)
+    return x, y, xt, yt, spec, None
 
 
 def _array_source(data: dict) -> tuple:
@@ -378,8 +430,9 @@ def load_own(data: dict, seed: int) -> DataBundle:
     standardize = data.get("standardize")
     if standardize is None:
         standardize = spec.kind in ("table", "features")
-    if standardize and spec.kind == "images":
-        raise ConfigError("data.standardize: applies to tables and feature arrays, not to images")
+    if standardize and spec.kind in ("images", "tokens"):
+        raise ConfigError(f"data.standardize: applies to tables and feature arrays, not to "
+                          f"{'images' if spec.kind == 'images' else 'token ids of data.text'}")
     if spec.kind != "images":
         data["standardize"] = bool(standardize)
     augment = None

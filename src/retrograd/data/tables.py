@@ -1,4 +1,4 @@
-"""Reading tables (CSV, TSV, Parquet) with pandas, imported only when a table is read."""
+"""Reading tables (CSV, TSV, Parquet, JSON Lines) with pandas, imported only when a table is read."""
 from __future__ import annotations
 
 import os
@@ -12,7 +12,7 @@ from .packaged import DataNotInstalledError, optional_module
 
 __all__ = ["TABLE_FORMATS", "read_table", "concat_rows", "check_no_missing", "row_name"]
 
-TABLE_FORMATS = ("csv", "tsv", "parquet")
+TABLE_FORMATS = ("csv", "tsv", "parquet", "jsonl")
 PANDAS_INSTALL = "python3 -m pip install pandas pyarrow  (or: python3 -m pip install 'retrograd[data]')"
 
 
@@ -21,8 +21,8 @@ def _pandas() -> Any:
 
 
 def read_table(path: str | os.PathLike, fmt: str) -> Any:
-    """The table at ``path`` as a pandas DataFrame (``fmt``: "csv", "tsv" or "parquet"); column
-    names are strings."""
+    """The table at ``path`` as a pandas DataFrame (``fmt``: "csv", "tsv", "parquet" or "jsonl", one
+    JSON object a line); column names are strings."""
     pd = _pandas()
     path = pathlib.Path(path)
     try:
@@ -32,6 +32,8 @@ def read_table(path: str | os.PathLike, fmt: str) -> Any:
             except ImportError as e:  # neither pyarrow nor fastparquet
                 raise DataNotInstalledError(f"{path}: reading Parquet needs pyarrow ({e}); install it with: "
                                             f"{PANDAS_INSTALL}") from None
+        elif fmt == "jsonl":
+            df = pd.read_json(path, lines=True, dtype=False)
         else:
             df = pd.read_csv(path, sep="\t" if fmt == "tsv" else ",")
     except DataNotInstalledError:
@@ -52,7 +54,8 @@ def concat_rows(a: Any, b: Any) -> Any:
 
 def row_name(i: int, fmt: str | None) -> str:
     """How a message names data row ``i`` (0-based): ``row 3`` and, for CSV/TSV, its line."""
-    return f"row {i + 1}" + (f" (line {i + 2} of the file)" if fmt in ("csv", "tsv") else "")
+    line = i + 2 if fmt in ("csv", "tsv") else i + 1 if fmt == "jsonl" else None
+    return f"row {i + 1}" + (f" (line {line} of the file)" if line is not None else "")
 
 
 def check_no_missing(df: Any, columns: list[str], where: str, fmt: str | None) -> None:

@@ -3,7 +3,9 @@ layer by layer, parameter groups with layer-wise learning-rate decay, and a chec
 changed (plus the base folder and its SHA-256).
 
 Layers are counted bottom to top: 0 = embeddings, ``i + 1`` = ``encoder.layer.i``, ``n + 1`` = pooler
-(``n = num_hidden_layers``); a task head sits above all of them.
+(``n = num_hidden_layers``); a task head sits above all of them. A model without a ``BertModel`` inside
+(an ``MLP``, a ``CNN``) has the layers ``weight_layers`` finds: each module that holds parameters, in
+order, a normalisation layer counted with the layer before it; its last one is the head.
 """
 from __future__ import annotations
 
@@ -22,18 +24,55 @@ from .bert import BertModel
 from .lora import apply_lora, lora_layers
 from .sentence import SentenceEncoder
 
-__all__ = ["SequenceClassifier", "SequenceRegressor", "find_bert", "layer_of", "set_trainable_layers",
-           "freeze", "unfreeze", "layerwise_lr_groups", "save_finetuned", "load_finetuned"]
+__all__ = ["SequenceClassifier", "SequenceRegressor", "find_bert", "layer_of", "weight_layers", "num_layers",
+           "set_trainable_layers", "freeze", "unfreeze", "layerwise_lr_groups", "save_finetuned", "load_finetuned"]
 
 NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias")
 
 
 def find_bert(model: nn.Module) -> tuple[str, BertModel]:
     """``(prefix, BertModel)``: the first BertModel inside ``model`` (prefix ``""`` for the model itself)."""
+    found = _bert_inside(model)
+    if found is None:
+        raise ValueError(f"{type(model).__name__} has no BertModel inside")
+    return found
+
+
+def _bert_inside(model: nn.Module) -> tuple[str, BertModel] | None:
     for name, m in model.named_modules():
         if isinstance(m, BertModel):
             return (name + "." if name else ""), m
-    raise ValueError(f"{type(model).__name__} has no BertModel inside")
+    return None
+
+
+def _is_norm(m: nn.Module) -> bool:
+    return "Norm" in type(m).__name__  # BatchNorm2d, LayerNorm, GroupNorm, RMSNorm, SyncBatchNorm, ...
+
+
+def weight_layers(model: nn.Module) -> list[list[str]]:
+    """The layers of a model without a ``BertModel``, bottom to top: for each module that holds
+    parameters itself (a ``Conv2d``, a ``Linear``, ...), in registration order, the names of its
+    parameters; a normalisation layer (``BatchNorm*``, ``LayerNorm``, ``GroupNorm``, ...) joins the layer
+    before it. The last layer is the head (``MLP``/``CNN``: the final ``Linear``)."""
+    layers: list[list[str]] = []
+    for mname, m in model.named_modules():
+        own = [f"{mname}.{p}" if mname else p for p, _ in m.named_parameters(recurse=False)]
+        if not own:
+            continue
+        if _is_norm(m) and layers:
+            layers[-1] += own
+        else:
+            layers.append(own)
+    return layers
+
+
+def num_layers(model: nn.Module) -> int:
+    """How many layers ``set_trainable_layers`` counts: ``num_hidden_layers + 1`` (embeddings included)
+    for a model with a ``BertModel``, else the ``weight_layers`` below the head."""
+    found = _bert_inside(model)
+    if found is not None:
+        return found[1].config.num_hidden_layers + 1
+    return max(len(weight_layers(model)) - 1, 0)
 
 
 def layer_of(model: nn.Module, name: str) -> int | None:
@@ -56,7 +95,12 @@ def unfreeze(module: nn.Module) -> nn.Module:
 def set_trainable_layers(model: nn.Module, k: int) -> list[int]:
     """Train only the top ``k`` encoder layers (the pooler counts with the top block; ``k = n + 1``
     includes the embeddings, ``k = 0`` freezes the whole encoder). Parameters outside the encoder
-    (a head) and LoRA adapters are left trainable. Returns the trainable layer indices."""
+    (a head) and LoRA adapters are left trainable. Returns the trainable layer indices.
+
+    A model without a ``BertModel`` (``weight_layers``): the head and the top ``k`` layers below it
+    train, ``k`` in ``[0, num_layers(model)]``; the indices count from 0 at the bottom layer."""
+    if _bert_inside(model) is None:
+        return _set_trainable_plain(model, k)
     prefix, bert = find_bert(model)
     n = bert.config.num_hidden_layers
     if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= n + 1:
@@ -70,6 +114,22 @@ def set_trainable_layers(model: nn.Module, k: int) -> list[int]:
         else:
             p.requires_grad_(k > 0 and (idx >= lowest or idx == n + 1))
     return [i for i in range(n + 2) if k > 0 and (i >= lowest or i == n + 1)]
+
+
+def _set_trainable_plain(model: nn.Module, k: int) -> list[int]:
+    layers = weight_layers(model)
+    n = len(layers) - 1  # below the head
+    if n < 0:
+        raise ValueError(f"set_trainable_layers: {type(model).__name__} has no parameters")
+    if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= n:
+        raise ValueError(f"set_trainable_layers: k must be an int in [0, {n}] ({type(model).__name__} has {n} "
+                         f"layer{'s' if n != 1 else ''} with parameters below its head), got {k!r}")
+    params = dict(model.named_parameters())
+    trainable = set(range(n - k, n + 1))
+    for i, names in enumerate(layers):
+        for name in names:
+            params[name].requires_grad_(i in trainable)
+    return sorted(trainable)
 
 
 def layerwise_lr_groups(model: nn.Module, lr: float, decay: float = 1.0, *, weight_decay: float = 0.0,

@@ -60,8 +60,16 @@ class PretrainedTask(_SequenceHead):
                        trainable=("head.",))
         elif trainable_layers >= 0:
             set_trainable_layers(self, trainable_layers)
-        # the frozen base weights: rebuilt from path, never written to a checkpoint
+        # the frozen base weights: rebuilt from path, never written to a checkpoint (a parameter that
+        # trains once, e.g. unfrozen by GradualUnfreezing, leaves this set for good: _still_frozen)
         self._frozen = {n for n, p in self.named_parameters() if not p.requires_grad}
+        # True: the optimizer's groups hold the frozen parameters too, for a schedule that unfreezes them
+        # later (``[model] unfreeze_every``); without a gradient the optimizer leaves them alone
+        self.optimize_frozen = False
+
+    def _still_frozen(self) -> set:
+        self._frozen -= {n for n, p in self.named_parameters() if p.requires_grad}
+        return self._frozen
 
     def forward(self, input_ids: Any, attention_mask: Any = None, token_type_ids: Any = None) -> Tensor:
         y = super().forward(input_ids, attention_mask, token_type_ids)
@@ -72,7 +80,8 @@ class PretrainedTask(_SequenceHead):
         full = super().state_dict(*args, destination=destination, prefix=prefix, keep_vars=keep_vars)
         if args or destination is not None:
             return full
-        return OrderedDict((k, v) for k, v in full.items() if k not in self._frozen)
+        frozen = self._still_frozen()
+        return OrderedDict((k, v) for k, v in full.items() if k not in frozen)
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         """Load a checkpoint of this model: the frozen base weights are taken from ``path``; its
@@ -87,7 +96,7 @@ class PretrainedTask(_SequenceHead):
                                       f"{got_hex[:16]}..., but {self.base_path} has {own[:16]}... (the base "
                                       f"model.safetensors changed)")
         current = super().state_dict()
-        for k in self._frozen:
+        for k in self._still_frozen():
             sd.setdefault(k, current[k])
         return super().load_state_dict(sd, strict=strict, assign=assign)
 
@@ -95,4 +104,4 @@ class PretrainedTask(_SequenceHead):
         """Layer-wise LR decay groups of the trainable parameters (None without decay: plain parameters)."""
         if self.layer_lr_decay == 1.0:
             return None
-        return layerwise_lr_groups(self, lr, self.layer_lr_decay)
+        return layerwise_lr_groups(self, lr, self.layer_lr_decay, include_frozen=self.optimize_frozen)

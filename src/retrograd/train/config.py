@@ -38,6 +38,7 @@ from .config_ranges import (F32_MAX, FRACTION, FRACTION_OPEN, NON_NEGATIVE, POSI
                             check_kwarg_ranges, check_range, check_run_name)
 from .losses import LOSSES
 from .metrics import METRICS, get_metric
+from .transfer import check_transfer_keys, split_transfer_keys
 
 __all__ = ["ConfigError", "SCHEMA", "SECTIONS", "OPTIM_ALIASES", "optimizer_names", "optimizer_class", "default_lr",
            "OPTIM_WRAPPERS", "validate_optim", "optim_lr", "with_lr",
@@ -104,6 +105,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
                           doc="image folders: resize every image to [height, width] (default: their common size)"),
         "channels": Key("int", None, optional=True,
                         doc="image folders: 1 (grayscale) or 3 (RGB) (default: 1 when every image is grayscale)"),
+        "text": Key("str", None, optional=True,
+                    doc="tables: a column of raw text, the only input, tokenised with data.tokenizer (default for "
+                        "model.name = 'pretrained': its path) into token ids"),
+        "tokenizer": Key("str", None, optional=True,
+                         doc="with data.text: a model folder holding tokenizer.json (relative to the config's folder)"),
+        "max_tokens": Key("int", None, optional=True, range=POSITIVE,
+                          doc="with data.text: tokens per text, [CLS] and [SEP] included (default: the model's "
+                              "max_seq_length or max_position_embeddings)"),
         "root": Key("str", None, optional=True,
                     doc="fashion_mnist: the folder holding its IDX files (default /usr/share/datasets/fashion-mnist; "
                         "relative to the config's folder)"),
@@ -607,10 +616,15 @@ def validate(cfg: dict, *, config_path: str | pathlib.Path | None = None, data_f
     if name == "pretrained" and isinstance(model.get("path"), str):  # the base folder, as the data path
         p = pathlib.Path(model["path"]).expanduser()
         model["path"] = str((base / p) if base is not None and not p.is_absolute() else p.absolute())
-    out["model"] = {"name": name, **check_kwargs("model", factory, model, skip={"self"}, what=f"model {name!r}")}
+    model, transfer = split_transfer_keys(model, factory)  # init_from, trainable_layers, ...: any model's
+    out["model"] = {"name": name, **check_kwargs("model", factory, model, skip={"self"}, what=f"model {name!r}"),
+                    **check_transfer_keys(transfer, model, base)}
     if name in MODELS:
         check_kwarg_ranges("model", out["model"])
 
+    given = _table(cfg, "data")
+    if name == "pretrained" and given.get("text") is not None and given.get("tokenizer") is None:
+        cfg = {**cfg, "data": {**given, "tokenizer": out["model"].get("path")}}  # the model's own tokenizer
     out["data"] = data = _data_section(cfg, base, data_files)
     text = data["format"] == "text" if data["path"] is not None else PRESETS[data["name"]].kind == "text"
 

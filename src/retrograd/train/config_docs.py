@@ -16,6 +16,7 @@ from typing import Any, Callable
 from ..data.presets import PRESETS
 from ..io.toml_writer import _toml_value
 from ..models import MODELS
+from .transfer import TRANSFER_KEYS
 from ..optim import required as optim_required
 from ..optim import scheduling
 from . import config
@@ -171,7 +172,13 @@ def _model_section() -> list[str]:
               "keys. `help(rg.models.MLP)` (or CNN, GPT) says what each argument does. `pretrained` fine-tunes a "
               "Hugging Face BERT or sentence-transformers folder (`path`) on token ids (a .npz of ids, 0 = padding, "
               "with `data.standardize = false`); its checkpoints hold only what training changes and the base "
-              "weights' SHA-256 (`help(rg.models.PretrainedTask)`)."]
+              "weights' SHA-256 (`help(rg.models.PretrainedTask)`); with `data.text` it reads raw text (a table's "
+              "column), tokenised with the folder's tokenizer.json."]
+    lines += ["", "Transfer learning, for every model (`rg.train.transfer`; a model whose constructor takes one of "
+              "these keys, like `pretrained`'s `trainable_layers`, takes it itself):", "",
+              "| key | type | default | meaning |", "|---|---|---|---|"]
+    lines += [f"| `{k}` | {v.type} | {_value(v.default) if v.default is not None else 'unset'} | {v.doc} |"
+              for k, v in TRANSFER_KEYS.items()]
     return lines
 
 

@@ -1,5 +1,8 @@
 """``GradualUnfreezing``: a callback that trains a pretrained encoder's top layers first and unfreezes
 one more layer every ``every_n_epochs`` epochs (ULMFiT's gradual unfreezing, Howard & Ruder 2018).
+Layers are those of ``retrograd.models.finetune.set_trainable_layers``: a BERT encoder's (embeddings
+included), or the layers with parameters below the head of any other model (an MLP, a CNN).
+In a config: ``[model] trainable_layers = K`` (the layers that train at first) and ``unfreeze_every = N``.
 
 Build the optimizer on every parameter (``layerwise_lr_groups(..., include_frozen=True)`` or
 ``model.parameters()``): a frozen parameter gets no gradient, so the optimizer leaves it alone until
@@ -10,15 +13,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..models.finetune import find_bert, set_trainable_layers
+from ..models.finetune import num_layers, set_trainable_layers
 from .callback import Callback
 
 __all__ = ["GradualUnfreezing"]
 
 
 class GradualUnfreezing(Callback):
-    """At the start of epoch ``e`` (0-based) train the top ``start + e // every_n_epochs`` encoder layers
-    (capped at all of them, embeddings included, or at ``max_layers``); the head always trains."""
+    """At the start of epoch ``e`` (0-based) train the top ``start + e // every_n_epochs`` layers
+    (capped at all of them, a BERT's embeddings included, or at ``max_layers``); the head always trains."""
 
     def __init__(self, every_n_epochs: int = 1, start: int = 0, max_layers: int | None = None) -> None:
         for name, v, low in (("every_n_epochs", every_n_epochs, 1), ("start", start, 0)):
@@ -30,11 +33,11 @@ class GradualUnfreezing(Callback):
         self.every_n_epochs, self.start, self.max_layers = every_n_epochs, start, max_layers
         self.trainable: list[int] = []
 
-    def layers_at(self, epoch: int, num_hidden_layers: int) -> int:
-        """How many encoder layers train in ``epoch``."""
-        cap = num_hidden_layers + 1 if self.max_layers is None else min(self.max_layers, num_hidden_layers + 1)
+    def layers_at(self, epoch: int, total: int) -> int:
+        """How many layers train in ``epoch`` of a model with ``total`` (``finetune.num_layers``)."""
+        cap = total if self.max_layers is None else min(self.max_layers, total)
         return min(self.start + epoch // self.every_n_epochs, cap)
 
     def on_epoch_start(self, trainer: Any, epoch: int, logs: dict) -> None:
-        _, bert = find_bert(trainer.model)
-        self.trainable = set_trainable_layers(trainer.model, self.layers_at(epoch, bert.config.num_hidden_layers))
+        model = trainer.model
+        self.trainable = set_trainable_layers(model, self.layers_at(epoch, num_layers(model)))

@@ -31,6 +31,7 @@ from ..nn import Module
 from ..tensor import Tensor
 from .config import ConfigError, model_factory
 from .runs import checkpoint_dir, read_run_config
+from .transfer import model_kwargs
 
 __all__ = ["LoadedRun", "load_run", "read_array", "write_predictions", "PROBABILITY_LOSSES"]
 
@@ -93,6 +94,10 @@ class LoadedRun:
         x = np.asarray(x)
         if self.task == "language_model":  # token ids (InputSpec.read of a text file: the context)
             return x
+        if self.inputs is not None and self.inputs.kind == "tokens":  # token ids of a text column, any length
+            if x.ndim != 2 or x.dtype.kind not in "iu":
+                raise ConfigError(f"{where}: expected token ids of shape (N, T), got {x.dtype} of shape {x.shape}")
+            return x.astype(np.int64, copy=False)
         if x.dtype.kind not in "fiub":
             raise ConfigError(f"{where}: expected a numeric array, got dtype {x.dtype}")
         want = self.input_features
@@ -296,9 +301,10 @@ def load_run(run_dir: str | pathlib.Path, checkpoint: str | None = None, *, trus
         state = json.loads((folder / "trainer.json").read_text())["state"]
     except (OSError, ValueError, KeyError, TypeError):
         state = {}
-    kwargs = {k: v for k, v in cfg["model"].items() if k != "name"}
+    factory = model_factory(cfg["model"]["name"])
+    kwargs, _ = model_kwargs(cfg["model"], factory)  # init_from etc.: the checkpoint holds every weight
     try:
-        model = model_factory(cfg["model"]["name"])(**kwargs)
+        model = factory(**kwargs)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"model: {cfg['model']['name']}: {e}") from None
     try:

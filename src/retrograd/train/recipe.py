@@ -33,6 +33,7 @@ from .losses import SequenceAwareLoss, make_loss
 from .rank_data import GlobalOrderLoader, RankLoss, RankSync, global_batch
 from .ranks import SingleProcess
 from .trainer import Trainer
+from .transfer import apply_transfer, model_kwargs, unfreezing_callback
 
 __all__ = ["Setup", "prepare", "data_seed", "global_batch", "build_optimizer", "make_callbacks", "make_trainer", "DATA_DERIVED_KWARGS"]
 
@@ -287,8 +288,8 @@ def data_seed(cfg: dict) -> int:
     return cfg["train"]["seed"] if cfg["data"].get("seed") is None else cfg["data"]["seed"]
 
 
-def prepare(cfg: dict, data: DataBundle | None = None, *, config_path: str | None = None, ranks: Any = None
-            ) -> Setup:
+def prepare(cfg: dict, data: DataBundle | None = None, *, config_path: str | None = None, ranks: Any = None,
+            init_weights: bool = True) -> Setup:
     """Everything a run needs from a validated config: data, model (initialised from
     ``train.seed``), optimizer, scheduler, loss and loaders. Fills in the values derived
     from the data (``cfg`` is updated in place; write it as the run's resolved config).
@@ -296,7 +297,8 @@ def prepare(cfg: dict, data: DataBundle | None = None, *, config_path: str | Non
     ``ranks``: the data-parallel ranks (``retrograd.train.ranks``; default one process): the training
     loader gives this rank its part of each global batch and the loss is weighted for it
     (``rank_data``), BatchNorm layers become SyncBatchNorm (``train.sync_batchnorm``); ``make_trainer``
-    then averages the gradients over the ranks."""
+    then averages the gradients over the ranks.
+    ``init_weights=False``: leave out ``model.init_from`` (resume and evaluate load the run's own weights)."""
     ranks = ranks if ranks is not None else SingleProcess()
     seed = cfg["train"]["seed"]
     _limit_threads(cfg["train"]["threads"])
@@ -306,13 +308,14 @@ def prepare(cfg: dict, data: DataBundle | None = None, *, config_path: str | Non
     if fill is not None:
         fill(cfg, data)
     _fill_schedule_kwargs(cfg, len(data.train), ranks.size)
-    kwargs = {k: v for k, v in cfg["model"].items() if k != "name"}
     factory = model_factory(cfg["model"]["name"], pathlib.Path(config_path).parent if config_path else None)
+    kwargs, transfer_keys = model_kwargs(cfg["model"], factory)
     manual_seed(seed)
     try:
         model = factory(**kwargs)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"model: {cfg['model']['name']}: {e}") from None
+    apply_transfer(model, transfer_keys, init_weights=init_weights)  # init_from, trainable_layers, ...
     if ranks.size > 1 and cfg["train"]["sync_batchnorm"]:  # batch statistics over every rank's part
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer, scheduler, interval = build_optimizer(cfg, model)
@@ -357,6 +360,10 @@ def make_callbacks(cfg: dict, run_dir: pathlib.Path | None, *, quiet: bool = Fal
     if t["gradient_flow"]:
         out.append(cb.GradientFlow(every_n_steps=t["gradient_flow"],
                                    run_dir=str(run_dir) if run_dir is not None and writes else None))
+    if "unfreeze_every" in cfg["model"]:  # gradual unfreezing, the last callback
+        unfreeze = unfreezing_callback(cfg["model"], model_factory(cfg["model"]["name"]))
+        if unfreeze is not None:
+            out.append(unfreeze)
     return out
 
 
