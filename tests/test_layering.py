@@ -25,7 +25,7 @@ LAYERS = {
     "nn.functional": 9,
     "nn": 10,
     "optim": 11, "data": 11, "utils": 11,
-    "io": 12, "models": 12, "train": 12, "onnx": 12,
+    "io": 12, "models": 12, "train": 12, "onnx": 12, "rl": 12,
     "tune": 13,
     "cli": 14,
     "__main__": 15, "": 15,

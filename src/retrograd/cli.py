@@ -415,6 +415,53 @@ def cmd_export(args) -> dict:
     return result
 
 
+# ---------------------------------------------------------------------- rl
+RL_VERBS = ("resume", "evaluate", "play")
+# the flags each form of `retrograd rl` takes (argparse holds them all; the others are refused by name)
+RL_FLAGS = {"train": ("set", "quiet"), "resume": ("quiet", "total_steps"), "evaluate": ("episodes", "seed"),
+            "play": ("episodes", "seed", "output", "fps", "scale")}
+
+
+def cmd_rl(args) -> dict:
+    """``retrograd rl CONFIG`` | ``rl resume RUN`` | ``rl evaluate RUN`` | ``rl play RUN`` (``retrograd.rl.run``)."""
+    verb, target = _rl_target(args.target)
+    for flag in ("set", "quiet", "total_steps", "episodes", "seed", "output", "fps", "scale"):
+        if getattr(args, flag) not in (None, False) and flag not in RL_FLAGS[verb]:
+            form = "rl CONFIG" if verb == "train" else f"rl {verb} RUN"
+            raise ConfigError(f"--{flag.replace('_', '-')}: not for retrograd {form}; it takes: "
+                              + (", ".join(f"--{f.replace('_', '-')}" for f in RL_FLAGS[verb])))
+    from .rl import config as rlconfig
+    from .rl import run as rlrun
+
+    try:
+        if verb == "train":
+            cfg = rlconfig.validate(rlconfig.apply_overrides(load_config(target), args.set or []),
+                                    config_path=target)
+            return rlrun.train_run(cfg, target, quiet=args.quiet)
+        if verb == "resume":
+            return rlrun.resume_run(target, total_steps=args.total_steps, quiet=args.quiet)
+        if verb == "evaluate":
+            return rlrun.evaluate_run(target, episodes=args.episodes or 100, seed=args.seed)
+        from .rl.play import play_run
+        return play_run(target, episodes=args.episodes or 1, seed=args.seed or 0, output=args.output,
+                        fps=args.fps or 30, scale=args.scale or 1.0)
+    except rlrun.RunInterrupted as e:
+        args.interrupt_text = e.message
+        raise
+
+
+def _rl_target(target: list[str]) -> tuple[str, str]:
+    if target[0] in RL_VERBS:
+        if len(target) != 2:
+            raise ConfigError(f"rl {target[0]}: expected one run folder, e.g. retrograd rl {target[0]} "
+                              f"runs/rl_cartpole_ppo (got {len(target) - 1} arguments)")
+        return target[0], target[1]
+    if len(target) != 1:
+        raise ConfigError(f"rl: expected a config or one of {', '.join(RL_VERBS)} and a run folder, got "
+                          f"{' '.join(target)!r}")
+    return "train", target[0]
+
+
 # ---------------------------------------------------------------------- tune
 def cmd_tune(args):
     """``retrograd tune CONFIG`` (the config's ``[search]`` table declares the space and the settings;
@@ -508,6 +555,29 @@ def _rank_flags(sp) -> None:
                          "names the ranks that hung or died and stops all of them (default: train.rank_timeout, 60)")
 
 
+def _rl_parser(sub) -> None:
+    rl = sub.add_parser("rl", help="reinforcement learning on gymnasium: train from an RL config, resume, "
+                        "evaluate, play a policy as a GIF", description="retrograd rl CONFIG trains (rg.rl: "
+                        "reinforce, a2c, ppo, dqn) into a run folder; retrograd rl resume|evaluate|play RUN "
+                        "works on one. See examples/rl_*.toml and the README's 'Reinforcement learning'.")
+    rl.add_argument("target", nargs="+", metavar="CONFIG | {resume,evaluate,play} RUN",
+                    help="an RL config to train (e.g. examples/rl_cartpole_ppo.toml), or resume (continue from "
+                         "the last checkpoint, bitwise as if never stopped), evaluate (mean ± std return of the "
+                         "deterministic policy) or play (render episodes into a GIF) and a run folder")
+    rl.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                    help="training: override a config value (repeatable), e.g. --set rl.total_steps=20000")
+    _quiet_flag(rl)
+    rl.add_argument("--total-steps", type=_POSITIVE_INT, metavar="N",
+                    help="resume: train to N environment steps in total (default: the config's rl.total_steps)")
+    rl.add_argument("--episodes", type=_POSITIVE_INT, metavar="N",
+                    help="evaluate: episodes to average (default: 100); play: episodes to render (default: 1)")
+    rl.add_argument("--seed", type=_number(int, 0, "an int >= 0"), metavar="S",
+                    help="evaluate, play: episode i is reset with seed S + i (default: evaluate rl.eval_seed, play 0)")
+    rl.add_argument("--output", "-o", metavar="GIF", help="play: the GIF to write (default: RUN/play.gif)")
+    rl.add_argument("--fps", type=_POSITIVE_INT, help="play: frames per second of the GIF (default: 30)")
+    rl.add_argument("--scale", type=_POSITIVE_FLOAT, help="play: resize each frame by this factor (default: 1)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     version = sys.modules[__package__].__version__  # the package's own (an import of it would go up a layer)
     build_parser.version = version
@@ -587,6 +657,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "postgresql://user:pw@host/db, or 'journal'")
     tu.add_argument("--n-trials", type=_POSITIVE_INT, help="total trials (default: [search] n_trials; grid: the whole grid)")
     tu.add_argument("--show", metavar="STUDY_DIR", help="print a study's table and redraw its plots")
+    _rl_parser(sub)
     ex = sub.add_parser("export", help="a run's model as an ONNX file (onnxruntime, edge runtimes), optionally int8")
     _run_dir_arg(ex, "export", "runs/fashion_cnn")
     ex.add_argument("--format", choices=("onnx",), default="onnx", help="file format (default: onnx)")
@@ -605,6 +676,7 @@ COMMANDS = {"train": cmd_train, "resume": cmd_resume, "evaluate": cmd_evaluate, 
             "lr-find": cmd_lr_find, "plot": cmd_plot, "generate": cmd_generate, "predict": cmd_predict}
 COMMANDS["tune"] = cmd_tune
 COMMANDS["export"] = cmd_export
+COMMANDS["rl"] = cmd_rl
 
 
 def _where(state: dict) -> str:
@@ -750,7 +822,8 @@ def _run(args, extra_callbacks: Sequence) -> int:
     except KeyboardInterrupt:
         ranks = getattr(args, "ranks", None)
         if ranks is None or ranks.rank == 0:  # the ranks stop at the same batch; rank 0 saved and says so
-            print(f"retrograd {args.command}: {interrupt_message(args)}", file=sys.stderr)
+            print(f"retrograd {args.command}: {getattr(args, 'interrupt_text', None) or interrupt_message(args)}",
+                  file=sys.stderr)
         args.agreed = True
         return 130
     except BrokenPipeError:  # `retrograd generate ... | head`: the reader has gone; stop quietly
