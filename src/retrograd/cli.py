@@ -11,6 +11,8 @@ learning rate, plot a run and sample text from a trained GPT, all from a TOML co
     retrograd generate runs/shakespeare_gpt --prompt "ROMEO:" --max-new-tokens 200 --temperature 0.8
     retrograd predict runs/fashion_mlp x_new.npy -o predictions.csv
     retrograd export runs/fashion_cnn --format onnx --quantize int8
+    retrograd rl examples/rl_cartpole_ppo.toml               # reinforcement learning (rg.rl, gymnasium)
+    retrograd rl play runs/rl_cartpole_ppo --output cartpole.gif
 
 A run folder holds ``config.toml`` (the resolved config: every default and
 every value derived from the data written out, so ``resume`` and ``evaluate``
@@ -483,7 +485,12 @@ def cmd_tune(args):
     if not table:
         raise ConfigError(f'[search]: {args.config} has no [search] table; add e.g. [search] with '
                           f'"optim.lr" = {{log_uniform = [1e-5, 1e-1]}}')
-    base = validate(apply_overrides(raw, args.set or []), config_path=args.config)
+    rl = "rl" in raw  # an RL config (retrograd rl): the objective is the mean evaluation return
+    if rl:
+        from .rl import config as rlconfig
+        base = rlconfig.validate(rlconfig.apply_overrides(raw, args.set or []), config_path=args.config)
+    else:
+        base = validate(apply_overrides(raw, args.set or []), config_path=args.config)
     try:
         settings, space = tune.split_search_table(table)
         for name in tune.parse_space(space).names:
@@ -494,12 +501,17 @@ def cmd_tune(args):
         study_dir = settings.get("study_dir") or pathlib.Path(base["run"]["dir"]) / f"{base['run']['name'] or stem}-tune"
         kwargs = {k: settings[k] for k in ("method", "n_trials", "timeout", "metric", "direction", "pruner", "seed")
                   if k in settings}
-        kwargs.setdefault("metric", "val_accuracy" if "accuracy" in base["train"]["metrics"] else "val_loss")
+        kwargs.setdefault("metric", "eval_return_mean" if rl else
+                          "val_accuracy" if "accuracy" in base["train"]["metrics"] else "val_loss")
         kwargs.setdefault("direction", "minimize" if "loss" in kwargs["metric"] else "maximize")
         if args.n_trials is not None:
             kwargs["n_trials"] = args.n_trials
-        base["data"]["seed"] = data_seed(base)  # every trial, and the best config, on the base config's split
-        return tune.search(base, space, train_fn=tune.TuneTrainFn(args.config, base["data"]["seed"], quiet=True),
+        if rl:
+            train_fn = tune.RLTuneFn(args.config)
+        else:
+            base["data"]["seed"] = data_seed(base)  # every trial, and the best config, on the base config's split
+            train_fn = tune.TuneTrainFn(args.config, base["data"]["seed"], quiet=True)
+        return tune.search(base, space, train_fn=train_fn,
                            storage=args.storage or settings.get("storage"), study_dir=study_dir,
                            study_name=settings.get("study_name") or stem,
                            workers=args.workers or settings.get("workers", 1), resume=args.resume, **kwargs)

@@ -335,3 +335,22 @@ def test_a_corrupted_checkpoint_is_named(rl, config, tmp_path):
     rc, _, err = rl("evaluate", run)
     assert rc == 2 and err.startswith(f"retrograd rl: error: {run}/checkpoints/last/algorithm.safetensors: "
                                       "truncated or corrupted")
+
+
+def test_tune_on_an_rl_config_maximises_the_evaluation_return(rl, config, tmp_path, capsys):
+    pytest.importorskip("optuna", reason="retrograd tune needs optuna (the tune extra)")
+    text = FAKE_CONFIG + '\n[search]\nmethod = "grid"\npruner = "none"\n"algorithm.bias" = {choice = [-1.0, 0.0]}\n'
+    cfg = config(text, name="tune_rl", total_steps=128)
+    assert cli.main(["tune", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    study = tmp_path / "runs" / "tune_rl-tune"
+    best = study / "tune_rl-best.toml"
+    # the fake's deterministic policy returns less with bias -1 (it pushes the pole the wrong way more often)
+    scores = {b: fake.evaluate(fake.make_algorithm("random", "CartPole-v1", bias=b), 3, 10_000).mean()
+              for b in (-1.0, 0.0)}
+    assert scores[0.0] > scores[-1.0]
+    assert "2 trials: 2 COMPLETE" in out and f"eval_return_mean {scores[0.0]:.4g} with algorithm.bias=0\n" in out
+    assert f"retrograd rl {best}\n" in out
+    text = best.read_text()
+    assert "bias = 0.0" in text and "[rl]" in text and "[train]" not in text
+    assert rl(best)[0] == 0  # the best config is ready to run
