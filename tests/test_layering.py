@@ -26,7 +26,6 @@ LAYERS = {
     "nn": 10,
     "optim": 11, "data": 11, "utils": 11, "distributions": 11,
     "io": 12, "models": 12, "train": 12, "onnx": 12,
-    "rl.config": 12, "rl.run": 12, "rl.play": 12,
     "tune": 13,
     "rl": 13,
     "cli": 14,

@@ -20,14 +20,14 @@ class RandomPolicy:
             raise TypeError(f"unknown hyperparameters {unknown}")
         self.hyper = {**self.HYPERPARAMETERS, **hyper}
         if not 0 <= self.hyper["gamma"] <= 1:
-            raise ValueError(f"gamma: expected a number in [0, 1], got {self.hyper['gamma']}")
+            raise ValueError(f"random: hyperparameter gamma must satisfy 0.0 <= gamma <= 1.0, got {self.hyper['gamma']}")
         if env_id not in gym.envs.registry:
             raise ValueError(f"env_id: {env_id!r} is not a registered gymnasium environment")
         self.env_id, self.seed = env_id, seed
         self.env = self.make_env(seed)
         if self.discrete_only and not isinstance(self.env.action_space, gym.spaces.Discrete):
-            raise ValueError(f"env_id: {type(self).__name__} needs a discrete action space; {env_id} has "
-                             f"{self.env.action_space}")
+            raise ValueError(f"discrete: env_id {env_id!r} has a continuous action space ({self.env.action_space}); "
+                             "it needs a discrete one")
         self.rng = np.random.default_rng(seed)
         self.obs, _ = self.env.reset(seed=seed)
         self.env_steps, self.ret, self.length, self.updates = 0, 0.0, 0, 0

@@ -253,7 +253,7 @@ def test_help_names_the_forms_and_flags(capsys):
     (("[algorithm]", "[algorithm]\nlearning_rat = 0.1"),
      "algorithm.learning_rat: unknown key for random; known keys: gamma, steps_per_iteration, num_envs, "
      "normalize_obs, bias, hidden"),
-    (("[algorithm]", "[algorithm]\ngamma = -0.5"), "algorithm.gamma: expected a number in [0, 1], got -0.5"),
+    (("[algorithm]", "[algorithm]\ngamma = -0.5"), "algorithm.gamma: hyperparameter gamma must satisfy 0.0 <= gamma <= 1.0, got -0.5"),
     (("[algorithm]", '[algorithm]\ngamma = "high"'), "algorithm.gamma: expected a number, got 'high' (str)"),
     (("[algorithm]", "[algorithm]\nhidden = 8"), "algorithm.hidden: expected a list like [8], got 8 (int)"),
     (("[algorithm]", '[algorithm]\nhidden = [8, "x"]'), "algorithm.hidden[1]: expected an int, got 'x' (str)"),
@@ -279,7 +279,7 @@ def test_bad_configs_name_the_key(rl, config, tmp_path, edit, expected):
     text = FAKE_CONFIG.replace(*edit)
     if edit[1].startswith('algorithm = "discrete"'):
         text = text.replace('env = "CartPole-v1"', 'env = "Pendulum-v1"')
-        expected = "rl.env: DiscreteOnly needs a discrete action space; Pendulum-v1 has Box("
+        expected = "rl.env: env_id 'Pendulum-v1' has a continuous action space (Box("
     if edit[1].startswith("num_envs = 4"):  # [rl] num_envs and [algorithm] num_envs disagree
         text += "num_envs = 2\n"
         expected = "rl.num_envs: set twice, 4 here and 2 as algorithm.num_envs; keep one"

@@ -29,6 +29,7 @@ The reference of these keys (``reference()``) is generated from the same tables:
 from __future__ import annotations
 
 import pathlib
+import re
 from typing import Any
 
 from ..io.toml_writer import toml_dumps
@@ -50,7 +51,8 @@ RL_SCHEMA: dict[str, dict[str, Key]] = {
         "env": Key("str", None, doc="a gymnasium environment id, e.g. CartPole-v1, Acrobot-v1, Pendulum-v1"),
         "total_steps": Key("int", 100_000, range=POSITIVE,
                            doc="environment steps to train for, summed over the vectorised environments (the run "
-                               "stops at the first iteration that reaches it)"),
+                               "stops at the first iteration that reaches it); also the algorithm's "
+                               "total_timesteps (the budget its schedules stretch over) unless [algorithm] sets it"),
         "seed": Key("int", 0, range=Range(0, 2**32 - 1),
                     doc="seeds the environments, the initialisation and the sampling: the same seed gives the same "
                         "run, bitwise"),
@@ -104,9 +106,9 @@ def _hyper_type(default: Any) -> str:
     return "number" if isinstance(default, float) else _TYPES.get(type(default), "any")
 
 
-def _hyper_value(where: str, value: Any, default: Any) -> Any:
+def _hyper_value(where: str, value: Any, default: Any, allowed: Any = None) -> Any:
     """``value`` checked against the type of the hyperparameter's ``default`` (a float takes an int;
-    a default of None takes any value)."""
+    a default of None takes any value) and, for a string, against the ``allowed`` values."""
     if default is None:
         return None if isinstance(value, str) and value.lower() == "none" else value
     typ = _hyper_type(default)
@@ -116,7 +118,7 @@ def _hyper_value(where: str, value: Any, default: Any) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list like {default!r}, got {_describe(value)}")
         return [_hyper_value(f"{where}[{i}]", v, default[0]) if default else v for i, v in enumerate(value)]
-    return _check(where, value, typ)
+    return _check(where, value, typ, allowed=allowed)
 
 
 def _table(cfg: dict, section: str) -> dict:
@@ -173,7 +175,11 @@ def validate(cfg: Any, *, config_path: str | pathlib.Path | None = None) -> dict
     for k, v in given.items():
         if k not in params:
             raise ConfigError(f"algorithm.{k}: unknown key for {rl['algorithm']}; known keys: {', '.join(params)}")
-    hyper = {k: _hyper_value(f"algorithm.{k}", given[k], d) if k in given else d for k, d in params.items()}
+    choices = getattr(cls, "CHOICES", {})
+    hyper = {k: _hyper_value(f"algorithm.{k}", given[k], d, choices.get(k)) if k in given else d
+             for k, d in params.items()}
+    if "total_timesteps" in params and "total_timesteps" not in given:  # the budget schedules stretch over
+        hyper["total_timesteps"] = rl["total_steps"]
     for k in ENV_HYPER:
         if rl[k] is None:
             continue
@@ -227,18 +233,16 @@ def build_algorithm(cfg: dict):
 
 
 def _name_key(text: str, rl: dict, hyper: dict) -> str:
-    """An algorithm's ValueError as a config error: prefixed with the section of the key it names."""
-    head = text.split(":", 1)[0].strip().split(".")[-1].strip("'\"` ")
-    if head in hyper:
-        return f"algorithm.{head}:{text.split(':', 1)[1]}" if ":" in text else f"algorithm.{text}"
-    if head in ("env", "env_id"):
-        return f"rl.env:{text.split(':', 1)[1]}" if ":" in text else f"rl.{text}"
-    for k in hyper:  # the key named somewhere in the message
-        if f"{k}" in text.split():
-            return f"algorithm.{k}: {text}"
-    if "action space" in text or "environment" in text:
-        return f"rl.env: {text}"
-    return f"[algorithm] ({rl['algorithm']}): {text}"
+    """An algorithm's ValueError as a config error naming the key: ``algorithm.gamma: ...``, ``rl.env: ...``."""
+    text = text[len(rl["algorithm"]) + 2:] if text.startswith(f"{rl['algorithm']}: ") else text
+    m = re.search(r"hyperparameter '?(\w+)'?", text)
+    if m and m.group(1) in hyper:
+        return f"algorithm.{m.group(1)}: {text}"
+    if text.startswith("env_id") or "action space" in text:
+        return f"rl.env: {text[len('env_id: '):] if text.startswith('env_id: ') else text}"
+    if text.startswith("seed"):
+        return f"rl.seed: {text}"
+    return f"algorithm ({rl['algorithm']}): {text}"
 
 
 # ---------------------------------------------------------------------- the reference
