@@ -39,9 +39,9 @@ __all__ = ["DQN", "ReplayBuffer", "dqn_targets", "linear_schedule"]
 
 def linear_schedule(start: float, end: float, duration: float, t: float) -> float:
     """start -> end linearly over ``duration`` steps, then ``end``."""
-    if duration <= 0:
+    if duration <= 0 or t >= duration:
         return end
-    return start + min(t / duration, 1.0) * (end - start)
+    return start + t / duration * (end - start)
 
 
 def dqn_targets(rewards: np.ndarray, terminated: np.ndarray, next_q_target: np.ndarray, gamma: float,

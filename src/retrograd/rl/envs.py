@@ -68,10 +68,11 @@ def load_env_state(env: gym.Env, state: dict) -> None:
     layers = _layers(env)
     if len(layers) != len(state["layers"]):
         raise ValueError(f"env state has {len(state['layers'])} wrapper layers, this env has {len(layers)}")
+    # first: an env never reset makes its generator on first access (and records a fresh seed)
+    load_generator_state(env.unwrapped.np_random, state["np_random"])
     for layer, attrs in zip(layers, state["layers"]):
         for k, v in attrs.items():
             setattr(layer, k, np.array(v) if isinstance(v, np.ndarray) else v)
-    load_generator_state(env.unwrapped.np_random, state["np_random"])
 
 
 # --- normalisation -------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """``evaluate(algo, episodes, seed)``: mean return of the deterministic policy over fresh episodes.
 
 Episode ``i`` is played in an env reset with ``seed + i``; up to 16 envs run in lockstep so the policy
-sees a batch, and the result does not depend on how many run together.
+sees a batch; how many run together changes only the float rounding of the policy's matrix products.
 """
 from __future__ import annotations
 
