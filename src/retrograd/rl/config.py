@@ -73,6 +73,9 @@ RL_SCHEMA: dict[str, dict[str, Key]] = {
                       doc="episodes the progress bar, the log and the plot average the return over (mean and "
                           "min-max of the last N finished episodes)"),
         "progress": Key("bool", True, doc="progress bar (on a terminal; plain lines otherwise)"),
+        "threads": Key("int", 1, optional=True, range=POSITIVE,
+                       doc="threads for BLAS and retrograd's kernels during the run (rg.set_num_threads); the small "
+                           "networks of classic control run fastest on 1; unset: the machine's default"),
     },
     "run": TRAIN_SCHEMA["run"],
 }

@@ -36,6 +36,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..accel import get_num_threads, set_num_threads
 from ..io.checkpoint import CheckpointError, atomic_directory, load_tree, save_tree, verify_directory
 from ..train.formatting import format_duration, plural
 from ..train.logfiles import read_jsonl
@@ -306,7 +307,9 @@ class RLRun:
         self._open_logs()
         start_steps, t0 = int(self.algo.env_steps), time.perf_counter()
         progress = _Progress(total, start_steps, self._log, enabled=rl["progress"] and not self.quiet)
-        handler = None
+        handler, threads = None, get_num_threads()
+        if rl.get("threads"):
+            set_num_threads(rl["threads"])
         if threading.current_thread() is threading.main_thread():
             handler = signal.signal(signal.SIGINT, self._on_sigint)
         status, reason = "completed", None
@@ -341,6 +344,7 @@ class RLRun:
         finally:
             if handler is not None:
                 signal.signal(signal.SIGINT, handler)
+            set_num_threads(threads)
         progress.close()
         elapsed = time.perf_counter() - t0
         self.time_s += elapsed
