@@ -426,7 +426,7 @@ RL_FLAGS = {"train": ("set", "quiet"), "resume": ("quiet", "total_steps"), "eval
 
 def cmd_rl(args) -> dict:
     """``retrograd rl CONFIG`` | ``rl resume RUN`` | ``rl evaluate RUN`` | ``rl play RUN`` (``retrograd.rl.run``)."""
-    verb, target = _rl_target(args.target)
+    verb, target = _rl_target(args.target, args.run_dir)
     for flag in ("set", "quiet", "total_steps", "episodes", "seed", "output", "fps", "scale"):
         if getattr(args, flag) not in (None, False) and flag not in RL_FLAGS[verb]:
             form = "rl CONFIG" if verb == "train" else f"rl {verb} RUN"
@@ -447,21 +447,22 @@ def cmd_rl(args) -> dict:
         from .rl.play import play_run
         return play_run(target, episodes=args.episodes or 1, seed=args.seed or 0, output=args.output,
                         fps=args.fps or 30, scale=args.scale or 1.0)
-    except rlrun.RunInterrupted as e:
-        args.interrupt_text = e.message
+    except KeyboardInterrupt as e:
+        args.interrupt_text = e.message if isinstance(e, rlrun.RunInterrupted) else (
+            "interrupted outside the training loop (before its first iteration, or after its last checkpoint); "
+            "a run folder with checkpoints/last continues with: retrograd rl resume RUN")
         raise
 
 
-def _rl_target(target: list[str]) -> tuple[str, str]:
-    if target[0] in RL_VERBS:
-        if len(target) != 2:
-            raise ConfigError(f"rl {target[0]}: expected one run folder, e.g. retrograd rl {target[0]} "
-                              f"runs/rl_cartpole_ppo (got {len(target) - 1} arguments)")
-        return target[0], target[1]
-    if len(target) != 1:
-        raise ConfigError(f"rl: expected a config or one of {', '.join(RL_VERBS)} and a run folder, got "
-                          f"{' '.join(target)!r}")
-    return "train", target[0]
+def _rl_target(target: str, run_dir: str | None) -> tuple[str, str]:
+    if target in RL_VERBS:
+        if run_dir is None:
+            raise ConfigError(f"rl {target}: expected a run folder, e.g. retrograd rl {target} runs/rl_cartpole_ppo")
+        return target, run_dir
+    if run_dir is not None:
+        raise ConfigError(f"rl: expected a config, or one of {', '.join(RL_VERBS)} and a run folder; got "
+                          f"{target!r} {run_dir!r}")
+    return "train", target
 
 
 # ---------------------------------------------------------------------- tune
@@ -572,10 +573,12 @@ def _rl_parser(sub) -> None:
                         "evaluate, play a policy as a GIF", description="retrograd rl CONFIG trains (rg.rl: "
                         "reinforce, a2c, ppo, dqn) into a run folder; retrograd rl resume|evaluate|play RUN "
                         "works on one. See examples/rl_*.toml and the README's 'Reinforcement learning'.")
-    rl.add_argument("target", nargs="+", metavar="CONFIG | {resume,evaluate,play} RUN",
+    rl.add_argument("target", metavar="CONFIG | {resume,evaluate,play}",
                     help="an RL config to train (e.g. examples/rl_cartpole_ppo.toml), or resume (continue from "
                          "the last checkpoint, bitwise as if never stopped), evaluate (mean ± std return of the "
-                         "deterministic policy) or play (render episodes into a GIF) and a run folder")
+                         "deterministic policy) or play (render episodes into a GIF), then RUN")
+    rl.add_argument("run_dir", nargs="?", metavar="RUN", help="resume, evaluate, play: the run folder, e.g. "
+                    "runs/rl_cartpole_ppo")
     rl.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                     help="training: override a config value (repeatable), e.g. --set rl.total_steps=20000")
     _quiet_flag(rl)

@@ -199,7 +199,7 @@ USAGE = [
     ("export", ["{run}", "--opset", "13"], "argument --opset: expected an int >= 17, got '13'"),
     ("tune", ["{cfg}", "--workers", "0"], "argument --workers: expected an int >= 1, got '0'"),
     ("tune", ["{cfg}", "--n-trials", "-4"], "argument --n-trials: expected an int >= 1, got '-4'"),
-    ("rl", [], "the following arguments are required: CONFIG | {resume,evaluate,play} RUN"),
+    ("rl", [], "the following arguments are required: CONFIG | {resume,evaluate,play}"),
     ("rl", ["evaluate", "{run}", "--episodes", "0"], "argument --episodes: expected an int >= 1, got '0'"),
 ]
 

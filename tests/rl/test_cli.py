@@ -244,7 +244,7 @@ def test_help_names_the_forms_and_flags(capsys):
         cli.main(["rl", "--help"])
     out = capsys.readouterr().out
     assert e.value.code == 0 and out.startswith("usage: retrograd rl")
-    for text in ("CONFIG | {resume,evaluate,play} RUN", "--total-steps", "--episodes", "--output", "mean ± std",
+    for text in ("CONFIG | {resume,evaluate,play} [RUN]", "--total-steps", "--episodes", "--output", "mean ± std",
                  "render episodes into a GIF"):
         assert text in " ".join(out.split()), text
 
@@ -300,8 +300,8 @@ def test_rl_keys_that_are_hyperparameters(rl, config, tmp_path):
     (["evaluate", "{run}", "--set", "rl.seed=1"], "--set: not for retrograd rl evaluate RUN; it takes: --episodes, "
                                                   "--seed"),
     (["resume", "{run}", "--episodes", "3"], "--episodes: not for retrograd rl resume RUN"),
-    (["evaluate"], "rl evaluate: expected one run folder, e.g. retrograd rl evaluate runs/rl_cartpole_ppo"),
-    (["{cfg}", "{cfg}"], "rl: expected a config or one of resume, evaluate, play and a run folder"),
+    (["evaluate"], "rl evaluate: expected a run folder, e.g. retrograd rl evaluate runs/rl_cartpole_ppo"),
+    (["{cfg}", "{cfg}"], "rl: expected a config, or one of resume, evaluate, play and a run folder; got "),
     (["{tmp}/missing.toml"], "config: file '{tmp}/missing.toml' not found"),
     (["evaluate", "{tmp}"], "{tmp}: not a run folder (no config.toml)"),
     (["resume", "{train_run}"], "{train_run}: not an RL run (its config.toml has no [rl] section); for a run of "
