@@ -75,7 +75,7 @@ class ActorCritic(nn.Module):
     def distribution(self, obs: Tensor) -> Any:
         out = self.actor(obs)
         if self.discrete:
-            return Categorical(logits=out)
+            return Categorical(logits=out, validate_args=False)
         base = Normal(out, self.log_std.exp().expand(*out.shape), validate_args=False)
         if not self.squash:
             return Independent(base, 1)
