@@ -29,8 +29,9 @@ TASKS = {
     "cartpole-dqn": ("dqn", "CartPole-v1", 50_000, 475.0, dict()),
     "acrobot-ppo": ("ppo", "Acrobot-v1", 200_000, -100.0, dict(
         num_envs=16, num_steps=256, num_minibatches=64, update_epochs=4, gamma=0.99, gae_lambda=0.94,
-        learning_rate=2.5e-4, normalize_obs=True, ent_coef=0.0)),
-    "acrobot-a2c": ("a2c", "Acrobot-v1", 200_000, -100.0, dict(normalize_obs=True, num_envs=16)),
+        learning_rate=3e-4, normalize_obs=True, normalize_reward=True, ent_coef=0.0)),
+    "acrobot-a2c": ("a2c", "Acrobot-v1", 200_000, -100.0, dict(normalize_obs=True, normalize_reward=True,
+                                                                num_envs=16)),
     "pendulum-ppo": ("ppo", "Pendulum-v1", 300_000, -300.0, dict(
         num_envs=4, num_steps=1024, num_minibatches=64, update_epochs=10, gamma=0.9, gae_lambda=0.95,
         learning_rate=1e-3, normalize_obs=True, normalize_reward=True, ent_coef=0.0, clip_coef=0.2)),
