@@ -141,7 +141,9 @@ def test_hyperparameter_tables():
         assert cls.HYPERPARAMETERS["gamma"] == 0.99 and "total_timesteps" in cls.HYPERPARAMETERS
 
 
-# --- learning: short runs must beat a random policy (CartPole's random return is about 22) ----------------
+# --- learning: short runs must beat a random policy (CartPole's random return is about 20) ----------------
+# seeds 0-2 gave (20 evaluation episodes): ppo 12k steps 115/415/187, dqn 5k 181/139/108, a2c 15k 495/384/478,
+# reinforce 15k 119/189/139; each run takes 1-2 s of CPU
 def _random_return(episodes=20):
     env = rl.make_env("CartPole-v1")
     rng = np.random.default_rng(0)
@@ -158,10 +160,11 @@ def _random_return(episodes=20):
 
 @pytest.mark.parametrize("name,steps,hyper,margin", [
     ("ppo", 12_000, dict(num_envs=8, num_steps=32, num_minibatches=1, update_epochs=20, gamma=0.98,
-                         gae_lambda=0.8, learning_rate=1e-3), 100.0),
-    ("dqn", 6_000, dict(learning_starts=1000, exploration_fraction=0.5, total_timesteps=6_000), 60.0),
-    ("a2c", 15_000, dict(num_envs=8, learning_rate=7e-4), 40.0),
-    ("reinforce", 15_000, dict(num_envs=8, learning_rate=3e-3), 40.0),
+                         gae_lambda=0.8, learning_rate=1e-3), 75.0),
+    ("dqn", 5_000, dict(learning_starts=500, exploration_fraction=0.3, total_timesteps=5_000, hidden_sizes=[64, 64],
+                        gradient_steps=64), 60.0),
+    ("a2c", 15_000, dict(num_envs=8), 150.0),
+    ("reinforce", 15_000, dict(num_envs=8, learning_rate=3e-3), 60.0),
 ])
 def test_short_runs_beat_random(name, steps, hyper, margin):
     rg.set_num_threads(1)

@@ -2,7 +2,7 @@
 last dimension of its parameter.
 
     logits are normalised: logits <- logits - logsumexp(logits)   (so log p(k) = logits[k])
-    probs  = softmax(logits)             (or probs / sum(probs) when given probs)
+    probs  = exp(logits)                 (or probs / sum(probs) when given probs)
     H      = -sum_k p(k) log p(k)
 """
 from __future__ import annotations
@@ -33,26 +33,32 @@ class Categorical(Distribution):
             if p.ndim < 1:
                 raise ValueError("`probs` parameter must be at least one-dimensional.")
             self._param, self._given = p, "probs"
-            self.probs = p / p.sum(-1, keepdim=True)
-            eps = np.finfo(self.probs._array.dtype).eps
-            self.logits = self.probs.clamp(eps, 1 - eps).log()
+            self._probs = p / p.sum(-1, keepdim=True)
+            eps = np.finfo(self._probs._array.dtype).eps
+            self.logits = self._probs.clamp(eps, 1 - eps).log()
         else:
             lg = as_float_tensor(logits, "logits")
             if lg.ndim < 1:
                 raise ValueError("`logits` parameter must be at least one-dimensional.")
             self._param, self._given = lg, "logits"
-            self.logits = lg - lg.logsumexp(-1, keepdim=True)
-            self.probs = self.logits.softmax(-1)
+            self.logits = lg.log_softmax(-1)  # = lg - logsumexp(lg), in one op
+            self._probs = None  # exp(logits), made on first use (as PyTorch's lazy property)
         self._num_events = self._param.shape[-1]
         super().__init__(self._param.shape[:-1], (), validate_args)
         if self._validate_args:
             if self._given == "probs":
                 arr = self._param._array
-                self._check_param("probs", arr, (arr >= 0).all(-1) & np.isfinite(self.probs._array).all(-1),
+                self._check_param("probs", arr, (arr >= 0).all(-1) & np.isfinite(self._probs._array).all(-1),
                                   self.arg_constraints["probs"])
             else:
                 arr = self._param._array
                 self._check_param("logits", arr, ~np.isnan(arr), self.arg_constraints["logits"])
+
+    @property
+    def probs(self) -> Tensor:
+        if self._probs is None:
+            self._probs = self.logits.exp()
+        return self._probs
 
     @property
     def param_shape(self) -> tuple:
@@ -60,20 +66,21 @@ class Categorical(Distribution):
 
     @property
     def mean(self) -> Tensor:
-        return wrap_array(np.full(self.batch_shape, np.nan, dtype=self.probs._array.dtype))
+        return wrap_array(np.full(self.batch_shape, np.nan, dtype=self.logits._array.dtype))
 
     @property
     def mode(self) -> Tensor:
-        return wrap_array(self.probs._array.argmax(-1).astype(np.int64))
+        return wrap_array(self.logits._array.argmax(-1).astype(np.int64))
 
     @property
     def variance(self) -> Tensor:
-        return wrap_array(np.full(self.batch_shape, np.nan, dtype=self.probs._array.dtype))
+        return wrap_array(np.full(self.batch_shape, np.nan, dtype=self.logits._array.dtype))
 
     def sample(self, sample_shape: Any = (), *, generator: Any = None) -> Tensor:
         """Integer draws (int64) of shape ``sample_shape + batch_shape`` by inverting the CDF."""
         shape = self._extended_shape(sample_shape)
-        cdf = np.cumsum(self.probs._array.astype(np.float64), axis=-1)
+        probs = self._probs._array if self._probs is not None else np.exp(self.logits._array.astype(np.float64))
+        cdf = np.cumsum(probs, axis=-1, dtype=np.float64)
         u = resolve(generator).random(shape)[..., None] * cdf[..., -1:]
         idx = (np.broadcast_to(cdf, shape + (self._num_events,)) <= u).sum(-1)
         return wrap_array(np.minimum(idx, self._num_events - 1).astype(np.int64))

@@ -18,7 +18,7 @@ from .base import Algorithm, check_range
 from .state import (generator_state, load_generator_state, load_module_state, load_optimizer_state, module_state,
                     optimizer_state)
 from .envs import VecEnvs
-from .policies import ActorCritic
+from .policies import ActorCritic, policy_act
 from ..random import Generator
 
 __all__ = ["OnPolicyAlgorithm", "Rollout"]
@@ -107,12 +107,7 @@ class OnPolicyAlgorithm(Algorithm):
 
     # --- interface -------------------------------------------------------------------------------------
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        obs = np.asarray(obs)
-        with no_grad():
-            o = Tensor(self.envs.normalize(obs))
-            if deterministic:
-                return self.policy.env_action(self.policy.mode(o))
-            return self.policy.env_action(self.policy.distribution(o).sample(generator=self.act_generator)._array)
+        return policy_act(self.policy, self.envs.normalize(np.asarray(obs)), deterministic, self.act_generator)
 
     def state_dict(self) -> dict:
         st = self._base_state()

@@ -14,13 +14,14 @@ import gymnasium as gym
 import numpy as np
 
 from .. import nn
+from ..engine import no_grad
 from ..distributions import (AffineTransform, Categorical, Independent, Normal, TanhTransform,
                              TransformedDistribution)
 from ..nn import init
 from ..random import Generator
 from ..tensor import Tensor
 
-__all__ = ["mlp", "ActorCritic", "QNetwork"]
+__all__ = ["mlp", "ActorCritic", "QNetwork", "policy_act"]
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
@@ -75,7 +76,7 @@ class ActorCritic(nn.Module):
     def distribution(self, obs: Tensor) -> Any:
         out = self.actor(obs)
         if self.discrete:
-            return Categorical(logits=out)
+            return Categorical(logits=out, validate_args=False)
         base = Normal(out, self.log_std.exp().expand(*out.shape), validate_args=False)
         if not self.squash:
             return Independent(base, 1)
@@ -102,6 +103,15 @@ class ActorCritic(nn.Module):
         if self.discrete or self.squash:
             return action
         return np.clip(action, self.low, self.high)
+
+
+def policy_act(policy: ActorCritic, obs: np.ndarray, deterministic: bool, generator: Generator) -> np.ndarray:
+    """Env actions for a batch of (already normalised) observations: the mode, or a draw."""
+    with no_grad():
+        o = Tensor(obs)
+        if deterministic:
+            return policy.env_action(policy.mode(o))
+        return policy.env_action(policy.distribution(o).sample(generator=generator)._array)
 
 
 class QNetwork(nn.Module):

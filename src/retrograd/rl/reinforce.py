@@ -27,8 +27,9 @@ from ..tensor import Tensor
 from .base import Algorithm
 from .state import (generator_state, load_generator_state, load_module_state, load_optimizer_state, module_state,
                     optimizer_state)
+from .a2c import a2c_loss
 from .envs import env_state, load_env_state
-from .policies import ActorCritic
+from .policies import ActorCritic, policy_act
 from .returns import discounted_returns
 
 __all__ = ["REINFORCE", "reinforce_loss"]
@@ -36,15 +37,9 @@ __all__ = ["REINFORCE", "reinforce_loss"]
 
 def reinforce_loss(log_prob: Tensor, returns: np.ndarray, value: Tensor, entropy: Tensor, *, vf_coef: float,
                    ent_coef: float, norm_adv: bool = False) -> tuple[Tensor, dict]:
-    adv = returns - value._array
-    if norm_adv and adv.size > 1:
-        adv = (adv - adv.mean()) / (adv.std(ddof=1) + 1e-8)
-    pg_loss = -(Tensor(adv.astype(np.float32)) * log_prob).mean()
-    v_loss = (Tensor(returns) - value).square().mean()
-    ent = entropy.mean()
-    loss = pg_loss + vf_coef * v_loss - ent_coef * ent
-    return loss, {"policy_loss": float(pg_loss._array), "value_loss": float(v_loss._array),
-                  "entropy": float(ent._array)}
+    """A2C's loss with the Monte Carlo advantage G_t - V(s_t) (no gradient through the baseline there)."""
+    return a2c_loss(log_prob, returns - value._array, value, returns, entropy, vf_coef=vf_coef,
+                    ent_coef=ent_coef, norm_adv=norm_adv)
 
 
 class REINFORCE(Algorithm):
@@ -129,11 +124,7 @@ class REINFORCE(Algorithm):
                 "metrics": {k: float(v) for k, v in info.items()}}
 
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        with no_grad():
-            o = Tensor(np.asarray(obs, np.float32))
-            if deterministic:
-                return self.policy.env_action(self.policy.mode(o))
-            return self.policy.env_action(self.policy.distribution(o).sample(generator=self.act_generator)._array)
+        return policy_act(self.policy, np.asarray(obs, np.float32), deterministic, self.act_generator)
 
     def state_dict(self) -> dict:
         st = self._base_state()
