@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import rl_cli_helpers as fake
 from rl_cli_helpers import FAKE_CONFIG
+from test_algorithms import tree_equal as assert_same_tree
 
 import retrograd.rl
 from retrograd import cli
@@ -63,21 +64,6 @@ def without_times(rs):
 def checkpoint(run_dir):
     ckpt = pathlib.Path(run_dir) / "checkpoints" / "last"
     return load_tree(ckpt, "algorithm"), load_tree(ckpt, "run")
-
-
-def assert_same_tree(a, b, where="state"):
-    if isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), where
-        for k in a:
-            assert_same_tree(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same_tree(x, y, f"{where}[{i}]")
-    elif isinstance(a, np.ndarray):
-        assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes(), where
-    else:
-        assert a == b or (a != a and b != b), (where, a, b)
 
 
 def test_train_writes_the_run_folder(rl, config, tmp_path):
