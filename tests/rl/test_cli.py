@@ -340,3 +340,27 @@ def test_tune_on_an_rl_config_maximises_the_evaluation_return(rl, config, tmp_pa
     text = best.read_text()
     assert "bias = 0.0" in text and "[rl]" in text and "[train]" not in text
     assert rl(best)[0] == 0  # the best config is ready to run
+
+
+def test_progress_bar_on_a_terminal_shows_the_recent_return(tmp_path):
+    import io as _io
+
+    from retrograd.rl.run import _Progress
+
+    class Terminal(_io.StringIO):
+        def isatty(self):
+            return True
+
+    out, log = Terminal(), open(tmp_path / "log.txt", "w")
+    bar = _Progress(1000, 0, log, enabled=True, out=out)
+    row = {"iteration": 1, "env_steps": 500, "episodes": 7, "return_mean": 21.5, "return_min": 9.0, "return_max": 40.0,
+           "window_size": 7, "steps_per_sec": 250.0, "steps_done": 500}
+    bar.update(row, 2.0)
+    bar.update({**row, "iteration": 2, "env_steps": 1000, "return_mean": 30.25, "steps_done": 1000}, 4.0)
+    bar.close()
+    log.close()
+    text = out.getvalue()
+    assert "env steps: 100%" in text and "1000/1000" in text and "return=30.2" in text and "episodes=7" in text
+    # the bar's frames stay off the log, which gets one line per tenth
+    lines = (tmp_path / "log.txt").read_text().splitlines()
+    assert [x.split(" iteration")[0] for x in lines] == ["50% (500/1,000 steps)", "100% (1,000/1,000 steps)"]
