@@ -295,6 +295,8 @@ def test_rl_keys_that_are_hyperparameters(rl, config, tmp_path):
     (["play", "{run}", "--output", "{tmp}/x.png"], "--output {tmp}/x.png: expected a .gif file name"),
     (["play", "{run}", "--output", "{tmp}/no/x.gif"], "--output {tmp}/no/x.gif: the folder {tmp}/no does not exist"),
     (["evaluate", "{empty_run}"], "{empty_run}: no checkpoint 'last' (found: none)"),
+    (["resume", "{run}", "--total-steps", "10"], "--total-steps 10: the run's last checkpoint is already at 64 "
+                                                 "environment steps; give more"),
     (["{cfg}", "--set", "optim.lr=1"], "--set 'optim.lr=1': unknown section [optim]; known sections: rl, algorithm, "
                                        "run"),
 ])

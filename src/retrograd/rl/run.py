@@ -446,6 +446,9 @@ def resume_run(run_dir: str | os.PathLike, *, total_steps: int | None = None, qu
     cfg, algo, state = load_run_algorithm(run_dir, "rl resume")
     try:
         if total_steps is not None:
+            if total_steps < int(state["env_steps"]):
+                raise ConfigError(f"--total-steps {total_steps}: the run's last checkpoint is already at "
+                                  f"{int(state['env_steps']):,} environment steps; give more")
             cfg["rl"]["total_steps"] = total_steps
         total = cfg["rl"]["total_steps"]
         if finished(run_dir, state, total):
