@@ -40,13 +40,14 @@ def test_the_lists_cover_examples():
             "tune_fashion_mlp/tune_fashion_mlp-best.toml", "vanishing_gradients_sigmoid.toml",
             "vanishing_gradients_relu_bn.toml", "sweep_batch_lr.py", "train_mlp.py"} <= names
     assert set(EXTRA) | set(RL_EXTRA) <= {p.name for p in CONFIGS}
-    assert {"rl_cartpole_ppo.toml", "rl_cartpole_dqn.toml", "rl_acrobot.toml", "rl_pendulum_ppo.toml"} <= names
+    assert {"rl_cartpole_ppo.toml", "rl_cartpole_dqn.toml", "rl_acrobot.toml", "rl_pendulum_ppo.toml",
+            "rl_tune_cartpole.toml"} <= names
 
 
 def _kind(path: pathlib.Path) -> str:
     """"rl" (a `retrograd rl` config: it has [rl]), "search" (a [search] table: `retrograd tune`) or "train"."""
     cfg = tomllib.loads(path.read_text())
-    return "rl" if "rl" in cfg else "search" if "search" in cfg else "train"
+    return "search" if "search" in cfg else "rl" if "rl" in cfg else "train"
 
 
 # RL examples (`retrograd rl`): one iteration, one evaluation episode; what one needs besides
@@ -80,7 +81,10 @@ def test_example_config_trains(path, run_cli, tmp_path):
 @pytest.mark.parametrize("path", [p for p in CONFIGS if _kind(p) == "search"],
                          ids=lambda p: p.relative_to(EXAMPLES).as_posix())
 def test_example_search_config_tunes(path, run_cli, tmp_path):
-    rc, out, err = run_cli("tune", path, "--n-trials", "2", *_sets(path, tmp_path))
+    rl = "rl" in tomllib.loads(path.read_text())  # an RL search: RL_SHORT instead of SHORT
+    sets = [x for s in [*RL_SHORT, f'run.dir="{tmp_path.as_posix()}"'] for x in ("--set", s)] if rl else \
+        _sets(path, tmp_path)
+    rc, out, err = run_cli("tune", path, "--n-trials", "2", *sets)
     assert rc == 0, err
     (study,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     with open(study / "trials.csv", newline="") as f:
