@@ -156,3 +156,15 @@ def test_linear_epsilon_schedule():
     assert linear_schedule(1.0, 0.05, 100, 0) == 1.0
     np.testing.assert_allclose(linear_schedule(1.0, 0.05, 100, 50), 0.525)
     assert linear_schedule(1.0, 0.05, 100, 1000) == 0.05
+
+
+def test_running_mean_std_matches_numpy():
+    from retrograd.rl.envs import RunningMeanStd
+    rms = RunningMeanStd((3,), epsilon=1e-12)  # the prior (mean 0, var 1) weighs 1e-12 of a sample
+    batches = [RNG.normal(2.0, 3.0, size=(n, 3)) for n in (5, 1, 17, 8)]
+    for b in batches:
+        rms.update(b)
+    allx = np.concatenate(batches)
+    np.testing.assert_allclose(rms.mean, allx.mean(0), rtol=1e-9)
+    np.testing.assert_allclose(rms.var, allx.var(0), rtol=1e-9)
+    np.testing.assert_allclose(rms.count, len(allx))
