@@ -52,3 +52,13 @@ def test_overrides(overrides, expected):
 
 def test_is_rl_config():
     assert rlconfig.is_rl_config({"rl": {}}) and not rlconfig.is_rl_config({"model": {}})
+
+
+def test_run_name_is_checked_as_for_train(tmp_path):
+    raw = {"rl": {"algorithm": "ppo", "env": "CartPole-v1"}, "run": {"name": "../x", "dir": str(tmp_path)}}
+    with pytest.raises(rlconfig.ConfigError, match=r"^run.name: "):
+        rlconfig.validate(raw)
+    raw["run"] = {"bogus": 1}
+    with pytest.raises(rlconfig.ConfigError, match=r"^run.bogus: unknown key; known keys for \[run\]: dir, name, "
+                                                    "overwrite"):
+        rlconfig.validate(raw)

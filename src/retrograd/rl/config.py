@@ -34,8 +34,8 @@ from typing import Any
 
 from ..io.toml_writer import toml_dumps
 from ..train.config import SCHEMA as TRAIN_SCHEMA
-from ..train.config import ConfigError, Key, _check, _describe, load_config, parse_override
-from ..train.config_ranges import NON_NEGATIVE, POSITIVE, Range, check_range, check_run_name
+from ..train.config import ConfigError, Key, _check, _describe, load_config, parse_override, run_section
+from ..train.config_ranges import NON_NEGATIVE, POSITIVE, Range, check_range
 
 __all__ = ["RL_SECTIONS", "RL_SCHEMA", "ENV_HYPER", "is_rl_config", "algorithm_class", "validate", "apply_overrides",
            "dumps", "load_config", "build_algorithm", "reference", "REGENERATE", "ConfigError"]
@@ -194,12 +194,7 @@ def validate(cfg: Any, *, config_path: str | pathlib.Path | None = None) -> dict
         hyper[k] = _hyper_value(f"rl.{k}", rl[k], params[k])
     for k in ENV_HYPER:  # written once, in [algorithm]
         rl.pop(k)
-    run = _fixed(cfg, "run")
-    if run["name"] is not None:
-        check_run_name(run["name"], run["dir"])
-    elif config_path is not None:
-        check_run_name(pathlib.Path(config_path).stem, run["dir"], what=f"run.name (default, from {config_path})")
-    return {"rl": rl, "algorithm": hyper, "run": run}
+    return {"rl": rl, "algorithm": hyper, "run": run_section(cfg, config_path)}
 
 
 def apply_overrides(cfg: dict, overrides: list[str]) -> dict:

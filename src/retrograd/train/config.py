@@ -43,7 +43,7 @@ __all__ = ["ConfigError", "SCHEMA", "SECTIONS", "OPTIM_ALIASES", "optimizer_name
            "OPTIM_WRAPPERS", "validate_optim", "optim_lr", "with_lr",
            "scheduler_names", "scheduler_factory", "is_schedule_function", "model_factory", "check_kwargs",
            "required_args", "load_config", "parse_override", "apply_overrides", "validate", "dumps",
-           "without_inapplicable"]
+           "without_inapplicable", "run_section"]
 
 SECTIONS = ("model", "data", "optim", "schedule", "train", "run")
 
@@ -637,12 +637,19 @@ def validate(cfg: dict, *, config_path: str | pathlib.Path | None = None, data_f
                           "use 'train_loss'")
     _refuse_without_effect(train)
     out["train"] = train
-    out["run"] = run = _fixed_section(cfg, "run")
+    out["run"] = run_section(cfg, config_path)
+    return out
+
+
+def run_section(cfg: dict, config_path: str | pathlib.Path | None = None) -> dict:
+    """``[run]`` checked (``retrograd train``'s and ``retrograd rl``'s): its name, or the config file's
+    by default, is one folder inside ``run.dir``."""
+    run = _fixed_section(cfg, "run")
     if run["name"] is not None:
         check_run_name(run["name"], run["dir"])
     elif config_path is not None:  # the default name, the config file's ('...toml' would give '..')
         check_run_name(pathlib.Path(config_path).stem, run["dir"], what=f"run.name (default, from {config_path})")
-    return out
+    return run
 
 
 def _refuse_without_effect(train: dict) -> None:
