@@ -46,8 +46,8 @@ def test_overrides(overrides, expected):
     cfg = rlconfig.validate(rlconfig.apply_overrides(raw, overrides))
     got = {**cfg["rl"], **cfg["algorithm"]}
     assert {k: got[k] for k in expected} == expected
-    with pytest.raises(rlconfig.ConfigError, match=r"\[algorithm\] has no nested tables"):
-        rlconfig.apply_overrides(raw, ["algorithm.x.y=1"])
+    with pytest.raises(rlconfig.ConfigError, match=r"^algorithm.gamma: expected a number, got \{'x': 1\} \(dict\)"):
+        rlconfig.validate(rlconfig.apply_overrides(raw, ["algorithm.gamma.x=1"]))
 
 
 def test_is_rl_config():

@@ -34,7 +34,8 @@ from typing import Any
 
 from ..io.toml_writer import toml_dumps
 from ..train.config import SCHEMA as TRAIN_SCHEMA
-from ..train.config import ConfigError, Key, _check, _describe, load_config, parse_override, run_section
+from ..train.config import ConfigError, Key, _check, _describe, _fixed_section, _table, load_config, run_section
+from ..train.config import apply_overrides as train_overrides
 from ..train.config_ranges import NON_NEGATIVE, POSITIVE, Range, check_range
 
 __all__ = ["RL_SECTIONS", "RL_SCHEMA", "ENV_HYPER", "is_rl_config", "algorithm_class", "validate", "apply_overrides",
@@ -124,29 +125,6 @@ def _hyper_value(where: str, value: Any, default: Any, allowed: Any = None) -> A
     return _check(where, value, typ, allowed=allowed)
 
 
-def _table(cfg: dict, section: str) -> dict:
-    given = cfg.get(section, {})
-    if not isinstance(given, dict):
-        raise ConfigError(f"[{section}]: expected a table of keys, got {_describe(given)}")
-    return dict(given)
-
-
-def _fixed(cfg: dict, section: str) -> dict:
-    given, keys = _table(cfg, section), RL_SCHEMA[section]
-    for k in given:
-        if k not in keys:
-            raise ConfigError(f"{section}.{k}: unknown key; known keys for [{section}]: {', '.join(keys)}")
-    out = {}
-    for k, spec in keys.items():
-        v = given.get(k, spec.default)
-        if v is None and not spec.optional:
-            raise ConfigError(f"{section}.{k}: a value is required ({spec.doc})")
-        out[k] = None if v is None and spec.optional else _check(f"{section}.{k}", v, spec.type, spec.optional,
-                                                                   spec.allowed)
-        check_range(f"{section}.{k}", out[k], spec.range)
-    return out
-
-
 def _check_env(env_id: str) -> None:
     try:
         from gymnasium.envs.registration import registry
@@ -169,7 +147,7 @@ def validate(cfg: Any, *, config_path: str | pathlib.Path | None = None) -> dict
             hint = " (an RL config; [model], [data], [optim] and [train] belong to retrograd train's configs)" \
                 if s in ("model", "data", "optim", "schedule", "train") else ""
             raise ConfigError(f"config: unknown section [{s}]; known sections: {', '.join(RL_SECTIONS)}{hint}")
-    rl = _fixed(cfg, "rl")
+    rl = _fixed_section(cfg, "rl", RL_SCHEMA)
     cls = algorithm_class(rl["algorithm"])
     rl["algorithm"] = rl["algorithm"].lower()
     _check_env(rl["env"])
@@ -199,18 +177,7 @@ def validate(cfg: Any, *, config_path: str | pathlib.Path | None = None) -> dict
 
 def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
     """``--set rl.total_steps=5000``, ``--set algorithm.learning_rate=1e-3`` on a loaded config."""
-    cfg = {k: dict(v) if isinstance(v, dict) else v for k, v in cfg.items()}
-    for text in overrides:
-        section, key, value = parse_override(text)
-        if section not in RL_SECTIONS:
-            raise ConfigError(f"--set {text!r}: unknown section [{section}]; known sections: {', '.join(RL_SECTIONS)}")
-        if "." in key:
-            raise ConfigError(f"--set {text!r}: [{section}] has no nested tables; expected {section}.KEY=VALUE")
-        cfg.setdefault(section, {})
-        if not isinstance(cfg[section], dict):
-            raise ConfigError(f"[{section}]: expected a table of keys, got {_describe(cfg[section])}")
-        cfg[section][key] = value
-    return cfg
+    return train_overrides(cfg, overrides, RL_SECTIONS)
 
 
 def dumps(cfg: dict) -> str:

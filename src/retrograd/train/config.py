@@ -466,12 +466,14 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     return section, key, value
 
 
-def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
+def apply_overrides(cfg: dict, overrides: list[str], sections: tuple = SECTIONS) -> dict:
+    """``--set section.key=value`` overrides applied to a loaded config (``sections``: those a config
+    of its kind has; ``retrograd rl``'s are ``rl.config.RL_SECTIONS``)."""
     cfg = {k: dict(v) if isinstance(v, dict) else v for k, v in cfg.items()}
     for text in overrides:
         section, key, value = parse_override(text)
-        if section not in SECTIONS:
-            raise ConfigError(f"--set {text!r}: unknown section [{section}]; known sections: {', '.join(SECTIONS)}")
+        if section not in sections:
+            raise ConfigError(f"--set {text!r}: unknown section [{section}]; known sections: {', '.join(sections)}")
         node = cfg.setdefault(section, _table(cfg, section))
         *path, last = key.split(".")
         for i, part in enumerate(path):  # optim.inner.lr: into (or a new) table optim.inner
@@ -500,9 +502,10 @@ def _table(cfg: dict, section: str) -> dict:
     return dict(given)
 
 
-def _fixed_section(cfg: dict, section: str) -> dict:
+def _fixed_section(cfg: dict, section: str, schema: dict | None = None) -> dict:
+    """A section of fixed keys checked against ``schema`` (default ``SCHEMA``; ``retrograd rl``: its RL_SCHEMA)."""
     given = _table(cfg, section)
-    keys = SCHEMA[section]
+    keys = (schema or SCHEMA)[section]
     for k in given:
         if k not in keys:
             raise ConfigError(f"{section}.{k}: unknown key; known keys for [{section}]: {', '.join(keys)}")
