@@ -36,7 +36,7 @@ from ..io.toml_writer import toml_dumps
 from ..train.config import SCHEMA as TRAIN_SCHEMA
 from ..train.config import ConfigError, Key, _check, _describe, _fixed_section, _table, load_config, run_section
 from ..train.config import apply_overrides as train_overrides
-from ..train.config_ranges import NON_NEGATIVE, POSITIVE, Range, check_range
+from ..train.config_ranges import NON_NEGATIVE, POSITIVE, Range
 
 __all__ = ["RL_SECTIONS", "RL_SCHEMA", "ENV_HYPER", "is_rl_config", "algorithm_class", "validate", "apply_overrides",
            "dumps", "load_config", "build_algorithm", "reference", "REGENERATE", "ConfigError"]
