@@ -323,7 +323,10 @@ def cmd_plot(args) -> list:
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: no such run folder")
     try:
-        if not (run_dir / "metrics.jsonl").is_file() and (run_dir / "comparison.json").is_file():
+        if (run_dir / "config.toml").is_file() and "rl" in load_config(run_dir / "config.toml"):  # retrograd rl's
+            from .rl.run import plot_returns
+            made = [plot_returns(run_dir)]
+        elif not (run_dir / "metrics.jsonl").is_file() and (run_dir / "comparison.json").is_file():
             made = [_plot_comparison_folder(run_dir, tplots)]  # the folder `compare` writes
         elif not (run_dir / "metrics.jsonl").is_file():
             raise ConfigError(f"{run_dir}: nothing to plot: neither a run folder (metrics.jsonl) nor a folder "
@@ -636,8 +639,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: 100)")
     f.add_argument("--out", help="plot path (default: RUN.dir/NAME-lr_finder.png)")
     pl = sub.add_parser("plot", help="plot a run's metrics")
-    pl.add_argument("run_dir", help="a run folder (writes run.png) or a folder that retrograd compare wrote "
-                    "(redraws comparison.png)")
+    pl.add_argument("run_dir", help="a run folder (writes run.png; a retrograd rl run: returns.png) or a folder "
+                    "that retrograd compare wrote (redraws comparison.png)")
     g = sub.add_parser("generate", help="sample text from a trained language model")
     _run_dir_arg(g, "sample from (a language model trained on text: it has vocab.json)", "runs/shakespeare_gpt")
     g.add_argument("--prompt", default="\n", help="text the sample starts with; every character must be in "

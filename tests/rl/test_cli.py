@@ -366,3 +366,11 @@ def test_progress_bar_on_a_terminal_shows_the_recent_return(tmp_path):
     # the bar's frames stay off the log, which gets one line per tenth
     lines = (tmp_path / "log.txt").read_text().splitlines()
     assert [x.split(" iteration")[0] for x in lines] == ["50% (500/1,000 steps)", "100% (1,000/1,000 steps)"]
+
+
+def test_retrograd_plot_redraws_the_return_plot(rl, config, tmp_path, capsys):
+    assert rl(config(total_steps=128))[0] == 0
+    run = tmp_path / "runs" / "cart"
+    (run / "returns.png").unlink()
+    assert cli.main(["plot", str(run)]) == 0
+    assert capsys.readouterr().out == f"{run / 'returns.png'}\n" and (run / "returns.png").stat().st_size > 10_000
