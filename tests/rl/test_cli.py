@@ -245,8 +245,8 @@ def test_help_names_the_forms_and_flags(capsys):
     (("[algorithm]", '[algorithm]\nhidden = [8, "x"]'), "algorithm.hidden[1]: expected an int, got 'x' (str)"),
     (("steps_per_iteration = 64", "steps_per_iteration = 6.5"),
      "algorithm.steps_per_iteration: expected an int, got 6.5 (float)"),
-    (('env = "CartPole-v1"', 'env = "CartPoles-v9"'),
-     "rl.env: 'CartPoles-v9' is not a registered gymnasium environment id; e.g. CartPole-v1"),
+    (('env = "CartPole-v1"', 'env = "Cartwheel-v9"'),
+     "rl.env: 'Cartwheel-v9' is not a registered gymnasium environment id; e.g. CartPole-v1"),
     (('env = "CartPole-v1"', 'env = "cartpole-v0"'),
      "rl.env: 'cartpole-v0' is not a registered gymnasium environment id; did you mean CartPole-v0, CartPole-v1?"),
     (('algorithm = "random"', 'algorithm = "discrete"\n'),  # then a continuous env below

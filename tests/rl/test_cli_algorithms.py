@@ -108,7 +108,7 @@ def test_two_iterations_resume_two_is_four_straight(tmp_path, capsys, text, per_
     (PPO, ("num_envs = 2", 'num_envs = 2\nlearning_rate = "fast"'),
      "algorithm.learning_rate: expected a number, got 'fast' (str)"),
     (PPO, ('env = "CartPole-v1"', 'env = "CartPol-v1"'),
-     "rl.env: 'CartPol-v1' is not a registered gymnasium environment id"),
+     "rl.env: 'CartPol-v1' is not a registered gymnasium environment id; did you mean CartPole-v0, CartPole-v1?"),
     (DQN, ('env = "CartPole-v1"', 'env = "Pendulum-v1"'),
      "rl.env: env_id 'Pendulum-v1' has a continuous action space (Box(-2.0, 2.0, (1,), float32)); DQN needs a "),
     (DQN, ("[rl]", "[rl]\nnum_envs = 0"), "rl.num_envs: must be >= 1, got 0"),

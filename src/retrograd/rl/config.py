@@ -28,6 +28,7 @@ The reference of these keys (``reference()``) is generated from the same tables:
 """
 from __future__ import annotations
 
+import difflib
 import pathlib
 import re
 from typing import Any
@@ -131,7 +132,8 @@ def _check_env(env_id: str) -> None:
     except ImportError:
         raise ImportError("retrograd rl needs gymnasium: pip install 'retrograd[rl]'") from None
     if env_id not in registry:
-        close = [k for k in registry if k.split("-v")[0].lower() == env_id.split("-v")[0].lower()]
+        lower = {k.lower(): k for k in registry}
+        close = sorted(lower[k] for k in difflib.get_close_matches(env_id.lower(), list(lower), n=3, cutoff=0.8))
         hint = f"; did you mean {', '.join(close)}?" if close else \
             "; e.g. CartPole-v1, Acrobot-v1, MountainCar-v0, Pendulum-v1, LunarLander-v3"
         raise ConfigError(f"rl.env: {env_id!r} is not a registered gymnasium environment id{hint}")
