@@ -109,7 +109,7 @@ del _sys, _m
 
 # The training stack, the model zoo and the tuner load on first use (``rg.train``, ``rg.models``,
 # ``rg.tune``), so ``import retrograd`` stays the engine, layers, optimizers and data.
-_LAZY = ("models", "train", "tune", "onnx", "viz")
+_LAZY = ("models", "train", "tune", "onnx", "viz", "distributions", "rl")
 
 
 def __getattr__(name: str):

@@ -11,6 +11,8 @@ learning rate, plot a run and sample text from a trained GPT, all from a TOML co
     retrograd generate runs/shakespeare_gpt --prompt "ROMEO:" --max-new-tokens 200 --temperature 0.8
     retrograd predict runs/fashion_mlp x_new.npy -o predictions.csv
     retrograd export runs/fashion_cnn --format onnx --quantize int8
+    retrograd rl examples/rl_cartpole_ppo.toml               # reinforcement learning (rg.rl, gymnasium)
+    retrograd rl play runs/rl_cartpole_ppo --output cartpole.gif
 
 A run folder holds ``config.toml`` (the resolved config: every default and
 every value derived from the data written out, so ``resume`` and ``evaluate``
@@ -331,7 +333,10 @@ def cmd_plot(args) -> list:
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: no such run folder")
     try:
-        if not (run_dir / "metrics.jsonl").is_file() and (run_dir / "comparison.json").is_file():
+        if (run_dir / "config.toml").is_file() and "rl" in load_config(run_dir / "config.toml"):  # retrograd rl's
+            from .rl.run import plot_returns
+            made = [plot_returns(run_dir)]
+        elif not (run_dir / "metrics.jsonl").is_file() and (run_dir / "comparison.json").is_file():
             made = [_plot_comparison_folder(run_dir, tplots)]  # the folder `compare` writes
         elif not (run_dir / "metrics.jsonl").is_file():
             raise ConfigError(f"{run_dir}: nothing to plot: neither a run folder (metrics.jsonl) nor a folder "
@@ -425,6 +430,54 @@ def cmd_export(args) -> dict:
     return result
 
 
+# ---------------------------------------------------------------------- rl
+RL_VERBS = ("resume", "evaluate", "play")
+# the flags each form of `retrograd rl` takes (argparse holds them all; the others are refused by name)
+RL_FLAGS = {"train": ("set", "quiet"), "resume": ("quiet", "total_steps"), "evaluate": ("episodes", "seed"),
+            "play": ("episodes", "seed", "output", "fps", "scale")}
+
+
+def cmd_rl(args) -> dict:
+    """``retrograd rl CONFIG`` | ``rl resume RUN`` | ``rl evaluate RUN`` | ``rl play RUN`` (``retrograd.rl.run``)."""
+    verb, target = _rl_target(args.target, args.run_dir)
+    for flag in ("set", "quiet", "total_steps", "episodes", "seed", "output", "fps", "scale"):
+        if getattr(args, flag) not in (None, False) and flag not in RL_FLAGS[verb]:
+            form = "rl CONFIG" if verb == "train" else f"rl {verb} RUN"
+            raise ConfigError(f"--{flag.replace('_', '-')}: not for retrograd {form}; it takes: "
+                              + (", ".join(f"--{f.replace('_', '-')}" for f in RL_FLAGS[verb])))
+    from .rl import config as rlconfig
+    from .rl import run as rlrun
+
+    try:
+        if verb == "train":
+            cfg = rlconfig.validate(rlconfig.apply_overrides(load_config(target), args.set or []),
+                                    config_path=target)
+            return rlrun.train_run(cfg, target, quiet=args.quiet)
+        if verb == "resume":
+            return rlrun.resume_run(target, total_steps=args.total_steps, quiet=args.quiet)
+        if verb == "evaluate":
+            return rlrun.evaluate_run(target, episodes=args.episodes or 100, seed=args.seed)
+        from .rl.play import play_run
+        return play_run(target, episodes=args.episodes or 1, seed=args.seed or 0, output=args.output,
+                        fps=args.fps or 30, scale=args.scale or 1.0)
+    except KeyboardInterrupt as e:
+        args.interrupt_text = e.message if isinstance(e, rlrun.RunInterrupted) else (
+            "interrupted outside the training loop (before its first iteration, or after its last checkpoint); "
+            "a run folder with checkpoints/last continues with: retrograd rl resume RUN")
+        raise
+
+
+def _rl_target(target: str, run_dir: str | None) -> tuple[str, str]:
+    if target in RL_VERBS:
+        if run_dir is None:
+            raise ConfigError(f"rl {target}: expected a run folder, e.g. retrograd rl {target} runs/rl_cartpole_ppo")
+        return target, run_dir
+    if run_dir is not None:
+        raise ConfigError(f"rl: expected a config, or one of {', '.join(RL_VERBS)} and a run folder; got "
+                          f"{target!r} {run_dir!r}")
+    return "train", target
+
+
 # ---------------------------------------------------------------------- tune
 def cmd_tune(args):
     """``retrograd tune CONFIG`` (the config's ``[search]`` table declares the space and the settings;
@@ -446,7 +499,12 @@ def cmd_tune(args):
     if not table:
         raise ConfigError(f'[search]: {args.config} has no [search] table; add e.g. [search] with '
                           f'"optim.lr" = {{log_uniform = [1e-5, 1e-1]}}')
-    base = validate(apply_overrides(raw, args.set or []), config_path=args.config)
+    rl = "rl" in raw  # an RL config (retrograd rl): the objective is the mean evaluation return
+    if rl:
+        from .rl import config as rlconfig
+        base = rlconfig.validate(rlconfig.apply_overrides(raw, args.set or []), config_path=args.config)
+    else:
+        base = validate(apply_overrides(raw, args.set or []), config_path=args.config)
     try:
         settings, space = tune.split_search_table(table)
         for name in tune.parse_space(space).names:
@@ -457,12 +515,17 @@ def cmd_tune(args):
         study_dir = settings.get("study_dir") or pathlib.Path(base["run"]["dir"]) / f"{base['run']['name'] or stem}-tune"
         kwargs = {k: settings[k] for k in ("method", "n_trials", "timeout", "metric", "direction", "pruner", "seed")
                   if k in settings}
-        kwargs.setdefault("metric", "val_accuracy" if "accuracy" in base["train"]["metrics"] else "val_loss")
+        kwargs.setdefault("metric", "eval_return_mean" if rl else
+                          "val_accuracy" if "accuracy" in base["train"]["metrics"] else "val_loss")
         kwargs.setdefault("direction", "minimize" if "loss" in kwargs["metric"] else "maximize")
         if args.n_trials is not None:
             kwargs["n_trials"] = args.n_trials
-        base["data"]["seed"] = data_seed(base)  # every trial, and the best config, on the base config's split
-        return tune.search(base, space, train_fn=tune.TuneTrainFn(args.config, base["data"]["seed"], quiet=True),
+        if rl:
+            train_fn = tune.RLTuneFn(args.config)
+        else:
+            base["data"]["seed"] = data_seed(base)  # every trial, and the best config, on the base config's split
+            train_fn = tune.TuneTrainFn(args.config, base["data"]["seed"], quiet=True)
+        return tune.search(base, space, train_fn=train_fn,
                            storage=args.storage or settings.get("storage"), study_dir=study_dir,
                            study_name=settings.get("study_name") or stem,
                            workers=args.workers or settings.get("workers", 1), resume=args.resume, **kwargs)
@@ -518,6 +581,31 @@ def _rank_flags(sp) -> None:
                          "names the ranks that hung or died and stops all of them (default: train.rank_timeout, 60)")
 
 
+def _rl_parser(sub) -> None:
+    rl = sub.add_parser("rl", help="reinforcement learning on gymnasium: train from an RL config, resume, "
+                        "evaluate, play a policy as a GIF", description="retrograd rl CONFIG trains (rg.rl: "
+                        "reinforce, a2c, ppo, dqn) into a run folder; retrograd rl resume|evaluate|play RUN "
+                        "works on one. See examples/rl_*.toml and the README's 'Reinforcement learning'.")
+    rl.add_argument("target", metavar="CONFIG | {resume,evaluate,play}",
+                    help="an RL config to train (e.g. examples/rl_cartpole_ppo.toml), or resume (continue from "
+                         "the last checkpoint, bitwise as if never stopped), evaluate (mean ± std return of the "
+                         "deterministic policy) or play (render episodes into a GIF), then RUN")
+    rl.add_argument("run_dir", nargs="?", metavar="RUN", help="resume, evaluate, play: the run folder, e.g. "
+                    "runs/rl_cartpole_ppo")
+    rl.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                    help="training: override a config value (repeatable), e.g. --set rl.total_steps=20000")
+    _quiet_flag(rl)
+    rl.add_argument("--total-steps", type=_POSITIVE_INT, metavar="N",
+                    help="resume: train to N environment steps in total (default: the config's rl.total_steps)")
+    rl.add_argument("--episodes", type=_POSITIVE_INT, metavar="N",
+                    help="evaluate: episodes to average (default: 100); play: episodes to render (default: 1)")
+    rl.add_argument("--seed", type=_number(int, 0, "an int >= 0"), metavar="S",
+                    help="evaluate, play: episode i is reset with seed S + i (default: evaluate rl.eval_seed, play 0)")
+    rl.add_argument("--output", "-o", metavar="GIF", help="play: the GIF to write (default: RUN/play.gif)")
+    rl.add_argument("--fps", type=_POSITIVE_INT, help="play: frames per second of the GIF (default: 30)")
+    rl.add_argument("--scale", type=_POSITIVE_FLOAT, help="play: resize each frame by this factor (default: 1)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     version = sys.modules[__package__].__version__  # the package's own (an import of it would go up a layer)
     build_parser.version = version
@@ -561,8 +649,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: 100)")
     f.add_argument("--out", help="plot path (default: RUN.dir/NAME-lr_finder.png)")
     pl = sub.add_parser("plot", help="plot a run's metrics")
-    pl.add_argument("run_dir", help="a run folder (writes run.png) or a folder that retrograd compare wrote "
-                    "(redraws comparison.png)")
+    pl.add_argument("run_dir", help="a run folder (writes run.png; a retrograd rl run: returns.png) or a folder "
+                    "that retrograd compare wrote (redraws comparison.png)")
     g = sub.add_parser("generate", help="sample text from a trained language model")
     _run_dir_arg(g, "sample from (a language model trained on text: it has vocab.json)", "runs/shakespeare_gpt")
     g.add_argument("--prompt", default="\n", help="text the sample starts with; every character must be in "
@@ -597,6 +685,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "postgresql://user:pw@host/db, or 'journal'")
     tu.add_argument("--n-trials", type=_POSITIVE_INT, help="total trials (default: [search] n_trials; grid: the whole grid)")
     tu.add_argument("--show", metavar="STUDY_DIR", help="print a study's table and redraw its plots")
+    _rl_parser(sub)
     ex = sub.add_parser("export", help="a run's model as an ONNX file (onnxruntime, edge runtimes), optionally int8")
     _run_dir_arg(ex, "export", "runs/fashion_cnn")
     ex.add_argument("--format", choices=("onnx",), default="onnx", help="file format (default: onnx)")
@@ -615,6 +704,7 @@ COMMANDS = {"train": cmd_train, "resume": cmd_resume, "evaluate": cmd_evaluate, 
             "lr-find": cmd_lr_find, "plot": cmd_plot, "generate": cmd_generate, "predict": cmd_predict}
 COMMANDS["tune"] = cmd_tune
 COMMANDS["export"] = cmd_export
+COMMANDS["rl"] = cmd_rl
 
 
 def _where(state: dict) -> str:
@@ -776,7 +866,8 @@ def _run(args, extra_callbacks: Sequence) -> int:
     except KeyboardInterrupt:
         ranks = getattr(args, "ranks", None)
         if ranks is None or ranks.rank == 0:  # the ranks stop at the same batch; rank 0 saved and says so
-            print(f"retrograd {args.command}: {interrupt_message(args)}", file=sys.stderr)
+            print(f"retrograd {args.command}: {getattr(args, 'interrupt_text', None) or interrupt_message(args)}",
+                  file=sys.stderr)
         args.agreed = True
         return 130
     except BrokenPipeError:  # `retrograd generate ... | head`: the reader has gone; stop quietly

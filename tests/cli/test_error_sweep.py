@@ -160,6 +160,10 @@ CASES = [
     ("train", ["{root}/missing.toml", "--nproc", "2"], "config: file '{root}/missing.toml' not found"),
     ("resume", ["{root}/empty", "--nproc", "2"], "{root}/empty: not a run folder (no config.toml)"),
     ("tune", ["--show", "{root}/empty"], "tune: {root}/empty is not a study folder (no study.json)"),
+    # rl (bad RL configs and the RL run folder's errors: tests/rl/test_cli*.py)
+    ("rl", ["{root}/missing.toml"], "config: file '{root}/missing.toml' not found"),
+    ("rl", ["evaluate", "{root}/empty"], "{root}/empty: not a run folder (no config.toml)"),
+    ("rl", ["play", "{run}"], "{run}: not an RL run (its config.toml has no [rl] section)"),
 ]
 
 # argparse's own errors: usage, then one line naming the flag
@@ -195,6 +199,8 @@ USAGE = [
     ("export", ["{run}", "--opset", "13"], "argument --opset: expected an int >= 17, got '13'"),
     ("tune", ["{cfg}", "--workers", "0"], "argument --workers: expected an int >= 1, got '0'"),
     ("tune", ["{cfg}", "--n-trials", "-4"], "argument --n-trials: expected an int >= 1, got '-4'"),
+    ("rl", [], "the following arguments are required: CONFIG | {resume,evaluate,play}"),
+    ("rl", ["evaluate", "{run}", "--episodes", "0"], "argument --episodes: expected an int >= 1, got '0'"),
 ]
 
 

@@ -39,10 +39,34 @@ def test_the_lists_cover_examples():
     assert {"fashion_mlp.toml", "fashion_cnn.toml", "shakespeare_gpt.toml", "tune_fashion_mlp.toml",
             "tune_fashion_mlp/tune_fashion_mlp-best.toml", "vanishing_gradients_sigmoid.toml",
             "vanishing_gradients_relu_bn.toml", "sweep_batch_lr.py", "train_mlp.py"} <= names
-    assert set(EXTRA) <= {p.name for p in CONFIGS}
+    assert set(EXTRA) | set(RL_EXTRA) <= {p.name for p in CONFIGS}
+    assert {"rl_cartpole_ppo.toml", "rl_cartpole_dqn.toml", "rl_acrobot.toml", "rl_pendulum_ppo.toml",
+            "rl_tune_cartpole.toml"} <= names
 
 
-@pytest.mark.parametrize("path", [p for p in CONFIGS if "search" not in tomllib.loads(p.read_text())],
+def _kind(path: pathlib.Path) -> str:
+    """"rl" (a `retrograd rl` config: it has [rl]), "search" (a [search] table: `retrograd tune`) or "train"."""
+    cfg = tomllib.loads(path.read_text())
+    return "search" if "search" in cfg else "rl" if "rl" in cfg else "train"
+
+
+# RL examples (`retrograd rl`): one iteration, one evaluation episode; what one needs besides
+RL_SHORT = ["rl.total_steps=1", "rl.eval_episodes=1", "rl.progress=false"]
+RL_EXTRA = {"rl_pendulum_ppo.toml": ["algorithm.update_epochs=1"], "rl_acrobot.toml": ["algorithm.update_epochs=1"]}
+
+
+@pytest.mark.parametrize("path", [p for p in CONFIGS if _kind(p) == "rl"], ids=lambda p: p.relative_to(EXAMPLES).as_posix())
+def test_example_rl_config_trains(path, run_cli, tmp_path):
+    sets = [x for s in [*RL_SHORT, *RL_EXTRA.get(path.name, []), f'run.dir="{tmp_path.as_posix()}"'] for x in ("--set", s)]
+    rc, out, err = run_cli("rl", path, "--quiet", *sets)
+    assert rc == 0, err
+    (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    s = summary(run)
+    assert s["status"] == "completed" and s["iterations"] == 1 and math.isfinite(s["eval"]["mean"])
+    assert (run / "checkpoints" / "last" / "manifest.json").is_file() and (run / "returns.png").is_file()
+
+
+@pytest.mark.parametrize("path", [p for p in CONFIGS if _kind(p) == "train"],
                          ids=lambda p: p.relative_to(EXAMPLES).as_posix())
 def test_example_config_trains(path, run_cli, tmp_path):
     rc, out, err = run_cli("train", path, "--quiet", *_sets(path, tmp_path))
@@ -54,10 +78,13 @@ def test_example_config_trains(path, run_cli, tmp_path):
     assert (run / "checkpoints" / "last" / "manifest.json").is_file()
 
 
-@pytest.mark.parametrize("path", [p for p in CONFIGS if "search" in tomllib.loads(p.read_text())],
+@pytest.mark.parametrize("path", [p for p in CONFIGS if _kind(p) == "search"],
                          ids=lambda p: p.relative_to(EXAMPLES).as_posix())
 def test_example_search_config_tunes(path, run_cli, tmp_path):
-    rc, out, err = run_cli("tune", path, "--n-trials", "2", *_sets(path, tmp_path))
+    rl = "rl" in tomllib.loads(path.read_text())  # an RL search: RL_SHORT instead of SHORT
+    sets = [x for s in [*RL_SHORT, f'run.dir="{tmp_path.as_posix()}"'] for x in ("--set", s)] if rl else \
+        _sets(path, tmp_path)
+    rc, out, err = run_cli("tune", path, "--n-trials", "2", *sets)
     assert rc == 0, err
     (study,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     with open(study / "trials.csv", newline="") as f:

@@ -44,7 +44,7 @@ __all__ = ["ConfigError", "SCHEMA", "SECTIONS", "OPTIM_ALIASES", "optimizer_name
            "OPTIM_WRAPPERS", "validate_optim", "optim_lr", "with_lr",
            "scheduler_names", "scheduler_factory", "is_schedule_function", "model_factory", "check_kwargs",
            "required_args", "load_config", "parse_override", "apply_overrides", "validate", "dumps",
-           "without_inapplicable"]
+           "without_inapplicable", "run_section"]
 
 SECTIONS = ("model", "data", "optim", "schedule", "train", "run")
 
@@ -482,12 +482,14 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     return section, key, value
 
 
-def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
+def apply_overrides(cfg: dict, overrides: list[str], sections: tuple = SECTIONS) -> dict:
+    """``--set section.key=value`` overrides applied to a loaded config (``sections``: those a config
+    of its kind has; ``retrograd rl``'s are ``rl.config.RL_SECTIONS``)."""
     cfg = {k: dict(v) if isinstance(v, dict) else v for k, v in cfg.items()}
     for text in overrides:
         section, key, value = parse_override(text)
-        if section not in SECTIONS:
-            raise ConfigError(f"--set {text!r}: unknown section [{section}]; known sections: {', '.join(SECTIONS)}")
+        if section not in sections:
+            raise ConfigError(f"--set {text!r}: unknown section [{section}]; known sections: {', '.join(sections)}")
         node = cfg.setdefault(section, _table(cfg, section))
         *path, last = key.split(".")
         for i, part in enumerate(path):  # optim.inner.lr: into (or a new) table optim.inner
@@ -516,9 +518,10 @@ def _table(cfg: dict, section: str) -> dict:
     return dict(given)
 
 
-def _fixed_section(cfg: dict, section: str) -> dict:
+def _fixed_section(cfg: dict, section: str, schema: dict | None = None) -> dict:
+    """A section of fixed keys checked against ``schema`` (default ``SCHEMA``; ``retrograd rl``: its RL_SCHEMA)."""
     given = _table(cfg, section)
-    keys = SCHEMA[section]
+    keys = (schema or SCHEMA)[section]
     for k in given:
         if k not in keys:
             raise ConfigError(f"{section}.{k}: unknown key; known keys for [{section}]: {', '.join(keys)}")
@@ -658,12 +661,19 @@ def validate(cfg: dict, *, config_path: str | pathlib.Path | None = None, data_f
                           "use 'train_loss'")
     _refuse_without_effect(train)
     out["train"] = train
-    out["run"] = run = _fixed_section(cfg, "run")
+    out["run"] = run_section(cfg, config_path)
+    return out
+
+
+def run_section(cfg: dict, config_path: str | pathlib.Path | None = None) -> dict:
+    """``[run]`` checked (``retrograd train``'s and ``retrograd rl``'s): its name, or the config file's
+    by default, is one folder inside ``run.dir``."""
+    run = _fixed_section(cfg, "run")
     if run["name"] is not None:
         check_run_name(run["name"], run["dir"])
     elif config_path is not None:  # the default name, the config file's ('...toml' would give '..')
         check_run_name(pathlib.Path(config_path).stem, run["dir"], what=f"run.name (default, from {config_path})")
-    return out
+    return run
 
 
 def _refuse_without_effect(train: dict) -> None:

@@ -30,9 +30,9 @@ from .space import (DISTRIBUTIONS, SETTINGS, Param, SearchSpace, SearchSpaceErro
                     split_search_table)
 from .storage import open_storage
 from .study import METHODS, PRUNERS, objective, recover_interrupted, search, trial_seed
-from .train_fn import TuneTrainFn
+from .train_fn import RLTuneFn, TuneTrainFn
 
 __all__ = ["search", "objective", "show", "PruningCallback", "Reporter", "TrialPruned", "TuneResult",
            "SearchSpace", "SearchSpaceError", "TuneError", "Param", "parse_space", "split_search_table", "trial_seed",
            "recover_interrupted", "open_storage", "format_table", "trial_rows", "toml_dumps", "METHODS",
-           "PRUNERS", "DISTRIBUTIONS", "SETTINGS", "TuneTrainFn"]
+           "PRUNERS", "DISTRIBUTIONS", "SETTINGS", "TuneTrainFn", "RLTuneFn"]

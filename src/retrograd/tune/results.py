@@ -19,7 +19,7 @@ from ..io.toml_writer import toml_dumps
 from ..train.formatting import plural
 from .plots import make_plots
 from .recovery import interrupted_numbers
-from .space import Param, SearchSpace, parse_space, set_dotted
+from .space import Param, SearchSpace, parse_space, seed_key, set_dotted
 from .storage import open_storage, storage_spec
 
 __all__ = ["TuneResult", "best_config_name", "trial_rows", "format_table", "write_csv", "toml_dumps", "make_plots",
@@ -139,7 +139,7 @@ def report(study: optuna.Study, study_dir: pathlib.Path, space: SearchSpace, con
         best_params = space.decode(best.params)
         best_config = space.apply(config, best_params)
         if best.user_attrs.get("seed") is not None:
-            set_dotted(best_config, "train.seed", best.user_attrs["seed"])
+            set_dotted(best_config, seed_key(config), best.user_attrs["seed"])
         best_config.pop("search", None)
         header = (f"best trial {best.number} of study {study.study_name!r}: {metric} = {best.value:.6g} "
                   f"({direction})\nparameters: " + ", ".join(f"{k} = {_cell(v)}" for k, v in best_params.items()))
@@ -149,7 +149,7 @@ def report(study: optuna.Study, study_dir: pathlib.Path, space: SearchSpace, con
         print(f"best: trial {best.number}, {metric} {best.value:.4g} with "
               + ", ".join(f"{k}={_cell(v)}" for k, v in best_params.items()), file=out)
         print(f"best config: {path}\ntrain it (the same {metric} as trial {best.number}): "
-              f"retrograd train {shlex.quote(str(path))}", file=out)
+              f"retrograd {'rl' if 'rl' in config else 'train'} {shlex.quote(str(path))}", file=out)
     else:
         print("best: none (no trial completed)", file=out)
     skipped: dict = {}

@@ -23,7 +23,7 @@ import json
 import math
 from typing import Any, Iterable, Mapping
 
-__all__ = ["TuneError", "SearchSpaceError", "Param", "SearchSpace", "parse_space", "split_search_table", "set_dotted",
+__all__ = ["seed_key", "TuneError", "SearchSpaceError", "Param", "SearchSpace", "parse_space", "split_search_table", "set_dotted",
            "get_dotted", "SETTINGS", "DISTRIBUTIONS"]
 
 DISTRIBUTIONS = ("log_uniform", "uniform", "int", "choice")
@@ -52,6 +52,11 @@ def _primitive(v: Any) -> bool:
 
 
 # ---------------------------------------------------------------------- dotted keys
+def seed_key(config: Mapping) -> str:
+    """The key that seeds a trial: ``rl.seed`` in an RL config (``retrograd rl``), else ``train.seed``."""
+    return "rl.seed" if "rl" in config else "train.seed"
+
+
 def get_dotted(cfg: Mapping, key: str, default: Any = _RAISE) -> Any:
     node: Any = cfg
     for part in key.split("."):

@@ -23,7 +23,7 @@ from .pruning import Reporter, TrialPruned
 from .recovery import (cancel_surplus_retries, counted, die_with_parent, interrupted_numbers, is_retry, over_budget,
                        recover_interrupted, slots_used, worker_identity)
 from .results import report
-from .space import SearchSpace, TuneError, parse_space, set_dotted
+from .space import SearchSpace, TuneError, parse_space, seed_key, set_dotted
 from .storage import mask_url, open_storage, storage_spec
 
 __all__ = ["search", "objective", "trial_seed", "counted", "recover_interrupted", "METHODS", "PRUNERS"]
@@ -44,7 +44,7 @@ def objective(config: Mapping, space: Mapping | SearchSpace, train_fn: TrainFn, 
     """An Optuna objective: ``study.optimize(rg.tune.objective(cfg, space, train_fn))``.
 
     Each trial suggests the parameters of ``space``, sets them into a deep copy of ``config``
-    (with ``train.seed`` derived from ``seed`` and the trial number), calls
+    (with ``train.seed``, an RL config's ``rl.seed``, derived from ``seed`` and the trial number), calls
     ``train_fn(trial_config, reporter)`` and returns ``result[metric]`` (or the last reported value
     when ``train_fn`` returns None). A trial whose reporter was told to prune ends PRUNED.
     ``grid=True`` suggests each parameter from its grid values (for GridSampler/BruteForceSampler)."""
@@ -63,7 +63,7 @@ def objective(config: Mapping, space: Mapping | SearchSpace, train_fn: TrainFn, 
         trial.set_user_attr("worker", worker_identity())
         _, cfg = space.suggest(trial, config, grid=grid)
         s = trial_seed(seed, trial.number)
-        set_dotted(cfg, "train.seed", s)
+        set_dotted(cfg, seed_key(config), s)
         trial.set_user_attr("seed", s)
         reporter = Reporter(trial, metric)
         result = train_fn(cfg, reporter)

@@ -12,7 +12,7 @@ from ..train.recipe import data_seed, make_trainer, prepare
 from ..train.runs import final_metrics
 from .pruning import PruningCallback
 
-__all__ = ["TuneTrainFn"]
+__all__ = ["TuneTrainFn", "RLTuneFn"]
 
 
 class TuneTrainFn:
@@ -47,3 +47,21 @@ class TuneTrainFn:
             reporter.trial.set_user_attr("failure", trainer.failure)
             return {k: math.nan for k in {reporter.metric: None, **reporter.last, **metrics}}
         return metrics
+
+
+class RLTuneFn:
+    """``train_fn`` for an RL config (``retrograd tune`` on a config with ``[rl]``): validate the trial's
+    config and train it as ``retrograd rl`` does (no run folder), reporting the mean training return of
+    the last ``rl.window`` episodes at each tenth of the run (as ``eval_return_mean``, for the pruner);
+    returns ``eval_return_mean``/``eval_return_std`` of the final deterministic policy over
+    ``rl.eval_episodes`` evaluation episodes (``retrograd.rl.run.train_for_tune``)."""
+
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+
+    def __call__(self, trial_cfg: dict, reporter) -> dict:
+        from ..rl.config import validate as validate_rl
+        from ..rl.run import train_for_tune
+
+        cfg = validate_rl(trial_cfg, config_path=self.config_path)
+        return train_for_tune(cfg, lambda tenth, metrics: reporter(tenth, metrics))
