@@ -31,7 +31,7 @@
 # read from `/usr/share/datasets/fashion-mnist`).
 #
 # *Running time.* With `RETROGRAD_DOCS_SHORT=1` (as in CI) the page uses 6,000 training images, batch sizes up to
-# 512 and fewer gradient samples (about 20 s on 2 cores). The full-length run (10,000 training images, batch sizes
+# 512 and fewer gradient samples (about 45 s on 2 cores). The full-length run (10,000 training images, batch sizes
 # up to 2048) took **5.8 min** (348 s wall, with `nice -n 10` on 2 cores shared with other jobs at a load average of
 # about 19, so a quiet machine is much faster).
 

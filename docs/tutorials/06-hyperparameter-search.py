@@ -35,7 +35,7 @@
 # The model is an MLP on scikit-learn's bundled *digits* set (1797 handwritten digits, 8x8 pixels, 10 classes),
 # small enough that a trial takes about a second.
 #
-# *Running time.* `RETROGRAD_DOCS_SHORT=1` (as in CI): 16 trials per method, 8 epochs, one seed (about 40 s on
+# *Running time.* `RETROGRAD_DOCS_SHORT=1` (as in CI): 16 trials per method, 8 epochs, one seed (about 35 s on
 # 2 cores). The full-length run (3 seeds for random and TPE, 20 epochs) took **28.5 min** (1,710 s wall, with
 # `nice -n 10` on 2 cores shared with other jobs at a load average of about 25, so a quiet machine is much faster).
 

@@ -28,7 +28,7 @@
 # 4. **Samples** from the model before and after training.
 #
 # *Running time.* `RETROGRAD_DOCS_SHORT=1` (as in CI) trains a smaller model (d_model 64) for 150 steps, about
-# 40 s on 2 cores; its samples are still mostly noise. The full-length run (d_model 128, 600 steps) took
+# 15 s on 2 cores; its samples are still mostly noise. The full-length run (d_model 128, 600 steps) took
 # **29 min** (1,730 s wall, with `nice -n 10` on 2 cores shared with other jobs at a load average of
 # about 21, so a quiet machine is much faster).
 

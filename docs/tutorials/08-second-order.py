@@ -31,7 +31,7 @@
 # Data: scikit-learn's bundled *iris* (150 flowers, 4 measurements, 3 species) and *digits* (1797 8x8 images of
 # handwritten digits).
 #
-# *Running time.* `RETROGRAD_DOCS_SHORT=1` (as in CI): about 30 s on 2 cores. The full-length run (more Lanczos
+# *Running time.* `RETROGRAD_DOCS_SHORT=1` (as in CI): about 20 s on 2 cores. The full-length run (more Lanczos
 # steps and training steps) took **14.6 min** (877 s wall, with `nice -n 10` on 2 cores shared with other
 # jobs at a load average of about 23, so a quiet machine is much faster).
 

@@ -31,7 +31,7 @@
 # rare; and Fashion-MNIST from `/usr/share/datasets/fashion-mnist` through `rg.data.fashion_mnist` (the loader
 # of the `fashion_mnist` data preset).
 #
-# *Running time.* `RETROGRAD_DOCS_SHORT=1` (as in CI): about 40 s on 2 cores (the CNN sees 4,000 images for 2
+# *Running time.* `RETROGRAD_DOCS_SHORT=1` (as in CI): about 20 s on 2 cores (the CNN sees 4,000 images for 2
 # epochs). The full-length run (10,000 images, 3 epochs) took **16.5 min** (988 s wall, with `nice -n 10` on
 # 2 cores shared with other jobs at a load average of about 18, so a quiet machine is much faster).
 
