@@ -194,11 +194,17 @@ def _nll_bf16_b(g, out, ins, kw, needs):
 NLL_BF16 = Rule("nll_loss", _nll_bf16_f, _nll_bf16_b, needs_inputs=False, lowp="native")
 
 
+# the probabilities the forward saved, with softmax's derivative (which reads only its output): the
+# differentiable backward (create_graph) takes p from here, since the node keeps only an edge to the
+# logits (needs_inputs=False) and their values may be a NaN stand-in by then
+_SAVED_SOFTMAX = Rule("softmax", lambda ins, kw: kw["p"], O.SOFTMAX.backward, save_out=True, needs_inputs=False)
+
+
 def _ce_b(g, out, ins, kw, needs):
     x = ins[0]
     t, wi, mi, W, eps = kw["target"], kw["w_i"], kw["m_i"], kw["W"], kw["eps"]
     c = x.shape[1]
-    p = kw["p"] if isinstance(x, np.ndarray) else call(O.SOFTMAX, (x,), {"dim": 1})
+    p = kw["p"] if isinstance(x, np.ndarray) else call(_SAVED_SOFTMAX, (x,), {"dim": 1, "p": kw["p"]})
     red = kw["reduction"]
     gi = g if red == "none" else (g / kw["denom"] if red == "mean" else g)
     if kw.get("bfloat16") and red == "mean" and isinstance(g, np.ndarray):
