@@ -53,6 +53,7 @@ EXAMPLES = {
     "data.val_fraction": "0.2", "data.test_fraction": "0.25", "data.train_samples": "5000",
     "data.val_samples": "1000", "data.augment": "true", "data.standardize": "false", "data.images": "true",
     "data.block_size": "128", "data.path": '"wine.csv"', "data.format": '"csv"', "data.target": '"cultivar"',
+    "data.text": '"review"', "data.tokenizer": '"models/all-MiniLM-L6-v2"', "data.max_tokens": "128",
     "data.features": '["alcohol", "region"]', "data.categorical": '["region"]', "data.task": '"regression"',
     "data.target_path": '"labels.npy"', "data.test_path": '"wine_test.csv"', "data.image_size": "[32, 32]",
     "data.channels": "3", "data.root": '"data/fashion"', "data.seed": "1",
