@@ -27,6 +27,8 @@ TASKS = {
         num_envs=8, num_steps=32, num_minibatches=1, update_epochs=20, gamma=0.98, gae_lambda=0.8,
         learning_rate=1e-3, lr_schedule="linear", clip_coef=0.2, clip_schedule="linear", ent_coef=0.0)),
     "cartpole-dqn": ("dqn", "CartPole-v1", 50_000, 475.0, dict()),
+    "cartpole-ddqn": ("dqn", "CartPole-v1", 50_000, 475.0, dict(double_dqn=True)),
+    "cartpole-dqn-lr1e-3": ("dqn", "CartPole-v1", 50_000, 475.0, dict(learning_rate=1e-3)),
     "acrobot-ppo": ("ppo", "Acrobot-v1", 200_000, -100.0, dict(
         num_envs=16, num_steps=256, num_minibatches=64, update_epochs=4, gamma=0.99, gae_lambda=0.94,
         learning_rate=3e-4, normalize_obs=True, normalize_reward=True, ent_coef=0.0)),

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..random import Generator
 from .envs import check_env_id, make_env
-from .state import generator_state, load_generator_state
+from .state import generator_state, load_generator_state, load_optimizer_state, optimizer_state
 
 __all__ = ["Algorithm", "check_range"]
 
@@ -87,6 +87,8 @@ class Algorithm:
         self.hp = self._resolve(hyper)
         self.env_id = check_env_id(env_id)
         self.generator = Generator(self.seed)
+        # act(deterministic=False) draws from its own stream, so evaluating never shifts training's
+        self.act_generator = Generator(self.seed + 1_000_003)
         self.env_steps = 0
         self.iteration = 0
 
@@ -146,13 +148,18 @@ class Algorithm:
                              f"runs {self.env_id!r}")
 
     def _base_state(self) -> dict:
+        """What every algorithm saves: counters, both generators (training's and act()'s), the optimizer."""
         return {"algorithm": self.name, "env_id": self.env_id, "seed": self.seed, "env_steps": self.env_steps,
-                "iteration": self.iteration, "generator": generator_state(self.generator)}
+                "iteration": self.iteration, "generator": generator_state(self.generator),
+                "act_generator": generator_state(self.act_generator), "optimizer": optimizer_state(self.optimizer)}
 
     def _load_base_state(self, state: dict) -> None:
+        self._check_state(state)
         self.env_steps = int(state["env_steps"])
         self.iteration = int(state["iteration"])
         load_generator_state(self.generator, state["generator"])
+        load_generator_state(self.act_generator, state["act_generator"])
+        load_optimizer_state(self.optimizer, state["optimizer"])
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.env_id!r}, seed={self.seed})"

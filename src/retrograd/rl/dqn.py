@@ -26,11 +26,9 @@ from ..engine import no_grad
 from ..nn import functional as F
 from ..nn.utils import clip_grad_norm_
 from ..optim import Adam
-from ..random import Generator
 from ..tensor import Tensor
 from .base import Algorithm, check_range
-from .state import (generator_state, load_generator_state, load_module_state, load_optimizer_state, module_state,
-                    optimizer_state)
+from .state import load_module_state, module_state
 from .envs import VecEnvs
 from .policies import QNetwork
 
@@ -130,7 +128,6 @@ class DQN(Algorithm):
         self.q_target.load_state_dict(self.q.state_dict())
         self.optimizer = Adam(self.q.parameters(), lr=hp["learning_rate"])
         self.buffer = ReplayBuffer(hp["buffer_size"], obs_space.shape)
-        self.act_generator = Generator(self.seed + 1_000_003)
 
     def epsilon(self) -> float:
         hp = self.hp
@@ -200,21 +197,15 @@ class DQN(Algorithm):
         return self._epsilon_greedy(o, self.hp["exploration_final_eps"], self.act_generator.np)
 
     def state_dict(self) -> dict:
-        st = self._base_state()
-        st.update(q=module_state(self.q), q_target=module_state(self.q_target),
-                  optimizer=optimizer_state(self.optimizer), envs=self.envs.state_dict(),
-                  buffer=self.buffer.state_dict(), act_generator=generator_state(self.act_generator))
-        return st
+        return {**self._base_state(), "q": module_state(self.q), "q_target": module_state(self.q_target),
+                "envs": self.envs.state_dict(), "buffer": self.buffer.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        self._check_state(state)
         self._load_base_state(state)
         load_module_state(self.q, state["q"])
         load_module_state(self.q_target, state["q_target"])
-        load_optimizer_state(self.optimizer, state["optimizer"])
         self.envs.load_state_dict(state["envs"])
         self.buffer.load_state_dict(state["buffer"])
-        load_generator_state(self.act_generator, state["act_generator"])
 
     def close(self) -> None:
         self.envs.close()

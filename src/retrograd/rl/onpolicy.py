@@ -15,11 +15,9 @@ from ..engine import no_grad
 from ..optim import RMSprop, Adam
 from ..tensor import Tensor
 from .base import Algorithm, check_range
-from .state import (generator_state, load_generator_state, load_module_state, load_optimizer_state, module_state,
-                    optimizer_state)
+from .state import load_module_state, module_state
 from .envs import VecEnvs
 from .policies import ActorCritic, policy_act
-from ..random import Generator
 
 __all__ = ["OnPolicyAlgorithm", "Rollout"]
 
@@ -55,8 +53,6 @@ class OnPolicyAlgorithm(Algorithm):
             self.optimizer = Adam(self.policy.parameters(), lr=hp["learning_rate"], eps=hp["adam_eps"])
         else:  # A2C's original optimiser (alpha 0.99, eps 1e-5 as in SB3)
             self.optimizer = RMSprop(self.policy.parameters(), lr=hp["learning_rate"], alpha=0.99, eps=1e-5)
-        # act(deterministic=False) draws from its own stream so evaluating never shifts training's
-        self.act_generator = Generator(self.seed + 1_000_003)
 
     def check_hyperparameters(self, hp: dict) -> None:
         super().check_hyperparameters(hp)
@@ -110,18 +106,12 @@ class OnPolicyAlgorithm(Algorithm):
         return policy_act(self.policy, self.envs.normalize(np.asarray(obs)), deterministic, self.act_generator)
 
     def state_dict(self) -> dict:
-        st = self._base_state()
-        st.update(policy=module_state(self.policy), optimizer=optimizer_state(self.optimizer),
-                  envs=self.envs.state_dict(), act_generator=generator_state(self.act_generator))
-        return st
+        return {**self._base_state(), "policy": module_state(self.policy), "envs": self.envs.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        self._check_state(state)
         self._load_base_state(state)
         load_module_state(self.policy, state["policy"])
-        load_optimizer_state(self.optimizer, state["optimizer"])
         self.envs.load_state_dict(state["envs"])
-        load_generator_state(self.act_generator, state["act_generator"])
 
     def close(self) -> None:
         self.envs.close()

@@ -16,8 +16,6 @@ epoch loop stops early once the approximate KL (mean of (r - 1) - log r) exceeds
 """
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from ..nn.utils import clip_grad_norm_

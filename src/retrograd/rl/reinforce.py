@@ -22,11 +22,9 @@ import numpy as np
 from ..engine import no_grad
 from ..nn.utils import clip_grad_norm_
 from ..optim import Adam
-from ..random import Generator
 from ..tensor import Tensor
 from .base import Algorithm
-from .state import (generator_state, load_generator_state, load_module_state, load_optimizer_state, module_state,
-                    optimizer_state)
+from .state import load_module_state, module_state
 from .a2c import a2c_loss
 from .envs import env_state, load_env_state
 from .policies import ActorCritic, policy_act
@@ -59,7 +57,6 @@ class REINFORCE(Algorithm):
                                   hp["activation"], self.generator, squash=hp["squash"],
                                   log_std_init=hp["log_std_init"])
         self.optimizer = Adam(self.policy.parameters(), lr=hp["learning_rate"], eps=hp["adam_eps"])
-        self.act_generator = Generator(self.seed + 1_000_003)
 
     def _play_episodes(self) -> list[dict]:
         """One full episode in each env: its obs, actions, raw rewards, and the bootstrap value
@@ -127,23 +124,18 @@ class REINFORCE(Algorithm):
         return policy_act(self.policy, np.asarray(obs, np.float32), deterministic, self.act_generator)
 
     def state_dict(self) -> dict:
-        st = self._base_state()
-        st.update(policy=module_state(self.policy), optimizer=optimizer_state(self.optimizer),
-                  envs=[env_state(e) for e in self.envs], first_reset=self.first_reset,
-                  act_generator=generator_state(self.act_generator))
-        return st
+        return {**self._base_state(), "policy": module_state(self.policy),
+                "envs": [env_state(e) for e in self.envs], "first_reset": self.first_reset}
 
     def load_state_dict(self, state: dict) -> None:
         self._check_state(state)
-        self._load_base_state(state)
-        load_module_state(self.policy, state["policy"])
-        load_optimizer_state(self.optimizer, state["optimizer"])
         if len(state["envs"]) != len(self.envs):
             raise ValueError(f"reinforce: state has {len(state['envs'])} envs, this run has num_envs={len(self.envs)}")
+        self._load_base_state(state)
+        load_module_state(self.policy, state["policy"])
         for e, s in zip(self.envs, state["envs"]):
             load_env_state(e, s)
         self.first_reset = bool(state["first_reset"])
-        load_generator_state(self.act_generator, state["act_generator"])
 
     def close(self) -> None:
         for e in self.envs:
