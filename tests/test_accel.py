@@ -261,3 +261,43 @@ def test_pieces_a_worker_started_are_waited_for(monkeypatch):
     with pytest.raises(ValueError, match="caller's piece"):
         accel._side_by_side(bad, 40, 10, 1)
     assert ran == [(20, 40)]  # the worker's piece had run to its end before the error came out
+
+
+_PROBE_SCRIPT = """
+import sys, numpy as np
+import retrograd as rg
+opt = rg.optim.Adam([rg.nn.Parameter(rg.randn(1000))], fused=True)
+opt.param_groups[0]["params"][0].grad = rg.ones(1000)
+opt.step()
+assert rg.accel.available() and "numba.np.arraymath" in sys.modules
+print("scipy.linalg after the first kernel:", "scipy.linalg" in sys.modules)
+import numba
+@numba.njit
+def conv(a, b):
+    return np.convolve(a, b), np.correlate(a, b)
+a, b = np.arange(7.0), np.array([1.0, -2.0, 0.5])
+got = conv(a, b)
+assert np.array_equal(got[0], np.convolve(a, b)) and np.array_equal(got[1], np.correlate(a, b))
+try:
+    import scipy.linalg.cython_blas  # noqa: F401
+    have = True
+except ImportError:
+    have = False
+print("flag after a user's np.convolve:", numba.np.arraymath._HAVE_BLAS is have)
+"""
+
+
+@needs_numba
+def test_numba_blas_probe_waits_for_a_users_kernel():
+    """retrograd's first kernel no longer loads scipy.linalg through Numba's import-time BLAS probe
+    (11 MiB resident); a user's Numba kernel with np.convolve still types as with the probe: the
+    flag is probed when first read and gets Numba's own answer."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(os.path.dirname(__file__), "..", "src"),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([sys.executable, "-c", _PROBE_SCRIPT], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "scipy.linalg after the first kernel: False" in r.stdout
+    assert "flag after a user's np.convolve: True" in r.stdout

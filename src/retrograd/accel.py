@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 import threading
 import warnings
 from typing import Any, Callable
@@ -134,11 +135,49 @@ def _import_numba() -> bool:
         return False
     try:
         import numba  # noqa: F401
+        _import_arraymath_lazily()
     except Exception as e:  # noqa: BLE001  (any failure means: no compiled kernels)
         warnings.warn(f"retrograd: Numba is installed but cannot be imported ({type(e).__name__}: {e}); "
                       f"using the NumPy code paths (same numbers, slower)", RuntimeWarning, stacklevel=3)
         return False
     return True
+
+
+_CYTHON_BLAS = "scipy.linalg.cython_blas"
+
+
+class _LazyBlasProbe:
+    """Stands for ``numba.np.arraymath._HAVE_BLAS`` until it is first read: then runs Numba's own probe
+    (``_check_blas``, which imports SciPy's BLAS) and puts its answer in the module in its place."""
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+
+    def __bool__(self) -> bool:
+        have = bool(self.module._check_blas())
+        self.module._HAVE_BLAS = have
+        return have
+
+
+def _import_arraymath_lazily() -> None:
+    """Import ``numba.np.arraymath`` (the first compile would) without its import-time BLAS probe.
+
+    The probe imports ``scipy.linalg`` (11 MiB resident in a process, 27 MiB of modules) for one
+    flag, ``_HAVE_BLAS``, read only when a user's kernel types ``np.convolve``/``np.correlate``.
+    retrograd's kernels never do. So the probe is held off while the module imports (``None`` in
+    ``sys.modules`` for SciPy's BLAS: the import fails at once, SciPy untouched) and the flag
+    becomes ``_LazyBlasProbe``, which probes when first read: a user's kernel types as it would have.
+    Nothing changes when SciPy's BLAS is loaded already or the module is imported already."""
+    if "numba.np.arraymath" in sys.modules or _CYTHON_BLAS in sys.modules:
+        return
+    sys.modules[_CYTHON_BLAS] = None  # type: ignore[assignment]
+    try:
+        import numba.np.arraymath as arraymath
+    finally:
+        if sys.modules.get(_CYTHON_BLAS, 0) is None:
+            del sys.modules[_CYTHON_BLAS]
+    if arraymath._HAVE_BLAS is False and hasattr(arraymath, "_check_blas"):
+        arraymath._HAVE_BLAS = _LazyBlasProbe(arraymath)
 
 
 def handles(*arrays: Any) -> bool:
