@@ -265,7 +265,9 @@ def _relu_f(ins, kw):
 
 
 def _relu_b(g, out, ins, kw, needs):
-    return (g * (out > 0) if out.size < _RELU_MIN else _relu_kernels.relu_backward(g, out),)
+    if type(out) is _ndarray and out.size >= _RELU_MIN:  # (a Tensor under create_graph: below)
+        return (_relu_kernels.relu_backward(g, out),)
+    return (g * (out > 0),)
 RELU = Rule("relu", _relu_f, _relu_b, save_out=True, needs_inputs=False)
 
 
