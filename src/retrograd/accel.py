@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 import threading
 import warnings
 from typing import Any, Callable
@@ -66,7 +67,7 @@ def _env_threads() -> int:
 class _State:
     """Process-wide settings and the worker threads, in one object rather than loose globals."""
 
-    __slots__ = ("numba", "enabled", "pool", "threads", "lock", "blas", "blas_depth", "blas_saved")
+    __slots__ = ("numba", "enabled", "pool", "threads", "lock", "blas", "blas_depth", "blas_saved", "taken_back")
 
     def __init__(self) -> None:
         self.numba: bool | None = None  # whether Numba is installed, looked up once
@@ -77,6 +78,7 @@ class _State:
         self.blas: tuple | None = None  # (get, set) of NumPy's OpenBLAS thread count, looked up once; () if none
         self.blas_depth = 0  # callers inside single_threaded_blas()
         self.blas_saved = 0  # OpenBLAS's thread count when the first of them came in
+        self.taken_back = 0  # pieces the calling thread ran itself because no worker had started them
 
 
 _state = _State()
@@ -133,11 +135,49 @@ def _import_numba() -> bool:
         return False
     try:
         import numba  # noqa: F401
+        _import_arraymath_lazily()
     except Exception as e:  # noqa: BLE001  (any failure means: no compiled kernels)
         warnings.warn(f"retrograd: Numba is installed but cannot be imported ({type(e).__name__}: {e}); "
                       f"using the NumPy code paths (same numbers, slower)", RuntimeWarning, stacklevel=3)
         return False
     return True
+
+
+_CYTHON_BLAS = "scipy.linalg.cython_blas"
+
+
+class _LazyBlasProbe:
+    """Stands for ``numba.np.arraymath._HAVE_BLAS`` until it is first read: then runs Numba's own probe
+    (``_check_blas``, which imports SciPy's BLAS) and puts its answer in the module in its place."""
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+
+    def __bool__(self) -> bool:
+        have = bool(self.module._check_blas())
+        self.module._HAVE_BLAS = have
+        return have
+
+
+def _import_arraymath_lazily() -> None:
+    """Import ``numba.np.arraymath`` (the first compile would) without its import-time BLAS probe.
+
+    The probe imports ``scipy.linalg`` (11 MiB resident in a process, 27 MiB of modules) for one
+    flag, ``_HAVE_BLAS``, read only when a user's kernel types ``np.convolve``/``np.correlate``.
+    retrograd's kernels never do. So the probe is held off while the module imports (``None`` in
+    ``sys.modules`` for SciPy's BLAS: the import fails at once, SciPy untouched) and the flag
+    becomes ``_LazyBlasProbe``, which probes when first read: a user's kernel types as it would have.
+    Nothing changes when SciPy's BLAS is loaded already or the module is imported already."""
+    if "numba.np.arraymath" in sys.modules or _CYTHON_BLAS in sys.modules:
+        return
+    sys.modules[_CYTHON_BLAS] = None  # type: ignore[assignment]
+    try:
+        import numba.np.arraymath as arraymath
+    finally:
+        if sys.modules.get(_CYTHON_BLAS, 0) is None:
+            del sys.modules[_CYTHON_BLAS]
+    if arraymath._HAVE_BLAS is False and hasattr(arraymath, "_check_blas"):
+        arraymath._HAVE_BLAS = _LazyBlasProbe(arraymath)
 
 
 def handles(*arrays: Any) -> bool:
@@ -314,9 +354,17 @@ def _side_by_side(piece: Callable, n: int, min_per_thread: int, align: int) -> N
             if pool is None:  # threads start on demand, so a generous cap costs nothing
                 pool = _state.pool = ThreadPoolExecutor(63, thread_name_prefix="retrograd-kernel")
     bounds = [0] + [min(n, (n * k // parts + align - 1) // align * align) for k in range(1, parts)] + [n]
-    futures = [pool.submit(piece, bounds[k], bounds[k + 1]) for k in range(1, parts) if bounds[k] < bounds[k + 1]]
+    futures = [(pool.submit(piece, bounds[k], bounds[k + 1]), bounds[k], bounds[k + 1])
+               for k in range(1, parts) if bounds[k] < bounds[k + 1]]
     try:
         piece(bounds[0], bounds[1])
+        # a piece no worker has started yet (the scheduler left the thread out: other processes, or
+        # OpenBLAS's threads, hold the cores) runs here instead of the caller waiting for it
+        for f, lo, hi in futures:
+            if f.cancel():
+                _state.taken_back += 1
+                piece(lo, hi)
     finally:
-        for f in futures:
-            f.result()
+        for f, _, _ in futures:
+            if not f.cancelled():
+                f.result()

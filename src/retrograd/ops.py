@@ -26,6 +26,8 @@ from .kernels import conv as _relu_kernels
 from .engine import state
 from .special import erf_array
 
+_ndarray = np.ndarray
+
 
 class Rule:
     """One op: its name, forward and backward, and what the backward reads."""
@@ -254,10 +256,19 @@ SIGMOID = Rule("sigmoid", _sigmoid_f, lambda g, out, ins, kw, needs: (g * out * 
                save_out=True, needs_inputs=False)
 
 
+_RELU_MIN = _relu_kernels.MIN_KERNEL  # below it both kernels would run NumPy's loop: called here directly
+
+
 def _relu_f(ins, kw):
-    return _relu_kernels.relu(ins[0])  # np.maximum(x, 0), one threaded pass where compiled
-RELU = Rule("relu", _relu_f, lambda g, out, ins, kw, needs: (_relu_kernels.relu_backward(g, out),),
-            save_out=True, needs_inputs=False)
+    x = ins[0]
+    return np.maximum(x, 0) if x.size < _RELU_MIN else _relu_kernels.relu(x)  # one threaded pass if compiled
+
+
+def _relu_b(g, out, ins, kw, needs):
+    if type(out) is _ndarray and out.size >= _RELU_MIN:  # (a Tensor under create_graph: below)
+        return (_relu_kernels.relu_backward(g, out),)
+    return (g * (out > 0),)
+RELU = Rule("relu", _relu_f, _relu_b, save_out=True, needs_inputs=False)
 
 
 def _softplus_f(ins, kw):
@@ -592,14 +603,17 @@ def _folded_matmul(a, b, bias=None):
     """``a @ b [+ bias]``, a C-contiguous (..., k) ``a`` and a 2-D ``b`` as one (N, k) @ (k, n) product (NumPy
     runs a stacked ``a`` as one small GEMM per leading index), large ones on retrograd's threads
     (``kernels.matmul``); other inputs (Tensors under create_graph, views) go to ``@`` as given."""
-    if type(a) is np.ndarray and type(b) is np.ndarray and b.ndim == 2:
-        if a.ndim == 2:
-            if a.shape[0] * a.shape[1] * b.shape[1] >= _SPLIT_GEMM:
+    if type(a) is _ndarray and type(b) is _ndarray and b.ndim == 2:
+        nd = a.ndim
+        if nd == 2:
+            if a.size * b.shape[1] >= _SPLIT_GEMM:
                 return kernels.matmul(a, b, bias)  # (smaller ones would stay one call there too)
-        elif a.ndim > 2 and a.flags.c_contiguous:
+        elif nd > 2 and a.flags.c_contiguous:
             return kernels.matmul(a.reshape(-1, a.shape[-1]), b, bias).reshape(*a.shape[:-1], b.shape[-1])
     out = a @ b
-    return out if bias is None else out.__iadd__(bias)
+    if bias is not None:
+        out += bias
+    return out
 
 
 def _matmul_b(g, out, ins, kw, needs):

@@ -23,7 +23,7 @@ import numpy as np
 from . import backend as B
 from . import ops as O
 from .amp.autocast_mode import cast_rule_inputs, state as _autocast
-from .engine import Node, _check_finite, backward, creation_site, edges, state
+from .engine import EDGE_MIN_BYTES, Node, _check_finite, backward, creation_site, edges, state
 from .hooks import RemovableHandle, add_hook
 from . import tensor_compat, tensor_inplace, tensor_math, tensor_reduce, tensor_shape
 from .tensor_convert import _as_tensor, _coerce, _to_array
@@ -71,6 +71,13 @@ def _apply(rule: O.Rule, ins: tuple, kw: Any = None) -> Tensor:
                 rule = O.lowp_twin(rule)
             out = rule.forward((x._array, y._array), kw)
             record = x.requires_grad or y.requires_grad
+        elif n == 3:  # linear with a bias, addmm, where ...
+            x, y, z = ins
+            a, b, c = x._array, y._array, z._array
+            if a.dtype is _BF16 or b.dtype is _BF16 or c.dtype is _BF16:
+                rule = O.lowp_twin(rule)
+            out = rule.forward((a, b, c), kw)
+            record = x.requires_grad or y.requires_grad or z.requires_grad
         else:
             if any([t._array.dtype is _BF16 for t in ins]):
                 rule = O.lowp_twin(rule)
@@ -94,14 +101,19 @@ def _apply(rule: O.Rule, ins: tuple, kw: Any = None) -> Tensor:
             raise RuntimeError(f"{rule.name}: this op is not differentiable")
         if not rule.needs_inputs:
             version = 0
-            kept = edges(ins)  # the backward reads no input value: keep edges, not arrays
-        elif n == 1:
-            version = x._vc[0]
-        elif n == 2:
-            version = x._vc[0] + y._vc[0]
+            # the backward reads no input value: keep edges, not arrays (a small single input as it is)
+            kept = ins if n == 1 and x._array.nbytes < EDGE_MIN_BYTES else edges(ins)
         else:
-            version = sum([t._vc[0] for t in ins])
-        node = Node(rule, kept if not rule.needs_inputs else ins, out if rule.save_out else None, kw, version)
+            kept = ins
+            if n == 1:
+                version = x._vc[0]
+            elif n == 2:
+                version = x._vc[0] + y._vc[0]
+            elif n == 3:
+                version = x._vc[0] + y._vc[0] + z._vc[0]
+            else:
+                version = sum([t._vc[0] for t in ins])
+        node = Node(rule, kept, out if rule.save_out else None, kw, version)
         if rule.save_out:
             node.out_vc = (t._vc, 0)
         t.requires_grad = True

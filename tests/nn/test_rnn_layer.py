@@ -2,7 +2,8 @@
 compiled steps give their NumPy twins' bits; LSTM, GRU and RNN layers give PyTorch's outputs, last
 states and every gradient (input, h0, c0, weights, biases) in float32 and float64, batch-first,
 bidirectional, several layers, without bias, unbatched; one graph node per layer and direction;
-hooks, retain_graph, in-place checks and dropout as before; double backward raises."""
+hooks, retain_graph, in-place checks and dropout as before; double backward (create_graph) gives
+PyTorch's second derivatives and passes gradgradcheck."""
 from __future__ import annotations
 
 import numpy as np
@@ -153,16 +154,49 @@ def test_one_graph_node_per_layer_and_direction():
     assert len(names) < 40, names
 
 
-def test_double_backward_raises_a_clear_error():
-    m = rg.nn.LSTM(3, 4)
-    x = rg.randn(5, 2, 3, requires_grad=True)
-    out, _ = m(x)
-    (gx,) = rg.autograd.grad(out.sum(), x, create_graph=False)
-    assert tuple(gx.shape) == (5, 2, 3)
-    out, _ = m(x)
-    with pytest.raises(RuntimeError, match="lstm: double backward \\(create_graph=True\\) through a recurrent layer "
-                                           "is not supported"):
-        rg.autograd.grad(out.sum(), x, create_graph=True)
+@pytest.mark.parametrize("cls,kw", [("LSTM", dict(num_layers=2)), ("GRU", dict(bidirectional=True)),
+                                    ("RNN", dict(nonlinearity="relu", batch_first=True)),
+                                    ("LSTM", dict(bidirectional=True, bias=False))])
+def test_double_backward_matches_torch(cls, kw):
+    """grad with create_graph, then the gradient of the gradients' squared norm: PyTorch's numbers
+    for the input and every parameter, float64."""
+    tm = getattr(torch.nn, cls)(3, 4, **kw).double()
+    rm = getattr(rg.nn, cls)(3, 4, **kw).double()
+    rm.load_state_dict({k: rg.tensor(v.detach().numpy()) for k, v in tm.state_dict().items()})
+    xn = np.random.default_rng(0).standard_normal((5, 2, 3))
+    res = []
+    for lib, m in ((torch, tm), (rg, rm)):
+        x = lib.tensor(xn, requires_grad=True)
+        out, st = m(x)
+        params = list(m.parameters())
+        loss = (out ** 2).sum() + (st[0] if cls == "LSTM" else st).sum() * 0.5
+        gs = lib.autograd.grad(loss, [x] + params, create_graph=True)
+        g2 = lib.autograd.grad(sum((g ** 2).sum() for g in gs), [x] + params)
+        res.append([g.detach().numpy() for g in gs + g2])
+    for a, b in zip(*res):
+        np.testing.assert_allclose(b, a, **TOL[np.float64])
+
+
+def test_double_backward_runs_a_parameter_hook_once_and_reaches_the_input_history():
+    """The op-by-op recomputation under create_graph neither fires a leaf's hook a second time nor
+    stops at a non-leaf input: the second derivative flows on through the input's history."""
+    m = rg.nn.LSTM(3, 4).double()
+    seen = []
+    m.weight_hh_l0.register_hook(lambda g: seen.append(1))
+    a = rg.randn(5, 2, 3, dtype=rg.float64, requires_grad=True)
+    out, _ = m(a * 2.0)  # x has a history
+    (gw,) = rg.autograd.grad((out ** 2).sum(), m.weight_hh_l0, create_graph=True)
+    assert seen == [1] and gw.requires_grad
+    (ga,) = rg.autograd.grad(gw.sum(), a)
+    eps = 1e-6
+    d = rg.zeros_like(a)
+    d.data[0, 0, 0] = eps
+
+    def first(av):
+        o, _ = m(av * 2.0)
+        return rg.autograd.grad((o ** 2).sum(), m.weight_hh_l0)[0].sum().item()
+    num = (first(a.detach() + d) - first(a.detach() - d)) / (2 * eps)
+    assert abs(ga[0, 0, 0].item() - num) < 1e-6 * max(1.0, abs(num))
 
 
 def test_parameter_hooks_retain_graph_and_in_place_checks():
@@ -242,3 +276,4 @@ def test_rnn_layer_passes_gradcheck(mode, reverse):
         outs = rnn_layer(mode, x, h0, c0 if mode == "LSTM" else None, wi, wh, bi, bh, reverse=reverse)
         return sum((o * (k + 1)).sum() for k, o in enumerate(outs) if o is not None)
     assert rg.autograd.gradcheck(f, ins)
+    assert rg.autograd.gradgradcheck(f, ins)

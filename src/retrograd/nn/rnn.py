@@ -5,7 +5,7 @@ between the two: ``RNN`` (tanh/relu), ``LSTM`` (gates i, f, g, o), ``GRU`` (gate
 Each layer and direction runs as one graph node (``nn.functional.rnn.rnn_layer``: the input
 projection of all time steps in one GEMM, then a loop over time with one GEMM and one fused
 elementwise step each, forward and backward). With ``proj_size``, or inputs of other or mixed
-dtypes, a layer is recorded op by op (``_cell``), as are the single-step cells."""
+dtypes, a layer is recorded op by op (``F.rnn.cell``), as are the single-step cells."""
 from __future__ import annotations
 
 import math
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import functional as F
-from .functional.rnn import rnn_layer
+from .functional.rnn import cell as _cell, rnn_layer
 from ..creation import empty
 from ..tensor import Tensor, wrap_array
 from ..tensor_functions import cat, stack
@@ -27,28 +27,6 @@ _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
 def _zeros(shape: tuple, like: Tensor) -> Tensor:
     return wrap_array(np.zeros(shape, dtype=like.dtype))
-
-
-def _cell(mode: str, gi: Tensor, h: Tensor, c: Tensor | None, w_hh: Tensor, b_hh: Tensor | None,
-          w_hr: Tensor | None = None) -> tuple:
-    """One time step from the input projection ``gi`` ``(N, G*H)``: returns ``(h', c')``
-    (an LSTM with ``proj_size`` projects ``h'`` by ``w_hr`` ``(P, H)``)."""
-    gh = F.linear(h, w_hh, b_hh)
-    if mode == "LSTM":
-        g = gi + gh
-        i, f, gg, o = g.chunk(4, 1)
-        c = f.sigmoid() * c + i.sigmoid() * gg.tanh()
-        h = o.sigmoid() * c.tanh()
-        return (h if w_hr is None else F.linear(h, w_hr)), c
-    if mode == "GRU":
-        ir, iz, in_ = gi.chunk(3, 1)
-        hr, hz, hn = gh.chunk(3, 1)
-        r = (ir + hr).sigmoid()
-        z = (iz + hz).sigmoid()
-        n = (in_ + r * hn).tanh()
-        return n + z * (h - n), None  # (1 - z) n + z h
-    pre = gi + gh
-    return (pre.tanh() if mode == "RNN_TANH" else pre.relu()), None
 
 
 class RNNBase(Module):

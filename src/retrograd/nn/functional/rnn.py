@@ -12,8 +12,12 @@ z, n and ``W_hn h + b_hn``; RNN: nothing but the outputs) and nothing else.
 
 The node's output packs the layer's outputs ``h_1 .. h_T`` (time order) and, for an LSTM, the last
 cell state as row ``T``: ``(T [+1], N, H)``; ``rnn_layer`` returns views of it, so gradients reach
-the rule through one accumulator. Second-order gradients (``create_graph=True``) through these
-nodes raise a ``RuntimeError``.
+the rule through one accumulator.
+
+Second-order gradients: a backward with ``create_graph=True`` reaching the node records the layer
+again op by op (``cell``: the graph PyTorch's own autograd formula would give) from the node's
+inputs and backpropagates the incoming gradient through that graph, so the gradients it returns
+are differentiable in the incoming gradient and in every input (``_differentiable_backward``).
 """
 from __future__ import annotations
 
@@ -21,12 +25,15 @@ from typing import Any
 
 import numpy as np
 
+from ... import engine
 from ...engine import state
 from ...kernels import rnn as K
 from ...ops import Rule
-from ...tensor import Tensor
+from ...tensor import Tensor, wrap_array
+from ...tensor_functions import stack
+from .dense import linear
 
-__all__ = ["rnn_layer"]
+__all__ = ["rnn_layer", "cell"]
 
 _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
@@ -93,10 +100,84 @@ def _forward(ins: tuple, kw: dict) -> np.ndarray:
     return out
 
 
+def cell(mode: str, gi: Tensor, h: Tensor, c: Tensor | None, w_hh: Tensor, b_hh: Tensor | None,
+         w_hr: Tensor | None = None) -> tuple:
+    """One time step recorded op by op from the input projection ``gi`` ``(N, G*H)``: returns
+    ``(h', c')`` (``c'`` None but for an LSTM; an LSTM with ``proj_size`` projects ``h'`` by ``w_hr``
+    ``(P, H)``)."""
+    gh = linear(h, w_hh, b_hh)
+    if mode == "LSTM":
+        g = gi + gh
+        i, f, gg, o = g.chunk(4, 1)
+        c = f.sigmoid() * c + i.sigmoid() * gg.tanh()
+        h = o.sigmoid() * c.tanh()
+        return (h if w_hr is None else linear(h, w_hr)), c
+    if mode == "GRU":
+        ir, iz, in_ = gi.chunk(3, 1)
+        hr, hz, hn = gh.chunk(3, 1)
+        r = (ir + hr).sigmoid()
+        z = (iz + hz).sigmoid()
+        n = (in_ + r * hn).tanh()
+        return n + z * (h - n), None  # (1 - z) n + z h
+    pre = gi + gh
+    return (pre.tanh() if mode == "RNN_TANH" else pre.relu()), None
+
+
+def _differentiable_backward(g: Tensor, ins: tuple, kw: dict, needs: tuple) -> tuple:
+    """The rule's backward under ``create_graph``: the layer recorded op by op (``cell``) from
+    stand-ins of the inputs, the incoming gradient ``g`` (a Tensor) backpropagated through it with
+    ``create_graph``, and the stand-ins then given their inputs' histories, so that the returned
+    gradients are functions of ``g`` and of the inputs as a graph.
+
+    A stand-in shares its input's array and version counter but starts as a leaf: the inner
+    backward then stops there (it would otherwise run on into the rest of the outer graph) and
+    captures the gradient. Setting its node to the input's afterwards makes the recorded graph
+    continue into the input's history, as if the recomputation had read the input itself."""
+    mode, reverse = kw["mode"], kw["reverse"]
+    lstm = mode == "LSTM"
+    stand = []
+    for t, need in zip(ins, needs):
+        if t is None or not need or t._node is None:
+            stand.append(t)  # a leaf is captured as itself; an input without grad needs no stand-in
+            continue
+        s = wrap_array(t._array)
+        s._vc = t._vc
+        s.requires_grad = True
+        stand.append(s)
+    x, h = stand[0], stand[1]
+    c = stand[2] if lstm else None
+    w_ih, w_hh, *bias = stand[3:] if lstm else stand[2:]
+    b_ih, b_hh = bias if bias else (None, None)
+    T = x.shape[0]
+    gi = linear(x, w_ih, b_ih)
+    seq: list = [None] * T
+    for t in _order(T, reverse):
+        h, c = cell(mode, gi[t], h, c, w_hh, b_hh)
+        seq[t] = h
+    y = stack(seq + [c] if lstm else seq, 0)
+    wrt = [s for s, need in zip(stand, needs) if need]
+    # a leaf's hooks run once, in the outer backward; the outer backward's final callbacks run when it ends
+    hooked = [(s, s._hooks) for s in wrt if s._hooks]
+    callbacks, state.final_callbacks = state.final_callbacks, []
+    try:
+        for s, _ in hooked:
+            s._hooks = None
+        got = iter(engine.grad([y], wrt, [g], create_graph=True, allow_unused=True))
+    finally:
+        state.final_callbacks = callbacks
+        for s, hooks in hooked:
+            s._hooks = hooks
+    for s, t in zip(stand, ins):
+        if s is not t:
+            s._node = t._node
+    return tuple(next(got) if need else None for need in needs)
+
+
 def _backward(g: Any, out: Any, ins: tuple, kw: dict, needs: tuple) -> tuple:
-    if not isinstance(g, np.ndarray) or "saved" not in kw:
-        raise RuntimeError(f"{kw['name']}: double backward (create_graph=True) through a recurrent layer is not "
-                           "supported: its fused rule has no differentiable backward")
+    if not isinstance(g, np.ndarray):
+        return _differentiable_backward(g, ins, kw, needs)
+    if "saved" not in kw:
+        raise RuntimeError(f"{kw['name']}: the layer ran without saving what its backward reads")
     mode, reverse = kw["mode"], kw["reverse"]
     lstm, gru = mode == "LSTM", mode == "GRU"
     x, h0 = ins[0], ins[1]
