@@ -29,6 +29,16 @@ TASKS = {
     "cartpole-dqn": ("dqn", "CartPole-v1", 50_000, 475.0, dict()),
     "cartpole-ddqn": ("dqn", "CartPole-v1", 50_000, 475.0, dict(double_dqn=True)),
     "cartpole-dqn-lr1e-3": ("dqn", "CartPole-v1", 50_000, 475.0, dict(learning_rate=1e-3)),
+    # Adam's step size annealed linearly to 0 over the budget
+    "cartpole-dqn-linear": ("dqn", "CartPole-v1", 50_000, 475.0, dict(lr_schedule="linear")),
+    "cartpole-dqn-linear-lr1e-3": ("dqn", "CartPole-v1", 50_000, 475.0, dict(learning_rate=1e-3,
+                                                                             lr_schedule="linear")),
+    # the same, keeping the weights that did best on 10 validation episodes (every 2560 env steps and at the
+    # end): what rl.evaluate then plays (examples/rl_cartpole_dqn.toml)
+    "cartpole-dqn-keep-best": ("dqn", "CartPole-v1", 50_000, 475.0, dict(
+        lr_schedule="linear", best_eval_interval=2560, best_eval_episodes=10)),
+    "cartpole-dqn-keep-best-lr1e-3": ("dqn", "CartPole-v1", 50_000, 475.0, dict(
+        learning_rate=1e-3, lr_schedule="linear", best_eval_interval=2560, best_eval_episodes=10)),
     "acrobot-ppo": ("ppo", "Acrobot-v1", 200_000, -100.0, dict(
         num_envs=16, num_steps=256, num_minibatches=64, update_epochs=4, gamma=0.99, gae_lambda=0.94,
         learning_rate=3e-4, normalize_obs=True, normalize_reward=True, ent_coef=0.0)),
@@ -48,8 +58,9 @@ def run(task: str, seed: int, episodes: int = 100) -> dict:
         algo.train_iteration()
     train_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
     returns = rl.evaluate(algo, episodes=episodes, seed=10_000)
+    best_step = getattr(algo, "best_step", -1)
     algo.close()
-    return {"task": task, "seed": seed, "env_steps": algo.env_steps, "train_s": round(train_s, 1), "cpu_s": round(cpu_s, 1),
+    return {"best_step": best_step, "task": task, "seed": seed, "env_steps": algo.env_steps, "train_s": round(train_s, 1), "cpu_s": round(cpu_s, 1),
             "mean": float(returns.mean()), "std": float(returns.std()), "target": target,
             "solved": bool(returns.mean() >= target)}
 
@@ -69,7 +80,8 @@ def main() -> None:
             r["load"] = round(os.getloadavg()[0], 1)
             results.append(r)
             print(f"{task:14s} seed {seed}: {r['mean']:8.1f} +- {r['std']:6.1f}  {r['env_steps']:>7d} steps  "
-                  f"{r['train_s']:6.1f} s wall  {r['cpu_s']:6.1f} s cpu  load {r['load']}", flush=True)
+                  f"{r['train_s']:6.1f} s wall  {r['cpu_s']:6.1f} s cpu  load {r['load']}"
+                  + (f"  (kept the weights of step {r['best_step']})" if r["best_step"] >= 0 else ""), flush=True)
             if args.json:
                 with open(args.json, "w") as fh:
                     json.dump(results, fh, indent=1)

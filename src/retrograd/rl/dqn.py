@@ -14,6 +14,19 @@ plays ``train_freq`` steps per env; once ``learning_starts`` steps are done it t
 (a time-limit cut is not termination: its s' is the real last observation and y bootstraps from it).
 The target network is refreshed every ``target_update_interval`` env steps:
 theta_target <- tau theta + (1 - tau) theta_target   (tau = 1: a hard copy).
+With ``lr_schedule = "linear"`` Adam's step size falls linearly from ``learning_rate`` to 0 over
+``total_timesteps``.
+
+Keeping the best policy (``best_eval_interval > 0``; off by default): DQN's greedy policy on CartPole can
+collapse late in training, so the run can do what Stable-Baselines3's ``EvalCallback`` does. Every
+``best_eval_interval`` env steps once learning has started, and at the iteration that reaches
+``total_timesteps``, the greedy policy plays ``best_eval_episodes`` validation episodes (episode i reset
+with seed ``best_eval_seed + i``: the same episodes each time, by default disjoint from ``rl.evaluate``'s
+10000 + i); when their mean return is at least the best so far (ties go to the later weights), the
+weights are copied into ``q_best``. ``act`` (and so
+``rl.evaluate``, ``retrograd rl evaluate`` and ``play``) then uses ``q_best``; training itself, the
+target network and exploration always use the current network. This is model selection on validation
+episodes and costs their env steps, which are not counted in ``env_steps``.
 """
 from __future__ import annotations
 
@@ -26,8 +39,10 @@ from ..engine import no_grad
 from ..nn import functional as F
 from ..nn.utils import clip_grad_norm_
 from ..optim import Adam
+from ..random import Generator
 from ..tensor import Tensor
 from .base import Algorithm, check_range
+from .evaluation import evaluate
 from .state import load_module_state, module_state
 from .envs import VecEnvs
 from .policies import QNetwork
@@ -100,14 +115,16 @@ class DQN(Algorithm):
         "learning_starts": 1000, "batch_size": 64, "train_freq": 256, "gradient_steps": 128,
         "target_update_interval": 10, "tau": 1.0, "exploration_fraction": 0.16, "exploration_initial_eps": 1.0,
         "exploration_final_eps": 0.04, "hidden_sizes": [256, 256], "activation": "relu", "double_dqn": False,
-        "loss": "huber", "max_grad_norm": 10.0, "normalize_obs": False}
-    CHOICES = {"activation": ("tanh", "relu"), "loss": ("huber", "mse")}
+        "loss": "huber", "max_grad_norm": 10.0, "normalize_obs": False, "lr_schedule": "constant",
+        "best_eval_interval": 0, "best_eval_episodes": 10, "best_eval_seed": 50_000}
+    CHOICES = {"activation": ("tanh", "relu"), "loss": ("huber", "mse"), "lr_schedule": ("constant", "linear")}
 
     def check_hyperparameters(self, hp: dict) -> None:
         super().check_hyperparameters(hp)
         for key in ("buffer_size", "batch_size", "train_freq", "target_update_interval"):
             check_range(self.name, key, hp[key], 1, None)
-        for key in ("learning_starts", "gradient_steps"):
+        check_range(self.name, "best_eval_episodes", hp["best_eval_episodes"], 1, None)
+        for key in ("learning_starts", "gradient_steps", "best_eval_interval", "best_eval_seed"):
             check_range(self.name, key, hp[key], 0, None)
         check_range(self.name, "tau", hp["tau"], 0.0, 1.0, lo_open=True)
         for key in ("exploration_fraction", "exploration_initial_eps", "exploration_final_eps"):
@@ -128,17 +145,23 @@ class DQN(Algorithm):
         self.q_target.load_state_dict(self.q.state_dict())
         self.optimizer = Adam(self.q.parameters(), lr=hp["learning_rate"])
         self.buffer = ReplayBuffer(hp["buffer_size"], obs_space.shape)
+        # the best-evaluated weights (best_eval_interval > 0): act() uses them once best_step >= 0
+        # (built from a throwaway generator: the seeded stream stays what it was without this option)
+        self.q_best = QNetwork(obs_space, space, hp["hidden_sizes"], hp["activation"], Generator(0))
+        self.q_best.load_state_dict(self.q.state_dict())
+        self.best_return, self.best_step = 0.0, -1
 
     def epsilon(self) -> float:
         hp = self.hp
         return linear_schedule(hp["exploration_initial_eps"], hp["exploration_final_eps"],
                                hp["exploration_fraction"] * hp["total_timesteps"], self.env_steps)
 
-    def _epsilon_greedy(self, obs: np.ndarray, eps: float, rng: np.random.Generator) -> np.ndarray:
+    def _epsilon_greedy(self, obs: np.ndarray, eps: float, rng: np.random.Generator,
+                        net: QNetwork | None = None) -> np.ndarray:
         explore = rng.random(len(obs)) < eps
         random_actions = rng.integers(0, self.n_actions, len(obs))
         with no_grad():
-            greedy = self.q(Tensor(obs))._array.argmax(1)
+            greedy = (self.q if net is None else net)(Tensor(obs))._array.argmax(1)
         return np.where(explore, random_actions, greedy)
 
     def update_target(self) -> None:
@@ -146,6 +169,33 @@ class DQN(Algorithm):
         for p, tp in zip(self.q.parameters(), self.q_target.parameters()):
             tp._array[...] = p._array if tau == 1.0 else tau * p._array + (1 - tau) * tp._array
             tp._vc[0] += 1
+
+    def current_lr(self) -> float:
+        lr = self.hp["learning_rate"]
+        if self.hp["lr_schedule"] == "linear":
+            lr *= max(1.0 - self.env_steps / self.hp["total_timesteps"], 0.0)
+        return lr
+
+    def validation_return(self, network: QNetwork | None = None) -> float:
+        """Mean return of ``network``'s (default: the current network's) greedy policy over the
+        ``best_eval_episodes`` validation episodes."""
+        greedy = _Greedy(self, self.q if network is None else network)
+        return float(evaluate(greedy, self.hp["best_eval_episodes"], self.hp["best_eval_seed"]).mean())
+
+    def _maybe_keep_best(self, before: int, metrics: dict) -> None:
+        hp, k = self.hp, self.hp["best_eval_interval"]
+        if k <= 0 or self.env_steps < hp["learning_starts"]:
+            return
+        if self.env_steps // k == before // k and not before < hp["total_timesteps"] <= self.env_steps:
+            return
+        mean = self.validation_return()
+        metrics["val_return"] = mean
+        if self.best_step < 0 or mean >= self.best_return:
+            self.best_return, self.best_step = mean, self.env_steps
+            for p, bp in zip(self.q.parameters(), self.q_best.parameters()):
+                bp._array[...] = p._array
+                bp._vc[0] += 1
+        metrics["best_val_return"] = self.best_return
 
     def train_step(self) -> dict:
         hp = self.hp
@@ -167,6 +217,7 @@ class DQN(Algorithm):
         returns, lengths = [], []
         n = self.envs.num_envs
         obs = self.envs.obs
+        start = self.env_steps
         for _ in range(hp["train_freq"]):
             actions = self._epsilon_greedy(obs, self.epsilon(), self.generator.np)
             step = self.envs.step(actions)
@@ -180,25 +231,31 @@ class DQN(Algorithm):
                 self.update_target()
         sums: dict[str, float] = {}
         steps = hp["gradient_steps"] if self.env_steps >= hp["learning_starts"] and self.buffer.size else 0
+        if steps:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.current_lr()
         for _ in range(steps):
             for k, v in self.train_step().items():
                 sums[k] = sums.get(k, 0.0) + v
         metrics = {k: v / steps for k, v in sums.items()}
         metrics["epsilon"] = self.epsilon()
+        self._maybe_keep_best(start, metrics)
         self.iteration += 1
         return {"env_steps": self.env_steps, "episode_returns": [float(r) for r in returns],
                 "episode_lengths": [int(x) for x in lengths], "metrics": metrics}
 
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         o = self.envs.normalize(np.asarray(obs))
+        net = self.q_best if self.best_step >= 0 else self.q
         if deterministic:
             with no_grad():
-                return self.q(Tensor(o))._array.argmax(1)
-        return self._epsilon_greedy(o, self.hp["exploration_final_eps"], self.act_generator.np)
+                return net(Tensor(o))._array.argmax(1)
+        return self._epsilon_greedy(o, self.hp["exploration_final_eps"], self.act_generator.np, net)
 
     def state_dict(self) -> dict:
         return {**self._base_state(), "q": module_state(self.q), "q_target": module_state(self.q_target),
-                "envs": self.envs.state_dict(), "buffer": self.buffer.state_dict()}
+                "envs": self.envs.state_dict(), "buffer": self.buffer.state_dict(),
+                "best": {"q": module_state(self.q_best), "return": self.best_return, "step": self.best_step}}
 
     def load_state_dict(self, state: dict) -> None:
         self._load_base_state(state)
@@ -206,6 +263,22 @@ class DQN(Algorithm):
         load_module_state(self.q_target, state["q_target"])
         self.envs.load_state_dict(state["envs"])
         self.buffer.load_state_dict(state["buffer"])
+        load_module_state(self.q_best, state["best"]["q"])
+        self.best_return, self.best_step = float(state["best"]["return"]), int(state["best"]["step"])
 
     def close(self) -> None:
         self.envs.close()
+
+
+class _Greedy:
+    """What ``evaluate`` needs (``make_env``, ``act``) for one Q-network's greedy policy."""
+
+    def __init__(self, algo: DQN, network: QNetwork) -> None:
+        self.algo, self.network = algo, network
+
+    def make_env(self, seed: int, render_mode: str | None = None):
+        return self.algo.make_env(seed, render_mode)
+
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        with no_grad():
+            return self.network(Tensor(self.algo.envs.normalize(np.asarray(obs))))._array.argmax(1)
