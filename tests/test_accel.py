@@ -211,58 +211,6 @@ def test_num_threads_from_the_environment(monkeypatch, value, expected):
     assert n == (expected if expected is not None else accel._cpu_count())
 
 
-class _IdleExecutor:
-    """A pool whose workers never start a task (the scheduler left them out): every future stays pending."""
-
-    def __init__(self) -> None:
-        self.submitted = []
-
-    def submit(self, fn, *args):
-        from concurrent.futures import Future
-        self.submitted.append(args)
-        return Future()
-
-
-def test_pieces_no_worker_started_run_on_the_calling_thread(monkeypatch):
-    """``_side_by_side`` takes back a piece whose future no worker has started and runs it itself,
-    instead of waiting: every range is covered once, all on the caller."""
-    import threading
-    pool = _IdleExecutor()
-    monkeypatch.setattr(accel._state, "pool", pool)
-    monkeypatch.setattr(accel._state, "threads", 3)
-    before = accel._state.taken_back
-    ran = []
-    accel._side_by_side(lambda lo, hi: ran.append((lo, hi, threading.current_thread().name)), 90, 10, 1)
-    assert sorted(r[:2] for r in ran) == [(0, 30), (30, 60), (60, 90)]
-    assert {r[2] for r in ran} == {threading.current_thread().name}
-    assert len(pool.submitted) == 2 and accel._state.taken_back == before + 2
-
-
-def test_pieces_a_worker_started_are_waited_for(monkeypatch):
-    """With real workers every piece runs exactly once, whoever runs it, and an exception in the
-    caller's piece still waits for the workers' pieces before it propagates."""
-    import time
-    monkeypatch.setattr(accel._state, "threads", 2)
-    ran = []
-
-    def piece(lo, hi):
-        if lo:
-            time.sleep(0.05)
-        ran.append((lo, hi))
-    accel._side_by_side(piece, 40, 10, 1)
-    assert sorted(ran) == [(0, 20), (20, 40)]
-    ran.clear()
-
-    def bad(lo, hi):
-        if lo == 0:
-            raise ValueError("caller's piece")
-        time.sleep(0.05)
-        ran.append((lo, hi))
-    with pytest.raises(ValueError, match="caller's piece"):
-        accel._side_by_side(bad, 40, 10, 1)
-    assert ran == [(20, 40)]  # the worker's piece had run to its end before the error came out
-
-
 _PROBE_SCRIPT = """
 import sys, numpy as np
 import retrograd as rg

@@ -67,7 +67,7 @@ def _env_threads() -> int:
 class _State:
     """Process-wide settings and the worker threads, in one object rather than loose globals."""
 
-    __slots__ = ("numba", "enabled", "pool", "threads", "lock", "blas", "blas_depth", "blas_saved", "taken_back")
+    __slots__ = ("numba", "enabled", "pool", "threads", "lock", "blas", "blas_depth", "blas_saved")
 
     def __init__(self) -> None:
         self.numba: bool | None = None  # whether Numba is installed, looked up once
@@ -78,7 +78,6 @@ class _State:
         self.blas: tuple | None = None  # (get, set) of NumPy's OpenBLAS thread count, looked up once; () if none
         self.blas_depth = 0  # callers inside single_threaded_blas()
         self.blas_saved = 0  # OpenBLAS's thread count when the first of them came in
-        self.taken_back = 0  # pieces the calling thread ran itself because no worker had started them
 
 
 _state = _State()
@@ -354,17 +353,9 @@ def _side_by_side(piece: Callable, n: int, min_per_thread: int, align: int) -> N
             if pool is None:  # threads start on demand, so a generous cap costs nothing
                 pool = _state.pool = ThreadPoolExecutor(63, thread_name_prefix="retrograd-kernel")
     bounds = [0] + [min(n, (n * k // parts + align - 1) // align * align) for k in range(1, parts)] + [n]
-    futures = [(pool.submit(piece, bounds[k], bounds[k + 1]), bounds[k], bounds[k + 1])
-               for k in range(1, parts) if bounds[k] < bounds[k + 1]]
+    futures = [pool.submit(piece, bounds[k], bounds[k + 1]) for k in range(1, parts) if bounds[k] < bounds[k + 1]]
     try:
         piece(bounds[0], bounds[1])
-        # a piece no worker has started yet (the scheduler left the thread out: other processes, or
-        # OpenBLAS's threads, hold the cores) runs here instead of the caller waiting for it
-        for f, lo, hi in futures:
-            if f.cancel():
-                _state.taken_back += 1
-                piece(lo, hi)
     finally:
-        for f, _, _ in futures:
-            if not f.cancelled():
-                f.result()
+        for f in futures:
+            f.result()
