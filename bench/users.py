@@ -73,6 +73,9 @@ WORKLOADS = {
                 what="MLP 784-512-256-10, batch 128, Adam"),
     "tiny_mlp": dict(program="mlp.py", args=["--sizes", "32,64,64,2", "--batch", "32"], target=0.35,
                      what="tiny MLP 32-64-64-2, batch 32, Adam"),
+    "opchain": dict(program="op_chain.py", args=["--ops", "1000"], target=0.5,
+                    what="per-op overhead: chain of 1000 elementwise ops (mul, add, tanh, sub) on 16 float32 "
+                         "values with grad, forward + backward"),
     "adam10m": dict(program="adam10m.py", args=["--fused"], target=1.0,
                     what="Adam step alone, 10M float32 params in 50 tensors, torch fused=True "
                          "(retrograd fused=True: its compiled update)"),
@@ -86,7 +89,7 @@ WORKLOADS = {
                                    "loop, per batch of 64 (target: throughput >= 1.0x)"),
 }
 DEFAULT_WORKLOADS = ("gpt_tanh", "gpt_exact", "cnn", "mlp", "tiny_mlp", "adam10m", "adam10m_foreach", "lstm_lm",
-                     "fashion_cnn_train")
+                     "fashion_cnn_train", "opchain")
 MEMORY_TARGET = 0.7
 
 

@@ -443,8 +443,17 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
         # an id leaves the set when its array is popped (ids of live arrays are unique)
         owned: set[int] = set()
         keep = retain_graph
-        while heap:
-            node = heappop(heap)[1]
+        # a node whose only pending successor is one child (a chain) hands it over in ``nxt`` instead of
+        # the heap; ``nxt`` is set only while the heap is empty, and the next push puts it back there
+        nxt = None
+        while True:
+            if nxt is not None:
+                node = nxt
+                nxt = None
+            elif heap:
+                node = heappop(heap)[1]
+            else:
+                break
             g = grads.pop(node)
             ins = node.inputs
             rule = node.rule
@@ -464,6 +473,31 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                             node.out_vc is not None and node.out_vc[0][0] != node.out_vc[1]):
                         _raise_modified(rule, ins)
                     child = t0._node
+                    if child is not None and child.seq > node.seq and rule.scatter is None and len(t0._vc) == 1:
+                        # the plainest edge (one input with a history, unchanged in place since): the pair
+                        # loop below, inline
+                        gi = g if rule.passes_grad else rule.backward(g, node.out, (t0._array,), node.kw, _NEED1)[0]
+                        if not keep:
+                            node.inputs = node.out = node.kw = None
+                        if gi is not None:
+                            if not rule.keeps_shape:
+                                shape = t0._array.shape
+                                if gi.shape != shape:
+                                    gi = unbroadcast(gi, shape)
+                            prev = grads.get(child)
+                            if prev is None:
+                                grads[child] = gi
+                                if nxt is None and not heap:
+                                    nxt = child
+                                else:
+                                    if nxt is not None:
+                                        heappush(heap, (nxt.seq, nxt))
+                                        nxt = None
+                                    heappush(heap, (child.seq, child))
+                            else:
+                                grads[child] = _accumulate(prev, gi, owned)
+                        g = prev = gi = None
+                        continue
                     if len(t0._vc) > 1:  # its storage changed in place: the general edge below
                         child = None
                     elif child is not None and child.seq < node.seq:  # t0 changed in place since
@@ -478,7 +512,7 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                         if acc is None:
                             acc = np.zeros(t0._array.shape, dtype=g.dtype)
                             grads[child] = acc
-                            heappush(heap, (child.seq, child))
+                            heappush(heap, (child.seq, child))  # (nxt is None here: taken above)
                             owned.add(id(acc))
                         elif id(acc) not in owned:
                             acc = np.array(acc, dtype=np.result_type(acc, g), copy=True)
@@ -495,7 +529,10 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                             node.out_vc is not None and node.out_vc[0][0] != node.out_vc[1]):
                         _raise_modified(rule, ins)
                     ra, rb = a.requires_grad, b.requires_grad
-                    ga, gb = rule.backward(g, node.out, (a._array, b._array), node.kw, (ra, rb))
+                    if rule.passes_grad:
+                        ga = gb = g
+                    else:
+                        ga, gb = rule.backward(g, node.out, (a._array, b._array), node.kw, (ra, rb))
                     pairs = ((a, ga), (b, gb)) if ra and rb else ((a, ga),) if ra else ((b, gb),)
                 elif n_in == 3 and ins[0] is not None and ins[1] is not None and ins[2] is not None:
                     a, b, c = ins  # e.g. linear with a bias
@@ -539,7 +576,13 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                     prev = grads.get(child)
                     if prev is None:
                         grads[child] = gi
-                        heappush(heap, (child.seq, child))
+                        if nxt is None and not heap:
+                            nxt = child
+                        else:
+                            if nxt is not None:
+                                heappush(heap, (nxt.seq, nxt))
+                                nxt = None
+                            heappush(heap, (child.seq, child))
                     elif create_graph:
                         grads[child] = prev + gi
                     else:

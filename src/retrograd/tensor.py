@@ -23,7 +23,7 @@ import numpy as np
 from . import backend as B
 from . import ops as O
 from .amp.autocast_mode import cast_rule_inputs, state as _autocast
-from .engine import EDGE_MIN_BYTES, Node, _check_finite, backward, creation_site, edges, state
+from .engine import EDGE_MIN_BYTES, Node, _check_finite, _sequence, backward, creation_site, edges, state
 from .hooks import RemovableHandle, add_hook
 from . import tensor_compat, tensor_inplace, tensor_math, tensor_reduce, tensor_shape
 from .tensor_convert import _as_tensor, _coerce, _to_array
@@ -32,6 +32,8 @@ from .tensor_shape import _norm_dim, _norm_dims
 
 _ndarray = np.ndarray
 _BF16 = B.bfloat16
+_new = object.__new__
+_next_seq = _sequence.__next__
 
 # ufunc or NumPy function -> its Tensor implementation, for ``Tensor.__array_ufunc__`` and
 # ``Tensor.__array_function__``: filled by tensor_numpy.py (which imports this module, never the reverse)
@@ -54,22 +56,29 @@ def wrap_array(array: np.ndarray) -> Tensor:
 
 
 def _apply(rule: O.Rule, ins: tuple, kw: Any = None) -> Tensor:
-    """Run ``rule`` forward on the inputs' arrays; record a Node if any input needs grad."""
+    """Run ``rule`` forward on the inputs' arrays; record a Node if any input needs grad.
+
+    The hot path of every op (a few hundred bytecodes): the node is built in place (``_new`` and slot
+    stores instead of ``Node.__init__``), and inputs that are all small skip ``edges``."""
     if _autocast.cpu_enabled:
         ins = cast_rule_inputs(rule.name, ins)
     n = len(ins)
     try:
         if n == 1:
             x = ins[0]
-            if x._array.dtype is _BF16:
+            a = x._array
+            if a.dtype is _BF16:
                 rule = O.lowp_twin(rule)
-            out = rule.forward((x._array,), kw)
+            f = rule.array_op
+            out = rule.forward((a,), kw) if f is None else f(a)
             record = x.requires_grad
         elif n == 2:
             x, y = ins
-            if x._array.dtype is _BF16 or y._array.dtype is _BF16:
+            a, b = x._array, y._array
+            if a.dtype is _BF16 or b.dtype is _BF16:
                 rule = O.lowp_twin(rule)
-            out = rule.forward((x._array, y._array), kw)
+            f = rule.array_op
+            out = rule.forward((a, b), kw) if f is None else f(a, b)
             record = x.requires_grad or y.requires_grad
         elif n == 3:  # linear with a bias, addmm, where ...
             x, y, z = ins
@@ -91,39 +100,51 @@ def _apply(rule: O.Rule, ins: tuple, kw: Any = None) -> Tensor:
                            "in each trailing dimension)") from None
     if type(out) is not _ndarray:
         out = np.asarray(out)
-    t = object.__new__(Tensor)
+    t = _new(Tensor)
     t._array = out
     t.grad = None
     t._vc = [0]
     t._hooks = None
-    if record and state.enabled:
-        if rule.backward is None:
-            raise RuntimeError(f"{rule.name}: this op is not differentiable")
-        if not rule.needs_inputs:
-            version = 0
-            # the backward reads no input value: keep edges, not arrays (a small single input as it is)
-            kept = ins if n == 1 and x._array.nbytes < EDGE_MIN_BYTES else edges(ins)
-        else:
-            kept = ins
-            if n == 1:
-                version = x._vc[0]
-            elif n == 2:
-                version = x._vc[0] + y._vc[0]
-            elif n == 3:
-                version = x._vc[0] + y._vc[0] + z._vc[0]
-            else:
-                version = sum([t._vc[0] for t in ins])
-        node = Node(rule, kept, out if rule.save_out else None, kw, version)
-        if rule.save_out:
-            node.out_vc = (t._vc, 0)
-        t.requires_grad = True
-        t._node = node
-        if state.anomaly:
-            node.site = creation_site()
-            _check_finite(out, "forward", node, ins)
-    else:
+    if not record or not state.enabled:
         t.requires_grad = False
         t._node = None
+        return t
+    if rule.backward is None:
+        raise RuntimeError(f"{rule.name}: this op is not differentiable")
+    node = _new(Node)
+    node.seq = _next_seq()  # Node.__init__'s fields, stored here: a class call costs more than the op's add
+    node.rule = rule
+    node.kw = kw
+    node.extra = None
+    if rule.needs_inputs:
+        node.inputs = ins
+        if n == 1:
+            node.version = x._vc[0]
+        elif n == 2:
+            node.version = x._vc[0] + y._vc[0]
+        elif n == 3:
+            node.version = x._vc[0] + y._vc[0] + z._vc[0]
+        else:
+            node.version = sum([t._vc[0] for t in ins])
+    else:
+        node.version = 0
+        # the backward reads no input value: keep edges, not arrays (small inputs as they are)
+        if n == 1:
+            node.inputs = ins if a.nbytes < EDGE_MIN_BYTES else edges(ins)
+        elif n == 2:
+            node.inputs = ins if a.nbytes < EDGE_MIN_BYTES and b.nbytes < EDGE_MIN_BYTES else edges(ins)
+        else:
+            node.inputs = edges(ins)
+    if rule.save_out:
+        node.out = out
+        node.out_vc = (t._vc, 0)
+    else:
+        node.out = node.out_vc = None
+    t.requires_grad = True
+    t._node = node
+    if state.anomaly:
+        node.site = creation_site()
+        _check_finite(out, "forward", node, ins)
     return t
 
 
