@@ -26,6 +26,7 @@ import contextlib
 import functools
 import heapq
 import itertools
+import math
 import os
 import sys
 import traceback
@@ -268,6 +269,7 @@ class Node:
 
 # --------------------------------------------------------------------------- helpers
 _BF16 = B.bfloat16
+_ndarray = np.ndarray
 
 
 def unbroadcast(g: Any, shape: tuple) -> Any:
@@ -287,6 +289,40 @@ def unbroadcast(g: Any, shape: tuple) -> Any:
     if g.shape != shape:
         g = np.reshape(g, shape)
     return g
+
+
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+_C32: dict = {}
+_C64: dict = {}
+_F32_MAX = float(np.finfo(np.float32).max)
+_CONSTS_MAX = 256  # distinct numbers kept per dtype (a schedule's learning rates would grow it without end)
+
+
+def const(s: Any, x: Any) -> Any:
+    """The Python number ``s`` as ``x`` would meet it in ``x <op> s``, made once: a read-only 0-d array of
+    ``x``'s dtype when ``x`` is a float32 or float64 ndarray, else ``s`` itself (a Tensor under
+    create_graph, other dtypes, numbers that are not plain float/int: a NumPy scalar is not "weak").
+
+    NumPy 2 converts a Python number to the array's dtype (NEP 50) and runs the same loop as for two
+    arrays of that dtype, so the bits are the same; a 0-d array skips that conversion, about half of a
+    small array's op (16 floats: 580 against 280 ns). Zero (whose sign a dict key loses), nan, numbers
+    beyond float32's range for float32 (their conversion overflows and warns) and integers past 2**53
+    take the plain path."""
+    if type(x) is _ndarray:
+        d = x.dtype
+        cache = _C32 if d is _F32 else _C64 if d is _F64 else None
+        t = type(s)
+        if cache is not None and (t is float or t is int):
+            c = cache.get(s)
+            if c is not None:
+                return c
+            if s and (t is float or -2 ** 53 < s < 2 ** 53) and abs(s) <= (_F32_MAX if d is _F32 else math.inf):
+                if len(cache) >= _CONSTS_MAX:
+                    cache.clear()
+                c = cache[s] = np.array(s, dtype=d)
+                c.flags.writeable = False
+                return c
+    return s
 
 
 def _version_sum(inputs: Sequence) -> int:
@@ -417,7 +453,10 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
             if gd.shape != gi.shape:
                 raise RuntimeError(f"backward: existing .grad of shape {gd.shape} cannot accumulate a "
                                    f"gradient of shape {gi.shape}")
-            np.add(gd, gi, out=gd, casting="unsafe")
+            if gd.dtype is gi.dtype:
+                gd += gi  # the same loop as np.add(out=gd), without parsing keywords
+            else:
+                np.add(gd, gi, out=gd, casting="unsafe")
 
     observers = state.grad_observers if accumulate and only is None else None
     if observers:
@@ -476,7 +515,12 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                     if child is not None and child.seq > node.seq and rule.scatter is None and len(t0._vc) == 1:
                         # the plainest edge (one input with a history, unchanged in place since): the pair
                         # loop below, inline
-                        gi = g if rule.passes_grad else rule.backward(g, node.out, (t0._array,), node.kw, _NEED1)[0]
+                        if rule.passes_grad:
+                            gi = g
+                        elif rule.scalar_grad is not None:
+                            gi = rule.scalar_grad(g, const(node.kw, g))
+                        else:
+                            gi = rule.backward(g, node.out, (t0._array,), node.kw, _NEED1)[0]
                         if not keep:
                             node.inputs = node.out = node.kw = None
                         if gi is not None:

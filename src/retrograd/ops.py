@@ -16,7 +16,6 @@ back to each input's shape.
 from __future__ import annotations
 
 import math
-import operator
 from typing import Any, Callable
 
 import numpy as np
@@ -24,30 +23,34 @@ import numpy as np
 from . import backend as B
 from . import kernels
 from .kernels import conv as _relu_kernels
-from .engine import state
+from .engine import const, state
 from .special import erf_array
 
 _ndarray = np.ndarray
+_F32 = np.dtype(np.float32)
 
 
 class Rule:
     """One op: its name, forward and backward, and what the backward reads."""
 
     __slots__ = ("name", "forward", "backward", "save_out", "needs_inputs", "node_name", "scatter", "lowp",
-                 "array_op", "passes_grad", "keeps_shape")
+                 "array_op", "scalar_op", "scalar_grad", "passes_grad", "keeps_shape")
 
     def __init__(self, name: str, forward: Callable, backward: Callable | None, *,
                  save_out: bool = False, needs_inputs: bool = True, scatter: Callable | None = None,
-                 lowp: str = "float32", array_op: Callable | None = None, passes_grad: bool = False,
-                 keeps_shape: bool = False) -> None:
+                 lowp: str = "float32", array_op: Callable | None = None, scalar_op: Callable | None = None,
+                 scalar_grad: Callable | None = None, passes_grad: bool = False, keeps_shape: bool = False) -> None:
         self.name = name
-        # what the engine's hot path may take for granted (each only saves work; the rule stays complete):
-        # ``array_op(*arrays)`` computes exactly ``forward(arrays, kw)`` for a rule without keyword
-        # arguments, as one C call (a NumPy ufunc or an ``operator`` function) instead of a Python frame;
+        # what the engine's hot path may take for granted (each only saves Python frames; the rule stays
+        # complete, and ``lowp_twin`` drops them all):
+        # ``array_op(*arrays)`` is ``forward(arrays, kw)`` for a rule that ignores ``kw``, as one C call
+        # (a NumPy ufunc); for a tensor-scalar rule, ``scalar_op(x, const(s, x))`` is ``forward((x,), s)``
+        # and ``scalar_grad(g, const(s, g))`` its input gradient when ``g`` is an array;
         # ``passes_grad``: ``backward`` returns ``g`` itself for every input; ``keeps_shape``: a one-input
         # rule whose input gradient always has the input's shape (elementwise), so no unbroadcast test.
-        # ``lowp_twin`` drops all three.
         self.array_op = array_op
+        self.scalar_op = scalar_op
+        self.scalar_grad = scalar_grad
         self.passes_grad = passes_grad
         self.keeps_shape = keeps_shape
         # how the op runs on bfloat16 inputs (see ``lowp_twin``): "float32" (upcast, compute, round
@@ -151,19 +154,19 @@ def _expand_reduced(g: Any, shape: tuple, dim: tuple | None, keepdim: bool) -> A
 # ============================================================== elementwise binary
 def _add_b(g, out, ins, kw, needs):
     return g, g
-ADD = Rule("add", lambda ins, kw: ins[0] + ins[1], _add_b, needs_inputs=False, array_op=operator.add,
+ADD = Rule("add", lambda ins, kw: ins[0] + ins[1], _add_b, needs_inputs=False, array_op=np.add,
            passes_grad=True)
 
 
 def _sub_b(g, out, ins, kw, needs):
     return g, -g if needs[1] else None
-SUB = Rule("sub", lambda ins, kw: ins[0] - ins[1], _sub_b, needs_inputs=False, array_op=operator.sub)
+SUB = Rule("sub", lambda ins, kw: ins[0] - ins[1], _sub_b, needs_inputs=False, array_op=np.subtract)
 
 
 def _mul_b(g, out, ins, kw, needs):
     a, b = ins
     return (g * b if needs[0] else None), (g * a if needs[1] else None)
-MUL = Rule("mul", lambda ins, kw: ins[0] * ins[1], _mul_b, array_op=operator.mul)
+MUL = Rule("mul", lambda ins, kw: ins[0] * ins[1], _mul_b, array_op=np.multiply)
 
 
 def _div_b(g, out, ins, kw, needs):
@@ -171,7 +174,7 @@ def _div_b(g, out, ins, kw, needs):
     ga = g / b if needs[0] else None
     gb = -g * a / (b * b) if needs[1] else None
     return ga, gb
-DIV = Rule("div", lambda ins, kw: ins[0] / ins[1], _div_b, array_op=operator.truediv)
+DIV = Rule("div", lambda ins, kw: ins[0] / ins[1], _div_b, array_op=np.true_divide)
 
 
 def _pow_b(g, out, ins, kw, needs):
@@ -209,80 +212,49 @@ ATAN2 = Rule("atan2", lambda ins, kw: np.arctan2(ins[0], ins[1]), _atan2_b)
 # ============================================================== tensor-scalar
 # A Python number on one side: ``kw`` is the number itself. PyTorch has the same
 # split (``mul.Scalar``); it saves wrapping the number in a Tensor on the hot path.
-_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
-_CONSTS: dict = {_F32: {}, _F64: {}}
-_CONST_RANGE = {_F32: float(np.finfo(np.float32).max), _F64: float(np.finfo(np.float64).max)}
-_CONSTS_MAX = 256  # distinct numbers kept per dtype (a schedule's learning rates would grow it without end)
+_add, _sub, _mul, _div = np.add, np.subtract, np.multiply, np.true_divide
 
 
-def const(s: Any, x: Any) -> Any:
-    """The Python number ``s`` as ``x`` would meet it in ``x <op> s``, made once: a read-only 0-d array of
-    ``x``'s dtype when ``x`` is a float32 or float64 ndarray, else ``s`` itself (a Tensor under
-    create_graph, other dtypes, numbers that are not plain float/int).
-
-    NumPy 2 converts a Python number to the array's dtype (NEP 50) and runs the same loop as for two
-    arrays of that dtype, so the bits are the same; a 0-d array skips that conversion, about half of a
-    small array's op (16 floats: 580 against 280 ns). Zero (whose sign a dict key loses), numbers beyond
-    the dtype's range (their conversion overflows and warns), inf, nan and integers past 2**53 take the
-    plain path."""
-    t = type(s)
-    if type(x) is not _ndarray or t is not float and t is not int:  # (a NumPy scalar is not weak: not here)
-        return s
-    cache = _CONSTS.get(x.dtype)
-    if cache is None:
-        return s
-    c = cache.get(s)
-    if c is not None:
-        return c
-    if not s or t is int and not -2 ** 53 < s < 2 ** 53 or not abs(s) <= _CONST_RANGE[x.dtype]:
-        return s
-    if len(cache) >= _CONSTS_MAX:
-        cache.clear()
-    c = np.array(s, dtype=x.dtype)
-    c.flags.writeable = False
-    cache[s] = c
-    return c
-
-
+# forward: NumPy's ufuncs called directly (an operator on an ndarray reaches the same ufunc through one more call)
 def _add_s_f(ins, s):
     x = ins[0]
-    return x + const(s, x)
+    return _add(x, const(s, x))
 
 
 def _sub_s_f(ins, s):
     x = ins[0]
-    return x - const(s, x)
+    return _sub(x, const(s, x))
 
 
 def _rsub_s_f(ins, s):
     x = ins[0]
-    return const(s, x) - x
+    return _sub(const(s, x), x)
 
 
 def _mul_s_f(ins, s):
     x = ins[0]
-    return x * const(s, x)
+    return _mul(x, const(s, x))
 
 
 def _div_s_f(ins, s):
     x = ins[0]
-    return x / const(s, x)
+    return _div(x, const(s, x))
 
 
 def _rdiv_s_f(ins, s):
     x = ins[0]
-    return const(s, x) / x
+    return _div(const(s, x), x)
 
 
 ADD_S = Rule("add", _add_s_f, lambda g, out, ins, s, needs: (g,), needs_inputs=False, passes_grad=True,
-             keeps_shape=True)
+             keeps_shape=True, scalar_op=_add)
 SUB_S = Rule("sub", _sub_s_f, lambda g, out, ins, s, needs: (g,), needs_inputs=False, passes_grad=True,
-             keeps_shape=True)
+             keeps_shape=True, scalar_op=_sub)
 RSUB_S = Rule("rsub", _rsub_s_f, lambda g, out, ins, s, needs: (-g,), needs_inputs=False, keeps_shape=True)
 MUL_S = Rule("mul", _mul_s_f, lambda g, out, ins, s, needs: (g * const(s, g),), needs_inputs=False,
-             keeps_shape=True)
+             keeps_shape=True, scalar_op=_mul, scalar_grad=_mul)
 DIV_S = Rule("div", _div_s_f, lambda g, out, ins, s, needs: (g / const(s, g),), needs_inputs=False,
-             keeps_shape=True)
+             keeps_shape=True, scalar_op=_div, scalar_grad=_div)
 RDIV_S = Rule("reciprocal", _rdiv_s_f,
               lambda g, out, ins, s, needs: (-g * const(s, g) / (ins[0] * ins[0]),), keeps_shape=True)
 
@@ -300,7 +272,7 @@ RPOW_S = Rule("pow", lambda ins, s: s ** ins[0],
 
 # ============================================================== elementwise unary
 NEG = Rule("neg", lambda ins, kw: -ins[0], lambda g, out, ins, kw, needs: (-g,), needs_inputs=False,
-           array_op=operator.neg, keeps_shape=True)
+           array_op=np.negative, keeps_shape=True)
 EXP = Rule("exp", lambda ins, kw: np.exp(ins[0]),
            lambda g, out, ins, kw, needs: (g * out,), save_out=True, needs_inputs=False, array_op=np.exp,
            keeps_shape=True)
@@ -321,8 +293,12 @@ SIN = Rule("sin", lambda ins, kw: np.sin(ins[0]), lambda g, out, ins, kw, needs:
 COS = Rule("cos", lambda ins, kw: np.cos(ins[0]), lambda g, out, ins, kw, needs: (-g * np.sin(ins[0]),))
 TAN = Rule("tan", lambda ins, kw: np.tan(ins[0]),
            lambda g, out, ins, kw, needs: (g * (1 + out * out),), save_out=True, needs_inputs=False)
-TANH = Rule("tanh", lambda ins, kw: np.tanh(ins[0]),
-            lambda g, out, ins, kw, needs: (g * (const(1, out) - out * out),), save_out=True, needs_inputs=False,
+_ONE32 = const(1, np.ones(1, np.float32))
+
+
+def _tanh_b(g, out, ins, kw, needs):
+    return (g * ((_ONE32 if type(out) is _ndarray and out.dtype is _F32 else const(1, out)) - out * out),)
+TANH = Rule("tanh", lambda ins, kw: np.tanh(ins[0]), _tanh_b, save_out=True, needs_inputs=False,
             array_op=np.tanh, keeps_shape=True)
 ASIN = Rule("asin", lambda ins, kw: np.arcsin(ins[0]),
             lambda g, out, ins, kw, needs: (g / np.sqrt(1 - ins[0] * ins[0]),))

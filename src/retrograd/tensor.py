@@ -24,6 +24,7 @@ from . import backend as B
 from . import ops as O
 from .amp.autocast_mode import cast_rule_inputs, state as _autocast
 from .engine import EDGE_MIN_BYTES, Node, _check_finite, _sequence, backward, creation_site, edges, state
+from .engine import const as _const
 from .hooks import RemovableHandle, add_hook
 from . import tensor_compat, tensor_inplace, tensor_math, tensor_reduce, tensor_shape
 from .tensor_convert import _as_tensor, _coerce, _to_array
@@ -70,7 +71,12 @@ def _apply(rule: O.Rule, ins: tuple, kw: Any = None) -> Tensor:
             if a.dtype is _BF16:
                 rule = O.lowp_twin(rule)
             f = rule.array_op
-            out = rule.forward((a,), kw) if f is None else f(a)
+            if f is not None:
+                out = f(a)
+            elif rule.scalar_op is not None:
+                out = rule.scalar_op(a, _const(kw, a))
+            else:
+                out = rule.forward((a,), kw)
             record = x.requires_grad
         elif n == 2:
             x, y = ins
