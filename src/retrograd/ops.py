@@ -42,7 +42,7 @@ class Rule:
                  scalar_grad: Callable | None = None, passes_grad: bool = False, keeps_shape: bool = False) -> None:
         self.name = name
         # what the engine's hot path may take for granted (each only saves Python frames; the rule stays
-        # complete, and ``lowp_twin`` drops them all):
+        # complete; a float32 twin made by ``lowp_twin`` has none of them, a "native" one is the rule):
         # ``array_op(*arrays)`` is ``forward(arrays, kw)`` for a rule that ignores ``kw``, as one C call
         # (a NumPy ufunc); for a tensor-scalar rule, ``scalar_op(x, const(s, x))`` is ``forward((x,), s)``
         # and ``scalar_grad(g, const(s, g))`` its input gradient when ``g`` is an array;
