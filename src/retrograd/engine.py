@@ -190,12 +190,14 @@ class Node:
     ``inputs`` are the input Tensors; ``out`` the output array if the rule
     reads it; ``kw`` the op's keyword arguments and any arrays its forward
     saved; ``version`` the sum of the saved inputs' version counters at
-    creation, checked at backward to catch in-place changes.
+    creation, checked at backward to catch in-place changes; ``out_vc`` the
+    saved output's version counter (a list shared with its Tensor) when ``out``
+    is kept, and ``out_v`` its value then (set only with ``out_vc``).
     """
 
     # rarely used fields (hooks, retain_grad, anomaly site) live in ``extra`` so
     # that recording an op stores as few attributes as possible
-    __slots__ = ("rule", "inputs", "out", "kw", "version", "seq", "out_vc", "extra", "__weakref__")
+    __slots__ = ("rule", "inputs", "out", "kw", "version", "seq", "out_vc", "out_v", "extra", "__weakref__")
 
     def __init__(self, rule: Any, inputs: tuple, out: Any, kw: Any, version: int) -> None:
         # creation order: a node's consumers are always created after it, so
@@ -509,7 +511,7 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                 if n_in == 1:
                     t0 = ins[0]
                     if rule.needs_inputs and t0._vc[0] != node.version or (
-                            node.out_vc is not None and node.out_vc[0][0] != node.out_vc[1]):
+                            node.out_vc is not None and node.out_vc[0] != node.out_v):
                         _raise_modified(rule, ins)
                     child = t0._node
                     if child is not None and child.seq > node.seq and rule.scatter is None and len(t0._vc) == 1:
@@ -570,7 +572,7 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                 elif n_in == 2 and ins[0] is not None and ins[1] is not None:
                     a, b = ins
                     if rule.needs_inputs and a._vc[0] + b._vc[0] != node.version or (
-                            node.out_vc is not None and node.out_vc[0][0] != node.out_vc[1]):
+                            node.out_vc is not None and node.out_vc[0] != node.out_v):
                         _raise_modified(rule, ins)
                     ra, rb = a.requires_grad, b.requires_grad
                     if rule.passes_grad:
@@ -581,7 +583,7 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                 elif n_in == 3 and ins[0] is not None and ins[1] is not None and ins[2] is not None:
                     a, b, c = ins  # e.g. linear with a bias
                     if rule.needs_inputs and a._vc[0] + b._vc[0] + c._vc[0] != node.version or (
-                            node.out_vc is not None and node.out_vc[0][0] != node.out_vc[1]):
+                            node.out_vc is not None and node.out_vc[0] != node.out_v):
                         _raise_modified(rule, ins)
                     needs = (a.requires_grad, b.requires_grad, c.requires_grad)
                     gin = rule.backward(g, node.out, (a._array, b._array, c._array), node.kw, needs)
@@ -752,7 +754,7 @@ def _general_step(node: Node, g: Any, create_graph: bool, wrap: Callable, Tensor
             vals.append(t._array)
             version += t._vc[0]
     if rule.needs_inputs and version != node.version or (
-            node.out_vc is not None and node.out_vc[0][0] != node.out_vc[1]):
+            node.out_vc is not None and node.out_vc[0] != node.out_v):
         _raise_modified(rule, ins)
     if create_graph:
         vals = ins

@@ -24,7 +24,7 @@ from . import backend as B
 from . import ops as O
 from .amp.autocast_mode import cast_rule_inputs, state as _autocast
 from .engine import EDGE_MIN_BYTES, Node, _check_finite, _sequence, backward, creation_site, edges, state
-from .engine import const as _const
+from .engine import _C32, _F32, const as _const
 from .hooks import RemovableHandle, add_hook
 from . import tensor_compat, tensor_inplace, tensor_math, tensor_reduce, tensor_shape
 from .tensor_convert import _as_tensor, _coerce, _to_array
@@ -73,8 +73,9 @@ def _apply(rule: O.Rule, ins: tuple, kw: Any = None) -> Tensor:
             f = rule.array_op
             if f is not None:
                 out = f(a)
-            elif rule.scalar_op is not None:
-                out = rule.scalar_op(a, _const(kw, a))
+            elif rule.scalar_op is not None:  # engine.const, its float32 hit inline
+                c = _C32.get(kw) if a.dtype is _F32 and type(kw) is float and type(a) is _ndarray else None
+                out = rule.scalar_op(a, _const(kw, a) if c is None else c)
             else:
                 out = rule.forward((a,), kw)
             record = x.requires_grad
@@ -143,7 +144,8 @@ def _apply(rule: O.Rule, ins: tuple, kw: Any = None) -> Tensor:
             node.inputs = edges(ins)
     if rule.save_out:
         node.out = out
-        node.out_vc = (t._vc, 0)
+        node.out_vc = t._vc
+        node.out_v = 0
     else:
         node.out = node.out_vc = None
     t.requires_grad = True

@@ -184,7 +184,8 @@ def _record(self: Tensor, name: str, compute: Callable) -> Tensor:
     self._vc[0] += 1
     if node.out is r._array:  # the saved output is now this tensor's storage, checked like PyTorch's
         node.out = self._array
-        node.out_vc = (self._vc, self._vc[0])
+        node.out_vc = self._vc
+        node.out_v = self._vc[0]
     _rebased(self, node, old)
     return self
 

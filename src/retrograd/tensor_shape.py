@@ -66,7 +66,8 @@ def _view(t: "Tensor", rule: O.Rule, kw: dict) -> "Tensor":
     if ob is not None and (ob is t._array or ob is t._array.base):
         out._vc = t._vc
         if out._node is not None and out._node.out_vc is not None:
-            out._node.out_vc = (t._vc, t._vc[0])
+            out._node.out_vc = t._vc
+            out._node.out_v = t._vc[0]
         vi = None if t._array.base is None else getattr(t, "_viewinfo", None)  # a view's array has a base
         kind = None if state.enabled else NO_GRAD
         if vi is None:
