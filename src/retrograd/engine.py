@@ -485,17 +485,24 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
         owned: set[int] = set()
         keep = retain_graph
         # a node whose only pending successor is one child (a chain) hands it over in ``nxt`` instead of
-        # the heap; ``nxt`` is set only while the heap is empty, and the next push puts it back there
-        nxt = None
+        # the heap; ``nxt`` is set only while the heap is empty, and the next push puts it back there.
+        # The one-input path below also hands over its gradient in ``nxt_g`` instead of ``grads`` (it
+        # goes straight to the top of the loop, so no push can come in between)
+        nxt = nxt_g = None
         while True:
             if nxt is not None:
                 node = nxt
                 nxt = None
+                if nxt_g is None:
+                    g = grads.pop(node)
+                else:
+                    g = nxt_g
+                    nxt_g = None
             elif heap:
                 node = heappop(heap)[1]
+                g = grads.pop(node)
             else:
                 break
-            g = grads.pop(node)
             ins = node.inputs
             rule = node.rule
             if ins is None:
@@ -532,10 +539,11 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                                     gi = unbroadcast(gi, shape)
                             prev = grads.get(child)
                             if prev is None:
-                                grads[child] = gi
                                 if nxt is None and not heap:
                                     nxt = child
+                                    nxt_g = gi
                                 else:
+                                    grads[child] = gi
                                     if nxt is not None:
                                         heappush(heap, (nxt.seq, nxt))
                                         nxt = None
