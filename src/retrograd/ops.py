@@ -23,7 +23,8 @@ import numpy as np
 from . import backend as B
 from . import kernels
 from .kernels import conv as _relu_kernels
-from .engine import const, state
+from .engine import state
+from .scalars import const
 from .special import erf_array
 
 _ndarray = np.ndarray
@@ -215,35 +216,22 @@ ATAN2 = Rule("atan2", lambda ins, kw: np.arctan2(ins[0], ins[1]), _atan2_b)
 _add, _sub, _mul, _div = np.add, np.subtract, np.multiply, np.true_divide
 
 
-# forward: NumPy's ufuncs called directly (an operator on an ndarray reaches the same ufunc through one more call)
-def _add_s_f(ins, s):
-    x = ins[0]
-    return _add(x, const(s, x))
+def _scalar_forward(f: Callable, reflected: bool = False) -> Callable:
+    """``forward(ins, s)`` of a tensor-scalar rule: the ufunc ``f`` called directly on the array and the
+    number as ``const`` gives it (an operator on an ndarray reaches the same ufunc through one more call)."""
+    if reflected:
+        def forward(ins, s):
+            x = ins[0]
+            return f(const(s, x), x)
+    else:
+        def forward(ins, s):
+            x = ins[0]
+            return f(x, const(s, x))
+    return forward
 
 
-def _sub_s_f(ins, s):
-    x = ins[0]
-    return _sub(x, const(s, x))
-
-
-def _rsub_s_f(ins, s):
-    x = ins[0]
-    return _sub(const(s, x), x)
-
-
-def _mul_s_f(ins, s):
-    x = ins[0]
-    return _mul(x, const(s, x))
-
-
-def _div_s_f(ins, s):
-    x = ins[0]
-    return _div(x, const(s, x))
-
-
-def _rdiv_s_f(ins, s):
-    x = ins[0]
-    return _div(const(s, x), x)
+_add_s_f, _sub_s_f, _mul_s_f, _div_s_f = (_scalar_forward(f) for f in (_add, _sub, _mul, _div))
+_rsub_s_f, _rdiv_s_f = _scalar_forward(_sub, True), _scalar_forward(_div, True)
 
 
 ADD_S = Rule("add", _add_s_f, lambda g, out, ins, s, needs: (g,), needs_inputs=False, passes_grad=True,

@@ -24,7 +24,7 @@ from . import backend as B
 from . import ops as O
 from .amp.autocast_mode import cast_rule_inputs, state as _autocast
 from .engine import EDGE_MIN_BYTES, Node, _check_finite, _sequence, backward, creation_site, edges, state
-from .engine import _C32, _F32, const as _const
+from .scalars import _C32, _F32, const as _const
 from .hooks import RemovableHandle, add_hook
 from . import tensor_compat, tensor_inplace, tensor_math, tensor_reduce, tensor_shape
 from .tensor_convert import _as_tensor, _coerce, _to_array
