@@ -223,7 +223,16 @@ def _additive(g: Graph, mask: Any, dtype: np.dtype) -> str:
     return _operand(g, m, dtype)
 
 
+def _canonical_mask(g: Graph, out: Any, mask: Any, name: str, other: Any, other_name: str, dtype: Any,
+                    check_other: bool = True) -> None:
+    """The transformer layers' mask canonicalisation: a bool mask becomes 0 / -inf in the graph."""
+    if out is not None and out is not mask:  # a float mask comes back as it is (already traced)
+        g.bind(out, _additive(g, mask, np.dtype(dtype)))
+
+
 def register() -> None:
+    from ..nn import transformer
+    FUNCTIONS[transformer._canonical_mask] = ("nn.transformer._canonical_mask", _canonical_mask)
     handled = {F.group_norm: _group_norm, F.rms_norm: _rms_norm, F.conv_transpose1d: _conv_transpose(1),
                F.conv_transpose2d: _conv_transpose(2), F.interpolate: _interpolate,
                F.multi_head_attention_forward: _mha}
