@@ -89,10 +89,21 @@ def test_transposed_convolutions(tmp_path):
     dict(size=(3, 4), mode="bilinear", align_corners=True), dict(scale_factor=1.7, mode="bilinear"),
     dict(scale_factor=1.7, mode="bilinear", recompute_scale_factor=True), dict(size=(9, 13), mode="bicubic"),
 ], ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
-def test_interpolate_as_resize(tmp_path, kw):
+def test_interpolate(tmp_path, kw):
     proto, _ = export_and_compare(tmp_path, Fn(lambda x: F.interpolate(x, **kw)), (rg.randn(2, 3, 5, 6),), ["x"],
                                   {"x": [0]}, [(_rand(1, 3, 5, 6, seed=1),), (_rand(3, 3, 5, 6, seed=2),)])
-    assert "Resize" in _ops(proto)
+    nearest = kw.get("mode", "nearest").startswith("nearest")  # those: Gathers of retrograd's indices
+    assert ("Resize" in _ops(proto)) != nearest
+
+
+@pytest.mark.parametrize("mode", ["nearest", "nearest-exact"])
+def test_nearest_indices_for_every_input_size(tmp_path, mode):
+    """The nearest modes are Gathers of retrograd's float32 indices: exact for all input sizes of a
+    dynamic axis (Resize's out / in scale rounds differently, e.g. 14 -> 2 or 30 -> 9)."""
+    for kw in (dict(size=2), dict(size=9), dict(scale_factor=1.7), dict(scale_factor=0.4, recompute_scale_factor=True)):
+        model = Fn(lambda x: F.interpolate(x, mode=mode, **kw))
+        export_and_compare(tmp_path, model, (rg.randn(1, 2, 6),), ["x"], {"x": [2]},
+                           [(np.arange(2 * n, dtype=np.float32).reshape(1, 2, n),) for n in range(3, 33)])
 
 
 def test_upsample_with_dynamic_spatial_sizes(tmp_path):
@@ -100,7 +111,8 @@ def test_upsample_with_dynamic_spatial_sizes(tmp_path):
     export_and_compare(tmp_path, model, (rg.randn(2, 3, 5, 6),), ["x"], {"x": [0, 2, 3]},
                        [(_rand(1, 3, 4, 9, seed=1),), (_rand(3, 3, 7, 3, seed=2),)])
     export_and_compare(tmp_path, Fn(lambda x: F.interpolate(x, scale_factor=2.0, mode="linear")),
-                       (rg.randn(2, 3, 5),), ["x"], {"x": [0, 2]}, [(_rand(1, 3, 4, seed=3),), (_rand(3, 3, 7, seed=4),)])
+                       (rg.randn(2, 3, 5),), ["x"], {"x": [0, 2]},
+                       [(_rand(1, 3, 4, seed=3),), (_rand(3, 3, 7, seed=4),)])
 
 
 def _mha(batch_first, **kw):

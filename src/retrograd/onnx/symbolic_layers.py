@@ -2,9 +2,10 @@
 at opset 21, whose scale and bias are per channel; below 21 its formula, because opset 18's
 GroupNormalization scales per group), ``F.rms_norm`` (its formula: RMSNormalization arrived in
 opset 23), ``F.conv_transpose1d/2d`` -> ConvTranspose, ``F.interpolate`` -> Resize (the modes Resize
-computes as retrograd does: nearest, nearest-exact, linear/bilinear/trilinear with or without
-``align_corners``, bicubic) and ``F.multi_head_attention_forward`` (``nn.MultiheadAttention``) ->
-MatMul projections, Softmax attention with the key padding and attention masks, the averaged weights.
+computes as retrograd does: linear/bilinear/trilinear with or without ``align_corners``, bicubic;
+nearest and nearest-exact are Gathers of retrograd's own indices) and
+``F.multi_head_attention_forward`` (``nn.MultiheadAttention``) -> MatMul projections, Softmax
+attention with the key padding and attention masks, the averaged weights.
 The protocol is ``trace.py``'s: ``handler(graph, out, *args, **kwargs)``."""
 from __future__ import annotations
 
@@ -83,41 +84,74 @@ def _conv_transpose(nd: int):
     return h
 
 
-# torch's source-index rules as Resize's coordinate transformations (see nn/functional/resample.py)
-_RESIZE = {"nearest": dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
-           "nearest-exact": dict(mode="nearest", coordinate_transformation_mode="half_pixel",
-                                 nearest_mode="round_prefer_ceil"),
-           "linear": dict(mode="linear"), "bilinear": dict(mode="linear"), "trilinear": dict(mode="linear"),
+# torch's source-index rules as Resize's coordinate transformations (see nn/functional/resample.py);
+# the nearest modes are Gathers of indices computed as retrograd computes them (below)
+_RESIZE = {"linear": dict(mode="linear"), "bilinear": dict(mode="linear"), "trilinear": dict(mode="linear"),
            "bicubic": dict(mode="cubic", cubic_coeff_a=-0.75)}
+_NEAREST = ("nearest", "nearest-exact")
+
+
+def _scalar(g: Graph, v: str) -> str:
+    return g.node("Reshape", [v, g.const(np.array([], np.int64))])
+
+
+def _nearest(g: Graph, out: Tensor, input: Tensor, sizes: Any, factors: Any, exact: bool,  # noqa: A002
+             recompute: bool) -> None:
+    """One Gather per spatial axis with retrograd's indices, in float32 as it computes them:
+    ``min(floor(dst * scale), n - 1)`` (``(dst + 0.5) * scale`` for nearest-exact), ``scale`` =
+    ``float32(1 / factor)`` for a scale factor not recomputed, else ``float32(n) / float32(out)``.
+    (Resize divides by out / n instead, which rounds differently for some sizes.)"""
+    x = g.name(input)
+    f32 = np.dtype(np.float32)
+    for d, n in enumerate(g.dims(input)[2:]):
+        n_name = g.dim_name(n)
+        if sizes is not None:
+            o_name, scale = g.dim_name(sizes[d]), None
+        else:
+            o_name = g.node("Cast", [g.node("Floor", [g.node("Mul", [g.node("Cast", [n_name], to=11),
+                                                                     g.const(np.array([factors[d]], np.float64))])])],
+                            to=7)
+            scale = None if recompute else g.const(np.array([1.0 / factors[d]], np.float32))
+        if scale is None:
+            scale = g.node("Div", [g.node("Cast", [n_name], to=1), g.node("Cast", [o_name], to=1)])
+        dst = g.node("Cast", [g.node("Range", [g.const(np.array(0, np.int64)), _scalar(g, o_name),
+                                               g.const(np.array(1, np.int64))])], to=1)
+        if exact:
+            dst = g.node("Add", [dst, g.name(0.5, f32)])
+        src = g.node("Cast", [g.node("Floor", [g.node("Mul", [dst, scale])])], to=7)
+        src = g.node("Min", [src, g.node("Sub", [n_name, g.const(np.array([1], np.int64))])])
+        x = g.node("Gather", [x, src], axis=2 + d)
+    g.bind(out, x)
 
 
 def _interpolate(g: Graph, out: Tensor, input: Tensor, size: Any = None, scale_factor: Any = None,  # noqa: A002
                  mode: str = "nearest", align_corners: Any = None, recompute_scale_factor: Any = None,
                  antialias: bool = False) -> None:
-    if mode not in _RESIZE:
-        raise ExportError(f"rg.onnx.export: cannot export interpolate with mode={mode!r} (Resize gives retrograd's "
-                          f"values for {', '.join(sorted(_RESIZE))})")
+    if mode not in _RESIZE and mode not in _NEAREST:
+        raise ExportError(f"rg.onnx.export: cannot export interpolate with mode={mode!r} (the exporter has "
+                          f"{', '.join(_NEAREST + tuple(_RESIZE))})")
     nd = input.ndim - 2
-    attrs = dict(_RESIZE[mode])
-    if mode not in ("nearest", "nearest-exact"):
-        attrs["coordinate_transformation_mode"] = "align_corners" if align_corners else "half_pixel"
+    sizes = sf = None
+    if size is not None:
+        sizes = [size] * nd if isinstance(size, (int, np.integer)) else list(size)
+    else:
+        sf = [float(scale_factor)] * nd if isinstance(scale_factor, (int, float)) else [float(s) for s in scale_factor]
+    if mode in _NEAREST:
+        return _nearest(g, out, input, sizes, sf, mode == "nearest-exact", bool(recompute_scale_factor))
+    attrs = dict(_RESIZE[mode], coordinate_transformation_mode="align_corners" if align_corners else "half_pixel")
     x = g.name(input)
     if out._array.dtype != input._array.dtype:
         x = g.cast_to(x, out._array.dtype)
     n, c = g.dims(input)[:2]
-    if size is not None:
-        sizes = [size] * nd if isinstance(size, (int, np.integer)) else list(size)
+    if sizes is not None:
         ins = [x, "", "", g.shape_vector([n, c, *sizes])]
+    elif recompute_scale_factor:  # output size floor(in * scale), then the scale in / out: Resize's sizes
+        spatial = g.node("Slice", [g.shape_of(x), g.const(np.array([2], np.int64)),
+                                   g.const(np.array([INT64_MAX], np.int64))])
+        scaled = g.node("Floor", [g.node("Mul", [g.node("Cast", [spatial], to=11), g.const(np.array(sf, np.float64))])])
+        ins = [x, "", "", g.node("Concat", [g.shape_vector([n, c]), g.node("Cast", [scaled], to=7)], axis=0)]
     else:
-        sf = [float(scale_factor)] * nd if isinstance(scale_factor, (int, float)) else [float(s) for s in scale_factor]
-        if recompute_scale_factor:  # output size floor(in * scale), then the scale in / out: Resize's sizes
-            spatial = g.node("Slice", [g.shape_of(x), g.const(np.array([2], np.int64)),
-                                       g.const(np.array([INT64_MAX], np.int64))])
-            scaled = g.node("Floor", [g.node("Mul", [g.node("Cast", [spatial], to=11),
-                                                     g.const(np.array(sf, np.float64))])])
-            ins = [x, "", "", g.node("Concat", [g.shape_vector([n, c]), g.node("Cast", [scaled], to=7)], axis=0)]
-        else:
-            ins = [x, "", g.const(np.array([1.0, 1.0] + sf, np.float32)), ""]
+        ins = [x, "", g.const(np.array([1.0, 1.0] + sf, np.float32)), ""]
     g.emit(out, "Resize", ins, **attrs)
 
 
