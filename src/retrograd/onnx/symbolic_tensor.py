@@ -193,13 +193,10 @@ def _einsum(g: Graph, out: Tensor, equation: str, *operands: Any) -> None:
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])
     ts = [o if isinstance(o, Tensor) else Tensor(np.asarray(o)) for o in operands]
-    eq = equation.replace(" ", "")
-    if "..." in eq:
-        eq = _einsum_ellipsis(eq, ts)
-    lhs = eq.split("->")[0]
-    if "->" not in eq:
-        letters = lhs.replace(",", "")
-        eq = lhs + "->" + "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    spaced = equation.replace(" ", "")
+    lhs, arrow, rhs = (_einsum_ellipsis(spaced, ts) if "..." in spaced else spaced).partition("->")
+    once = [c for c in lhs if c != "," and lhs.count(c) == 1]  # implicit output: these, sorted (NumPy's rule)
+    eq = f"{lhs}->{rhs if arrow else ''.join(sorted(once))}"
     if not eq.replace(",", "").replace("->", "").isalpha() or not eq.isascii():
         raise ExportError(f"rg.onnx.export: cannot export einsum {equation!r}: ONNX's Einsum takes letters only")
     g.emit(out, "Einsum", [_operand(g, t, out._array.dtype) for t in ts], equation=eq)
