@@ -158,6 +158,18 @@ def test_multihead_cross_attention_without_weights(tmp_path, batch_first):
                        {"q": [0, 1], "k": [0, 1], "kpm": [0, 1]}, [inputs(3, 4, 6, 5), inputs(1, 2, 7, 9)])
 
 
+def test_multihead_attention_with_the_causal_hint(tmp_path):
+    m = _mha(True)
+    model = Fn(lambda x, am: m(x, x, x, attn_mask=am, need_weights=False, is_causal=True)[0])
+    model.m = m
+
+    def inputs(n, t, seed):
+        return _rand(n, t, 8, seed=seed), np.triu(np.ones((t, t), bool), 1)
+    proto, _ = export_and_compare(tmp_path, model, tuple(rg.tensor(a) for a in inputs(2, 5, 0)), ["x", "am"],
+                                  {"x": [0, 1], "am": [0, 1]}, [inputs(3, 4, 1), inputs(1, 9, 2)])
+    assert "Trilu" in _ops(proto)
+
+
 def test_multihead_attention_kdim_vdim_unbatched_per_head_weights(tmp_path):
     rg.manual_seed(0)
     m = nn.MultiheadAttention(8, 4, kdim=5, vdim=6, bias=False)
