@@ -39,7 +39,9 @@ def _onnx():
 
 
 def supported() -> dict[str, list[str]]:
-    """What the exporter maps: Tensor methods, functions and modules (names), for error messages and docs."""
+    """What the exporter maps, by name: Tensor methods, functions (``F.*``, ``rg.*``) and modules (those
+    exported whole, and the ``rg.nn`` layers whose forward exports through the functions), for error
+    messages and docs."""
     _onnx()
     from . import symbolic_layers, trace
     _register()
