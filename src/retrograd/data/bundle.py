@@ -13,8 +13,8 @@ from ..random import Generator
 from .dataset import Subset, TensorDataset
 from .text import Vocabulary
 
-__all__ = ["ConfigError", "DataFileError", "DataBundle", "split_indices", "subset_indices", "arrays_bundle",
-           "text_bundle"]
+__all__ = ["ConfigError", "DataFileError", "DataBundle", "split_indices", "subset_indices", "per_class_indices",
+           "arrays_bundle", "text_bundle"]
 
 
 class ConfigError(ValueError):
@@ -70,6 +70,28 @@ def subset_indices(n: int, k: int | None, rng: np.random.Generator) -> np.ndarra
     return None if k is None or k >= n else np.sort(rng.choice(n, k, replace=False))
 
 
+def per_class_indices(y: np.ndarray, n: int, seed: int, classes: Any = None) -> np.ndarray:
+    """``data.labels_per_class``: sorted indices of ``n`` samples of each class of the labels ``y``
+    (``0 .. len(classes) - 1``), the first ``n`` of a permutation of each class's indices, drawn
+    class by class from a generator of its own seeded by ``seed`` (so the other splits and subsets
+    stay as they are). Raises ``ConfigError`` naming a class with fewer than ``n`` samples."""
+    y = np.asarray(y)
+    if y.ndim != 1 or y.dtype.kind not in "iub":
+        raise ConfigError(f"data.labels_per_class: needs class labels, got targets of dtype {y.dtype} and shape "
+                          f"{y.shape}")
+    names = list(classes) if classes else [str(c) for c in range(int(y.max()) + 1 if len(y) else 0)]
+    rng = np.random.default_rng([seed, 0x1ABE1])
+    picks = []
+    for c, name in enumerate(names):
+        idx = np.flatnonzero(y == c)
+        if len(idx) < n:
+            label = f"class {c}" if name == str(c) else f"class {c} ({name!r})"
+            raise ConfigError(f"data.labels_per_class: {label} has {len(idx)} training samples, fewer than "
+                              f"labels_per_class = {n}")
+        picks.append(rng.permutation(idx)[:n])
+    return np.sort(np.concatenate(picks)) if picks else np.zeros(0, np.int64)
+
+
 def _flat(x: np.ndarray) -> np.ndarray:
     return x.reshape(len(x), int(np.prod(x.shape[1:])))
 
@@ -86,7 +108,8 @@ def arrays_bundle(x: np.ndarray, y: np.ndarray, xt: np.ndarray | None, yt: np.nd
     None) is ``data["test_fraction"]`` of the samples; then (``standardize``) the statistics of
     what is left are fitted into ``spec`` (``InputSpec.fit_standardize``) and applied to every
     split; then validation is ``data["val_fraction"]`` of the rest; then the optional random
-    subsets ``train_samples``/``val_samples``. ``augment(Generator(seed + 1))`` is the training
+    subsets ``train_samples``/``val_samples``; then ``labels_per_class`` samples of each class of the
+    training split (``per_class_indices``). ``augment(Generator(seed + 1))`` is the training
     transform. ``convert`` (e.g. uint8 pixels -> float32 images) is applied to each split's features
     once they are split and subset (before the statistics when ``standardize``), so that a set stored
     compactly is converted only where it is used."""
@@ -107,6 +130,13 @@ def arrays_bundle(x: np.ndarray, y: np.ndarray, xt: np.ndarray | None, yt: np.nd
     sel = subset_indices(len(yv), data.get("val_samples"), rng)
     if sel is not None:
         xv, yv = xv[sel], yv[sel]
+    if data.get("labels_per_class") is not None:
+        if spec.task != "classification":
+            raise ConfigError(f"data.labels_per_class: only for classification, but {source or 'the data'} is a "
+                              f"{spec.task} task")
+        sel = per_class_indices(y, data["labels_per_class"], seed, spec.classes or (
+            [str(c) for c in range(int(max(y.max(), yt.max() if len(yt) else 0)) + 1)]))
+        x, y = x[sel], y[sel]
     if convert is not None:
         x, xv, xt = convert(x), convert(xv), convert(xt)
     aug = augment(Generator(seed + 1)) if augment is not None else None
@@ -118,6 +148,8 @@ def arrays_bundle(x: np.ndarray, y: np.ndarray, xt: np.ndarray | None, yt: np.nd
 def text_bundle(train: Any, val: Any, data: dict, rng: np.random.Generator, spec: Any, source: str) -> DataBundle:
     """The bundle of a character-level text set: its train and val splits (the random subsets
     ``train_samples``/``val_samples`` of their windows when set), no test split."""
+    if data.get("labels_per_class") is not None:
+        raise ConfigError(f"data.labels_per_class: only for classification, not for the text set {source}")
     sel = subset_indices(len(train), data.get("train_samples"), rng)
     train = train if sel is None else Subset(train, sel)
     sel = subset_indices(len(val), data.get("val_samples"), rng)
