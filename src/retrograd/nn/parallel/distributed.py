@@ -51,12 +51,13 @@ _UNUSED = ("Expected to have finished reduction in the prior iteration before st
 class _Bucket:
     """A contiguous slice ``buffer[lo:hi]`` of a flat gradient buffer and the parameters in it."""
 
-    __slots__ = ("buffer", "lo", "hi", "members", "pending", "request")
+    __slots__ = ("buffer", "lo", "hi", "members", "pending", "request", "start")
 
     def __init__(self, buffer: np.ndarray, lo: int, hi: int, members: list) -> None:
         self.buffer, self.lo, self.hi, self.members = buffer, lo, hi, members
         self.pending = 0
         self.request: Any = None
+        self.start: Any = None  # starts the bucket's all-reduce (prepared once per layout)
 
     @property
     def view(self) -> np.ndarray:
@@ -180,6 +181,8 @@ class DistributedDataParallel(Module):
             else:
                 cur = _Bucket(buf, off, off + size, [i])
                 buckets.append(cur)
+        for b in buckets:
+            b.start = dist.flat_all_reduce_starter(b.view, dist.ReduceOp.SUM, self.process_group)
         self._buckets = buckets
         self._bucket_of = [0] * len(self._params)
         for k, b in enumerate(buckets):
@@ -250,7 +253,7 @@ class DistributedDataParallel(Module):
         if self._prescale is not None:
             v = b.view
             np.multiply(v, self._prescale, out=v)
-        b.request = dist.flat_all_reduce(b.view, dist.ReduceOp.SUM, self.process_group)
+        b.request = b.start() if b.start is not None else None
         b.pending = 0
 
     def _reduce_rest(self) -> None:
