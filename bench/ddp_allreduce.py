@@ -13,7 +13,7 @@ For each model, DDP-wrapped, with its optimizer's flat gradient buffer:
   same scaling DDP applies (multiply by 1/N for a power-of-two N, else divide) against DDP's path,
   both giving the average; **sum** = (a) against DDP's buckets without the scaling, both giving
   the sum. Also **vs bare sum** = (a) against DDP's averaging path (the session-7 definition, which
-  charged the average to DDP alone). Medians of ``--repeat`` interleaved rounds (the order rotates),
+  charged the average to DDP alone). Medians of ``--repeat`` interleaved rounds (in a shuffled order),
   each after a barrier; a ratio is the bare time / DDP's (>= 0.9 is the target).
 - **overlap**: training steps (forward, backward, SGD step). After backward returns DDP has waited
   ``last_wait_s`` for reductions still running (after a barrier that absorbs the ranks' skew, which
@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import sys
 import time
@@ -142,7 +143,7 @@ def run(name: str, repeat: int, cap_mb: float, with_components: bool = False) ->
     order = list(rounds)
     with_ddp, without, waits, early = [], [], [], []
     for k in range(repeat):
-        for key in order[k % 4:] + order[:k % 4]:
+        for key in _shuffled(order, k):
             buf[...] = saved
             comm.Barrier()
             t0 = time.perf_counter()
@@ -217,7 +218,7 @@ def components(ddp, buf: np.ndarray, saved: np.ndarray, repeat: int) -> dict:
     times: dict = {k: [] for k in pieces}
     keys = list(pieces)
     for k in range(repeat):
-        for key in keys[k % len(keys):] + keys[:k % len(keys)]:
+        for key in _shuffled(keys, k):
             buf[...] = saved
             comm.Barrier()
             t0 = time.perf_counter()
@@ -256,6 +257,14 @@ class _SharedBarrier:
         self.flags[self.rank] = self.count
         while int(self.flags.min()) < self.count:
             pass
+
+
+def _shuffled(keys: list, k: int) -> list:
+    """Round ``k``'s order, the same on every rank: shuffled, so that no piece always follows the same
+    one (a rotation keeps the cyclic order; a piece after a CPU-hungry one would always pay for it)."""
+    out = list(keys)
+    random.Random(k).shuffle(out)
+    return out
 
 
 def _spin(req) -> None:
