@@ -140,15 +140,9 @@ def run(name: str, repeat: int, cap_mb: float, with_components: bool = False) ->
 
     rounds = {"bare_sum": bare_sum, "ddp_sum": ddp_sum, "bare_avg": bare_avg, "ddp_avg": ddp_avg}
     times: dict = {k: [] for k in rounds}
-    order = list(rounds)
     with_ddp, without, waits, early = [], [], [], []
     for k in range(repeat):
-        for key in _shuffled(order, k):
-            buf[...] = saved
-            comm.Barrier()
-            t0 = time.perf_counter()
-            rounds[key]()
-            times[key].append(time.perf_counter() - t0)
+        _time_round(rounds, times, k, buf, saved, comm)
         buf[...] = saved
         comm.Barrier()
         with_ddp.append(step(True))
@@ -216,14 +210,8 @@ def components(ddp, buf: np.ndarray, saved: np.ndarray, repeat: int) -> dict:
         "DDP._reduce_rest (today)": reduce_rest,
     }
     times: dict = {k: [] for k in pieces}
-    keys = list(pieces)
     for k in range(repeat):
-        for key in _shuffled(keys, k):
-            buf[...] = saved
-            comm.Barrier()
-            t0 = time.perf_counter()
-            pieces[key]()
-            times[key].append(time.perf_counter() - t0)
+        _time_round(pieces, times, k, buf, saved, comm)
     out = {k: median_ms(v) for k, v in times.items()}
     out["Iallreduce call alone (start)"] = median_ms(starts)
     return out
@@ -257,6 +245,16 @@ class _SharedBarrier:
         self.flags[self.rank] = self.count
         while int(self.flags.min()) < self.count:
             pass
+
+
+def _time_round(pieces: dict, times: dict, k: int, buf: np.ndarray, saved: np.ndarray, comm) -> None:
+    """Round ``k``: each piece once, in a shuffled order, on the buffer restored and after a barrier."""
+    for key in _shuffled(list(pieces), k):
+        buf[...] = saved
+        comm.Barrier()
+        t0 = time.perf_counter()
+        pieces[key]()
+        times[key].append(time.perf_counter() - t0)
 
 
 def _shuffled(keys: list, k: int) -> list:
