@@ -38,13 +38,7 @@ def main() -> None:
         sys.path.insert(0, args.src)
     if args.lib == "retrograd":
         sys.meta_path.insert(0, users.TorchAsRetrograd())
-    spec = users.WORKLOADS[args.workload]
-    path = os.path.join(users.PROGRAMS, spec["program"])
-    sys.argv = [path, *spec["args"]]
-    ns = {"__name__": "__bench__", "__file__": path}
-    with open(path) as f:
-        exec(compile(f.read(), path, "exec"), ns)
-    step = ns["step"]
+    step = users.load_step(args.workload)
     for _ in range(args.warmup):
         step()
     r0, c0 = resource.getrusage(resource.RUSAGE_SELF), time.process_time()
