@@ -54,8 +54,8 @@ class DataPreset:
 
 
 def _fashion_mnist(data: dict) -> tuple:
-    """uint8 pixels, converted to float32 by ``build_data`` after the split and the subsets (the
-    whole training set as float32 is 188 MB; a config often trains on a part of it)."""
+    """uint8 pixels: ``build_data`` splits and subsets them as stored and its datasets convert each
+    batch to float32 as it is read (the whole training set as float32 is 188 MB)."""
     root = data.get("root")
     return (*fashion_mnist_pixels("train", root), *fashion_mnist_pixels("test", root))
 
