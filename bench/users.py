@@ -53,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Callable
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -175,20 +176,26 @@ def _library_info(lib_name: str) -> dict:
     return info
 
 
+def load_step(workload: str, program_args: tuple = ()) -> Callable:
+    """Run the workload's program (``import torch`` answers as installed on ``sys.meta_path``) and
+    return its ``step``."""
+    path = os.path.join(PROGRAMS, WORKLOADS[workload]["program"])
+    with open(path) as f:
+        code = compile(f.read(), path, "exec")
+    sys.argv = [path, *WORKLOADS[workload]["args"], *program_args]
+    ns = {"__name__": "__bench__", "__file__": path}
+    exec(code, ns)
+    return ns["step"]
+
+
 def child(args: argparse.Namespace) -> None:
     """Run one program with one library, time its step, print one JSON line."""
     if args.lib == "retrograd":
         sys.meta_path.insert(0, TorchAsRetrograd())
     lib = __import__("torch")  # torch, or retrograd under its name
     _set_threads(lib, args.threads)
-    path = os.path.join(PROGRAMS, WORKLOADS[args.child]["program"])
-    with open(path) as f:
-        code = compile(f.read(), path, "exec")
-    sys.argv = [path, *WORKLOADS[args.child]["args"], *args.program_args]
-    ns = {"__name__": "__bench__", "__file__": path}
     t0 = time.perf_counter()
-    exec(code, ns)
-    step = ns["step"]
+    step = load_step(args.child, args.program_args)
     setup_s = time.perf_counter() - t0
     warm_times = []
     t_warm = time.perf_counter()

@@ -249,3 +249,34 @@ def test_numba_blas_probe_waits_for_a_users_kernel():
     assert r.returncode == 0, r.stderr[-3000:]
     assert "scipy.linalg after the first kernel: False" in r.stdout
     assert "flag after a user's np.convolve: True" in r.stdout
+
+
+def test_the_pool_keeps_its_size_and_a_piece_that_splits_again_runs_whole():
+    """The kernels' pool has a fixed number of threads (threads - 1): submitting piece after piece
+    never starts more (a ThreadPoolExecutor with a large cap did, a few times a minute, and each new
+    thread got its own malloc arena and OpenBLAS buffer); a piece that splits again runs whole on
+    its thread instead of waiting for the pool it runs on."""
+    import threading
+
+    old = rg.get_num_threads()
+    rg.set_num_threads(3)
+    try:
+        seen = []
+
+        def outer(lo, hi):
+            on_worker = threading.current_thread().name.startswith("retrograd-kernel")
+            accel.run_ranges(lambda a, b: seen.append((on_worker, a, b)), (), 30, 1)
+
+        for _ in range(300):
+            accel.run_ranges(lambda lo, hi: None, (), 3, 1)
+        names = [t.name for t in threading.enumerate() if t.name.startswith("retrograd-kernel")]
+        assert 1 <= len(names) <= 2 and accel._state.pool_size == 2
+        accel.run_ranges(outer, (), 3, 1)
+        on_workers = [s for s in seen if s[0]]
+        assert len(on_workers) >= 1 and all(s[1:] == (0, 30) for s in on_workers)  # whole, inline
+        assert sorted(s[1:] for s in seen if not s[0]) == [(0, 10), (10, 20), (20, 30)]  # the caller's piece splits
+        rg.set_num_threads(5)  # more threads: a larger pool replaces the old one
+        accel.run_ranges(lambda lo, hi: None, (), 5, 1)
+        assert accel._state.pool_size == 4
+    finally:
+        rg.set_num_threads(old)

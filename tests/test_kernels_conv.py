@@ -210,3 +210,38 @@ def test_weight_gradient_from_kept_columns_equals_rebuilt_columns(monkeypatch):
         assert out._node.kw is None  # the engine dropped the kept columns with the graph
         grads.append(rw.grad.numpy())
     assert np.array_equal(grads[0], grads[1])
+
+
+@pytest.mark.parametrize("xs,ws,groups", [((64, 1, 28, 28), (32, 1, 3, 3), 1),  # channel-major GEMM
+                                          ((64, 32, 13, 13), (64, 32, 3, 3), 1),
+                                          ((48, 32, 14, 14), (64, 16, 3, 3), 2)])
+def test_conv_gemms_split_on_retrograds_threads_give_the_one_thread_bits(monkeypatch, xs, ws, groups):
+    """RETROGRAD_CONV_SPLIT=1 (``_mm`` = ``kernels.matmul``): the forward and both gradients at 2
+    threads equal those of OpenBLAS on one thread, bit for bit."""
+    from retrograd import kernels as KS
+    from retrograd.nn.functional import conv as C
+
+    g = np.random.default_rng(0)
+    xa, wa = g.standard_normal(xs).astype(np.float32), g.standard_normal(ws).astype(np.float32)
+    ba = g.standard_normal(ws[0]).astype(np.float32)
+
+    def run():
+        x, w, b = (rg.tensor(a, requires_grad=True) for a in (xa, wa, ba))
+        y = rg.nn.functional.conv2d(x, w, b, groups=groups)
+        (y * y).sum().backward()
+        return [y.detach().numpy(), x.grad.numpy(), w.grad.numpy(), b.grad.numpy()]
+
+    old = rg.get_num_threads()
+    try:
+        rg.set_num_threads(1)
+        ref = run()
+        rg.set_num_threads(2)
+        calls = []
+        monkeypatch.setattr(C, "_mm", lambda a, b: calls.append(KS._gemm_parts(a.shape[0], b.shape[1], a.shape[1]))
+                            or KS.matmul(a, b))
+        got = run()
+    finally:
+        rg.set_num_threads(old)
+    assert max(calls) == 2  # split
+    for r, o in zip(ref, got):
+        assert np.array_equal(r, o)

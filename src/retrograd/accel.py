@@ -67,12 +67,13 @@ def _env_threads() -> int:
 class _State:
     """Process-wide settings and the worker threads, in one object rather than loose globals."""
 
-    __slots__ = ("numba", "enabled", "pool", "threads", "lock", "blas", "blas_depth", "blas_saved")
+    __slots__ = ("numba", "enabled", "pool", "pool_size", "threads", "lock", "blas", "blas_depth", "blas_saved")
 
     def __init__(self) -> None:
         self.numba: bool | None = None  # whether Numba is installed, looked up once
         self.enabled = os.environ.get("RETROGRAD_NO_JIT", "") in ("", "0")
         self.pool = None
+        self.pool_size = 0  # the pool's worker threads (it never starts more)
         self.lock = threading.RLock()
         self.threads = _env_threads()
         self.blas: tuple | None = None  # (get, set) of NumPy's OpenBLAS thread count, looked up once; () if none
@@ -114,6 +115,7 @@ malloc_tuned = _tune_malloc()
 
 def _forget_pool() -> None:
     _state.pool = None  # a forked child has none of its parent's threads
+    _state.pool_size = 0
 
 
 if hasattr(os, "register_at_fork"):
@@ -339,19 +341,40 @@ def run_ranges(kernel: Callable, args: tuple, n: int, min_per_thread: int, align
     _side_by_side(lambda lo, hi: kernel(*args, lo, hi), n, min_per_thread, align)
 
 
+_worker = threading.local()  # .active on the pool's own threads
+
+
+def _mark_worker() -> None:
+    _worker.active = True
+
+
+def _pool(workers: int) -> Any:
+    """The pool, with at least ``workers`` threads. Its size is fixed: a ``ThreadPoolExecutor`` with a
+    generous cap starts a new thread whenever a piece is submitted before the last worker has
+    marked itself idle, which happens a few times a minute in a training loop; each new thread then
+    gets its own malloc arena and, at its first GEMM piece, its own OpenBLAS buffer."""
+    with _state.lock:
+        pool = _state.pool
+        if pool is None or _state.pool_size < workers:
+            from concurrent.futures import ThreadPoolExecutor
+
+            old, size = pool, max(workers, _state.threads - 1)
+            pool = _state.pool = ThreadPoolExecutor(size, thread_name_prefix="retrograd-kernel",
+                                                    initializer=_mark_worker)
+            _state.pool_size = size
+            if old is not None:
+                old.shutdown(wait=False)  # its threads end once idle
+    return pool
+
+
 def _side_by_side(piece: Callable, n: int, min_per_thread: int, align: int) -> None:
     parts = min(_state.threads, n // max(1, min_per_thread), -(-n // align))
-    if parts <= 1:
+    if parts <= 1 or getattr(_worker, "active", False):  # a piece that splits again runs whole
         piece(0, n)
         return
     pool = _state.pool
-    if pool is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with _state.lock:
-            pool = _state.pool
-            if pool is None:  # threads start on demand, so a generous cap costs nothing
-                pool = _state.pool = ThreadPoolExecutor(63, thread_name_prefix="retrograd-kernel")
+    if pool is None or _state.pool_size < parts - 1:
+        pool = _pool(parts - 1)
     bounds = [0] + [min(n, (n * k // parts + align - 1) // align * align) for k in range(1, parts)] + [n]
     futures = [pool.submit(piece, bounds[k], bounds[k + 1]) for k in range(1, parts) if bounds[k] < bounds[k + 1]]
     try:

@@ -199,6 +199,33 @@ def test_double_backward_runs_a_parameter_hook_once_and_reaches_the_input_histor
     assert abs(ga[0, 0, 0].item() - num) < 1e-6 * max(1.0, abs(num))
 
 
+def test_double_backward_runs_the_fused_forward_once(monkeypatch):
+    """Under create_graph the layer is recorded op by op for the second derivative; the fused forward
+    is not run a second time (to be thrown away) by the engine's recomputation of saved outputs."""
+    from retrograd.nn.functional import rnn as R
+    calls = []
+    fwd = R.RNN_LAYER.forward
+    monkeypatch.setattr(R.RNN_LAYER, "forward", lambda ins, kw: calls.append(kw["mode"]) or fwd(ins, kw))
+    for cls in ("LSTM", "GRU", "RNN"):
+        m = getattr(rg.nn, cls)(3, 4).double()
+        x = rg.randn(5, 2, 3, dtype=rg.float64, requires_grad=True)
+        out, _ = m(x)
+        assert len(calls) == 1
+        (gx,) = rg.autograd.grad((out ** 2).sum(), x, create_graph=True)
+        assert len(calls) == 1 and gx.requires_grad
+        rg.autograd.grad(gx.sum(), x)
+        assert len(calls) == 1
+        calls.clear()
+
+
+def test_in_place_change_of_the_output_is_caught():
+    for cls in ("GRU", "RNN"):  # (LSTM: below) their backward reads the output
+        out, _ = getattr(rg.nn, cls)(3, 4)(rg.randn(6, 2, 3))
+        out.mul_(2)
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            out.sum().backward()
+
+
 def test_parameter_hooks_retain_graph_and_in_place_checks():
     m = rg.nn.GRU(3, 4, num_layers=2)
     seen = []

@@ -54,8 +54,8 @@ class DataPreset:
 
 
 def _fashion_mnist(data: dict) -> tuple:
-    """uint8 pixels, converted to float32 by ``build_data`` after the split and the subsets (the
-    whole training set as float32 is 188 MB; a config often trains on a part of it)."""
+    """uint8 pixels: ``build_data`` splits and subsets them as stored and its datasets convert each
+    batch to float32 as it is read (the whole training set as float32 is 188 MB)."""
     root = data.get("root")
     return (*fashion_mnist_pixels("train", root), *fashion_mnist_pixels("test", root))
 
@@ -121,16 +121,17 @@ def data_keys(data: dict) -> list[str]:
     """The ``[data]`` keys that apply to the source ``data`` names (a validated ``[data]`` table):
     what a resolved config keeps. A preset's: ``name``, the common keys, ``test_fraction`` unless it
     has a test split, ``augment``/``standardize``/``images``/``root`` where it has them,
-    ``block_size`` for text. A path's: see ``owndata.own_data_keys``."""
+    ``block_size`` for text, ``labels_per_class`` for the others. A path's: see ``owndata.own_data_keys``."""
     if data.get("path") is not None:
-        return own_data_keys(data, COMMON_KEYS)
+        keys = own_data_keys(data, COMMON_KEYS)
+        return keys if data.get("format") == "text" else [*keys, "labels_per_class"]
     preset = PRESETS.get(data.get("name"))
     keys = ["name", *COMMON_KEYS]
     if preset is None:
         return keys
     if preset.kind == "text":
         return [*keys, "block_size"]
-    keys += [] if preset.test_split else ["test_fraction"]
+    keys += ["labels_per_class"] + ([] if preset.test_split else ["test_fraction"])
     return keys + [k for k, applies in (("augment", preset.augment is not None),
                                         ("standardize", preset.standardize is not None),
                                         ("images", preset.images_option), ("root", preset.root)) if applies]

@@ -21,7 +21,8 @@ import numpy as np
 from .group import ProcessGroup, ReduceOp, Work, default_group
 
 __all__ = ["all_reduce", "broadcast", "all_gather", "all_gather_into_tensor", "reduce", "gather", "scatter",
-           "barrier", "all_gather_object", "broadcast_object_list", "flat_all_reduce"]
+           "barrier", "all_gather_object", "broadcast_object_list", "flat_all_reduce",
+           "flat_all_reduce_starter"]
 
 _UPCAST = {"float16", "bfloat16"}
 
@@ -144,11 +145,20 @@ def flat_all_reduce(buffer: np.ndarray, op: ReduceOp = ReduceOp.SUM, group: Any 
     """Start an in-place all-reduce of a contiguous 1-D NumPy ``buffer`` (a slice of a flat gradient
     buffer) and return the bare MPI request, or None in a single-process group. No copies, no
     finishing step: what DistributedDataParallel's buckets use."""
+    start = flat_all_reduce_starter(buffer, op, group)
+    return None if start is None else start()
+
+
+def flat_all_reduce_starter(buffer: np.ndarray, op: ReduceOp = ReduceOp.SUM, group: Any = None) -> Any:
+    """``flat_all_reduce`` prepared once: a callable that starts it and returns the MPI request (None
+    in a single-process group), with the checks and the MPI types done here, not at every call
+    (DistributedDataParallel prepares one per bucket)."""
     g = default_group(group)
     if g.comm is None:
         return None
     from mpi4py import MPI
-    return g.comm.Iallreduce(MPI.IN_PLACE, _buf(buffer), _mpi_op(op, buffer.dtype, "flat_all_reduce"))
+    return functools.partial(g.comm.Iallreduce, MPI.IN_PLACE, _buf(buffer), _mpi_op(op, buffer.dtype,
+                                                                                    "flat_all_reduce"))
 
 
 def broadcast(tensor: Any, src: int | None = None, group: Any = None, async_op: bool = False) -> Work | None:

@@ -39,13 +39,15 @@ def _onnx():
 
 
 def supported() -> dict[str, list[str]]:
-    """What the exporter maps: Tensor methods, functions and modules (names), for error messages and docs."""
+    """What the exporter maps, by name: Tensor methods, functions (``F.*``, ``rg.*``) and modules (those
+    exported whole, and the ``rg.nn`` layers whose forward exports through the functions), for error
+    messages and docs."""
     _onnx()
-    from . import trace
+    from . import symbolic_layers, trace
     _register()
     return {"tensor_methods": sorted(k for k, v in trace.TENSOR.items() if v is not None),
             "functions": sorted(q for q, h in trace.FUNCTIONS.values() if h is not None),
-            "modules": sorted(c.__name__ for c in trace.MODULES)}
+            "modules": sorted({c.__name__ for c in trace.MODULES} | set(symbolic_layers.LAYERS))}
 
 
 _registered = False
@@ -54,9 +56,10 @@ _registered = False
 def _register() -> None:
     global _registered
     if not _registered:
-        from . import symbolic_nn, symbolic_tensor
+        from . import symbolic_layers, symbolic_nn, symbolic_tensor
         symbolic_tensor.register()
         symbolic_nn.register()
+        symbolic_layers.register()
         _registered = True
 
 

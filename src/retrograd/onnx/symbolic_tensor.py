@@ -154,6 +154,54 @@ def _argmax(g: Graph, out: Tensor, x: Tensor, dim: Any = None, keepdim: bool = F
         g.emit(out, "ArgMax", [g.name(x)], axis=_norm(dim, x.ndim), keepdims=int(keepdim))
 
 
+
+def _maxmin(is_max: bool):
+    """``max()``/``min()``: all elements (ReduceMax); ``max(other)``: elementwise (Max);
+    ``max(dim, keepdim)``: values and indices (ReduceMax + ArgMax, the first extremum as retrograd)."""
+    op, arg = ("ReduceMax", "ArgMax") if is_max else ("ReduceMin", "ArgMin")
+
+    def h(g: Graph, out: Any, x: Tensor, dim: Any = None, keepdim: bool = False) -> None:
+        if isinstance(dim, Tensor):
+            return _binary("Max" if is_max else "Min")(g, out, x, dim)
+        if dim is None:
+            return g.bind(out, g.reduce(op, g.name(x), list(range(x.ndim)), False))
+        if x.ndim == 0:
+            g.bind(out[0], g.name(x))
+            g.bind(out[1], g.const(np.array(0, np.int64)))
+            return
+        d = _norm(dim, x.ndim)
+        g.bind(out[0], g.reduce(op, g.name(x), [d], keepdim))
+        g.bind(out[1], g.node(arg, [g.name(x)], axis=d, keepdims=int(keepdim)))
+    return h
+
+
+def _argmin(g: Graph, out: Tensor, x: Tensor, dim: Any = None, keepdim: bool = False) -> None:
+    src = g.node("Reshape", [g.name(x), g.const(np.array([-1], np.int64))]) if dim is None else g.name(x)
+    g.emit(out, "ArgMin", [src], axis=0 if dim is None else _norm(dim, x.ndim),
+           keepdims=0 if dim is None else int(keepdim))
+
+
+def _cumsum(g: Graph, out: Tensor, x: Tensor, dim: int, *, dtype: Any = None) -> None:
+    src = g.cast_to(g.name(x), out._array.dtype)
+    g.emit(out, "CumSum", [src, g.const(np.array(_norm(dim, max(x.ndim, 1)), np.int64))])
+
+
+def _einsum(g: Graph, out: Tensor, equation: str, *operands: Any) -> None:
+    """Einsum with the equation as retrograd reads it: '...' written out as letters and an implicit
+    output made explicit, so ONNX's rules for those never come into play."""
+    from ..tensor_functions import _einsum_ellipsis
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    ts = [o if isinstance(o, Tensor) else Tensor(np.asarray(o)) for o in operands]
+    spaced = equation.replace(" ", "")
+    lhs, arrow, rhs = (_einsum_ellipsis(spaced, ts) if "..." in spaced else spaced).partition("->")
+    once = [c for c in lhs if c != "," and lhs.count(c) == 1]  # implicit output: these, sorted (NumPy's rule)
+    eq = f"{lhs}->{rhs if arrow else ''.join(sorted(once))}"
+    if not eq.replace(",", "").replace("->", "").isalpha() or not eq.isascii():
+        raise ExportError(f"rg.onnx.export: cannot export einsum {equation!r}: ONNX's Einsum takes letters only")
+    g.emit(out, "Einsum", [_operand(g, t, out._array.dtype) for t in ts], equation=eq)
+
+
 # ---------------------------------------------------------------------- shapes
 def reshape_to(g: Graph, out: Tensor, x: Tensor, dims: Any) -> None:
     g.emit(out, "Reshape", [g.name(x), g.shape_vector(dims)])
@@ -359,7 +407,8 @@ def register() -> None:
         "detach": _identity, "data": _identity, "__pos__": _identity, "cpu": _identity,
         "sum": _reduce("ReduceSum"), "mean": _reduce("ReduceMean"), "amax": _reduce("ReduceMax"),
         "amin": _reduce("ReduceMin"), "softmax": _softmax("Softmax"), "log_softmax": _softmax("LogSoftmax"),
-        "argmax": _argmax, "reshape": _reshape, "view": _reshape, "reshape_as": _reshape_as,
+        "argmax": _argmax, "argmin": _argmin, "max": _maxmin(True), "min": _maxmin(False), "cumsum": _cumsum,
+        "reshape": _reshape, "view": _reshape, "reshape_as": _reshape_as,
         "view_as": _reshape_as, "flatten": _flatten, "permute": _permute, "transpose": _transpose,
         "swapaxes": _transpose, "swapdims": _transpose, "T": _T, "mT": _mT, "unsqueeze": _unsqueeze,
         "squeeze": _squeeze, "expand": _expand, "expand_as": _expand_as, "split": _split, "chunk": _chunk,
@@ -367,7 +416,7 @@ def register() -> None:
     })
     handled = {
         tensor_functions.cat: _cat, tensor_functions.stack: _stack, tensor_math.where: _where,
-        tensor_math.matmul: _binary("MatMul"), creation.arange: _arange,
+        tensor_math.matmul: _binary("MatMul"), creation.arange: _arange, tensor_functions.einsum: _einsum,
         creation.zeros: _full_like_sizes(0.0), creation.ones: _full_like_sizes(1.0),
     }
     for alias_name in ("concat", "concatenate"):
@@ -381,5 +430,9 @@ def register() -> None:
         if isinstance(f, types.FunctionType) and f.__module__ in mods and not name.startswith(("_", "is_")) \
                 and f not in FUNCTIONS:
             FUNCTIONS[f] = (f"rg.{name}", handled.get(f, TENSOR.get(name)))
+    for name, f in vars(root).items():  # ``rg.sum(x, ...)``-style wrappers of Tensor methods
+        if isinstance(f, types.FunctionType) and f.__module__ == "retrograd" and TENSOR.get(name) is not None \
+                and f not in FUNCTIONS:
+            FUNCTIONS[f] = (f"rg.{name}", TENSOR[name])
     for f, h in handled.items():
         FUNCTIONS.setdefault(f, (f"rg.{f.__name__}", h))

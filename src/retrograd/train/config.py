@@ -76,6 +76,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
                              range=POSITIVE),
         "val_samples": Key("int", None, optional=True, doc="use a random subset of this many validation samples",
                            range=POSITIVE),
+        "labels_per_class": Key("int", None, optional=True, range=POSITIVE,
+                                doc="classification: train on this many labelled samples of each class (the first "
+                                    "N of a seeded permutation of each class's training samples; validation and "
+                                    "test unchanged)"),
         "augment": Key("bool", False, doc="random crops (and flips for fashion_mnist) of training images; own images: "
                                           "random crops, padded by an eighth of their height"),
         "standardize": Key("bool", None, optional=True,
@@ -544,6 +548,9 @@ def _data_section(cfg: dict, base: pathlib.Path | None, data_files: bool = True)
     if data["name"] is not None and data["path"] is not None:
         raise ConfigError(f"data: give data.name (a built-in data set) or data.path (your own data), not both "
                           f"(got name = {data['name']!r} and path = {data['path']!r})")
+    if data["labels_per_class"] is not None and data["train_samples"] is not None:
+        raise ConfigError(f"data.labels_per_class: give data.labels_per_class or data.train_samples, not both (got "
+                          f"{data['labels_per_class']} and {data['train_samples']})")
     if data["path"] is not None:
         if data["images"]:
             raise ConfigError("data.images: only for digits; own images come from an image folder or an array of "

@@ -51,7 +51,8 @@ INTERVAL_DOC = ('`interval` (str, default `"epoch"`, one of `epoch`, `step`): st
 EXAMPLES = {
     "data.name": '"fashion_mnist"', "data.batch_size": "128", "data.eval_batch_size": "1000",
     "data.val_fraction": "0.2", "data.test_fraction": "0.25", "data.train_samples": "5000",
-    "data.val_samples": "1000", "data.augment": "true", "data.standardize": "false", "data.images": "true",
+    "data.val_samples": "1000", "data.labels_per_class": "100", "data.augment": "true",
+    "data.standardize": "false", "data.images": "true",
     "data.block_size": "128", "data.path": '"wine.csv"', "data.format": '"csv"', "data.target": '"cultivar"',
     "data.text": '"review"', "data.tokenizer": '"models/all-MiniLM-L6-v2"', "data.max_tokens": "128",
     "data.features": '["alcohol", "region"]', "data.categorical": '["region"]', "data.task": '"regression"',

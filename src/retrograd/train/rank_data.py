@@ -58,6 +58,11 @@ def rank_sizes(total: int, world: int) -> list[int]:
     return [total // world + (r < total % world) for r in range(world)]
 
 
+def _stream_seed(seed: int, *key: int) -> int:
+    """A generator seed of its own for (``seed``, ``key``): a rank's stream for one batch."""
+    return int(np.random.SeedSequence(seed, spawn_key=key).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
 class RankBatchSampler(BatchSampler):
     """This rank's part of each global batch of ``sampler``'s epoch order (see the module docstring).
     ``current``: ``(samples of this rank, samples of the global batch)`` of the batch yielded last."""
@@ -87,14 +92,32 @@ class RankBatchSampler(BatchSampler):
 class GlobalOrderLoader(DataLoader):
     """The training loader of a recipe run: ``dataset`` shuffled by ``generator`` (the order of
     ``DataLoader(dataset, batch_size=global_batch, shuffle=True, generator=generator)``), this rank's
-    part of each global batch. ``len()`` is the number of global batches."""
+    part of each global batch. ``len()`` is the number of global batches.
 
-    def __init__(self, dataset: Any, global_batch: int, generator: Generator, rank: int = 0, world: int = 1
-                 ) -> None:
+    ``augment_seed`` (on more than one rank): before each batch is fetched, every generator reachable
+    from ``dataset`` (the augmentation's: ``dataset.transform...generator``) is reseeded from
+    (``augment_seed``, rank, epoch, batch), so each rank draws augmentations of its own, the same in
+    every run and after a resume (as dropout's streams, ``RankSync.before_batch``). One process
+    keeps drawing from the generators as they are."""
+
+    def __init__(self, dataset: Any, global_batch: int, generator: Generator, rank: int = 0, world: int = 1,
+                 augment_seed: int | None = None) -> None:
         sampler = RandomSampler(dataset, generator=generator)
         super().__init__(dataset, batch_sampler=RankBatchSampler(sampler, global_batch, rank, world))
         self.generator = generator  # where a plain shuffled DataLoader keeps it (checkpoints find it there)
         self.global_batch = global_batch
+        self.augment_seed = augment_seed if world > 1 else None
+        self._augment_generators: list | None = None
+
+    def _fetch(self, index: Any) -> Any:
+        if self.augment_seed is not None:
+            gens = self._augment_generators
+            if gens is None:
+                from .checkpoint import find_generators
+                gens = self._augment_generators = [g for _, g in sorted(find_generators(self.dataset).items())]
+            for i, g in enumerate(gens):  # self._batch: the batch about to be served, counted in its epoch
+                g.manual_seed(_stream_seed(self.augment_seed, self.part.rank, self._epoch, self._batch, i))
+        return super()._fetch(index)
 
     @property
     def part(self) -> RankBatchSampler:
@@ -192,8 +215,7 @@ class RankSync:
         if self.seed is None:
             return
         st = trainer.state
-        key = np.random.SeedSequence(self.seed, spawn_key=(self.group.rank, st.epoch, st.batch_in_epoch))
-        default_generator.manual_seed(int(key.generate_state(1, np.uint64)[0] >> np.uint64(1)))
+        default_generator.manual_seed(_stream_seed(self.seed, self.group.rank, st.epoch, st.batch_in_epoch))
 
     def train_model(self, sync: bool = True) -> Any:
         """The callable the Trainer runs this rank's part of a training batch through; None without DDP

@@ -263,7 +263,8 @@ def _loaders(cfg: dict, data: DataBundle, ranks: Any) -> tuple:
     rank evaluates the whole sets: the same numbers on each, no metric to merge)."""
     d, seed = cfg["data"], cfg["train"]["seed"]
     eval_bs = d["eval_batch_size"] or max(d["batch_size"], 500)
-    train = GlobalOrderLoader(data.train, global_batch(cfg, ranks.size), Generator(seed), ranks.rank, ranks.size)
+    train = GlobalOrderLoader(data.train, global_batch(cfg, ranks.size), Generator(seed), ranks.rank, ranks.size,
+                              augment_seed=data_seed(cfg) + 1)  # per-rank augmentation streams
     val = DataLoader(data.val, batch_size=eval_bs) if data.val is not None else None
     test = DataLoader(data.test, batch_size=eval_bs) if data.test is not None else None
     return train, val, test

@@ -1,10 +1,12 @@
 """Convolution: ``conv1d``, ``conv2d`` and their transposes."""
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
 
+from ... import kernels as KS
 from ...kernels import conv as KC
 from ...ops import Rule, call
 from ...tensor import Tensor
@@ -17,6 +19,11 @@ from ._args import _tuple
 # gradients of any order are themselves convolutions.
 
 KEEP_COLS_BYTES = 64 << 20  # the forward's im2col columns up to this size stay for the weight gradient
+# RETROGRAD_CONV_SPLIT=1: the GEMMs below run as row/column blocks on retrograd's threads with OpenBLAS on
+# one thread (``kernels.matmul``: the bits of one single-threaded call) instead of on OpenBLAS's own
+# threads, whose worker busy-waits after each GEMM on the core the split im2col/ReLU/pool kernels need
+# next (bench/RESULTS.md, session 8). Off until a quiet interleaved run shows it is no slower.
+_mm = KS.matmul if os.environ.get("RETROGRAD_CONV_SPLIT", "") == "1" else np.matmul
 
 
 def _conv_out(size: int, k: int, s: int, pad: tuple, d: int) -> int:
@@ -53,10 +60,10 @@ def _conv2d_f(ins, kw):
     if groups == 1 and cols.shape[1] < o:
         # few columns (a first layer): the GEMM mostly writes its result, so write it channel-major,
         # which reaches NCHW by copying runs of OH*OW (bench/conv_parts.py: 3x less than a transpose)
-        return KC.channels_to_nchw(_wmat(w) @ cols.T, n, (oh, ow), bias)
+        return KC.channels_to_nchw(_mm(_wmat(w), cols.T), n, (oh, ow), bias)
     # (N*OH*OW, K) @ (K, O): measured faster than (O, K) @ (K, N*OH*OW) on OpenBLAS, 1 and 2 threads
     if groups == 1:
-        y = cols @ _wmat(w).T
+        y = _mm(cols, _wmat(w).T)
     else:
         y = np.concatenate([_group_cols(cols, (kh, kww), groups, gi, cg) @ _wmat(w[gi * og:(gi + 1) * og]).T
                             for gi in range(groups)], axis=1)
@@ -69,7 +76,7 @@ def _conv_dx(g2: np.ndarray, w: np.ndarray, n: int, oh: int, ow: int, in_hw: tup
     o, cg, kh, kww = w.shape
     og = o // groups
     if groups == 1:
-        gcols = g2.T @ _wmat(w)
+        gcols = _mm(g2.T, _wmat(w))
     else:  # columns back in (kh, kw, C) order across the groups
         gcols = np.concatenate([(g2[gi * og:(gi + 1) * og].T @ _wmat(w[gi * og:(gi + 1) * og]))
                                 .reshape(-1, kh * kww, cg) for gi in range(groups)], axis=2).reshape(g2.shape[1], -1)
@@ -84,7 +91,7 @@ def _conv_dw(x: np.ndarray, g2: np.ndarray, oh: int, ow: int, k_hw: tuple, kw: d
     og, cg = o // groups, x.shape[1] // groups
     if cols is None:
         cols = _cols(x, k_hw, kw, oh, ow)
-    parts = [(g2[gi * og:(gi + 1) * og] @ _group_cols(cols, k_hw, groups, gi, cg))
+    parts = [_mm(g2[gi * og:(gi + 1) * og], _group_cols(cols, k_hw, groups, gi, cg))
              .reshape(og, k_hw[0], k_hw[1], cg).transpose(0, 3, 1, 2) for gi in range(groups)]
     return np.ascontiguousarray(parts[0] if groups == 1 else np.concatenate(parts, axis=0))
 

@@ -60,6 +60,8 @@ def _forward(ins: tuple, kw: dict) -> np.ndarray:
     whT = np.ascontiguousarray(w_hh.T)  # the small per-step GEMMs run ~1.7x faster on a copy than on a view
     p = np.empty((N, G), dtype=dt)
     h = h0
+    if save:
+        kw["out"] = out  # what the backward reads (not the rule's save_out: see RNN_LAYER)
     if lstm:
         gates = gi if save else np.empty((1, N, G), dtype=dt)  # step t turns gi[t] into its gates in place
         cs = np.empty((T if save else 2, N, H), dtype=dt)
@@ -178,6 +180,7 @@ def _backward(g: Any, out: Any, ins: tuple, kw: dict, needs: tuple) -> tuple:
         return _differentiable_backward(g, ins, kw, needs)
     if "saved" not in kw:
         raise RuntimeError(f"{kw['name']}: the layer ran without saving what its backward reads")
+    out = kw["out"]
     mode, reverse = kw["mode"], kw["reverse"]
     lstm, gru = mode == "LSTM", mode == "GRU"
     x, h0 = ins[0], ins[1]
@@ -234,7 +237,12 @@ def _backward(g: Any, out: Any, ins: tuple, kw: dict, needs: tuple) -> tuple:
     return tuple(grads)
 
 
-RNN_LAYER = Rule("rnn_layer", _forward, _backward, save_out=True)
+# The output is saved in ``kw["out"]`` by the forward, not through ``save_out``: under create_graph the
+# engine recomputes a save_out rule's output differentiably before calling its backward, and this
+# backward records the layer op by op instead (``_differentiable_backward``), so that recomputation
+# (the whole fused forward) would be thrown away. ``rnn_layer`` sets the node's ``out_vc`` itself, so an
+# in-place change of the output is still caught at backward.
+RNN_LAYER = Rule("rnn_layer", _forward, _backward)
 
 
 def rnn_layer(mode: str, x: Tensor, h0: Tensor, c0: Tensor | None, w_ih: Tensor, w_hh: Tensor,
@@ -264,6 +272,8 @@ def rnn_layer(mode: str, x: Tensor, h0: Tensor, c0: Tensor | None, w_ih: Tensor,
     save = state.enabled and any(t.requires_grad for t in ts)
     name = {"LSTM": "lstm", "GRU": "gru"}.get(mode, "rnn")
     y = Tensor._apply(RNN_LAYER, ts, {"mode": mode, "reverse": reverse, "save": save, "name": name})
+    if y._node is not None:
+        y._node.out_vc = (y._vc, 0)  # the backward reads the output: an in-place change of it is an error
     outputs = y[:T] if lstm else y
     h_n = y[0] if reverse else y[T - 1]
     return outputs, h_n, (y[T] if lstm else None)

@@ -9,8 +9,12 @@ has accumulated a gradient into a parameter (``engine.state.grad_observers``); w
 of a bucket has all its gradient contributions (their number is learnt in the first backward, where
 every bucket waits for the end), the bucket's non-blocking ``MPI_Iallreduce`` starts, in place, on
 the buffer itself, buckets always in the same order on every rank. When backward finishes
-(``engine.queue_callback``) the rest start, all are waited for, and each bucket is divided by the
-world size. So ``.grad`` holds the average over the ranks when ``backward`` returns, as in PyTorch.
+(``engine.queue_callback``) the rest start and all are waited for. So ``.grad`` holds the average
+over the ranks when ``backward`` returns, as in PyTorch. The average: with a power-of-two world size N
+each bucket is multiplied by 1/N just before its all-reduce starts (as PyTorch's default comm hook
+prescales; exact barring subnormals, so bitwise the sum divided by N, and off the critical path
+after backward); with
+other N the reduced sum is divided by N once it arrives (one rounding, as exact as a division gets).
 
 - ``no_sync()``: backward accumulates locally; the first backward outside it reduces the sum.
 - Buffers (BatchNorm running statistics) are broadcast from rank 0 at every forward that will be
@@ -47,12 +51,13 @@ _UNUSED = ("Expected to have finished reduction in the prior iteration before st
 class _Bucket:
     """A contiguous slice ``buffer[lo:hi]`` of a flat gradient buffer and the parameters in it."""
 
-    __slots__ = ("buffer", "lo", "hi", "members", "pending", "request")
+    __slots__ = ("buffer", "lo", "hi", "members", "pending", "request", "start")
 
     def __init__(self, buffer: np.ndarray, lo: int, hi: int, members: list) -> None:
         self.buffer, self.lo, self.hi, self.members = buffer, lo, hi, members
         self.pending = 0
         self.request: Any = None
+        self.start: Any = None  # starts the bucket's all-reduce (prepared once per layout)
 
     @property
     def view(self) -> np.ndarray:
@@ -105,6 +110,9 @@ class DistributedDataParallel(Module):
         self._late: list[int] = []
         self.last_wait_s = 0.0  # time the last backward spent waiting for all-reduces after it finished
         self.last_buckets_started_early = 0
+        n = self.process_group.size
+        # 1/N where multiplying by it is exact (N a power of two): the buckets are prescaled
+        self._prescale = 1.0 / n if n > 1 and n & (n - 1) == 0 else None
         bare = [p for p in self._params if getattr(p, "_gslot", None) is None]
         if bare:  # no optimizer owns them yet: a flat gradient buffer of DDP's own (an optimizer may take over)
             FlatParams.attach(bare)
@@ -173,6 +181,8 @@ class DistributedDataParallel(Module):
             else:
                 cur = _Bucket(buf, off, off + size, [i])
                 buckets.append(cur)
+        for b in buckets:
+            b.start = dist.flat_all_reduce_starter(b.view, dist.ReduceOp.SUM, self.process_group)
         self._buckets = buckets
         self._bucket_of = [0] * len(self._params)
         for k, b in enumerate(buckets):
@@ -240,14 +250,15 @@ class DistributedDataParallel(Module):
             elif g._array is not slots[i]:
                 np.copyto(slots[i], g._array, casting="unsafe")
                 params[i].grad = wrap_array(slots[i])
-        b.request = dist.flat_all_reduce(b.view, dist.ReduceOp.SUM, self.process_group)
+        if self._prescale is not None:
+            v = b.view
+            np.multiply(v, self._prescale, out=v)
+        b.request = b.start() if b.start is not None else None
         b.pending = 0
 
-    def _finish(self) -> None:
-        """End of backward: start what is left, wait for all, average."""
-        self._disarm()
-        first = self._expected is None
-        early = self._next
+    def _reduce_rest(self) -> None:
+        """Start the buckets not started yet, wait for all, and finish the average (the end of a
+        synchronised backward; ``bench/ddp_allreduce.py`` times it alone)."""
         for b in self._buckets[self._next:]:
             self._start(b)
         self._next = len(self._buckets)
@@ -256,12 +267,19 @@ class DistributedDataParallel(Module):
         if reqs:
             dist.Work(reqs, None, self.process_group.timeout, "DistributedDataParallel all-reduce").wait()
         self.last_wait_s = time.perf_counter() - t0
-        self.last_buckets_started_early = early
         n = self.process_group.size
-        if n > 1:
+        if n > 1 and self._prescale is None:
             for b in self._buckets:
                 v = b.view
                 np.divide(v, n, out=v)
+
+    def _finish(self) -> None:
+        """End of backward: start what is left, wait for all, average."""
+        self._disarm()
+        first = self._expected is None
+        self.last_buckets_started_early = self._next
+        self._reduce_rest()
+        n = self.process_group.size
         unused = [i for i, c in enumerate(self._counts) if c == 0]
         if self._late:
             names = sorted({self._names[i] for i in self._late})
