@@ -273,7 +273,8 @@ def rnn_layer(mode: str, x: Tensor, h0: Tensor, c0: Tensor | None, w_ih: Tensor,
     name = {"LSTM": "lstm", "GRU": "gru"}.get(mode, "rnn")
     y = Tensor._apply(RNN_LAYER, ts, {"mode": mode, "reverse": reverse, "save": save, "name": name})
     if y._node is not None:
-        y._node.out_vc = (y._vc, 0)  # the backward reads the output: an in-place change of it is an error
+        y._node.out_vc = y._vc  # the backward reads the output: an in-place change of it is an error
+        y._node.out_v = 0
     outputs = y[:T] if lstm else y
     h_n = y[0] if reverse else y[T - 1]
     return outputs, h_n, (y[T] if lstm else None)
