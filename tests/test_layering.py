@@ -16,7 +16,7 @@ LAYERS = {
     "backends": 0,
     "scalars": 0,
     "engine": 1, "kernels": 1, "cuda": 1, "distributed": 1, "dtype_info": 1, "amp": 1,
-    "ops": 2, "inference": 2,
+    "ops": 2, "ops_linalg": 2, "inference": 2,
     "tensor_convert": 3,
     "tensor_shape": 4,
     "tensor_math": 5, "tensor_reduce": 5, "tensor_inplace": 5, "tensor_compat": 5,

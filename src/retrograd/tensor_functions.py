@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 from . import backend as B
 from . import ops as O
+from . import ops_linalg as OL
 from .amp.autocast_mode import cast_rule_inputs, state as _autocast
 from .tensor import Tensor, _apply
 from .tensor_convert import _as_tensor, _rank
@@ -89,7 +90,7 @@ def einsum(equation: str, *operands: Any) -> Tensor:
                 raise RuntimeError(f"einsum: subscript '{c}' has size {s} for one operand and {sizes[c]} "
                                    "for another")
     dt = B.promote([(t.dtype, _rank(t)) for t in ts])
-    return _apply(O.EINSUM, tuple(t._cast(dt) for t in ts), {"eq": eq})
+    return _apply(OL.EINSUM, tuple(t._cast(dt) for t in ts), {"eq": eq})
 
 
 def _einsum_ellipsis(eq: str, ts: list) -> str:

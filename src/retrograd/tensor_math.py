@@ -20,6 +20,7 @@ import numpy as np
 
 from . import backend as B
 from . import ops as O
+from . import ops_linalg as OL
 from .amp.autocast_mode import outside_autocast
 from .engine import state
 from .tensor_convert import _as_tensor, _coerce, _rank
@@ -40,7 +41,7 @@ def matmul(a: Any, b: Any) -> Tensor:
         np.broadcast_shapes(sa[:-2], sb[:-2])
     except ValueError:
         raise RuntimeError(f"matmul: batch dimensions of shapes {sa} and {sb} do not broadcast") from None
-    return a._apply(O.MATMUL, (a, b))
+    return a._apply(OL.MATMUL, (a, b))
 
 
 def where(condition: Any, input: Any = None, other: Any = None) -> Any:  # noqa: A002

@@ -1,7 +1,7 @@
 """Dense (fully connected) maps: ``linear`` (one fused node) and ``bilinear``."""
 from __future__ import annotations
 
-from ... import ops as O
+from ... import ops_linalg as OL
 from ...amp.autocast_mode import cast_rule_inputs, outside_autocast, state as _autocast
 from ...tensor import Tensor
 
@@ -17,7 +17,7 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             raise RuntimeError(f"linear: input shape {tuple(input.shape)} and weight shape "
                                f"{tuple(weight.shape)} do not align ({input.shape[-1]} != {weight.shape[1]})")
         # one fused node: the graph never holds the bare product input @ weight.T
-        return Tensor._apply(O.LINEAR, (input, weight) if bias is None else (input, weight, bias))
+        return Tensor._apply(OL.LINEAR, (input, weight) if bias is None else (input, weight, bias))
     out = input @ weight.t() if weight.ndim == 2 else input @ weight
     return out if bias is None else out + bias
 
