@@ -39,8 +39,28 @@ class StoredDataset(TensorDataset):
 
     def __init__(self, *tensors: Any, convert: Callable[[np.ndarray], np.ndarray],
                  transform: Callable | None = None, target_transform: Callable | None = None) -> None:
-        super().__init__(*tensors, transform=transform, target_transform=target_transform)
         self.convert = convert
+        super().__init__(*tensors, transform=transform, target_transform=target_transform)
+
+    @property
+    def arrays(self) -> tuple:
+        """What a ``TensorDataset`` of the converted data would hold: the first array converted
+        whole (a new array on every access; the loaders read ``stored`` batch by batch instead)."""
+        first = self.stored[0]
+        return (self.convert(first).reshape(first.shape), *self.stored[1:])
+
+    @arrays.setter
+    def arrays(self, value: tuple) -> None:
+        self.stored = value
+
+    def __len__(self) -> int:
+        return self.stored[0].shape[0]
+
+    def __getitem__(self, index: int) -> tuple:
+        return self._finish([a[index] for a in self.stored])
+
+    def get_batch(self, indices: np.ndarray) -> tuple:
+        return self._finish([a[indices] for a in self.stored])
 
     def _finish(self, parts: list) -> tuple:
         parts[0] = self.convert(parts[0]).reshape(parts[0].shape)

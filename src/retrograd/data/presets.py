@@ -165,7 +165,8 @@ def build_data(data: dict, seed: int) -> DataBundle:
     bundle = arrays_bundle(x, y, xt, yt, data=data, rng=rng, seed=seed, spec=spec,
                            standardize=bool(preset.standardize is not None and standardize), augment=aug,
                            num_classes=0, source=name, convert=preset.convert)
-    labels = [d.arrays[1] for d in (bundle.train, bundle.test) if d is not None]
+    labels = [(d.stored if hasattr(d, "stored") else d.arrays)[1]  # the labels alone, no pixels converted
+              for d in (bundle.train, bundle.test) if d is not None]
     bundle.num_classes = bundle.num_outputs = int(max(a.max() for a in labels) + 1)
     if spec.classes is None:
         spec.classes = [str(i) for i in range(bundle.num_classes)]
