@@ -188,6 +188,7 @@ def _optimize(job: dict, worker: int, share: int | None = None) -> None:
                 # duplicate run of the same parameters is dropped
                 print(f"tune: {e} Another worker ran the same queued trial at the same time; its result "
                       "counts once", file=sys.stderr, flush=True)
+                continue  # not one of this worker's share: the budget check above decides whether to go on
             ran += 1
             if n_trials is not None:
                 trials = study.get_trials(deepcopy=False)
