@@ -504,14 +504,11 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                                     gi = unbroadcast(gi, shape)
                             prev = grads.get(child)
                             if prev is None:
-                                if nxt is None and not heap:
+                                if not heap:  # (nxt is None here: taken at the top of the loop)
                                     nxt = child
                                     nxt_g = gi
                                 else:
                                     grads[child] = gi
-                                    if nxt is not None:
-                                        heappush(heap, (nxt.seq, nxt))
-                                        nxt = None
                                     heappush(heap, (child.seq, child))
                             else:
                                 grads[child] = _accumulate(prev, gi, owned)

@@ -13,8 +13,8 @@ the buffer itself, buckets always in the same order on every rank. When backward
 over the ranks when ``backward`` returns, as in PyTorch. The average: with a power-of-two world size N
 each bucket is multiplied by 1/N just before its all-reduce starts (as PyTorch's default comm hook
 prescales; exact barring subnormals, so bitwise the sum divided by N, and off the critical path
-after backward); with
-other N the reduced sum is divided by N once it arrives (one rounding, as exact as a division gets).
+after backward); with other N the reduced sum is divided by N once it arrives (one rounding, as
+exact as a division gets).
 
 - ``no_sync()``: backward accumulates locally; the first backward outside it reduces the sum.
 - Buffers (BatchNorm running statistics) are broadcast from rank 0 at every forward that will be
