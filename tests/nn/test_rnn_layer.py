@@ -304,3 +304,71 @@ def test_rnn_layer_passes_gradcheck(mode, reverse):
         return sum((o * (k + 1)).sum() for k, o in enumerate(outs) if o is not None)
     assert rg.autograd.gradcheck(f, ins)
     assert rg.autograd.gradgradcheck(f, ins)
+
+
+def _layer_results(cls, kw, x, hidden):
+    """Output, states and every gradient of a float32 layer (fixed weights) on ``x``, as arrays."""
+    m = getattr(rg.nn, cls)(x.shape[2], hidden, **kw)
+    rng = np.random.default_rng(5)
+    with rg.no_grad():
+        for p in m.parameters():
+            p.copy_(rg.tensor(rng.standard_normal(tuple(p.shape)).astype(np.float32) * 0.1))
+    xt = rg.tensor(x, requires_grad=True)
+    out, st = m(xt)
+    sts = list(st) if cls == "LSTM" else [st]
+    w = rg.tensor(np.linspace(-1, 1, out.numel()).reshape(tuple(out.shape)).astype(np.float32))
+    ((out * w).sum() + sum((s * s).sum() for s in sts)).backward()
+    return [a.detach().numpy().copy() for a in [out, *sts, xt.grad] + [p.grad for _, p in sorted(m.named_parameters())]]
+
+
+@needs_numba
+@pytest.mark.parametrize("cls,kw,batch", [("LSTM", {}, 32), ("GRU", {"bidirectional": True}, 48), ("RNN", {}, 128)])
+def test_threaded_gemms_give_the_bits_of_one_thread(cls, kw, batch, monkeypatch):
+    """float32 layers whose GEMMs (per step and sequence-wide, each above kernels.matmul's size for two
+    threads) split into row / column blocks on 2 and 3 threads give the bits of the same layer on one
+    thread and of the NumPy path (OpenBLAS on one thread meanwhile: the rule holds it there).
+    (Much smaller blocks may not: OpenBLAS's kernel for products under ~1M multiply-adds adds in
+    another order, so its result depends on the block's rows.)"""
+    from retrograd import kernels
+
+    x = np.random.default_rng(4).standard_normal((3, batch, 128)).astype(np.float32)
+    split = []
+    parts = kernels._gemm_parts
+    monkeypatch.setattr(kernels, "_gemm_parts", lambda m, n, k: (split.append((m, k)), parts(m, n, k))[1]
+                        if parts(m, n, k) > 1 else 1)
+    runs = []
+    for threads in (2, 3, 1):
+        monkeypatch.setattr(accel._state, "threads", threads)
+        split.clear()
+        runs.append(_layer_results(cls, kw, x, 256))
+        # per step h W_hh^T ((batch, 256) @ (256, G * 256)) and the weight gradients (over 3 * batch rows)
+        assert ((batch, 256) in split and 3 * batch in {k for _, k in split}) == (threads > 1), (threads, split)
+    monkeypatch.setattr(accel._state, "enabled", False)
+    runs.append(_layer_results(cls, kw, x, 256))
+    for r in runs[1:]:
+        for a, b in zip(runs[0], r):
+            assert a.dtype == b.dtype and np.array_equal(a, b), f"{cls}: threaded and one-thread results differ"
+
+
+@pytest.mark.skipif(accel.blas_threads() is None, reason="no OpenBLAS found (NumPy built against another BLAS)")
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_layer_holds_openblas_to_one_thread_and_gives_it_back(dtype, monkeypatch):
+    """OpenBLAS's workers busy-wait after each threaded GEMM and take the core from the next step:
+    the rule runs its forward and backward with OpenBLAS on one thread (float64 too, while its
+    per-step GEMMs are small), and OpenBLAS's count is back when it returns."""
+    funcs = accel._blas_funcs()
+    before = funcs[0]()
+    seen = []
+    fwd, bwd = KR.lstm_step, KR.lstm_step_backward
+    monkeypatch.setattr(KR, "lstm_step", lambda *a: (seen.append(("f", funcs[0]())), fwd(*a))[1])
+    monkeypatch.setattr(KR, "lstm_step_backward", lambda *a: (seen.append(("b", funcs[0]())), bwd(*a))[1])
+    try:
+        funcs[1](2)
+        m = rg.nn.LSTM(8, 16, dtype=rg.float64 if dtype == np.float64 else rg.float32)
+        out, _ = m(rg.randn(5, 3, 8, dtype=m.weight_hh_l0.dtype))
+        assert funcs[0]() == 2
+        out.sum().backward()
+        assert funcs[0]() == 2
+    finally:
+        funcs[1](before)
+    assert seen == [("f", 1)] * 5 + [("b", 1)] * 5

@@ -348,21 +348,26 @@ def _gemm_parts(m: int, n: int, k: int) -> int:
     return min(threads, m * n * k // MIN_GEMM_PER_THREAD, max(m, n) // 16)
 
 
-def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """``a @ b`` for 2-D ``a (m, k)`` and ``b (k, n)`` (any strides), plus ``bias (n,)`` added in
     place when given (the twin: ``out = a @ b; out += bias``); float32 split into row blocks (or
-    column blocks where ``n > m``) on ``accel.get_num_threads()`` threads when large enough."""
+    column blocks where ``n > m``) on ``accel.get_num_threads()`` threads when large enough. ``out``:
+    an ``(m, n)`` array of the product's dtype to write into (``np.matmul``'s ``out``), returned."""
     m, k = a.shape
     n = b.shape[1]
     parts = 1
     if m * n * k >= 2 * MIN_GEMM_PER_THREAD and a.dtype == b.dtype == np.float32 and _fast(a, b):
         parts = _gemm_parts(m, n, k)
     if parts <= 1:
-        out = a @ b
+        if out is None:
+            out = a @ b
+        else:
+            np.matmul(a, b, out=out)
         if bias is not None:
             out += bias
         return out
-    out = np.empty((m, n), a.dtype)
+    if out is None:
+        out = np.empty((m, n), a.dtype)
     if n > m:
         def piece(lo: int, hi: int) -> None:
             np.matmul(a, b[:, lo:hi], out=out[:, lo:hi])

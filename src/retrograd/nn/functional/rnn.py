@@ -21,11 +21,12 @@ are differentiable in the incoming gradient and in every input (``_differentiabl
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
 
-from ... import engine
+from ... import accel, engine, kernels
 from ...engine import state
 from ...kernels import rnn as K
 from ...ops import Rule
@@ -42,7 +43,28 @@ def _order(T: int, reverse: bool) -> range:
     return range(T - 1, -1, -1) if reverse else range(T)
 
 
+def _blas_hold(ins: tuple, kw: dict) -> Any:
+    """OpenBLAS on one thread while a layer's rule runs, unless its per-step GEMMs are float64 and
+    large. OpenBLAS threads a GEMM as small as a step's ``h W_hh^T`` (20 x 200 x 800 in PyTorch's
+    word-language-model example) and its worker then busy-waits after each one, on the core that
+    the other half of every step needs (and retrograd's pool after the layer): on a 2-core machine
+    the 2-layer LSTM's forward + backward took 3-10x its 1-thread time. Held to one thread, the
+    steps' GEMMs run whole (or split on retrograd's pool, ``kernels.matmul``, when a float32 one is
+    large enough) and the sequence-wide ones split there too; a float32 product then has the bits
+    of one single-threaded call whatever the thread count."""
+    w_hh = ins[4] if kw["mode"] == "LSTM" else ins[3]
+    per_step = ins[0].shape[1] * w_hh.shape[0] * w_hh.shape[1]
+    if w_hh.dtype == np.float32 or per_step < 2 * kernels.MIN_GEMM_PER_THREAD:
+        return accel.single_threaded_blas()
+    return contextlib.nullcontext()
+
+
 def _forward(ins: tuple, kw: dict) -> np.ndarray:
+    with _blas_hold(ins, kw):
+        return _forward_held(ins, kw)
+
+
+def _forward_held(ins: tuple, kw: dict) -> np.ndarray:
     mode, reverse, save = kw["mode"], kw["reverse"], kw["save"]
     lstm, gru = mode == "LSTM", mode == "GRU"
     x, h0 = ins[0], ins[1]
@@ -52,7 +74,7 @@ def _forward(ins: tuple, kw: dict) -> np.ndarray:
     H = w_hh.shape[1]
     G = _GATES[mode] * H
     dt = x.dtype
-    gi = x.reshape(T * N, x.shape[2]) @ w_ih.T  # all time steps' input projections in one GEMM
+    gi = kernels.matmul(x.reshape(T * N, x.shape[2]), w_ih.T)  # all time steps' input projections in one GEMM
     if bias:
         gi += bias[0] if gru else bias[0] + bias[1]  # GRU keeps b_hh in the recurrent part (n gate)
     gi = gi.reshape(T, N, G)
@@ -71,7 +93,7 @@ def _forward(ins: tuple, kw: dict) -> np.ndarray:
         for k, t in enumerate(_order(T, reverse)):
             s = t if save else 0
             cs_t = cs[t] if save else cs[k % 2]
-            np.matmul(h, whT, out=p)
+            kernels.matmul(h, whT, out=p)
             K.lstm_step(p, gi[t], c, gates[s], cs_t, tcs[s], out[t], e)
             h, c = out[t], cs_t
         out[T] = c
@@ -81,7 +103,7 @@ def _forward(ins: tuple, kw: dict) -> np.ndarray:
         gates = np.empty((T if save else 1, N, 4 * H), dtype=dt)
         e = np.empty((N, 2 * H), dtype=dt)
         for t in _order(T, reverse):
-            np.matmul(h, whT, out=p)
+            kernels.matmul(h, whT, out=p)
             if bias:
                 p += bias[1]
             K.gru_step(p, gi[t], h, gates[t if save else 0], out[t], e)
@@ -91,7 +113,7 @@ def _forward(ins: tuple, kw: dict) -> np.ndarray:
     else:
         for t in _order(T, reverse):
             o = out[t]
-            np.matmul(h, whT, out=o)
+            kernels.matmul(h, whT, out=o)
             o += gi[t]
             if mode == "RNN_TANH":
                 np.tanh(o, out=o)
@@ -180,6 +202,11 @@ def _backward(g: Any, out: Any, ins: tuple, kw: dict, needs: tuple) -> tuple:
         return _differentiable_backward(g, ins, kw, needs)
     if "saved" not in kw:
         raise RuntimeError(f"{kw['name']}: the layer ran without saving what its backward reads")
+    with _blas_hold(ins, kw):
+        return _backward_held(g, ins, kw, needs)
+
+
+def _backward_held(g: np.ndarray, ins: tuple, kw: dict, needs: tuple) -> tuple:
     out = kw["out"]
     mode, reverse = kw["mode"], kw["reverse"]
     lstm, gru = mode == "LSTM", mode == "GRU"
@@ -202,31 +229,31 @@ def _backward(g: Any, out: Any, ins: tuple, kw: dict, needs: tuple) -> tuple:
         for t in order:
             cp = c0 if t == (T - 1 if reverse else 0) else cs[t + 1 if reverse else t - 1]
             K.lstm_step_backward(g[t], dhr, dc, gates[t], cp, tcs[t], dgi[t], dc)
-            np.matmul(dgi[t], w_hh, out=dhr)
+            kernels.matmul(dgi[t], w_hh, out=dhr)
     elif gru:
         (gates,) = saved
         direct = np.empty((N, H), dtype=dt)
         for t in order:
             hp = h0 if t == (T - 1 if reverse else 0) else out[t + 1 if reverse else t - 1]
             K.gru_step_backward(g[t], dhr, gates[t], hp, dgi[t], dgh[t], direct)
-            np.matmul(dgh[t], w_hh, out=dhr)
+            kernels.matmul(dgh[t], w_hh, out=dhr)
             dhr += direct
     else:
         relu = mode == "RNN_RELU"
         for t in order:
             K.rnn_step_backward(g[t], dhr, out[t], relu, dgi[t])
-            np.matmul(dgi[t], w_hh, out=dhr)
+            kernels.matmul(dgi[t], w_hh, out=dhr)
     dgi2 = dgi.reshape(T * N, G)
     dgh2 = dgh.reshape(T * N, G)
-    gx = (dgi2 @ w_ih).reshape(T, N, I) if needs[0] else None
+    gx = kernels.matmul(dgi2, w_ih).reshape(T, N, I) if needs[0] else None
     n_state = 2 if lstm else 1
     w_at = 1 + n_state
-    gw_ih = dgi2.T @ x.reshape(T * N, I) if needs[w_at] else None
+    gw_ih = kernels.matmul(dgi2.T, x.reshape(T * N, I)) if needs[w_at] else None
     gw_hh = None
     if needs[w_at + 1]:
         hs = out[:T]
         hprev = np.concatenate([hs[1:], h0[None]] if reverse else [h0[None], hs[:T - 1]], axis=0)
-        gw_hh = dgh2.T @ hprev.reshape(T * N, H)
+        gw_hh = kernels.matmul(dgh2.T, hprev.reshape(T * N, H))
     grads = [gx, dhr] + ([dc] if lstm else []) + [gw_ih, gw_hh]
     if bias:
         b_ih = dgi2.sum(axis=0) if needs[w_at + 2] else None
