@@ -321,8 +321,19 @@ def log_softmax_backward(y: np.ndarray, g: np.ndarray) -> np.ndarray:
     dt = y.dtype
     if y.size and y.ndim and g.shape == y.shape and g.dtype == dt and _fast(y, g):
         y2, g2 = _rows_view(y), _rows_view(g)
-        e = np.exp(y2)
-        accel.run_ranges(_jit().log_softmax_bwd, (e, g2, e, dt.type(0.0)), y2.shape[0], _rows_per_thread(y2.shape[1]))
+        e = np.empty_like(y2)
+        zero = dt.type(0.0)
+        J = _jit()
+
+        step = max(1, _CHUNK // y2.shape[1])
+
+        def piece(lo: int, hi: int) -> None:  # NumPy's exp of a few MB of rows, then the kernel on them
+            for a in range(lo, hi, step):
+                b = min(a + step, hi)
+                np.exp(y2[a:b], out=e[a:b])
+                J.log_softmax_bwd(e, g2, e, zero, a, b)
+
+        accel.run_ranges(piece, (), y2.shape[0], _rows_per_thread(y2.shape[1]))
         return e.reshape(y.shape)
     g2 = _rows_view(g)
     s = np.sum(g2, axis=1, keepdims=True).reshape(g.shape[:-1] + (1,))
