@@ -136,6 +136,31 @@ def test_softmax_kernels_equal_twin(dtype, monkeypatch):
 
 @needs_numba
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_pieces_equal_twin(dtype, monkeypatch):
+    """Cross-entropy's probabilities (``exp_rows``) and logit gradient (``cross_entropy_grad``, a scalar,
+    a Python float or per-row incoming gradient) on rows split over threads give the one-pass twin's bits
+    and dtype (Python floats stay weak: a float32 result)."""
+    rng = np.random.default_rng(8)
+    for rows, c in [(3, 5), (BIG // 100 + 1, 100), (2, BIG // 2 + 1)]:
+        logp = K.log_softmax((rng.standard_normal((rows, c)) * 4).astype(dtype))
+        t = rng.integers(0, c, rows)
+        gs = [np.asarray(0.37, dtype), 0.37, (rng.standard_normal((rows, 1))).astype(dtype)]
+
+        def run(logp=logp, t=t, gs=gs):
+            p = K.exp_rows(logp)
+            return [p] + [K.cross_entropy_grad(p, t, g) for g in gs]
+        res = _both(monkeypatch, run)
+        _same(res, f"cross_entropy {rows}x{c} {dtype.__name__}")
+        p = np.exp(logp)
+        for g, got in zip(gs, res[0][1:]):
+            d = p.copy()
+            d[np.arange(rows), t] -= 1
+            want = g * d
+            assert got.dtype == want.dtype == dtype and np.array_equal(got, want)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_attention_softmax_kernels_equal_twin(dtype, monkeypatch):
     """Scale, mask (causal with a fully masked row, a float mask, a mask the kernel does not take)
     and softmax in one pass, and the scaled backward."""

@@ -30,7 +30,7 @@ import numpy as np
 from .. import accel
 
 __all__ = ["gelu_tanh", "gelu_tanh_backward", "layer_norm", "layer_norm_backward", "softmax",
-           "softmax_backward", "log_softmax", "log_softmax_backward", "matmul", "bmm",
+           "softmax_backward", "log_softmax", "log_softmax_backward", "exp_rows", "cross_entropy_grad", "matmul", "bmm",
            "BLOCK_ROWS", "MIN_PER_THREAD", "MIN_GEMM_PER_THREAD"]
 
 BLOCK_ROWS = 128  # rows per partial sum of layer norm's weight / bias gradients
@@ -338,6 +338,38 @@ def log_softmax_backward(y: np.ndarray, g: np.ndarray) -> np.ndarray:
     g2 = _rows_view(g)
     s = np.sum(g2, axis=1, keepdims=True).reshape(g.shape[:-1] + (1,))
     return g - np.exp(y) * s
+
+
+def exp_rows(x: np.ndarray) -> np.ndarray:
+    """``np.exp(x)`` of a 2-D ``x``, in blocks of rows on ``accel.get_num_threads()`` threads when
+    large (NumPy's exp on each block: the same bits)."""
+    if x.ndim != 2 or x.size < 2 * _MIN_ELEMENTS or not _fast(x):
+        return np.exp(x)
+    out = np.empty(x.shape, x.dtype)
+    accel.run_ranges(lambda lo, hi: np.exp(x[lo:hi], out=out[lo:hi]), (), x.shape[0], _rows_per_thread(x.shape[1]))
+    return out
+
+
+def cross_entropy_grad(p: np.ndarray, target: np.ndarray, gi: np.ndarray) -> np.ndarray:
+    """Cross-entropy's logit gradient ``gi * (p - onehot(target))`` for probabilities ``p (M, C)``,
+    ``gi`` a scalar or ``(M, 1)``: ``p * gi`` (in blocks of rows on threads when large), then the
+    target entries recomputed as ``(p - 1) * gi`` (the twin: ``d = p.copy(); d[i, t_i] -= 1; gi * d``)."""
+    rows = np.arange(len(target))
+    if p.ndim != 2 or p.size < 2 * _MIN_ELEMENTS or not _fast(p):
+        d = p.copy()
+        d[rows, target] -= 1
+        return gi * d
+    out = np.empty(p.shape, np.result_type(p, gi))
+    col = np.ndim(gi) == 2
+
+    def piece(lo: int, hi: int) -> None:
+        np.multiply(p[lo:hi], gi[lo:hi] if col else gi, out=out[lo:hi])
+
+    accel.run_ranges(piece, (), p.shape[0], _rows_per_thread(p.shape[1]))
+    pt = p[rows, target]
+    pt -= 1
+    out[rows, target] = pt * (gi[:, 0] if col else gi)
+    return out
 
 
 # ====================================================================== GEMMs on retrograd's threads
