@@ -160,6 +160,33 @@ def test_cross_entropy_pieces_equal_twin(dtype, monkeypatch):
 
 
 @needs_numba
+def test_sum_rows_in_column_blocks_equals_one_call(monkeypatch):
+    """A linear layer's bias gradient (``sum_rows``) on 2 and 3 threads, blocks as small as allowed, has
+    ``a.sum(axis=0)``'s bits for random shapes and both dtypes; narrow or strided inputs are one call."""
+    monkeypatch.setattr(K, "_MIN_ELEMENTS", 64)
+    rng = np.random.default_rng(9)
+    split = 0
+    for i in range(60):
+        m, n = (int(v) for v in np.exp(rng.uniform(0, np.log(1500), 2)))
+        dtype = DTYPES[i % 2]
+        a = (rng.standard_normal((m, n)) * 10.0 ** rng.integers(-3, 4, (m, n))).astype(dtype)
+        want = a.sum(axis=0)
+        for threads in (2, 3):
+            monkeypatch.setattr(accel._state, "threads", threads)
+            calls = []
+            real = accel.run_ranges
+            monkeypatch.setattr(accel, "run_ranges", lambda *args: (calls.append(1), real(*args))[1])
+            got = K.sum_rows(a)
+            monkeypatch.setattr(accel, "run_ranges", real)
+            split += bool(calls)
+            assert calls == ([1] if a.size >= 128 and n >= 64 else []) and got.dtype == dtype
+            assert np.array_equal(got, want), (m, n, threads)
+    assert split > 40
+    a = rng.standard_normal((300, 200)).astype(np.float32)
+    assert np.array_equal(K.sum_rows(a.T), a.T.sum(axis=0)) and np.array_equal(K.sum_rows(a[:, ::2]), a[:, ::2].sum(0))
+
+
+@needs_numba
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_attention_softmax_kernels_equal_twin(dtype, monkeypatch):
     """Scale, mask (causal with a fully masked row, a float mask, a mask the kernel does not take)

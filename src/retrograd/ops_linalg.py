@@ -75,7 +75,7 @@ def _linear_b(g, out, ins, kw, needs):
         if needs[1]:
             gw = _folded_matmul(g2.T, x if x.ndim == 2 else x.reshape(-1, x.shape[-1]))
         if len(ins) == 3 and needs[2]:
-            gb = g2.sum(axis=0)
+            gb = kernels.sum_rows(g2) if type(g2) is _ndarray and g2.ndim == 2 else g2.sum(axis=0)
     return (gx, gw, gb) if len(ins) == 3 else (gx, gw)
 LINEAR = Rule("linear", _linear_f, _linear_b)
 

@@ -30,7 +30,8 @@ import numpy as np
 from .. import accel
 
 __all__ = ["gelu_tanh", "gelu_tanh_backward", "layer_norm", "layer_norm_backward", "softmax",
-           "softmax_backward", "log_softmax", "log_softmax_backward", "exp_rows", "cross_entropy_grad", "matmul", "bmm",
+           "softmax_backward", "log_softmax", "log_softmax_backward", "exp_rows", "cross_entropy_grad", "sum_rows", "matmul",
+           "bmm",
            "BLOCK_ROWS", "MIN_PER_THREAD", "MIN_GEMM_PER_THREAD"]
 
 BLOCK_ROWS = 128  # rows per partial sum of layer norm's weight / bias gradients
@@ -369,6 +370,21 @@ def cross_entropy_grad(p: np.ndarray, target: np.ndarray, gi: np.ndarray) -> np.
     pt = p[rows, target]
     pt -= 1
     out[rows, target] = pt * (gi[:, 0] if col else gi)
+    return out
+
+
+def sum_rows(a: np.ndarray) -> np.ndarray:
+    """``a.sum(axis=0)`` of a 2-D ``a`` (a linear layer's bias gradient), in blocks of columns on
+    ``accel.get_num_threads()`` threads when large. NumPy adds each column's rows one after another
+    in the whole array and in a block of columns alike (a block of one column would be summed in
+    pairwise order instead: every block here is at least 17 columns wide), so the bits are one call's."""
+    m, n = a.shape
+    if a.size < 2 * _MIN_ELEMENTS or n < 64 or not a.flags.c_contiguous or not _fast(a):
+        return a.sum(axis=0)
+    out = np.empty(n, a.dtype)
+    # bounds are multiples of 16 at least 32 columns apart: each block is at least 17 wide
+    accel.run_ranges(lambda lo, hi: np.sum(a[:, lo:hi], axis=0, out=out[lo:hi]), (), n,
+                     max(32, _MIN_ELEMENTS // max(m, 1)), 16)
     return out
 
 
