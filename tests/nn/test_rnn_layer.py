@@ -325,13 +325,14 @@ def _layer_results(cls, kw, x, hidden):
 @pytest.mark.parametrize("cls,kw,batch", [("LSTM", {}, 32), ("GRU", {"bidirectional": True}, 48), ("RNN", {}, 128)])
 def test_threaded_gemms_give_the_bits_of_one_thread(cls, kw, batch, monkeypatch):
     """float32 layers whose GEMMs (per step and sequence-wide, each above kernels.matmul's size for two
-    threads) split into row / column blocks on 2 and 3 threads give the bits of the same layer on one
+    threads) and bias gradients split into row / column blocks on 2 and 3 threads give the bits of the same layer on one
     thread and of the NumPy path (OpenBLAS on one thread meanwhile: the rule holds it there).
     (Much smaller blocks may not: OpenBLAS's kernel for products under ~1M multiply-adds adds in
     another order, so its result depends on the block's rows.)"""
     from retrograd import kernels
 
     x = np.random.default_rng(4).standard_normal((3, batch, 128)).astype(np.float32)
+    monkeypatch.setattr(kernels, "_MIN_ELEMENTS", 64)  # the biases' gradients (kernels.sum_rows) split too
     split = []
     parts = kernels._gemm_parts
     monkeypatch.setattr(kernels, "_gemm_parts", lambda m, n, k: (split.append((m, k)), parts(m, n, k))[1]

@@ -256,10 +256,10 @@ def _backward_held(g: np.ndarray, ins: tuple, kw: dict, needs: tuple) -> tuple:
         gw_hh = kernels.matmul(dgh2.T, hprev.reshape(T * N, H))
     grads = [gx, dhr] + ([dc] if lstm else []) + [gw_ih, gw_hh]
     if bias:
-        b_ih = dgi2.sum(axis=0) if needs[w_at + 2] else None
+        b_ih = kernels.sum_rows(dgi2) if needs[w_at + 2] else None
         b_hh = None
         if needs[w_at + 3]:
-            b_hh = dgh2.sum(axis=0) if gru or b_ih is None else b_ih.copy()
+            b_hh = kernels.sum_rows(dgh2) if gru or b_ih is None else b_ih.copy()
         grads += [b_ih, b_hh]
     return tuple(grads)
 
