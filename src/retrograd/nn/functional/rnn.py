@@ -8,7 +8,9 @@ Backward: per step (in reverse) one fused step for the gates' gradient and one G
 recurrent ``dh``; then the weight gradients of the whole sequence in one GEMM each (``dG^T X``,
 ``dG^T H_prev``), the input's gradient ``dG W_ih`` and the biases' as one row sum. What the
 backward reads is saved by the forward (LSTM: the activated gates, ``c`` and ``tanh(c)``; GRU: r,
-z, n and ``W_hn h + b_hn``; RNN: nothing but the outputs) and nothing else.
+z, n and ``W_hn h + b_hn``; RNN: nothing but the outputs) and nothing else. Every GEMM goes through
+``kernels.matmul`` (large ones split on retrograd's threads) with OpenBLAS held to one thread
+(``_blas_hold``), so that its busy-waiting worker does not take the second core after each step.
 
 The node's output packs the layer's outputs ``h_1 .. h_T`` (time order) and, for an LSTM, the last
 cell state as row ``T``: ``(T [+1], N, H)``; ``rnn_layer`` returns views of it, so gradients reach
