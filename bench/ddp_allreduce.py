@@ -29,7 +29,8 @@ For each model, DDP-wrapped, with its optimizer's flat gradient buffer:
 
 - ``--components``: each piece of that path timed alone on the same buffer, interleaved (the blocking
   Allreduce, Iallreduce with Wait, the prepared request of ``flat_all_reduce_starter`` against the
-  unprepared ``flat_all_reduce`` + ``Work.wait``, timed waits, the command line's wait hook, the
+  unprepared ``flat_all_reduce`` + ``Work.wait``, a pure ``Test()`` spin instead of ``MPI_Wait``
+  (MPICH's Wait polls harder), timed waits, the command line's wait hook, the
   scaling by divide and by multiply, ``_reduce_rest`` with and without the average).
 
 Prints a few lines per model on rank 0 (and ``--json PATH`` writes them).
@@ -225,6 +226,7 @@ def components(ddp, buf: np.ndarray, saved: np.ndarray, repeat: int) -> dict:
         "prepared request (flat_all_reduce_starter) + Wait": lambda: prepared().Wait(),
         "unprepared flat_all_reduce + Work.wait (session 8's sum)":
             lambda: dist.Work([dist.flat_all_reduce(buf)], None, None, "bench").wait(),
+        "prepared request + Test() spin (no MPI_Wait)": lambda: _spin(prepared()),
         "prepared request + timed wait (timeout 60 s)": lambda: dist.wait_requests([prepared()], 60.0, "bench"),
         "prepared request + CLI wait hook (RankGroup)": lambda: hook.wait_all([prepared()], "bench"),
         "np.divide(buf, N)": lambda: np.divide(buf, n, out=buf),
@@ -294,6 +296,11 @@ def _interleaved(pieces: dict, repeat: int, buf: np.ndarray, saved: np.ndarray, 
     every = comm.allgather((wall, cpu))
     return ({k: np.max([w[k] for w, _ in every], axis=0) for k in pieces},
             {k: np.mean([c[k] for _, c in every], axis=0) for k in pieces})
+
+
+def _spin(req) -> None:
+    while not req.Test():
+        pass
 
 
 def _pair_text(p: dict) -> str:
