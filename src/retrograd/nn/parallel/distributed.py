@@ -70,6 +70,11 @@ def _place(slot: np.ndarray) -> tuple[np.ndarray, int]:
     return base, (slot.__array_interface__["data"][0] - base.__array_interface__["data"][0]) // slot.itemsize
 
 
+# the state DDP updates at every step: plain attributes, set past Module.__setattr__'s checks
+_STEP_STATE = frozenset({"_counts", "_next", "_late", "_armed", "_queued", "_ready", "last_wait_s",
+                         "last_buckets_started_early"})
+
+
 class DistributedDataParallel(Module):
     """Wrap ``module`` for data-parallel training over the default process group (see the module
     docstring). ``device_ids``/``output_device``/``dim``/``gradient_as_bucket_view``/``static_graph``
@@ -97,6 +102,8 @@ class DistributedDataParallel(Module):
         self._names = [n for n, _ in named]
         self._params = [p for _, p in named]
         self._index = {id(p): i for i, p in enumerate(self._params)}
+        self._observers = dict.fromkeys(self._index, self._on_grad)  # what _arm puts in the engine's table
+        self._ready: list[int] | None = None  # per bucket: its member count if it can start early, else -1
         self._expected: list[int] | None = None
         self._counts = [0] * len(self._params)
         self._slots: list = []
@@ -116,6 +123,12 @@ class DistributedDataParallel(Module):
             FlatParams.attach(bare)
         self._sync_from_rank0([p._array for p in self._params], "parameters")
         self._sync_from_rank0(self._buffer_arrays(), "buffers")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _STEP_STATE:
+            self.__dict__[name] = value
+        else:
+            super().__setattr__(name, value)
 
     # ------------------------------------------------------------------ wrap time / forward
     def _buffer_arrays(self) -> list:
@@ -184,6 +197,7 @@ class DistributedDataParallel(Module):
             b.grads = tuple((self._params[i], slots[i]) for i in b.members)
             b.start = dist.flat_all_reduce_starter(b.view, dist.ReduceOp.SUM, self.process_group)
         self._buckets = buckets
+        self._ready = None
         self._bucket_of = [0] * len(self._params)
         for k, b in enumerate(buckets):
             for i in b.members:
@@ -195,24 +209,26 @@ class DistributedDataParallel(Module):
         self._counts = [0] * len(self._params)
         self._next = 0
         self._late = []
-        exp = self._expected
-        for b in self._buckets:
+        ready = self._ready
+        if ready is None:  # a bucket can start early only when each member's contributions are known and nonzero
+            exp = self._expected
+            ready = self._ready = [len(b.members) if exp is not None and all(exp[i] > 0 for i in b.members) else -1
+                                   for b in self._buckets]
+        for b, r in zip(self._buckets, ready):
             b.request = None
-            # a bucket can start early only when each member's contributions are known and nonzero
-            b.pending = len(b.members) if exp is not None and all(exp[i] > 0 for i in b.members) else -1
+            b.pending = r
         obs = engine_state.grad_observers
         if obs is None:
             obs = engine_state.grad_observers = {}
-        for p in self._params:
-            obs[id(p)] = self._on_grad
+        obs.update(self._observers)
         self._armed = True
         self._queued = False
 
     def _disarm(self) -> None:
         obs = engine_state.grad_observers
         if obs is not None:
-            for p in self._params:
-                obs.pop(id(p), None)
+            for k in self._index:
+                obs.pop(k, None)
         self._armed = False
 
     def _on_grad(self, p: Any) -> None:
@@ -302,6 +318,7 @@ class DistributedDataParallel(Module):
                     self._params[i].grad = wrap_array(self._slots[i])
         if first:
             self._expected = list(self._counts)
+            self._ready = None
 
     def __repr__(self) -> str:
         return f"DistributedDataParallel(\n  (module): {self.module!r}\n)"
