@@ -131,6 +131,7 @@ def run(name: str, repeat: int, steps: int, cap_mb: float, with_components: bool
               "bare_avg": bare_avg, "ddp_avg": (_ddp_reset(ddp), ddp._reduce_rest)}
     wall, cpu = _interleaved(rounds, repeat, buf, saved, comm)
     python_us = _python_us(ddp)
+    step_us = _bookkeeping_us(ddp)
     with_ddp, without, waits, early, skews = _steps(ddp, step, steps, comm)
     t = {k: median_ms(v) for k, v in wall.items()}
     parts = components(ddp, buf, saved, repeat) if with_components else None
@@ -139,7 +140,7 @@ def run(name: str, repeat: int, steps: int, cap_mb: float, with_components: bool
             **{f"{k}_ms": v for k, v in t.items()}, **{f"{k}_cpu_ms": median_ms(v) for k, v in cpu.items()},
             **{f"{k}_p10_ms": float(np.percentile(v, 10)) * 1e3 for k, v in wall.items()},
             "avg": pair(wall["bare_avg"], wall["ddp_avg"]), "sum": pair(wall["bare_sum"], wall["ddp_sum"]),
-            "vs_bare_sum": pair(wall["bare_sum"], wall["ddp_avg"]), "ddp_python_us": python_us,
+            "vs_bare_sum": pair(wall["bare_sum"], wall["ddp_avg"]), "ddp_python_us": python_us, "ddp_step_us": step_us,
             "bare_GBps": buf.nbytes / 2**30 / (t["bare_sum"] / 1e3), "steps": steps,
             "step_ddp_ms": median_ms(with_ddp), "step_no_sync_ms": median_ms(without),
             "wait_after_backward_ms": median_ms(waits),
@@ -175,6 +176,39 @@ def _python_us(ddp, calls: int = 2000) -> float:
                 ddp._reduce_rest(False)
             best = min(best, (time.thread_time() - c0) / calls * 1e6)
     finally:
+        for b, f in zip(ddp._buckets, starts):
+            b.start = f
+    return best
+
+
+def _bookkeeping_us(ddp, calls: int = 2000) -> float:
+    """CPU microseconds of DDP's whole bookkeeping for one backward, requests stubbed as in
+    ``_python_us`` and without the scaling: ``_arm`` (at forward), the engine's calls of ``_on_grad``
+    (every parameter as often as in the first backward, last parameter first) and ``_finish``."""
+    from mpi4py import MPI
+    import retrograd.nn.parallel.distributed as ddp_module
+    starts, prescale, queue = [b.start for b in ddp._buckets], ddp._prescale, ddp_module.queue_callback
+    grads = [p for i in reversed(range(len(ddp._params))) for p in [ddp._params[i]] * ddp._expected[i]]
+    callbacks: list = []
+    for b in ddp._buckets:
+        b.start = lambda: MPI.REQUEST_NULL
+    ddp._prescale = None  # no scaling before the starts, and none after: the sum
+    ddp._reduce_rest = lambda: type(ddp)._reduce_rest(ddp, False)
+    ddp_module.queue_callback = callbacks.append
+    best = float("inf")
+    try:
+        for _ in range(3):
+            c0 = time.thread_time()
+            for _ in range(calls):
+                ddp._arm()
+                for p in grads:
+                    ddp._on_grad(p)
+                callbacks.pop()()
+            best = min(best, (time.thread_time() - c0) / calls * 1e6)
+    finally:
+        ddp_module.queue_callback = queue
+        ddp._prescale = prescale
+        del ddp._reduce_rest
         for b, f in zip(ddp._buckets, starts):
             b.start = f
     return best
@@ -330,7 +364,8 @@ def main() -> None:
                   f"({r['bare_sum_p10_ms']:.3f} / {r['ddp_sum_p10_ms']:.3f}), ratio {_pair_text(r['sum'])}\n"
                   f"    DDP avg vs bare sum {_pair_text(r['vs_bare_sum'])}; CPU (mean of ranks) bare/DDP avg "
                   f"{r['bare_avg_cpu_ms']:.3f}/{r['ddp_avg_cpu_ms']:.3f}, sum {r['bare_sum_cpu_ms']:.3f}/"
-                  f"{r['ddp_sum_cpu_ms']:.3f} ms; DDP's Python around the requests {r['ddp_python_us']:.1f} us\n"
+                  f"{r['ddp_sum_cpu_ms']:.3f} ms; DDP's Python around the requests {r['ddp_python_us']:.1f} us, "
+                  f"its bookkeeping per backward {r['ddp_step_us']:.1f} us\n"
                   f"    {r['steps']} steps: {r['step_ddp_ms']:.1f} ms (no_sync {r['step_no_sync_ms']:.1f} ms), wait after "
                   f"backward {r['wait_after_backward_ms']:.3f} ms, hidden {100 * r['hidden_share']:.0f} %, rank skew "
                   f"{r['skew_ms']:.1f} ms, buckets started during backward {r['buckets_started_early']:.0f}/{r['buckets']}")
