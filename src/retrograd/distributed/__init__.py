@@ -11,7 +11,8 @@ Launch N processes with the MPI launcher and start the group in each::
     dist.all_reduce(x, op=dist.ReduceOp.SUM)
 
 - ``group``: ``init_process_group``, ``is_initialized``, ``get_rank``, ``get_world_size``,
-  ``destroy_process_group``, ``abort``, ``ReduceOp``, ``Work`` (what ``async_op=True`` returns).
+  ``destroy_process_group``, ``abort``, ``ReduceOp``, ``Work`` (what ``async_op=True`` returns),
+  ``wait_requests`` (a Work's waiting for bare MPI requests: the wait hook, the timeout).
 - ``collectives``: ``all_reduce``, ``broadcast``, ``all_gather``, ``all_gather_into_tensor``,
   ``reduce``, ``gather``, ``scatter``, ``barrier``, ``all_gather_object``,
   ``broadcast_object_list`` on Tensors and NumPy arrays, in place.
