@@ -366,9 +366,10 @@ def main() -> None:
                   f"{r['bare_avg_cpu_ms']:.3f}/{r['ddp_avg_cpu_ms']:.3f}, sum {r['bare_sum_cpu_ms']:.3f}/"
                   f"{r['ddp_sum_cpu_ms']:.3f} ms; DDP's Python around the requests {r['ddp_python_us']:.1f} us, "
                   f"its bookkeeping per backward {r['ddp_step_us']:.1f} us\n"
-                  f"    {r['steps']} steps: {r['step_ddp_ms']:.1f} ms (no_sync {r['step_no_sync_ms']:.1f} ms), wait after "
-                  f"backward {r['wait_after_backward_ms']:.3f} ms, hidden {100 * r['hidden_share']:.0f} %, rank skew "
-                  f"{r['skew_ms']:.1f} ms, buckets started during backward {r['buckets_started_early']:.0f}/{r['buckets']}")
+                  f"    {r['steps']} steps: {r['step_ddp_ms']:.1f} ms (no_sync {r['step_no_sync_ms']:.1f} ms), "
+                  f"wait after backward {r['wait_after_backward_ms']:.3f} ms, hidden {100 * r['hidden_share']:.0f} %, "
+                  f"rank skew {r['skew_ms']:.1f} ms, buckets started during backward "
+                  f"{r['buckets_started_early']:.0f}/{r['buckets']}")
             if r["components_ms"]:
                 print(f"    {'piece (median, 10th percentile of the rounds)':58s}")
                 for k, (med, p10) in r["components_ms"].items():

@@ -59,7 +59,7 @@ class _Bucket:
         self.request: Any = None
         self.start: Any = None  # starts the bucket's all-reduce (prepared once per layout)
         self.view: Any = None  # buffer[lo:hi], once the layout is complete
-        self.grads: tuple = ()  # (parameter, its gradient slot) of each member, then
+        self.grads: tuple = ()  # (parameter, its gradient slot) of each member, likewise
 
 
 def _place(slot: np.ndarray) -> tuple[np.ndarray, int]:
