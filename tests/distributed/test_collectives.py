@@ -95,3 +95,39 @@ def test_mpiexec_command_for_the_installed_mpi():
     assert ("--hostfile" if kind == "openmpi" else "-f") in cmd and "hosts" in cmd
     with pytest.raises(ValueError, match="nproc must be a positive int"):
         dist.mpiexec_command(0, ["python"])
+
+
+class _FakeRequest:
+    """An MPI request that completes after ``polls`` Tests (never, for None)."""
+
+    def __init__(self, polls: int | None) -> None:
+        self.polls, self.tests, self.waited = polls, 0, False
+
+    def Test(self) -> bool:
+        self.tests += 1
+        return self.polls is not None and self.tests >= self.polls
+
+    def Wait(self) -> None:
+        self.waited = True
+
+
+def test_wait_requests_hook_untimed_timed_and_timeout():
+    reqs = [_FakeRequest(1), _FakeRequest(3)]
+    dist.wait_requests(reqs, None, "x")  # no timeout: MPI's Wait on each, no polling
+    assert [(r.waited, r.tests) for r in reqs] == [(True, 0), (True, 0)]
+    reqs = [_FakeRequest(2), _FakeRequest(5)]
+    dist.wait_requests(reqs, 30.0, "x")  # timed: polls until every request completed
+    assert not any(r.waited for r in reqs) and reqs[1].tests == 5
+    with pytest.raises(dist.DistTimeoutError, match="^bucket: not finished after 0.01 s"):
+        dist.wait_requests([_FakeRequest(None)], 0.01, "bucket")
+    seen = []
+    old = dist.set_wait_hook(lambda rs, what: seen.append((len(rs), what)))
+    try:
+        dist.wait_requests([_FakeRequest(None)], 0.01, "hooked")  # the hook decides, whatever the timeout
+        work = dist.Work([_FakeRequest(None)], None, None, "work")
+        assert work.wait() and work.is_completed()
+    finally:
+        dist.set_wait_hook(old)
+    assert seen == [(1, "hooked"), (1, "work")]
+    with pytest.raises(dist.DistTimeoutError, match="^w: not finished after 0.01 s"):
+        dist.Work([_FakeRequest(None)], None, None, "w").wait(timeout=0.01)  # its own timeout: no hook

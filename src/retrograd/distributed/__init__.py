@@ -11,7 +11,8 @@ Launch N processes with the MPI launcher and start the group in each::
     dist.all_reduce(x, op=dist.ReduceOp.SUM)
 
 - ``group``: ``init_process_group``, ``is_initialized``, ``get_rank``, ``get_world_size``,
-  ``destroy_process_group``, ``abort``, ``ReduceOp``, ``Work`` (what ``async_op=True`` returns).
+  ``destroy_process_group``, ``abort``, ``ReduceOp``, ``Work`` (what ``async_op=True`` returns),
+  ``wait_requests`` (a Work's waiting for bare MPI requests: the wait hook, the timeout).
 - ``collectives``: ``all_reduce``, ``broadcast``, ``all_gather``, ``all_gather_into_tensor``,
   ``reduce``, ``gather``, ``scatter``, ``barrier``, ``all_gather_object``,
   ``broadcast_object_list`` on Tensors and NumPy arrays, in place.
@@ -29,7 +30,7 @@ from .collectives import (all_gather, all_gather_into_tensor, all_gather_object,
                           scatter)
 from .group import (DistError, abort, DistTimeoutError, ProcessGroup, ReduceOp, Work, default_group, destroy_process_group,
                     get_backend, get_rank, get_world_size, init_process_group, is_available, is_initialized,
-                    is_mpi_available, launched_rank, launched_world_size, set_wait_hook)
+                    is_mpi_available, launched_rank, launched_world_size, set_wait_hook, wait_requests)
 from .launch import find_mpiexec, mpi_implementation, mpiexec_command
 
 __all__ = ["is_available", "is_mpi_available", "is_initialized", "init_process_group", "destroy_process_group",
@@ -37,4 +38,4 @@ __all__ = ["is_available", "is_mpi_available", "is_initialized", "init_process_g
            "DistTimeoutError", "all_reduce", "broadcast", "all_gather", "all_gather_into_tensor", "reduce", "gather",
            "scatter", "all_gather_object", "broadcast_object_list", "flat_all_reduce", "flat_all_reduce_starter",
            "default_group",
-           "launched_world_size", "launched_rank", "set_wait_hook", "abort", "find_mpiexec", "mpi_implementation", "mpiexec_command"]
+           "launched_world_size", "launched_rank", "set_wait_hook", "wait_requests", "abort", "find_mpiexec", "mpi_implementation", "mpiexec_command"]

@@ -26,7 +26,7 @@ from typing import Any, Callable
 __all__ = ["ReduceOp", "ProcessGroup", "Work", "DistError", "DistTimeoutError", "is_available",
            "is_mpi_available", "is_initialized", "init_process_group", "destroy_process_group", "get_rank",
            "get_world_size", "get_backend", "default_group", "launched_world_size", "launched_rank", "abort",
-           "set_wait_hook"]
+           "set_wait_hook", "wait_requests"]
 
 _SPIN_S = 5e-4  # a timed wait polls without sleeping this long first (a sleep costs 0.1-5 ms under load)
 _NO_GROUP = "Default process group has not been initialized, please make sure to call init_process_group."
@@ -277,25 +277,10 @@ class Work:
     def wait(self, timeout: datetime.timedelta | float | None = None) -> bool:
         if self._done:
             return True
-        secs = _seconds(timeout) if timeout is not None else self._timeout
-        if timeout is None and _STATE.wait_hook is not None:
-            _STATE.wait_hook(self._requests, self._what)
-        elif secs is None:
-            for r in self._requests:
-                r.Wait()
+        if timeout is None:
+            wait_requests(self._requests, self._timeout, self._what)
         else:
-            start = time.monotonic()
-            deadline = start + secs
-            pause = 0.0
-            while not all(r.Test() for r in self._requests):
-                now = time.monotonic()
-                if now > deadline:
-                    raise DistTimeoutError(f"{self._what}: not finished after {secs:g} s; a rank did not take "
-                                           "part in time (it died, hangs, or runs different code)")
-                if now - start < _SPIN_S:  # most collectives end within microseconds of the last arrival
-                    continue
-                time.sleep(pause)  # then leave the core to ranks still computing
-                pause = min(1e-3, pause * 2 or 2e-5)
+            _wait_timed(self._requests, _seconds(timeout), self._what)
         self._done = True
         self._run_finish()
         return True
@@ -303,3 +288,33 @@ class Work:
     def result(self) -> list:
         self.wait()
         return []
+
+
+def wait_requests(requests: list, timeout: float | None, what: str) -> None:
+    """Wait for the MPI ``requests`` as ``Work.wait()`` does, without a Work: through the wait hook
+    (``set_wait_hook``) when one is set, else bounded by ``timeout`` seconds (None: ``Wait`` in MPI).
+    DistributedDataParallel waits for its buckets with it (no object per backward)."""
+    hook = _STATE.wait_hook
+    if hook is not None:
+        hook(requests, what)
+    elif timeout is None:
+        for r in requests:
+            r.Wait()
+    else:
+        _wait_timed(requests, timeout, what)
+
+
+def _wait_timed(requests: list, secs: float, what: str) -> None:
+    """Poll ``requests`` until all completed; ``DistTimeoutError`` after ``secs`` seconds."""
+    start = time.monotonic()
+    deadline = start + secs
+    pause = 0.0
+    while not all(r.Test() for r in requests):
+        now = time.monotonic()
+        if now > deadline:
+            raise DistTimeoutError(f"{what}: not finished after {secs:g} s; a rank did not take "
+                                   "part in time (it died, hangs, or runs different code)")
+        if now - start < _SPIN_S:  # most collectives end within microseconds of the last arrival
+            continue
+        time.sleep(pause)  # then leave the core to ranks still computing
+        pause = min(1e-3, pause * 2 or 2e-5)

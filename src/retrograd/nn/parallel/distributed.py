@@ -51,17 +51,15 @@ _UNUSED = ("Expected to have finished reduction in the prior iteration before st
 class _Bucket:
     """A contiguous slice ``buffer[lo:hi]`` of a flat gradient buffer and the parameters in it."""
 
-    __slots__ = ("buffer", "lo", "hi", "members", "pending", "request", "start")
+    __slots__ = ("buffer", "lo", "hi", "members", "pending", "request", "start", "view", "grads")
 
     def __init__(self, buffer: np.ndarray, lo: int, hi: int, members: list) -> None:
         self.buffer, self.lo, self.hi, self.members = buffer, lo, hi, members
         self.pending = 0
         self.request: Any = None
         self.start: Any = None  # starts the bucket's all-reduce (prepared once per layout)
-
-    @property
-    def view(self) -> np.ndarray:
-        return self.buffer[self.lo:self.hi]
+        self.view: Any = None  # buffer[lo:hi], once the layout is complete
+        self.grads: tuple = ()  # (parameter, its gradient slot) of each member, likewise
 
 
 def _place(slot: np.ndarray) -> tuple[np.ndarray, int]:
@@ -70,6 +68,11 @@ def _place(slot: np.ndarray) -> tuple[np.ndarray, int]:
     if base.ndim != 1 or not base.flags.c_contiguous or base.dtype != slot.dtype:
         return slot.reshape(-1), 0
     return base, (slot.__array_interface__["data"][0] - base.__array_interface__["data"][0]) // slot.itemsize
+
+
+# the state DDP updates at every step: plain attributes, set past Module.__setattr__'s checks
+_STEP_STATE = frozenset({"_counts", "_next", "_late", "_armed", "_queued", "_ready", "last_wait_s",
+                         "last_buckets_started_early"})
 
 
 class DistributedDataParallel(Module):
@@ -99,6 +102,8 @@ class DistributedDataParallel(Module):
         self._names = [n for n, _ in named]
         self._params = [p for _, p in named]
         self._index = {id(p): i for i, p in enumerate(self._params)}
+        self._observers = dict.fromkeys(self._index, self._on_grad)  # what _arm puts in the engine's table
+        self._ready: list[int] | None = None  # per bucket: its member count if it can start early, else -1
         self._expected: list[int] | None = None
         self._counts = [0] * len(self._params)
         self._slots: list = []
@@ -118,6 +123,12 @@ class DistributedDataParallel(Module):
             FlatParams.attach(bare)
         self._sync_from_rank0([p._array for p in self._params], "parameters")
         self._sync_from_rank0(self._buffer_arrays(), "buffers")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _STEP_STATE:
+            self.__dict__[name] = value
+        else:
+            super().__setattr__(name, value)
 
     # ------------------------------------------------------------------ wrap time / forward
     def _buffer_arrays(self) -> list:
@@ -182,8 +193,11 @@ class DistributedDataParallel(Module):
                 cur = _Bucket(buf, off, off + size, [i])
                 buckets.append(cur)
         for b in buckets:
+            b.view = b.buffer[b.lo:b.hi]
+            b.grads = tuple((self._params[i], slots[i]) for i in b.members)
             b.start = dist.flat_all_reduce_starter(b.view, dist.ReduceOp.SUM, self.process_group)
         self._buckets = buckets
+        self._ready = None
         self._bucket_of = [0] * len(self._params)
         for k, b in enumerate(buckets):
             for i in b.members:
@@ -195,24 +209,26 @@ class DistributedDataParallel(Module):
         self._counts = [0] * len(self._params)
         self._next = 0
         self._late = []
-        exp = self._expected
-        for b in self._buckets:
+        ready = self._ready
+        if ready is None:  # a bucket can start early only when each member's contributions are known and nonzero
+            exp = self._expected
+            ready = self._ready = [len(b.members) if exp is not None and all(exp[i] > 0 for i in b.members) else -1
+                                   for b in self._buckets]
+        for b, r in zip(self._buckets, ready):
             b.request = None
-            # a bucket can start early only when each member's contributions are known and nonzero
-            b.pending = len(b.members) if exp is not None and all(exp[i] > 0 for i in b.members) else -1
+            b.pending = r
         obs = engine_state.grad_observers
         if obs is None:
             obs = engine_state.grad_observers = {}
-        for p in self._params:
-            obs[id(p)] = self._on_grad
+        obs.update(self._observers)
         self._armed = True
         self._queued = False
 
     def _disarm(self) -> None:
         obs = engine_state.grad_observers
         if obs is not None:
-            for p in self._params:
-                obs.pop(id(p), None)
+            for k in self._index:
+                obs.pop(k, None)
         self._armed = False
 
     def _on_grad(self, p: Any) -> None:
@@ -232,7 +248,7 @@ class DistributedDataParallel(Module):
             b.pending -= 1
             if b.pending == 0:
                 while self._next < len(self._buckets) and self._buckets[self._next].pending == 0:
-                    self._start(self._buckets[self._next])
+                    self._start(self._buckets[self._next], self._prescale)
                     self._next += 1
         elif c > exp[i] and b.request is not None:
             self._late.append(i)
@@ -241,37 +257,39 @@ class DistributedDataParallel(Module):
             if r is not None:
                 r.Test()
 
-    def _start(self, b: _Bucket) -> None:
-        params, slots = self._params, self._slots
-        for i in b.members:  # gradients assigned by hand, or none: into the buffer
-            g = params[i].grad
+    def _start(self, b: _Bucket, scale: Any = None) -> None:
+        """Start ``b``'s all-reduce, multiplied by ``scale`` first unless it is None."""
+        for p, slot in b.grads:  # gradients assigned by hand, or none: into the buffer
+            g = p.grad
             if g is None:
-                slots[i][...] = 0
-            elif g._array is not slots[i]:
-                np.copyto(slots[i], g._array, casting="unsafe")
-                params[i].grad = wrap_array(slots[i])
-        if self._prescale is not None:
-            v = b.view
-            np.multiply(v, self._prescale, out=v)
-        b.request = b.start() if b.start is not None else None
+                slot[...] = 0
+            elif g._array is not slot:
+                np.copyto(slot, g._array, casting="unsafe")
+                p.grad = wrap_array(slot)
+        if scale is not None:
+            np.multiply(b.view, scale, out=b.view)
+        start = b.start
+        b.request = start() if start is not None else None
         b.pending = 0
 
-    def _reduce_rest(self) -> None:
+    def _reduce_rest(self, average: bool = True) -> None:
         """Start the buckets not started yet, wait for all, and finish the average (the end of a
-        synchronised backward; ``bench/ddp_allreduce.py`` times it alone)."""
-        for b in self._buckets[self._next:]:
-            self._start(b)
-        self._next = len(self._buckets)
+        synchronised backward; ``bench/ddp_allreduce.py`` times it alone, and with ``average``
+        False, where the buckets are summed and not scaled)."""
+        buckets = self._buckets
+        scale = self._prescale if average else None
+        for k in range(self._next, len(buckets)):
+            self._start(buckets[k], scale)
+        self._next = len(buckets)
         t0 = time.perf_counter()
-        reqs = [b.request for b in self._buckets if b.request is not None]
+        reqs = [b.request for b in buckets if b.request is not None]
         if reqs:
-            dist.Work(reqs, None, self.process_group.timeout, "DistributedDataParallel all-reduce").wait()
+            dist.wait_requests(reqs, self.process_group.timeout, "DistributedDataParallel all-reduce")
         self.last_wait_s = time.perf_counter() - t0
         n = self.process_group.size
-        if n > 1 and self._prescale is None:
-            for b in self._buckets:
-                v = b.view
-                np.divide(v, n, out=v)
+        if average and n > 1 and self._prescale is None:
+            for b in buckets:
+                np.divide(b.view, n, out=b.view)
 
     def _finish(self) -> None:
         """End of backward: start what is left, wait for all, average."""
@@ -300,6 +318,7 @@ class DistributedDataParallel(Module):
                     self._params[i].grad = wrap_array(self._slots[i])
         if first:
             self._expected = list(self._counts)
+            self._ready = None
 
     def __repr__(self) -> str:
         return f"DistributedDataParallel(\n  (module): {self.module!r}\n)"
