@@ -19,11 +19,11 @@ from ._args import _tuple
 # gradients of any order are themselves convolutions.
 
 KEEP_COLS_BYTES = 64 << 20  # the forward's im2col columns up to this size stay for the weight gradient
-# RETROGRAD_CONV_SPLIT=1: the GEMMs below run as row/column blocks on retrograd's threads with OpenBLAS on
-# one thread (``kernels.matmul``: the bits of one single-threaded call) instead of on OpenBLAS's own
-# threads, whose worker busy-waits after each GEMM on the core the split im2col/ReLU/pool kernels need
-# next (bench/RESULTS.md, session 8). Off until a quiet interleaved run shows it is no slower.
-_mm = KS.matmul if os.environ.get("RETROGRAD_CONV_SPLIT", "") == "1" else np.matmul
+# The GEMMs below run as row/column blocks on retrograd's threads with OpenBLAS on one thread
+# (``kernels.matmul``: the bits of one single-threaded call), not on OpenBLAS's own threads, whose
+# worker busy-waits after each GEMM on the core the split im2col/ReLU/pool kernels need next
+# (bench/RESULTS.md, "The CNN step", sessions 8-9). RETROGRAD_CONV_SPLIT=0: OpenBLAS's threads.
+_mm = np.matmul if os.environ.get("RETROGRAD_CONV_SPLIT", "") == "0" else KS.matmul
 
 
 def _conv_out(size: int, k: int, s: int, pad: tuple, d: int) -> int:
