@@ -216,8 +216,9 @@ def test_weight_gradient_from_kept_columns_equals_rebuilt_columns(monkeypatch):
                                           ((64, 32, 13, 13), (64, 32, 3, 3), 1),
                                           ((48, 32, 14, 14), (64, 16, 3, 3), 2)])
 def test_conv_gemms_split_on_retrograds_threads_give_the_one_thread_bits(monkeypatch, xs, ws, groups):
-    """RETROGRAD_CONV_SPLIT=1 (``_mm`` = ``kernels.matmul``): the forward and both gradients at 2
-    threads equal those of OpenBLAS on one thread, bit for bit."""
+    """The conv GEMMs on retrograd's threads (``_mm`` = ``kernels.matmul``, the default; RETROGRAD_CONV_SPLIT=0
+    leaves them to OpenBLAS's threads): the forward and both gradients at 2 threads equal those of
+    OpenBLAS on one thread, bit for bit."""
     from retrograd import kernels as KS
     from retrograd.nn.functional import conv as C
 
@@ -245,3 +246,50 @@ def test_conv_gemms_split_on_retrograds_threads_give_the_one_thread_bits(monkeyp
     assert max(calls) == 2  # split
     for r, o in zip(ref, got):
         assert np.array_equal(r, o)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_long_matmul_gives_the_same_bits_on_any_threads_and_the_blocks_sum(monkeypatch, dtype):
+    """A weight gradient with a long reduction and few outputs (a first layer's 32 x 43,264 x 9) is the
+    sum of its blocks' products added in order: the same bits on two and three threads, on one, and
+    on the NumPy path, and within rounding of the one product."""
+    rng = np.random.default_rng(7)
+    a = (rng.standard_normal((7, 1000)) * 10.0 ** rng.integers(-3, 3, (7, 1000))).astype(dtype)
+    b = rng.standard_normal((9, 1000)).astype(dtype).T  # a transposed operand, as cols are read
+    results = _runs(monkeypatch, lambda: (KC.long_matmul(a, b, 96),))
+    with monkeypatch.context() as m:
+        m.setattr(accel._state, "threads", 3)
+        results.append((KC.long_matmul(a, b, 96),))
+    _same(results, "long_matmul")
+    expected = np.zeros((7, 9), dtype)
+    for lo in range(0, 1000, 96):
+        expected += a[:, lo:lo + 96] @ b[lo:lo + 96]
+    assert np.array_equal(results[0][0], expected)
+    np.testing.assert_allclose(results[0][0], a.astype(np.float64) @ b, rtol=1e-4 if dtype == np.float32 else 1e-12,
+                               atol=1e-3 if dtype == np.float32 else 1e-10)
+
+
+def test_a_first_layers_weight_gradient_sums_blocks_of_whole_images(monkeypatch):
+    """conv2d's weight gradient takes ``long_matmul`` where the product has fewer than 16 rows or columns
+    and a long reduction (blocks of whole images), one product otherwise; against PyTorch either way."""
+    from retrograd.nn.functional import conv as C
+
+    seen = []
+    real = KC.long_matmul
+    monkeypatch.setattr(KC, "long_matmul", lambda a, b, block: seen.append((a.shape, b.shape, block)) or real(a, b, block))
+    g = np.random.default_rng(8)
+    for xs, ws, long in (((64, 1, 28, 28), (32, 1, 3, 3), True), ((8, 32, 13, 13), (64, 32, 3, 3), False)):
+        xa, wa = g.standard_normal(xs).astype(np.float32), g.standard_normal(ws).astype(np.float32)
+        x, w = rg.tensor(xa, requires_grad=True), rg.tensor(wa, requires_grad=True)
+        y = rg.nn.functional.conv2d(x, w)
+        gy = g.standard_normal(tuple(y.shape)).astype(np.float32)
+        y.backward(rg.tensor(gy))
+        tw = torch.tensor(wa.astype(np.float64), requires_grad=True)  # the exact gradient, near enough
+        torch.nn.functional.conv2d(torch.tensor(xa.astype(np.float64)), tw).backward(torch.tensor(gy.astype(np.float64)))
+        np.testing.assert_allclose(w.grad.numpy(), tw.grad.numpy(), rtol=1e-5, atol=2e-3)  # sums of 43,264 terms
+        assert bool(seen) == long
+        if long:
+            (m, k), (_, n), block = seen[-1]
+            assert (m, k, n) == (32, 64 * 26 * 26, 9) and block % (26 * 26) == 0 and 2 * block <= k
+            assert block * m * n <= C.KC.LONG_BLOCK_MACS
+        seen.clear()

@@ -172,7 +172,7 @@ def test_openblas_is_one_thread_only_while_blocks_run(monkeypatch):
     monkeypatch.setattr(np, "matmul", spy)
     K.matmul(np.ones((256, 64), np.float32), np.ones((64, 32), np.float32))
     monkeypatch.setattr(np, "matmul", real)
-    assert seen == [1, 1] and accel.blas_threads() == before
+    assert len(seen) >= 2 and set(seen) == {1} and accel.blas_threads() == before
     with accel.single_threaded_blas():
         with accel.single_threaded_blas():
             assert accel.blas_threads() == 1

@@ -25,6 +25,7 @@ pieces of arrays, ``run_ranges`` over contiguous index ranges, on a few threads
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import os
 import sys
 import threading
@@ -67,13 +68,12 @@ def _env_threads() -> int:
 class _State:
     """Process-wide settings and the worker threads, in one object rather than loose globals."""
 
-    __slots__ = ("numba", "enabled", "pool", "pool_size", "threads", "lock", "blas", "blas_depth", "blas_saved")
+    __slots__ = ("numba", "enabled", "pool_size", "threads", "lock", "blas", "blas_depth", "blas_saved")
 
     def __init__(self) -> None:
         self.numba: bool | None = None  # whether Numba is installed, looked up once
         self.enabled = os.environ.get("RETROGRAD_NO_JIT", "") in ("", "0")
-        self.pool = None
-        self.pool_size = 0  # the pool's worker threads (it never starts more)
+        self.pool_size = 0  # the pool's worker threads (_Pool)
         self.lock = threading.RLock()
         self.threads = _env_threads()
         self.blas: tuple | None = None  # (get, set) of NumPy's OpenBLAS thread count, looked up once; () if none
@@ -114,8 +114,9 @@ malloc_tuned = _tune_malloc()
 
 
 def _forget_pool() -> None:
-    _state.pool = None  # a forked child has none of its parent's threads
-    _state.pool_size = 0
+    _state.pool_size = 0  # a forked child has none of its parent's threads
+    _Pool.wakes = []
+    _Pool.job = None
 
 
 if hasattr(os, "register_at_fork"):
@@ -342,29 +343,97 @@ def run_ranges(kernel: Callable, args: tuple, n: int, min_per_thread: int, align
 
 
 _worker = threading.local()  # .active on the pool's own threads
+SHARES = 2  # pieces per thread of a split run: a thread that comes late finds the others' pieces done
 
 
-def _mark_worker() -> None:
+class _Job:
+    """One split run: ``piece(lo, hi)`` over the ranges between consecutive ``bounds``. Every thread
+    that joins (the caller and the pool's workers) takes the next range not yet taken, until none is
+    left, so a worker that the scheduler starts late (a busy machine, OpenBLAS's spinning workers)
+    takes fewer ranges, or none, instead of holding the caller up; the caller waits only for the
+    ranges already being run. The ranges are the same whoever runs them, so the result is too."""
+
+    __slots__ = ("piece", "bounds", "taken", "finished", "last", "done", "error")
+
+    def __init__(self, piece: Callable, bounds: list) -> None:
+        self.piece: Callable | None = piece
+        self.bounds = bounds
+        self.taken = itertools.count()  # next() is atomic under the GIL: each range is taken once
+        self.finished = itertools.count(1)
+        self.last = len(bounds) - 1
+        self.done = threading.Lock()  # held until the last range is finished
+        self.done.acquire()
+        self.error: BaseException | None = None
+
+    def work(self) -> None:
+        bounds, last = self.bounds, self.last
+        for k in self.taken:
+            if k >= last:
+                return
+            try:
+                if self.error is None:
+                    self.piece(bounds[k], bounds[k + 1])  # not None: range k is not finished
+            except BaseException as e:  # noqa: BLE001 - raised in the caller (run)
+                self.error = e
+            if next(self.finished) == last:
+                self.done.release()
+
+    def run(self, helpers: int) -> None:
+        """Wake ``helpers`` pool workers to join, work along, then wait for the ranges others took."""
+        outer, _Pool.job = _Pool.job, self
+        _wake(helpers)
+        self.work()
+        self.done.acquire()  # at once when this thread finished the last range itself
+        self.piece = None  # a worker that wakes late finds no range left: let the arrays go
+        if _Pool.job is self:  # a run inside a range of another (or another thread's): back to it
+            _Pool.job = outer
+            if outer is not None and outer.piece is not None:
+                _wake(helpers)
+        if self.error is not None:
+            raise self.error
+
+
+def _wake(helpers: int) -> None:
+    for wake in _Pool.wakes[:helpers]:
+        if wake.locked():  # else a wake-up is pending already: that worker will see the latest job
+            try:
+                wake.release()
+            except RuntimeError:  # another thread released it just now
+                pass
+
+
+class _Pool:
+    """The kernels' worker threads. Each waits on its own lock; ``_Job.run`` puts the job in ``job``
+    (one slot: a worker that wakes late joins the latest job, or finds it done, and nothing queues
+    up behind it) and releases the locks of the workers it wants; a job run inside a range of
+    another puts that one back when it is done."""
+
+    job: _Job | None = None
+    wakes: list = []  # one lock per worker, held while it has nothing to do
+
+
+def _serve(wake: Any) -> None:
     _worker.active = True
+    while True:
+        wake.acquire()
+        job = _Pool.job
+        if job is not None:
+            job.work()
 
 
-def _pool(workers: int) -> Any:
-    """The pool, with at least ``workers`` threads. Its size is fixed: a ``ThreadPoolExecutor`` with a
-    generous cap starts a new thread whenever a piece is submitted before the last worker has
-    marked itself idle, which happens a few times a minute in a training loop; each new thread then
-    gets its own malloc arena and, at its first GEMM piece, its own OpenBLAS buffer."""
+def _pool(workers: int) -> None:
+    """At least ``workers`` threads (``get_num_threads() - 1``), started once: their number only
+    grows, since a new thread gets its own malloc arena and, at its first GEMM piece, its own
+    OpenBLAS buffer."""
     with _state.lock:
-        pool = _state.pool
-        if pool is None or _state.pool_size < workers:
-            from concurrent.futures import ThreadPoolExecutor
-
-            old, size = pool, max(workers, _state.threads - 1)
-            pool = _state.pool = ThreadPoolExecutor(size, thread_name_prefix="retrograd-kernel",
-                                                    initializer=_mark_worker)
-            _state.pool_size = size
-            if old is not None:
-                old.shutdown(wait=False)  # its threads end once idle
-    return pool
+        size = max(workers, _state.threads - 1)
+        while _state.pool_size < size:
+            wake = threading.Lock()
+            wake.acquire()
+            _Pool.wakes.append(wake)
+            threading.Thread(target=_serve, args=(wake,), daemon=True,
+                             name=f"retrograd-kernel_{_state.pool_size}").start()
+            _state.pool_size += 1
 
 
 def _side_by_side(piece: Callable, n: int, min_per_thread: int, align: int) -> None:
@@ -372,13 +441,10 @@ def _side_by_side(piece: Callable, n: int, min_per_thread: int, align: int) -> N
     if parts <= 1 or getattr(_worker, "active", False):  # a piece that splits again runs whole
         piece(0, n)
         return
-    pool = _state.pool
-    if pool is None or _state.pool_size < parts - 1:
-        pool = _pool(parts - 1)
-    bounds = [0] + [min(n, (n * k // parts + align - 1) // align * align) for k in range(1, parts)] + [n]
-    futures = [pool.submit(piece, bounds[k], bounds[k + 1]) for k in range(1, parts) if bounds[k] < bounds[k + 1]]
-    try:
-        piece(bounds[0], bounds[1])
-    finally:
-        for f in futures:
-            f.result()
+    if _state.pool_size < parts - 1:
+        _pool(parts - 1)
+    # SHARES ranges a thread, each at least half of min_per_thread (and whole blocks of align)
+    chunks = max(parts, min(SHARES * parts, n // max(1, min_per_thread // SHARES), -(-n // align)))
+    bounds = [0] + [min(n, (n * k // chunks + align - 1) // align * align) for k in range(1, chunks)] + [n]
+    bounds = [b for k, b in enumerate(bounds) if k == 0 or b > bounds[k - 1]]
+    _Job(piece, bounds).run(parts - 1)

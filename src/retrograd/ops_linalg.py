@@ -10,7 +10,7 @@ from .ops import Rule, call
 
 _ndarray = np.ndarray
 
-_SPLIT_GEMM = 2 * kernels.MIN_GEMM_PER_THREAD  # multiply-adds of a 2-D product worth kernels.matmul's test
+_SPLIT_GEMM = kernels.BLAS_THREADED  # multiply-adds of a 2-D product worth kernels.matmul's test
 
 
 def _folded_matmul(a, b, bias=None):

@@ -32,12 +32,15 @@ from .. import accel
 __all__ = ["gelu_tanh", "gelu_tanh_backward", "layer_norm", "layer_norm_backward", "softmax",
            "softmax_backward", "log_softmax", "log_softmax_backward", "exp_rows", "cross_entropy_grad", "sum_rows", "matmul",
            "bmm",
-           "BLOCK_ROWS", "MIN_PER_THREAD", "MIN_GEMM_PER_THREAD"]
+           "BLOCK_ROWS", "MIN_PER_THREAD", "MIN_GEMM_PER_THREAD", "BLAS_THREADED"]
 
 BLOCK_ROWS = 128  # rows per partial sum of layer norm's weight / bias gradients
 _CHUNK = 1 << 20  # elements per piece of a kernel -> NumPy ufunc -> kernel chain (a few MB: stays in L3)
 MIN_PER_THREAD = _MIN_ELEMENTS = 1 << 18  # elements per thread below which one thread does it all (bench/kernels.py)
 MIN_GEMM_PER_THREAD = 1 << 22  # multiply-adds per thread below which a GEMM stays one BLAS call
+# multiply-adds above which OpenBLAS runs a GEMM on several of its threads (its GEMM_MULTITHREAD_THRESHOLD
+# 4 x 65536 per thread; measured on NumPy's OpenBLAS 0.3.31: 524,288 runs on one, 1,048,576 on two)
+BLAS_THREADED = 1 << 19
 _SPLIT_GEMMS = os.environ.get("RETROGRAD_BLAS_SPLIT", "") != "0"  # 0: GEMMs on OpenBLAS's own threads
 _GELU_K = 0.044715
 _GELU_C = float(np.sqrt(2.0 / np.pi))
@@ -410,18 +413,30 @@ def _gemm_parts(m: int, n: int, k: int) -> int:
 def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """``a @ b`` for 2-D ``a (m, k)`` and ``b (k, n)`` (any strides), plus ``bias (n,)`` added in
     place when given (the twin: ``out = a @ b; out += bias``); float32 split into row blocks (or
-    column blocks where ``n > m``) on ``accel.get_num_threads()`` threads when large enough. ``out``:
-    an ``(m, n)`` array of the product's dtype to write into (``np.matmul``'s ``out``), returned."""
+    column blocks where ``n > m``) on ``accel.get_num_threads()`` threads when large enough, and one
+    call with OpenBLAS on one thread when smaller but large enough for OpenBLAS to use its own
+    threads (``BLAS_THREADED``): so no float32 product wakes OpenBLAS's workers, which would then
+    spin for a while on the cores the split kernels that follow need. ``out``: an ``(m, n)`` array of
+    the product's dtype to write into (``np.matmul``'s ``out``), returned."""
     m, k = a.shape
     n = b.shape[1]
-    parts = 1
-    if m * n * k >= 2 * MIN_GEMM_PER_THREAD and a.dtype == b.dtype == np.float32 and _fast(a, b):
-        parts = _gemm_parts(m, n, k)
-    if parts <= 1:
+    mnk = m * n * k
+    split = mnk >= 2 * MIN_GEMM_PER_THREAD
+    if not (split or mnk > BLAS_THREADED) or not (a.dtype == b.dtype == np.float32 and _SPLIT_GEMMS and _fast(a, b)):
         if out is None:
             out = a @ b
         else:
             np.matmul(a, b, out=out)
+        if bias is not None:
+            out += bias
+        return out
+    parts = _gemm_parts(m, n, k) if split else 1
+    if parts <= 1:
+        with accel.single_threaded_blas():
+            if out is None:
+                out = a @ b
+            else:
+                np.matmul(a, b, out=out)
         if bias is not None:
             out += bias
         return out

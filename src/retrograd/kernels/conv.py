@@ -34,10 +34,11 @@ from numpy.lib.stride_tricks import as_strided
 from .. import accel
 
 __all__ = ["im2col", "col2im", "rows_to_nchw", "channels_to_nchw", "nchw_to_channels", "max_pool2d",
-           "max_pool2d_backward", "relu", "relu_backward", "MIN_PER_THREAD"]
+           "max_pool2d_backward", "relu", "relu_backward", "long_matmul", "MIN_PER_THREAD", "LONG_BLOCK_MACS"]
 
 MIN_PER_THREAD = 1 << 16  # elements written per thread below which one thread does it all (bench/conv_parts.py)
 MIN_KERNEL = 1 << 14  # ReLU: below this many elements NumPy's own loop is faster than a compiled call (2K: 1.5 vs 3.3 us)
+LONG_BLOCK_MACS = 1 << 20  # multiply-adds of one block's product in long_matmul
 
 
 def _jit() -> Any:
@@ -133,6 +134,35 @@ def nchw_to_channels(g: np.ndarray) -> np.ndarray:
                          _per_thread(o * p))
         return g2
     return g.transpose(1, 0, 2, 3).reshape(o, n * p)
+
+
+# ====================================================================== weight gradients with a long k
+def long_matmul(a: np.ndarray, b: np.ndarray, block: int) -> np.ndarray:
+    """``a (m, k) @ b (k, n)`` as the sum of the products over consecutive blocks of ``block`` along
+    ``k`` (the last block shorter), added in block order: for a convolution's weight gradient with few
+    outputs and a long ``k`` (a first layer: ``(O, N*OH*OW) @ (N*OH*OW, kh*kw*C)`` with ``kh*kw*C`` = 9),
+    which one OpenBLAS call packs whole (1.6 ms for 32 x 43,264 x 9 against 0.8 for the blocks) and
+    which cannot be cut into row or column blocks with the same bits. The blocks' products run side by
+    side when ``accel.handles`` the arrays, one after another otherwise (the twin), each one
+    single-threaded OpenBLAS call; the block size, and so the result, depends on the shapes only."""
+    m, k = a.shape
+    n = b.shape[1]
+    nb = -(-k // block)
+    parts = np.empty((nb, m, n), np.result_type(a, b))
+
+    def piece(lo: int, hi: int) -> None:
+        for i in range(lo, hi):
+            np.matmul(a[:, i * block:(i + 1) * block], b[i * block:(i + 1) * block], out=parts[i])
+
+    with accel.single_threaded_blas():
+        if accel.handles(a, b):
+            accel.run_ranges(piece, (), nb, 2)
+        else:
+            piece(0, nb)
+    out = parts[0]
+    for i in range(1, nb):
+        out += parts[i]
+    return out
 
 
 # ====================================================================== max pooling

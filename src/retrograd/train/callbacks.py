@@ -440,11 +440,12 @@ class NaNGuard(Callback):
         bad = []
         if loss is None or not math.isfinite(loss):
             bad.append(f"loss is {loss}")
-        names = _param_names(trainer)
+        names = None  # looked up only when a gradient is bad
         for p in trainer.params:
             if p.grad is not None and not np.isfinite(p.grad._array).all():
                 g = p.grad._array
                 kind = "nan" if np.isnan(g).any() else "inf"
+                names = _param_names(trainer) if names is None else names
                 bad.append(f"gradient of {names.get(id(p), '<param>')} {tuple(g.shape)} has {kind}")
         if not bad:
             return

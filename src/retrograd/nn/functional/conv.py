@@ -19,11 +19,11 @@ from ._args import _tuple
 # gradients of any order are themselves convolutions.
 
 KEEP_COLS_BYTES = 64 << 20  # the forward's im2col columns up to this size stay for the weight gradient
-# RETROGRAD_CONV_SPLIT=1: the GEMMs below run as row/column blocks on retrograd's threads with OpenBLAS on
-# one thread (``kernels.matmul``: the bits of one single-threaded call) instead of on OpenBLAS's own
-# threads, whose worker busy-waits after each GEMM on the core the split im2col/ReLU/pool kernels need
-# next (bench/RESULTS.md, session 8). Off until a quiet interleaved run shows it is no slower.
-_mm = KS.matmul if os.environ.get("RETROGRAD_CONV_SPLIT", "") == "1" else np.matmul
+# The GEMMs below run as row/column blocks on retrograd's threads with OpenBLAS on one thread
+# (``kernels.matmul``: the bits of one single-threaded call), not on OpenBLAS's own threads, whose
+# worker busy-waits after each GEMM on the core the split im2col/ReLU/pool kernels need next
+# (bench/RESULTS.md, "The CNN step", sessions 8-9). RETROGRAD_CONV_SPLIT=0: OpenBLAS's threads.
+_mm = np.matmul if os.environ.get("RETROGRAD_CONV_SPLIT", "") == "0" else KS.matmul
 
 
 def _conv_out(size: int, k: int, s: int, pad: tuple, d: int) -> int:
@@ -84,6 +84,19 @@ def _conv_dx(g2: np.ndarray, w: np.ndarray, n: int, oh: int, ow: int, in_hw: tup
                      (oh, ow))
 
 
+def _dw_mm(a: np.ndarray, b: np.ndarray, per_image: int) -> np.ndarray:
+    """A weight gradient's product ``g2 (O, N*OH*OW) @ cols (N*OH*OW, K)``: with fewer than 16 rows or
+    columns (no row or column blocks for the threads) and a long reduction, the sum of the products
+    over blocks of whole images (``kernels.conv.long_matmul``: the same bits on any number of
+    threads); else one product (``_mm``)."""
+    m, k = a.shape
+    n = b.shape[1]
+    block = max(1, KC.LONG_BLOCK_MACS // max(m * n * per_image, 1)) * per_image
+    if min(m, n) < 16 and k >= 2 * block and a.dtype == b.dtype:
+        return KC.long_matmul(a, b, block)
+    return _mm(a, b)
+
+
 def _conv_dw(x: np.ndarray, g2: np.ndarray, oh: int, ow: int, k_hw: tuple, kw: dict,
              cols: np.ndarray | None = None) -> np.ndarray:
     groups = kw["groups"]
@@ -91,7 +104,7 @@ def _conv_dw(x: np.ndarray, g2: np.ndarray, oh: int, ow: int, k_hw: tuple, kw: d
     og, cg = o // groups, x.shape[1] // groups
     if cols is None:
         cols = _cols(x, k_hw, kw, oh, ow)
-    parts = [_mm(g2[gi * og:(gi + 1) * og], _group_cols(cols, k_hw, groups, gi, cg))
+    parts = [_dw_mm(g2[gi * og:(gi + 1) * og], _group_cols(cols, k_hw, groups, gi, cg), oh * ow)
              .reshape(og, k_hw[0], k_hw[1], cg).transpose(0, 3, 1, 2) for gi in range(groups)]
     return np.ascontiguousarray(parts[0] if groups == 1 else np.concatenate(parts, axis=0))
 
