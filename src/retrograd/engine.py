@@ -36,6 +36,7 @@ import numpy as np
 from . import backend as B
 from .hooks import RemovableHandle, add_hook
 from .scalars import _C32, _F32, const
+from .versions import counter
 
 
 class _State:
@@ -190,7 +191,8 @@ class Node:
     ``inputs`` are the input Tensors; ``out`` the output array if the rule
     reads it; ``kw`` the op's keyword arguments and any arrays its forward
     saved; ``version`` the sum of the saved inputs' version counters at
-    creation, checked at backward to catch in-place changes; ``out_vc`` the
+    creation, checked at backward to catch in-place changes (set only for a
+    rule that reads its inputs, ``rule.needs_inputs``); ``out_vc`` the
     saved output's version counter (a list shared with its Tensor) when ``out``
     is kept, and ``out_v`` its value then (set only with ``out_vc``).
     """
@@ -590,13 +592,12 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                     if child is None:
                         continue
                 if child is None:
-                    if plain_leaves and t._hooks is None:  # to_leaf's most common case, inline
-                        tg = t.grad
-                        if tg is not None:
-                            gd = tg._array
-                            if gd.dtype is gi.dtype and gd.shape == gi.shape:
-                                gd += gi
-                                continue
+                    tg = t.grad
+                    if tg is not None and plain_leaves and t._hooks is None:  # to_leaf's commonest case, inline
+                        gd = tg._array
+                        if gd.dtype is gi.dtype and gd.shape == gi.shape:
+                            gd += gi
+                            continue
                     to_leaf(t, gi, not create_graph and gi is not g and gi.flags.writeable
                             and (gi.base is None or _sole(gi)))
                 else:
@@ -669,7 +670,7 @@ def edges(ins: tuple) -> tuple:
         e.grad = None
         e.requires_grad = t.requires_grad
         e._node = t._node
-        e._vc = t._vc
+        e._vc = counter(t)
         e._hooks = None
         e._gslot = EDGE_ONLY
         if out is None:

@@ -28,6 +28,7 @@ from .scalars import _C32, _F32, const as _const
 from .hooks import RemovableHandle, add_hook
 from . import tensor_compat, tensor_convert, tensor_inplace, tensor_math, tensor_reduce, tensor_shape
 from .tensor_convert import _as_tensor, _coerce, _to_array
+from .versions import FRESH as _FRESH, counter
 from .tensor_math import matmul, where  # noqa: F401  (where: re-exported for older importers)
 from .tensor_shape import _norm_dim, _norm_dims
 
@@ -110,7 +111,7 @@ def _apply(rule: O.Rule, ins: tuple, kw: Any = None) -> Tensor:
     t = _new(Tensor)
     t._array = out
     t.grad = None
-    t._vc = [0]
+    t._vc = _FRESH  # versions.FRESH: a list only when needed
     t._hooks = None
     if not record or not state.enabled:
         t.requires_grad = False
@@ -143,7 +144,7 @@ def _apply(rule: O.Rule, ins: tuple, kw: Any = None) -> Tensor:
             node.inputs = edges(ins)
     if rule.save_out:
         node.out = out
-        node.out_vc = t._vc
+        node.out_vc = t._vc = [0]
         node.out_v = 0
     else:
         node.out = node.out_vc = None
@@ -176,7 +177,7 @@ def _apply1(rule: O.Rule, x: Tensor, kw: Any = None) -> Tensor:
     t = _new(Tensor)
     t._array = out
     t.grad = None
-    t._vc = [0]
+    t._vc = _FRESH  # versions.FRESH: a list only when needed
     t._hooks = None
     if not x.requires_grad or not state.enabled:
         t.requires_grad = False
@@ -197,7 +198,7 @@ def _apply1(rule: O.Rule, x: Tensor, kw: Any = None) -> Tensor:
         node.inputs = ins if a.nbytes < EDGE_MIN_BYTES else edges(ins)
     if rule.save_out:
         node.out = out
-        node.out_vc = t._vc
+        node.out_vc = t._vc = [0]
         node.out_v = 0
     else:
         node.out = node.out_vc = None
@@ -464,7 +465,7 @@ class Tensor:
 
     def detach(self) -> "Tensor":
         t = wrap_array(self._array)
-        t._vc = self._vc  # shares storage: in-place changes are seen by both
+        t._vc = counter(self)  # shares storage: in-place changes are seen by both
         return t
 
     def _copy_state(self) -> dict:
