@@ -81,7 +81,7 @@ def main() -> None:
         wrap(rule, "backward")
         # the engine's shortcuts around forward/backward (ufunc calls, passed-through gradients) off, so that
         # every op runs through its timed functions
-        rule.array_op = rule.scalar_op = rule.scalar_grad = None
+        rule.array_op = rule.scalar_op = rule.scalar_grad = rule.out_grad = None
         rule.passes_grad = False
     for _ in range(3):
         step()

@@ -35,7 +35,8 @@ import numpy as np
 
 from . import backend as B
 from .hooks import RemovableHandle, add_hook
-from .scalars import const
+from .scalars import _C32, _F32, const
+from .versions import counter
 
 
 class _State:
@@ -190,7 +191,8 @@ class Node:
     ``inputs`` are the input Tensors; ``out`` the output array if the rule
     reads it; ``kw`` the op's keyword arguments and any arrays its forward
     saved; ``version`` the sum of the saved inputs' version counters at
-    creation, checked at backward to catch in-place changes; ``out_vc`` the
+    creation, checked at backward to catch in-place changes (set only for a
+    rule that reads its inputs, ``rule.needs_inputs``); ``out_vc`` the
     saved output's version counter (a list shared with its Tensor) when ``out``
     is kept, and ``out_v`` its value then (set only with ``out_vc``).
     """
@@ -445,29 +447,27 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
     try:
         # nodes in decreasing creation order: each is reached only after all its consumers
         fast = not create_graph and not anomaly and not cap_node
+        # leaves whose gradient only accumulates into ``.grad`` (no capture, observer or ``inputs=``)
+        plain_leaves = fast and accumulate and only is None and not cap_leaf and not observers
         # ids of accumulators the engine allocated itself and may update in place;
         # an id leaves the set when its array is popped (ids of live arrays are unique)
         owned: set[int] = set()
         keep = retain_graph
-        # a node whose only pending successor is one child (a chain) hands it over in ``nxt`` instead of
-        # the heap; ``nxt`` is set only while the heap is empty, and the next push puts it back there.
-        # The one-input path below also hands over its gradient in ``nxt_g`` instead of ``grads`` (it
-        # goes straight to the top of the loop, so no push can come in between)
-        nxt = nxt_g = None
+        # a node whose only pending successor is one child (a chain) hands it over instead of the heap:
+        # the one-input path below sets ``node`` (and ``g``, its gradient, which never enters ``grads``)
+        # for the next iteration; the general path sets ``nxt`` (its gradient in ``grads``), only while
+        # the heap is empty, and the next push puts it back there. Otherwise ``node`` is None at the top
+        node = nxt = None
         while True:
-            if nxt is not None:
-                node = nxt
-                nxt = None
-                if nxt_g is None:
-                    g = grads.pop(node)
+            if node is None:
+                if nxt is not None:
+                    node = nxt
+                    nxt = None
+                elif heap:
+                    node = heappop(heap)[1]
                 else:
-                    g = nxt_g
-                    nxt_g = None
-            elif heap:
-                node = heappop(heap)[1]
+                    break
                 g = grads.pop(node)
-            else:
-                break
             ins = node.inputs
             rule = node.rule
             if ins is None:
@@ -491,8 +491,12 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                         # loop below, inline
                         if rule.passes_grad:
                             gi = g
-                        elif rule.scalar_grad is not None:
-                            gi = rule.scalar_grad(g, const(node.kw, g))
+                        elif rule.scalar_grad is not None:  # const(s, g), its float32 hit inline
+                            s = node.kw
+                            c = _C32.get(s) if g.dtype is _F32 and type(s) is float and type(g) is _ndarray else None
+                            gi = rule.scalar_grad(g, const(s, g) if c is None else c)
+                        elif rule.out_grad is not None:
+                            gi = rule.out_grad(g, node.out)
                         else:
                             gi = rule.backward(g, node.out, (t0._array,), node.kw, _NEED1)[0]
                         if not keep:
@@ -504,15 +508,15 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                                     gi = unbroadcast(gi, shape)
                             prev = grads.get(child)
                             if prev is None:
-                                if not heap:  # (nxt is None here: taken at the top of the loop)
-                                    nxt = child
-                                    nxt_g = gi
-                                else:
-                                    grads[child] = gi
-                                    heappush(heap, (child.seq, child))
+                                if not heap:  # hand the child over (nxt is None here: taken at the top)
+                                    node = child
+                                    g = gi
+                                    continue
+                                grads[child] = gi
+                                heappush(heap, (child.seq, child))
                             else:
                                 grads[child] = _accumulate(prev, gi, owned)
-                        g = prev = gi = None
+                        node = g = prev = gi = None
                         continue
                     if len(t0._vc) > 1:  # its storage changed in place: the general edge below
                         child = None
@@ -521,6 +525,7 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                         if child is None:
                             if not keep:
                                 node.inputs = node.out = node.kw = None
+                            node = None
                             continue
                     if child is not None and rule.scatter is not None:
                         # add straight into the input's accumulator: O(size of this op's output)
@@ -537,6 +542,7 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                         rule.scatter(acc, g, node.kw)
                         if not keep:
                             node.inputs = node.out = node.kw = None
+                        node = None
                         continue
                     pairs = ((t0, rule.backward(g, node.out, (t0._array,), node.kw, _NEED1)[0]),)
                 elif n_in == 2 and ins[0] is not None and ins[1] is not None:
@@ -586,6 +592,12 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                     if child is None:
                         continue
                 if child is None:
+                    tg = t.grad
+                    if tg is not None and plain_leaves and t._hooks is None:  # to_leaf's commonest case, inline
+                        gd = tg._array
+                        if gd.dtype is gi.dtype and gd.shape == gi.shape:
+                            gd += gi
+                            continue
                     to_leaf(t, gi, not create_graph and gi is not g and gi.flags.writeable
                             and (gi.base is None or _sole(gi)))
                 else:
@@ -605,7 +617,7 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                         grads[child] = _accumulate(prev, gi, owned)
             # drop this node's gradients before the next rule runs: one summed into an accumulator
             # (or added out of place) is garbage now, and the locals would keep it alive through it
-            g = prev = gi = pairs = ga = gb = gin = None
+            node = g = prev = gi = pairs = ga = gb = gin = None
     finally:
         state.enabled = prev_mode
         if state.final_callbacks:
@@ -623,6 +635,7 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
 
 
 _NEED1 = (True,)
+_ndarray = np.ndarray
 # the ``_gslot`` of an edge: the stand-in a node keeps for an input whose values its backward never reads
 EDGE_ONLY = np.empty(0)
 EDGE_MIN_BYTES = 1 << 16  # smaller inputs are kept as they are (a stand-in costs more than it frees)
@@ -657,7 +670,7 @@ def edges(ins: tuple) -> tuple:
         e.grad = None
         e.requires_grad = t.requires_grad
         e._node = t._node
-        e._vc = t._vc
+        e._vc = counter(t)
         e._hooks = None
         e._gslot = EDGE_ONLY
         if out is None:

@@ -24,16 +24,16 @@ each, in order of first appearance):
   after the step (as in PyTorch, ``p.data = t`` makes ``p`` and ``t`` share
   storage, and the step changes both).
 
-**Version counters.** Every Tensor carries ``_vc``, a one-element list counting
-its in-place changes; autograd saves the versions of the inputs a backward rule
-needs and refuses to use them once they changed. An optimizer step changes the
-parameters in place behind autograd's back (through ``data``), so ``sync``
-bumps the counter of every parameter about to be updated, as PyTorch's in-place
-``param.add_()`` does, and ``mark_modified`` does so for other writes (L-BFGS's
-line search, schedule-free's train/eval swap). A graph recorded before a step
-therefore fails loudly instead of backpropagating through stale values. Outside
-the Tensor and the engine, this module is the one that writes ``_gslot`` and
-``_vc`` for optimizer memory.
+**Version counters.** Every Tensor carries ``_vc``, a one-element list counting its
+in-place changes (``retrograd.versions``: an op's output gets its list on first
+need); autograd saves the versions of the inputs a backward rule needs and refuses
+to use them once they changed. An optimizer step changes the parameters in place
+behind autograd's back (through ``data``), so ``sync`` bumps the counter of every
+parameter about to be updated, as PyTorch's in-place ``param.add_()`` does, and
+``mark_modified`` does so for other writes (L-BFGS's line search, schedule-free's
+train/eval swap). A graph recorded before a step therefore fails loudly instead of
+backpropagating through stale values. Outside the Tensor and the engine, this module
+is the one that writes ``_gslot`` and ``_vc`` for optimizer memory.
 
 **Data-parallel training.** All gradients of one (param group, dtype) live in
 one buffer, so averaging them across processes is one collective call per
@@ -56,6 +56,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .tensor import Tensor, wrap_array
+from .versions import bump, counter
 
 __all__ = ["FlatParams", "give_back_heap", "mark_modified"]
 
@@ -85,7 +86,7 @@ def mark_modified(tensors: Iterable[Tensor]) -> None:
     outside autograd (as PyTorch's in-place ops do), so that a graph that saved
     their old values refuses to backpropagate through them."""
     for t in tensors:
-        t._vc[0] += 1
+        bump(t)
 
 
 class FlatParams:
@@ -120,6 +121,7 @@ class FlatParams:
             view = self._array[o:o + s].reshape(p._array.shape)
             np.copyto(view, p._array)  # the values first, then the parameter becomes the view
             p._array = view
+            counter(p)  # a list of its own now (not versions.FRESH): ``sync`` bumps it in place
             slot = self.grad[o:o + s].reshape(p._array.shape)
             p._gslot = slot
             if p.grad is not None:
@@ -208,7 +210,7 @@ class FlatParams:
                     raise RuntimeError(f"{who}.step: the gradient of shape {gd.shape} does not match its "
                                        f"parameter of shape {slots[i].shape}")
                 np.copyto(slots[i], gd, casting="unsafe")
-            p._vc[0] += 1
+            p._vc[0] += 1  # a list: made in __init__
         if missing is None:
             return None
         if len(missing) == len(self.params):

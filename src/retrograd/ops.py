@@ -35,23 +35,26 @@ class Rule:
     """One op: its name, forward and backward, and what the backward reads."""
 
     __slots__ = ("name", "forward", "backward", "save_out", "needs_inputs", "node_name", "scatter", "lowp",
-                 "array_op", "scalar_op", "scalar_grad", "passes_grad", "keeps_shape")
+                 "array_op", "scalar_op", "scalar_grad", "out_grad", "passes_grad", "keeps_shape")
 
     def __init__(self, name: str, forward: Callable, backward: Callable | None, *,
                  save_out: bool = False, needs_inputs: bool = True, scatter: Callable | None = None,
                  lowp: str = "float32", array_op: Callable | None = None, scalar_op: Callable | None = None,
-                 scalar_grad: Callable | None = None, passes_grad: bool = False, keeps_shape: bool = False) -> None:
+                 scalar_grad: Callable | None = None, out_grad: Callable | None = None, passes_grad: bool = False,
+                 keeps_shape: bool = False) -> None:
         self.name = name
         # what the engine's hot path may take for granted (each only saves Python frames; the rule stays
         # complete; a float32 twin made by ``lowp_twin`` has none of them, a "native" one is the rule):
         # ``array_op(*arrays)`` is ``forward(arrays, kw)`` for a rule that ignores ``kw``, as one C call
         # (a NumPy ufunc); for a tensor-scalar rule, ``scalar_op(x, const(s, x))`` is ``forward((x,), s)``
-        # and ``scalar_grad(g, const(s, g))`` its input gradient when ``g`` is an array;
+        # and ``scalar_grad(g, const(s, g))`` its input gradient when ``g`` is an array; ``out_grad(g, out)``
+        # is a one-input rule's input gradient from its saved output alone (``backward``'s only item);
         # ``passes_grad``: ``backward`` returns ``g`` itself for every input; ``keeps_shape``: a one-input
         # rule whose input gradient always has the input's shape (elementwise), so no unbroadcast test.
         self.array_op = array_op
         self.scalar_op = scalar_op
         self.scalar_grad = scalar_grad
+        self.out_grad = out_grad
         self.passes_grad = passes_grad
         self.keeps_shape = keeps_shape
         # how the op runs on bfloat16 inputs (see ``lowp_twin``): "float32" (upcast, compute, round
@@ -263,7 +266,7 @@ NEG = Rule("neg", lambda ins, kw: -ins[0], lambda g, out, ins, kw, needs: (-g,),
            array_op=np.negative, keeps_shape=True)
 EXP = Rule("exp", lambda ins, kw: np.exp(ins[0]),
            lambda g, out, ins, kw, needs: (g * out,), save_out=True, needs_inputs=False, array_op=np.exp,
-           keeps_shape=True)
+           out_grad=np.multiply, keeps_shape=True)
 EXPM1 = Rule("expm1", lambda ins, kw: np.expm1(ins[0]),
              lambda g, out, ins, kw, needs: (g * (out + 1),), save_out=True, needs_inputs=False)
 LOG = Rule("log", lambda ins, kw: np.log(ins[0]), lambda g, out, ins, kw, needs: (g / ins[0],),
@@ -284,10 +287,10 @@ TAN = Rule("tan", lambda ins, kw: np.tan(ins[0]),
 _ONE32 = const(1, np.ones(1, np.float32))
 
 
-def _tanh_b(g, out, ins, kw, needs):
-    return (g * ((_ONE32 if type(out) is _ndarray and out.dtype is _F32 else const(1, out)) - out * out),)
-TANH = Rule("tanh", lambda ins, kw: np.tanh(ins[0]), _tanh_b, save_out=True, needs_inputs=False,
-            array_op=np.tanh, keeps_shape=True)
+def _tanh_g(g, out):
+    return g * ((_ONE32 if type(out) is _ndarray and out.dtype is _F32 else const(1, out)) - out * out)
+TANH = Rule("tanh", lambda ins, kw: np.tanh(ins[0]), lambda g, out, ins, kw, needs: (_tanh_g(g, out),),
+            save_out=True, needs_inputs=False, array_op=np.tanh, out_grad=_tanh_g, keeps_shape=True)
 ASIN = Rule("asin", lambda ins, kw: np.arcsin(ins[0]),
             lambda g, out, ins, kw, needs: (g / np.sqrt(1 - ins[0] * ins[0]),))
 ACOS = Rule("acos", lambda ins, kw: np.arccos(ins[0]),

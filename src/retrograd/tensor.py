@@ -26,8 +26,9 @@ from .amp.autocast_mode import cast_rule_inputs, state as _autocast
 from .engine import EDGE_MIN_BYTES, Node, _check_finite, _sequence, backward, creation_site, edges, state
 from .scalars import _C32, _F32, const as _const
 from .hooks import RemovableHandle, add_hook
-from . import tensor_compat, tensor_inplace, tensor_math, tensor_reduce, tensor_shape
+from . import tensor_compat, tensor_convert, tensor_inplace, tensor_math, tensor_reduce, tensor_shape
 from .tensor_convert import _as_tensor, _coerce, _to_array
+from .versions import FRESH as _FRESH, counter
 from .tensor_math import matmul, where  # noqa: F401  (where: re-exported for older importers)
 from .tensor_shape import _norm_dim, _norm_dims
 
@@ -110,7 +111,7 @@ def _apply(rule: O.Rule, ins: tuple, kw: Any = None) -> Tensor:
     t = _new(Tensor)
     t._array = out
     t.grad = None
-    t._vc = [0]
+    t._vc = _FRESH  # versions.FRESH: a list only when needed
     t._hooks = None
     if not record or not state.enabled:
         t.requires_grad = False
@@ -133,8 +134,7 @@ def _apply(rule: O.Rule, ins: tuple, kw: Any = None) -> Tensor:
             node.version = x._vc[0] + y._vc[0] + z._vc[0]
         else:
             node.version = sum([t._vc[0] for t in ins])
-    else:
-        node.version = 0
+    else:  # (version unset: read only for a rule that reads its inputs)
         # the backward reads no input value: keep edges, not arrays (small inputs as they are)
         if n == 1:
             node.inputs = ins if a.nbytes < EDGE_MIN_BYTES else edges(ins)
@@ -144,7 +144,61 @@ def _apply(rule: O.Rule, ins: tuple, kw: Any = None) -> Tensor:
             node.inputs = edges(ins)
     if rule.save_out:
         node.out = out
-        node.out_vc = t._vc
+        node.out_vc = t._vc = [0]
+        node.out_v = 0
+    else:
+        node.out = node.out_vc = None
+    t.requires_grad = True
+    t._node = node
+    if state.anomaly:
+        node.site = creation_site()
+        _check_finite(out, "forward", node, ins)
+    return t
+
+
+def _apply1(rule: O.Rule, x: Tensor, kw: Any = None) -> Tensor:
+    """``_apply(rule, (x,), kw)`` for a rule whose forward is its ``array_op`` or ``scalar_op`` (the
+    operators with a number, the elementwise methods): the same result and node, without the tuple
+    when no node keeps it and without ``_apply``'s dispatch on the number of inputs. Autocast,
+    bfloat16 and other rules take ``_apply``."""
+    a = x._array
+    if _autocast.cpu_enabled or a.dtype is _BF16:
+        return _apply(rule, (x,), kw)
+    f = rule.array_op
+    if f is not None:
+        out = f(a)
+    elif rule.scalar_op is not None:  # engine.const, its float32 hit inline
+        c = _C32.get(kw) if a.dtype is _F32 and type(kw) is float and type(a) is _ndarray else None
+        out = rule.scalar_op(a, _const(kw, a) if c is None else c)
+    else:
+        return _apply(rule, (x,), kw)
+    if type(out) is not _ndarray:
+        out = np.asarray(out)
+    t = _new(Tensor)
+    t._array = out
+    t.grad = None
+    t._vc = _FRESH  # versions.FRESH: a list only when needed
+    t._hooks = None
+    if not x.requires_grad or not state.enabled:
+        t.requires_grad = False
+        t._node = None
+        return t
+    if rule.backward is None:
+        raise RuntimeError(f"{rule.name}: this op is not differentiable")
+    node = _new(Node)
+    node.seq = _next_seq()
+    node.rule = rule
+    node.kw = kw
+    node.extra = None
+    ins = (x,)
+    if rule.needs_inputs:
+        node.inputs = ins
+        node.version = x._vc[0]
+    else:  # (version unset: read only for a rule that reads its inputs)
+        node.inputs = ins if a.nbytes < EDGE_MIN_BYTES else edges(ins)
+    if rule.save_out:
+        node.out = out
+        node.out_vc = t._vc = [0]
         node.out_v = 0
     else:
         node.out = node.out_vc = None
@@ -167,7 +221,7 @@ def _binary_operators(name: str, rule: O.Rule, scalar_rule: O.Rule, rscalar_rule
     Fast paths first: a float tensor with a Python number, or two tensors of one dtype (a float
     dtype for ``true_div``); everything else goes through PyTorch's promotion in ``_coerce``.
     ``check(tensor, other)`` runs before promotion (e.g. to refuse bool subtraction)."""
-    apply = _apply
+    apply, apply1 = _apply, _apply1
 
     def forward(self: Tensor, other: Any) -> Tensor:
         to = type(other)
@@ -175,7 +229,7 @@ def _binary_operators(name: str, rule: O.Rule, scalar_rule: O.Rule, rscalar_rule
             if other._array.dtype is self._array.dtype and (not true_div or self._array.dtype.kind in "fV"):
                 return apply(rule, (self, other))
         elif (to is float or to is int) and self._array.dtype.kind in "fV":
-            return apply(scalar_rule, (self,), other)
+            return apply1(scalar_rule, self, other)
         if check is not None:
             check(self, other)
         a, b = _coerce(self, other, name, true_div)
@@ -184,7 +238,7 @@ def _binary_operators(name: str, rule: O.Rule, scalar_rule: O.Rule, rscalar_rule
     def reflected(self: Tensor, other: Any) -> Tensor:
         to = type(other)
         if (to is float or to is int) and self._array.dtype.kind in "fV":
-            return apply(rscalar_rule, (self,), other)
+            return apply1(rscalar_rule, self, other)
         if check is not None:
             check(self, other)
         b, a = _coerce(self, other, name, true_div)
@@ -251,6 +305,7 @@ class Tensor:
     # ------------------------------------------------------------------ construction
     _wrap = staticmethod(wrap_array)  # the name the rest of the tree still uses
     _apply = staticmethod(_apply)
+    _apply1 = staticmethod(_apply1)
 
     # ------------------------------------------------------------------ attributes
     @property
@@ -390,10 +445,7 @@ class Tensor:
             raise TypeError("only integer tensors of a single element can be converted to an index")
         return int(self.item())
 
-    def __repr__(self) -> str:
-        return _format(self)
-
-    __str__ = __repr__
+    __repr__ = __str__ = tensor_compat.tensor_repr
 
     def __format__(self, spec: str) -> str:
         if self.ndim == 0 and spec:
@@ -413,7 +465,7 @@ class Tensor:
 
     def detach(self) -> "Tensor":
         t = wrap_array(self._array)
-        t._vc = self._vc  # shares storage: in-place changes are seen by both
+        t._vc = counter(self)  # shares storage: in-place changes are seen by both
         return t
 
     def _copy_state(self) -> dict:
@@ -478,32 +530,9 @@ class Tensor:
             return wrap_array(self._array.astype(dtype))
         return Tensor._apply(O.CAST, (self,), {"dtype": dtype})
 
-    def astype(self, dtype: Any) -> "Tensor":
-        return self._cast(B.as_dtype(dtype))
-
-    def type_as(self, other: "Tensor") -> "Tensor":
-        return self._cast(other.dtype)
-
-    def float(self) -> "Tensor":
-        return self._cast(B.float32)
-
-    def double(self) -> "Tensor":
-        return self._cast(B.float64)
-
-    def half(self) -> "Tensor":
-        return self._cast(B.float16)
-
-    def bfloat16(self) -> "Tensor":
-        return self._cast(B.bfloat16)
-
-    def long(self) -> "Tensor":
-        return self._cast(B.int64)
-
-    def int(self) -> "Tensor":
-        return self._cast(B.int32)
-
-    def bool(self) -> "Tensor":
-        return self._cast(B.bool_)
+    astype, type_as = tensor_convert.astype, tensor_convert.type_as
+    float, double, half = tensor_convert.float_, tensor_convert.double, tensor_convert.half
+    bfloat16, long, int, bool = tensor_convert.bfloat16, tensor_convert.long, tensor_convert.int_, tensor_convert.bool_
 
     cpu = tensor_compat.cpu
     cuda = tensor_compat.cuda
@@ -859,31 +888,3 @@ def _plain(x: Any) -> Any:
     if t is dict:
         return {k: _plain(v) for k, v in x.items()}
     return x
-
-
-# ====================================================================== repr
-def _format(t: Tensor) -> str:
-    data = t._array
-    dt = data.dtype
-    if dt is _BF16:
-        data = data.astype(np.float32)  # printed as torch prints bfloat16: its float32 value, 4 decimals
-    opts: dict = {"separator": ", ", "prefix": "tensor("}
-    if dt.kind in "fV" and data.size:
-        finite = data[np.isfinite(data)]
-        if finite.size and np.any(finite != np.round(finite)):
-            big = np.abs(finite).max()
-            if big >= 1e8 or (np.abs(finite[finite != 0]).min() < 1e-4 if np.any(finite != 0) else False):
-                opts["formatter"] = {"float_kind": lambda v: f"{v:.4e}"}
-            else:
-                opts.update(precision=4, floatmode="fixed")
-    body = np.array2string(data, threshold=1000, edgeitems=3, **opts)
-    extras = []
-    default = B.defaults.float_dtype
-    if (dt.kind in "fV" and dt != default) or dt.kind not in "fbiV" or (dt.kind == "i" and dt != np.int64) \
-            or data.size == 0 and dt != default:
-        extras.append(f"dtype=retrograd.{B.dtype_name(dt)}")
-    if t._node is not None:
-        extras.append(f"grad_fn=<{t._node.rule.node_name}>")
-    elif t.requires_grad:
-        extras.append("requires_grad=True")
-    return "tensor(" + body + "".join(", " + e for e in extras) + ")"

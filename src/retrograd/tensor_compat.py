@@ -248,3 +248,32 @@ def outer(self, vec2: "Tensor") -> "Tensor":
     if self.ndim != 1 or vec2.ndim != 1:
         raise RuntimeError(f"outer: expected 1-D tensors, got {self.ndim}-D and {vec2.ndim}-D")
     return self.reshape(-1, 1) * vec2.reshape(1, -1)
+
+
+# ------------------------------------------------------------------ repr
+def tensor_repr(t: Tensor) -> str:
+    """``repr(t)`` as PyTorch prints a tensor: ``tensor([...], dtype=..., grad_fn=<...>)``."""
+    data = t._array
+    dt = data.dtype
+    if dt is B.bfloat16:
+        data = data.astype(np.float32)  # printed as torch prints bfloat16: its float32 value, 4 decimals
+    opts: dict = {"separator": ", ", "prefix": "tensor("}
+    if dt.kind in "fV" and data.size:
+        finite = data[np.isfinite(data)]
+        if finite.size and np.any(finite != np.round(finite)):
+            big = np.abs(finite).max()
+            if big >= 1e8 or (np.abs(finite[finite != 0]).min() < 1e-4 if np.any(finite != 0) else False):
+                opts["formatter"] = {"float_kind": lambda v: f"{v:.4e}"}
+            else:
+                opts.update(precision=4, floatmode="fixed")
+    body = np.array2string(data, threshold=1000, edgeitems=3, **opts)
+    extras = []
+    default = B.defaults.float_dtype
+    if (dt.kind in "fV" and dt != default) or dt.kind not in "fbiV" or (dt.kind == "i" and dt != np.int64) \
+            or data.size == 0 and dt != default:
+        extras.append(f"dtype=retrograd.{B.dtype_name(dt)}")
+    if t._node is not None:
+        extras.append(f"grad_fn=<{t._node.rule.node_name}>")
+    elif t.requires_grad:
+        extras.append("requires_grad=True")
+    return "tensor(" + body + "".join(", " + e for e in extras) + ")"

@@ -126,3 +126,26 @@ def _coerce(a: Tensor, other: Any, op: str, true_div: bool = False) -> tuple[Ten
     if true_div and d.kind not in "fV":
         d = B.defaults.float_dtype
     return a._cast(d), b._cast(d)
+
+
+# ------------------------------------------------------------------ dtype conversion methods (bound by tensor.py)
+def astype(self: Tensor, dtype: Any) -> Tensor:
+    return self._cast(B.as_dtype(dtype))
+
+
+def type_as(self: Tensor, other: Tensor) -> Tensor:
+    return self._cast(other.dtype)
+
+
+def _to(dtype: Any, name: str) -> Any:
+    def method(self: Tensor) -> Tensor:
+        return self._cast(dtype)
+
+    method.__name__ = name
+    method.__qualname__ = f"Tensor.{name}"
+    return method
+
+
+float_, double, half, bfloat16 = (_to(d, n) for d, n in ((B.float32, "float"), (B.float64, "double"),
+                                                         (B.float16, "half"), (B.bfloat16, "bfloat16")))
+long, int_, bool_ = (_to(d, n) for d, n in ((B.int64, "long"), (B.int32, "int"), (B.bool_, "bool")))

@@ -36,6 +36,7 @@ from . import ops as O
 from . import tensor_shape as TS
 from .engine import Node, _history, next_seq, no_grad, state
 from .tensor_shape import _convert_index, _index_array, _norm_dim, _torch_name
+from .versions import bump, counter
 
 Tensor = Any  # annotations only: the class is tensor.Tensor, which sits above this module
 
@@ -121,7 +122,7 @@ def _apply_inplace(self: Tensor, name: str, compute: Callable, operands: tuple =
         with no_grad():
             r = _fit(self, name, compute(self))
         _write(self, r._array, "unsafe", name)
-        self._vc[0] += 1
+        bump(self)
         return self
     _check_inplace(self, name)
     if getattr(self, "_viewinfo", None) is not None:
@@ -157,7 +158,7 @@ def _rebased(self: Tensor, node: Node, old: Node | None) -> None:
         node.retain, old.retain = old.retain, None
     self._node = node
     self.requires_grad = True
-    vc = self._vc
+    vc = counter(self)
     if len(vc) == 1:
         vc.append(True)  # this storage's history changed: the engine checks its views' histories
 
@@ -181,7 +182,7 @@ def _record(self: Tensor, name: str, compute: Callable) -> Tensor:
     if _reads(node, {id(twin)}, start):
         twin._array = self._array.copy()  # a backward rule reads the old value: keep it (PyTorch's original_self)
     _write(self, r._array, name=name)
-    self._vc[0] += 1
+    bump(self)
     if node.out is r._array:  # the saved output is now this tensor's storage, checked like PyTorch's
         node.out = self._array
         node.out_vc = self._vc
@@ -259,7 +260,7 @@ def _record_view(self: Tensor, name: str, compute: Callable) -> Tensor:
     _unalias(r._node, self, view, start)
     node = _new_node(COPY_SLICES, (twin, r), kw)
     _write(self, r._array, name=name)
-    self._vc[0] += 1  # shared with the base
+    bump(self)  # shared with the base
     _rebased(root, node, old_root)
     vnode = _new_node(AS_STRIDED, (root,), kw)
     _rebased(self, vnode, self._node)
@@ -366,12 +367,12 @@ def _binary(name: str, method: str, ufunc: Any) -> Callable:
             try:
                 if to is float or to is int:
                     ufunc(self._array, other, out=self._array)
-                    self._vc[0] += 1
+                    bump(self)
                     return self
                 if isinstance(other, T) and other._array.dtype == self._array.dtype and \
                         np.broadcast_shapes(other.shape, self.shape) == self.shape:
                     ufunc(self._array, other._array, out=self._array)
-                    self._vc[0] += 1
+                    bump(self)
                     return self
             except ValueError:
                 if 0 in self._array.strides:
@@ -501,7 +502,7 @@ def fill_(self: Tensor, value: Any) -> Tensor:
             self._array[...] = value
         except ValueError:
             _raise_unwritable(self, "fill_")
-        self._vc[0] += 1
+        bump(self)
         return self
     return _apply_inplace(self, "fill_", lambda x: x.masked_fill(_ALL, value), (value,))
 
@@ -522,7 +523,7 @@ def copy_(self: Tensor, src: Any, non_blocking: bool = False) -> Tensor:
         except ValueError as e:
             raise RuntimeError(f"copy_: source of shape {tuple(np.shape(s))} does not broadcast to the "
                                f"destination's shape {tuple(self.shape)}") from e
-        self._vc[0] += 1
+        bump(self)
         return self
     if not isinstance(src, T):
         src = T._wrap(np.asarray(src))
@@ -573,7 +574,7 @@ def setitem(self: Tensor, index: Any, value: Any) -> None:
             if self._array.flags.writeable:
                 raise
             _raise_unwritable(self, "__setitem__")
-        self._vc[0] += 1
+        bump(self)
         return
     mask = np.zeros(self.shape, dtype=bool)
     mask[idx] = True

@@ -144,20 +144,23 @@ def _unary(self, rule: O.Rule, kw: dict | None = None) -> "Tensor":
     return self._apply(rule, (x,), kw)
 
 
-def exp(self) -> "Tensor":
-    return _unary(self, O.EXP)
+def _unary_op(name: str, rule: O.Rule) -> Callable:
+    """The method ``name``: ``rule`` on the tensor, an integer or bool one cast to the default float
+    dtype first (``_unary`` without its frame: one op's Python cost is what a small tensor pays)."""
+
+    def method(self: Tensor) -> Tensor:
+        if self._array.dtype.kind in "fV":
+            return self._apply1(rule, self)
+        return self._apply1(rule, self._cast(B.defaults.float_dtype))
+
+    method.__name__ = method.__qualname__ = name
+    return method
 
 
-def expm1(self) -> "Tensor":
-    return _unary(self, O.EXPM1)
-
-
-def log(self) -> "Tensor":
-    return _unary(self, O.LOG)
-
-
-def log1p(self) -> "Tensor":
-    return _unary(self, O.LOG1P)
+exp = _unary_op("exp", O.EXP)
+expm1 = _unary_op("expm1", O.EXPM1)
+log = _unary_op("log", O.LOG)
+log1p = _unary_op("log1p", O.LOG1P)
 
 
 def log2(self) -> "Tensor":
@@ -168,12 +171,8 @@ def log10(self) -> "Tensor":
     return self.log() / math.log(10.0)
 
 
-def sqrt(self) -> "Tensor":
-    return _unary(self, O.SQRT)
-
-
-def rsqrt(self) -> "Tensor":
-    return _unary(self, O.RSQRT)
+sqrt = _unary_op("sqrt", O.SQRT)
+rsqrt = _unary_op("rsqrt", O.RSQRT)
 
 
 def square(self) -> "Tensor":
@@ -184,48 +183,17 @@ def reciprocal(self) -> "Tensor":
     return 1.0 / self
 
 
-def sin(self) -> "Tensor":
-    return _unary(self, O.SIN)
-
-
-def cos(self) -> "Tensor":
-    return _unary(self, O.COS)
-
-
-def tan(self) -> "Tensor":
-    return _unary(self, O.TAN)
-
-
-def asin(self) -> "Tensor":
-    return _unary(self, O.ASIN)
-
-
-def acos(self) -> "Tensor":
-    return _unary(self, O.ACOS)
-
-
-def atan(self) -> "Tensor":
-    return _unary(self, O.ATAN)
-
-
-def sinh(self) -> "Tensor":
-    return _unary(self, O.SINH)
-
-
-def cosh(self) -> "Tensor":
-    return _unary(self, O.COSH)
-
-
-def tanh(self) -> "Tensor":
-    return _unary(self, O.TANH)
-
-
-def sigmoid(self) -> "Tensor":
-    return _unary(self, O.SIGMOID)
-
-
-def erf(self) -> "Tensor":
-    return _unary(self, O.ERF)
+sin = _unary_op("sin", O.SIN)
+cos = _unary_op("cos", O.COS)
+tan = _unary_op("tan", O.TAN)
+asin = _unary_op("asin", O.ASIN)
+acos = _unary_op("acos", O.ACOS)
+atan = _unary_op("atan", O.ATAN)
+sinh = _unary_op("sinh", O.SINH)
+cosh = _unary_op("cosh", O.COSH)
+tanh = _unary_op("tanh", O.TANH)
+sigmoid = _unary_op("sigmoid", O.SIGMOID)
+erf = _unary_op("erf", O.ERF)
 
 
 def relu(self) -> "Tensor":

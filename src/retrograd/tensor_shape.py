@@ -19,6 +19,7 @@ from . import backend as B
 from . import ops as O
 from .engine import NO_GRAD_SLOT, state
 from .tensor_convert import _coerce
+from .versions import counter
 
 Tensor = Any  # annotations only: the class is tensor.Tensor, which sits above this module
 
@@ -64,10 +65,10 @@ def _view(t: "Tensor", rule: O.Rule, kw: dict) -> "Tensor":
     out = t._apply(rule, (t,), kw)
     ob = out._array.base
     if ob is not None and (ob is t._array or ob is t._array.base):
-        out._vc = t._vc
+        out._vc = vc = counter(t)
         if out._node is not None and out._node.out_vc is not None:
-            out._node.out_vc = t._vc
-            out._node.out_v = t._vc[0]
+            out._node.out_vc = vc
+            out._node.out_v = vc[0]
         vi = None if t._array.base is None else getattr(t, "_viewinfo", None)  # a view's array has a base
         kind = None if state.enabled else NO_GRAD
         if vi is None:
@@ -178,7 +179,7 @@ def _view_dtype(self, dtype: Any) -> "Tensor":
                 if st % ratio:
                     raise RuntimeError(f"view: self.stride({i}) must be divisible by {ratio} {what}, but got {st}")
     out = self._wrap(a.view(dt))
-    out._vc = self._vc
+    out._vc = counter(self)
     return out
 
 

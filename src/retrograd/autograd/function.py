@@ -38,6 +38,7 @@ import numpy as np
 from .. import ops as O
 from ..engine import Node, no_grad, state
 from ..tensor import Tensor, wrap_array
+from ..versions import counter
 
 __all__ = ["Function", "FunctionCtx"]
 
@@ -258,7 +259,7 @@ class Function(metaclass=_FunctionMeta):
                 new_outs[k] = node_out[a:b].reshape(shape)
         else:
             new_outs = [node_out]
-        ctx._out_vcs = tuple(new_outs[k]._vc for k in diff)
+        ctx._out_vcs = tuple(counter(new_outs[k]) for k in diff)
 
         # saved tensors: outputs by position (rebuilt in backward), everything else as is
         out_pos = {id(outs[k]): i for i, k in enumerate(diff)}
@@ -270,7 +271,8 @@ class Function(metaclass=_FunctionMeta):
                 i = out_pos[id(t)]
                 saved.append(("out", i, ctx._out_vcs[i], ctx._out_vcs[i][0]))
             else:
-                saved.append(("val", t, t._vc, t._vc[0]))
+                vc = counter(t)
+                saved.append(("val", t, vc, vc[0]))
         ctx._saved = tuple(saved)
         ctx._saved_raw = ()
         for k, o in enumerate(outs):

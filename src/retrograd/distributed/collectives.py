@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..versions import bump
 from .group import ProcessGroup, ReduceOp, Work, default_group
 
 __all__ = ["all_reduce", "broadcast", "all_gather", "all_gather_into_tensor", "reduce", "gather", "scatter",
@@ -35,9 +36,8 @@ def _array(x: Any, what: str) -> np.ndarray:
 
 
 def _touched(x: Any) -> None:
-    vc = getattr(x, "_vc", None)
-    if vc is not None:
-        vc[0] += 1
+    if getattr(x, "_vc", None) is not None:
+        bump(x)
 
 
 def _check_op(op: Any, dtype: np.dtype, what: str) -> str:

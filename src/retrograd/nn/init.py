@@ -14,6 +14,7 @@ import numpy as np
 from ..special import erf_array
 from ..random import Generator, resolve
 from ..tensor import Tensor
+from ..versions import bump
 
 __all__ = ["calculate_gain", "uniform_", "normal_", "constant_", "zeros_", "ones_", "eye_",
            "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_",
@@ -23,7 +24,7 @@ __all__ = ["calculate_gain", "uniform_", "normal_", "constant_", "zeros_", "ones
 def _fill(tensor: Tensor, values: Any) -> Tensor:
     """Write into the tensor's array without recording (``torch.no_grad()`` in PyTorch's init)."""
     tensor._array[...] = np.asarray(values).astype(tensor._array.dtype, copy=False)
-    tensor._vc[0] += 1
+    bump(tensor)
     return tensor
 
 

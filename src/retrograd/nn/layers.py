@@ -14,6 +14,7 @@ from ..random import Generator
 from ..tensor import Tensor
 from . import init
 from .module import Module, Parameter
+from ..versions import bump
 
 
 def _shape_error(module: Module, expected: str, x: Tensor, kind: type = RuntimeError) -> Exception:
@@ -339,7 +340,7 @@ class _BatchNorm(Module):
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked._array[...] += 1
-            self.num_batches_tracked._vc[0] += 1
+            bump(self.num_batches_tracked)
             factor = 1.0 / float(self.num_batches_tracked.item()) if self.momentum is None else self.momentum
         bn_training = True if self.training else (self.running_mean is None and self.running_var is None)
         use_running = not self.training or self.track_running_stats

@@ -19,6 +19,7 @@ from ..engine import no_grad
 from ..hooks import RemovableHandle, add_hook
 from ..ops import Rule
 from ..tensor import Tensor, _to_array, wrap_array
+from ..versions import bump, counter
 
 
 class Parameter(Tensor):
@@ -37,7 +38,7 @@ class Parameter(Tensor):
         self.grad = None
         self.requires_grad = False
         self._node = None
-        self._vc = data._vc if isinstance(data, Tensor) else [0]
+        self._vc = counter(data) if isinstance(data, Tensor) else [0]
         self._hooks = None
         if requires_grad:
             self.requires_grad_(True)
@@ -347,7 +348,7 @@ class Module:
             new = fn(p._array)
             if new is not p._array:
                 p._array = new
-                p._vc[0] += 1
+                bump(p)
                 if p.grad is not None:
                     p.grad = wrap_array(fn(p.grad._array))
         for k, b in self._buffers.items():
@@ -355,7 +356,7 @@ class Module:
                 new = fn(b._array)
                 if new is not b._array:
                     b._array = new
-                    b._vc[0] += 1
+                    bump(b)
         return self
 
     def to(self, *args: Any, **kwargs: Any) -> "Module":
@@ -551,7 +552,7 @@ class Module:
                 continue
             if assign:
                 t._array = np.array(arr, dtype=t.dtype if not isinstance(value, Tensor) else arr.dtype)
-                t._vc[0] += 1
+                bump(t)
             else:
                 with no_grad():
                     t.copy_(arr)

@@ -27,6 +27,7 @@ from ..tensor_functions import cat
 from ..tensor import Tensor, wrap_array
 from .layers import _BatchNorm
 from .module import Module
+from ..versions import bump
 
 __all__ = ["SyncBatchNorm", "placeholder_batch", "local_statistics"]
 
@@ -99,12 +100,12 @@ def sync_batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor 
         rm = running_mean._array
         rm *= (1 - momentum)
         rm += momentum * mu._array.reshape(c).astype(rm.dtype)
-        running_mean._vc[0] += 1
+        bump(running_mean)
     if running_var is not None:
         rv = running_var._array
         rv *= (1 - momentum)
         rv += momentum * (var._array.reshape(c) * (count / (count - 1))).astype(rv.dtype)
-        running_var._vc[0] += 1
+        bump(running_var)
     if weight is not None:
         y = y * weight.reshape(bshape)
     if bias is not None:

@@ -11,6 +11,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..tensor import Tensor, wrap_array
+from ..versions import bump
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_", "get_total_norm", "parameters_to_vector",
            "vector_to_parameters"]
@@ -93,5 +94,5 @@ def vector_to_parameters(vec: Tensor, parameters: Iterable[Tensor]) -> None:
     for p in params:
         n = p._array.size
         np.copyto(p._array, data[o:o + n].reshape(p._array.shape), casting="unsafe")
-        p._vc[0] += 1
+        bump(p)
         o += n

@@ -158,7 +158,7 @@ def tracing(graph: Graph) -> Iterator[None]:
         for name, value in list(vars(Tensor).items()):
             if name in PASSTHROUGH:
                 continue
-            if name == "_apply":  # an op rule called directly (F functions, modules) with no handler above it
+            if name in ("_apply", "_apply1"):  # an op rule called directly (F functions, modules), no handler above it
                 swap(Tensor, name, staticmethod(_rule(value.__func__)))
                 continue
             if name == "shape":

@@ -46,6 +46,7 @@ from .evaluation import evaluate
 from .state import load_module_state, module_state
 from .envs import VecEnvs
 from .policies import QNetwork
+from ..versions import bump
 
 __all__ = ["DQN", "ReplayBuffer", "dqn_targets", "linear_schedule"]
 
@@ -168,7 +169,7 @@ class DQN(Algorithm):
         tau = self.hp["tau"]
         for p, tp in zip(self.q.parameters(), self.q_target.parameters()):
             tp._array[...] = p._array if tau == 1.0 else tau * p._array + (1 - tau) * tp._array
-            tp._vc[0] += 1
+            bump(tp)
 
     def current_lr(self) -> float:
         lr = self.hp["learning_rate"]
@@ -194,7 +195,7 @@ class DQN(Algorithm):
             self.best_return, self.best_step = mean, self.env_steps
             for p, bp in zip(self.q.parameters(), self.q_best.parameters()):
                 bp._array[...] = p._array
-                bp._vc[0] += 1
+                bump(bp)
         metrics["best_val_return"] = self.best_return
 
     def train_step(self) -> dict:

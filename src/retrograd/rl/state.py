@@ -8,6 +8,7 @@ import numpy as np
 
 from ..random import Generator
 from ..tensor import Tensor
+from ..versions import bump
 
 __all__ = ["module_state", "load_module_state", "optimizer_state", "load_optimizer_state", "generator_state",
            "load_generator_state"]
@@ -26,7 +27,7 @@ def load_module_state(module: Any, state: dict) -> None:
         if arr.shape != t.shape:
             raise ValueError(f"module state {k}: shape {arr.shape}, expected {tuple(t.shape)}")
         t._array[...] = arr
-        t._vc[0] += 1
+        bump(t)
 
 
 def optimizer_state(opt: Any) -> dict:

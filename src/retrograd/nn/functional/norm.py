@@ -11,6 +11,7 @@ from ... import kernels
 from ...ops import Rule
 from ...tensor import Tensor
 from ._args import _float_input
+from ...versions import bump
 
 
 def _check_normalized(input: Tensor, shape: tuple, op: str) -> None:
@@ -150,13 +151,13 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
             rm = running_mean._array
             rm *= (1 - m)
             rm += m * mu._array.reshape(c).astype(rm.dtype)
-            running_mean._vc[0] += 1
+            bump(running_mean)
         if running_var is not None:
             m = momentum
             rv = running_var._array
             rv *= (1 - m)
             rv += m * (var._array.reshape(c) * (count / (count - 1))).astype(rv.dtype)
-            running_var._vc[0] += 1
+            bump(running_var)
     else:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm: running_mean and running_var are needed when training=False")

@@ -34,6 +34,7 @@ from ...kernels import rnn as K
 from ...ops import Rule
 from ...tensor import Tensor, wrap_array
 from ...tensor_functions import stack
+from ...versions import counter
 from .dense import linear
 
 __all__ = ["rnn_layer", "cell"]
@@ -167,7 +168,7 @@ def _differentiable_backward(g: Tensor, ins: tuple, kw: dict, needs: tuple) -> t
             stand.append(t)  # a leaf is captured as itself; an input without grad needs no stand-in
             continue
         s = wrap_array(t._array)
-        s._vc = t._vc
+        s._vc = counter(t)
         s.requires_grad = True
         stand.append(s)
     x, h = stand[0], stand[1]
@@ -302,7 +303,7 @@ def rnn_layer(mode: str, x: Tensor, h0: Tensor, c0: Tensor | None, w_ih: Tensor,
     name = {"LSTM": "lstm", "GRU": "gru"}.get(mode, "rnn")
     y = Tensor._apply(RNN_LAYER, ts, {"mode": mode, "reverse": reverse, "save": save, "name": name})
     if y._node is not None:
-        y._node.out_vc = y._vc  # the backward reads the output: an in-place change of it is an error
+        y._node.out_vc = counter(y)  # the backward reads the output: an in-place change of it is an error
         y._node.out_v = 0
     outputs = y[:T] if lstm else y
     h_n = y[0] if reverse else y[T - 1]

@@ -9,6 +9,7 @@ from ... import accel
 from ... import backend as B
 from ...ops import Rule, call
 from ...tensor import Tensor
+from ...versions import bump
 
 
 def _embedding_f(ins, kw):
@@ -78,7 +79,7 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,  # 
         norms = np.linalg.norm(w[rows], ord=norm_type, axis=1, keepdims=True)
         scale = np.where(norms > max_norm, max_norm / (norms + 1e-7), 1.0)
         w[rows] = w[rows] * scale.astype(w.dtype)  # in place, as torch.embedding_renorm_
-        weight._vc[0] += 1
+        bump(weight)
     return Tensor._apply(EMBEDDING, (weight,), {"index": idx, "num_weights": n, "padding_idx": padding_idx,
                                                 "scale_grad_by_freq": scale_grad_by_freq})
 
