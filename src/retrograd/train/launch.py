@@ -8,6 +8,12 @@ where ``pip install 'retrograd[distributed]'`` puts MPICH's, else ``PATH``). Whi
 notes its pid in a temporary folder (``note_rank``), so that when one dies the line after mpiexec's
 own report names its rank (``RankWatch``).
 
+Threads per rank: N ranks on one machine that each start a thread per core (OpenBLAS, OpenMP,
+retrograd's kernel pool) put N threads on every core, and OpenBLAS's workers spin while they wait, so
+a step can take several times as long. Unless the user set one of the thread variables
+(``THREAD_VARS``), each rank gets ``max(1, cores // N)`` threads through all of them, and the line that
+starts the ranks says so (``torchrun`` sets ``OMP_NUM_THREADS=1`` for the same reason).
+
 On several machines, call ``mpiexec`` yourself: ``mpiexec -n 32 --hostfile hosts retrograd train
 CONFIG`` (each rank finds its rank and the world size in the launcher's environment,
 ``retrograd.train.ranks``).
@@ -26,7 +32,23 @@ from typing import Sequence
 from ..distributed.launch import mpiexec_command
 from .config import ConfigError
 
-__all__ = ["launch", "note_rank", "RankWatch"]
+__all__ = ["launch", "note_rank", "RankWatch", "rank_threads", "THREAD_VARS"]
+
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "RETROGRAD_NUM_THREADS")
+
+
+def rank_threads(nproc: int, environ: dict, cores: int | None = None) -> dict:
+    """The thread variables each of ``nproc`` local ranks gets: ``{}`` when the user set any of
+    ``THREAD_VARS`` (theirs are kept as they are), else each set to ``max(1, cores // nproc)``
+    (``cores``: the CPUs this process may run on)."""
+    if any(environ.get(v, "").strip() for v in THREAD_VARS):
+        return {}
+    if cores is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            cores = os.cpu_count() or 1
+    return dict.fromkeys(THREAD_VARS, str(max(1, cores // max(1, nproc))))
 
 
 def launch(nproc: int, argv: Sequence[str], command: str = "train") -> int:
@@ -42,13 +64,16 @@ def launch(nproc: int, argv: Sequence[str], command: str = "train") -> int:
         cmd = mpiexec_command(nproc, [sys.executable, "-m", "retrograd", *argv])
     except FileNotFoundError as e:
         raise ConfigError(f"--nproc: {e}") from None
-    print(f"retrograd {command}: starting {nproc} ranks: {' '.join(cmd)}", file=sys.stderr, flush=True)
+    threads = rank_threads(nproc, os.environ)
+    note = (f" ({threads['OMP_NUM_THREADS']} thread(s) each; set OMP_NUM_THREADS, OPENBLAS_NUM_THREADS "
+            f"and RETROGRAD_NUM_THREADS to choose)" if threads else "")
+    print(f"retrograd {command}: starting {nproc} ranks{note}: {' '.join(cmd)}", file=sys.stderr, flush=True)
     sys.stdout.flush()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # mpiexec gets it from the terminal too
     with tempfile.TemporaryDirectory(prefix="retrograd-ranks-") as folder:
         watch = RankWatch(pathlib.Path(folder), nproc)
         try:
-            proc = subprocess.Popen(cmd, env={**os.environ, RANK_DIR: folder})
+            proc = subprocess.Popen(cmd, env={**os.environ, **threads, RANK_DIR: folder})
             while proc.poll() is None:
                 watch.poll()
                 time.sleep(0.01)
