@@ -410,6 +410,17 @@ def _gemm_parts(m: int, n: int, k: int) -> int:
     return min(threads, m * n * k // MIN_GEMM_PER_THREAD, max(m, n) // 16)
 
 
+def _one_call(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None, out: np.ndarray | None) -> np.ndarray:
+    """``matmul``'s twin: one ``np.matmul`` (into ``out`` when given), then ``bias`` added in place."""
+    if out is None:
+        out = a @ b
+    else:
+        np.matmul(a, b, out=out)
+    if bias is not None:
+        out += bias
+    return out
+
+
 def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """``a @ b`` for 2-D ``a (m, k)`` and ``b (k, n)`` (any strides), plus ``bias (n,)`` added in
     place when given (the twin: ``out = a @ b; out += bias``); float32 split into row blocks (or
@@ -423,23 +434,11 @@ def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None, out: np
     mnk = m * n * k
     split = mnk >= 2 * MIN_GEMM_PER_THREAD
     if not (split or mnk > BLAS_THREADED) or not (a.dtype == b.dtype == np.float32 and _SPLIT_GEMMS and _fast(a, b)):
-        if out is None:
-            out = a @ b
-        else:
-            np.matmul(a, b, out=out)
-        if bias is not None:
-            out += bias
-        return out
+        return _one_call(a, b, bias, out)
     parts = _gemm_parts(m, n, k) if split else 1
     if parts <= 1:
         with accel.single_threaded_blas():
-            if out is None:
-                out = a @ b
-            else:
-                np.matmul(a, b, out=out)
-        if bias is not None:
-            out += bias
-        return out
+            return _one_call(a, b, bias, out)
     if out is None:
         out = np.empty((m, n), a.dtype)
     if n > m:
