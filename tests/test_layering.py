@@ -15,7 +15,7 @@ LAYERS = {
     "backend": 0, "random": 0, "accel": 0, "hooks": 0, "special": 0, "devices": 0, "accelerator": 0,
     "backends": 0,
     "scalars": 0, "versions": 0,
-    "engine": 1, "kernels": 1, "cuda": 1, "distributed": 1, "dtype_info": 1, "amp": 1,
+    "engine": 1, "grad_mode": 1, "kernels": 1, "cuda": 1, "distributed": 1, "dtype_info": 1, "amp": 1,
     "ops": 2, "ops_linalg": 2, "inference": 2,
     "tensor_convert": 3,
     "tensor_shape": 4,
