@@ -356,7 +356,9 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                 owned.discard(id(g))
             n_in = len(ins)
             if fast and node.extra is None and n_in <= 3:
-                # the common cases, kept lean: one or two tensor inputs, arrays only
+                # the common cases, kept lean: one or two tensor inputs, arrays only. ``hand``: the one child
+                # that gets this node's only remaining gradient ``gi`` (the tail below), else ``pairs``
+                hand = None
                 if n_in == 1:
                     t0 = ins[0]
                     if rule.needs_inputs and t0._vc[0] != node.version or (
@@ -376,52 +378,39 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                             gi = rule.out_grad(g, node.out)
                         else:
                             gi = rule.backward(g, node.out, (t0._array,), node.kw, _NEED1)[0]
-                        if not keep:
-                            node.inputs = node.out = node.kw = None
-                        if gi is not None:
-                            if not rule.keeps_shape:
-                                shape = t0._array.shape
-                                if gi.shape != shape:
-                                    gi = unbroadcast(gi, shape)
-                            prev = grads.get(child)
-                            if prev is None:
-                                if not heap:  # hand the child over (nxt is None here: taken at the top)
-                                    node = child
-                                    g = gi
-                                    continue
-                                grads[child] = gi
-                                heappush(heap, (child.seq, child))
-                            else:
-                                grads[child] = _accumulate(prev, gi, owned)
-                        node = g = prev = gi = None
-                        continue
-                    if len(t0._vc) > 1:  # its storage changed in place: the general edge below
-                        child = None
-                    elif child is not None and child.seq < node.seq:  # t0 changed in place since
-                        child = _history(child, node.seq)
-                        if child is None:
+                        if gi is not None and not rule.keeps_shape:
+                            shape = t0._array.shape
+                            if gi.shape != shape:
+                                gi = unbroadcast(gi, shape)
+                        hand = child
+                    else:
+                        if len(t0._vc) > 1:  # its storage changed in place: the general edge below
+                            child = None
+                        elif child is not None and child.seq < node.seq:  # t0 changed in place since
+                            child = _history(child, node.seq)
+                            if child is None:
+                                if not keep:
+                                    node.inputs = node.out = node.kw = None
+                                node = None
+                                continue
+                        if child is not None and rule.scatter is not None:
+                            # add straight into the input's accumulator: O(size of this op's output)
+                            acc = grads.get(child)
+                            if acc is None:
+                                acc = np.zeros(t0._array.shape, dtype=g.dtype)
+                                grads[child] = acc
+                                heappush(heap, (child.seq, child))  # (nxt is None here: taken above)
+                                owned.add(id(acc))
+                            elif id(acc) not in owned:
+                                acc = np.array(acc, dtype=np.result_type(acc, g), copy=True)
+                                grads[child] = acc
+                                owned.add(id(acc))
+                            rule.scatter(acc, g, node.kw)
                             if not keep:
                                 node.inputs = node.out = node.kw = None
                             node = None
                             continue
-                    if child is not None and rule.scatter is not None:
-                        # add straight into the input's accumulator: O(size of this op's output)
-                        acc = grads.get(child)
-                        if acc is None:
-                            acc = np.zeros(t0._array.shape, dtype=g.dtype)
-                            grads[child] = acc
-                            heappush(heap, (child.seq, child))  # (nxt is None here: taken above)
-                            owned.add(id(acc))
-                        elif id(acc) not in owned:
-                            acc = np.array(acc, dtype=np.result_type(acc, g), copy=True)
-                            grads[child] = acc
-                            owned.add(id(acc))
-                        rule.scatter(acc, g, node.kw)
-                        if not keep:
-                            node.inputs = node.out = node.kw = None
-                        node = None
-                        continue
-                    pairs = ((t0, rule.backward(g, node.out, (t0._array,), node.kw, _NEED1)[0]),)
+                        pairs = ((t0, rule.backward(g, node.out, (t0._array,), node.kw, _NEED1)[0]),)
                 elif n_in == 2 and ins[0] is not None and ins[1] is not None:
                     a, b = ins
                     if rule.needs_inputs and a._vc[0] + b._vc[0] != node.version or (
@@ -432,7 +421,25 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                         ga = gb = g
                     else:
                         ga, gb = rule.backward(g, node.out, (a._array, b._array), node.kw, (ra, rb))
-                    pairs = ((a, ga), (b, gb)) if ra and rb else ((a, ga),) if ra else ((b, gb),)
+                    if ra and rb and plain_leaves and ga is not None and gb is not None:
+                        # a leaf whose .grad takes its gradient with ``+=`` (the pair loop's commonest leaf,
+                        # inline) and a plain edge, handed over as a one-input node's (``y + x`` in a chain)
+                        if a._node is None:
+                            t0, gi, leaf, gl = b, gb, a, ga
+                        else:
+                            t0, gi, leaf, gl = a, ga, b, gb
+                        child = t0._node
+                        tg = leaf.grad
+                        if tg is not None and leaf._node is None and leaf._hooks is None and len(leaf._vc) == 1 \
+                                and child is not None and child.seq > node.seq and len(t0._vc) == 1:
+                            gd = tg._array
+                            if gd.dtype is gl.dtype and gd.shape == gl.shape == leaf._array.shape \
+                                    and gi.shape == t0._array.shape:
+                                gd += gl
+                                hand = child
+                                ga = gb = gl = None  # (the locals would keep them alive through the next rule)
+                    if hand is None:
+                        pairs = ((a, ga), (b, gb)) if ra and rb else ((a, ga),) if ra else ((b, gb),)
                 elif n_in == 3 and ins[0] is not None and ins[1] is not None and ins[2] is not None:
                     a, b, c = ins  # e.g. linear with a bias
                     if rule.needs_inputs and a._vc[0] + b._vc[0] + c._vc[0] != node.version or (
@@ -443,6 +450,22 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                     pairs = tuple((t, gi) for t, gi, need in zip(ins, gin, needs) if need)
                 else:
                     pairs = None
+                if hand is not None:
+                    if not keep:
+                        node.inputs = node.out = node.kw = None
+                    if gi is not None:
+                        prev = grads.get(hand)
+                        if prev is None:
+                            if not heap:  # hand the child over (nxt is None here: taken at the top)
+                                node = hand
+                                g = gi
+                                continue
+                            grads[hand] = gi
+                            heappush(heap, (hand.seq, hand))
+                        else:
+                            grads[hand] = _accumulate(prev, gi, owned)
+                    node = g = prev = gi = None
+                    continue
             else:
                 pairs = None
             if pairs is None:
