@@ -162,13 +162,14 @@ def _apply1(rule: O.Rule, x: Tensor, kw: Any = None) -> Tensor:
     when no node keeps it and without ``_apply``'s dispatch on the number of inputs. Autocast,
     bfloat16 and other rules take ``_apply``."""
     a = x._array
-    if _autocast.cpu_enabled or a.dtype is _BF16:
+    d = a.dtype
+    if _autocast.cpu_enabled or d is _BF16:
         return _apply(rule, (x,), kw)
     f = rule.array_op
     if f is not None:
         out = f(a)
     elif rule.scalar_op is not None:  # engine.const, its float32 hit inline
-        c = _C32.get(kw) if a.dtype is _F32 and type(kw) is float and type(a) is _ndarray else None
+        c = _C32.get(kw) if d is _F32 and type(kw) is float and type(a) is _ndarray else None
         out = rule.scalar_op(a, _const(kw, a) if c is None else c)
     else:
         return _apply(rule, (x,), kw)
@@ -228,8 +229,10 @@ def _binary_operators(name: str, rule: O.Rule, scalar_rule: O.Rule, rscalar_rule
         if to is Tensor:
             if other._array.dtype is self._array.dtype and (not true_div or self._array.dtype.kind in "fV"):
                 return apply(rule, (self, other))
-        elif (to is float or to is int) and self._array.dtype.kind in "fV":
-            return apply1(scalar_rule, self, other)
+        elif to is float or to is int:
+            d = self._array.dtype
+            if d is _F32 or d.kind in "fV":
+                return apply1(scalar_rule, self, other)
         if check is not None:
             check(self, other)
         a, b = _coerce(self, other, name, true_div)
@@ -237,8 +240,10 @@ def _binary_operators(name: str, rule: O.Rule, scalar_rule: O.Rule, rscalar_rule
 
     def reflected(self: Tensor, other: Any) -> Tensor:
         to = type(other)
-        if (to is float or to is int) and self._array.dtype.kind in "fV":
-            return apply1(rscalar_rule, self, other)
+        if to is float or to is int:
+            d = self._array.dtype
+            if d is _F32 or d.kind in "fV":
+                return apply1(rscalar_rule, self, other)
         if check is not None:
             check(self, other)
         b, a = _coerce(self, other, name, true_div)
