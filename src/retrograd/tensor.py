@@ -627,43 +627,11 @@ class Tensor:
     __xor__ = __rxor__ = _comparison("bitwise_xor", np.bitwise_xor)
     eq, ne, lt, le, gt, ge = __eq__, __ne__, __lt__, __le__, __gt__, __ge__
 
-    def equal(self, other: "Tensor") -> bool:
-        return self.shape == other.shape and bool(np.array_equal(self._array, other._array))
-
-    def allclose(self, other: Any, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False) -> bool:
-        return bool(np.allclose(self._array, _as_tensor(other)._array, rtol=rtol, atol=atol, equal_nan=equal_nan))
-
-    def isclose(self, other: Any, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False) -> "Tensor":
-        return wrap_array(np.isclose(self._array, _as_tensor(other)._array, rtol=rtol, atol=atol,
-                                     equal_nan=equal_nan))
-
-    def logical_not(self) -> "Tensor":
-        return wrap_array(np.logical_not(self._array))
-
-    def logical_and(self, other: Any) -> "Tensor":
-        return wrap_array(np.logical_and(self._array, _as_tensor(other)._array))
-
-    def logical_or(self, other: Any) -> "Tensor":
-        return wrap_array(np.logical_or(self._array, _as_tensor(other)._array))
-
-    def isnan(self) -> "Tensor":
-        return wrap_array(np.isnan(self._array))
-
-    def isinf(self) -> "Tensor":
-        return wrap_array(np.isinf(self._array))
-
-    def isfinite(self) -> "Tensor":
-        return wrap_array(np.isfinite(self._array))
-
-    def any(self, dim: Any = None, keepdim: bool = False) -> "Tensor":
-        d = _norm_dims(dim, self.ndim, "any")
-        r = np.asarray(np.any(self._array, axis=d, keepdims=keepdim))
-        return wrap_array(r.astype(np.uint8) if self._array.dtype == np.uint8 else r)  # torch keeps uint8
-
-    def all(self, dim: Any = None, keepdim: bool = False) -> "Tensor":
-        d = _norm_dims(dim, self.ndim, "all")
-        r = np.asarray(np.all(self._array, axis=d, keepdims=keepdim))
-        return wrap_array(r.astype(np.uint8) if self._array.dtype == np.uint8 else r)
+    # (never differentiable: plain functions in tensor_reduce)
+    equal, allclose, isclose = tensor_reduce.equal, tensor_reduce.allclose, tensor_reduce.isclose
+    logical_not, logical_and, logical_or = tensor_reduce.logical_not, tensor_reduce.logical_and, tensor_reduce.logical_or
+    isnan, isinf, isfinite = tensor_reduce.isnan, tensor_reduce.isinf, tensor_reduce.isfinite
+    any, all = tensor_reduce.any, tensor_reduce.all
 
     # ------------------------------------------------------------------ named arithmetic (tensor_math.py)
     # The bodies of the method groups below live in tensor_math, tensor_reduce, tensor_shape and

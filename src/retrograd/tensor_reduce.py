@@ -3,11 +3,13 @@
 plain functions that ``Tensor`` binds as methods under their own names
 (``sum = tensor_reduce.sum``). Below ``tensor.py``, like ``tensor_shape``.
 
-The functions carry their methods' names, so ``sum``, ``max`` and ``min`` shadow the builtins in
-this module (``builtins.sum`` where the builtin is meant).
+The functions carry their methods' names, so ``sum``, ``max``, ``min``, ``any`` and ``all`` shadow the
+builtins in this module (``builtins.sum`` where the builtin is meant). The never-differentiable tests
+(``equal``, ``allclose``, ``isnan``, ``logical_and``, ``any`` ...) are here too.
 """
 from __future__ import annotations
 
+import builtins
 from collections import namedtuple
 from typing import Any, Callable
 
@@ -16,6 +18,7 @@ import numpy as np
 from . import backend as B
 from . import ops as O
 from .engine import state
+from .tensor_convert import _as_tensor
 from .tensor_shape import _norm_dim, _norm_dims
 
 values_indices = namedtuple("values_indices", ["values", "indices"])
@@ -72,7 +75,7 @@ def _amax(self, dim: Any, keepdim: bool, is_max: bool) -> "Tensor":
     if dim == () or dim == []:
         dim = None
     d = _norm_dims(dim, self.ndim, name)
-    if self.numel() == 0 and (d is None or any(self.shape[i] == 0 for i in d)):
+    if self.numel() == 0 and (d is None or builtins.any(self.shape[i] == 0 for i in d)):
         raise IndexError(f"{name}: expected reduction dim to have non-zero size")
     return self._apply(O.AMAX, (self,), {"dim": d, "keepdim": keepdim, "max": is_max})
 
@@ -202,3 +205,54 @@ def log_softmax(self, dim: int, *, dtype: Any = None) -> "Tensor":
                            "convert with .float()")
     x = self if dtype is None else self._cast(B.as_dtype(dtype))
     return self._apply(O.LOG_SOFTMAX, (x,), {"dim": _norm_dim(dim, x.ndim, "log_softmax")})
+
+
+# ---------------------------------------------------------------- comparisons of whole tensors, logic, tests
+# (never differentiable)
+def equal(self, other: "Tensor") -> bool:
+    return self.shape == other.shape and bool(np.array_equal(self._array, other._array))
+
+
+def allclose(self, other: Any, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False) -> bool:
+    return bool(np.allclose(self._array, _as_tensor(other)._array, rtol=rtol, atol=atol, equal_nan=equal_nan))
+
+
+def isclose(self, other: Any, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False) -> "Tensor":
+    return self._wrap(np.isclose(self._array, _as_tensor(other)._array, rtol=rtol, atol=atol,
+                                 equal_nan=equal_nan))
+
+
+def logical_not(self) -> "Tensor":
+    return self._wrap(np.logical_not(self._array))
+
+
+def logical_and(self, other: Any) -> "Tensor":
+    return self._wrap(np.logical_and(self._array, _as_tensor(other)._array))
+
+
+def logical_or(self, other: Any) -> "Tensor":
+    return self._wrap(np.logical_or(self._array, _as_tensor(other)._array))
+
+
+def isnan(self) -> "Tensor":
+    return self._wrap(np.isnan(self._array))
+
+
+def isinf(self) -> "Tensor":
+    return self._wrap(np.isinf(self._array))
+
+
+def isfinite(self) -> "Tensor":
+    return self._wrap(np.isfinite(self._array))
+
+
+def any(self, dim: Any = None, keepdim: bool = False) -> "Tensor":
+    d = _norm_dims(dim, self.ndim, "any")
+    r = np.asarray(np.any(self._array, axis=d, keepdims=keepdim))
+    return self._wrap(r.astype(np.uint8) if self._array.dtype == np.uint8 else r)  # torch keeps uint8
+
+
+def all(self, dim: Any = None, keepdim: bool = False) -> "Tensor":
+    d = _norm_dims(dim, self.ndim, "all")
+    r = np.asarray(np.all(self._array, axis=d, keepdims=keepdim))
+    return self._wrap(r.astype(np.uint8) if self._array.dtype == np.uint8 else r)
