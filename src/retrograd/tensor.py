@@ -119,8 +119,8 @@ def _apply(rule: O.Rule, ins: tuple, kw: Any = None) -> Tensor:
         return t
     if rule.backward is None:
         raise RuntimeError(f"{rule.name}: this op is not differentiable")
-    node = _new(Node)
-    node.seq = _next_seq()  # Node.__init__'s fields, stored here: a class call costs more than the op's add
+    node = Node()  # (no __init__) and its fields, stored here: engine.new_node's frame costs more than the op's add
+    node.seq = _next_seq()
     node.rule = rule
     node.kw = kw
     node.extra = None
@@ -173,6 +173,13 @@ def _apply1(rule: O.Rule, x: Tensor, kw: Any = None) -> Tensor:
         out = rule.scalar_op(a, _const(kw, a) if c is None else c)
     else:
         return _apply(rule, (x,), kw)
+    return _record1(rule, x, a, out, kw)
+
+
+def _record1(rule: O.Rule, x: Tensor, a: np.ndarray, out: Any, kw: Any) -> Tensor:
+    """``_apply1``'s second half: ``out``, the result of ``rule`` on ``x``'s array ``a``, as a Tensor, with
+    its node when ``x`` requires grad. The operators with a float32 tensor and a number and the
+    elementwise methods on float32 compute ``out`` themselves and call this directly (one frame less)."""
     if type(out) is not _ndarray:
         out = np.asarray(out)
     t = _new(Tensor)
@@ -186,7 +193,7 @@ def _apply1(rule: O.Rule, x: Tensor, kw: Any = None) -> Tensor:
         return t
     if rule.backward is None:
         raise RuntimeError(f"{rule.name}: this op is not differentiable")
-    node = _new(Node)
+    node = Node()
     node.seq = _next_seq()
     node.rule = rule
     node.kw = kw
@@ -222,7 +229,8 @@ def _binary_operators(name: str, rule: O.Rule, scalar_rule: O.Rule, rscalar_rule
     Fast paths first: a float tensor with a Python number, or two tensors of one dtype (a float
     dtype for ``true_div``); everything else goes through PyTorch's promotion in ``_coerce``.
     ``check(tensor, other)`` runs before promotion (e.g. to refuse bool subtraction)."""
-    apply, apply1 = _apply, _apply1
+    apply, apply1, record1, C32, sop = _apply, _apply1, _record1, _C32, scalar_rule.scalar_op
+    autocast = _autocast
 
     def forward(self: Tensor, other: Any) -> Tensor:
         to = type(other)
@@ -230,8 +238,16 @@ def _binary_operators(name: str, rule: O.Rule, scalar_rule: O.Rule, rscalar_rule
             if other._array.dtype is self._array.dtype and (not true_div or self._array.dtype.kind in "fV"):
                 return apply(rule, (self, other))
         elif to is float or to is int:
-            d = self._array.dtype
-            if d is _F32 or d.kind in "fV":
+            a = self._array
+            d = a.dtype
+            if d is _F32:
+                # float32 with a float whose constant is made (scalars.const): _apply1's path, inline
+                if to is float and sop is not None and type(a) is _ndarray and not autocast.cpu_enabled:
+                    c = C32.get(other)
+                    if c is not None:
+                        return record1(scalar_rule, self, a, sop(a, c), other)
+                return apply1(scalar_rule, self, other)
+            if d.kind in "fV":
                 return apply1(scalar_rule, self, other)
         if check is not None:
             check(self, other)
@@ -311,6 +327,7 @@ class Tensor:
     _wrap = staticmethod(wrap_array)  # the name the rest of the tree still uses
     _apply = staticmethod(_apply)
     _apply1 = staticmethod(_apply1)
+    _record1 = staticmethod(_record1)
 
     # ------------------------------------------------------------------ attributes
     @property

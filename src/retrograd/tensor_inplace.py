@@ -34,7 +34,7 @@ import numpy as np
 from . import backend as B
 from . import ops as O
 from . import tensor_shape as TS
-from .engine import Node, _history, next_seq, no_grad, state
+from .engine import Node, _history, new_node, next_seq, no_grad, state
 from .tensor_shape import _convert_index, _index_array, _norm_dim, _torch_name
 from .versions import bump, counter
 
@@ -147,7 +147,7 @@ def _write(self: Tensor, value: np.ndarray, casting: str = "same_kind", name: st
 
 
 def _new_node(rule: O.Rule, ins: tuple, kw: Any) -> Node:
-    return Node(rule, ins, None, kw, 0)
+    return new_node(rule, ins, None, kw, 0)
 
 
 def _rebased(self: Tensor, node: Node, old: Node | None) -> None:

@@ -21,8 +21,9 @@ import numpy as np
 from . import backend as B
 from . import ops as O
 from . import ops_linalg as OL
-from .amp.autocast_mode import outside_autocast
+from .amp.autocast_mode import outside_autocast, state as _autocast
 from .engine import state
+from .scalars import _F32
 from .tensor_convert import _as_tensor, _coerce, _rank
 
 Tensor = Any  # annotations only: the class is tensor.Tensor, which sits above this module
@@ -148,8 +149,14 @@ def _unary_op(name: str, rule: O.Rule) -> Callable:
     """The method ``name``: ``rule`` on the tensor, an integer or bool one cast to the default float
     dtype first (``_unary`` without its frame: one op's Python cost is what a small tensor pays)."""
 
+    f = rule.array_op
+
     def method(self: Tensor) -> Tensor:
-        if self._array.dtype.kind in "fV":
+        a = self._array
+        d = a.dtype
+        if d is _F32 and f is not None and not _autocast.cpu_enabled:  # _apply1's path, inline
+            return self._record1(rule, self, a, f(a), None)
+        if d.kind in "fV":
             return self._apply1(rule, self)
         return self._apply1(rule, self._cast(B.defaults.float_dtype))
 

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from .. import ops as O
-from ..engine import Node, no_grad, state
+from ..engine import new_node, no_grad, state
 from ..tensor import Tensor, wrap_array
 from ..versions import counter
 
@@ -102,7 +102,7 @@ class FunctionCtx:
             return t
         packed = np.concatenate([a.reshape(-1) for a in self._out_arrays]) if self._layout else arr
         twin = wrap_array(packed)
-        twin._node = Node(self._kw["rule"], self._ins, None, self._kw, 0)
+        twin._node = new_node(self._kw["rule"], self._ins, None, self._kw, 0)
         twin.requires_grad = True
         if not self._layout:
             return twin
