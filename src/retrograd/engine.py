@@ -72,11 +72,24 @@ class Node:
     rule that reads its inputs, ``rule.needs_inputs``); ``out_vc`` the
     saved output's version counter (a list shared with its Tensor) when ``out``
     is kept, and ``out_v`` its value then (set only with ``out_vc``).
+
+    ``inputs`` is stored in ``_ins``: the tuple, or the input Tensor itself for a node with one input
+    (``tensor._record1``: one object less per op for the allocator and the cyclic GC), or None once
+    freed. The engine reads ``_ins``; ``inputs`` always gives a tuple.
     """
 
     # rarely used fields (hooks, retain_grad, anomaly site) live in ``extra`` so
     # that recording an op stores as few attributes as possible
-    __slots__ = ("rule", "inputs", "out", "kw", "version", "seq", "out_vc", "out_v", "extra", "__weakref__")
+    __slots__ = ("rule", "_ins", "out", "kw", "version", "seq", "out_vc", "out_v", "extra", "__weakref__")
+
+    @property
+    def inputs(self) -> tuple | None:
+        ins = self._ins
+        return ins if ins is None or type(ins) is tuple else (ins,)
+
+    @inputs.setter
+    def inputs(self, value: tuple | None) -> None:
+        self._ins = value
 
     # no __init__: ``Node()`` runs no Python code (an op's path, ``tensor._apply``, stores the fields itself:
     # a class call with an ``__init__`` costs a fifth of a small op); ``new_node`` makes one elsewhere
@@ -146,7 +159,7 @@ def new_node(rule: Any, inputs: tuple, out: Any, kw: Any, version: int) -> Node:
     # processing nodes by decreasing ``seq`` is a topological order
     node.seq = next(_sequence)
     node.rule = rule
-    node.inputs = inputs
+    node._ins = inputs
     node.out = out
     node.kw = kw
     node.version = version
@@ -352,7 +365,7 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                 else:
                     break
                 g = grads.pop(node)
-            ins = node.inputs
+            ins = node._ins
             rule = node.rule
             if ins is None:
                 raise RuntimeError(
@@ -361,16 +374,22 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                     "backward() (or rg.grad) if you need to backward through it again.")
             if owned:
                 owned.discard(id(g))
-            n_in = len(ins)
+            if type(ins) is tuple:
+                n_in = len(ins)
+                t0 = ins[0] if n_in == 1 else None
+            else:  # one input, stored as itself (the tuple made only where the slow paths read it)
+                n_in = 1
+                t0 = ins
+                if not fast:
+                    ins = (t0,)
             if fast and node.extra is None and n_in <= 3:
                 # the common cases, kept lean: one or two tensor inputs, arrays only. ``hand``: the one child
                 # that gets this node's only remaining gradient ``gi`` (the tail below), else ``pairs``
                 hand = None
                 if n_in == 1:
-                    t0 = ins[0]
                     if rule.needs_inputs and t0._vc[0] != node.version or (
                             node.out_vc is not None and node.out_vc[0] != node.out_v):
-                        _raise_modified(rule, ins)
+                        _raise_modified(rule, (t0,))
                     child = t0._node
                     if child is not None and child.seq > node.seq and rule.scatter is None and len(t0._vc) == 1:
                         # the plainest edge (one input with a history, unchanged in place since): the pair
@@ -397,7 +416,7 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                             child = _history(child, node.seq)
                             if child is None:
                                 if not keep:
-                                    node.inputs = node.out = node.kw = None
+                                    node._ins = node.out = node.kw = None
                                 node = None
                                 continue
                         if child is not None and rule.scatter is not None:
@@ -414,7 +433,7 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                                 owned.add(id(acc))
                             rule.scatter(acc, g, node.kw)
                             if not keep:
-                                node.inputs = node.out = node.kw = None
+                                node._ins = node.out = node.kw = None
                             node = None
                             continue
                         pairs = ((t0, rule.backward(g, node.out, (t0._array,), node.kw, _NEED1)[0]),)
@@ -459,9 +478,9 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                     pairs = None
                 if hand is not None:
                     if not keep:
-                        node.inputs = node.out = node.kw = None
+                        node._ins = node.out = node.kw = None
                     if gi is not None:
-                        prev = grads.get(hand)
+                        prev = grads.get(hand) if grads else None  # (a chain's walk leaves the dict empty)
                         if prev is None:
                             if not heap:  # hand the child over (nxt is None here: taken at the top)
                                 node = hand
@@ -480,7 +499,7 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                 g = pairs[0]
                 pairs = pairs[1]
             if not keep:
-                node.inputs = node.out = node.kw = None
+                node._ins = node.out = node.kw = None
             for t, gi in pairs:
                 if gi is None:
                     continue
@@ -704,7 +723,7 @@ def _raise_modified(rule: Any, ins: Sequence) -> None:
 
 
 def _free(node: Node) -> None:
-    node.inputs = None
+    node._ins = None
     node.out = None
     node.kw = None
 

@@ -125,7 +125,7 @@ def _apply(rule: O.Rule, ins: tuple, kw: Any = None) -> Tensor:
     node.kw = kw
     node.extra = None
     if rule.needs_inputs:
-        node.inputs = ins
+        node._ins = ins
         if n == 1:
             node.version = x._vc[0]
         elif n == 2:
@@ -137,11 +137,11 @@ def _apply(rule: O.Rule, ins: tuple, kw: Any = None) -> Tensor:
     else:  # (version unset: read only for a rule that reads its inputs)
         # the backward reads no input value: keep edges, not arrays (small inputs as they are)
         if n == 1:
-            node.inputs = ins if a.nbytes < EDGE_MIN_BYTES else edges(ins)
+            node._ins = ins if a.nbytes < EDGE_MIN_BYTES else edges(ins)
         elif n == 2:
-            node.inputs = ins if a.nbytes < EDGE_MIN_BYTES and b.nbytes < EDGE_MIN_BYTES else edges(ins)
+            node._ins = ins if a.nbytes < EDGE_MIN_BYTES and b.nbytes < EDGE_MIN_BYTES else edges(ins)
         else:
-            node.inputs = edges(ins)
+            node._ins = edges(ins)
     if rule.save_out:
         node.out = out
         node.out_vc = t._vc = [0]
@@ -198,12 +198,11 @@ def _record1(rule: O.Rule, x: Tensor, a: np.ndarray, out: Any, kw: Any) -> Tenso
     node.rule = rule
     node.kw = kw
     node.extra = None
-    ins = (x,)
-    if rule.needs_inputs:
-        node.inputs = ins
+    if rule.needs_inputs:  # (the one input as itself, not a tuple: Node.inputs)
+        node._ins = x
         node.version = x._vc[0]
     else:  # (version unset: read only for a rule that reads its inputs)
-        node.inputs = ins if a.nbytes < EDGE_MIN_BYTES else edges(ins)
+        node._ins = x if a.nbytes < EDGE_MIN_BYTES else edges((x,))
     if rule.save_out:
         node.out = out
         node.out_vc = t._vc = [0]
@@ -214,7 +213,7 @@ def _record1(rule: O.Rule, x: Tensor, a: np.ndarray, out: Any, kw: Any) -> Tenso
     t._node = node
     if state.anomaly:
         node.site = creation_site()
-        _check_finite(out, "forward", node, ins)
+        _check_finite(out, "forward", node, (x,))
     return t
 
 
