@@ -459,8 +459,9 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                         if tg is not None and leaf._node is None and leaf._hooks is None and len(leaf._vc) == 1 \
                                 and child is not None and child.seq > node.seq and len(t0._vc) == 1:
                             gd = tg._array
-                            if gd.dtype is gl.dtype and gd.shape == gl.shape == leaf._array.shape \
-                                    and gi.shape == t0._array.shape:
+                            shape = gi.shape
+                            if gd.dtype is gl.dtype and (gl is gi or gl.shape == shape) \
+                                    and gd.shape == shape == leaf._array.shape == t0._array.shape:
                                 gd += gl
                                 hand = child
                                 ga = gb = gl = None  # (the locals would keep them alive through the next rule)

@@ -125,7 +125,7 @@ def _apply(rule: O.Rule, ins: tuple, kw: Any = None) -> Tensor:
     node.kw = kw
     node.extra = None
     if rule.needs_inputs:
-        node._ins = ins
+        node._ins = x if n == 1 else ins  # (one input as itself: Node.inputs)
         if n == 1:
             node.version = x._vc[0]
         elif n == 2:
@@ -137,7 +137,7 @@ def _apply(rule: O.Rule, ins: tuple, kw: Any = None) -> Tensor:
     else:  # (version unset: read only for a rule that reads its inputs)
         # the backward reads no input value: keep edges, not arrays (small inputs as they are)
         if n == 1:
-            node._ins = ins if a.nbytes < EDGE_MIN_BYTES else edges(ins)
+            node._ins = x if a.nbytes < EDGE_MIN_BYTES else edges(ins)
         elif n == 2:
             node._ins = ins if a.nbytes < EDGE_MIN_BYTES and b.nbytes < EDGE_MIN_BYTES else edges(ins)
         else:
