@@ -645,7 +645,8 @@ class Tensor:
 
     # (never differentiable: plain functions in tensor_reduce)
     equal, allclose, isclose = tensor_reduce.equal, tensor_reduce.allclose, tensor_reduce.isclose
-    logical_not, logical_and, logical_or = tensor_reduce.logical_not, tensor_reduce.logical_and, tensor_reduce.logical_or
+    logical_not, logical_and = tensor_reduce.logical_not, tensor_reduce.logical_and
+    logical_or = tensor_reduce.logical_or
     isnan, isinf, isfinite = tensor_reduce.isnan, tensor_reduce.isinf, tensor_reduce.isfinite
     any, all = tensor_reduce.any, tensor_reduce.all
 
