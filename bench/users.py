@@ -1,8 +1,8 @@
 """Benchmarks as users run them: each library in its own process.
 
 Every workload is one PyTorch program in ``bench/programs/`` (written with ``import torch``) that
-builds a model, its data and optimizer and defines ``step()``, one training step. The runner starts
-a fresh Python process per library per round and never loads both libraries in one process:
+builds a model, its data and optimizer and defines ``step()``, one training step. The runner runs
+each library in processes of its own and never loads both libraries in one process:
 
 - PyTorch's child runs the program as written.
 - retrograd's child runs the same file with its imports switched: a finder placed first on
@@ -10,21 +10,42 @@ a fresh Python process per library per round and never loads both libraries in o
   ``retrograd.X`` (the program's text is not changed; the real torch cannot load in that process,
   and the child reports that no module of torch's is in ``sys.modules``).
 
-Rounds interleave the libraries (torch, retrograd, torch, retrograd, ...). In each child the first
-steps are warm-up and discarded (at least ``--warmup`` steps and ``--warmup-s`` seconds: lazy
-allocations, thread start-up, Numba compiling), then ``--blocks`` blocks of consecutive steps are
-timed, each block as a whole (steps per block chosen so a block lasts ``--block-s`` seconds).
+Two ways to time them (``--mode``):
+
+- **paired** (the default): per session the parent starts one persistent child per library (still
+  each library in its own process), each loads the program and warms up (at least ``--warmup``
+  steps and ``--warmup-s`` seconds: lazy allocations, thread start-up, Numba compiling), one
+  after the other. Then ``--pairs`` pairs of blocks: the parent writes ``block`` to one child's
+  stdin, the child runs ``--pre`` untimed steps (back to a running loop's state after its pause),
+  then times a block of consecutive steps (lasting ``--block-s``) and answers on stdout; then the
+  other child's block. Torch goes first in even pairs, retrograd in odd ones. The idle child sits
+  in a blocking read of its stdin. Before the next block the parent waits until the child that
+  just ran has stopped using the CPU (summed over its threads from ``/proc/PID/task/*/schedstat``;
+  under 5 % of a core for ``--settle-quiet-s``, at most ``--settle-max-s``): PyTorch's libgomp
+  workers keep spinning for 5-25 ms after a block at default threads (GOMP_SPINCOUNT's default),
+  and would tax the other library's block. The settle wait and the idle child's CPU time during
+  the other's block are recorded per block. ``--rounds`` sessions (fresh processes each) pool
+  their pairs.
+- **rounds** (``--mode rounds``, the former method): a fresh process per library per round, rounds
+  interleaved (torch, retrograd, torch, ...); in each, warm-up, then ``--blocks`` blocks back to
+  back. A round lasts seconds, so load and CPU-clock drift between the two libraries' rounds moves
+  the ratio (10-30 % on this shared VM). ``fashion_cnn_train`` always runs this way (the CLI runs
+  to completion: there are no blocks to pair; its row says so in paired mode).
 
 Figures (per workload, thread setting and library):
-- a round's figure is the **median block** (mean step time within a block; the median over blocks
-  keeps the quiet blocks and drops the ones another process disturbed);
-- the reported time is the **median over rounds** of those figures, with their min-max spread;
-- the ratio is retrograd / PyTorch of the two medians (below 1: retrograd faster); the spread of
-  the per-round ratios (round i of one against round i of the other) is reported too.
+- time per step of a block: wall (``perf_counter``) and CPU time of the whole child (user + sys of
+  all its threads, ``time.process_time``; ``getrusage``'s split in the JSON);
+- paired: a library's time is the **median block** over all pairs with the 10-90 % range; the
+  ratio is the **median of the per-pair ratios** (block i of retrograd over torch's block i,
+  adjacent in time), with their 10-90 % range; the CPU-time ratio likewise;
+- rounds: a round's figure is its median block; the time is the median over rounds (min-max);
+  the ratio is that of the two medians, beside it the range of the per-round ratios; the CPU-time
+  ratio is that of the medians of the rounds' median CPU blocks;
 - memory: the peak resident set while the timed steps run (``VmHWM`` after the mark is reset
   through ``/proc/self/clear_refs`` once warm-up is over; the library's own footprint included, as
   a user sees it), the part of it above the resident level between steps (the step's working
-  memory), and ``ru_maxrss`` of the whole child; medians over rounds, ratio retrograd / PyTorch.
+  memory), and ``ru_maxrss`` of the whole child; each child's own, medians over rounds/sessions,
+  ratio retrograd / PyTorch.
 
 Thread settings (``--threads default,1``): *default* removes OMP/OPENBLAS/MKL/NUMBA/RETROGRAD
 thread variables from the child's environment, so each library starts with its own defaults; *N*
@@ -35,8 +56,8 @@ examples/fashion_cnn.toml`` (one epoch over a subset; time per batch from its me
 timestamps) against the plain PyTorch DataLoader loop of ``programs/fashion_cnn_loop.py`` on the
 same number of Fashion-MNIST images; the same loop with retrograd is shown as a third contender.
 
-Run: python bench/users.py [--threads default,1] [--rounds 5] [--quick] [--workloads a,b,...]
-     [--json bench/users.json] [--markdown FILE]
+Run: python bench/users.py [--mode paired|rounds] [--threads default,1] [--rounds N] [--pairs 10]
+     [--quick] [--workloads a,b,...] [--json bench/users.json] [--markdown FILE]
 """
 from __future__ import annotations
 
@@ -651,15 +672,13 @@ def markdown(results: list[dict]) -> str:
             r = s["libs"].get(label)
             q = s["ratios"].get(label)
             name = res["workload"] + (" (same loop in retrograd)" if label == "retrograd_loop" else "")
-            if res.get("note"):
-                name += f" ({res['note']})"
             if res["workload"] == "fashion_cnn_train" and t and r:
                 thr = f"; {FASHION_BATCH / r['median_s']:,.0f} vs {FASHION_BATCH / t['median_s']:,.0f} samples/s"
             else:
                 thr = ""
             if q:
                 ratio, cpu = _fmt_ratio(q, method)
-                ratio += thr
+                ratio += thr + (f"; {res['note']}" if res.get("note") else "")
                 mem = (f"{_mib(t['peak_rss_kb'])} / {_mib(r['peak_rss_kb'])} "
                        f"({q['peak_rss_kb']:.2f}x)" if q["peak_rss_kb"] else
                        f"maxrss {_mib(t['maxrss_kb'])} / {_mib(r['maxrss_kb'])} "
@@ -784,7 +803,7 @@ def main(argv=None) -> int:
                    "method": "paired" if paired else "rounds", "records": records,
                    "summary": summarize(records, paired=paired)}
             if args.mode == "paired" and not paired:  # the CLI runs to completion: no blocks to pair
-                res["note"] = "rounds: the CLI runs whole"
+                res["note"] = "timed in rounds, not pairs: the CLI runs to completion"
             report["results"].append(res)
             print("\n".join(markdown([res]).splitlines()[2:]), file=sys.stderr, flush=True)  # progress
             report["wall_s"] = time.time() - started

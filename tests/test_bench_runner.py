@@ -215,3 +215,5 @@ def test_fashion_train_runs_the_cli_and_the_plain_loop(tmp_path):
     assert rec["torch"]["retrograd_loaded"] is False
     assert set(res["summary"]["ratios"]) == {"retrograd", "retrograd_loop"}
     assert "samples/s" in proc.stdout and "| fashion_cnn_train (same loop in retrograd) | 1 |" in proc.stdout
+    # the default (paired) mode cannot pair a CLI that runs to completion: rounds, and the table says so
+    assert res["method"] == "rounds" and "(rounds " in proc.stdout and "not pairs: the CLI" in proc.stdout
