@@ -693,6 +693,31 @@ def markdown(results: list[dict]) -> str:
     return head + "\n".join(rows) + "\n"
 
 
+def spread_table(paths: list[str]) -> str:
+    """Steadiness across repeated runs: per workload, thread setting and mode, the ratio (and CPU-time
+    ratio) of each run's JSON, the 1-minute load at its children's start, and the spread of the ratios
+    across runs (max / min - 1)."""
+    rows: dict = {}
+    for path in paths:
+        with open(path) as f:
+            rep = json.load(f)
+        for res in rep["results"]:
+            q = res["summary"]["ratios"].get("retrograd")
+            if not q:
+                continue
+            load = _med(r.get("loadavg_1min") for recs in res["records"].values() for r in recs if "error" not in r)
+            rows.setdefault((res["workload"], res["threads"], res["summary"].get("method", "rounds")), []).append(
+                (q["time"], q.get("cpu"), load))
+    out = ["| workload | threads | mode | ratio per run (load) | spread | CPU-time ratio per run | spread |",
+           "|---|---|---|---|---|---|---|"]
+    for (w, th, method), runs in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] != "rounds")):
+        times, cpus = [r[0] for r in runs], [r[1] for r in runs if r[1]]
+        spread = lambda v: f"{(max(v) / min(v) - 1) * 100:.0f} %" if len(v) > 1 else ""  # noqa: E731
+        out.append(f"| {w} | {th} | {method} | {', '.join(f'{t:.2f} ({ld:.1f})' for t, _, ld in runs)} | "
+                   f"{spread(times)} | {', '.join(f'{c:.2f}' for c in cpus)} | {spread(cpus)} |")
+    return "\n".join(out) + "\n"
+
+
 def machine_info() -> dict:
     cpu = ""
     try:
@@ -745,6 +770,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--child-timeout", type=float, default=900.0, help="seconds before a child is killed")
     ap.add_argument("--json", default=os.path.join(HERE, "users.json"), help="where the JSON goes")
     ap.add_argument("--markdown", default=None, help="also write the markdown table to this file")
+    ap.add_argument("--spread", nargs="+", metavar="JSON", default=None,
+                    help="print how the ratios of these runs' JSON files spread (repeated runs, either mode); "
+                         "runs nothing")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--lib", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--cli", action="store_true", help=argparse.SUPPRESS)
@@ -763,6 +791,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.spread:
+        print(spread_table(args.spread), end="")
+        return 0
     if args.child:
         (child_cli if args.cli else child_serve if args.serve else child)(args)
         return 0

@@ -189,6 +189,25 @@ def test_settle_waits_until_the_last_process_stops_using_the_cpu():
         assert (waited >= 0.25) if busy else (waited < 0.25), (code, waited)
 
 
+def test_spread_across_runs(tmp_path):
+    """--spread: each run's ratio per workload, thread setting and mode, and max / min - 1 across runs."""
+    def run(ratio, cpu, load, method):
+        summary = {"method": method, "ratios": {"retrograd": {"time": ratio, "cpu": cpu}}}
+        return {"results": [{"workload": "cnn", "threads": "1", "summary": summary,
+                             "records": {"torch": [{"loadavg_1min": load}], "retrograd": [{"loadavg_1min": load}]}}]}
+    files = []
+    for i, args in enumerate([(0.60, 0.50, 1.0, "rounds"), (0.75, 0.55, 2.0, "rounds"), (0.64, 0.52, 1.5, "paired"),
+                              (0.66, 0.52, 2.5, "paired")]):
+        files.append(tmp_path / f"{i}.json")
+        files[-1].write_text(json.dumps(run(*args)))
+    proc = subprocess.run([sys.executable, str(USERS), "--spread", *map(str, files)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[2] == "| cnn | 1 | rounds | 0.60 (1.0), 0.75 (2.0) | 25 % | 0.50, 0.55 | 10 % |"
+    assert lines[3] == "| cnn | 1 | paired | 0.64 (1.5), 0.66 (2.5) | 3 % | 0.52, 0.52 | 0 % |"
+
+
 def test_bad_arguments_are_one_line_errors():
     for args, expected in ((["--workloads", "nope"], "unknown workload 'nope'"),
                            (["--threads", "0"], "--threads: expected 'default' or positive integers")):
