@@ -1,8 +1,8 @@
 """Benchmarks as users run them: each library in its own process.
 
 Every workload is one PyTorch program in ``bench/programs/`` (written with ``import torch``) that
-builds a model, its data and optimizer and defines ``step()``, one training step. The runner starts
-a fresh Python process per library per round and never loads both libraries in one process:
+builds a model, its data and optimizer and defines ``step()``, one training step. The runner runs
+each library in processes of its own and never loads both libraries in one process:
 
 - PyTorch's child runs the program as written.
 - retrograd's child runs the same file with its imports switched: a finder placed first on
@@ -10,21 +10,42 @@ a fresh Python process per library per round and never loads both libraries in o
   ``retrograd.X`` (the program's text is not changed; the real torch cannot load in that process,
   and the child reports that no module of torch's is in ``sys.modules``).
 
-Rounds interleave the libraries (torch, retrograd, torch, retrograd, ...). In each child the first
-steps are warm-up and discarded (at least ``--warmup`` steps and ``--warmup-s`` seconds: lazy
-allocations, thread start-up, Numba compiling), then ``--blocks`` blocks of consecutive steps are
-timed, each block as a whole (steps per block chosen so a block lasts ``--block-s`` seconds).
+Two ways to time them (``--mode``):
+
+- **paired** (the default): per session the parent starts one persistent child per library (still
+  each library in its own process), each loads the program and warms up (at least ``--warmup``
+  steps and ``--warmup-s`` seconds: lazy allocations, thread start-up, Numba compiling), one
+  after the other. Then ``--pairs`` pairs of blocks: the parent writes ``block`` to one child's
+  stdin, the child runs ``--pre`` untimed steps (back to a running loop's state after its pause),
+  then times a block of consecutive steps (lasting ``--block-s``) and answers on stdout; then the
+  other child's block. Torch goes first in even pairs, retrograd in odd ones. The idle child sits
+  in a blocking read of its stdin. Before the next block the parent waits until the child that
+  just ran has stopped using the CPU (summed over its threads from ``/proc/PID/task/*/schedstat``;
+  under 5 % of a core for ``--settle-quiet-s``, at most ``--settle-max-s``): PyTorch's libgomp
+  workers keep spinning for 5-25 ms after a block at default threads (GOMP_SPINCOUNT's default),
+  and would tax the other library's block. The settle wait and the idle child's CPU time during
+  the other's block are recorded per block. ``--rounds`` sessions (fresh processes each) pool
+  their pairs.
+- **rounds** (``--mode rounds``, the former method): a fresh process per library per round, rounds
+  interleaved (torch, retrograd, torch, ...); in each, warm-up, then ``--blocks`` blocks back to
+  back. A round lasts seconds, so load and CPU-clock drift between the two libraries' rounds moves
+  the ratio (10-30 % on this shared VM). ``fashion_cnn_train`` always runs this way (the CLI runs
+  to completion: there are no blocks to pair; its row says so in paired mode).
 
 Figures (per workload, thread setting and library):
-- a round's figure is the **median block** (mean step time within a block; the median over blocks
-  keeps the quiet blocks and drops the ones another process disturbed);
-- the reported time is the **median over rounds** of those figures, with their min-max spread;
-- the ratio is retrograd / PyTorch of the two medians (below 1: retrograd faster); the spread of
-  the per-round ratios (round i of one against round i of the other) is reported too.
+- time per step of a block: wall (``perf_counter``) and CPU time of the whole child (user + sys of
+  all its threads, ``time.process_time``; ``getrusage``'s split in the JSON);
+- paired: a library's time is the **median block** over all pairs with the 10-90 % range; the
+  ratio is the **median of the per-pair ratios** (block i of retrograd over torch's block i,
+  adjacent in time), with their 10-90 % range; the CPU-time ratio likewise;
+- rounds: a round's figure is its median block; the time is the median over rounds (min-max);
+  the ratio is that of the two medians, beside it the range of the per-round ratios; the CPU-time
+  ratio is that of the medians of the rounds' median CPU blocks;
 - memory: the peak resident set while the timed steps run (``VmHWM`` after the mark is reset
   through ``/proc/self/clear_refs`` once warm-up is over; the library's own footprint included, as
   a user sees it), the part of it above the resident level between steps (the step's working
-  memory), and ``ru_maxrss`` of the whole child; medians over rounds, ratio retrograd / PyTorch.
+  memory), and ``ru_maxrss`` of the whole child; each child's own, medians over rounds/sessions,
+  ratio retrograd / PyTorch.
 
 Thread settings (``--threads default,1``): *default* removes OMP/OPENBLAS/MKL/NUMBA/RETROGRAD
 thread variables from the child's environment, so each library starts with its own defaults; *N*
@@ -35,8 +56,8 @@ examples/fashion_cnn.toml`` (one epoch over a subset; time per batch from its me
 timestamps) against the plain PyTorch DataLoader loop of ``programs/fashion_cnn_loop.py`` on the
 same number of Fashion-MNIST images; the same loop with retrograd is shown as a third contender.
 
-Run: python bench/users.py [--threads default,1] [--rounds 5] [--quick] [--workloads a,b,...]
-     [--json bench/users.json] [--markdown FILE]
+Run: python bench/users.py [--mode paired|rounds] [--threads default,1] [--rounds N] [--pairs 10]
+     [--quick] [--workloads a,b,...] [--json bench/users.json] [--markdown FILE]
 """
 from __future__ import annotations
 
@@ -48,6 +69,9 @@ import json
 import os
 import platform
 import re
+import resource
+import select
+import signal
 import statistics
 import subprocess
 import sys
@@ -92,6 +116,7 @@ WORKLOADS = {
 DEFAULT_WORKLOADS = ("gpt_tanh", "gpt_exact", "cnn", "mlp", "tiny_mlp", "adam10m", "adam10m_foreach", "lstm_lm",
                      "fashion_cnn_train", "opchain")
 MEMORY_TARGET = 0.7
+REPLY = "@users-reply "  # the paired child's answers on stdout start with this
 
 
 # ----------------------------------------------------------------------------- the child process
@@ -188,11 +213,14 @@ def load_step(workload: str, program_args: tuple = ()) -> Callable:
     return ns["step"]
 
 
-def child(args: argparse.Namespace) -> None:
-    """Run one program with one library, time its step, print one JSON line."""
+def _start(args: argparse.Namespace) -> tuple[Callable, dict, int, Callable[[], dict]]:
+    """The child's start: the library (torch, or retrograd under its name), the program, the warm-up
+    (at least ``--warmup`` steps and ``--warmup-s`` seconds), the steps per block, the peak-RSS mark
+    reset. Returns the step, what the start measured, the steps per block and a function giving the
+    memory figures since the reset."""
     if args.lib == "retrograd":
         sys.meta_path.insert(0, TorchAsRetrograd())
-    lib = __import__("torch")  # torch, or retrograd under its name
+    lib = __import__("torch")
     _set_threads(lib, args.threads)
     t0 = time.perf_counter()
     step = load_step(args.child, args.program_args)
@@ -203,30 +231,76 @@ def child(args: argparse.Namespace) -> None:
         t = time.perf_counter()
         loss = step()
         warm_times.append(time.perf_counter() - t)
-    first_loss = None if loss is None else float(loss)
-    per_step = statistics.median(warm_times[-3:])
-    n = args.block_steps or max(1, round(args.block_s / max(per_step, 1e-9)))
+    n = args.block_steps or max(1, round(args.block_s / max(statistics.median(warm_times[-3:]), 1e-9)))
     import gc
 
     gc.collect()
     rss_between = _status_kb("VmRSS")
     reset = _reset_peak()
+
+    def memory() -> dict:
+        peak = _status_kb("VmHWM") if reset else None
+        return {"rss_between_steps_kb": rss_between, "peak_rss_kb": peak,
+                "step_memory_kb": None if peak is None or rss_between is None else max(peak - rss_between, 0)}
+
+    start = {"pid": os.getpid(), "lib": args.lib, "threads": args.threads, "setup_s": setup_s,
+             "warmup_steps": len(warm_times), "first_step_s": warm_times[0], "steps_per_block": n,
+             "first_loss": None if loss is None else float(loss)}
+    return step, start, n, memory
+
+
+def _run_block(step: Callable, n: int, pre: int = 0) -> dict:
+    """``pre`` untimed steps (back to a running loop's state after a pause), then ``n`` timed steps:
+    mean wall and process CPU time (all of the child's threads, user + sys) per step."""
+    for _ in range(pre):
+        step()
+    r0, c0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.process_time(), time.perf_counter()
+    for _ in range(n):
+        loss = step()
+    t1, c1, r1 = time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_SELF)
+    return {"wall_s": (t1 - t0) / n, "cpu_s": (c1 - c0) / n, "user_s": (r1.ru_utime - r0.ru_utime) / n,
+            "sys_s": (r1.ru_stime - r0.ru_stime) / n, "loss": None if loss is None else float(loss)}
+
+
+def _record(start: dict, blocks: list[dict], memory: dict) -> dict:
+    """A child's JSON record: its start, its blocks (wall and CPU time per step), memory, library."""
+    walls, cpus = [b["wall_s"] for b in blocks], [b["cpu_s"] for b in blocks]
+    return {**start, "blocks": walls, "cpu_blocks": cpus, "user_blocks": [b["user_s"] for b in blocks],
+            "sys_blocks": [b["sys_s"] for b in blocks], "step_s": statistics.median(walls) if walls else None,
+            "cpu_step_s": statistics.median(cpus) if cpus else None,
+            "last_loss": blocks[-1]["loss"] if blocks else None, **memory, **_loaded(),
+            "info": _library_info(start["lib"])}
+
+
+def child(args: argparse.Namespace) -> None:
+    """The rounds mode's child: run one program with one library, time ``--blocks`` blocks of its step
+    back to back, print one JSON line."""
+    step, start, n, memory = _start(args)
+    blocks = [_run_block(step, n) for _ in range(args.blocks)]
+    print(json.dumps(_record(start, blocks, memory())))
+
+
+def child_serve(args: argparse.Namespace) -> None:
+    """The paired mode's child: start like ``child``, say ``ready``, then time one block per ``block``
+    line read from stdin (blocked on the read in between, as idle as the library lets it be) and
+    answer each on stdout; ``end`` gives the record (memory, library) and exits. Replies are the
+    lines starting with ``REPLY`` (anything else a program prints is ignored by the parent)."""
+    step, start, n, memory = _start(args)
+
+    def reply(obj):
+        sys.stdout.write(REPLY + json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+    reply({"ready": True, "pid": os.getpid(), "steps_per_block": n})
     blocks = []
-    for _ in range(args.blocks):
-        t = time.perf_counter()
-        for _ in range(n):
-            loss = step()
-        blocks.append((time.perf_counter() - t) / n)
-    peak = _status_kb("VmHWM") if reset else None
-    out = {"pid": os.getpid(), "lib": args.lib, "threads": args.threads, "setup_s": setup_s,
-           "warmup_steps": len(warm_times), "first_step_s": warm_times[0], "steps_per_block": n, "blocks": blocks,
-           "step_s": statistics.median(blocks), "first_loss": first_loss,
-           "last_loss": None if loss is None else float(loss),
-           "rss_between_steps_kb": rss_between, "peak_rss_kb": peak,
-           "step_memory_kb": None if peak is None or rss_between is None else max(peak - rss_between, 0),
-           **_loaded(),
-           "info": _library_info(args.lib)}
-    print(json.dumps(out))
+    for line in sys.stdin:
+        cmd = line.strip()
+        if cmd == "block":
+            blocks.append(_run_block(step, n, args.pre))
+            reply(blocks[-1])
+        elif cmd == "end":
+            break
+    reply({**_record(start, blocks, memory()), "pre_steps": args.pre})
 
 
 def child_cli(args: argparse.Namespace) -> None:
@@ -315,60 +389,284 @@ def run_child(workload: str, how: str, threads: str, opts: argparse.Namespace) -
     return rec
 
 
+# ----------------------------------------------------------------------------- the paired mode
+def cpu_ns(pid: int) -> int | None:
+    """CPU time used so far by every thread of process ``pid``, in ns (``/proc/PID/task/*/schedstat``:
+    exact, where ``/proc/PID/stat`` counts 10 ms ticks); None where /proc has no such file."""
+    total, seen = 0, False
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+                seen = True
+        except (OSError, ValueError, IndexError):
+            pass  # a thread that ended meanwhile
+    return total if seen else None
+
+
+def settle(pid: int, opts: argparse.Namespace) -> tuple[float, bool]:
+    """Wait until process ``pid`` (which just finished a block and is now blocked on its stdin) has
+    stopped using the CPU: its worker threads (libgomp's, OpenBLAS's) spin for a while after their
+    work before they sleep, and would tax the other library's block. Quiet: under 5 % of one core
+    over ``opts.settle_quiet_s``. Returns (seconds waited, whether it went quiet before
+    ``opts.settle_max_s``); without /proc, waits ``opts.settle_max_s``."""
+    t0 = time.perf_counter()
+    time.sleep(opts.settle_min_s)
+    poll = 0.005
+    last, quiet_since = cpu_ns(pid), None
+    if last is None:
+        time.sleep(max(opts.settle_max_s - opts.settle_min_s, 0.0))
+        return time.perf_counter() - t0, False
+    while True:
+        t = time.perf_counter()
+        if t - t0 > opts.settle_max_s:
+            return t - t0, False
+        time.sleep(poll)
+        now, t_now = cpu_ns(pid), time.perf_counter()
+        if now is None:
+            return t_now - t0, False
+        if now - last < 0.05 * (t_now - t) * 1e9:
+            quiet_since = t if quiet_since is None else quiet_since
+            if t_now - quiet_since >= opts.settle_quiet_s:
+                return t_now - t0, True
+        else:
+            quiet_since = None
+        last = now
+
+
+class Server:
+    """One persistent child of the paired mode (``--serve``): one library, one process."""
+
+    def __init__(self, workload: str, lib: str, threads: str, opts: argparse.Namespace):
+        cmd = [sys.executable, os.path.abspath(__file__), "--child", workload, "--lib", lib, "--threads", threads,
+               "--serve", "--warmup", str(opts.warmup), "--warmup-s", str(opts.warmup_s), "--block-s",
+               str(opts.block_s), "--pre", str(opts.pre)]
+        self.lib, self.timeout, self.err = lib, opts.child_timeout, tempfile.TemporaryFile("w+")
+        self.load = os.getloadavg()[0]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err, text=True,
+                                     bufsize=1, env=child_env(threads), cwd=ROOT)
+        self.ready = self.read()
+
+    def read(self) -> dict:
+        """The child's next reply; RuntimeError if it ended or timed out."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.proc.stdout], [], [], left)[0]:
+                raise RuntimeError(f"no answer in {self.timeout:.0f} s")
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError("child ended")
+            if line.startswith(REPLY):
+                return json.loads(line[len(REPLY):])
+
+    def send(self, cmd: str) -> dict:
+        self.proc.stdin.write(cmd + "\n")
+        self.proc.stdin.flush()
+        return self.read()
+
+    def close(self, error: str | None = None) -> dict:
+        """``end``: the child's record with its ru_maxrss, or the error and what it printed."""
+        rec = None
+        if error is None:
+            try:
+                rec = self.send("end")
+            except (RuntimeError, OSError) as e:
+                error = str(e)
+        if rec is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGKILL)  # not Popen.kill: its poll() would reap it before wait4
+            except ProcessLookupError:
+                pass
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+        try:
+            _, status, usage = os.wait4(self.proc.pid, 0)
+            self.proc.returncode = os.waitstatus_to_exitcode(status)
+            maxrss = usage.ru_maxrss
+        except ChildProcessError:
+            maxrss = None
+        self.err.seek(0)
+        stderr = self.err.read()
+        self.err.close()
+        if rec is None:
+            tail = [ln for ln in stderr.strip().splitlines() if ln.strip()][-1:]
+            return {"error": tail[0] if tail and error == "child ended" else error, "stderr": stderr[-4000:],
+                    "maxrss_kb": maxrss}
+        rec.update(maxrss_kb=maxrss, loadavg_1min=self.load)
+        return rec
+
+
+def run_paired(workload: str, threads: str, opts: argparse.Namespace) -> dict[str, dict]:
+    """One session of the paired mode: a persistent child per library, warmed up one after the other,
+    then ``opts.pairs`` pairs of blocks, the two libraries' blocks adjacent (torch first in even
+    pairs, retrograd first in odd ones, so going first or second weighs on both alike), the idle
+    child blocked on its pipe and the last one's threads settled before the next block starts.
+    Returns each library's record: its blocks (wall and CPU time per step, in pair order), the settle
+    wait after each block, and the idle child's CPU time during each of the other's blocks."""
+    labels = [label for label, _ in contenders(workload)]
+    servers: dict[str, Server] = {}
+    errors: dict[str, str] = {}
+    for label in labels:
+        try:
+            servers[label] = Server(workload, label, threads, opts)
+        except (RuntimeError, OSError) as e:
+            errors[label] = str(e)
+    extra = {label: {"settle_s": [], "settled": [], "other_cpu_s": []} for label in labels}
+    try:
+        for i in range(opts.pairs if not errors else 0):
+            for label in (labels if i % 2 == 0 else labels[::-1]):
+                others = [s for k, s in servers.items() if k != label]
+                before = [cpu_ns(s.proc.pid) for s in others]
+                servers[label].send("block")
+                after = [cpu_ns(s.proc.pid) for s in others]
+                idle = [(b - a) / 1e9 for a, b in zip(before, after) if a is not None and b is not None]
+                waited, quiet = settle(servers[label].proc.pid, opts)
+                extra[label]["settle_s"].append(waited)
+                extra[label]["settled"].append(quiet)
+                extra[label]["other_cpu_s"].append(sum(idle) if idle else None)
+    except (RuntimeError, OSError) as e:
+        errors.setdefault(label, str(e))
+    out = {}
+    for label in labels:
+        if label in servers:
+            out[label] = servers[label].close(errors.get(label))
+        else:
+            out[label] = {"error": errors[label]}
+        if "error" not in out[label]:
+            out[label].update(extra[label])
+        elif label not in errors:
+            errors[label] = out[label]["error"]
+    if errors:  # a failed child spoils the pairs: report the failure for every library of the session
+        for label in labels:
+            if "error" not in out[label]:
+                out[label] = {"error": f"session failed: {'; '.join(f'{k}: {v}' for k, v in errors.items())}",
+                              "maxrss_kb": out[label].get("maxrss_kb")}
+    return out
+
+
 def _med(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
 
 
-def summarize(records: dict[str, list[dict]]) -> dict:
-    """Per contender: median over rounds of the round figures (and spread), memory medians;
-    ratios of each contender other than torch against torch."""
-    out: dict = {"libs": {}, "errors": {}}
+def quantile(values, q: float) -> float:
+    """The q-quantile (0..1) of ``values``, linear between order statistics (as numpy's default)."""
+    xs = sorted(values)
+    pos = q * (len(xs) - 1)
+    lo = int(pos)
+    return xs[lo] if lo + 1 >= len(xs) else xs[lo] + (xs[lo + 1] - xs[lo]) * (pos - lo)
+
+
+def _spread(values, prefix: str) -> dict:
+    return {prefix: statistics.median(values), f"{prefix}_p10": quantile(values, 0.1),
+            f"{prefix}_p90": quantile(values, 0.9), f"{prefix}_min": min(values), f"{prefix}_max": max(values)}
+
+
+def pair_ratios(rec: dict, base: dict, key: str = "blocks") -> list[float]:
+    """Block i of one paired session's record over block i of the other's (adjacent blocks)."""
+    return [a / b for a, b in zip(rec.get(key) or [], base.get(key) or [])]
+
+
+def summarize(records: dict[str, list[dict]], paired: bool = False) -> dict:
+    """Per contender: time figures and memory medians; ratios of each contender other than torch
+    against torch.
+
+    Rounds (``paired`` false; each record one process): the median over rounds of the round figures
+    (a round's figure: its median block) with min-max; the time ratio is the ratio of those medians,
+    beside it the min-max of the per-round ratios.
+    Paired (each record one session of a persistent process, blocks in pair order): the median of
+    all blocks with their 10-90 % range; the time ratio is the **median of the per-pair ratios**
+    (block i of one library over block i of torch, adjacent in time), with the 10-90 % range of
+    those ratios; the same for CPU time (``cpu``)."""
+    out: dict = {"libs": {}, "errors": {}, "method": "paired" if paired else "rounds"}
     for label, recs in records.items():
         ok = [r for r in recs if "error" not in r]
         if len(ok) < len(recs):
             out["errors"][label] = next(r["error"] for r in recs if "error" in r)
         if not ok:
             continue
-        steps = [r["step_s"] for r in ok]
-        out["libs"][label] = {"median_s": statistics.median(steps), "min_s": min(steps), "max_s": max(steps),
-                              "rounds": len(ok), "peak_rss_kb": _med(r.get("peak_rss_kb") for r in ok),
-                              "step_memory_kb": _med(r.get("step_memory_kb") for r in ok),
-                              "maxrss_kb": _med(r.get("maxrss_kb") for r in ok)}
+        steps = [b for r in ok for b in r["blocks"]] if paired else [r["step_s"] for r in ok]
+        cpus = [r.get("cpu_step_s") for r in ok if r.get("cpu_step_s") is not None]
+        if paired:
+            cpus = [b for r in ok for b in r.get("cpu_blocks") or []]
+        lib = {"median_s": statistics.median(steps), "min_s": min(steps), "max_s": max(steps),
+               "rounds": len(ok), "cpu_median_s": statistics.median(cpus) if cpus else None,
+               "peak_rss_kb": _med(r.get("peak_rss_kb") for r in ok),
+               "step_memory_kb": _med(r.get("step_memory_kb") for r in ok),
+               "maxrss_kb": _med(r.get("maxrss_kb") for r in ok)}
+        if paired:
+            settles = [x for r in ok for x in r.get("settle_s") or []]
+            idle = [x for r in ok for x in r.get("other_cpu_s") or [] if x is not None]
+            lib.update(blocks=len(steps), p10_s=quantile(steps, 0.1), p90_s=quantile(steps, 0.9),
+                       settle_median_s=_med(settles), settle_max_s=max(settles) if settles else None,
+                       unsettled=sum(1 for r in ok for q in r.get("settled") or [] if not q),
+                       idle_other_cpu_max_s=max(idle) if idle else None)
+        out["libs"][label] = lib
     base = out["libs"].get("torch")
     out["ratios"] = {}
     for label, s in out["libs"].items():
         if label == "torch" or base is None:
             continue
-        pairs = [a["step_s"] / b["step_s"] for a, b in zip(records[label], records["torch"])
-                 if "error" not in a and "error" not in b]
         mem = {k: (s[k] / base[k] if s[k] and base[k] else None) for k in ("peak_rss_kb", "step_memory_kb",
                                                                              "maxrss_kb")}
-        out["ratios"][label] = {"time": s["median_s"] / base["median_s"],
-                                "time_rounds_min": min(pairs) if pairs else None,
-                                "time_rounds_max": max(pairs) if pairs else None, **mem}
+        both = [(a, b) for a, b in zip(records[label], records["torch"]) if "error" not in a and "error" not in b]
+        if paired:
+            pairs = [x for a, b in both for x in pair_ratios(a, b)]
+            cpu_pairs = [x for a, b in both for x in pair_ratios(a, b, "cpu_blocks")]
+            if not pairs:
+                continue
+            q = {**_spread(pairs, "time"), "pairs": len(pairs), "time_of_medians": s["median_s"] / base["median_s"],
+                 "time_sessions": [statistics.median(pair_ratios(a, b)) for a, b in both],
+                 **(_spread(cpu_pairs, "cpu") if cpu_pairs else {"cpu": None})}
+        else:
+            pairs = [a["step_s"] / b["step_s"] for a, b in both]
+            q = {"time": s["median_s"] / base["median_s"], "time_rounds_min": min(pairs) if pairs else None,
+                 "time_rounds_max": max(pairs) if pairs else None,
+                 "cpu": s["cpu_median_s"] / base["cpu_median_s"] if s["cpu_median_s"] and base["cpu_median_s"]
+                 else None}
+        out["ratios"][label] = {**q, **mem}
     return out
 
 
 def _fmt_t(s: dict | None) -> str:
+    """Median and, in parentheses, the 10-90 % range of the blocks (paired) or the rounds' min-max."""
     if s is None:
         return "failed"
     m = s["median_s"] * 1e3
     digits = 2 if m < 10 else 1
-    return f"{m:.{digits}f} ms ({s['min_s'] * 1e3:.{digits}f}-{s['max_s'] * 1e3:.{digits}f})"
+    lo, hi = (s["p10_s"], s["p90_s"]) if "p10_s" in s else (s["min_s"], s["max_s"])
+    return f"{m:.{digits}f} ms ({lo * 1e3:.{digits}f}-{hi * 1e3:.{digits}f})"
 
 
 def _mib(kb) -> str:
     return "n/a" if kb is None else f"{kb / 1024:.0f}"
 
 
+def _fmt_ratio(q: dict, method: str) -> tuple[str, str]:
+    """The wall-time ratio and the CPU-time ratio cells."""
+    if method == "paired":
+        cpu = f"{q['cpu']:.2f}x ({q['cpu_p10']:.2f}-{q['cpu_p90']:.2f})" if q.get("cpu") else "n/a"
+        return f"**{q['time']:.2f}x** ({q['time_p10']:.2f}-{q['time_p90']:.2f}, {q['pairs']} pairs)", cpu
+    cpu = f"{q['cpu']:.2f}x" if q.get("cpu") else "n/a"
+    return f"**{q['time']:.2f}x** (rounds {q['time_rounds_min']:.2f}-{q['time_rounds_max']:.2f})", cpu
+
+
 def markdown(results: list[dict]) -> str:
     """The table: one row per workload, thread setting and contender other than PyTorch."""
-    head = ("| workload | threads | PyTorch | retrograd | ratio rg/torch (round ratios) | target | "
-            "peak RSS MiB torch / rg (ratio) | step memory MiB torch / rg |\n|---|---|---|---|---|---|---|---|\n")
+    head = ("| workload | threads | PyTorch | retrograd | ratio rg/torch | CPU-time ratio | target | "
+            "peak RSS MiB torch / rg (ratio) | step memory MiB torch / rg |\n|---|---|---|---|---|---|---|---|---|\n")
     rows = []
     for res in results:
         s = res["summary"]
+        method = s.get("method", "rounds")
         t = s["libs"].get("torch")
         for label, _how in contenders(res["workload"])[1:]:
             r = s["libs"].get(label)
@@ -379,7 +677,8 @@ def markdown(results: list[dict]) -> str:
             else:
                 thr = ""
             if q:
-                ratio = f"**{q['time']:.2f}x** ({q['time_rounds_min']:.2f}-{q['time_rounds_max']:.2f}){thr}"
+                ratio, cpu = _fmt_ratio(q, method)
+                ratio += thr + (f"; {res['note']}" if res.get("note") else "")
                 mem = (f"{_mib(t['peak_rss_kb'])} / {_mib(r['peak_rss_kb'])} "
                        f"({q['peak_rss_kb']:.2f}x)" if q["peak_rss_kb"] else
                        f"maxrss {_mib(t['maxrss_kb'])} / {_mib(r['maxrss_kb'])} "
@@ -387,11 +686,36 @@ def markdown(results: list[dict]) -> str:
                 work = f"{_mib(t['step_memory_kb'])} / {_mib(r['step_memory_kb'])}"
             else:
                 err = s["errors"].get(label) or s["errors"].get("torch") or "no result"
-                ratio, mem, work = f"failed: {err[:120]}", "", ""
+                ratio, cpu, mem, work = f"failed: {err[:120]}", "", "", ""
             target = res["target"]
-            rows.append(f"| {name} | {res['threads']} | {_fmt_t(t)} | {_fmt_t(r)} | {ratio} | "
+            rows.append(f"| {name} | {res['threads']} | {_fmt_t(t)} | {_fmt_t(r)} | {ratio} | {cpu} | "
                         f"{'' if target is None else f'<= {target}x'} | {mem} | {work} |")
     return head + "\n".join(rows) + "\n"
+
+
+def spread_table(paths: list[str]) -> str:
+    """Steadiness across repeated runs: per workload, thread setting and mode, the ratio (and CPU-time
+    ratio) of each run's JSON, the 1-minute load at its children's start, and the spread of the ratios
+    across runs (max / min - 1)."""
+    rows: dict = {}
+    for path in paths:
+        with open(path) as f:
+            rep = json.load(f)
+        for res in rep["results"]:
+            q = res["summary"]["ratios"].get("retrograd")
+            if not q:
+                continue
+            load = _med(r.get("loadavg_1min") for recs in res["records"].values() for r in recs if "error" not in r)
+            rows.setdefault((res["workload"], res["threads"], res["summary"].get("method", "rounds")), []).append(
+                (q["time"], q.get("cpu"), load))
+    out = ["| workload | threads | mode | ratio per run (load) | spread | CPU-time ratio per run | spread |",
+           "|---|---|---|---|---|---|---|"]
+    for (w, th, method), runs in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] != "rounds")):
+        times, cpus = [r[0] for r in runs], [r[1] for r in runs if r[1]]
+        spread = lambda v: f"{(max(v) / min(v) - 1) * 100:.0f} %" if len(v) > 1 else ""  # noqa: E731
+        out.append(f"| {w} | {th} | {method} | {', '.join(f'{t:.2f} ({ld:.1f})' for t, _, ld in runs)} | "
+                   f"{spread(times)} | {', '.join(f'{c:.2f}' for c in cpus)} | {spread(cpus)} |")
+    return "\n".join(out) + "\n"
 
 
 def machine_info() -> dict:
@@ -425,7 +749,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--workloads", default=",".join(DEFAULT_WORKLOADS),
                     help=f"comma-separated, from: {', '.join(WORKLOADS)}")
     ap.add_argument("--threads", default="default,1", help="comma-separated: default and/or thread counts")
-    ap.add_argument("--rounds", type=int, default=None, help="processes per library (default 5; --quick 1)")
+    ap.add_argument("--mode", choices=("paired", "rounds"), default="paired",
+                    help="paired (default): a persistent process per library, short blocks alternating, ratio per "
+                         "pair of adjacent blocks; rounds: a fresh process per library per round, rounds alternating")
+    ap.add_argument("--rounds", type=int, default=None, help="rounds: processes per library (default 5); paired: "
+                    "sessions, each with fresh processes (default 3); --quick 1")
+    ap.add_argument("--pairs", type=int, default=None, help="paired: pairs of blocks per session (default 10)")
+    ap.add_argument("--pre", type=int, default=None, help="paired: untimed steps before each block (default 1)")
+    ap.add_argument("--settle-min-s", type=float, default=0.01, help="paired: least pause after a block")
+    ap.add_argument("--settle-quiet-s", type=float, default=0.05,
+                    help="paired: the last block's process must stay under 5%% of a core this long (default 0.05)")
+    ap.add_argument("--settle-max-s", type=float, default=1.0, help="paired: longest wait for it (default 1.0)")
     ap.add_argument("--quick", action="store_true", help="1 round, 1 warm-up step, 2 short blocks: a smoke test")
     ap.add_argument("--warmup", type=int, default=None, help="warm-up steps at least (default 3)")
     ap.add_argument("--warmup-s", type=float, default=None, help="warm-up seconds at least (default 1.0)")
@@ -436,14 +770,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--child-timeout", type=float, default=900.0, help="seconds before a child is killed")
     ap.add_argument("--json", default=os.path.join(HERE, "users.json"), help="where the JSON goes")
     ap.add_argument("--markdown", default=None, help="also write the markdown table to this file")
+    ap.add_argument("--spread", nargs="+", metavar="JSON", default=None,
+                    help="print how the ratios of these runs' JSON files spread (repeated runs, either mode); "
+                         "runs nothing")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--lib", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--cli", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--block-steps", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("program_args", nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    quick = dict(rounds=1, warmup=1, warmup_s=0.0, blocks=2, block_s=0.02, fashion_block=2)
-    full = dict(rounds=5, warmup=3, warmup_s=1.0, blocks=7, block_s=0.3, fashion_block=15)
+    quick = dict(rounds=1, warmup=1, warmup_s=0.0, blocks=2, block_s=0.02, fashion_block=2, pairs=2, pre=1)
+    full = dict(rounds=3 if args.mode == "paired" else 5, warmup=3, warmup_s=1.0, blocks=7, block_s=0.3,
+                fashion_block=15, pairs=10, pre=1)
     for k, v in (quick if args.quick else full).items():
         if getattr(args, k) is None:
             setattr(args, k, v)
@@ -452,8 +791,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.spread:
+        print(spread_table(args.spread), end="")
+        return 0
     if args.child:
-        (child_cli if args.cli else child)(args)
+        (child_cli if args.cli else child_serve if args.serve else child)(args)
         return 0
     names = [w for w in args.workloads.split(",") if w]
     unknown = [w for w in names if w not in WORKLOADS]
@@ -472,21 +814,27 @@ def main(argv=None) -> int:
               "started": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(timespec="seconds"),
               "machine": machine_info(), **git_commit(),
               "settings": {k: getattr(args, k) for k in ("rounds", "warmup", "warmup_s", "blocks", "block_s",
-                                                          "fashion_block", "quick")},
+                                                          "fashion_block", "quick", "mode", "pairs", "pre",
+                                                          "settle_min_s", "settle_quiet_s", "settle_max_s")},
               "libraries": {}, "results": []}
     for w in names:
         for th in threads:
             records: dict[str, list[dict]] = {label: [] for label, _ in contenders(w)}
+            paired = args.mode == "paired" and not WORKLOADS[w].get("cli")
             for _ in range(args.rounds):
-                for label, how in contenders(w):
-                    rec = run_child(w, how, th, args)
+                session = run_paired(w, th, args) if paired else {label: run_child(w, how, th, args)
+                                                                  for label, how in contenders(w)}
+                for label, rec in session.items():
                     records[label].append(rec)
                     if "info" in rec:
                         report["libraries"].setdefault(rec["lib"], rec["info"] if th == "default" else
                                                        {**rec["info"], "threads": None})
             res = {"workload": w, "threads": th, "what": WORKLOADS[w]["what"], "target": WORKLOADS[w]["target"],
                    "program": f"bench/programs/{WORKLOADS[w]['program']}", "args": WORKLOADS[w]["args"],
-                   "records": records, "summary": summarize(records)}
+                   "method": "paired" if paired else "rounds", "records": records,
+                   "summary": summarize(records, paired=paired)}
+            if args.mode == "paired" and not paired:  # the CLI runs to completion: no blocks to pair
+                res["note"] = "timed in rounds, not pairs: the CLI runs to completion"
             report["results"].append(res)
             print("\n".join(markdown([res]).splitlines()[2:]), file=sys.stderr, flush=True)  # progress
             report["wall_s"] = time.time() - started
@@ -499,7 +847,9 @@ def main(argv=None) -> int:
             f.write(table)
     print(table)
     print(f"memory target: peak RSS <= {MEMORY_TARGET}x PyTorch's; {len(names)} workloads x {len(threads)} thread "
-          f"settings x {args.rounds} rounds in {report['wall_s']:.0f} s; JSON: {args.json}")
+          f"settings x {args.rounds} {'sessions of ' + str(args.pairs) + ' block pairs' if args.mode == 'paired' else 'rounds'}"
+          f" ({args.mode}) in {report['wall_s']:.0f} s; load {report['machine']['loadavg_start'][0]:.2f} at the start, "
+          f"{report['machine']['loadavg_end'][0]:.2f} at the end; JSON: {args.json}")
     failed = [(r["workload"], r["threads"], k, v) for r in report["results"] for k, v in r["summary"]["errors"].items()]
     for w, th, label, err in failed:
         print(f"failed: {w} ({th} threads) {label}: {err}", file=sys.stderr)
