@@ -99,6 +99,32 @@ def test_matmul_of_random_shapes_equals_one_single_threaded_call(monkeypatch):
         tested += 1
 
 
+@pytest.mark.parametrize("threads", [2, 1])
+def test_matmul_pair_equals_two_single_threaded_calls(threads, monkeypatch):
+    """Two products side by side (a linear layer's input and weight gradients): each one
+    single-threaded call's bits, paired (MLP shapes, random shapes, transposed views) or not."""
+    monkeypatch.setattr(accel._state, "threads", threads)
+    rng = np.random.default_rng(5)
+    runs = []
+    monkeypatch.setattr(accel, "run_ranges", lambda *a, _run=accel.run_ranges: (runs.append(a[2]), _run(*a))[1])
+    shapes = [((128, 256), (256, 512), (256, 128), (128, 512)), ((128, 64), (64, 100), (64, 128), (128, 100))]
+    while len(shapes) < 8:
+        m, k, n = (int(v) for v in np.exp(rng.uniform(np.log(16), np.log(1500), 3)))
+        if 2 * K.MIN_GEMM_PER_THREAD <= m * n * k <= 3e7:
+            shapes.append(((m, n), (n, k), (n, m), (m, k)))  # g (m, n), w (n, k): g @ w and g.T @ x
+    for sa1, sb1, sa2, sb2 in shapes:
+        g = rng.standard_normal(sa1).astype(np.float32)
+        w = rng.standard_normal(sb1).astype(np.float32)
+        x = rng.standard_normal(sb2).astype(np.float32)
+        runs.clear()
+        got = K.matmul_pair(g, w, g.T, x)
+        with accel.single_threaded_blas():
+            ref = (g @ w, g.T @ x)
+        assert all(np.array_equal(a, b) for a, b in zip(got, ref)), (sa1, sb1, sb2)
+        big = g.shape[0] * w.shape[1] * g.shape[1] >= 2 * K.MIN_GEMM_PER_THREAD
+        assert (2 in runs) == (threads == 2 and big)
+
+
 @needs_numba
 def test_float64_gemms_stay_one_call(monkeypatch):
     monkeypatch.setattr(K, "MIN_GEMM_PER_THREAD", 1)

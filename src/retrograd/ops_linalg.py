@@ -11,6 +11,7 @@ from .ops import Rule, call
 _ndarray = np.ndarray
 
 _SPLIT_GEMM = kernels.BLAS_THREADED  # multiply-adds of a 2-D product worth kernels.matmul's test
+_PAIR_GEMM = 2 * kernels.MIN_GEMM_PER_THREAD  # a linear's input-gradient product worth kernels.matmul_pair's test
 
 
 def _folded_matmul(a, b, bias=None):
@@ -67,8 +68,16 @@ def _linear_f(ins, kw):
 def _linear_b(g, out, ins, kw, needs):
     # y = x W^T + b in one node, so the graph never holds the bare product x W^T
     x, w = ins[0], ins[1]
+    gb = None
+    if (needs[0] and needs[1] and type(g) is type(x) is _ndarray and g.ndim == x.ndim == 2
+            and g.size * w.shape[1] >= _PAIR_GEMM):
+        # both products at once: side by side on two threads when large (kernels.matmul_pair)
+        gx, gw = kernels.matmul_pair(g, w, g.T, x)
+        if len(ins) == 3 and needs[2]:
+            gb = kernels.sum_rows(g)
+        return (gx, gw, gb) if len(ins) == 3 else (gx, gw)
     gx = _folded_matmul(g, w) if needs[0] else None
-    gw = gb = None
+    gw = None
     if needs[1] or (len(ins) == 3 and needs[2]):
         # methods, not np.* functions: no dispatch cost, and Tensors (create_graph) have them too
         g2 = g if g.ndim == 2 else g.reshape(-1, g.shape[-1])

@@ -246,14 +246,14 @@ def max_pool2d_backward(g: np.ndarray, idx: np.ndarray, in_hw: tuple, kernel: tu
 
 
 # ====================================================================== ReLU
-def relu(x: np.ndarray) -> np.ndarray:
-    """``np.maximum(x, 0)``."""
-    if x.size >= MIN_KERNEL and accel.handles(x):
+def relu(x: np.ndarray, inplace: bool = False) -> np.ndarray:
+    """``np.maximum(x, 0)``; with ``inplace`` written into ``x`` (``np.maximum(x, 0, out=x)``) and returned."""
+    if x.size >= MIN_KERNEL and accel.handles(x) and (not inplace or x.flags.c_contiguous):
         xf = np.ascontiguousarray(x).reshape(-1)
-        out = np.empty_like(xf)
+        out = xf if inplace else np.empty_like(xf)  # the kernel reads each element before writing it
         accel.run_ranges(_jit().relu, (xf, out), xf.shape[0], MIN_PER_THREAD)
-        return out.reshape(x.shape)
-    return np.maximum(x, 0)
+        return x if inplace else out.reshape(x.shape)
+    return np.maximum(x, 0, out=x) if inplace else np.maximum(x, 0)
 
 
 def relu_backward(g: Any, out: np.ndarray) -> Any:

@@ -6,7 +6,18 @@ from collections import OrderedDict
 from typing import Any, Iterable, Iterator, Mapping
 
 from ..tensor import Tensor
+from .activation import ReLU
+from .functional.dense import linear_relu
+from .layers import Linear
 from .module import Module, Parameter, _addindent
+
+_MODULE_CALL = Module.__call__  # ONNX export's tracing swaps it: then every module is called as such
+
+
+def _plain(m: Module) -> bool:
+    """Whether calling ``m`` runs its class's ``forward`` and nothing else (no hooks, no patched forward)."""
+    return not (m._forward_pre_hooks or m._forward_hooks or m._backward_hooks or m._backward_pre_hooks
+                or "forward" in m.__dict__)
 
 
 def _index(idx: int, n: int, what: str) -> int:
@@ -77,8 +88,19 @@ class Sequential(Module):
         return self
 
     def forward(self, input: Any) -> Any:  # noqa: A002
-        for module in self._modules.values():
-            input = module(input)
+        mods = list(self._modules.values())
+        i, n = 0, len(mods)
+        while i < n:
+            m = mods[i]
+            i += 1
+            # a Linear followed by a ReLU (exactly these classes, plain calls): one fused node
+            if (type(m) is Linear and i < n and type(mods[i]) is ReLU and isinstance(input, Tensor) and input.ndim
+                    and input.shape[-1] == m.in_features and Module.__call__ is _MODULE_CALL and _plain(m)
+                    and _plain(mods[i])):
+                input = linear_relu(input, m.weight, m.bias)  # noqa: A001
+                i += 1
+            else:
+                input = m(input)  # noqa: A001
         return input
 
 

@@ -36,7 +36,8 @@ def _chunks(n: int):
 def _begin_step(group: dict, u: StepArrays) -> tuple:
     """``lr, eps, beta1, beta2`` of the group and the step count, incremented
     first (as PyTorch): what every update of this family starts with."""
-    beta1, beta2 = (float(b) for b in group["betas"])
+    beta1, beta2 = group["betas"]
+    beta1, beta2 = float(beta1), float(beta2)
     u.scalars["step"] += 1
     return float(group["lr"]), float(group["eps"]), beta1, beta2, u.scalar("step")
 

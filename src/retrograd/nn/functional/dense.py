@@ -1,8 +1,13 @@
 """Dense (fully connected) maps: ``linear`` (one fused node) and ``bilinear``."""
 from __future__ import annotations
 
+import numpy as np
+
+from ... import ops as O
 from ... import ops_linalg as OL
 from ...amp.autocast_mode import cast_rule_inputs, outside_autocast, state as _autocast
+from ...kernels import conv as _conv_kernels
+from ...ops import Rule
 from ...tensor import Tensor
 
 
@@ -20,6 +25,30 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         return Tensor._apply(OL.LINEAR, (input, weight) if bias is None else (input, weight, bias))
     out = input @ weight.t() if weight.ndim == 2 else input @ weight
     return out if bias is None else out + bias
+
+
+def _linear_relu_f(ins, kw):
+    # the product is a fresh array of this node's own: rectified in place (np.maximum(y, 0, out=y))
+    return _conv_kernels.relu(OL.LINEAR.forward(ins, kw), inplace=True)
+
+
+def _linear_relu_b(g, out, ins, kw, needs):
+    # ReLU's input gradient from the saved output, then the linear's: the two nodes' rules in turn
+    return OL.LINEAR.backward(O.RELU.backward(g, out, (), kw, (True,))[0], None, ins, kw, needs)
+LINEAR_RELU = Rule("linear_relu", _linear_relu_f, _linear_relu_b, save_out=True)
+
+_FUSED_DTYPES = (np.float32, np.float64)
+
+
+def linear_relu(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:  # noqa: A002
+    """``relu(linear(input, weight, bias))`` as one node (what ``Sequential`` runs for a ``Linear``
+    followed by a ``ReLU``): no separate ReLU output, no second node; the same numbers, forward and
+    backward. Inputs the fused node does not take (autocast, mixed or other dtypes) run the two ops."""
+    if (not _autocast.cpu_enabled and weight.ndim == 2 and input.ndim >= 1 and input.dtype == weight.dtype
+            and input.dtype in _FUSED_DTYPES and input.shape[-1] == weight.shape[1]
+            and (bias is None or (bias.dtype == weight.dtype and bias.shape == (weight.shape[0],)))):
+        return Tensor._apply(LINEAR_RELU, (input, weight) if bias is None else (input, weight, bias))
+    return linear(input, weight, bias).relu()
 
 
 @outside_autocast  # one kernel in PyTorch, on no autocast list
