@@ -202,3 +202,53 @@ def test_threads_limits_numpys_blas_for_the_run(write_config, run_cli):
             rg.set_num_threads(kernel_threads)
     rc, _, err = run_cli("train", write_config(), "--quiet", "--set", "train.threads=0")
     assert rc == 2 and "train.threads: must be >= 1, got 0" in err
+
+
+class _GCState(Callback):
+    """What the cyclic collector looks like while the batches run."""
+
+    def __init__(self) -> None:
+        self.frozen: list[int] = []
+        self.untracked: list[bool] = []
+
+    def on_batch_end(self, trainer, batch_idx, logs):
+        import gc
+        self.frozen.append(gc.get_freeze_count())
+        if batch_idx == 0:  # the model's parameters existed before fit: frozen, out of every generation
+            param = trainer.params[0]
+            self.untracked.append(gc.is_tracked(param) and not any(o is param for o in gc.get_objects()))
+
+
+def test_train_freezes_the_start_up_objects_for_the_fit_only(write_config, run_cli):
+    import gc
+
+    seen = _GCState()
+    assert gc.get_freeze_count() == 0
+    rc, _, err = run_cli("train", write_config(), "--quiet", "--set", "train.epochs=1", callbacks=[seen])
+    assert rc == 0, err
+    assert seen.frozen and min(seen.frozen) > 1000 and seen.untracked == [True]
+    assert gc.get_freeze_count() == 0 and gc.isenabled()  # unfrozen after the run
+
+
+def test_startup_objects_frozen_leaves_a_programs_own_gc_choices_alone():
+    import gc
+
+    from retrograd.train.recipe import startup_objects_frozen
+
+    with startup_objects_frozen():
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
+    gc.disable()
+    try:
+        with startup_objects_frozen():
+            assert gc.get_freeze_count() == 0  # the collector is off: nothing to spare it
+    finally:
+        gc.enable()
+    gc.freeze()
+    try:
+        n = gc.get_freeze_count()
+        with startup_objects_frozen():
+            assert gc.get_freeze_count() == n
+        assert gc.get_freeze_count() == n  # the program's own freeze stays
+    finally:
+        gc.unfreeze()
