@@ -204,51 +204,47 @@ def test_threads_limits_numpys_blas_for_the_run(write_config, run_cli):
     assert rc == 2 and "train.threads: must be >= 1, got 0" in err
 
 
-class _GCState(Callback):
-    """What the cyclic collector looks like while the batches run."""
+
+class _Garbage:
+    """A cycle: only the cyclic collector frees it."""
 
     def __init__(self) -> None:
-        self.frozen: list[int] = []
-        self.untracked: list[bool] = []
-
-    def on_batch_end(self, trainer, batch_idx, logs):
-        import gc
-        self.frozen.append(gc.get_freeze_count())
-        if batch_idx == 0:  # the model's parameters existed before fit: frozen, out of every generation
-            param = trainer.params[0]
-            self.untracked.append(gc.is_tracked(param) and not any(o is param for o in gc.get_objects()))
+        self.me = self
 
 
-def test_train_freezes_the_start_up_objects_for_the_fit_only(write_config, run_cli):
+def test_train_collects_the_start_up_garbage_before_the_first_batch(write_config, run_cli):
     import gc
+    import weakref
 
-    seen = _GCState()
-    assert gc.get_freeze_count() == 0
-    rc, _, err = run_cli("train", write_config(), "--quiet", "--set", "train.epochs=1", callbacks=[seen])
-    assert rc == 0, err
-    assert seen.frozen and min(seen.frozen) > 1000 and seen.untracked == [True]
-    assert gc.get_freeze_count() == 0 and gc.isenabled()  # unfrozen after the run
+    seen = []
 
+    class Probe(Callback):
+        def on_batch_start(self, trainer, batch_idx, logs):
+            if batch_idx == 0:
+                seen.append(ref() is None)
 
-def test_startup_objects_frozen_leaves_a_programs_own_gc_choices_alone():
-    import gc
-
-    from retrograd.train.recipe import startup_objects_frozen
-
-    with startup_objects_frozen():
-        assert gc.get_freeze_count() > 0
-    assert gc.get_freeze_count() == 0
-    gc.disable()
+    thresholds = gc.get_threshold()
+    junk = _Garbage()
+    ref = weakref.ref(junk)
+    gc.collect()  # junk survives into the oldest generation: only a full collection frees it now
+    del junk
+    gc.set_threshold(10**8, 1000, 1000)  # no automatic collection in this run
     try:
-        with startup_objects_frozen():
-            assert gc.get_freeze_count() == 0  # the collector is off: nothing to spare it
+        rc, _, err = run_cli("train", write_config(), "--quiet", "--set", "train.epochs=1", callbacks=[Probe()])
+        assert rc == 0, err
+        assert seen == [True]
+        # a program that turned the collector off gets no collection
+        junk = _Garbage()
+        ref = weakref.ref(junk)
+        del junk
+        seen.clear()
+        gc.disable()
+        try:
+            rc, _, err = run_cli("train", write_config(), "--quiet", "--set", "train.epochs=1", callbacks=[Probe()])
+        finally:
+            gc.enable()
+        assert rc == 0, err
+        assert seen == [False]
     finally:
-        gc.enable()
-    gc.freeze()
-    try:
-        n = gc.get_freeze_count()
-        with startup_objects_frozen():
-            assert gc.get_freeze_count() == n
-        assert gc.get_freeze_count() == n  # the program's own freeze stays
-    finally:
-        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+        gc.collect()
