@@ -389,7 +389,6 @@ def make_trainer(setup: Setup, run_dir: pathlib.Path | None, *, quiet: bool = Fa
                                  bucket_cap_mb=t["bucket_cap_mb"], seed=t["seed"]) if setup.ranks is not None else None)
 
 
-
 def fit(trainer: Trainer, setup: Setup, resume_from: str | None = None) -> dict:
     """``trainer.fit`` on ``setup``'s loaders for ``train.epochs`` epochs (``resume_from``: a
     checkpoint folder): what the ``retrograd`` command runs. First one full collection of the
