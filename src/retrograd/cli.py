@@ -52,6 +52,7 @@ from .train.model_code import record_model_code
 from .train.model_summary import show_model
 from .train.predict import load_run, write_predictions
 from .train.recipe import data_seed, make_trainer, prepare
+from .train.recipe import fit as fit_run
 from .train.runs import (check_schedule_length, checkpoint_dir, final_metrics, finish_run, finished_run, jsonable, new_run_dir,
                          prefixed_metrics, read_run_config)
 from .train.step_timing import TimedRun, interleaved_step_times
@@ -128,7 +129,7 @@ def cmd_train(args, extra_callbacks: Sequence = ()) -> dict:
             print(effective_batch_text(ranks, cfg))
         show_model(setup, quiet=args.quiet, run_dir=run_dir)
     trainer = args.active_trainer = make_trainer(setup, run_dir, quiet=args.quiet, extra_callbacks=extra_callbacks)
-    history = trainer.fit(setup.train_loader, setup.val_loader, epochs=cfg["train"]["epochs"])
+    history = fit_run(trainer, setup)
     test = _rank_test_metrics(setup, trainer)
     if not lead:
         return {"status": "rank", "rank": ranks.rank, "failed": trainer.failure is not None}
@@ -172,8 +173,7 @@ def cmd_resume(args, extra_callbacks: Sequence = ()) -> dict:
             print(effective_batch_text(ranks, cfg))
         show_model(setup, quiet=args.quiet)
     trainer = args.active_trainer = make_trainer(setup, run_dir, quiet=args.quiet, extra_callbacks=extra_callbacks)
-    history = trainer.fit(setup.train_loader, setup.val_loader, epochs=cfg["train"]["epochs"],
-                          resume_from=str(ckpt))
+    history = fit_run(trainer, setup, resume_from=str(ckpt))
     test = _rank_test_metrics(setup, trainer)
     if not lead:
         return {"status": "rank", "rank": ranks.rank, "failed": trainer.failure is not None}
@@ -268,7 +268,7 @@ def cmd_compare(args) -> dict:
         print(f"== {n} (lr {optim_lr(cfg['optim'])}){progress}")
         trainer = make_trainer(setup, run_dir, quiet=args.quiet, checkpoints=False)
         t0 = time.perf_counter()
-        history = trainer.fit(setup.train_loader, setup.val_loader, epochs=cfg["train"]["epochs"])
+        history = fit_run(trainer, setup)
         elapsed = time.perf_counter() - t0
         histories[n] = history
         row = {"optimizer": n, "lr": optim_lr(cfg["optim"]), **final_metrics(history)}

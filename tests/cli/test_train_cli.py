@@ -202,3 +202,49 @@ def test_threads_limits_numpys_blas_for_the_run(write_config, run_cli):
             rg.set_num_threads(kernel_threads)
     rc, _, err = run_cli("train", write_config(), "--quiet", "--set", "train.threads=0")
     assert rc == 2 and "train.threads: must be >= 1, got 0" in err
+
+
+
+class _Garbage:
+    """A cycle: only the cyclic collector frees it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_train_collects_the_start_up_garbage_before_the_first_batch(write_config, run_cli):
+    import gc
+    import weakref
+
+    seen = []
+
+    class Probe(Callback):
+        def on_batch_start(self, trainer, batch_idx, logs):
+            if batch_idx == 0:
+                seen.append(ref() is None)
+
+    thresholds = gc.get_threshold()
+    junk = _Garbage()
+    ref = weakref.ref(junk)
+    gc.collect()  # junk survives into the oldest generation: only a full collection frees it now
+    del junk
+    gc.set_threshold(10**8, 1000, 1000)  # no automatic collection in this run
+    try:
+        rc, _, err = run_cli("train", write_config(), "--quiet", "--set", "train.epochs=1", callbacks=[Probe()])
+        assert rc == 0, err
+        assert seen == [True]
+        # a program that turned the collector off gets no collection
+        junk = _Garbage()
+        ref = weakref.ref(junk)
+        del junk
+        seen.clear()
+        gc.disable()
+        try:
+            rc, _, err = run_cli("train", write_config(), "--quiet", "--set", "train.epochs=1", callbacks=[Probe()])
+        finally:
+            gc.enable()
+        assert rc == 0, err
+        assert seen == [False]
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.collect()
