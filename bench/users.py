@@ -311,7 +311,10 @@ def child_cli(args: argparse.Namespace) -> None:
         import retrograd as rg
         rg.set_num_threads(int(args.threads))
     spec = WORKLOADS[args.child]
-    n_batches = args.warmup + args.blocks * args.block_steps
+    # the CLI warms up as the loop's child does (at least --warmup batches and --warmup-s seconds
+    # after its first batch): it trains enough extra batches to cover that at ~20 ms a batch
+    spare = int(args.warmup_s / 0.0125) if args.warmup_s > 0 else 0
+    n_batches = args.warmup + spare + args.blocks * args.block_steps
     with tempfile.TemporaryDirectory() as tmp:
         argv = ["train", os.path.join(ROOT, spec["cli"]), "--set", f'run.dir="{tmp}"', "--set", "train.epochs=1",
                 "--set", f"data.train_samples={n_batches * FASHION_BATCH}", "--set", "data.val_samples=256"]
@@ -326,11 +329,14 @@ def child_cli(args: argparse.Namespace) -> None:
         with open(os.path.join(tmp, name, "metrics.jsonl")) as f:
             rows = [json.loads(line) for line in f]
     times = [r["time"] for r in rows if r["kind"] == "step"]
-    gaps = [b - a for a, b in zip(times, times[1:])][args.warmup - 1:]  # gap i: batch i+1's time
+    start = max(args.warmup, 1)  # the first timed batch: past --warmup batches and --warmup-s seconds
+    while start < len(times) - args.blocks * args.block_steps and times[start - 1] - times[0] < args.warmup_s:
+        start += 1
+    gaps = [b - a for a, b in zip(times[start - 1:], times[start:])]  # gap i: batch start+i's time
     k = args.block_steps
-    blocks = [sum(gaps[i:i + k]) / k for i in range(0, len(gaps) - k + 1, k)]
+    blocks = [sum(gaps[i:i + k]) / k for i in range(0, len(gaps) - k + 1, k)][:args.blocks]
     print(json.dumps({"pid": os.getpid(), "lib": args.lib, "threads": args.threads, "wall_s": wall,
-                      "batches": len(times), "steps_per_block": k, "blocks": blocks,
+                      "batches": len(times), "warmup_steps": start, "steps_per_block": k, "blocks": blocks,
                       "step_s": statistics.median(blocks), "peak_rss_kb": None, "step_memory_kb": None,
                       **_loaded(),
                       "info": _library_info("retrograd")}))
