@@ -328,6 +328,9 @@ def run_split(kernel: Callable, arrays: list, scalars: tuple, min_per_thread: in
     contiguous pieces run side by side when each piece has at least ``min_per_thread`` of them (a
     0-length array stands for an unused operand and is passed whole)."""
     n = arrays[0].shape[0]
+    if _state.threads < 2 or n < 2 * max(1, min_per_thread):  # one piece (_side_by_side's test): called here
+        kernel(*arrays, *scalars)
+        return
 
     def piece(lo: int, hi: int) -> None:
         kernel(*[a[lo:hi] if a.shape[0] else a for a in arrays], *scalars)

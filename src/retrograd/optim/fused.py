@@ -55,10 +55,7 @@ def adam_(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: 
     vmax = max_exp_avg_sq if amsgrad else param[:0]
     scalars = (weight_decay != 0, amsgrad, t(-1.0 if maximize else 1.0), t(decoupled_scale), t(weight_decay),
                t(1 - beta1), t(beta2), t(1 - beta2), t(step_size), t(bias_correction2_sqrt), t(eps))
-    if param.shape[0] < 2 * accel.MIN_PER_THREAD:  # one piece (run_split's choice): the kernel called here
-        _adam_kernel(param, grad, exp_avg, exp_avg_sq, vmax, *scalars)
-    else:
-        accel.run_split(_adam_kernel, [param, grad, exp_avg, exp_avg_sq, vmax], scalars)
+    accel.run_split(_adam_kernel, [param, grad, exp_avg, exp_avg_sq, vmax], scalars)
 
 
 def usable(fused: Any, *arrays: np.ndarray) -> bool:
