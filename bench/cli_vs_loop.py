@@ -36,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -59,14 +60,19 @@ def child(args: argparse.Namespace) -> None:
     gc.callbacks.append(on_gc)
     cg_window = (5, 15) if args.callgrind_child else None
 
+    snaps: list = []
+
     def mark() -> None:
         marks.append((time.thread_time(), time.process_time(), time.perf_counter()))
+        if args.detail and len(marks) in (args.skip, args.batches):
+            snaps.append({**thread_stats(), "pool": dict(pool)})
         if cg_window and len(marks) in cg_window:
             subprocess.run(["callgrind_control", "-i", "on" if len(marks) == cg_window[0] else "off",
                             str(os.getpid())], capture_output=True)
             if len(marks) == cg_window[1]:
                 os._exit(0)  # the count is in; the rest of the run (evaluation, plots) would take long under valgrind
 
+    pool = pool_counters() if args.detail else None
     n = args.batches
     if args.child == "cli":
         import retrograd as rg
@@ -98,6 +104,17 @@ def child(args: argparse.Namespace) -> None:
         for _ in range(n):
             step()
             mark()
+    detail = None
+    if args.detail and len(snaps) == 2:
+        nb = args.batches - args.skip
+        detail = {}
+        a, b = snaps[0].pop("pool"), snaps[1].pop("pool")
+        detail["pool"] = {k: round((b[k] - a.get(k, 0)) / nb, 3) for k in b}
+        for tid, b in snaps[1].items():
+            a = snaps[0].get(tid, {k: 0 for k in b if k != "name"})
+            d = {k: (b[k] - a[k]) / nb for k in b if k != "name"}
+            if d["cpu_ms"] > 0.01 or d["vcsw"] or d["ivcsw"]:
+                detail[f"{b['name']}:{tid}"] = {k: round(v, 3) for k, v in d.items()}
     per = [tuple(b[k] - a[k] for k in range(3)) for a, b in zip(marks, marks[1:])]  # per[i]: batch i + 1
     th = [p[0] for p in per]
     blocks = [statistics.fmean(th[i:i + 15]) for i in range(2, len(th) - 14, 15)]
@@ -107,13 +124,77 @@ def child(args: argparse.Namespace) -> None:
                       "wall_ms": statistics.median(p[2] for p in steady) * 1e3,
                       "users_style_ms": statistics.median(blocks) * 1e3 if blocks else None,
                       "first_block_ms": blocks[0] * 1e3 if blocks else None,
-                      "gen2": [g for g in gen2 if g[0] >= 1], "load": os.getloadavg()[0]}))
+                      "gen2": [g for g in gen2 if g[0] >= 1], "load": os.getloadavg()[0], "detail": detail}))
+
+
+def pool_counters() -> dict:
+    """Count what retrograd's kernel pool does (accel._Job.run, patched here): split runs, the ranges
+    the calling thread and the workers ran, and the caller's waits for ranges others held (count, ms)."""
+    from retrograd import accel
+
+    c = {"jobs": 0, "ranges_caller": 0, "ranges_worker": 0, "caller_waits": 0, "caller_wait_ms": 0.0}
+    run = accel._Job.run
+    main_id = threading.get_ident()
+
+    class Done:  # the job's lock, timing the caller's wait when it has to block
+        __slots__ = ("lock",)
+
+        def __init__(self, lock):
+            self.lock = lock
+
+        def acquire(self):
+            if self.lock.acquire(False):
+                return True
+            t = time.perf_counter()
+            self.lock.acquire()
+            c["caller_waits"] += 1
+            c["caller_wait_ms"] += (time.perf_counter() - t) * 1e3
+            return True
+
+        def release(self):
+            self.lock.release()
+
+    def counted_run(self, helpers: int) -> None:
+        c["jobs"] += 1
+        piece = self.piece
+
+        def counting(lo, hi):
+            c["ranges_caller" if threading.get_ident() == main_id else "ranges_worker"] += 1
+            piece(lo, hi)
+
+        self.piece, self.done = counting, Done(self.done)
+        return run(self, helpers)
+
+    accel._Job.run = counted_run
+    return c
+
+
+def thread_stats() -> dict:
+    """Per thread of this process: CPU time and run-queue wait (ms, /proc schedstat), time slices,
+    voluntary and involuntary context switches."""
+    out = {}
+    py = {str(t.native_id): t.name for t in threading.enumerate()}
+    for tid in os.listdir("/proc/self/task"):
+        base = f"/proc/self/task/{tid}/"
+        try:
+            with open(base + "schedstat") as f:
+                run, wait, slices = (int(v) for v in f.read().split())
+            with open(base + "comm") as f:
+                name = f.read().strip()
+            with open(base + "status") as f:
+                st = dict(line.split(":", 1) for line in f if "ctxt_switches" in line)
+        except OSError:
+            continue
+        out[tid] = {"name": py.get(tid, "native " + name), "cpu_ms": run / 1e6, "wait_ms": wait / 1e6, "slices": slices,
+                    "vcsw": int(st["voluntary_ctxt_switches"]), "ivcsw": int(st["nonvoluntary_ctxt_switches"])}
+    return out
 
 
 def run(how: str, args: argparse.Namespace) -> dict:
     how, _, extra = how.partition(" ")
     cmd = [sys.executable, os.path.abspath(__file__), "--child", how, "--threads", args.threads,
            "--batches", str(args.batches), "--skip", str(args.skip), f"--cli-args={extra}"]
+    cmd += ["--detail"] if args.detail else []
     p = subprocess.run(cmd, capture_output=True, text=True, env=users.child_env(args.threads), cwd=ROOT)
     if p.returncode:
         raise SystemExit(f"{how} failed:\n{p.stderr[-3000:]}")
@@ -142,6 +223,50 @@ def callgrind(args: argparse.Namespace) -> None:
           f"({(counts['cli'] / counts['loop'] - 1) * 100:+.2f} %)")
 
 
+def paired(args: argparse.Namespace) -> None:
+    """Sessions of persistent children (bench/users.py's paired mode: the loop's child and the CLI's,
+    which serves blocks from a callback), blocks of ``--block`` batches alternating; per pair the
+    ratio cli / loop of wall, process CPU and stepping-thread CPU time per batch."""
+    opts = users.parse_args(["--pairs", str(args.pairs), "--fashion-block", str(args.block)])
+    hows = [("loop", "retrograd", ""), ("cli", "cli", "")] + ([("variant", "cli", args.variant)] if args.variant else [])
+    if args.control:  # a second loop process in the CLI's place: how far two identical processes differ
+        hows[1] = ("loop2", "retrograd", "")
+    keys = (("wall_s", "wall"), ("cpu_s", "process"), ("thread_s", "thread"))
+    ratios: dict = {}
+    for r in range(args.rounds):
+        servers = {name: users.Server("fashion_cnn_train", name, args.threads, opts, how, extra)
+                   for name, how, extra in hows}
+        blocks: dict = {name: [] for name in servers}
+        try:
+            for i in range(args.pairs):
+                order = list(servers) if i % 2 == 0 else list(servers)[::-1]
+                for name in order:
+                    rep = servers[name].send("block")
+                    if "error" in rep:
+                        raise SystemExit(f"{name}: {rep['error']}")
+                    blocks[name].append(rep)
+                    users.settle(servers[name].proc.pid, opts)
+        finally:
+            for sv in servers.values():
+                sv.close()
+        line = []
+        for name in servers:
+            if name == "loop":
+                continue
+            for key, label in keys:
+                rs = [a[key] / b[key] for a, b in zip(blocks[name], blocks["loop"])]
+                ratios.setdefault((name, label), []).extend(rs)
+                line.append(f"{name} {label} {statistics.median(rs):.3f}")
+        ms = {name: statistics.median(b["thread_s"] for b in bl) * 1e3 for name, bl in blocks.items()}
+        print(f"session {r + 1} (load {os.getloadavg()[0]:.1f}): " + ", ".join(line) + " | thread ms "
+              + ", ".join(f"{n} {v:.2f}" for n, v in ms.items()), flush=True)
+    print(f"fashion_cnn, {args.threads} threads, paired: {args.rounds} sessions x {args.pairs} pairs of "
+          f"{args.block}-batch blocks; per-pair ratio cli / loop, median (10-90 %):")
+    for (name, label), rs in ratios.items():
+        print(f"  {name:8s} {label:8s} {statistics.median(rs):.3f} ({users.quantile(rs, 0.1):.3f}-"
+              f"{users.quantile(rs, 0.9):.3f}, {len(rs)} pairs)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
@@ -149,6 +274,12 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=108, help="batches per child (users.py: 3 + 7 x 15)")
     ap.add_argument("--skip", type=int, default=20, help="batches left out at the start")
     ap.add_argument("--callgrind", action="store_true")
+    ap.add_argument("--paired", action="store_true", help="persistent children, blocks alternating (see paired())")
+    ap.add_argument("--control", action="store_true", help="--paired: a second loop process instead of the CLI")
+    ap.add_argument("--pairs", type=int, default=10, help="--paired: pairs of blocks per session")
+    ap.add_argument("--block", type=int, default=15, help="--paired: batches per block")
+    ap.add_argument("--detail", action="store_true", help="per thread, batches --skip on: CPU and run-queue "
+                    "wait ms, time slices and context switches a batch (/proc schedstat)")
     ap.add_argument("--variant", default=None, help="also a third child: the CLI with these arguments "
                     "(e.g. '--quiet' or '--set train.nan_guard=false')")
     ap.add_argument("--cli-args", default="", help=argparse.SUPPRESS)
@@ -161,6 +292,9 @@ def main() -> None:
     if args.callgrind:
         callgrind(args)
         return
+    if args.paired:
+        paired(args)
+        return
     rows = []
     for r in range(args.rounds):
         hows = ("loop", "cli") + ((f"cli {args.variant}",) if args.variant else ())
@@ -170,6 +304,9 @@ def main() -> None:
             f"{how} thread {d['thread_ms']:.2f} process {d['process_ms']:.2f} wall {d['wall_ms']:.2f} "
             f"(users.py style {d['users_style_ms']:.2f}, first block {d['first_block_ms']:.2f}, gen2 {d['gen2']}, "
             f"load {d['load']:.1f})" for how, d in pair.items()), flush=True)
+        for how, d in pair.items():
+            for name, t in (d.get("detail") or {}).items():
+                print(f"   {how:5s} {name:28s} " + " ".join(f"{k} {v:.3f}" for k, v in t.items()), flush=True)
     print(f"fashion_cnn, {args.threads} threads, median of {args.rounds} rounds (ms per batch of 64, batches "
           f"{args.skip}-{args.batches - 1}):")
     for how in rows[0]:

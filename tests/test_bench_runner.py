@@ -216,8 +216,10 @@ def test_bad_arguments_are_one_line_errors():
 
 
 def test_fashion_train_runs_the_cli_and_the_plain_loop(tmp_path):
-    """The throughput workload: `retrograd train examples/fashion_cnn.toml` in its own process (time per
-    batch from its metrics.jsonl), the PyTorch loop, and the same loop run by retrograd."""
+    """The throughput workload: `retrograd train examples/fashion_cnn.toml` in its own process, the
+    PyTorch loop, and the same loop run by retrograd. Paired (the default): the CLI's child pauses
+    its training between blocks and its blocks pair with the loops'; each block's time per batch
+    comes from the run's metrics.jsonl stamps."""
     if not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists():
         pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
     js = tmp_path / "out.json"
@@ -225,14 +227,39 @@ def test_fashion_train_runs_the_cli_and_the_plain_loop(tmp_path):
                            "1", "--json", str(js)], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr
     (res,) = json.loads(js.read_text())["results"]
+    assert res["method"] == "paired" and "2 pairs" in proc.stdout
     rec = {label: recs[0] for label, recs in res["records"].items()}
     assert sorted(rec) == ["retrograd", "retrograd_loop", "torch"]
     assert len({r["pid"] for r in rec.values()}) == 3
     cli = rec["retrograd"]
-    assert cli["batches"] == 1 + 2 * 2 and len(cli["blocks"]) == 2 and cli["steps_per_block"] == 2  # --quick
+    assert cli["cli"] is True and cli["exit_code"] == 0
+    # --quick: 1 warm-up batch, then 2 blocks of 1 untimed + 2 timed batches; "end" stopped it there
+    assert cli["warmup_steps"] == 1 and cli["batches"] == 1 + 2 * (1 + 2) and cli["steps_per_block"] == 2
+    for r in rec.values():
+        assert len(r["blocks"]) == len(r["cpu_blocks"]) == len(r["thread_blocks"]) == 2
+        assert all(b > 0 for b in r["blocks"] + r["cpu_blocks"] + r["thread_blocks"])
+    # the metrics.jsonl stamps and the callback's clock time the same batches
+    assert all(abs(a - b) <= 0.25 * b for a, b in zip(cli["blocks"], cli["callback_blocks"]))
     assert cli["torch_modules"] == 0 and rec["retrograd_loop"]["torch_modules"] == 0
     assert rec["torch"]["retrograd_loaded"] is False
     assert set(res["summary"]["ratios"]) == {"retrograd", "retrograd_loop"}
+    vs = res["summary"]["cli_vs_loop"]
+    assert vs["time_pairs"] == vs["cpu_pairs"] == vs["thread_pairs"] == 2
+    assert vs["time"] == pytest.approx(statistics.median(a / b for a, b in zip(
+        cli["blocks"], rec["retrograd_loop"]["blocks"])))
     assert "samples/s" in proc.stdout and "| fashion_cnn_train (same loop in retrograd) | 1 |" in proc.stdout
-    # the default (paired) mode cannot pair a CLI that runs to completion: rounds, and the table says so
-    assert res["method"] == "rounds" and "(rounds " in proc.stdout and "not pairs: the CLI" in proc.stdout
+    assert "against the same loop in retrograd" in proc.stdout
+
+
+def test_fashion_train_in_rounds_runs_the_cli_to_completion(tmp_path):
+    if not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists():
+        pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+    js = tmp_path / "out.json"
+    proc = subprocess.run([sys.executable, str(USERS), "--quick", "--mode", "rounds", "--workloads",
+                           "fashion_cnn_train", "--threads", "1", "--json", str(js)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    (res,) = json.loads(js.read_text())["results"]
+    cli = res["records"]["retrograd"][0]
+    assert res["method"] == "rounds" and "(rounds " in proc.stdout
+    assert cli["batches"] == 1 + 2 * 2 and len(cli["blocks"]) == 2 and cli["steps_per_block"] == 2  # --quick
