@@ -3,6 +3,7 @@ import csv
 import io
 import json
 import re
+import struct
 
 import numpy as np
 import pytest
@@ -172,6 +173,34 @@ class _LogOf(rg.nn.Module):
         return self.fc(x).log()
 
 
+def test_metric_logger_rows_reach_the_disk_by_each_checkpoint(digits, tmp_path):
+    # rows are flushed at most every flush_every_s (here: never by time), and always before a
+    # checkpoint is saved, with each epoch's row and at the end of fit
+    seen, folder = [], [tmp_path]
+
+    def on_disk():
+        return sum('"kind": "step"' in line for line in (folder[0] / "metrics.jsonl").read_text().splitlines())
+
+    class Probe(rg.train.Callback):
+        def on_batch_end(self, trainer, batch_idx, logs):
+            before = on_disk()
+            if batch_idx == 2:
+                trainer.save_checkpoint(tmp_path / "ck")
+            seen.append((before, on_disk()))
+
+        def on_epoch_end(self, trainer, epoch, logs):
+            seen.append(("epoch", on_disk()))
+
+    _fit(digits, [MetricLogger(tmp_path, flush_every_s=1e9), Probe()], epochs=1)
+    assert seen == [(0, 0), (0, 0), (0, 3), (3, 3), ("epoch", 4)]
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in rows] == ["step"] * 4 + ["epoch"]
+    seen.clear()
+    folder[0] = tmp_path / "every"  # flush_every_s=0: every row at once
+    _fit(digits, [MetricLogger(folder[0], flush_every_s=0.0), Probe()], epochs=1)
+    assert seen == [(1, 1), (2, 2), (3, 3), (4, 4), ("epoch", 4)]
+
+
 def test_nan_guard_names_the_op_and_stops_before_the_step(digits, tmp_path):
     rg.manual_seed(0)
     model = _LogOf()
@@ -192,3 +221,42 @@ def test_nan_guard_quiet_on_healthy_run(digits):
     guard = NaNGuard()
     _fit(digits, [guard], epochs=1)
     assert not guard.triggered and guard.report is None
+
+
+def test_nan_guard_catches_an_inf_gradient_under_a_finite_loss(digits):
+    # sqrt at 0: a finite loss, an infinite gradient; Adam keeps its gradients in one flat buffer
+    class SqrtOf(rg.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = rg.nn.Linear(64, 10)
+            self.fc.weight.data.zero_()
+            self.fc.bias.data.zero_()
+
+        def forward(self, x):
+            return self.fc(x).sqrt()
+
+    model = SqrtOf()
+    guard = NaNGuard()
+    opt = rg.optim.Adam(model.parameters(), lr=0.1)
+    tr = Trainer(model, opt, rg.nn.CrossEntropyLoss(), callbacks=[guard])
+    with np.errstate(all="ignore"):
+        tr.fit(rg.data.DataLoader(digits, batch_size=32), epochs=1)
+    assert all(p.grad._array.base is opt.param_groups[0]["params"][0].grad._array.base for p in model.parameters())
+    assert guard.triggered and tr.state.global_step == 0
+    assert "loss is" not in guard.report and "gradient of fc.weight" in guard.report
+
+
+@pytest.mark.parametrize("tag", ["train/loss", "t", "x" * 200])
+def test_tensorboard_records_are_the_protobuf_framing(tag):
+    # the cached per-tag bytes and per-length headers give the encoding spelled out field by field
+    from retrograd.train import tensorboard as tb
+
+    assert tb.crc32c(b"123456789") == 0xE3069283  # CRC-32C's check value
+    for step, v, v2 in ((0, 0.5, 1e-3), (1234, -3e39, float("nan")), (2**40, float("inf"), 7.0)):
+        value = lambda t, x: tb._bytes_field(1, tb._bytes_field(1, t.encode()) + tb._field(2, 5) + tb._float32(x))  # noqa: E731
+        data = (tb._field(1, 1) + struct.pack("<d", 1.7e9) + tb._field(2, 0) + tb._varint(step)
+                + tb._bytes_field(5, value(tag, v) + value("train/lr", v2)))
+        header = struct.pack("<Q", len(data))
+        framed = header + struct.pack("<I", tb.masked_crc(header)) + data + struct.pack("<I", tb.masked_crc(data))
+        for _ in range(2):  # first call fills the caches, the second reads them
+            assert tb._record(tb._event(1.7e9, step, scalars=[(tag, v), ("train/lr", v2)])) == framed

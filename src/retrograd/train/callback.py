@@ -18,7 +18,8 @@ A callback may read ``trainer.state`` (where training stands) and ``trainer.epoc
 ``fit`` was asked for, counting those of a resumed checkpoint).
 Setting ``trainer.stop_training = True`` ends ``fit`` after the current batch
 (before the optimizer step when set in ``on_after_backward``/``on_before_step``).
-A callback with ``state_dict()``/``load_state_dict()`` has its state saved in checkpoints.
+A callback with ``state_dict()``/``load_state_dict()`` has its state saved in checkpoints; one with
+``flush_logs()`` has it called before each checkpoint is saved (``MetricLogger``: its buffered rows).
 """
 from __future__ import annotations
 

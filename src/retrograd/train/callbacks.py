@@ -186,15 +186,24 @@ class MetricLogger(Callback):
     ``metrics.jsonl`` (one JSON object a line, ``"kind": "step"|"epoch"``),
     ``metrics.csv`` (the same rows, columns the union of their keys) and
     TensorBoard event files under ``run_dir/tb`` (tags ``train/loss``,
-    ``train/lr``, ``epoch/<name>``), so ``tensorboard --logdir run_dir/tb`` works."""
+    ``train/lr``, ``epoch/<name>``), so ``tensorboard --logdir run_dir/tb`` works.
 
-    def __init__(self, run_dir: str | os.PathLike, *, log_every_n_steps: int = 1, tensorboard: bool = True) -> None:
+    ``metrics.jsonl`` reaches the disk (a flush: one system call) at most ``flush_every_s`` seconds
+    after a step's row (at the first row logged after that), with every epoch's row, before every
+    checkpoint is saved (``flush_logs``, which checkpoints call: a resumed run finds every row up to
+    its checkpoint), on Ctrl-C and at the end of ``fit``: a flush per batch cost ~30 us of the
+    ~13 ms batches of ``examples/fashion_cnn.toml``."""
+
+    def __init__(self, run_dir: str | os.PathLike, *, log_every_n_steps: int = 1, tensorboard: bool = True,
+                 flush_every_s: float = 1.0) -> None:
         self.run_dir = pathlib.Path(run_dir)
         self.log_every_n_steps = max(1, int(log_every_n_steps))
         self.tensorboard = tensorboard
+        self.flush_every_s = float(flush_every_s)
         self.rows: list[dict] = []
         self._writer = None
         self._jsonl = None
+        self._flushed = 0.0  # time.monotonic() of the last flush
 
     @property
     def jsonl_path(self) -> pathlib.Path:
@@ -231,12 +240,24 @@ class MetricLogger(Callback):
             os.fsync(f.fileno())
         os.replace(tmp, self.jsonl_path)
 
-    def _log(self, row: dict) -> None:
+    def _log(self, row: dict, flush: bool = False) -> None:
         row = {k: (float(v) if isinstance(v, (np.floating, np.integer)) else v) for k, v in row.items()}
         self.rows.append(row)
         if self._jsonl is not None:
             self._jsonl.write(json.dumps(row) + "\n")
+            now = time.monotonic()
+            if flush or now - self._flushed >= self.flush_every_s:
+                self._jsonl.flush()
+                self._flushed = now
+
+    def flush_logs(self) -> None:
+        """Write what ``metrics.jsonl`` holds in its buffer to the file (checkpoints call this before saving)."""
+        if self._jsonl is not None:
             self._jsonl.flush()
+            self._flushed = time.monotonic()
+
+    def on_interrupt(self, trainer: Any) -> None:
+        self.flush_logs()
 
     def on_batch_end(self, trainer: Any, batch_idx: int, logs: dict) -> None:
         step = trainer.state.global_step
@@ -253,7 +274,7 @@ class MetricLogger(Callback):
 
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict) -> None:
         row = {"kind": "epoch", **{k: v for k, v in logs.items()}, "epoch": epoch, "time": time.time()}
-        self._log(row)
+        self._log(row, flush=True)
         if self._writer is not None:
             self._writer.add_scalars({f"epoch/{k}": v for k, v in logs.items() if k not in ("epoch", "step")},
                                      epoch + 1)

@@ -89,6 +89,10 @@ def _callback_key(i: int, cb: Any) -> str:
 
 def save_training_checkpoint(trainer: Any, path: str | os.PathLike, *, extra: dict | None = None) -> pathlib.Path:
     path = pathlib.Path(path)
+    for cb in trainer.callbacks:  # logs that buffer (MetricLogger) reach the disk first: a resume finds their rows
+        flush = getattr(cb, "flush_logs", None)
+        if flush is not None:
+            flush()
     with atomic_directory(path) as tmp:
         save_safetensors(trainer.model.state_dict(), tmp / "model.safetensors")
         save_tree(tmp, "optimizer", trainer.optimizer.state_dict())

@@ -68,15 +68,26 @@ def _bytes_field(num: int, payload: bytes) -> bytes:
     return _field(num, 2) + _varint(len(payload)) + payload
 
 
+_VALUE_HEADS: dict[str, bytes] = {}  # tag -> its Summary.Value's bytes before the float (the same every time)
+
+
+def _value_head(tag: str) -> bytes:
+    head = _VALUE_HEADS.get(tag)
+    if head is None:
+        inner = _bytes_field(1, tag.encode()) + _field(2, 5)  # the tag, then simple_value's key: 4 bytes follow
+        head = _field(1, 2) + _varint(len(inner) + 4) + inner
+        if len(_VALUE_HEADS) < 10000:
+            _VALUE_HEADS[tag] = head
+    return head
+
+
 def _event(wall_time: float, step: int, *, file_version: str | None = None,
            scalars: list[tuple[str, float]] = ()) -> bytes:
     msg = _field(1, 1) + struct.pack("<d", wall_time) + _field(2, 0) + _varint(int(step))
     if file_version is not None:
         msg += _bytes_field(3, file_version.encode())
     if scalars:
-        summary = b"".join(_bytes_field(1, _bytes_field(1, tag.encode()) + _field(2, 5) + _float32(v))
-                           for tag, v in scalars)
-        msg += _bytes_field(5, summary)
+        msg += _bytes_field(5, b"".join([_value_head(tag) + _float32(v) for tag, v in scalars]))
     return msg
 
 
@@ -89,9 +100,18 @@ def _float32(v: float) -> bytes:
         return struct.pack("<f", math.copysign(math.inf, v))
 
 
+_HEADS: dict[int, bytes] = {}  # record length -> its length field and that field's CRC (lengths repeat)
+
+
 def _record(data: bytes) -> bytes:
-    header = struct.pack("<Q", len(data))
-    return header + struct.pack("<I", masked_crc(header)) + data + struct.pack("<I", masked_crc(data))
+    n = len(data)
+    head = _HEADS.get(n)
+    if head is None:
+        header = struct.pack("<Q", n)
+        head = header + struct.pack("<I", masked_crc(header))
+        if len(_HEADS) < 10000:
+            _HEADS[n] = head
+    return head + data + struct.pack("<I", masked_crc(data))
 
 
 class EventWriter:
