@@ -225,8 +225,9 @@ def callgrind(args: argparse.Namespace) -> None:
 
 def paired(args: argparse.Namespace) -> None:
     """Sessions of persistent children (bench/users.py's paired mode: the loop's child and the CLI's,
-    which serves blocks from a callback), blocks of ``--block`` batches alternating; per pair the
-    ratio cli / loop of wall, process CPU and stepping-thread CPU time per batch."""
+    which serves blocks from a callback), started in turn (the other order in odd sessions), blocks of
+    ``--block`` batches alternating (the loop first in even pairs); per pair the ratio cli / loop of
+    wall, process CPU and stepping-thread CPU time per batch."""
     opts = users.parse_args(["--pairs", str(args.pairs), "--fashion-block", str(args.block)])
     hows = [("loop", "retrograd", ""), ("cli", "cli", "")] + ([("variant", "cli", args.variant)] if args.variant else [])
     if args.control:  # a second loop process in the CLI's place: how far two identical processes differ
@@ -234,8 +235,11 @@ def paired(args: argparse.Namespace) -> None:
     keys = (("wall_s", "wall"), ("cpu_s", "process"), ("thread_s", "thread"))
     ratios: dict = {}
     for r in range(args.rounds):
-        servers = {name: users.Server("fashion_cnn_train", name, args.threads, opts, how, extra)
-                   for name, how, extra in hows}
+        # the children start (load, warm up) in turn, the other order in odd sessions: the first one started
+        # ran ~2 % slower in a control's 6 sessions that always started the same one first
+        started = {name: users.Server("fashion_cnn_train", name, args.threads, opts, how, extra)
+                   for name, how, extra in (hows if r % 2 == 0 else hows[::-1])}
+        servers = {name: started[name] for name, _, _ in hows}
         blocks: dict = {name: [] for name in servers}
         try:
             for i in range(args.pairs):

@@ -636,8 +636,10 @@ class Server:
         return rec
 
 
-def run_paired(workload: str, threads: str, opts: argparse.Namespace) -> dict[str, dict]:
-    """One session of the paired mode: a persistent child per library, warmed up one after the other,
+def run_paired(workload: str, threads: str, opts: argparse.Namespace, session: int = 0) -> dict[str, dict]:
+    """One session of the paired mode: a persistent child per library, warmed up one after the other
+    (in the other order in odd sessions: of two identical children, the one started first ran ~2 %
+    slower over 6 sessions of bench/cli_vs_loop.py --control),
     then ``opts.pairs`` pairs of blocks, the two libraries' blocks adjacent (torch first in even
     pairs, retrograd first in odd ones, so going first or second weighs on both alike), the idle
     child blocked on its pipe and the last one's threads settled before the next block starts.
@@ -647,7 +649,7 @@ def run_paired(workload: str, threads: str, opts: argparse.Namespace) -> dict[st
     labels = list(hows)
     servers: dict[str, Server] = {}
     errors: dict[str, str] = {}
-    for label in labels:
+    for label in (labels if session % 2 == 0 else labels[::-1]):
         try:
             servers[label] = Server(workload, label, threads, opts, hows[label])
         except (RuntimeError, OSError) as e:
@@ -971,8 +973,8 @@ def main(argv=None) -> int:
         for th in threads:
             records: dict[str, list[dict]] = {label: [] for label, _ in contenders(w)}
             paired = args.mode == "paired"
-            for _ in range(args.rounds):
-                session = run_paired(w, th, args) if paired else {label: run_child(w, how, th, args)
+            for r in range(args.rounds):
+                session = run_paired(w, th, args, r) if paired else {label: run_child(w, how, th, args)
                                                                   for label, how in contenders(w)}
                 for label, rec in session.items():
                     records[label].append(rec)
