@@ -4,6 +4,8 @@ busy machine, where wall times say little.
 
     python bench/cli_vs_loop.py [--rounds 5] [--threads 1] [--batches 108] [--skip 20]
     python bench/cli_vs_loop.py --callgrind [--threads 1]     # instructions per batch, each once
+    python bench/cli_vs_loop.py --paired [--rounds 6] [--pairs 8] [--threads default] [--control]
+    python bench/cli_vs_loop.py --rounds 2 --detail           # per thread and retrograd's pool, per batch
 
 Rounds alternate two children on this checkout's src:
 
@@ -20,6 +22,19 @@ child's figure is the median batch; the table gives the median over rounds and t
 per-round differences cli - loop. ``users.py style`` is what bench/users.py makes of the same
 stamps for the CLI (blocks of 15 batches from batch 3, median block), here from thread CPU time, so
 that a slow start shows. ``gen2`` lists the full collections among the batches (batch, ms).
+
+``--paired``: both children persistent (bench/users.py's paired children: the CLI's trains with one
+callback that pauses it between blocks), started in turn (the other order in odd sessions), blocks
+of ``--block`` batches taking turns; per pair the ratio cli / loop of wall, process CPU and
+stepping-thread CPU time a batch; ``--control`` puts a second loop in the CLI's place (how far two
+identical processes differ). Time that lasts longer than a pair (the host's neighbours move this
+VM's speed by tens of percent for seconds at a time) cancels in the ratios, which rounds of fresh
+processes cannot do.
+
+``--detail`` (rounds): per thread of each child, CPU time, run-queue wait, time slices and
+context switches a batch (``/proc/self/task/*/schedstat``, ``status``), and retrograd's kernel
+pool counted (``accel._Job.run`` patched in the child): split runs, the ranges the calling thread
+and the workers ran, and how often and how long the caller waited for ranges others held.
 
 ``--callgrind``: each child once under ``valgrind --tool=callgrind``, instrumentation on for 10
 batches after 5 (``callgrind_control -i on/off``): instructions per batch, load-independent (slow:
@@ -229,7 +244,8 @@ def paired(args: argparse.Namespace) -> None:
     ``--block`` batches alternating (the loop first in even pairs); per pair the ratio cli / loop of
     wall, process CPU and stepping-thread CPU time per batch."""
     opts = users.parse_args(["--pairs", str(args.pairs), "--fashion-block", str(args.block)])
-    hows = [("loop", "retrograd", ""), ("cli", "cli", "")] + ([("variant", "cli", args.variant)] if args.variant else [])
+    hows = [("loop", "retrograd", ""), ("cli", "cli", "")]
+    hows += [("variant", "cli", args.variant)] if args.variant else []
     if args.control:  # a second loop process in the CLI's place: how far two identical processes differ
         hows[1] = ("loop2", "retrograd", "")
     keys = (("wall_s", "wall"), ("cpu_s", "process"), ("thread_s", "thread"))

@@ -253,7 +253,9 @@ def test_tensorboard_records_are_the_protobuf_framing(tag):
 
     assert tb.crc32c(b"123456789") == 0xE3069283  # CRC-32C's check value
     for step, v, v2 in ((0, 0.5, 1e-3), (1234, -3e39, float("nan")), (2**40, float("inf"), 7.0)):
-        value = lambda t, x: tb._bytes_field(1, tb._bytes_field(1, t.encode()) + tb._field(2, 5) + tb._float32(x))  # noqa: E731
+        def value(t, x):
+            return tb._bytes_field(1, tb._bytes_field(1, t.encode()) + tb._field(2, 5) + tb._float32(x))
+
         data = (tb._field(1, 1) + struct.pack("<d", 1.7e9) + tb._field(2, 0) + tb._varint(step)
                 + tb._bytes_field(5, value(tag, v) + value("train/lr", v2)))
         header = struct.pack("<Q", len(data))
