@@ -311,7 +311,7 @@ def test_input_weight_grads_give_the_twins_bits(monkeypatch, geom):
     g2 = _specials(rng.standard_normal((7, shape[0] * oh * ow)).astype(np.float32))
     for with_w in (True, False):
         def run():
-            return KC.input_weight_grads(g2, wmat, cols if with_w else None, shape, k, s, p, d, (oh, ow))
+            return KC.input_weight_grads(g2, wmat, cols if with_w else None, with_w, shape, k, s, p, d, (oh, ow))
         results = []
         for block in (1, KC.DX_BLOCK_MACS):
             with monkeypatch.context() as m:
@@ -320,11 +320,13 @@ def test_input_weight_grads_give_the_twins_bits(monkeypatch, geom):
                 m.setattr(accel._state, "threads", 3)
                 with np.errstate(all="ignore"):
                     results.append(run())
-        assert all((r[1] is None) != with_w for r in results)
-        _same([r[:1 + with_w] for r in results], f"input_weight_grads, weight gradient {with_w}")
+        assert all((r[1] is None) != with_w and (r[2] is None) != with_w for r in results)
+        _same([r[:1 + 2 * with_w] for r in results], f"input_weight_grads, weight and bias gradients {with_w}")
         with accel.single_threaded_blas(), np.errstate(all="ignore"):
             ref = KC.col2im(g2.T @ wmat, shape, k, s, p, d, (oh, ow))
         assert np.array_equal(results[0][0], ref, equal_nan=True)
+        if with_w:
+            assert np.array_equal(results[0][2], np.sum(g2, axis=1), equal_nan=True)
 
 
 CONVS32 = [((64, 32, 13, 13), (64, 32, 3, 3), 1, 0, 1, True),  # the CNN step's second convolution
@@ -348,7 +350,7 @@ def test_conv2d_float32_gradients_side_by_side_match_torch_and_the_gradients_one
     xa, wa, ba = (rng.standard_normal(sh).astype(np.float32) for sh in (xs, ws, ws[:1]))
     calls = []
     real = KC.input_weight_grads
-    monkeypatch.setattr(KC, "input_weight_grads", lambda *a: calls.append(a[2] is not None) or real(*a))
+    monkeypatch.setattr(KC, "input_weight_grads", lambda *a: calls.append((a[2] is not None, a[3])) or real(*a))
 
     def run(side):
         with monkeypatch.context() as m:
@@ -370,7 +372,7 @@ def test_conv2d_float32_gradients_side_by_side_match_torch_and_the_gradients_one
             calls.clear()
             got, ref = run(True), run(False)
             long = conv_mod._long_block(ws[0], ws[1] * ws[2] * ws[3], got[0].size // ws[0], got[0][0, 0].size, True)
-            assert calls == ([] if need == "weight" else [need == "all" and not long])
+            assert calls == ([] if need == "weight" else [(need == "all" and not long, bias)])
             for a, b in zip(got[2:], ref[2:]):
                 assert (a is None) == (b is None) and (a is None or np.array_equal(a, b))
     finally:
@@ -382,3 +384,18 @@ def test_conv2d_float32_gradients_side_by_side_match_torch_and_the_gradients_one
     for mine, t in zip(got[2:], (tx, tw, tb)):
         if mine is not None:
             np.testing.assert_allclose(mine, t.grad.numpy(), rtol=1e-4, atol=1e-3)
+
+
+@needs_numba
+def test_channel_sums_give_numpys_bits_in_blocks_of_rows(monkeypatch):
+    """A convolution's bias gradient summed over rows on threads: each row whole, NumPy's one call's bits."""
+    rng = np.random.default_rng(12)
+    for shape in ((32, 64 * 676), (7, 5000), (64, 64 * 121)):
+        g2 = (rng.standard_normal(shape) * 10.0 ** rng.integers(-3, 3, shape)).astype(np.float32)
+        results = _runs(monkeypatch, lambda: (KC.channel_sums(g2),))
+        with monkeypatch.context() as m:
+            m.setattr(accel._state, "threads", 3)
+            m.setattr(KC, "MIN_PER_THREAD", 1)
+            results.append((KC.channel_sums(g2),))
+        _same(results, f"channel_sums {shape}")
+        assert np.array_equal(results[0][0], np.sum(g2, axis=1))

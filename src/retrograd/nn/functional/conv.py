@@ -125,19 +125,20 @@ def _side_by_side(g2: np.ndarray, w: np.ndarray, kw: dict) -> bool:
 
 
 def _conv_grads(x: np.ndarray, g2: np.ndarray, w: np.ndarray, out_hw: tuple, kw: dict, cols: np.ndarray | None,
-                need_w: bool) -> tuple:
-    """``(gx, gw)`` (``gw`` ``None`` unless ``need_w``) by ``kernels.conv.input_weight_grads``; a weight
-    gradient that ``_long_block`` sends to ``long_matmul`` is computed apart."""
+                need_w: bool, bias: bool) -> tuple:
+    """``(gx, gw, gb)`` (``gw`` ``None`` unless ``need_w``, ``gb`` unless ``bias``) by
+    ``kernels.conv.input_weight_grads``; a weight gradient that ``_long_block`` sends to ``long_matmul``
+    is computed apart."""
     k_hw, c = tuple(w.shape[2:]), x.shape[1]
     p = out_hw[0] * out_hw[1]
     long = need_w and _long_block(w.shape[0], k_hw[0] * k_hw[1] * c, g2.shape[1], p, True)
     if need_w and cols is None:
         cols = _cols(x, k_hw, kw, *out_hw)
-    gx, gwm = KC.input_weight_grads(g2, _wmat(w), cols if need_w and not long else None, x.shape, k_hw,
-                                    kw["stride"], kw["padding"], kw["dilation"], tuple(out_hw))
+    gx, gwm, gb = KC.input_weight_grads(g2, _wmat(w), cols if need_w and not long else None, bias, x.shape, k_hw,
+                                        kw["stride"], kw["padding"], kw["dilation"], tuple(out_hw))
     if long:
         gwm = _dw_mm(g2, cols, p)
-    return gx, None if gwm is None else np.ascontiguousarray(_dw_layout(gwm, k_hw, c))
+    return gx, None if gwm is None else np.ascontiguousarray(_dw_layout(gwm, k_hw, c)), gb
 
 
 def _conv2d_b(g, out, ins, kw, needs):
@@ -145,10 +146,11 @@ def _conv2d_b(g, out, ins, kw, needs):
     cols = kw.get("cols")  # the engine drops kw after the backward (unless retain_graph)
     if isinstance(g, np.ndarray) and isinstance(x, np.ndarray) and isinstance(w, np.ndarray):
         g2 = KC.nchw_to_channels(g)  # (O, N*OH*OW), shared by both products and the bias gradient
-        gb = np.sum(g2, axis=1) if len(ins) == 3 and needs[2] else None
+        bias = len(ins) == 3 and needs[2]
         if needs[0] and _side_by_side(g2, w, kw):
-            gx, gw = _conv_grads(x, g2, w, g.shape[2:], kw, cols, needs[1])
+            gx, gw, gb = _conv_grads(x, g2, w, g.shape[2:], kw, cols, needs[1], bias)
         else:
+            gb = KC.channel_sums(g2) if bias else None
             gx = _conv_dx(g2, w, x.shape[0], g.shape[2], g.shape[3], x.shape[2:], kw) if needs[0] else None
             gw = _conv_dw(x, g2, g.shape[2], g.shape[3], w.shape[2:], kw, cols) if needs[1] else None
     else:  # create_graph: record the adjoints
