@@ -194,7 +194,6 @@ def input_weight_grads(g2: np.ndarray, wmat: np.ndarray, cols: np.ndarray | None
             gcols = g2.T @ wmat
         return (col2im(gcols, x_shape, k_hw, stride, padding, dilation, out_hw), gw,
                 np.sum(g2, axis=1) if bias else None)
-    gcols = np.empty((n * p, k), g2.dtype)
     gx = np.empty((n, c, h, w), g2.dtype)
     gw = None if cols is None else np.empty((o, cols.shape[1]), g2.dtype)
     gb = np.empty(o, g2.dtype) if bias else None
@@ -213,10 +212,11 @@ def input_weight_grads(g2: np.ndarray, wmat: np.ndarray, cols: np.ndarray | None
                 if gw is not None:
                     np.matmul(g2, cols, out=gw)
                 continue
+            gcols = np.empty((per * p, k), g2.dtype)  # one block's column gradients, reused: stays in cache
             for i in range(nb * (t - first) // groups, nb * (t - first + 1) // groups):
                 a, b = i * per, min(i * per + per, n)
-                np.matmul(gt[a * p:b * p], wmat, out=gcols[a * p:b * p])
-                J.col2im(gcols, gx, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, h + pt + pb, w + pl + pr, a, b)
+                np.matmul(gt[a * p:b * p], wmat, out=gcols[:(b - a) * p])
+                J.col2im(gcols, gx[a:b], kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, h + pt + pb, w + pl + pr, 0, b - a)
 
     macs = p * n * o * (k + (0 if cols is None else cols.shape[1]))
     with accel.single_threaded_blas():  # small: all on this thread
