@@ -329,6 +329,24 @@ def test_input_weight_grads_give_the_twins_bits(monkeypatch, geom):
             assert np.array_equal(results[0][2], np.sum(g2, axis=1), equal_nan=True)
 
 
+def _side_and_split(run, calls, check):
+    """``run(True)`` (conv2d's gradients side by side, the default) and ``run(False)`` (``_side_by_side``
+    off: one after the other), on 2 threads and on 1: the same arrays (``None`` where no gradient);
+    ``check(got)`` after each pair, ``calls`` cleared before. Returns the last ``run(True)``."""
+    old = rg.get_num_threads()
+    try:
+        for threads in (2, 1):
+            rg.set_num_threads(threads)
+            calls.clear()
+            got, ref = run(True), run(False)
+            check(got)
+            for a, b in zip(got, ref):
+                assert (a is None) == (b is None) and (a is None or np.array_equal(a, b))
+    finally:
+        rg.set_num_threads(old)
+    return got
+
+
 CONVS32 = [((64, 32, 13, 13), (64, 32, 3, 3), 1, 0, 1, True),  # the CNN step's second convolution
            ((5, 3, 9, 9), (4, 3, 3, 3), 1, 0, 1, True),
            ((6, 4, 12, 11), (8, 4, 3, 2), (2, 1), (1, 2), 1, False),
@@ -365,18 +383,11 @@ def test_conv2d_float32_gradients_side_by_side_match_torch_and_the_gradients_one
             return [y.detach().numpy(), gy] + [None if t.grad is None else t.grad.numpy() for t in (x, w)] + \
                 [b.grad.numpy() if bias else None]
 
-    old = rg.get_num_threads()
-    try:
-        for threads in (2, 1):
-            rg.set_num_threads(threads)
-            calls.clear()
-            got, ref = run(True), run(False)
-            long = conv_mod._long_block(ws[0], ws[1] * ws[2] * ws[3], got[0].size // ws[0], got[0][0, 0].size, True)
-            assert calls == ([] if need == "weight" else [(need == "all" and not long, bias)])
-            for a, b in zip(got[2:], ref[2:]):
-                assert (a is None) == (b is None) and (a is None or np.array_equal(a, b))
-    finally:
-        rg.set_num_threads(old)
+    def check(got):
+        long = conv_mod._long_block(ws[0], ws[1] * ws[2] * ws[3], got[0].size // ws[0], got[0][0, 0].size, True)
+        assert calls == ([] if need == "weight" else [(need == "all" and not long, bias)])
+
+    got = _side_and_split(run, calls, check)
     assert (got[2] is None) == (need == "weight") and (got[3] is None) == (need == "input")
     tx, tw = torch.tensor(xa.astype(np.float64), requires_grad=True), torch.tensor(wa.astype(np.float64), requires_grad=True)
     tb = torch.tensor(ba.astype(np.float64), requires_grad=True) if bias else None
@@ -399,3 +410,40 @@ def test_channel_sums_give_numpys_bits_in_blocks_of_rows(monkeypatch):
             results.append((KC.channel_sums(g2),))
         _same(results, f"channel_sums {shape}")
         assert np.array_equal(results[0][0], np.sum(g2, axis=1))
+
+
+@needs_numba
+@pytest.mark.parametrize("cfg", [((4, 6, 7, 7), (6, 3, 3, 3), 2, 1, 1, 1), ((3, 4, 9, 8), (4, 5, 3, 2), (1, 2), (0, 1), (2, 1), 0),
+                                 ((2, 8, 5, 5), (8, 4, 4, 4), 2, 1, 1, 1)])
+def test_conv_transpose2d_and_double_backward_float32_by_image_blocks(monkeypatch, cfg):
+    """conv_transpose2d's forward and conv2d's input gradient recorded with ``create_graph`` (both the input
+    gradient rule) take ``input_weight_grads`` without a weight gradient: the bits of the GEMM cut into
+    row blocks then col2im, on 2 threads and on 1, and PyTorch's values to float32 rounding."""
+    xs, ws, s, p, d, opad = cfg
+    rng = np.random.default_rng(13)
+    xa, wa = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
+    calls = []
+    real = KC.input_weight_grads
+    monkeypatch.setattr(KC, "input_weight_grads", lambda *a: calls.append(a[2]) or real(*a))
+
+    def run(side):
+        with monkeypatch.context() as m:
+            if not side:
+                m.setattr(conv_mod, "_side_by_side", lambda *a: False)
+            x, w = rg.tensor(xa, requires_grad=True), rg.tensor(wa, requires_grad=True)
+            y = rg.nn.functional.conv_transpose2d(x, w, None, s, p, opad, 1, d)
+            z = rg.nn.functional.conv2d(y, w)
+            gy, = rg.autograd.grad((z * z).sum(), y, create_graph=True)
+            (gy * gy).sum().backward()
+            return [y.detach().numpy(), gy.detach().numpy(), x.grad.numpy(), w.grad.numpy()]
+
+    # the transpose's forward and the recorded input gradient: no weight gradient
+    got = _side_and_split(run, calls, lambda got: sum(c is None for c in calls) >= 2 or pytest.fail(str(calls)))
+    tx = torch.tensor(xa.astype(np.float64), requires_grad=True)
+    tw = torch.tensor(wa.astype(np.float64), requires_grad=True)
+    ty = torch.nn.functional.conv_transpose2d(tx, tw, None, s, p, opad, 1, d)
+    tz = torch.nn.functional.conv2d(ty, tw)
+    tgy, = torch.autograd.grad((tz * tz).sum(), ty, create_graph=True)
+    (tgy * tgy).sum().backward()
+    for mine, t in zip(got, (ty, tgy, tx.grad, tw.grad)):
+        np.testing.assert_allclose(mine, t.detach().numpy(), rtol=2e-4, atol=2e-3 * float(np.abs(t.detach().numpy()).max()))

@@ -75,6 +75,9 @@ def _conv_dx(g2: np.ndarray, w: np.ndarray, n: int, oh: int, ow: int, in_hw: tup
     groups = kw["groups"]
     o, cg, kh, kww = w.shape
     og = o // groups
+    if _side_by_side(g2, w, kw):  # blocks of images, each block's GEMM rows then its col2im (the same bits)
+        return KC.input_weight_grads(g2, _wmat(w), None, False, (n, cg, *in_hw), (kh, kww), kw["stride"],
+                                     kw["padding"], kw["dilation"], (oh, ow))[0]
     if groups == 1:
         gcols = _mm(g2.T, _wmat(w))
     else:  # columns back in (kh, kw, C) order across the groups
