@@ -12,6 +12,10 @@ channels-last image instead of gathering single elements). Around the GEMMs:
 - ``col2im``: the column gradient back onto the input (the input gradient): every input element
   gets the sum of the entries read from it, added window offset ``(i, j)`` by offset in row-major
   order (the twin's strided adds), starting from 0;
+- ``input_weight_grads``: a one-group float32 convolution's input, weight and bias gradients in one
+  threaded run (the weight gradient's GEMM whole beside the input gradient's blocks of images, each
+  block's GEMM rows then its ``col2im``), the bits of single-threaded OpenBLAS calls; ``channel_sums``
+  (the bias gradient alone) and ``long_matmul`` (a weight gradient with a long reduction);
 - ``max_pool2d`` (with the window-local index of each maximum) and ``max_pool2d_backward``;
 - ``relu`` and ``relu_backward`` (the rule of ``ops.RELU``): one pass each instead of NumPy's two.
 

@@ -23,6 +23,9 @@ KEEP_COLS_BYTES = 64 << 20  # the forward's im2col columns up to this size stay 
 # (``kernels.matmul``: the bits of one single-threaded call), not on OpenBLAS's own threads, whose
 # worker busy-waits after each GEMM on the core the split im2col/ReLU/pool kernels need next
 # (bench/RESULTS.md, "The CNN step", sessions 8-9). RETROGRAD_CONV_SPLIT=0: OpenBLAS's threads.
+# The input gradient of a one-group float32 convolution goes by blocks of images instead, beside the
+# weight gradient's GEMM whole on one thread (``_side_by_side``, ``kernels.conv.input_weight_grads``;
+# the same bits; bench/RESULTS.md, "Conv backward, session 11").
 _mm = np.matmul if os.environ.get("RETROGRAD_CONV_SPLIT", "") == "0" else KS.matmul
 
 
