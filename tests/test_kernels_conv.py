@@ -389,7 +389,8 @@ def test_conv2d_float32_gradients_side_by_side_match_torch_and_the_gradients_one
 
     got = _side_and_split(run, calls, check)
     assert (got[2] is None) == (need == "weight") and (got[3] is None) == (need == "input")
-    tx, tw = torch.tensor(xa.astype(np.float64), requires_grad=True), torch.tensor(wa.astype(np.float64), requires_grad=True)
+    tx = torch.tensor(xa.astype(np.float64), requires_grad=True)
+    tw = torch.tensor(wa.astype(np.float64), requires_grad=True)
     tb = torch.tensor(ba.astype(np.float64), requires_grad=True) if bias else None
     torch.nn.functional.conv2d(tx, tw, tb, s, p, d).backward(torch.tensor(got[1].astype(np.float64)))
     for mine, t in zip(got[2:], (tx, tw, tb)):
@@ -413,7 +414,8 @@ def test_channel_sums_give_numpys_bits_in_blocks_of_rows(monkeypatch):
 
 
 @needs_numba
-@pytest.mark.parametrize("cfg", [((4, 6, 7, 7), (6, 3, 3, 3), 2, 1, 1, 1), ((3, 4, 9, 8), (4, 5, 3, 2), (1, 2), (0, 1), (2, 1), 0),
+@pytest.mark.parametrize("cfg", [((4, 6, 7, 7), (6, 3, 3, 3), 2, 1, 1, 1),
+                                 ((3, 4, 9, 8), (4, 5, 3, 2), (1, 2), (0, 1), (2, 1), 0),
                                  ((2, 8, 5, 5), (8, 4, 4, 4), 2, 1, 1, 1)])
 def test_conv_transpose2d_and_double_backward_float32_by_image_blocks(monkeypatch, cfg):
     """conv_transpose2d's forward and conv2d's input gradient recorded with ``create_graph`` (both the input
@@ -446,4 +448,5 @@ def test_conv_transpose2d_and_double_backward_float32_by_image_blocks(monkeypatc
     tgy, = torch.autograd.grad((tz * tz).sum(), ty, create_graph=True)
     (tgy * tgy).sum().backward()
     for mine, t in zip(got, (ty, tgy, tx.grad, tw.grad)):
-        np.testing.assert_allclose(mine, t.detach().numpy(), rtol=2e-4, atol=2e-3 * float(np.abs(t.detach().numpy()).max()))
+        ref = t.detach().numpy()
+        np.testing.assert_allclose(mine, ref, rtol=2e-4, atol=2e-3 * float(np.abs(ref).max()))

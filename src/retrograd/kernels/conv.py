@@ -38,8 +38,8 @@ from numpy.lib.stride_tricks import as_strided
 from .. import accel
 
 __all__ = ["im2col", "col2im", "rows_to_nchw", "channels_to_nchw", "nchw_to_channels", "max_pool2d",
-           "max_pool2d_backward", "relu", "relu_backward", "long_matmul", "input_weight_grads", "channel_sums", "MIN_PER_THREAD", "LONG_BLOCK_MACS",
-           "DX_BLOCK_MACS"]
+           "max_pool2d_backward", "relu", "relu_backward", "long_matmul", "input_weight_grads", "channel_sums",
+           "MIN_PER_THREAD", "LONG_BLOCK_MACS", "DX_BLOCK_MACS"]
 
 MIN_PER_THREAD = 1 << 16  # elements written per thread below which one thread does it all (bench/conv_parts.py)
 MIN_KERNEL = 1 << 14  # ReLU: below this many elements NumPy's own loop is faster than a compiled call (2K: 1.5 vs 3.3 us)
