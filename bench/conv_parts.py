@@ -10,7 +10,7 @@ without Numba or with RETROGRAD_NO_JIT=1), the compiled kernel on 1 thread and o
 prints wall and CPU medians: run it with one checkout's ``src`` on PYTHONPATH, then another's, with
 ``--threads 1`` and ``--threads 2`` (kernels and OpenBLAS), to compare before and after.
 
-Run: python bench/conv_parts.py [--repeat 100] | --step [--threads N] [--repeat 30]
+Run: python bench/conv_parts.py [--repeat 100] [--backward] | --step [--threads N] [--repeat 30]
 """
 from __future__ import annotations
 
@@ -71,7 +71,50 @@ def parts(repeat: int) -> None:
         print(f"{name:<48} {w['twin'] * 1e3:7.3f} {w['1'] * 1e3:7.3f} {w['2'] * 1e3:7.3f} |      "
               f"{c['twin'] * 1e3:7.3f} {c['1'] * 1e3:7.3f} {c['2'] * 1e3:7.3f}")
     rg.set_num_threads(default)
+    backward(repeat)
+    rg.set_num_threads(default)
     gemms(repeat)
+
+
+def backward(repeat: int) -> None:
+    """conv2d's backward rule on arrays (the CNN step's two convolutions): the gradients one after the
+    other (``_conv_dx`` then ``_conv_dw``, each GEMM cut into blocks: before session 11) against
+    ``kernels.conv.input_weight_grads`` (the weight gradient whole on one thread beside the input
+    gradient's blocks), on 1 and 2 threads."""
+    import retrograd as rg
+    from retrograd.kernels import conv as KC
+    from retrograd.nn.functional import conv as C
+
+    rng = np.random.default_rng(2)
+    z = ((0, 0), (0, 0))
+    kw = {"stride": (1, 1), "padding": z, "dilation": (1, 1), "groups": 1}
+    rows = []
+    for name, xs, ws, needs in (("conv2 (64x32x13x13, 64x32x3x3): dx, dw, db", (64, 32, 13, 13), (64, 32, 3, 3),
+                                 (True, True, True)),
+                                ("conv1 (64x1x28x28, 32x1x3x3): dw, db", (64, 1, 28, 28), (32, 1, 3, 3),
+                                 (False, True, True))):
+        x, w = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
+        oh, ow = xs[2] - 2, xs[3] - 2
+        g = rng.standard_normal((xs[0], ws[0], oh, ow)).astype(np.float32)
+        ins = (x, w, np.zeros(ws[0], np.float32))
+        cols = KC.im2col(x, (3, 3), (1, 1), z, (1, 1), (oh, ow))
+
+        def run(side: bool, threads: int, ins=ins, g=g, cols=cols, needs=needs):
+            rg.set_num_threads(threads)
+            real = C._side_by_side
+            C._side_by_side = real if side else (lambda *a: False)
+            try:
+                C._conv2d_b(g, None, ins, dict(kw, cols=cols), needs)
+            finally:
+                C._side_by_side = real
+        fns = {f"{mode} {t}": (lambda m=mode, t=t: run(m == "side", t)) for mode in ("split", "side") for t in (1, 2)}
+        rows.append((name, timed(fns, repeat)))
+    print(f"\nconv2d backward rule, ms{'':<24} {'split 1':>8} {'side 1':>8} {'split 2':>8} {'side 2':>8} | CPU: "
+          f"{'split 1':>8} {'side 1':>8} {'split 2':>8} {'side 2':>8}")
+    order = ("split 1", "side 1", "split 2", "side 2")
+    for name, (w_, c_) in rows:
+        print(f"{name:<48} " + " ".join(f"{w_[k] * 1e3:8.3f}" for k in order) + " |      "
+              + " ".join(f"{c_[k] * 1e3:8.3f}" for k in order))
 
 
 def gemms(repeat: int) -> None:
@@ -141,10 +184,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=None)
     ap.add_argument("--step", action="store_true", help="time the whole CNN step instead")
+    ap.add_argument("--backward", action="store_true", help="only the conv2d backward rule's table")
     ap.add_argument("--threads", type=int, default=1, help="threads for --step (kernels and OpenBLAS)")
     args = ap.parse_args()
     if args.step:
         step(args.threads, args.repeat or 30)
+    elif args.backward:
+        backward(args.repeat or 100)
     else:
         parts(args.repeat or 100)
 

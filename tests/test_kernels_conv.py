@@ -293,3 +293,160 @@ def test_a_first_layers_weight_gradient_sums_blocks_of_whole_images(monkeypatch)
             assert (m, k, n) == (32, 64 * 26 * 26, 9) and block % (26 * 26) == 0 and 2 * block <= k
             assert block * m * n <= C.KC.LONG_BLOCK_MACS
         seen.clear()
+
+
+@needs_numba
+@pytest.mark.parametrize("geom", GEOMS, ids=lambda g: "x".join(map(str, g[0])) + f"-k{g[1]}-s{g[2]}-d{g[4]}")
+def test_input_weight_grads_give_the_twins_bits(monkeypatch, geom):
+    """Both gradients side by side (the weight gradient whole on one thread, the input gradient in blocks
+    of images, each block's GEMM rows then its col2im): the bits of the twin's two single-threaded calls
+    and col2im, on 1, 2 and 3 threads, in blocks of one image or of all, with and without the weight
+    gradient, NaN and infinities included."""
+    shape, k, s, p, d = geom
+    rng = np.random.default_rng(9)
+    oh, ow = _out_hw(shape, k, s, p, d)
+    kk = k[0] * k[1] * shape[1]
+    cols = _specials(rng.standard_normal((shape[0] * oh * ow, kk)).astype(np.float32))
+    wmat = rng.standard_normal((7, kk)).astype(np.float32)
+    g2 = _specials(rng.standard_normal((7, shape[0] * oh * ow)).astype(np.float32))
+    for with_w in (True, False):
+        def run():
+            return KC.input_weight_grads(g2, wmat, cols if with_w else None, with_w, shape, k, s, p, d, (oh, ow))
+        results = []
+        for block in (1, KC.DX_BLOCK_MACS):
+            with monkeypatch.context() as m:
+                m.setattr(KC, "DX_BLOCK_MACS", block)
+                results += _runs(monkeypatch, run)
+                m.setattr(accel._state, "threads", 3)
+                with np.errstate(all="ignore"):
+                    results.append(run())
+        assert all((r[1] is None) != with_w and (r[2] is None) != with_w for r in results)
+        _same([r[:1 + 2 * with_w] for r in results], f"input_weight_grads, weight and bias gradients {with_w}")
+        with accel.single_threaded_blas(), np.errstate(all="ignore"):
+            ref = KC.col2im(g2.T @ wmat, shape, k, s, p, d, (oh, ow))
+        assert np.array_equal(results[0][0], ref, equal_nan=True)
+        if with_w:
+            assert np.array_equal(results[0][2], np.sum(g2, axis=1), equal_nan=True)
+
+
+def _side_and_split(run, calls, check):
+    """``run(True)`` (conv2d's gradients side by side, the default) and ``run(False)`` (``_side_by_side``
+    off: one after the other), on 2 threads and on 1: the same arrays (``None`` where no gradient);
+    ``check(got)`` after each pair, ``calls`` cleared before. Returns the last ``run(True)``."""
+    old = rg.get_num_threads()
+    try:
+        for threads in (2, 1):
+            rg.set_num_threads(threads)
+            calls.clear()
+            got, ref = run(True), run(False)
+            check(got)
+            for a, b in zip(got, ref):
+                assert (a is None) == (b is None) and (a is None or np.array_equal(a, b))
+    finally:
+        rg.set_num_threads(old)
+    return got
+
+
+CONVS32 = [((64, 32, 13, 13), (64, 32, 3, 3), 1, 0, 1, True),  # the CNN step's second convolution
+           ((5, 3, 9, 9), (4, 3, 3, 3), 1, 0, 1, True),
+           ((6, 4, 12, 11), (8, 4, 3, 2), (2, 1), (1, 2), 1, False),
+           ((4, 5, 14, 13), (6, 5, 3, 3), 2, 2, (2, 3), True),
+           ((3, 3, 8, 8), (4, 3, 2, 2), 1, "same", 2, True),
+           ((64, 1, 28, 28), (32, 1, 3, 3), 1, 0, 1, True)]  # a first layer: long_matmul's weight gradient
+
+
+@needs_numba
+@pytest.mark.parametrize("need", ["all", "input", "weight"])
+@pytest.mark.parametrize("cfg", CONVS32, ids=lambda c: "x".join(map(str, c[0])) + f"-w{'x'.join(map(str, c[1]))}")
+def test_conv2d_float32_gradients_side_by_side_match_torch_and_the_gradients_one_after_the_other(monkeypatch, cfg,
+                                                                                                  need):
+    """float32 conv2d with one group takes ``input_weight_grads`` where the input needs a gradient: the
+    bits of the gradients computed one after the other (``_conv_dx``, ``_conv_dw``), on 1 and 2 threads,
+    and PyTorch's gradients to float32 rounding; a frozen weight or input is left without a gradient."""
+    xs, ws, s, p, d, bias = cfg
+    rng = np.random.default_rng(10)
+    xa, wa, ba = (rng.standard_normal(sh).astype(np.float32) for sh in (xs, ws, ws[:1]))
+    calls = []
+    real = KC.input_weight_grads
+    monkeypatch.setattr(KC, "input_weight_grads", lambda *a: calls.append((a[2] is not None, a[3])) or real(*a))
+
+    def run(side):
+        with monkeypatch.context() as m:
+            if not side:
+                m.setattr(conv_mod, "_side_by_side", lambda *a: False)
+            x = rg.tensor(xa, requires_grad=need != "weight")
+            w = rg.tensor(wa, requires_grad=need != "input")
+            b = rg.tensor(ba, requires_grad=True) if bias else None
+            y = rg.nn.functional.conv2d(x, w, b, s, p, d)
+            gy = np.random.default_rng(11).standard_normal(tuple(y.shape)).astype(np.float32)
+            y.backward(rg.tensor(gy))
+            return [y.detach().numpy(), gy] + [None if t.grad is None else t.grad.numpy() for t in (x, w)] + \
+                [b.grad.numpy() if bias else None]
+
+    def check(got):
+        long = conv_mod._long_block(ws[0], ws[1] * ws[2] * ws[3], got[0].size // ws[0], got[0][0, 0].size, True)
+        assert calls == ([] if need == "weight" else [(need == "all" and not long, bias)])
+
+    got = _side_and_split(run, calls, check)
+    assert (got[2] is None) == (need == "weight") and (got[3] is None) == (need == "input")
+    tx = torch.tensor(xa.astype(np.float64), requires_grad=True)
+    tw = torch.tensor(wa.astype(np.float64), requires_grad=True)
+    tb = torch.tensor(ba.astype(np.float64), requires_grad=True) if bias else None
+    torch.nn.functional.conv2d(tx, tw, tb, s, p, d).backward(torch.tensor(got[1].astype(np.float64)))
+    for mine, t in zip(got[2:], (tx, tw, tb)):
+        if mine is not None:
+            np.testing.assert_allclose(mine, t.grad.numpy(), rtol=1e-4, atol=1e-3)
+
+
+@needs_numba
+def test_channel_sums_give_numpys_bits_in_blocks_of_rows(monkeypatch):
+    """A convolution's bias gradient summed over rows on threads: each row whole, NumPy's one call's bits."""
+    rng = np.random.default_rng(12)
+    for shape in ((32, 64 * 676), (7, 5000), (64, 64 * 121)):
+        g2 = (rng.standard_normal(shape) * 10.0 ** rng.integers(-3, 3, shape)).astype(np.float32)
+        results = _runs(monkeypatch, lambda: (KC.channel_sums(g2),))
+        with monkeypatch.context() as m:
+            m.setattr(accel._state, "threads", 3)
+            m.setattr(KC, "MIN_PER_THREAD", 1)
+            results.append((KC.channel_sums(g2),))
+        _same(results, f"channel_sums {shape}")
+        assert np.array_equal(results[0][0], np.sum(g2, axis=1))
+
+
+@needs_numba
+@pytest.mark.parametrize("cfg", [((4, 6, 7, 7), (6, 3, 3, 3), 2, 1, 1, 1),
+                                 ((3, 4, 9, 8), (4, 5, 3, 2), (1, 2), (0, 1), (2, 1), 0),
+                                 ((2, 8, 5, 5), (8, 4, 4, 4), 2, 1, 1, 1)])
+def test_conv_transpose2d_and_double_backward_float32_by_image_blocks(monkeypatch, cfg):
+    """conv_transpose2d's forward and conv2d's input gradient recorded with ``create_graph`` (both the input
+    gradient rule) take ``input_weight_grads`` without a weight gradient: the bits of the GEMM cut into
+    row blocks then col2im, on 2 threads and on 1, and PyTorch's values to float32 rounding."""
+    xs, ws, s, p, d, opad = cfg
+    rng = np.random.default_rng(13)
+    xa, wa = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
+    calls = []
+    real = KC.input_weight_grads
+    monkeypatch.setattr(KC, "input_weight_grads", lambda *a: calls.append(a[2]) or real(*a))
+
+    def run(side):
+        with monkeypatch.context() as m:
+            if not side:
+                m.setattr(conv_mod, "_side_by_side", lambda *a: False)
+            x, w = rg.tensor(xa, requires_grad=True), rg.tensor(wa, requires_grad=True)
+            y = rg.nn.functional.conv_transpose2d(x, w, None, s, p, opad, 1, d)
+            z = rg.nn.functional.conv2d(y, w)
+            gy, = rg.autograd.grad((z * z).sum(), y, create_graph=True)
+            (gy * gy).sum().backward()
+            return [y.detach().numpy(), gy.detach().numpy(), x.grad.numpy(), w.grad.numpy()]
+
+    # the transpose's forward and the recorded input gradient: no weight gradient
+    got = _side_and_split(run, calls, lambda got: sum(c is None for c in calls) >= 2 or pytest.fail(str(calls)))
+    tx = torch.tensor(xa.astype(np.float64), requires_grad=True)
+    tw = torch.tensor(wa.astype(np.float64), requires_grad=True)
+    ty = torch.nn.functional.conv_transpose2d(tx, tw, None, s, p, opad, 1, d)
+    tz = torch.nn.functional.conv2d(ty, tw)
+    tgy, = torch.autograd.grad((tz * tz).sum(), ty, create_graph=True)
+    (tgy * tgy).sum().backward()
+    for mine, t in zip(got, (ty, tgy, tx.grad, tw.grad)):
+        ref = t.detach().numpy()
+        np.testing.assert_allclose(mine, ref, rtol=2e-4, atol=2e-3 * float(np.abs(ref).max()))

@@ -12,6 +12,10 @@ channels-last image instead of gathering single elements). Around the GEMMs:
 - ``col2im``: the column gradient back onto the input (the input gradient): every input element
   gets the sum of the entries read from it, added window offset ``(i, j)`` by offset in row-major
   order (the twin's strided adds), starting from 0;
+- ``input_weight_grads``: a one-group float32 convolution's input, weight and bias gradients in one
+  threaded run (the weight gradient's GEMM whole beside the input gradient's blocks of images, each
+  block's GEMM rows then its ``col2im``), the bits of single-threaded OpenBLAS calls; ``channel_sums``
+  (the bias gradient alone) and ``long_matmul`` (a weight gradient with a long reduction);
 - ``max_pool2d`` (with the window-local index of each maximum) and ``max_pool2d_backward``;
 - ``relu`` and ``relu_backward`` (the rule of ``ops.RELU``): one pass each instead of NumPy's two.
 
@@ -34,11 +38,13 @@ from numpy.lib.stride_tricks import as_strided
 from .. import accel
 
 __all__ = ["im2col", "col2im", "rows_to_nchw", "channels_to_nchw", "nchw_to_channels", "max_pool2d",
-           "max_pool2d_backward", "relu", "relu_backward", "long_matmul", "MIN_PER_THREAD", "LONG_BLOCK_MACS"]
+           "max_pool2d_backward", "relu", "relu_backward", "long_matmul", "input_weight_grads", "channel_sums",
+           "MIN_PER_THREAD", "LONG_BLOCK_MACS", "DX_BLOCK_MACS"]
 
 MIN_PER_THREAD = 1 << 16  # elements written per thread below which one thread does it all (bench/conv_parts.py)
 MIN_KERNEL = 1 << 14  # ReLU: below this many elements NumPy's own loop is faster than a compiled call (2K: 1.5 vs 3.3 us)
 LONG_BLOCK_MACS = 1 << 20  # multiply-adds of one block's product in long_matmul
+DX_BLOCK_MACS = 1 << 23  # multiply-adds of one block of images' column-gradient GEMM in input_weight_grads
 
 
 def _jit() -> Any:
@@ -162,6 +168,75 @@ def long_matmul(a: np.ndarray, b: np.ndarray, block: int) -> np.ndarray:
     out = parts[0]
     for i in range(1, nb):
         out += parts[i]
+    return out
+
+
+# ====================================================================== both gradients side by side
+def input_weight_grads(g2: np.ndarray, wmat: np.ndarray, cols: np.ndarray | None, bias: bool, x_shape: tuple,
+                       k_hw: tuple, stride: tuple, padding: tuple, dilation: tuple, out_hw: tuple) -> tuple:
+    """``(gx, gw, gb)`` of a one-group convolution from its output gradient ``g2 (O, N*OH*OW)``: the
+    input gradient ``col2im(g2.T @ wmat)`` (``wmat (O, kh*kw*C)``, ``gx`` of ``x_shape``), when ``cols``
+    is given the weight gradient ``g2 @ cols`` (``(O, kh*kw*C)``), with ``bias`` the bias gradient
+    ``np.sum(g2, axis=1)`` (each ``None`` when not asked for); the twin: those two single-threaded
+    OpenBLAS calls, ``col2im`` and the sum.
+
+    The kernel path runs the weight gradient whole, one single-threaded call (cut into blocks of rows
+    or columns, its ``(O, N*OH*OW)`` or ``(N*OH*OW, K)`` operand is packed again for every block: on 2
+    threads it ran 1.4x faster, not 2x), on one thread while the others take the input gradient in
+    blocks of whole images: each block's rows of ``g2.T @ wmat`` (a block of rows of one call gives
+    that call's bits) and at once its ``col2im``, while the block's column gradients are still in
+    cache. Every thread takes the next task not yet taken, the bias and weight gradients first; the
+    tasks, and so the bits, are the same on any number of threads."""
+    (kh, kw), (sh, sw), ((pt, pb), (pl, pr)), (dh, dw), (oh, ow) = k_hw, stride, padding, dilation, out_hw
+    n, c, h, w = x_shape
+    p, o, k = oh * ow, wmat.shape[0], wmat.shape[1]
+    ops = [g2, wmat] + ([] if cols is None else [cols])
+    # float32 only: OpenBLAS's float64 blocks of rows do not always give the one call's bits
+    if not (g2.size and wmat.size and all(a.dtype == np.float32 for a in ops) and accel.handles(*ops)):
+        with accel.single_threaded_blas():
+            gw = None if cols is None else g2 @ cols
+            gcols = g2.T @ wmat
+        return (col2im(gcols, x_shape, k_hw, stride, padding, dilation, out_hw), gw,
+                np.sum(g2, axis=1) if bias else None)
+    gx = np.empty((n, c, h, w), g2.dtype)
+    gw = None if cols is None else np.empty((o, cols.shape[1]), g2.dtype)
+    gb = np.empty(o, g2.dtype) if bias else None
+    per = max(1, -(-DX_BLOCK_MACS // max(p * o * k, 1)))  # images per block
+    nb = -(-n // per)
+    gt, J = g2.T, _jit()
+    first = int(gw is not None or bias)  # task 0: the bias and weight gradients
+    # one range of run_ranges per task (it cuts SHARES ranges a thread): the blocks in as many groups
+    groups = max(1, min(accel.SHARES * accel.get_num_threads() - first, nb))
+
+    def task(lo: int, hi: int) -> None:
+        for t in range(lo, hi):
+            if t < first:
+                if bias:
+                    np.sum(g2, axis=1, out=gb)
+                if gw is not None:
+                    np.matmul(g2, cols, out=gw)
+                continue
+            gcols = np.empty((per * p, k), g2.dtype)  # one block's column gradients, reused: stays in cache
+            for i in range(nb * (t - first) // groups, nb * (t - first + 1) // groups):
+                a, b = i * per, min(i * per + per, n)
+                np.matmul(gt[a * p:b * p], wmat, out=gcols[:(b - a) * p])
+                J.col2im(gcols, gx[a:b], kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, h + pt + pb, w + pl + pr, 0, b - a)
+
+    macs = p * n * o * (k + (0 if cols is None else cols.shape[1]))
+    with accel.single_threaded_blas():  # small: all on this thread
+        accel.run_ranges(task, (), first + groups, 1 if macs >= 2 * DX_BLOCK_MACS else first + groups)
+    return gx, gw, gb
+
+
+def channel_sums(g2: np.ndarray) -> np.ndarray:
+    """``np.sum(g2, axis=1)`` of a C-contiguous ``g2 (O, N*OH*OW)`` (a convolution's bias gradient), in
+    blocks of rows on ``accel.get_num_threads()`` threads when large: each row is summed whole, in
+    NumPy's pairwise order, whichever block it is in, so the bits are one call's."""
+    o, m = g2.shape
+    if g2.size < 2 * MIN_PER_THREAD or not g2.flags.c_contiguous or not accel.handles(g2):
+        return np.sum(g2, axis=1)
+    out = np.empty(o, g2.dtype)
+    accel.run_ranges(lambda lo, hi: np.sum(g2[lo:hi], axis=1, out=out[lo:hi]), (), o, _per_thread(m))
     return out
 
 

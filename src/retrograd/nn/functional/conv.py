@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ... import kernels as KS
+from ... import accel, kernels as KS
 from ...kernels import conv as KC
 from ...ops import Rule, call
 from ...tensor import Tensor
@@ -23,6 +23,9 @@ KEEP_COLS_BYTES = 64 << 20  # the forward's im2col columns up to this size stay 
 # (``kernels.matmul``: the bits of one single-threaded call), not on OpenBLAS's own threads, whose
 # worker busy-waits after each GEMM on the core the split im2col/ReLU/pool kernels need next
 # (bench/RESULTS.md, "The CNN step", sessions 8-9). RETROGRAD_CONV_SPLIT=0: OpenBLAS's threads.
+# The input gradient of a one-group float32 convolution goes by blocks of images instead, beside the
+# weight gradient's GEMM whole on one thread (``_side_by_side``, ``kernels.conv.input_weight_grads``;
+# the same bits; bench/RESULTS.md, "Conv backward, session 11").
 _mm = np.matmul if os.environ.get("RETROGRAD_CONV_SPLIT", "") == "0" else KS.matmul
 
 
@@ -75,6 +78,9 @@ def _conv_dx(g2: np.ndarray, w: np.ndarray, n: int, oh: int, ow: int, in_hw: tup
     groups = kw["groups"]
     o, cg, kh, kww = w.shape
     og = o // groups
+    if _side_by_side(g2, w, kw):  # blocks of images, each block's GEMM rows then its col2im (the same bits)
+        return KC.input_weight_grads(g2, _wmat(w), None, False, (n, cg, *in_hw), (kh, kww), kw["stride"],
+                                     kw["padding"], kw["dilation"], (oh, ow))[0]
     if groups == 1:
         gcols = _mm(g2.T, _wmat(w))
     else:  # columns back in (kh, kw, C) order across the groups
@@ -84,17 +90,24 @@ def _conv_dx(g2: np.ndarray, w: np.ndarray, n: int, oh: int, ow: int, in_hw: tup
                      (oh, ow))
 
 
-def _dw_mm(a: np.ndarray, b: np.ndarray, per_image: int) -> np.ndarray:
-    """A weight gradient's product ``g2 (O, N*OH*OW) @ cols (N*OH*OW, K)``: with fewer than 16 rows or
-    columns (no row or column blocks for the threads) and a long reduction, the sum of the products
-    over blocks of whole images (``kernels.conv.long_matmul``: the same bits on any number of
-    threads); else one product (``_mm``)."""
-    m, k = a.shape
-    n = b.shape[1]
+def _long_block(m: int, n: int, k: int, per_image: int, same_dtype: bool) -> int:
+    """``long_matmul``'s block for a weight gradient's product ``(m, k) @ (k, n)`` with fewer than 16 rows
+    or columns (no row or column blocks for the threads) and a long reduction; 0 where one product."""
     block = max(1, KC.LONG_BLOCK_MACS // max(m * n * per_image, 1)) * per_image
-    if min(m, n) < 16 and k >= 2 * block and a.dtype == b.dtype:
-        return KC.long_matmul(a, b, block)
-    return _mm(a, b)
+    return block if min(m, n) < 16 and k >= 2 * block and same_dtype else 0
+
+
+def _dw_mm(a: np.ndarray, b: np.ndarray, per_image: int) -> np.ndarray:
+    """A weight gradient's product ``g2 (O, N*OH*OW) @ cols (N*OH*OW, K)``: the sum of the products over
+    blocks of whole images where ``_long_block`` says so (``kernels.conv.long_matmul``: the same bits on
+    any number of threads); else one product (``_mm``)."""
+    block = _long_block(a.shape[0], b.shape[1], a.shape[1], per_image, a.dtype == b.dtype)
+    return KC.long_matmul(a, b, block) if block else _mm(a, b)
+
+
+def _dw_layout(m: np.ndarray, k_hw: tuple, cg: int) -> np.ndarray:
+    """A weight gradient's product ``(O, kh*kw*C)`` as ``(O, C, kh, kw)`` (a view)."""
+    return m.reshape(m.shape[0], k_hw[0], k_hw[1], cg).transpose(0, 3, 1, 2)
 
 
 def _conv_dw(x: np.ndarray, g2: np.ndarray, oh: int, ow: int, k_hw: tuple, kw: dict,
@@ -104,9 +117,34 @@ def _conv_dw(x: np.ndarray, g2: np.ndarray, oh: int, ow: int, k_hw: tuple, kw: d
     og, cg = o // groups, x.shape[1] // groups
     if cols is None:
         cols = _cols(x, k_hw, kw, oh, ow)
-    parts = [_dw_mm(g2[gi * og:(gi + 1) * og], _group_cols(cols, k_hw, groups, gi, cg), oh * ow)
-             .reshape(og, k_hw[0], k_hw[1], cg).transpose(0, 3, 1, 2) for gi in range(groups)]
+    parts = [_dw_layout(_dw_mm(g2[gi * og:(gi + 1) * og], _group_cols(cols, k_hw, groups, gi, cg), oh * ow), k_hw, cg)
+             for gi in range(groups)]
     return np.ascontiguousarray(parts[0] if groups == 1 else np.concatenate(parts, axis=0))
+
+
+def _side_by_side(g2: np.ndarray, w: np.ndarray, kw: dict) -> bool:
+    """Whether both gradients of a one-group float32 convolution take ``kernels.conv.input_weight_grads``
+    (its GEMMs single-threaded OpenBLAS calls side by side on retrograd's threads): where ``_mm`` would
+    split them (the bits of one single-threaded call either way)."""
+    return (kw["groups"] == 1 and _mm is KS.matmul and KS._SPLIT_GEMMS and g2.dtype == w.dtype == np.float32
+            and accel.handles(g2, w))
+
+
+def _conv_grads(x: np.ndarray, g2: np.ndarray, w: np.ndarray, out_hw: tuple, kw: dict, cols: np.ndarray | None,
+                need_w: bool, bias: bool) -> tuple:
+    """``(gx, gw, gb)`` (``gw`` ``None`` unless ``need_w``, ``gb`` unless ``bias``) by
+    ``kernels.conv.input_weight_grads``; a weight gradient that ``_long_block`` sends to ``long_matmul``
+    is computed apart."""
+    k_hw, c = tuple(w.shape[2:]), x.shape[1]
+    p = out_hw[0] * out_hw[1]
+    long = need_w and _long_block(w.shape[0], k_hw[0] * k_hw[1] * c, g2.shape[1], p, True)
+    if need_w and cols is None:
+        cols = _cols(x, k_hw, kw, *out_hw)
+    gx, gwm, gb = KC.input_weight_grads(g2, _wmat(w), cols if need_w and not long else None, bias, x.shape, k_hw,
+                                        kw["stride"], kw["padding"], kw["dilation"], tuple(out_hw))
+    if long:
+        gwm = _dw_mm(g2, cols, p)
+    return gx, None if gwm is None else np.ascontiguousarray(_dw_layout(gwm, k_hw, c)), gb
 
 
 def _conv2d_b(g, out, ins, kw, needs):
@@ -114,9 +152,13 @@ def _conv2d_b(g, out, ins, kw, needs):
     cols = kw.get("cols")  # the engine drops kw after the backward (unless retain_graph)
     if isinstance(g, np.ndarray) and isinstance(x, np.ndarray) and isinstance(w, np.ndarray):
         g2 = KC.nchw_to_channels(g)  # (O, N*OH*OW), shared by both products and the bias gradient
-        gb = np.sum(g2, axis=1) if len(ins) == 3 and needs[2] else None
-        gx = _conv_dx(g2, w, x.shape[0], g.shape[2], g.shape[3], x.shape[2:], kw) if needs[0] else None
-        gw = _conv_dw(x, g2, g.shape[2], g.shape[3], w.shape[2:], kw, cols) if needs[1] else None
+        bias = len(ins) == 3 and needs[2]
+        if needs[0] and _side_by_side(g2, w, kw):
+            gx, gw, gb = _conv_grads(x, g2, w, g.shape[2:], kw, cols, needs[1], bias)
+        else:
+            gb = KC.channel_sums(g2) if bias else None
+            gx = _conv_dx(g2, w, x.shape[0], g.shape[2], g.shape[3], x.shape[2:], kw) if needs[0] else None
+            gw = _conv_dw(x, g2, g.shape[2], g.shape[3], w.shape[2:], kw, cols) if needs[1] else None
     else:  # create_graph: record the adjoints
         gb = np.sum(g, axis=(0, 2, 3)) if len(ins) == 3 and needs[2] else None
         base = {k: kw[k] for k in ("stride", "padding", "dilation", "groups")}
