@@ -158,7 +158,7 @@ def nchw_to_channels(g, g2, lo, hi):
 def max_pool_2x2(x, out, idx, relu, lo, hi):
     """2x2 windows with stride 2 of planes ``x (P, H, W)`` ``[lo, hi)``: the maximum and its index
     in the window (0..3), a larger value or a NaN taking over (PyTorch's rule). With ``relu``, those
-    of ``np.maximum(x, 0)`` (``_relu_window``)."""
+    of ``np.maximum(x, 0)``: as ``max_pool``'s (a window with no positive input: +0 at index 0)."""
     oh, ow = out.shape[1], out.shape[2]
     for p in range(lo, hi):
         xp, op, ip = x[p], out[p], idx[p]
