@@ -52,6 +52,11 @@ def cases(KC, dt):
         ("relu backward", lambda: KC.relu_backward(a1, r1)),
         ("max_pool2d 2x2 forward (64x32x26x26)", lambda: KC.max_pool2d(r1, (2, 2), (2, 2), (0, 0), (1, 1), (13, 13))),
         ("max_pool2d 2x2 backward", lambda: KC.max_pool2d_backward(gp1, i1, (26, 26), (2, 2), (2, 2), (0, 0), (1, 1))),
+        # Sequential's ReLU + MaxPool2d node (F.pool.relu_max_pool2d): in place of the four rows above
+        ("relu + max_pool2d 2x2 forward, one node", lambda: KC.max_pool2d(a1, (2, 2), (2, 2), (0, 0), (1, 1), (13, 13),
+                                                                           relu=True)),
+        ("relu + max_pool2d 2x2 backward, one node", lambda: KC.max_pool2d_backward(
+            gp1, i1, (26, 26), (2, 2), (2, 2), (0, 0), (1, 1), relu_out=p1)),
     ]
 
 

@@ -1,7 +1,7 @@
 """Where a bench/programs step spends its time in retrograd: per-op wall time (each Rule's forward and
 backward wrapped in a timer), page faults and system time per step, and optionally a cProfile listing.
 
-    python bench/op_profile.py [--program gpt.py] [--threads 2] [--steps 20] [--cprofile] [-- program args]
+    python bench/op_profile.py [--program gpt.py] [--threads 2] [--steps 20] [--cpu] [--cprofile] [-- program args]
     python bench/op_profile.py -- --gelu none
 
 The program runs as bench/users.py runs it (``import torch`` answered by ``retrograd``). Ops that run
@@ -30,6 +30,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--cprofile", action="store_true", help="also print cProfile's top functions by own time")
+    ap.add_argument("--cpu", action="store_true", help="time the rules by the stepping thread's CPU time "
+                    "(time.thread_time: for a busy machine; with --threads 1, where the ops run on that thread)")
     ap.add_argument("program_args", nargs="*")
     a = ap.parse_args()
     sys.meta_path.insert(0, users.TorchAsRetrograd())
@@ -61,6 +63,7 @@ def main() -> None:
           f"{(r1.ru_minflt - r0.ru_minflt) / n:.0f} page faults (wall {1e3 * wall / n:.1f} ms)")
     acc: dict = collections.defaultdict(float)
     cnt: collections.Counter = collections.Counter()
+    clock = time.thread_time if a.cpu else time.perf_counter
 
     def wrap(rule, which):
         f = getattr(rule, which)
@@ -69,11 +72,11 @@ def main() -> None:
         key = f"{rule.name} {which}"
 
         def timed(*args, _f=f, _k=key):
-            t = time.perf_counter()
+            t = clock()
             try:
                 return _f(*args)
             finally:
-                acc[_k] += time.perf_counter() - t
+                acc[_k] += clock() - t
                 cnt[_k] += 1
         setattr(rule, which, timed)
     for rule in [o for o in gc.get_objects() if isinstance(o, O.Rule)]:
@@ -91,13 +94,14 @@ def main() -> None:
         import cProfile
         prof = cProfile.Profile()
         prof.enable()
-    t0 = time.perf_counter()
+    t0 = clock()
     for _ in range(n):
         step()
-    total = (time.perf_counter() - t0) / n
+    total = (clock() - t0) / n
     if a.cprofile:
         prof.disable()
-    print(f"timed step {1e3 * total:.1f} ms, in rules {1e3 * sum(acc.values()) / n:.1f} ms:")
+    print(f"timed step {1e3 * total:.1f} ms{' (CPU time of this thread)' if a.cpu else ''}, in rules "
+          f"{1e3 * sum(acc.values()) / n:.1f} ms:")
     for k, v in sorted(acc.items(), key=lambda kv: -kv[1])[:a.top]:
         print(f"  {k:45s} {1e3 * v / n:7.2f} ms  x{cnt[k] // n}")
     if a.cprofile:

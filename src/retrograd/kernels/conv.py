@@ -16,7 +16,9 @@ channels-last image instead of gathering single elements). Around the GEMMs:
   threaded run (the weight gradient's GEMM whole beside the input gradient's blocks of images, each
   block's GEMM rows then its ``col2im``), the bits of single-threaded OpenBLAS calls; ``channel_sums``
   (the bias gradient alone) and ``long_matmul`` (a weight gradient with a long reduction);
-- ``max_pool2d`` (with the window-local index of each maximum) and ``max_pool2d_backward``;
+- ``max_pool2d`` (with the window-local index of each maximum) and ``max_pool2d_backward``, also
+  of a ReLU's output without writing it (``relu``: each window's maximum rectified; ``relu_out``:
+  the gradient gated where the scatter writes it);
 - ``relu`` and ``relu_backward`` (the rule of ``ops.RELU``): one pass each instead of NumPy's two.
 
 Each runs the loops of ``retrograd.kernels.jit_conv`` when ``accel.handles`` the arrays (Numba
@@ -249,10 +251,12 @@ def _pad_hw(x: np.ndarray, pad: tuple, value: float) -> np.ndarray:
 
 
 def max_pool2d(x: np.ndarray, kernel: tuple, stride: tuple, padding: tuple, dilation: tuple,
-               out_hw: tuple) -> tuple[np.ndarray, np.ndarray]:
+               out_hw: tuple, relu: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``(out, idx)`` over the windows of ``x (N, C, H, W)`` (``padding`` one int per side pair, as
     pooling's): the maximum (a NaN wins, as in PyTorch; else the first maximum) and its window-local
-    index ``i*kw + j`` (int32). Windows that ``ceil_mode`` lets run past the input are cut there."""
+    index ``i*kw + j`` (int32). Windows that ``ceil_mode`` lets run past the input are cut there.
+    With ``relu``, those of ``np.maximum(x, 0)``, which the kernels never write out (they rectify
+    each window's maximum)."""
     (kh, kww), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = kernel, stride, padding, dilation, out_hw
     n, c, h, wd = x.shape
     if x.size and accel.handles(x):
@@ -261,11 +265,13 @@ def max_pool2d(x: np.ndarray, kernel: tuple, stride: tuple, padding: tuple, dila
         idx = np.empty((n * c, oh, ow), np.int32)
         J = _jit()
         per = _per_thread(h * wd)
-        if (kh, kww, sh, sw, ph, pw, dh, dw) == (2, 2, 2, 2, 0, 0, 1, 1) and 2 * oh <= h and 2 * ow <= wd:
-            accel.run_ranges(J.max_pool_2x2, (xp, out, idx), n * c, per)
+        if _two_by_two(kernel, stride, padding, dilation, out_hw, (h, wd)):
+            accel.run_ranges(J.max_pool_2x2, (xp, out, idx, relu), n * c, per)
         else:
-            accel.run_ranges(J.max_pool, (xp, out, idx, kh, kww, sh, sw, ph, pw, dh, dw), n * c, per)
+            accel.run_ranges(J.max_pool, (xp, out, idx, kh, kww, sh, sw, ph, pw, dh, dw, relu), n * c, per)
         return out.reshape(n, c, oh, ow), idx.reshape(n, c, oh, ow)
+    if relu:
+        x = np.maximum(x, 0)
     # pad with -inf; extra right/bottom room for ceil_mode windows
     eh = max((oh - 1) * sh + dh * (kh - 1) + 1 - (h + 2 * ph), 0)
     ew = max((ow - 1) * sw + dw * (kww - 1) + 1 - (wd + 2 * pw), 0)
@@ -294,29 +300,52 @@ def max_pool2d(x: np.ndarray, kernel: tuple, stride: tuple, padding: tuple, dila
     return best, idx
 
 
+def _two_by_two(kernel: tuple, stride: tuple, padding: tuple, dilation: tuple, out_hw: tuple, in_hw: tuple) -> bool:
+    """Whether the windows are 2x2 with stride 2 inside the input (``max_pool_2x2``'s)."""
+    return ((*kernel, *stride, *padding, *dilation) == (2, 2, 2, 2, 0, 0, 1, 1) and 2 * out_hw[0] <= in_hw[0]
+            and 2 * out_hw[1] <= in_hw[1])
+
+
 def max_pool2d_backward(g: np.ndarray, idx: np.ndarray, in_hw: tuple, kernel: tuple, stride: tuple,
-                        padding: tuple, dilation: tuple) -> np.ndarray:
-    """``(N, C, H, W)`` zeros plus ``g`` at each window's maximum (``idx`` from ``max_pool2d``)."""
+                        padding: tuple, dilation: tuple, relu_out: np.ndarray | None = None) -> np.ndarray:
+    """``(N, C, H, W)`` zeros plus ``g`` at each window's maximum (``idx`` from ``max_pool2d``). With
+    ``relu_out``, the ``out`` of ``max_pool2d(..., relu=True)``: the input gradient of the pool of a
+    ReLU, that sum times ``relu(x) > 0`` as ``relu_backward`` multiplies, in the same pass (the
+    maximum's rectified value is its window's ``relu_out``)."""
     (kh, kww), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
     h, wd = in_hw
     n, c, oh, ow = idx.shape
-    if g.size and accel.handles(g):
+    relu = relu_out is not None
+    if g.size and accel.handles(g) and (not relu or relu_out.dtype == g.dtype):
         gx = np.empty((n * c, h, wd), g.dtype)
-        accel.run_ranges(_jit().max_pool_backward,
-                         (np.ascontiguousarray(g).reshape(n * c, oh, ow), idx.reshape(n * c, oh, ow), gx, kh, kww, sh,
-                          sw, ph, pw, dh, dw), n * c, _per_thread(h * wd))
+        g3, i3 = np.ascontiguousarray(g).reshape(n * c, oh, ow), idx.reshape(n * c, oh, ow)
+        o3 = np.ascontiguousarray(relu_out).reshape(n * c, oh, ow) if relu else g3  # (not read without relu)
+        J = _jit()
+        if _two_by_two(kernel, stride, padding, dilation, (oh, ow), in_hw):
+            accel.run_ranges(J.max_pool_2x2_backward, (g3, i3, o3, gx, relu), n * c, _per_thread(h * wd))
+        else:
+            accel.run_ranges(J.max_pool_backward, (g3, i3, o3, gx, kh, kww, sh, sw, ph, pw, dh, dw, relu), n * c,
+                             _per_thread(h * wd))
         return gx.reshape(n, c, h, wd)
     H = max((oh - 1) * sh + dh * (kh - 1) + 1, h + 2 * ph)
     W = max((ow - 1) * sw + dw * (kww - 1) + 1, wd + 2 * pw)
     gxp = np.zeros((n, c, H, W), dtype=g.dtype)
+    gate = np.zeros((n, c, H, W), dtype=bool) if relu else None  # relu(x) > 0 at the windows' maxima
     disjoint = sh >= dh * (kh - 1) + 1 and sw >= dw * (kww - 1) + 1  # each input in one window at most
+    g0 = g + np.zeros((), g.dtype) if disjoint else g  # 0 + g: the kernels and PyTorch add g to zeros (-0.0 -> +0)
     for i in range(kh):
         for j in range(kww):
-            dst = gxp[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw]
+            at = (slice(None), slice(None), slice(i * dh, i * dh + sh * (oh - 1) + 1, sh),
+                  slice(j * dw, j * dw + sw * (ow - 1) + 1, sw))
+            hit = idx == i * kww + j
             if disjoint:
-                np.copyto(dst, g, where=idx == i * kww + j)
+                np.copyto(gxp[at], g0, where=hit)
             else:
-                dst += np.where(idx == i * kww + j, g, 0)
+                gxp[at] += np.where(hit, g, 0)
+            if relu:
+                gate[at] |= hit & (relu_out > 0)
+    if relu:
+        return gxp[:, :, ph:ph + h, pw:pw + wd] * gate[:, :, ph:ph + h, pw:pw + wd]
     return gxp[:, :, ph:ph + h, pw:pw + wd]
 
 

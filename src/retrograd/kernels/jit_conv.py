@@ -155,9 +155,10 @@ def nchw_to_channels(g, g2, lo, hi):
 
 
 @njit
-def max_pool_2x2(x, out, idx, lo, hi):
+def max_pool_2x2(x, out, idx, relu, lo, hi):
     """2x2 windows with stride 2 of planes ``x (P, H, W)`` ``[lo, hi)``: the maximum and its index
-    in the window (0..3), a larger value or a NaN taking over (PyTorch's rule)."""
+    in the window (0..3), a larger value or a NaN taking over (PyTorch's rule). With ``relu``, those
+    of ``np.maximum(x, 0)``: as ``max_pool``'s (a window with no positive input: +0 at index 0)."""
     oh, ow = out.shape[1], out.shape[2]
     for p in range(lo, hi):
         xp, op, ip = x[p], out[p], idx[p]
@@ -178,15 +179,22 @@ def max_pool_2x2(x, out, idx, lo, hi):
                 if v > best or v != v:
                     best = v
                     arg = 3
-                orow[j] = best
-                irow[j] = arg
+                if relu and not (best > 0 or best != best):
+                    orow[j] = 0
+                    irow[j] = 0
+                else:
+                    orow[j] = best
+                    irow[j] = arg
 
 
 @njit
-def max_pool(x, out, idx, kh, kw, sh, sw, ph, pw, dh, dw, lo, hi):
+def max_pool(x, out, idx, kh, kw, sh, sw, ph, pw, dh, dw, relu, lo, hi):
     """Any windows of planes ``x (P, H, W)`` ``[lo, hi)``; padding and the windows of ``ceil_mode``
     are skipped; the index is the window-local ``i*kw + j``. A window whose inputs are all ``-inf``
-    gets its first input's index (PyTorch's)."""
+    gets its first input's index (PyTorch's). With ``relu``, the maximum and index of the window of
+    ``np.maximum(x, 0)``: the ReLU of the maximum and its index where that is positive or NaN (a
+    larger value or a NaN takes over in both), else ``+0`` at the window's first input (all its
+    inputs rectified to ``+0``, the first of equals wins)."""
     h, w = x.shape[1], x.shape[2]
     oh, ow = out.shape[1], out.shape[2]
     for p in range(lo, hi):
@@ -195,6 +203,7 @@ def max_pool(x, out, idx, kh, kw, sh, sw, ph, pw, dh, dw, lo, hi):
             for b in range(ow):
                 best = xp[0, 0]  # replaced by the window's first input
                 arg = -1
+                first = -1
                 for i in range(kh):
                     r = a * sh - ph + i * dh
                     if r < 0 or r >= h:
@@ -207,14 +216,55 @@ def max_pool(x, out, idx, kh, kw, sh, sw, ph, pw, dh, dw, lo, hi):
                         if arg < 0 or v > best or v != v:
                             best = v
                             arg = i * kw + j
-                op[a, b] = best
-                ip[a, b] = arg
+                        if first < 0:
+                            first = i * kw + j
+                if relu and not (best > 0 or best != best):
+                    op[a, b] = 0
+                    ip[a, b] = first
+                else:
+                    op[a, b] = best
+                    ip[a, b] = arg
 
 
 @njit
-def max_pool_backward(g, idx, gx, kh, kw, sh, sw, ph, pw, dh, dw, lo, hi):
+def _zeros(xf, start, n):
+    """``xf[start:start + n] = 0`` (+0.0) in a flat array."""
+    for t in range(n):
+        xf[_u(start + t)] = 0
+
+
+@njit
+def max_pool_2x2_backward(g, idx, out, gx, relu, lo, hi):
+    """Planes ``gx (P, H, W)`` ``[lo, hi)`` of 2x2 windows with stride 2: zeros, then ``0 + g`` stored
+    at each window's maximum (``idx``; windows are disjoint, so no add): the bits of
+    ``max_pool_backward``'s zeros and adds. With ``relu``, the input gradient of
+    ``max_pool2d(relu(x))``: ``(0 + g) * (out > 0)`` as ``relu_backward`` multiplies (``out`` is the
+    pooled ReLU output: the maximum's own rectified value). Flat indices: 2-D row views cost 2-4x."""
+    h, w = gx.shape[1], gx.shape[2]
+    oh, ow = g.shape[1], g.shape[2]
+    zero = np.zeros(1, gx.dtype)[0]  # (a literal 0 would make the arithmetic float64)
+    gf, kf, of, xf = g.reshape(-1), idx.reshape(-1), out.reshape(-1), gx.reshape(-1)
+    for p in range(lo, hi):
+        base = p * h * w
+        _zeros(xf, base, h * w)
+        for i in range(oh):
+            src = (p * oh + i) * ow
+            row = base + 2 * i * w
+            for j in range(ow):
+                k = kf[_u(src + j)]
+                v = zero + gf[_u(src + j)]
+                if relu and not of[_u(src + j)] > 0:
+                    v = v * zero
+                xf[_u(row + (k >> 1) * w + 2 * j + (k & 1))] = v
+
+
+@njit
+def max_pool_backward(g, idx, out, gx, kh, kw, sh, sw, ph, pw, dh, dw, relu, lo, hi):
     """Planes ``gx (P, H, W)`` ``[lo, hi)`` = 0, then ``+= g`` at each window's maximum, window by
-    window in row-major order (PyTorch adds overlapping windows' gradients in this order)."""
+    window in row-major order (PyTorch adds overlapping windows' gradients in this order). With
+    ``relu``, then ``*= 0`` at the maximum of each window whose ``out`` is not positive: the sum times
+    the input's ``relu(x) > 0`` as ``relu_backward`` multiplies (every window whose maximum is that
+    input has its rectified value as ``out``; a second ``* 0`` changes nothing)."""
     h, w = gx.shape[1], gx.shape[2]
     oh, ow = g.shape[1], g.shape[2]
     rows = np.empty(kh * kw, np.int64)  # window-local index -> offset from the window's corner
@@ -223,13 +273,10 @@ def max_pool_backward(g, idx, gx, kh, kw, sh, sw, ph, pw, dh, dw, lo, hi):
         for j in range(kw):
             rows[i * kw + j] = i * dh
             cols[i * kw + j] = j * dw
-    gf = g.reshape(-1)
-    kf = idx.reshape(-1)
-    xf = gx.reshape(-1)
+    gf, kf, of, xf = g.reshape(-1), idx.reshape(-1), out.reshape(-1), gx.reshape(-1)
     for p in range(lo, hi):
         base = p * h * w
-        for t in range(h * w):
-            xf[_u(base + t)] = 0
+        _zeros(xf, base, h * w)
         for i in range(oh):
             src = (p * oh + i) * ow
             for j in range(ow):
@@ -238,6 +285,16 @@ def max_pool_backward(g, idx, gx, kh, kw, sh, sw, ph, pw, dh, dw, lo, hi):
                 q = j * sw - pw + cols[k]
                 if 0 <= r < h and 0 <= q < w:
                     xf[_u(base + r * w + q)] += gf[_u(src + j)]
+        if relu:
+            for i in range(oh):
+                src = (p * oh + i) * ow
+                for j in range(ow):
+                    if not of[_u(src + j)] > 0:
+                        k = kf[_u(src + j)]
+                        r = i * sh - ph + rows[k]
+                        q = j * sw - pw + cols[k]
+                        if 0 <= r < h and 0 <= q < w:
+                            xf[_u(base + r * w + q)] *= 0
 
 
 @njit

@@ -8,8 +8,10 @@ from typing import Any, Iterable, Iterator, Mapping
 from ..tensor import Tensor
 from .activation import ReLU
 from .functional.dense import linear_relu
+from .functional.pool import relu_max_pool2d
 from .layers import Linear
 from .module import Module, Parameter, _addindent
+from .pooling import MaxPool2d
 
 _MODULE_CALL = Module.__call__  # ONNX export's tracing swaps it: then every module is called as such
 
@@ -18,6 +20,20 @@ def _plain(m: Module) -> bool:
     """Whether calling ``m`` runs its class's ``forward`` and nothing else (no hooks, no patched forward)."""
     return not (m._forward_pre_hooks or m._forward_hooks or m._backward_hooks or m._backward_pre_hooks
                 or "forward" in m.__dict__)
+
+
+def _fused(m: Module, nxt: Module, x: Tensor) -> Tensor | None:
+    """``nxt(m(x))`` as one node where the pair is one the library fuses (exactly these classes, called
+    plainly): a ``Linear`` then a ``ReLU`` (``linear_relu``), a ``ReLU`` (not in place: that one changes
+    its input) then a ``MaxPool2d`` without ``return_indices`` (``relu_max_pool2d``); else None."""
+    tm, tn = type(m), type(nxt)
+    if tm is Linear:
+        if tn is ReLU and x.ndim and x.shape[-1] == m.in_features and _plain(m) and _plain(nxt):
+            return linear_relu(x, m.weight, m.bias)
+    elif tm is ReLU and tn is MaxPool2d:
+        if not m.inplace and not nxt.return_indices and x.ndim in (3, 4) and _plain(m) and _plain(nxt):
+            return relu_max_pool2d(x, nxt.kernel_size, nxt.stride, nxt.padding, nxt.dilation, nxt.ceil_mode)
+    return None
 
 
 def _index(idx: int, n: int, what: str) -> int:
@@ -90,17 +106,16 @@ class Sequential(Module):
     def forward(self, input: Any) -> Any:  # noqa: A002
         mods = list(self._modules.values())
         i, n = 0, len(mods)
+        fuse = Module.__call__ is _MODULE_CALL  # (ONNX export's tracing must see every module)
         while i < n:
             m = mods[i]
             i += 1
-            # a Linear followed by a ReLU (exactly these classes, plain calls): one fused node
-            if (type(m) is Linear and i < n and type(mods[i]) is ReLU and isinstance(input, Tensor) and input.ndim
-                    and input.shape[-1] == m.in_features and Module.__call__ is _MODULE_CALL and _plain(m)
-                    and _plain(mods[i])):
-                input = linear_relu(input, m.weight, m.bias)  # noqa: A001
-                i += 1
-            else:
+            out = _fused(m, mods[i], input) if fuse and i < n and isinstance(input, Tensor) else None
+            if out is None:
                 input = m(input)  # noqa: A001
+            else:
+                input = out  # noqa: A001
+                i += 1
         return input
 
 

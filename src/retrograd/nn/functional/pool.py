@@ -1,12 +1,13 @@
 """Pooling: max pooling (its loops in ``retrograd.kernels.conv``: compiled kernels where Numba is
-available), average pooling and adaptive average pooling, in 1-D and 2-D. Each pooling ``Rule``'s backward is a ``Rule`` too."""
+available), the max pooling of a ReLU as one node (``relu_max_pool2d``), average pooling and adaptive
+average pooling, in 1-D and 2-D. Each pooling ``Rule``'s backward is a ``Rule`` too."""
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
 
-from ...amp.autocast_mode import outside_autocast
+from ...amp.autocast_mode import outside_autocast, state as _autocast
 from ...kernels import conv as KC
 from ...ops import Rule, call
 from ...tensor import Tensor, wrap_array
@@ -82,17 +83,23 @@ def _pool_args(op: str, input: Tensor, nd: int, kernel_size: Any, stride: Any, p
     return k, s, p, d
 
 
-def max_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0,  # noqa: A002
-               dilation: Any = 1, ceil_mode: bool = False, return_indices: bool = False) -> Any:
-    """Max over ``kernel_size`` windows of ``(N, C, H, W)``; ``return_indices`` gives flat ``H*W`` indices."""
+def _max_pool2d_args(input: Tensor, kernel_size: Any, stride: Any, padding: Any, dilation: Any,  # noqa: A002
+                     ceil_mode: bool) -> tuple[Tensor, dict]:
+    """``max_pool2d``'s checks: the batched input and the pooling rules' ``kw``."""
     k, s, p, d = _pool_args("max_pool2d", input, 2, kernel_size, stride, padding, dilation)
-    unbatched = input.ndim == 3
-    x = _float_input(input.unsqueeze(0) if unbatched else input, "max_pool2d")
+    x = _float_input(input.unsqueeze(0) if input.ndim == 3 else input, "max_pool2d")
     out_hw = tuple(_pool_out(n, kk, ss, pp, dd, ceil_mode) for n, kk, ss, pp, dd in zip(x.shape[2:], k, s, p, d))
     if min(out_hw) <= 0:
         raise RuntimeError(f"max_pool2d: output size {out_hw} is too small for input of shape "
                            f"{tuple(input.shape)} (kernel_size={k}, stride={s}, padding={p}, dilation={d})")
-    kw = {"kernel": k, "stride": s, "padding": p, "dilation": d, "out_hw": out_hw}
+    return x, {"kernel": k, "stride": s, "padding": p, "dilation": d, "out_hw": out_hw}
+
+
+def max_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0,  # noqa: A002
+               dilation: Any = 1, ceil_mode: bool = False, return_indices: bool = False) -> Any:
+    """Max over ``kernel_size`` windows of ``(N, C, H, W)``; ``return_indices`` gives flat ``H*W`` indices."""
+    x, kw = _max_pool2d_args(input, kernel_size, stride, padding, dilation, ceil_mode)
+    unbatched = input.ndim == 3
     out = Tensor._apply(MAXPOOL2D, (x,), kw)
     if unbatched:
         out = out.squeeze(0)
@@ -100,6 +107,45 @@ def max_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any
         return out
     idx = _maxpool_flat_index(kw, x.shape[2:]).astype(np.int64)
     return out, wrap_array(idx[0] if unbatched else idx)
+
+
+def _relu_maxpool2d_f(ins, kw):
+    out, kw["idx"] = KC.max_pool2d(ins[0], kw["kernel"], kw["stride"], kw["padding"], kw["dilation"], kw["out_hw"],
+                                   relu=True)
+    return out
+
+
+def _relu_maxpool2d_b(g, out, ins, kw, needs):
+    in_hw = tuple(ins[0].shape[2:])
+    args = (kw["idx"], in_hw, kw["kernel"], kw["stride"], kw["padding"], kw["dilation"])
+    if type(g) is np.ndarray and type(out) is np.ndarray:
+        return (KC.max_pool2d_backward(g, *args, relu_out=out),)
+    # create_graph: the two nodes' rules on Tensors, the pool's backward then ReLU's (times ``relu(x) > 0``,
+    # here the windows' ``out > 0`` at their maxima, False elsewhere: where the pool's gradient is +0
+    # and ReLU's rule gives +0 either way)
+    o = out._array if isinstance(out, Tensor) else np.asarray(out)
+    positive = KC.max_pool2d_backward(np.ones_like(o), *args, relu_out=o) > 0
+    return (call(MAXPOOL2D_BACKWARD, (g,), kw | {"in_hw": in_hw}) * wrap_array(positive),)
+RELU_MAXPOOL2D = Rule("relu_max_pool2d", _relu_maxpool2d_f, _relu_maxpool2d_b, save_out=True, needs_inputs=False)
+
+_FUSED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def relu_max_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0,  # noqa: A002
+                    dilation: Any = 1, ceil_mode: bool = False) -> Tensor:
+    """``max_pool2d(relu(input), ...)`` as one node (what ``Sequential`` runs for a ``ReLU`` followed by
+    a ``MaxPool2d``): the pool of the input, each window's maximum rectified (``relu(max(x)) ==
+    max(relu(x))``; a window with no positive input gives +0 at its first input, as the pool of the
+    ReLU does); backward, the gradient at the maxima gated by ``out > 0`` in the pool's one pass. No
+    full-size ReLU output is written or kept; the same bits as the two ops, forward and backward.
+    Inputs the node does not take (autocast, dtypes other than float32 and float64) run the two ops."""
+    if (_autocast.cpu_enabled or not isinstance(input, Tensor) or input.dtype not in _FUSED_DTYPES
+            or input.ndim not in (3, 4)):
+        return max_pool2d(input.relu() if isinstance(input, Tensor) else input, kernel_size, stride, padding,
+                          dilation, ceil_mode)
+    x, kw = _max_pool2d_args(input, kernel_size, stride, padding, dilation, ceil_mode)
+    out = Tensor._apply(RELU_MAXPOOL2D, (x,), kw)
+    return out.squeeze(0) if input.ndim == 3 else out
 
 
 def max_pool1d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0,  # noqa: A002
