@@ -61,7 +61,8 @@ def adam_(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: 
             _FIXED.clear()
         fixed = _FIXED[key] = ((weight_decay != 0, amsgrad, t(-1.0 if maximize else 1.0), t(decoupled_scale),
                                 t(weight_decay), t(1 - beta1), t(beta2), t(1 - beta2)), t(eps))
-    accel.run_split(_adam_kernel, [param, grad, exp_avg, exp_avg_sq, vmax],
+    kernel = _adam_kernel.compiled  # the compiled dispatcher once there is one: no _Lazy frame in between
+    accel.run_split(_adam_kernel if kernel is None else kernel, [param, grad, exp_avg, exp_avg_sq, vmax],
                     fixed[0] + (t(step_size), t(bias_correction2_sqrt), fixed[1]))
 
 
