@@ -20,7 +20,8 @@ for callgrind's instruction count per phase (the step's Python frames all look a
         --toggle-collect=starmap_next --toggle-collect=filter_next --toggle-collect=_operator_call \
         --toggle-collect=functools_reduce --toggle-collect=takewhile_next \
         python bench/mlp_phases.py tiny_mlp --warmup 50 --callgrind 200
-    callgrind_annotate --inclusive=yes cg.out | grep -E 'starmap_next|filter_next|_operator_call|functools_reduce|takewhile_next|TOTALS'
+    callgrind_annotate --inclusive=yes cg.out \
+        | grep -E 'starmap_next|filter_next|_operator_call|functools_reduce|takewhile_next|TOTALS'
 
 (zero_grad: ``itertools.starmap``, forward: ``filter``, loss: ``operator.call``, backward: ``functools.reduce``,
 step: ``itertools.takewhile``; divide each inclusive count by N).
