@@ -13,11 +13,27 @@ not counted, so compare at one thread or read ``--clock process``, every thread'
 the mean per step of each phase in microseconds, their sum, and the mean wall time of a step.
 ``--hash N`` instead runs N steps from the start and prints a SHA-256 of the losses, parameters,
 gradients and optimizer state (the same bits before and after a change: compare two trees' hashes).
+``--callgrind N`` runs N steps after the warm-up with each phase called through its own C function,
+for callgrind's instruction count per phase (the step's Python frames all look alike to it)::
+
+    valgrind --tool=callgrind --callgrind-out-file=cg.out --collect-atstart=no \
+        --toggle-collect=starmap_next --toggle-collect=filter_next --toggle-collect=_operator_call \
+        --toggle-collect=functools_reduce --toggle-collect=takewhile_next \
+        python bench/mlp_phases.py tiny_mlp --warmup 50 --callgrind 200
+    callgrind_annotate --inclusive=yes cg.out \
+        | grep -E 'starmap_next|filter_next|_operator_call|functools_reduce|takewhile_next|TOTALS'
+
+(zero_grad: ``itertools.starmap``, forward: ``filter``, loss: ``operator.call``, backward: ``functools.reduce``,
+step: ``itertools.takewhile``; divide each inclusive count by N).
 """
 from __future__ import annotations
 
 import argparse
+import functools
+import gc
 import hashlib
+import itertools
+import operator
 import os
 import sys
 import time
@@ -38,6 +54,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--clock", choices=["thread", "process"], default="thread")
     ap.add_argument("--hash", type=int, default=0, metavar="N", help="hash the state after N steps instead")
+    ap.add_argument("--callgrind", type=int, default=0, metavar="N",
+                    help="N steps, each phase through its own C function, for callgrind (see above)")
     args = ap.parse_args()
     if args.src:
         sys.path.insert(0, args.src)
@@ -56,6 +74,9 @@ def main() -> None:
             for v in st.values():
                 h.update(v.numpy().tobytes())
         print(f"{args.workload} {args.lib}: {h.hexdigest()[:16]} after {args.hash} steps")
+        return
+    if args.callgrind:
+        _phases_for_callgrind(ns, args.warmup, args.callgrind)
         return
     clock = time.thread_time if args.clock == "thread" else time.process_time
     total = dict.fromkeys(PHASES, 0.0)
@@ -82,6 +103,43 @@ def main() -> None:
     parts = "  ".join(f"{k} {v / n * 1e6:.1f}" for k, v in total.items())
     print(f"{args.workload} {args.lib} ({os.path.dirname(lib.__file__)}), {args.clock} CPU us per step: {parts}  "
           f"sum {sum(total.values()) / n * 1e6:.1f}  (wall {wall / n * 1e6:.1f})")
+
+
+def _phases_for_callgrind(ns: dict, warmup: int, steps: int) -> None:
+    """``steps`` steps after ``warmup``, each phase run by a C function of its own (the module docstring)."""
+    opt, model, x, y, F = ns["optimizer"], ns["model"], ns["x"], ns["y"], ns["F"]
+    for _ in range(warmup):
+        ns["step"]()
+    gc.collect()
+    held = {}
+
+    def zero_grad() -> None:
+        opt.zero_grad()
+
+    def forward(_: object) -> bool:
+        held["out"] = model(x)
+        return False
+
+    def loss() -> None:
+        held["loss"] = F.cross_entropy(held["out"], y)
+
+    def backward(a: object, b: object) -> None:
+        held["loss"].backward()
+
+    def step(_: object) -> bool:
+        opt.step()
+        return False
+
+    for _ in range(steps):
+        for _ in itertools.starmap(zero_grad, ((),)):
+            pass
+        for _ in filter(forward, (0,)):
+            pass
+        operator.call(loss)
+        functools.reduce(backward, (0, 0))
+        for _ in itertools.takewhile(step, (0,)):
+            pass
+    print(f"{steps} steps, phases through starmap_next, filter_next, _operator_call, functools_reduce, takewhile_next")
 
 
 if __name__ == "__main__":

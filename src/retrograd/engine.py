@@ -472,9 +472,12 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                     if rule.needs_inputs and a._vc[0] + b._vc[0] + c._vc[0] != node.version or (
                             node.out_vc is not None and node.out_vc[0] != node.out_v):
                         _raise_modified(rule, ins)
-                    needs = (a.requires_grad, b.requires_grad, c.requires_grad)
-                    gin = rule.backward(g, node.out, (a._array, b._array, c._array), node.kw, needs)
-                    pairs = tuple((t, gi) for t, gi, need in zip(ins, gin, needs) if need)
+                    ra, rb, rc = a.requires_grad, b.requires_grad, c.requires_grad
+                    ga, gb, gc = rule.backward(g, node.out, (a._array, b._array, c._array), node.kw, (ra, rb, rc))
+                    if rb and rc:  # the weight and bias of a layer, with its input or (the first layer) without
+                        pairs = ((a, ga), (b, gb), (c, gc)) if ra else ((b, gb), (c, gc))
+                    else:
+                        pairs = tuple([(t, gi) for t, gi, need in zip(ins, (ga, gb, gc), (ra, rb, rc)) if need])
                 else:
                     pairs = None
                 if hand is not None:
@@ -520,11 +523,18 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                         continue
                 if child is None:
                     tg = t.grad
-                    if tg is not None and plain_leaves and t._hooks is None:  # to_leaf's commonest case, inline
-                        gd = tg._array
-                        if gd.dtype is gi.dtype and gd.shape == gi.shape:
-                            gd += gi
-                            continue
+                    if plain_leaves and t._hooks is None:  # to_leaf's commonest cases, inline
+                        if tg is not None:
+                            gd = tg._array
+                            if gd.dtype is gi.dtype and gd.shape == gi.shape:
+                                gd += gi
+                                continue
+                        else:  # an optimizer's parameter after zero_grad(): into its slot of the flat buffer
+                            slot = getattr(t, "_gslot", None)
+                            if slot is not None and slot is not NO_GRAD_SLOT and slot.shape == gi.shape:
+                                slot[...] = gi
+                                t.grad = wrap(slot)
+                                continue
                     to_leaf(t, gi, not create_graph and gi is not g and gi.flags.writeable
                             and (gi.base is None or _sole(gi)))
                 else:
@@ -544,7 +554,7 @@ def run_backward(roots: Sequence, grad_roots: Sequence, *, retain_graph: bool, c
                         grads[child] = _accumulate(prev, gi, owned)
             # drop this node's gradients before the next rule runs: one summed into an accumulator
             # (or added out of place) is garbage now, and the locals would keep it alive through it
-            node = g = prev = gi = pairs = ga = gb = gin = None
+            node = g = prev = gi = pairs = ga = gb = gc = None
     finally:
         state.enabled = prev_mode
         if state.final_callbacks:
@@ -738,7 +748,8 @@ def _grad_seed(out: Any, g: Any, create_graph: bool, what: str) -> Any:
             raise RuntimeError(f"{what}: grad can be implicitly created only for scalar outputs, but the output "
                                f"has shape {tuple(out.shape)}; pass gradient= (a tensor of that shape, e.g. "
                                "rg.ones_like(out)) or reduce the output to a scalar first (out.sum())")
-        arr = np.ones_like(out._array)
+        arr = np.empty_like(out._array)
+        arr.fill(1)  # np.ones_like's bits, without its two Python-level wrappers
         return Tensor._wrap(arr) if create_graph else arr
     gt = g if isinstance(g, Tensor) else Tensor(g)
     if gt.shape != out.shape:
@@ -770,7 +781,10 @@ def backward(tensors: Any, grad_tensors: Any = None, retain_graph: bool | None =
             raise RuntimeError("backward: element 0 of tensors does not require grad and does not have a "
                                "grad_fn; did you forget requires_grad=True on a leaf, or compute it under "
                                "rg.no_grad()?")
-    seeds = [_grad_seed(t, g, create_graph, "backward") for t, g in zip(ts, gs)]
+    if len(ts) == 1 and len(gs) == 1:  # loss.backward(): no comprehension's frame
+        seeds = [_grad_seed(ts[0], gs[0], create_graph, "backward")]
+    else:
+        seeds = [_grad_seed(t, g, create_graph, "backward") for t, g in zip(ts, gs)]
     if retain_graph is None:
         retain_graph = create_graph
     only = None

@@ -81,6 +81,26 @@ def test_fused_with_skipped_parameters_and_nonfinite_gradients():
     assert np.isnan(out[0][:3]).all() and np.isfinite(out[0][3:]).all()
 
 
+def test_hyperparameters_changed_between_steps_reach_the_kernel():
+    # adam_ keeps the scalars that stay from step to step by their values: a group's betas, eps, weight decay
+    # and maximize changed by hand (as a scheduler or a user may) must reach the kernel at the next step
+    def run(fused_flag: bool) -> list[np.ndarray]:
+        rng = np.random.default_rng(3)
+        params = [rg.tensor(rng.standard_normal(s).astype("float32"), requires_grad=True) for s in (9, 30)]
+        opt = rg.optim.AdamW(params, lr=0.01, fused=fused_flag)
+        changes = [{}, {"betas": (0.8, 0.99)}, {"eps": 1e-3}, {"weight_decay": 0.5}, {"maximize": True},
+                   {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01, "maximize": False}]
+        for change in changes:
+            opt.param_groups[0].update(change)
+            for _ in range(2):
+                for p in params:
+                    p.grad = rg.tensor(rng.standard_normal(p.shape).astype("float32"))
+                opt.step()
+        return [p.detach().numpy().copy() for p in params] + [
+            v.detach().numpy().copy() for p in params for v in opt.state[p].values()]
+    _assert_identical(run(True), run(False))
+
+
 def test_small_beta1_keeps_numpy_lerp_formula():
     # 1 - beta1 >= 0.5 switches PyTorch's lerp formula: the NumPy path handles it
     kw = {"weight_decay": 0.1}

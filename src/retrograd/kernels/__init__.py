@@ -383,7 +383,7 @@ def sum_rows(a: np.ndarray) -> np.ndarray:
     pairwise order instead: every block here is at least 17 columns wide), so the bits are one call's."""
     m, n = a.shape
     if a.size < 2 * _MIN_ELEMENTS or n < 64 or not a.flags.c_contiguous or not _fast(a):
-        return a.sum(axis=0)
+        return np.add.reduce(a, axis=0)  # a.sum(axis=0)'s loop, without its Python wrapper
     out = np.empty(n, a.dtype)
     # bounds are multiples of 16 at least 32 columns apart: each block is at least 17 wide
     accel.run_ranges(lambda lo, hi: np.sum(a[:, lo:hi], axis=0, out=out[lo:hi]), (), n,

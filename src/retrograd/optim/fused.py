@@ -53,9 +53,21 @@ def adam_(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: 
     t = param.dtype.type
     amsgrad = max_exp_avg_sq is not None
     vmax = max_exp_avg_sq if amsgrad else param[:0]
-    scalars = (weight_decay != 0, amsgrad, t(-1.0 if maximize else 1.0), t(decoupled_scale), t(weight_decay),
-               t(1 - beta1), t(beta2), t(1 - beta2), t(step_size), t(bias_correction2_sqrt), t(eps))
-    accel.run_split(_adam_kernel, [param, grad, exp_avg, exp_avg_sq, vmax], scalars)
+    # the scalars that stay from step to step, made once (a NumPy scalar costs more than the dict lookup)
+    key = (t, weight_decay, amsgrad, maximize, decoupled_scale, beta1, beta2, eps)
+    fixed = _FIXED.get(key)
+    if fixed is None:
+        if len(_FIXED) >= 64:
+            _FIXED.clear()
+        fixed = _FIXED[key] = ((weight_decay != 0, amsgrad, t(-1.0 if maximize else 1.0), t(decoupled_scale),
+                                t(weight_decay), t(1 - beta1), t(beta2), t(1 - beta2)), t(eps))
+    kernel = _adam_kernel.compiled  # the compiled dispatcher once there is one: no _Lazy frame in between
+    accel.run_split(_adam_kernel if kernel is None else kernel, [param, grad, exp_avg, exp_avg_sq, vmax],
+                    fixed[0] + (t(step_size), t(bias_correction2_sqrt), fixed[1]))
+
+
+# adam_'s fixed scalars by (dtype, weight_decay, amsgrad, maximize, decoupled_scale, beta1, beta2, eps)
+_FIXED: dict = {}
 
 
 def usable(fused: Any, *arrays: np.ndarray) -> bool:

@@ -78,14 +78,15 @@ def _hooked(func: Callable) -> Callable:
         self = args[0]
         if self._in_step:
             return func(*args, **kwargs)
-        for hook in chain(_global_pre_hooks.values(), self._step_pre_hooks.values()):
-            result = hook(self, args, kwargs)
-            if result is not None:
-                if isinstance(result, tuple) and len(result) == 2:
-                    args, kwargs = result
-                else:
-                    raise RuntimeError(f"{func} must return None or a tuple of (new_args, new_kwargs), "
-                                       f"but got {result}.")
+        if _global_pre_hooks or self._step_pre_hooks:
+            for hook in chain(_global_pre_hooks.values(), self._step_pre_hooks.values()):
+                result = hook(self, args, kwargs)
+                if result is not None:
+                    if isinstance(result, tuple) and len(result) == 2:
+                        args, kwargs = result
+                    else:
+                        raise RuntimeError(f"{func} must return None or a tuple of (new_args, new_kwargs), "
+                                           f"but got {result}.")
         self._in_step = True
         try:
             _apply_lr_schedules(self, 0)
@@ -93,8 +94,9 @@ def _hooked(func: Callable) -> Callable:
             _apply_lr_schedules(self, 1)
         finally:
             self._in_step = False
-        for hook in chain(self._step_post_hooks.values(), _global_post_hooks.values()):
-            hook(self, args, kwargs)
+        if self._step_post_hooks or _global_post_hooks:
+            for hook in chain(self._step_post_hooks.values(), _global_post_hooks.values()):
+                hook(self, args, kwargs)
         return out
 
     step._hooked = True
@@ -205,8 +207,9 @@ class StepArrays:
         """``scalars[name]`` as one Python float when all parameters agree (the
         common case, PyTorch's ``.item()``), else as a float64 array per parameter."""
         arr = self.scalars[name]
-        first = arr[0]
-        if (arr == first).all():
+        vals = arr.tolist()  # (a few floats: Python's compare, not three NumPy calls)
+        first = vals[0]
+        if vals.count(first) == len(vals) and first == first:  # every one equal (NaN never is)
             return float(first)
         return arr.astype(np.float64)
 
@@ -432,7 +435,7 @@ class Optimizer:
     def step(self, closure: Callable | None = None) -> Any:
         """One update of every parameter that has a gradient. ``closure`` (optional)
         re-evaluates the model and returns the loss; it runs with grad enabled."""
-        loss = _closure_loss(closure)
+        loss = None if closure is None else _closure_loss(closure)
         for group, buckets in zip(self.param_groups, self._buckets):
             for b in buckets:
                 self._step_bucket(group, b)
@@ -443,8 +446,12 @@ class Optimizer:
         if has is False:
             return
         spec = self._state_spec(group)
-        bufs = {name: b.buffer(name, fill) for name, kind, fill in spec if kind == "buffer"}
-        scal = {name: b.scalar(name, fill) for name, kind, fill in spec if kind == "scalar"}
+        bufs, scal = {}, {}  # (a loop, not two comprehensions: their frames cost more than the few entries)
+        for name, kind, fill in spec:
+            if kind == "buffer":
+                bufs[name] = b.buffer(name, fill)
+            elif kind == "scalar":
+                scal[name] = b.scalar(name, fill)
         fresh = None
         if not b.all_initialized:
             sel = b._full if has is None else has

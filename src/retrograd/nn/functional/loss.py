@@ -21,6 +21,7 @@ from .activation import logsigmoid
 
 
 _REDUCTIONS = ("none", "mean", "sum")
+_INT64 = np.dtype(np.int64)
 
 
 def _check_reduction(reduction: str, allowed: tuple = _REDUCTIONS) -> None:
@@ -115,7 +116,8 @@ def _ce_f(ins, kw):
         logp = B.round_bfloat16(s - lse)
     else:
         logp = kernels.log_softmax(x)  # s - log(sum(exp(s))), s = x - max(x), row by row
-    kw["p"] = kernels.exp_rows(logp)
+    # (small ones: exp_rows' own NumPy call, without its frame)
+    kw["p"] = np.exp(logp) if logp.size < 2 * kernels.MIN_PER_THREAD else kernels.exp_rows(logp)
     picked = logp[np.arange(len(t)), t]
     loss = -(1.0 - eps) * picked if wi is None else -(1.0 - eps) * wi * picked
     if eps:
@@ -126,7 +128,7 @@ def _ce_f(ins, kw):
         return loss.astype(x.dtype, copy=False)
     if kw.get("bfloat16") and not eps:
         return _nll_reduce_bf16(loss, red, kw)
-    total = loss.sum()
+    total = np.add.reduce(loss)  # loss.sum()'s loop, without its Python wrapper
     if red == "mean":
         if kw["denom"]:
             total = total / kw["denom"]
@@ -253,7 +255,7 @@ def _all_targets_valid(t: np.ndarray, c: int, ignore_index: int) -> bool:
     (two reductions instead of ``_check_targets``' masks; False sends the caller there)."""
     if not t.size:
         return False
-    lo, hi = t.min(), t.max()
+    lo, hi = np.minimum.reduce(t), np.maximum.reduce(t)  # (t.min() and t.max() run a Python wrapper each)
     return 0 <= lo and hi < c and not lo <= ignore_index <= hi
 
 
@@ -284,15 +286,22 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,  
     """Logits ``(N, C)``, ``(C,)`` or ``(N, C, d1, ...)`` against class indices ``(N, d1, ...)``
     (fused log-softmax + NLL; mean divides by the summed weights of non-ignored targets) or
     class probabilities of the input's shape."""
-    _check_reduction(reduction)
+    if reduction not in _REDUCTIONS:
+        _check_reduction(reduction)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")
-    x = _float_input(input, "cross_entropy")
+    x = input if isinstance(input, Tensor) and input._array.dtype.kind in "fV" else _float_input(input, "cross_entropy")
     tgt = target if isinstance(target, Tensor) else _as_tensor(target)
-    if tgt.dtype.kind in "fV" and tuple(tgt.shape) == tuple(x.shape):
-        return _cross_entropy_probs(x, tgt.to(x.dtype), weight, reduction, label_smoothing)
-    rows, t, out_shape, c = _class_rows(x, tgt, "cross_entropy")
-    W = _weights_array(weight, c, x.dtype, "cross_entropy")
+    xa, ta = x._array, tgt._array
+    if xa.ndim == 2 and ta.dtype is _INT64 and ta.shape == xa.shape[:1]:
+        # (N, C) logits and int64 class indices: _class_rows' answers read off the arrays here (a classifier's
+        # step, where its frame and the Tensor properties cost more than the small op itself)
+        rows, t, out_shape, c = x, ta, ta.shape, xa.shape[1]
+    else:
+        if tgt.dtype.kind in "fV" and tuple(tgt.shape) == tuple(x.shape):
+            return _cross_entropy_probs(x, tgt.to(x.dtype), weight, reduction, label_smoothing)
+        rows, t, out_shape, c = _class_rows(x, tgt, "cross_entropy")
+    W = None if weight is None else _weights_array(weight, c, xa.dtype, "cross_entropy")
     if W is None and _all_targets_valid(t, c, ignore_index):
         # w_i = m_i = 1 for every row: None spares the rule the multiplications by one
         kw = {"target": t, "w_i": None, "m_i": None, "W": None, "eps": float(label_smoothing),
@@ -300,11 +309,11 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,  
     else:
         valid = _check_targets(t, c, ignore_index, "cross_entropy")
         tsafe = np.where(valid, t, 0)
-        mi = valid.astype(x.dtype)
+        mi = valid.astype(xa.dtype)
         wi = mi if W is None else W[tsafe] * mi
         kw = {"target": tsafe, "w_i": wi, "m_i": mi, "W": W, "eps": float(label_smoothing),
               "reduction": reduction, "denom": float(np.sum(wi, dtype=np.float64))}
-    if x.dtype == B.bfloat16:
+    if xa.dtype == B.bfloat16:
         kw["bfloat16"] = True
         kw["denom_bf16"] = np.float32(B.round_bfloat16(np.array([kw["denom"]], np.float32))[0])
     out = Tensor._apply(CROSS_ENTROPY, (rows,), kw)
