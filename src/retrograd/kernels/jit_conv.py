@@ -259,6 +259,15 @@ def max_pool_2x2_backward(g, idx, out, gx, relu, lo, hi):
 
 
 @njit
+def _window_max_at(k, i, j, rows, cols, sh, sw, ph, pw, h, w):
+    """The offset in its ``(H, W)`` plane of window ``(i, j)``'s maximum (window-local index ``k``), or -1
+    where it lies in the padding."""
+    r = i * sh - ph + rows[k]
+    q = j * sw - pw + cols[k]
+    return r * w + q if 0 <= r < h and 0 <= q < w else -1
+
+
+@njit
 def max_pool_backward(g, idx, out, gx, kh, kw, sh, sw, ph, pw, dh, dw, relu, lo, hi):
     """Planes ``gx (P, H, W)`` ``[lo, hi)`` = 0, then ``+= g`` at each window's maximum, window by
     window in row-major order (PyTorch adds overlapping windows' gradients in this order). With
@@ -280,21 +289,17 @@ def max_pool_backward(g, idx, out, gx, kh, kw, sh, sw, ph, pw, dh, dw, relu, lo,
         for i in range(oh):
             src = (p * oh + i) * ow
             for j in range(ow):
-                k = kf[_u(src + j)]
-                r = i * sh - ph + rows[k]
-                q = j * sw - pw + cols[k]
-                if 0 <= r < h and 0 <= q < w:
-                    xf[_u(base + r * w + q)] += gf[_u(src + j)]
+                t = _window_max_at(kf[_u(src + j)], i, j, rows, cols, sh, sw, ph, pw, h, w)
+                if t >= 0:
+                    xf[_u(base + t)] += gf[_u(src + j)]
         if relu:
             for i in range(oh):
                 src = (p * oh + i) * ow
                 for j in range(ow):
                     if not of[_u(src + j)] > 0:
-                        k = kf[_u(src + j)]
-                        r = i * sh - ph + rows[k]
-                        q = j * sw - pw + cols[k]
-                        if 0 <= r < h and 0 <= q < w:
-                            xf[_u(base + r * w + q)] *= 0
+                        t = _window_max_at(kf[_u(src + j)], i, j, rows, cols, sh, sw, ph, pw, h, w)
+                        if t >= 0:
+                            xf[_u(base + t)] *= 0
 
 
 @njit
